@@ -74,7 +74,10 @@ impl NodeName {
         if !first.is_ascii_lowercase() {
             return Err(format!("{s:?} must start with a lower-case ASCII letter"));
         }
-        if !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
             return Err(format!("{s:?} may contain only a-z, 0-9 and '_'"));
         }
         if is_rust_keyword(s) {
@@ -125,7 +128,9 @@ impl Ident {
     pub fn new(original: &str) -> Result<Self, String> {
         let mut rust = to_snake_case(original);
         if rust.is_empty() {
-            return Err(format!("{original:?} has no letters or digits to make an identifier from"));
+            return Err(format!(
+                "{original:?} has no letters or digits to make an identifier from"
+            ));
         }
         if rust.starts_with(|c: char| c.is_ascii_digit()) {
             rust.insert(0, '_');
@@ -133,7 +138,10 @@ impl Ident {
         if is_rust_keyword(&rust) {
             rust.push('_');
         }
-        Ok(Self { original: original.to_owned(), rust })
+        Ok(Self {
+            original: original.to_owned(),
+            rust,
+        })
     }
 
     pub fn pascal(&self) -> String {
@@ -161,8 +169,13 @@ impl TopicName {
         if s == "." || s == ".." {
             return Err(format!("topic {s:?} is reserved"));
         }
-        if let Some(bad) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-            return Err(format!("topic {s:?} contains {bad:?}; only a-z, A-Z, 0-9, '.', '_' and '-' are allowed"));
+        if let Some(bad) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(format!(
+                "topic {s:?} contains {bad:?}; only a-z, A-Z, 0-9, '.', '_' and '-' are allowed"
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -364,7 +377,14 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_retries: 3, initial_delay_ms: 100, max_delay_ms: 5_000, multiplier: 2.0, jitter: 0.1, retry_on: Vec::new() }
+        Self {
+            max_retries: 3,
+            initial_delay_ms: 100,
+            max_delay_ms: 5_000,
+            multiplier: 2.0,
+            jitter: 0.1,
+            retry_on: Vec::new(),
+        }
     }
 }
 
@@ -378,7 +398,12 @@ pub struct CircuitBreakerPolicy {
 
 impl Default for CircuitBreakerPolicy {
     fn default() -> Self {
-        Self { enabled: true, failure_threshold: 5, reset_timeout_ms: 60_000, half_open_max_requests: 1 }
+        Self {
+            enabled: true,
+            failure_threshold: 5,
+            reset_timeout_ms: 60_000,
+            half_open_max_requests: 1,
+        }
     }
 }
 
@@ -411,7 +436,13 @@ pub struct HealthCheck {
 
 impl Default for HealthCheck {
     fn default() -> Self {
-        Self { enabled: true, endpoint: "/health".into(), interval_seconds: 30, timeout_ms: None, checks: Vec::new() }
+        Self {
+            enabled: true,
+            endpoint: "/health".into(),
+            interval_seconds: 30,
+            timeout_ms: None,
+            checks: Vec::new(),
+        }
     }
 }
 
@@ -540,7 +571,9 @@ pub fn to_snake_case(s: &str) -> String {
                 let next = chars.get(i + 1).copied();
                 let boundary = match prev {
                     Some(p) if p.is_ascii_lowercase() || p.is_ascii_digit() => true,
-                    Some(p) if p.is_ascii_uppercase() => next.is_some_and(|n| n.is_ascii_lowercase()),
+                    Some(p) if p.is_ascii_uppercase() => {
+                        next.is_some_and(|n| n.is_ascii_lowercase())
+                    }
                     _ => false,
                 };
                 if boundary && !out.ends_with('_') && !out.is_empty() {
@@ -577,11 +610,57 @@ pub fn to_pascal_case(s: &str) -> String {
 pub fn is_rust_keyword(s: &str) -> bool {
     matches!(
         s,
-        "as" | "break" | "const" | "continue" | "crate" | "else" | "enum" | "extern" | "false" | "fn" | "for" | "if"
-            | "impl" | "in" | "let" | "loop" | "match" | "mod" | "move" | "mut" | "pub" | "ref" | "return" | "self"
-            | "Self" | "static" | "struct" | "super" | "trait" | "true" | "type" | "unsafe" | "use" | "where"
-            | "while" | "async" | "await" | "dyn" | "abstract" | "become" | "box" | "do" | "final" | "macro"
-            | "override" | "priv" | "typeof" | "unsized" | "virtual" | "yield" | "try" | "gen"
+        "as" | "break"
+            | "const"
+            | "continue"
+            | "crate"
+            | "else"
+            | "enum"
+            | "extern"
+            | "false"
+            | "fn"
+            | "for"
+            | "if"
+            | "impl"
+            | "in"
+            | "let"
+            | "loop"
+            | "match"
+            | "mod"
+            | "move"
+            | "mut"
+            | "pub"
+            | "ref"
+            | "return"
+            | "self"
+            | "Self"
+            | "static"
+            | "struct"
+            | "super"
+            | "trait"
+            | "true"
+            | "type"
+            | "unsafe"
+            | "use"
+            | "where"
+            | "while"
+            | "async"
+            | "await"
+            | "dyn"
+            | "abstract"
+            | "become"
+            | "box"
+            | "do"
+            | "final"
+            | "macro"
+            | "override"
+            | "priv"
+            | "typeof"
+            | "unsized"
+            | "virtual"
+            | "yield"
+            | "try"
+            | "gen"
     )
 }
 
@@ -612,12 +691,18 @@ mod tests {
         assert!(TopicName::parse("..").is_err());
         assert!(TopicName::parse("a b").is_err());
         assert!(TopicName::parse(&"a".repeat(250)).is_err());
-        let t = TopicName::parse("onex.evt.platform.node-introspection.v1").unwrap().onex_taxonomy().unwrap();
+        let t = TopicName::parse("onex.evt.platform.node-introspection.v1")
+            .unwrap()
+            .onex_taxonomy()
+            .unwrap();
         assert_eq!(t.category, TopicCategory::Event);
         assert_eq!(t.producer, "platform");
         assert_eq!(t.event_name, "node-introspection");
         assert_eq!(t.version, 1);
-        assert!(TopicName::parse("onex.runtime.node_graph.ready").unwrap().onex_taxonomy().is_none());
+        assert!(TopicName::parse("onex.runtime.node_graph.ready")
+            .unwrap()
+            .onex_taxonomy()
+            .is_none());
     }
 
     #[test]
@@ -625,6 +710,9 @@ mod tests {
         assert!(NodeName::parse("node_git_effect").is_ok());
         assert!(NodeName::parse("Node").is_err());
         assert!(NodeName::parse("fn").is_err());
-        assert_eq!(NodeName::normalise("NodeGitEffect").unwrap().as_str(), "node_git_effect");
+        assert_eq!(
+            NodeName::normalise("NodeGitEffect").unwrap().as_str(),
+            "node_git_effect"
+        );
     }
 }

@@ -54,7 +54,13 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: &'static str, file: &Path, position: Position, pointer: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn error(
+        code: &'static str,
+        file: &Path,
+        position: Position,
+        pointer: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             severity: Severity::Error,
             code,
@@ -66,8 +72,17 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(code: &'static str, file: &Path, position: Position, pointer: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Warning, ..Self::error(code, file, position, pointer, message) }
+    pub fn warning(
+        code: &'static str,
+        file: &Path,
+        position: Position,
+        pointer: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(code, file, position, pointer, message)
+        }
     }
 
     pub fn expected(mut self, expected: impl Into<String>) -> Self {
@@ -87,7 +102,11 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pointer = if self.pointer.is_empty() { "/" } else { &self.pointer };
+        let pointer = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
         write!(
             f,
             "{}:{}:{}: {}[{}] at {}: {}",
@@ -151,7 +170,8 @@ impl Diagnostics {
     /// Sorts by file, position and pointer so output is deterministic.
     pub fn sort(&mut self) {
         self.0.sort_by(|a, b| {
-            (&a.file, a.position, &a.pointer, a.code).cmp(&(&b.file, b.position, &b.pointer, b.code))
+            (&a.file, a.position, &a.pointer, a.code)
+                .cmp(&(&b.file, b.position, &b.pointer, b.code))
         });
     }
 }

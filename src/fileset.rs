@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// Who owns a file in a generated crate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Owner {
     /// Rewritten on every run; a hand edit is drift.
@@ -33,7 +35,13 @@ impl FileSet {
     }
 
     pub fn insert(&mut self, path: impl Into<String>, owner: Owner, contents: impl Into<String>) {
-        self.files.insert(path.into(), GeneratedFile { contents: contents.into(), owner });
+        self.files.insert(
+            path.into(),
+            GeneratedFile {
+                contents: contents.into(),
+                owner,
+            },
+        );
     }
 
     pub fn get(&self, path: &str) -> Option<&GeneratedFile> {
