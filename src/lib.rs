@@ -2,4 +2,12 @@
 
 pub mod contract;
 pub mod diagnostic;
+pub mod error;
 pub mod fileset;
+pub mod format;
+pub mod model;
+pub mod render;
+pub mod wiring;
+
+/// The generator version recorded in every @generated header and manifest.
+pub const GENERATOR_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,39 @@
+//! The library's error type.
+
+use std::path::PathBuf;
+
+use crate::diagnostic::Diagnostics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenError {
+    /// The contract is invalid; the diagnostics say where and why.
+    #[error("invalid contract:\n{0}")]
+    Contract(Diagnostics),
+    #[error("template {name}: {source}")]
+    Template {
+        name: String,
+        #[source]
+        source: minijinja::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Generated output failed verification (stage 5).
+    #[error("generated {path} failed verification: {message}")]
+    Verify { path: String, message: String },
+    /// rustfmt could not be run or rejected generated code.
+    #[error("formatting generated code: {0}")]
+    Format(String),
+    /// Writing would destroy something a person owns or edited.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl GenError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        GenError::Io { path: path.into(), source }
+    }
+}
