@@ -30,6 +30,9 @@ pub enum GenError {
     /// Writing would destroy something a person owns or edited.
     #[error("{0}")]
     Conflict(String),
+    /// A crate's `.onex-gen/manifest.json` could not be read.
+    #[error("manifest {path}: {message}")]
+    Manifest { path: PathBuf, message: String },
 }
 
 impl GenError {

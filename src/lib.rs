@@ -5,8 +5,10 @@ pub mod diagnostic;
 pub mod error;
 pub mod fileset;
 pub mod format;
+pub mod manifest;
 pub mod model;
 pub mod render;
+pub mod verify;
 pub mod wiring;
 
 /// The generator version recorded in every @generated header and manifest.
