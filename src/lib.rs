@@ -7,9 +7,12 @@ pub mod fileset;
 pub mod format;
 pub mod manifest;
 pub mod model;
+pub mod parse;
 pub mod render;
+pub mod validate;
 pub mod verify;
 pub mod wiring;
+pub mod yaml;
 
 /// The generator version recorded in every @generated header and manifest.
 pub const GENERATOR_VERSION: &str = env!("CARGO_PKG_VERSION");
