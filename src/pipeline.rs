@@ -1,0 +1,430 @@
+//! The pipeline driver: runs stages 1 to 5 for every contract, with one
+//! rustfmt pass across all of them, and hands stage 6 a [`Generation`] per
+//! contract. Stage 6 ([`crate::write`]) is separate so that `check` can run
+//! the same generation in memory and never write.
+//!
+//! All or nothing: [`generate`] returns either a generation for every contract
+//! or the diagnostics of every contract (errors and warnings), never a mix.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::contract::{Contract, NodeName};
+use crate::diagnostic::{Diagnostic, Diagnostics, Position};
+use crate::error::GenError;
+use crate::fileset::FileSet;
+use crate::manifest::{self, ContractRecord, Manifest, RecordedOptions};
+use crate::render::{RenderOptions, RuntimeSource};
+use crate::verify::{VerifiedFileSet, VerifyOptions};
+
+/// One stage of the pipeline, as `onex-gen stages` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Stage {
+    pub number: &'static str,
+    pub name: &'static str,
+    pub input: &'static str,
+    pub output: &'static str,
+    /// The module that implements it.
+    pub module: &'static str,
+    pub owns: &'static str,
+}
+
+/// The stage table: the single source for `onex-gen stages` and the docs.
+pub const STAGES: &[Stage] = &[
+    Stage {
+        number: "1",
+        name: "parse",
+        input: "bytes",
+        output: "RawContract",
+        module: "parse",
+        owns: "YAML with a line:col for every node; size, depth and alias limits",
+    },
+    Stage {
+        number: "2",
+        name: "validate",
+        input: "RawContract",
+        output: "Contract",
+        module: "validate",
+        owns: "JSON Schema check; normalising the dialects real contracts use; semantic checks; warnings for unknown keys",
+    },
+    Stage {
+        number: "3",
+        name: "model",
+        input: "Contract",
+        output: "NodeModel",
+        module: "model",
+        owns: "Rust types for inputs/outputs/io_operations, topic bindings, FSM, workflow steps",
+    },
+    Stage {
+        number: "4",
+        name: "render",
+        input: "NodeModel",
+        output: "FileSet",
+        module: "render",
+        owns: "minijinja templates per node kind",
+    },
+    Stage {
+        number: "4.5",
+        name: "event-bus wiring",
+        input: "FileSet",
+        output: "FileSet",
+        module: "wiring",
+        owns: "bus start-up, introspection publishing, startup binary, .env.template, compose entry",
+    },
+    Stage {
+        number: "5",
+        name: "verify",
+        input: "FileSet",
+        output: "VerifiedFileSet",
+        module: "verify",
+        owns: "every .rs parses; Cargo.toml parses; compose.yaml validates against the Compose schema; every env var read is in .env.template; optionally cargo check",
+    },
+    Stage {
+        number: "6",
+        name: "write",
+        input: "VerifiedFileSet",
+        output: "disk + manifest",
+        module: "write",
+        owns: "atomic, deterministic writes; never clobbers a file the user owns or edited; removes orphans; .onex-gen/manifest.json",
+    },
+];
+
+/// The stage table as aligned text.
+pub fn stage_table() -> String {
+    let header = ["#", "stage", "in -> out", "owns"];
+    let rows: Vec<[String; 4]> = STAGES
+        .iter()
+        .map(|s| {
+            [
+                s.number.to_owned(),
+                s.name.to_owned(),
+                format!("{} -> {}", s.input, s.output),
+                s.owns.to_owned(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; 4]| {
+        let text = format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(header);
+    for row in &rows {
+        line([&row[0], &row[1], &row[2], &row[3]]);
+    }
+    out
+}
+
+/// How a crate reaches onex-runtime, as asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RuntimeChoice {
+    /// A copy of the runtime inside the crate.
+    #[default]
+    Vendored,
+    /// A path dependency on this folder (absolute, or relative to the current
+    /// folder); recorded relative to each crate.
+    Path(PathBuf),
+}
+
+/// Where a generated crate goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// `<dir>/<node name>/`
+    UnderDir(PathBuf),
+    /// Exactly this folder (golden files, regeneration of an existing crate).
+    Exact(PathBuf),
+}
+
+/// One contract to generate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub contract: PathBuf,
+    pub destination: Destination,
+    pub runtime: RuntimeChoice,
+    /// Template override folder (absolute, or relative to the current folder).
+    pub template_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GenerateOptions {
+    /// Crates go to `<out_dir>/<node name>/`; default the current folder.
+    pub out_dir: Option<PathBuf>,
+    pub runtime: RuntimeChoice,
+    pub template_dir: Option<PathBuf>,
+    /// Also run `cargo check` in stage 5.
+    pub cargo_check: bool,
+}
+
+impl GenerateOptions {
+    pub fn job(&self, contract: &Path) -> Job {
+        Job {
+            contract: contract.to_path_buf(),
+            destination: Destination::UnderDir(
+                self.out_dir.clone().unwrap_or_else(|| PathBuf::from(".")),
+            ),
+            runtime: self.runtime.clone(),
+            template_dir: self.template_dir.clone(),
+        }
+    }
+}
+
+/// The result of stages 1 to 5 for one contract.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub contract: Contract,
+    /// Warnings from every stage (never errors).
+    pub warnings: Diagnostics,
+    pub files: VerifiedFileSet,
+    pub node_name: NodeName,
+    /// Where the crate goes.
+    pub crate_dir: PathBuf,
+    /// The options the files were rendered with (paths relative to `crate_dir`).
+    pub render_options: RenderOptions,
+    pub template_set_hash: String,
+}
+
+impl Generation {
+    /// The manifest stage 6 writes for this generation.
+    pub fn manifest(&self) -> Manifest {
+        let runtime = self.render_options.runtime.clone();
+        let template_dir = self
+            .render_options
+            .template_dir
+            .as_ref()
+            .map(|p| p.to_string_lossy().replace('\\', "/"));
+        Manifest::new(
+            self.node_name.as_str(),
+            ContractRecord {
+                path: manifest::relative_to(&self.contract.path, &self.crate_dir),
+                sha256: self.contract.hash.clone(),
+            },
+            &self.template_set_hash,
+            RecordedOptions {
+                runtime,
+                template_dir,
+            },
+            self.files.files(),
+        )
+    }
+}
+
+/// Runs stages 1 to 5 for every contract. All or nothing: on any error the
+/// result holds every contract's diagnostics (errors and warnings, sorted).
+pub fn generate(paths: &[PathBuf], opts: &GenerateOptions) -> Result<Vec<Generation>, Diagnostics> {
+    let jobs: Vec<Job> = paths.iter().map(|p| opts.job(p)).collect();
+    collect_all(run_jobs(&jobs, opts.cargo_check))
+}
+
+/// Turns per-job results into all-or-nothing.
+pub fn collect_all(
+    results: Vec<Result<Generation, Diagnostics>>,
+) -> Result<Vec<Generation>, Diagnostics> {
+    if results.iter().all(Result::is_ok) {
+        return Ok(results.into_iter().flatten().collect());
+    }
+    let mut all = Diagnostics::new();
+    for r in results {
+        match r {
+            Ok(g) => all.extend(g.warnings),
+            Err(d) => all.extend(d),
+        }
+    }
+    all.sort();
+    Err(all)
+}
+
+/// Stages 1 and 2 for one contract file: read, parse, validate.
+pub fn load_contract(path: &Path) -> Result<(Contract, Diagnostics), Diagnostics> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Diagnostics::from(
+            Diagnostic::error(
+                "E-READ",
+                path,
+                Position::new(1, 1),
+                "",
+                format!("cannot read the contract: {e}"),
+            )
+            .expected("a readable YAML file"),
+        )
+    })?;
+    let raw = crate::parse::parse(path, &bytes)?;
+    let validated = crate::validate::validate(&raw)?;
+    Ok((validated.contract, validated.warnings))
+}
+
+/// Runs stages 1 to 5 for each job independently (rustfmt still runs once
+/// over all of them); one result per job, in order.
+pub fn run_jobs(jobs: &[Job], cargo_check: bool) -> Vec<Result<Generation, Diagnostics>> {
+    struct Rendered {
+        contract: Contract,
+        warnings: Diagnostics,
+        files: FileSet,
+        crate_dir: PathBuf,
+        render_options: RenderOptions,
+    }
+
+    let mut stage4: Vec<Result<Rendered, Diagnostics>> = jobs
+        .iter()
+        .map(|job| {
+            let (contract, warnings) = load_contract(&job.contract)?;
+            let crate_dir = match &job.destination {
+                Destination::UnderDir(dir) => dir.join(contract.name.as_str()),
+                Destination::Exact(dir) => dir.clone(),
+            };
+            let render_options = RenderOptions {
+                runtime: match &job.runtime {
+                    RuntimeChoice::Vendored => RuntimeSource::Vendored,
+                    RuntimeChoice::Path(p) => {
+                        RuntimeSource::Path(manifest::relative_to(p, &crate_dir))
+                    }
+                },
+                template_dir: job
+                    .template_dir
+                    .as_ref()
+                    .map(|p| PathBuf::from(manifest::relative_to(p, &crate_dir))),
+            };
+            // Templates are read relative to the current folder, so hand the
+            // renderer a path that works from here.
+            let effective = RenderOptions {
+                runtime: render_options.runtime.clone(),
+                template_dir: job.template_dir.clone(),
+            };
+            let located = |e: GenError| stage_error(&job.contract, &warnings, e);
+            let model = crate::model::build(&contract);
+            let files = crate::render::render(&model, &effective).map_err(located)?;
+            let files = crate::wiring::wire(files, &model, &effective).map_err(located)?;
+            Ok(Rendered {
+                contract,
+                warnings,
+                files,
+                crate_dir,
+                render_options,
+            })
+        })
+        .collect();
+
+    // The one formatter pass, over every file set that got this far.
+    let format_result = {
+        let mut sets: Vec<&mut FileSet> = stage4
+            .iter_mut()
+            .filter_map(|r| r.as_mut().ok().map(|r| &mut r.files))
+            .collect();
+        crate::format::format_filesets(&mut sets)
+    };
+    let format_error = format_result.err().map(|e| e.to_string());
+    let template_set_hash = crate::render::template_set_hash();
+
+    stage4
+        .into_iter()
+        .zip(jobs)
+        .map(|(r, job)| {
+            let r = r?;
+            if let Some(msg) = &format_error {
+                let mut d = r.warnings.clone();
+                d.push(Diagnostic::error(
+                    "E-FORMAT",
+                    &job.contract,
+                    Position::new(1, 1),
+                    "",
+                    format!("formatting the generated code failed: {msg}"),
+                ));
+                return Err(d);
+            }
+            let verify_opts = VerifyOptions {
+                cargo_check,
+                crate_dir: Some(r.crate_dir.clone()),
+            };
+            let files =
+                crate::verify::verify(r.files, &r.contract, &verify_opts).map_err(|mut d| {
+                    d.extend(r.warnings.clone());
+                    d
+                })?;
+            Ok(Generation {
+                node_name: r.contract.name.clone(),
+                contract: r.contract,
+                warnings: r.warnings,
+                files,
+                crate_dir: r.crate_dir,
+                render_options: r.render_options,
+                template_set_hash: template_set_hash.clone(),
+            })
+        })
+        .collect()
+}
+
+fn stage_error(contract: &Path, warnings: &Diagnostics, e: GenError) -> Diagnostics {
+    let mut d = warnings.clone();
+    match e {
+        GenError::Contract(diags) => d.extend(diags),
+        other => d.push(Diagnostic::error(
+            "E-GENERATE",
+            contract,
+            Position::new(1, 1),
+            "",
+            other.to_string(),
+        )),
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stage_table_lists_every_stage_in_order() {
+        let names: Vec<&str> = STAGES.iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [
+                "parse",
+                "validate",
+                "model",
+                "render",
+                "event-bus wiring",
+                "verify",
+                "write"
+            ]
+        );
+        let table = stage_table();
+        assert!(table.starts_with("#"));
+        assert!(
+            table.contains("4.5  event-bus wiring  FileSet -> FileSet"),
+            "{table}"
+        );
+        assert!(table.contains("VerifiedFileSet -> disk + manifest"));
+        assert_eq!(table.lines().count(), STAGES.len() + 1);
+    }
+
+    #[test]
+    fn a_missing_contract_is_a_located_error_and_nothing_is_generated() {
+        let err = generate(
+            &[PathBuf::from("/nonexistent/contract.yaml")],
+            &GenerateOptions::default(),
+        )
+        .unwrap_err();
+        let d = err.errors().next().unwrap();
+        assert_eq!(d.code, "E-READ");
+        assert_eq!(d.file, PathBuf::from("/nonexistent/contract.yaml"));
+        assert!(d
+            .to_string()
+            .starts_with("/nonexistent/contract.yaml:1:1: error[E-READ]"));
+    }
+}
