@@ -1,0 +1,563 @@
+//! Kafka backend on rdkafka (librdkafka): `FutureProducer` for publishing,
+//! one `StreamConsumer` per subscription.
+//!
+//! Delivery settings: `acks=all` and the idempotent producer by default;
+//! consumers run with `enable.auto.offset.store=false`, so an offset is only
+//! stored after the handler acknowledged the message; stored offsets are
+//! committed in the background (`KAFKA_ENABLE_AUTO_COMMIT=true`) or after
+//! each message, and synchronously when a subscription stops. `close`
+//! flushes the producer, because dropping it would purge queued messages.
+//! `reconnect.backoff.max.ms` is capped at the breaker's reset timeout so a
+//! half-open trial never fires before librdkafka has tried to reconnect.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientContext, Message};
+use tokio::sync::watch;
+
+use super::{
+    deliver_until_acked, resilient_publish, AttemptError, BusBackend, BusError, BusHealth,
+    BusMessage, EventBus, MessageHandler, PublishReceipt, Subscription, TaskGroup,
+};
+use crate::breaker::CircuitBreaker;
+use crate::config::KafkaSettings;
+use crate::headers::Headers;
+use crate::metrics::Metrics;
+use crate::topic::validate_topic_name;
+
+/// Errors that retrying cannot fix. They are returned at once and do not
+/// count against the circuit breaker.
+pub fn is_non_retriable(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::UnknownTopicOrPartition
+            | C::UnknownTopic
+            | C::MessageSizeTooLarge
+            | C::InvalidMessageSize
+            | C::InvalidTopic
+            | C::InvalidRecord
+            | C::InvalidConfig
+            | C::InvalidRequiredAcks
+            | C::InvalidArgument
+            | C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::SaslAuthenticationFailed
+            | C::UnsupportedVersion
+            | C::UnsupportedForMessageFormat
+            | C::Fatal
+    )
+}
+
+fn classify(topic: &str, e: &KafkaError) -> AttemptError {
+    match e.rdkafka_error_code() {
+        Some(code) if is_non_retriable(code) => AttemptError::Fatal(BusError::NonRetriable {
+            topic: topic.to_string(),
+            message: e.to_string(),
+        }),
+        _ => AttemptError::Retriable(e.to_string()),
+    }
+}
+
+/// The settings shared by producers, consumers and admin clients.
+pub fn base_client_config(s: &KafkaSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    let backoff_max = s.breaker.reset_timeout_ms.clamp(100, 10_000);
+    c.set("bootstrap.servers", &s.bootstrap_servers)
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", backoff_max.to_string())
+        .set(
+            "socket.timeout.ms",
+            s.timeout.as_millis().max(10).to_string(),
+        );
+    if let Some(p) = &s.security.protocol {
+        c.set("security.protocol", p.to_ascii_lowercase());
+    }
+    if let Some(m) = &s.security.sasl_mechanism {
+        c.set("sasl.mechanism", m);
+    }
+    if let Some(u) = &s.security.sasl_username {
+        c.set("sasl.username", u);
+    }
+    if let Some(p) = &s.security.sasl_password {
+        c.set("sasl.password", p);
+    }
+    c
+}
+
+/// Producer configuration: acks, idempotence, delivery timeout.
+pub fn producer_config(s: &KafkaSettings) -> ClientConfig {
+    let mut c = base_client_config(s);
+    c.set("acks", s.acks.as_str())
+        .set("enable.idempotence", s.enable_idempotence.to_string())
+        .set(
+            "message.timeout.ms",
+            s.timeout.as_millis().max(1).to_string(),
+        );
+    c
+}
+
+/// Consumer configuration for `group`: offsets stored by the runtime only.
+pub fn consumer_config(s: &KafkaSettings, group: &str) -> ClientConfig {
+    let mut c = base_client_config(s);
+    c.set("group.id", group)
+        .set("enable.auto.commit", s.enable_auto_commit.to_string())
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", s.auto_offset_reset.as_str())
+        .set("enable.partition.eof", "false");
+    c
+}
+
+fn connection_error(e: KafkaError) -> BusError {
+    BusError::Connection(e.to_string())
+}
+
+/// Consumer context that reports when partitions are assigned.
+struct AssignmentContext {
+    assigned: watch::Sender<bool>,
+}
+
+impl ClientContext for AssignmentContext {}
+
+impl ConsumerContext for AssignmentContext {
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                self.assigned.send_replace(true);
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                self.assigned.send_replace(false);
+            }
+            Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
+        }
+    }
+}
+
+/// The Kafka event bus. Cheap to clone.
+#[derive(Clone)]
+pub struct KafkaBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: KafkaSettings,
+    producer: FutureProducer,
+    breaker: CircuitBreaker,
+    metrics: Arc<Metrics>,
+    closed: AtomicBool,
+    subscribers: Mutex<Vec<(String, String, watch::Sender<bool>)>>,
+    tasks: TaskGroup,
+}
+
+impl KafkaBus {
+    /// Creates the producer without contacting the broker.
+    pub fn new(settings: KafkaSettings, metrics: Arc<Metrics>) -> Result<Self, BusError> {
+        let producer: FutureProducer = producer_config(&settings)
+            .create()
+            .map_err(connection_error)?;
+        Ok(KafkaBus {
+            inner: Arc::new(Inner {
+                breaker: CircuitBreaker::new(settings.breaker.clone()),
+                settings,
+                producer,
+                metrics,
+                closed: AtomicBool::new(false),
+                subscribers: Mutex::new(Vec::new()),
+                tasks: TaskGroup::new(),
+            }),
+        })
+    }
+
+    /// Creates the bus and checks that a broker answers within `timeout`.
+    pub async fn connect(
+        settings: KafkaSettings,
+        metrics: Arc<Metrics>,
+        timeout: Duration,
+    ) -> Result<Self, BusError> {
+        let bus = Self::new(settings, metrics)?;
+        bus.topic_names(timeout).await?;
+        tracing::info!(servers = %bus.inner.settings.bootstrap_servers, "connected to Kafka");
+        Ok(bus)
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &KafkaSettings {
+        &self.inner.settings
+    }
+
+    /// The names of the (non-internal) topics the cluster has.
+    pub async fn topic_names(&self, timeout: Duration) -> Result<Vec<String>, BusError> {
+        let producer = self.inner.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            let md = producer
+                .client()
+                .fetch_metadata(None, Timeout::After(timeout))
+                .map_err(connection_error)?;
+            Ok(md
+                .topics()
+                .iter()
+                .map(|t| t.name().to_string())
+                .filter(|n| !n.starts_with("__"))
+                .collect())
+        })
+        .await
+        .map_err(|e| BusError::Connection(e.to_string()))?
+    }
+
+    async fn send_once(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &OwnedHeaders,
+    ) -> Result<PublishReceipt, AttemptError> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+            .payload(value)
+            .headers(headers.clone());
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        match self
+            .inner
+            .producer
+            .send(record, Timeout::After(self.inner.settings.timeout))
+            .await
+        {
+            Ok(d) => Ok(PublishReceipt {
+                partition: d.partition,
+                offset: d.offset,
+            }),
+            Err((e, _)) => Err(classify(topic, &e)),
+        }
+    }
+
+    fn running_subscriptions(&self) -> usize {
+        let mut subs = self
+            .inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        subs.retain(|(_, _, stop)| !*stop.borrow() && !stop.is_closed());
+        subs.len()
+    }
+}
+
+fn to_owned_headers(h: &Headers) -> OwnedHeaders {
+    h.to_pairs()
+        .iter()
+        .fold(OwnedHeaders::new(), |acc, (k, v)| {
+            acc.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            })
+        })
+}
+
+fn to_bus_message(m: &BorrowedMessage<'_>) -> BusMessage {
+    let raw: Vec<(&str, &[u8])> = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| (h.key, h.value.unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let headers = Headers::from_pairs(raw.iter().copied()).unwrap_or_else(|e| {
+        tracing::warn!(
+            topic = m.topic(),
+            offset = m.offset(),
+            "{e}; keeping headers as extra"
+        );
+        Headers {
+            extra: raw
+                .iter()
+                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
+                .collect(),
+            ..Headers::default()
+        }
+    });
+    BusMessage {
+        topic: m.topic().to_string(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        headers,
+    }
+}
+
+async fn consume(
+    consumer: StreamConsumer<AssignmentContext>,
+    handler: Arc<dyn MessageHandler>,
+    mut stop: watch::Receiver<bool>,
+    settings: KafkaSettings,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            r = consumer.recv() => r,
+        };
+        match received {
+            Err(e) => {
+                tracing::warn!("consumer error: {e}");
+                tokio::time::sleep(settings.consumer_sleep_interval).await;
+            }
+            Ok(m) => {
+                let msg = to_bus_message(&m);
+                let acked = deliver_until_acked(
+                    handler.as_ref(),
+                    &msg,
+                    &mut stop,
+                    settings.consumer_sleep_interval,
+                    &metrics,
+                )
+                .await;
+                if !acked {
+                    // Stopping with the message unacknowledged: leave its
+                    // offset unstored so the group gets it again.
+                    break;
+                }
+                if let Err(e) = consumer.store_offset_from_message(&m) {
+                    tracing::warn!(
+                        topic = m.topic(),
+                        offset = m.offset(),
+                        "storing offset failed: {e}"
+                    );
+                } else if !settings.enable_auto_commit {
+                    if let Err(e) = consumer.commit_message(&m, CommitMode::Async) {
+                        tracing::warn!("commit failed: {e}");
+                    }
+                }
+            }
+        }
+    }
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => tracing::debug!("offsets committed"),
+        Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
+        Err(e) => tracing::warn!("final commit failed: {e}"),
+    }
+    consumer.unsubscribe();
+}
+
+#[async_trait]
+impl EventBus for KafkaBus {
+    fn backend(&self) -> BusBackend {
+        BusBackend::Kafka
+    }
+
+    async fn publish(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &Headers,
+    ) -> Result<PublishReceipt, BusError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(BusError::Closed);
+        }
+        validate_topic_name(topic)?;
+        let owned = to_owned_headers(headers);
+        let owned = &owned;
+        resilient_publish(
+            topic,
+            headers.correlation_id,
+            &self.inner.breaker,
+            &self.inner.settings.publish_retry,
+            &self.inner.metrics,
+            || self.send_once(topic, key, value, owned),
+        )
+        .await
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+        handler: Arc<dyn MessageHandler>,
+    ) -> Result<Subscription, BusError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(BusError::Closed);
+        }
+        validate_topic_name(topic)?;
+        let guard = self.inner.tasks.guard().ok_or(BusError::Closed)?;
+        let (assigned_tx, mut assigned) = watch::channel(false);
+        let consumer: StreamConsumer<AssignmentContext> =
+            consumer_config(&self.inner.settings, group)
+                .create_with_context(AssignmentContext {
+                    assigned: assigned_tx,
+                })
+                .map_err(connection_error)?;
+        consumer.subscribe(&[topic]).map_err(connection_error)?;
+        let (stop_tx, stop) = watch::channel(false);
+        let settings = self.inner.settings.clone();
+        let metrics = self.inner.metrics.clone();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            consume(consumer, handler, stop, settings, metrics).await;
+        });
+        self.inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((topic.to_string(), group.to_string(), stop_tx.clone()));
+        let wait = self.inner.settings.timeout;
+        match tokio::time::timeout(wait, assigned.wait_for(|a| *a)).await {
+            Ok(_) => tracing::info!(topic, group, "subscribed"),
+            Err(_) => tracing::warn!(
+                topic,
+                group,
+                ?wait,
+                "subscribed, but no partition assigned yet"
+            ),
+        }
+        Ok(Subscription::new(
+            topic.to_string(),
+            group.to_string(),
+            stop_tx,
+            task,
+        ))
+    }
+
+    async fn ensure_topics(&self, topics: &[String]) -> Result<(), BusError> {
+        for t in topics {
+            validate_topic_name(t)?;
+        }
+        let existing = self.topic_names(self.inner.settings.timeout).await?;
+        let missing: Vec<&String> = topics.iter().filter(|t| !existing.contains(t)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let admin: AdminClient<DefaultClientContext> = base_client_config(&self.inner.settings)
+            .create()
+            .map_err(connection_error)?;
+        let s = &self.inner.settings;
+        let new: Vec<NewTopic<'_>> = missing
+            .iter()
+            .map(|t| {
+                NewTopic::new(
+                    t.as_str(),
+                    s.topic_partitions,
+                    TopicReplication::Fixed(s.topic_replication),
+                )
+            })
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Timeout::After(s.timeout)));
+        let results = admin
+            .create_topics(new.iter(), &opts)
+            .await
+            .map_err(connection_error)?;
+        for r in results {
+            match r {
+                Ok(name) => tracing::info!(topic = %name, "topic created"),
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    tracing::debug!(topic = %name, "topic exists")
+                }
+                Err((name, code)) => {
+                    return Err(BusError::NonRetriable {
+                        topic: name,
+                        message: format!("creating topic failed: {code}"),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn health(&self) -> BusHealth {
+        let probe = self.topic_names(Duration::from_secs(2)).await;
+        let closed = self.inner.closed.load(Ordering::SeqCst);
+        let (healthy, topics, detail) = match probe {
+            Ok(t) if !closed => (true, t.len(), None),
+            Ok(t) => (false, t.len(), Some("closed".to_string())),
+            Err(e) => (false, 0, Some(e.to_string())),
+        };
+        BusHealth {
+            backend: BusBackend::Kafka,
+            healthy,
+            circuit: self.inner.breaker.state(),
+            subscribers: self.running_subscriptions(),
+            topics,
+            detail,
+        }
+    }
+
+    fn breaker(&self) -> &CircuitBreaker {
+        &self.inner.breaker
+    }
+
+    fn metrics(&self) -> Arc<Metrics> {
+        self.inner.metrics.clone()
+    }
+
+    async fn close(&self) -> Result<(), BusError> {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let subs = std::mem::take(
+            &mut *self
+                .inner
+                .subscribers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for (_, _, stop) in subs {
+            let _ = stop.send(true);
+        }
+        self.inner.tasks.close_and_wait().await;
+        let producer = self.inner.producer.clone();
+        let timeout = self.inner.settings.timeout;
+        tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout)))
+            .await
+            .map_err(|e| BusError::Connection(e.to_string()))?
+            .map_err(connection_error)?;
+        tracing::info!("Kafka bus closed; producer flushed");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert!(is_non_retriable(RDKafkaErrorCode::UnknownTopicOrPartition));
+        assert!(is_non_retriable(RDKafkaErrorCode::MessageSizeTooLarge));
+        assert!(is_non_retriable(RDKafkaErrorCode::InvalidConfig));
+        assert!(!is_non_retriable(RDKafkaErrorCode::MessageTimedOut));
+        assert!(!is_non_retriable(RDKafkaErrorCode::AllBrokersDown));
+        assert!(!is_non_retriable(RDKafkaErrorCode::QueueFull));
+    }
+
+    #[test]
+    fn client_configs() {
+        let mut s = KafkaSettings::new("127.0.0.1:1");
+        s.breaker.reset_timeout_ms = 2000;
+        let p = producer_config(&s);
+        assert_eq!(p.get("acks"), Some("all"));
+        assert_eq!(p.get("enable.idempotence"), Some("true"));
+        assert_eq!(p.get("reconnect.backoff.max.ms"), Some("2000"));
+        let c = consumer_config(&s, "g");
+        assert_eq!(c.get("group.id"), Some("g"));
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.get("auto.offset.reset"), Some("latest"));
+        assert_eq!(c.get("sasl.password"), None);
+    }
+}

@@ -1,0 +1,456 @@
+//! In-process event bus with the same delivery contract as Kafka (one
+//! partition per topic, consumer groups with committed offsets), plus
+//! debugging helpers: history, clear, subscriber count, topics, offsets,
+//! circuit status/reset and publish fault injection.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use super::{
+    deliver_until_acked, resilient_publish, AttemptError, BusBackend, BusError, BusHealth,
+    BusMessage, EventBus, MessageHandler, PublishReceipt, Subscription, TaskGroup,
+};
+use crate::breaker::{CircuitBreaker, CircuitBreakerSettings, CircuitState};
+use crate::config::OffsetReset;
+use crate::headers::Headers;
+use crate::metrics::Metrics;
+use crate::retry::RetrySettings;
+use crate::topic::validate_topic_name;
+
+/// Tuning of the in-memory bus.
+#[derive(Debug, Clone)]
+pub struct MemoryBusSettings {
+    /// Where a new consumer group starts.
+    pub offset_reset: OffsetReset,
+    /// Messages kept per topic; older ones are dropped.
+    pub retention: usize,
+    /// Entries kept in the global history.
+    pub max_history: usize,
+    /// Publish retry policy (exercised by fault injection).
+    pub publish_retry: RetrySettings,
+    /// Publish circuit breaker.
+    pub breaker: CircuitBreakerSettings,
+    /// First pause before a refused message is delivered again.
+    pub redelivery_pause: Duration,
+}
+
+impl Default for MemoryBusSettings {
+    fn default() -> Self {
+        MemoryBusSettings {
+            offset_reset: OffsetReset::Earliest,
+            retention: 100_000,
+            max_history: 10_000,
+            publish_retry: RetrySettings {
+                max_retries: 3,
+                initial_delay_ms: 10,
+                max_delay_ms: 1000,
+                multiplier: 2.0,
+                jitter: 0.1,
+            },
+            breaker: CircuitBreakerSettings::default(),
+            redelivery_pause: Duration::from_millis(20),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TopicLog {
+    /// Offset of `messages[0]`.
+    base: i64,
+    messages: VecDeque<BusMessage>,
+    /// Next offset to be written, observed by subscribers.
+    end: watch::Sender<i64>,
+}
+
+impl TopicLog {
+    fn new() -> Self {
+        TopicLog {
+            base: 0,
+            messages: VecDeque::new(),
+            end: watch::channel(0).0,
+        }
+    }
+
+    fn next_offset(&self) -> i64 {
+        self.base + self.messages.len() as i64
+    }
+
+    fn get(&self, offset: i64) -> Option<BusMessage> {
+        let i = usize::try_from(offset.max(self.base) - self.base).ok()?;
+        self.messages.get(i).cloned()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    topics: HashMap<String, TopicLog>,
+    /// Committed offset (next to read) per (group, topic).
+    groups: HashMap<(String, String), Arc<tokio::sync::Mutex<i64>>>,
+    history: VecDeque<BusMessage>,
+}
+
+/// Faults to inject into upcoming publishes.
+#[derive(Debug, Default)]
+struct Faults {
+    transient: AtomicU32,
+    fatal: AtomicU32,
+}
+
+/// The in-memory bus. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct InMemoryBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: MemoryBusSettings,
+    state: Mutex<State>,
+    breaker: CircuitBreaker,
+    metrics: Arc<Metrics>,
+    faults: Faults,
+    closed: AtomicBool,
+    subscribers: Mutex<Vec<(String, String, watch::Sender<bool>)>>,
+    tasks: TaskGroup,
+}
+
+impl Default for InMemoryBus {
+    fn default() -> Self {
+        InMemoryBus::new(MemoryBusSettings::default())
+    }
+}
+
+impl InMemoryBus {
+    /// A new, empty bus.
+    pub fn new(settings: MemoryBusSettings) -> Self {
+        Self::with_metrics(settings, Arc::new(Metrics::new()))
+    }
+
+    /// A new bus updating the given counters.
+    pub fn with_metrics(settings: MemoryBusSettings, metrics: Arc<Metrics>) -> Self {
+        InMemoryBus {
+            inner: Arc::new(Inner {
+                breaker: CircuitBreaker::new(settings.breaker.clone()),
+                settings,
+                state: Mutex::new(State::default()),
+                metrics,
+                faults: Faults::default(),
+                closed: AtomicBool::new(false),
+                subscribers: Mutex::new(Vec::new()),
+                tasks: TaskGroup::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The last `limit` published messages, oldest first, optionally only
+    /// those of `topic`.
+    pub fn history(&self, limit: usize, topic: Option<&str>) -> Vec<BusMessage> {
+        let state = self.state();
+        let mut out: Vec<BusMessage> = state
+            .history
+            .iter()
+            .rev()
+            .filter(|m| topic.is_none_or(|t| m.topic == t))
+            .take(limit)
+            .cloned()
+            .collect();
+        out.reverse();
+        out
+    }
+
+    /// Forgets the global history (topic logs and offsets stay).
+    pub fn clear_history(&self) {
+        self.state().history.clear();
+    }
+
+    /// Active subscriptions, optionally only those of `topic`.
+    pub fn subscriber_count(&self, topic: Option<&str>) -> usize {
+        let mut subs = self
+            .inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        subs.retain(|(_, _, stop)| !*stop.borrow() && !stop.is_closed());
+        subs.iter()
+            .filter(|(t, _, _)| topic.is_none_or(|x| x == t))
+            .count()
+    }
+
+    /// Topics that have been published to or subscribed, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.state().topics.keys().cloned().collect();
+        t.sort();
+        t
+    }
+
+    /// The next offset to be written to `topic` (0 if unknown).
+    pub fn topic_offset(&self, topic: &str) -> i64 {
+        self.state()
+            .topics
+            .get(topic)
+            .map(TopicLog::next_offset)
+            .unwrap_or(0)
+    }
+
+    /// The committed offset of `group` on `topic`, if the group has one.
+    pub async fn committed_offset(&self, group: &str, topic: &str) -> Option<i64> {
+        let cursor = self
+            .state()
+            .groups
+            .get(&(group.to_string(), topic.to_string()))
+            .cloned()?;
+        let v = *cursor.lock().await;
+        Some(v)
+    }
+
+    /// The publish circuit state.
+    pub fn circuit_status(&self) -> CircuitState {
+        self.inner.breaker.state()
+    }
+
+    /// Closes the publish circuit.
+    pub fn reset_circuit(&self) {
+        self.inner.breaker.reset();
+    }
+
+    /// Makes the next `n` publish attempts fail with a transient error.
+    pub fn inject_transient_failures(&self, n: u32) {
+        self.inner.faults.transient.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes the next `n` publish attempts fail with a non-retriable error.
+    pub fn inject_fatal_failures(&self, n: u32) {
+        self.inner.faults.fatal.store(n, Ordering::SeqCst);
+    }
+
+    fn take_fault(counter: &AtomicU32) -> bool {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn append(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &Headers,
+    ) -> PublishReceipt {
+        let mut state = self.state();
+        let retention = self.inner.settings.retention.max(1);
+        let max_history = self.inner.settings.max_history;
+        let log = state
+            .topics
+            .entry(topic.to_string())
+            .or_insert_with(TopicLog::new);
+        let offset = log.next_offset();
+        let msg = BusMessage {
+            topic: topic.to_string(),
+            partition: 0,
+            offset,
+            key: key.map(<[u8]>::to_vec),
+            value: value.to_vec(),
+            headers: headers.clone(),
+        };
+        log.messages.push_back(msg.clone());
+        if log.messages.len() > retention {
+            log.messages.pop_front();
+            log.base += 1;
+        }
+        log.end.send_replace(offset + 1);
+        if max_history > 0 {
+            if state.history.len() >= max_history {
+                state.history.pop_front();
+            }
+            state.history.push_back(msg);
+        }
+        PublishReceipt {
+            partition: 0,
+            offset,
+        }
+    }
+
+    /// The group cursor and the topic's end-offset watch, creating either.
+    fn attach(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> (Arc<tokio::sync::Mutex<i64>>, watch::Receiver<i64>) {
+        let mut state = self.state();
+        let log = state
+            .topics
+            .entry(topic.to_string())
+            .or_insert_with(TopicLog::new);
+        let start = match self.inner.settings.offset_reset {
+            OffsetReset::Earliest => log.base,
+            OffsetReset::Latest => log.next_offset(),
+        };
+        let end = log.end.subscribe();
+        let cursor = state
+            .groups
+            .entry((group.to_string(), topic.to_string()))
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(start)))
+            .clone();
+        (cursor, end)
+    }
+}
+
+#[async_trait]
+impl EventBus for InMemoryBus {
+    fn backend(&self) -> BusBackend {
+        BusBackend::InMemory
+    }
+
+    async fn publish(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &Headers,
+    ) -> Result<PublishReceipt, BusError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(BusError::Closed);
+        }
+        validate_topic_name(topic)?;
+        let faults = &self.inner.faults;
+        resilient_publish(
+            topic,
+            headers.correlation_id,
+            &self.inner.breaker,
+            &self.inner.settings.publish_retry,
+            &self.inner.metrics,
+            || async move {
+                if Self::take_fault(&faults.fatal) {
+                    return Err(AttemptError::Fatal(BusError::NonRetriable {
+                        topic: topic.to_string(),
+                        message: "injected non-retriable failure".into(),
+                    }));
+                }
+                if Self::take_fault(&faults.transient) {
+                    return Err(AttemptError::Retriable("injected transient failure".into()));
+                }
+                Ok(self.append(topic, key, value, headers))
+            },
+        )
+        .await
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+        handler: Arc<dyn MessageHandler>,
+    ) -> Result<Subscription, BusError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(BusError::Closed);
+        }
+        validate_topic_name(topic)?;
+        let guard = self.inner.tasks.guard().ok_or(BusError::Closed)?;
+        let (cursor, mut end) = self.attach(topic, group);
+        let (stop_tx, mut stop) = watch::channel(false);
+        let bus = self.clone();
+        let topic_name = topic.to_string();
+        let pause = self.inner.settings.redelivery_pause;
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            let metrics = bus.inner.metrics.clone();
+            loop {
+                if *stop.borrow() {
+                    break;
+                }
+                // Members of one group take turns through the shared cursor,
+                // so each message is handled by exactly one of them.
+                let mut next = cursor.lock().await;
+                let msg = bus
+                    .state()
+                    .topics
+                    .get(&topic_name)
+                    .and_then(|log| log.get(*next));
+                match msg {
+                    Some(msg) => {
+                        if deliver_until_acked(handler.as_ref(), &msg, &mut stop, pause, &metrics)
+                            .await
+                        {
+                            *next = msg.offset + 1;
+                        }
+                    }
+                    None => {
+                        let wanted = *next;
+                        drop(next);
+                        tokio::select! {
+                            changed = end.wait_for(|e| *e > wanted) => {
+                                if changed.is_err() { break; }
+                            }
+                            _ = stop.changed() => {}
+                        }
+                    }
+                }
+            }
+        });
+        self.inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((topic.to_string(), group.to_string(), stop_tx.clone()));
+        tracing::debug!(topic, group, "subscribed (in-memory)");
+        Ok(Subscription::new(
+            topic.to_string(),
+            group.to_string(),
+            stop_tx,
+            task,
+        ))
+    }
+
+    async fn ensure_topics(&self, topics: &[String]) -> Result<(), BusError> {
+        let mut state = self.state();
+        for t in topics {
+            validate_topic_name(t)?;
+            state.topics.entry(t.clone()).or_insert_with(TopicLog::new);
+        }
+        Ok(())
+    }
+
+    async fn health(&self) -> BusHealth {
+        let closed = self.inner.closed.load(Ordering::SeqCst);
+        BusHealth {
+            backend: BusBackend::InMemory,
+            healthy: !closed,
+            circuit: self.inner.breaker.state(),
+            subscribers: self.subscriber_count(None),
+            topics: self.state().topics.len(),
+            detail: closed.then(|| "closed".to_string()),
+        }
+    }
+
+    fn breaker(&self) -> &CircuitBreaker {
+        &self.inner.breaker
+    }
+
+    fn metrics(&self) -> Arc<Metrics> {
+        self.inner.metrics.clone()
+    }
+
+    async fn close(&self) -> Result<(), BusError> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let subs = std::mem::take(
+            &mut *self
+                .inner
+                .subscribers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for (_, _, stop) in subs {
+            let _ = stop.send(true);
+        }
+        self.inner.tasks.close_and_wait().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,452 @@
+//! The event-bus abstraction shared by the Kafka and in-memory backends.
+//!
+//! Delivery contract of every backend:
+//! - a subscription belongs to a consumer group; each group sees every
+//!   message of the topic, members of one group share them;
+//! - a message is acknowledged (its offset stored and committed) only after
+//!   the handler returned `Ok`; a [`Nack`] makes the same message be
+//!   delivered again after a pause, so nothing after it is committed either
+//!   (at-least-once, per-partition order kept);
+//! - stopping a subscription lets the in-flight message finish first.
+
+pub mod kafka;
+pub mod memory;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::breaker::{CircuitBreaker, CircuitOpenError, CircuitState};
+use crate::envelope::Envelope;
+use crate::headers::Headers;
+use crate::metrics::{inc, Metrics};
+use crate::retry::RetrySettings;
+use crate::topic::TopicError;
+
+/// A message as delivered to a subscriber.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusMessage {
+    /// Physical topic.
+    pub topic: String,
+    /// Partition (0 on the in-memory bus).
+    pub partition: i32,
+    /// Offset within the partition.
+    pub offset: i64,
+    /// Record key.
+    pub key: Option<Vec<u8>>,
+    /// Record value.
+    pub value: Vec<u8>,
+    /// Decoded headers.
+    pub headers: Headers,
+}
+
+/// A message to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingMessage {
+    /// Physical topic.
+    pub topic: String,
+    /// Record key.
+    pub key: Option<Vec<u8>>,
+    /// Record value.
+    pub value: Vec<u8>,
+    /// Headers.
+    pub headers: Headers,
+}
+
+impl OutgoingMessage {
+    /// An envelope as a message: JSON value, standard headers, key =
+    /// `partition_key` if given.
+    pub fn envelope(topic: impl Into<String>, env: &Envelope, partition_key: Option<&str>) -> Self {
+        let mut headers = env.headers();
+        headers.partition_key = partition_key.map(str::to_string);
+        OutgoingMessage {
+            topic: topic.into(),
+            key: partition_key.map(|k| k.as_bytes().to_vec()),
+            value: env.to_bytes(),
+            headers,
+        }
+    }
+}
+
+/// Where a published message landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishReceipt {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// Which backend a bus is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusBackend {
+    /// Kafka (rdkafka).
+    Kafka,
+    /// In-process.
+    InMemory,
+}
+
+impl BusBackend {
+    /// `kafka` or `in_memory`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BusBackend::Kafka => "kafka",
+            BusBackend::InMemory => "in_memory",
+        }
+    }
+}
+
+/// Bus errors.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The publish circuit is open.
+    #[error(transparent)]
+    CircuitOpen(#[from] CircuitOpenError),
+    /// A topic name is invalid.
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    /// The bus was closed.
+    #[error("event bus is closed")]
+    Closed,
+    /// An error that retrying cannot fix (unknown topic, message too large,
+    /// bad configuration). Not retried; does not trip the breaker.
+    #[error("non-retriable error on `{topic}`: {message}")]
+    NonRetriable {
+        /// Topic concerned.
+        topic: String,
+        /// Cause.
+        message: String,
+    },
+    /// A transient error that outlasted the retries.
+    #[error("publish to `{topic}` failed after {attempts} attempt(s): {message}")]
+    Transient {
+        /// Topic concerned.
+        topic: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Last cause.
+        message: String,
+    },
+    /// Connecting or configuring the client failed.
+    #[error("event bus connection: {0}")]
+    Connection(String),
+}
+
+/// A handler's refusal of a message: it will be delivered again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("message not acknowledged: {reason}")]
+pub struct Nack {
+    /// Why.
+    pub reason: String,
+}
+
+impl Nack {
+    /// A refusal with a reason.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Nack {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Receives the messages of a subscription.
+#[async_trait]
+pub trait MessageHandler: Send + Sync + 'static {
+    /// Handles one message. `Ok` acknowledges it; `Err` has it delivered again.
+    async fn on_message(&self, msg: &BusMessage) -> Result<(), Nack>;
+}
+
+/// A [`MessageHandler`] from an async closure.
+pub struct FnHandler<F>(pub F);
+
+#[async_trait]
+impl<F, Fut> MessageHandler for FnHandler<F>
+where
+    F: Fn(BusMessage) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), Nack>> + Send + 'static,
+{
+    async fn on_message(&self, msg: &BusMessage) -> Result<(), Nack> {
+        (self.0)(msg.clone()).await
+    }
+}
+
+/// Wraps an async closure as a shareable handler.
+pub fn handler_fn<F, Fut>(f: F) -> Arc<dyn MessageHandler>
+where
+    F: Fn(BusMessage) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), Nack>> + Send + 'static,
+{
+    Arc::new(FnHandler(f))
+}
+
+/// A running subscription. Dropping it stops consumption in the background;
+/// [`Subscription::unsubscribe`] stops it and waits until the in-flight
+/// message is finished and offsets are committed.
+#[derive(Debug)]
+pub struct Subscription {
+    topic: String,
+    group: String,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Subscription {
+    /// Wraps a consumer task that watches `stop`.
+    pub(crate) fn new(
+        topic: String,
+        group: String,
+        stop: watch::Sender<bool>,
+        task: JoinHandle<()>,
+    ) -> Self {
+        Subscription {
+            topic,
+            group,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// Physical topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Consumer group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Stops consuming and waits for the consumer to finish.
+    pub async fn unsubscribe(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            if let Err(e) = task.await {
+                tracing::error!(topic = %self.topic, "consumer task failed: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A bus's view of its own health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusHealth {
+    /// Backend.
+    pub backend: BusBackend,
+    /// Whether the bus can publish and consume now.
+    pub healthy: bool,
+    /// Publish circuit state.
+    pub circuit: CircuitState,
+    /// Active subscriptions.
+    pub subscribers: usize,
+    /// Topics known to the bus.
+    pub topics: usize,
+    /// Why it is unhealthy, if it is.
+    pub detail: Option<String>,
+}
+
+/// The event bus.
+#[async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    /// Which backend this is.
+    fn backend(&self) -> BusBackend;
+
+    /// Publishes one record, with retries and the circuit breaker.
+    async fn publish(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &Headers,
+    ) -> Result<PublishReceipt, BusError>;
+
+    /// Publishes an envelope as JSON with its standard headers; the key is
+    /// `partition_key` when given.
+    async fn publish_envelope(
+        &self,
+        topic: &str,
+        envelope: &Envelope,
+        partition_key: Option<&str>,
+    ) -> Result<PublishReceipt, BusError> {
+        let m = OutgoingMessage::envelope(topic, envelope, partition_key);
+        self.publish(&m.topic, m.key.as_deref(), &m.value, &m.headers)
+            .await
+    }
+
+    /// Publishes several records; one result per record, in order.
+    async fn publish_batch(
+        &self,
+        messages: &[OutgoingMessage],
+    ) -> Vec<Result<PublishReceipt, BusError>> {
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            out.push(
+                self.publish(&m.topic, m.key.as_deref(), &m.value, &m.headers)
+                    .await,
+            );
+        }
+        out
+    }
+
+    /// Starts consuming `topic` as member of `group`.
+    async fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+        handler: Arc<dyn MessageHandler>,
+    ) -> Result<Subscription, BusError>;
+
+    /// Creates the topics that do not exist yet.
+    async fn ensure_topics(&self, topics: &[String]) -> Result<(), BusError>;
+
+    /// Current health.
+    async fn health(&self) -> BusHealth;
+
+    /// The publish circuit breaker.
+    fn breaker(&self) -> &CircuitBreaker;
+
+    /// The counters this bus updates.
+    fn metrics(&self) -> Arc<Metrics>;
+
+    /// Stops every subscription (letting in-flight messages finish and
+    /// committing their offsets), flushes pending publishes and refuses
+    /// further use.
+    async fn close(&self) -> Result<(), BusError>;
+}
+
+/// Tracks running consumer tasks so that closing a bus can wait for them.
+#[derive(Debug)]
+pub(crate) struct TaskGroup {
+    tx: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<()>>>,
+    rx: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<()>>,
+}
+
+/// Held by a running task; the task counts as finished when it is dropped.
+pub(crate) type TaskGuard = tokio::sync::mpsc::Sender<()>;
+
+impl TaskGroup {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        TaskGroup {
+            tx: std::sync::Mutex::new(Some(tx)),
+            rx: tokio::sync::Mutex::new(rx),
+        }
+    }
+
+    /// A guard for a new task, or `None` once the group is closing.
+    pub(crate) fn guard(&self) -> Option<TaskGuard> {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Refuses new tasks and waits until every guard is dropped.
+    pub(crate) async fn close_and_wait(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // Nobody sends; `recv` returns `None` once every sender is gone.
+        let _ = self.rx.lock().await.recv().await;
+    }
+}
+
+/// Delivers `msg` to `handler` until it is acknowledged or `stop` is set.
+/// Returns whether it was acknowledged. Pauses between attempts start at
+/// `pause` and double up to 30 times that.
+pub(crate) async fn deliver_until_acked(
+    handler: &dyn MessageHandler,
+    msg: &BusMessage,
+    stop: &mut watch::Receiver<bool>,
+    pause: Duration,
+    metrics: &Metrics,
+) -> bool {
+    let mut wait = pause;
+    loop {
+        inc(&metrics.consumed);
+        match handler.on_message(msg).await {
+            Ok(()) => return true,
+            Err(nack) => {
+                tracing::warn!(
+                    topic = %msg.topic,
+                    partition = msg.partition,
+                    offset = msg.offset,
+                    reason = %nack.reason,
+                    "message not acknowledged; it will be delivered again"
+                );
+                inc(&metrics.retries);
+            }
+        }
+        if *stop.borrow() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return false,
+        }
+        wait = (wait * 2).min(pause * 30);
+    }
+}
+
+/// What one publish attempt reported.
+pub(crate) enum AttemptError {
+    /// Worth retrying; counts against the breaker.
+    Retriable(String),
+    /// Not worth retrying; does not touch the breaker.
+    Fatal(BusError),
+}
+
+/// Runs `attempt` under the breaker with retries and backoff.
+pub(crate) async fn resilient_publish<F, Fut>(
+    topic: &str,
+    correlation_id: Option<Uuid>,
+    breaker: &CircuitBreaker,
+    retry: &RetrySettings,
+    metrics: &Metrics,
+    mut attempt: F,
+) -> Result<PublishReceipt, BusError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<PublishReceipt, AttemptError>>,
+{
+    breaker.try_acquire(correlation_id)?;
+    let started = Instant::now();
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Ok(receipt) => {
+                breaker.record_success();
+                inc(&metrics.published);
+                metrics.observe_publish_latency(started.elapsed());
+                return Ok(receipt);
+            }
+            Err(AttemptError::Fatal(e)) => {
+                // The broker answered: the connection is fine, so release a
+                // half-open trial without counting a failure.
+                breaker.record_success();
+                inc(&metrics.publish_failed);
+                return Err(e);
+            }
+            Err(AttemptError::Retriable(message)) => {
+                if tries > retry.max_retries {
+                    breaker.record_failure();
+                    inc(&metrics.publish_failed);
+                    return Err(BusError::Transient {
+                        topic: topic.to_string(),
+                        attempts: tries,
+                        message,
+                    });
+                }
+                inc(&metrics.retries);
+                let delay = retry.delay(tries);
+                tracing::warn!(topic, attempt = tries, ?delay, error = %message, "publish failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}

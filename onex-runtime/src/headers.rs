@@ -1,0 +1,317 @@
+//! Message headers carried alongside every event on the bus.
+//!
+//! On Kafka each field travels as one record header whose value is the UTF-8
+//! text of the field (absent fields are not sent). Header names are the field
+//! names below (`correlation_id`, `event_type`, ...). Headers this crate does
+//! not know are kept in [`Headers::extra`] so that nothing is lost when a
+//! message is forwarded (for example to a dead-letter topic and back).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// Delivery priority of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    /// Background work.
+    Low,
+    /// The default.
+    #[default]
+    Normal,
+    /// Ahead of normal traffic.
+    High,
+    /// Must be handled first.
+    Critical,
+}
+
+impl Priority {
+    /// The wire spelling (`low`, `normal`, `high`, `critical`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+            Priority::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Priority {
+    type Err = HeaderError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "low" => Ok(Priority::Low),
+            "normal" => Ok(Priority::Normal),
+            "high" => Ok(Priority::High),
+            "critical" => Ok(Priority::Critical),
+            other => Err(HeaderError::Invalid {
+                name: "priority".into(),
+                value: other.into(),
+            }),
+        }
+    }
+}
+
+/// A header value that could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeaderError {
+    /// The named header has a value of the wrong shape.
+    #[error("header `{name}` has an invalid value `{value}`")]
+    Invalid {
+        /// Header name.
+        name: String,
+        /// The offending value (lossy UTF-8).
+        value: String,
+    },
+}
+
+/// Well-known header names, as they appear on the wire.
+pub mod names {
+    /// MIME type of the value.
+    pub const CONTENT_TYPE: &str = "content_type";
+    /// Correlation id shared by every message of one flow.
+    pub const CORRELATION_ID: &str = "correlation_id";
+    /// Unique id of this message (the envelope's event_id).
+    pub const MESSAGE_ID: &str = "message_id";
+    /// RFC 3339 timestamp with time zone.
+    pub const TIMESTAMP: &str = "timestamp";
+    /// Producing service.
+    pub const SOURCE: &str = "source";
+    /// Event type.
+    pub const EVENT_TYPE: &str = "event_type";
+    /// Schema version of the payload.
+    pub const SCHEMA_VERSION: &str = "schema_version";
+    /// Distributed trace id.
+    pub const TRACE_ID: &str = "trace_id";
+    /// Span id.
+    pub const SPAN_ID: &str = "span_id";
+    /// Parent span id.
+    pub const PARENT_SPAN_ID: &str = "parent_span_id";
+    /// Operation name for tracing.
+    pub const OPERATION_NAME: &str = "operation_name";
+    /// Priority (`low|normal|high|critical`).
+    pub const PRIORITY: &str = "priority";
+    /// Routing key.
+    pub const ROUTING_KEY: &str = "routing_key";
+    /// Partition key.
+    pub const PARTITION_KEY: &str = "partition_key";
+    /// How many times delivery of this message has been retried.
+    pub const RETRY_COUNT: &str = "retry_count";
+    /// Retry budget.
+    pub const MAX_RETRIES: &str = "max_retries";
+    /// Time to live in seconds.
+    pub const TTL_SECONDS: &str = "ttl_seconds";
+}
+
+/// The standard ONEX message headers.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Headers {
+    /// MIME type of the value, `application/json` for envelopes.
+    pub content_type: Option<String>,
+    /// Correlation id shared by every message of one flow.
+    pub correlation_id: Option<Uuid>,
+    /// Unique id of this message.
+    pub message_id: Option<Uuid>,
+    /// When the message was produced.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// Producing service.
+    pub source: Option<String>,
+    /// Event type.
+    pub event_type: Option<String>,
+    /// Schema version of the payload.
+    pub schema_version: Option<String>,
+    /// Distributed trace id.
+    pub trace_id: Option<String>,
+    /// Span id.
+    pub span_id: Option<String>,
+    /// Parent span id.
+    pub parent_span_id: Option<String>,
+    /// Operation name.
+    pub operation_name: Option<String>,
+    /// Priority; `None` means normal.
+    pub priority: Option<Priority>,
+    /// Routing key.
+    pub routing_key: Option<String>,
+    /// Partition key.
+    pub partition_key: Option<String>,
+    /// Delivery retries so far.
+    pub retry_count: Option<u32>,
+    /// Retry budget.
+    pub max_retries: Option<u32>,
+    /// Time to live in seconds.
+    pub ttl_seconds: Option<u64>,
+    /// Headers not in the list above, kept verbatim.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl Headers {
+    /// Encodes every present field as a `(name, value)` pair, known fields
+    /// first in declaration order, then `extra` in name order.
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut put = |name: &str, value: Option<String>| {
+            if let Some(v) = value {
+                out.push((name.to_string(), v));
+            }
+        };
+        put(names::CONTENT_TYPE, self.content_type.clone());
+        put(
+            names::CORRELATION_ID,
+            self.correlation_id.map(|u| u.to_string()),
+        );
+        put(names::MESSAGE_ID, self.message_id.map(|u| u.to_string()));
+        put(names::TIMESTAMP, self.timestamp.map(|t| t.to_rfc3339()));
+        put(names::SOURCE, self.source.clone());
+        put(names::EVENT_TYPE, self.event_type.clone());
+        put(names::SCHEMA_VERSION, self.schema_version.clone());
+        put(names::TRACE_ID, self.trace_id.clone());
+        put(names::SPAN_ID, self.span_id.clone());
+        put(names::PARENT_SPAN_ID, self.parent_span_id.clone());
+        put(names::OPERATION_NAME, self.operation_name.clone());
+        put(names::PRIORITY, self.priority.map(|p| p.to_string()));
+        put(names::ROUTING_KEY, self.routing_key.clone());
+        put(names::PARTITION_KEY, self.partition_key.clone());
+        put(names::RETRY_COUNT, self.retry_count.map(|n| n.to_string()));
+        put(names::MAX_RETRIES, self.max_retries.map(|n| n.to_string()));
+        put(names::TTL_SECONDS, self.ttl_seconds.map(|n| n.to_string()));
+        for (k, v) in &self.extra {
+            out.push((k.clone(), v.clone()));
+        }
+        out
+    }
+
+    /// Decodes headers from `(name, raw value)` pairs. Unknown names land in
+    /// `extra`; a known header with a malformed value is an error.
+    pub fn from_pairs<'a, I>(pairs: I) -> Result<Self, HeaderError>
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        let mut h = Headers::default();
+        for (name, raw) in pairs {
+            let value = String::from_utf8_lossy(raw).into_owned();
+            let invalid = || HeaderError::Invalid {
+                name: name.to_string(),
+                value: value.clone(),
+            };
+            match name {
+                names::CONTENT_TYPE => h.content_type = Some(value.clone()),
+                names::CORRELATION_ID => {
+                    h.correlation_id = Some(value.parse().map_err(|_| invalid())?)
+                }
+                names::MESSAGE_ID => h.message_id = Some(value.parse().map_err(|_| invalid())?),
+                names::TIMESTAMP => {
+                    h.timestamp = Some(
+                        DateTime::parse_from_rfc3339(&value)
+                            .map_err(|_| invalid())?
+                            .with_timezone(&Utc),
+                    )
+                }
+                names::SOURCE => h.source = Some(value.clone()),
+                names::EVENT_TYPE => h.event_type = Some(value.clone()),
+                names::SCHEMA_VERSION => h.schema_version = Some(value.clone()),
+                names::TRACE_ID => h.trace_id = Some(value.clone()),
+                names::SPAN_ID => h.span_id = Some(value.clone()),
+                names::PARENT_SPAN_ID => h.parent_span_id = Some(value.clone()),
+                names::OPERATION_NAME => h.operation_name = Some(value.clone()),
+                names::PRIORITY => h.priority = Some(value.parse()?),
+                names::ROUTING_KEY => h.routing_key = Some(value.clone()),
+                names::PARTITION_KEY => h.partition_key = Some(value.clone()),
+                names::RETRY_COUNT => h.retry_count = Some(value.parse().map_err(|_| invalid())?),
+                names::MAX_RETRIES => h.max_retries = Some(value.parse().map_err(|_| invalid())?),
+                names::TTL_SECONDS => h.ttl_seconds = Some(value.parse().map_err(|_| invalid())?),
+                other => {
+                    h.extra.insert(other.to_string(), value);
+                }
+            }
+        }
+        Ok(h)
+    }
+
+    /// Sets an extra (non-standard) header.
+    pub fn with_extra(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra.insert(name.into(), value.into());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> Headers {
+        Headers {
+            content_type: Some("application/json".into()),
+            correlation_id: Some(Uuid::new_v4()),
+            message_id: Some(Uuid::new_v4()),
+            timestamp: Some(
+                DateTime::parse_from_rfc3339("2025-01-02T03:04:05.123+02:00")
+                    .expect("valid")
+                    .with_timezone(&Utc),
+            ),
+            source: Some("svc".into()),
+            event_type: Some("thing.created".into()),
+            schema_version: Some("1.0.0".into()),
+            trace_id: Some("t".into()),
+            span_id: Some("s".into()),
+            parent_span_id: Some("p".into()),
+            operation_name: Some("op".into()),
+            priority: Some(Priority::Critical),
+            routing_key: Some("r".into()),
+            partition_key: Some("k".into()),
+            retry_count: Some(2),
+            max_retries: Some(3),
+            ttl_seconds: Some(60),
+            extra: BTreeMap::from([("x-custom".to_string(), "v".to_string())]),
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let h = full();
+        let pairs = h.to_pairs();
+        assert_eq!(pairs.len(), 18);
+        let back =
+            Headers::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_bytes()))).unwrap();
+        assert_eq!(back, h);
+    }
+
+    #[test]
+    fn absent_fields_are_not_sent() {
+        assert!(Headers::default().to_pairs().is_empty());
+    }
+
+    #[test]
+    fn malformed_known_header_is_an_error() {
+        let err = Headers::from_pairs([("retry_count", b"many".as_slice())]).unwrap_err();
+        assert_eq!(
+            err,
+            HeaderError::Invalid {
+                name: "retry_count".into(),
+                value: "many".into()
+            }
+        );
+        assert!(Headers::from_pairs([("priority", b"urgent".as_slice())]).is_err());
+    }
+
+    #[test]
+    fn priority_spellings() {
+        for p in [
+            Priority::Low,
+            Priority::Normal,
+            Priority::High,
+            Priority::Critical,
+        ] {
+            assert_eq!(p.as_str().parse::<Priority>().unwrap(), p);
+        }
+    }
+}

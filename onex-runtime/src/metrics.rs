@@ -1,0 +1,179 @@
+//! Counters and the publish latency histogram, rendered as Prometheus text.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the publish latency histogram buckets.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Runtime counters, shared by the bus, the dispatcher and the health endpoint.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Messages handed to a subscriber.
+    pub consumed: AtomicU64,
+    /// Messages published successfully.
+    pub published: AtomicU64,
+    /// Publishes that failed for good.
+    pub publish_failed: AtomicU64,
+    /// Handler invocations that returned an error.
+    pub handler_failures: AtomicU64,
+    /// Retries (publish and handler).
+    pub retries: AtomicU64,
+    /// Messages written to a dead-letter topic.
+    pub dead_lettered: AtomicU64,
+    /// Duplicate messages skipped.
+    pub duplicates_skipped: AtomicU64,
+    /// Consumer lag summed over assigned partitions (-1 = unknown).
+    pub consumer_lag: AtomicI64,
+    latency_buckets: [AtomicU64; 13],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+}
+
+/// Adds one to a counter.
+pub fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// A fresh set with consumer lag unknown.
+    pub fn new() -> Self {
+        let m = Metrics::default();
+        m.consumer_lag.store(-1, Ordering::Relaxed);
+        m
+    }
+
+    /// Records one publish latency.
+    pub fn observe_publish_latency(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition. `breaker_state` is 0 closed, 1 half-open,
+    /// 2 open; `breaker_opens` counts openings.
+    pub fn render(&self, node: &str, breaker_state: u8, breaker_opens: u64) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP onex_{name} {help}");
+            let _ = writeln!(out, "# TYPE onex_{name} counter");
+            let _ = writeln!(out, "onex_{name}{{node=\"{node}\"}} {v}");
+        };
+        counter(
+            "events_consumed_total",
+            "Messages handed to a subscriber.",
+            get(&self.consumed),
+        );
+        counter(
+            "events_published_total",
+            "Messages published.",
+            get(&self.published),
+        );
+        counter(
+            "events_publish_failed_total",
+            "Publishes that failed for good.",
+            get(&self.publish_failed),
+        );
+        counter(
+            "handler_failures_total",
+            "Handler invocations that failed.",
+            get(&self.handler_failures),
+        );
+        counter(
+            "retries_total",
+            "Publish and handler retries.",
+            get(&self.retries),
+        );
+        counter(
+            "events_dead_lettered_total",
+            "Messages sent to a dead-letter topic.",
+            get(&self.dead_lettered),
+        );
+        counter(
+            "duplicates_skipped_total",
+            "Duplicate messages skipped.",
+            get(&self.duplicates_skipped),
+        );
+        counter(
+            "circuit_breaker_opens_total",
+            "Times the circuit opened.",
+            breaker_opens,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP onex_circuit_breaker_state 0 closed, 1 half-open, 2 open."
+        );
+        let _ = writeln!(out, "# TYPE onex_circuit_breaker_state gauge");
+        let _ = writeln!(
+            out,
+            "onex_circuit_breaker_state{{node=\"{node}\"}} {breaker_state}"
+        );
+        let lag = self.consumer_lag.load(Ordering::Relaxed);
+        if lag >= 0 {
+            let _ = writeln!(
+                out,
+                "# HELP onex_consumer_lag Messages behind the high watermark."
+            );
+            let _ = writeln!(out, "# TYPE onex_consumer_lag gauge");
+            let _ = writeln!(out, "onex_consumer_lag{{node=\"{node}\"}} {lag}");
+        }
+        let _ = writeln!(out, "# HELP onex_publish_latency_seconds Publish latency.");
+        let _ = writeln!(out, "# TYPE onex_publish_latency_seconds histogram");
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "onex_publish_latency_seconds_bucket{{node=\"{node}\",le=\"{bound}\"}} {}",
+                get(&self.latency_buckets[i])
+            );
+        }
+        let count = get(&self.latency_count);
+        let _ = writeln!(
+            out,
+            "onex_publish_latency_seconds_bucket{{node=\"{node}\",le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "onex_publish_latency_seconds_sum{{node=\"{node}\"}} {}",
+            get(&self.latency_sum_micros) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "onex_publish_latency_seconds_count{{node=\"{node}\"}} {count}"
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let m = Metrics::new();
+        inc(&m.published);
+        inc(&m.published);
+        inc(&m.dead_lettered);
+        m.observe_publish_latency(Duration::from_millis(3));
+        m.observe_publish_latency(Duration::from_secs(20));
+        let text = m.render("n", 2, 1);
+        assert!(text.contains("onex_events_published_total{node=\"n\"} 2"));
+        assert!(text.contains("onex_events_dead_lettered_total{node=\"n\"} 1"));
+        assert!(text.contains("onex_circuit_breaker_state{node=\"n\"} 2"));
+        assert!(text.contains("le=\"0.0025\"} 0"));
+        assert!(text.contains("le=\"0.005\"} 1"));
+        assert!(text.contains("le=\"10\"} 1"));
+        assert!(text.contains("le=\"+Inf\"} 2"));
+        assert!(!text.contains("onex_consumer_lag"));
+    }
+}
