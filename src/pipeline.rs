@@ -5,6 +5,12 @@
 //!
 //! All or nothing: [`generate`] returns either a generation for every contract
 //! or the diagnostics of every contract (errors and warnings), never a mix.
+//!
+//! Paths given on the command line (contract, `--runtime-path`, `--templates`)
+//! are relative to the current folder; everything recorded in the crate (the
+//! manifest, Cargo.toml's runtime path, the contract path the templates see)
+//! is relative to the crate folder, so output does not depend on where
+//! onex-gen ran.
 
 use std::path::{Path, PathBuf};
 
@@ -307,7 +313,12 @@ pub fn run_jobs(jobs: &[Job], cargo_check: bool) -> Vec<Result<Generation, Diagn
                 template_dir: job.template_dir.clone(),
             };
             let located = |e: GenError| stage_error(&job.contract, &warnings, e);
-            let model = crate::model::build(&contract);
+            // Stages 3 and 4 see the contract path as the manifest records it
+            // (relative to the crate), so the output is the same whatever the
+            // current folder and however the path was spelled.
+            let mut for_render = contract.clone();
+            for_render.path = PathBuf::from(manifest::relative_to(&contract.path, &crate_dir));
+            let model = crate::model::build(&for_render);
             let files = crate::render::render(&model, &effective).map_err(located)?;
             let files = crate::wiring::wire(files, &model, &effective).map_err(located)?;
             Ok(Rendered {

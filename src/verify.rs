@@ -157,7 +157,7 @@ pub fn verify(
                 .iter()
                 .map(|v| ((*v).to_owned(), "onex-runtime".to_owned())),
         );
-        needed.extend(read_vars.into_iter());
+        needed.extend(read_vars);
         let mut reported = BTreeSet::new();
         for (name, from) in needed {
             if !declared.contains(&name) && reported.insert(name.clone()) {

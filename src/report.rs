@@ -1,0 +1,232 @@
+//! `onex-gen new --report`: what onex-gen made of each contract.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::contract::{FieldType, NodeKind};
+use crate::pipeline::Generation;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContractReport {
+    pub contract: String,
+    pub node_name: String,
+    pub kind: NodeKind,
+    pub crate_dir: String,
+    pub operations: Vec<String>,
+    pub models: Vec<String>,
+    pub states: Vec<String>,
+    pub transitions: usize,
+    pub workflow_steps: Vec<String>,
+    pub topics_consumed: Vec<String>,
+    pub topics_published: Vec<String>,
+    pub env_vars: Vec<String>,
+    pub files: usize,
+    pub warnings: Vec<String>,
+}
+
+impl ContractReport {
+    pub fn of(g: &Generation) -> Self {
+        let c = &g.contract;
+        let mut models: Vec<String> = Vec::new();
+        let mut add_model = |name: &str| {
+            if !models.iter().any(|m| m == name) {
+                models.push(name.to_owned());
+            }
+        };
+        for m in [&c.input_model, &c.output_model].into_iter().flatten() {
+            add_model(&m.name);
+        }
+        for op in &c.operations {
+            for m in [&op.input_model, &op.output_model].into_iter().flatten() {
+                add_model(&m.name);
+            }
+        }
+        let all_fields = c.inputs.iter().chain(&c.outputs).chain(
+            c.operations
+                .iter()
+                .flat_map(|o| o.input_fields.iter().chain(&o.output_fields)),
+        );
+        for f in all_fields {
+            if let FieldType::Named(n) = &f.ty {
+                add_model(n);
+            }
+        }
+        Self {
+            contract: c.path.display().to_string(),
+            node_name: g.node_name.to_string(),
+            kind: c.kind,
+            crate_dir: g.crate_dir.display().to_string(),
+            operations: c
+                .operations
+                .iter()
+                .map(|o| o.name.original.clone())
+                .collect(),
+            models,
+            states: c
+                .state_machine
+                .iter()
+                .flat_map(|m| m.states.iter().map(|s| s.name.original.clone()))
+                .collect(),
+            transitions: c.state_machine.as_ref().map_or(0, |m| m.transitions.len()),
+            workflow_steps: c
+                .workflow
+                .iter()
+                .flat_map(|w| w.steps.iter().map(|s| s.id.original.clone()))
+                .collect(),
+            topics_consumed: c
+                .topics
+                .subscribe
+                .iter()
+                .map(|t| t.topic.to_string())
+                .collect(),
+            topics_published: c
+                .topics
+                .publish
+                .iter()
+                .map(|t| t.binding.topic.to_string())
+                .collect(),
+            env_vars: c.env.iter().map(|e| e.name.clone()).collect(),
+            files: g.files.files().len(),
+            warnings: g.warnings.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// The text report with a summary line.
+pub fn render_text(reports: &[ContractReport]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let _ = writeln!(
+            out,
+            "{} ({}): {} -> {}",
+            r.node_name, r.kind, r.contract, r.crate_dir
+        );
+        let _ = writeln!(
+            out,
+            "  operations ({}): {}",
+            r.operations.len(),
+            list(&r.operations)
+        );
+        let _ = writeln!(out, "  models ({}): {}", r.models.len(), list(&r.models));
+        if !r.states.is_empty() {
+            let _ = writeln!(
+                out,
+                "  fsm: {} state(s) ({}), {} transition(s)",
+                r.states.len(),
+                list(&r.states),
+                r.transitions
+            );
+        }
+        if !r.workflow_steps.is_empty() {
+            let _ = writeln!(
+                out,
+                "  workflow steps ({}): {}",
+                r.workflow_steps.len(),
+                list(&r.workflow_steps)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  consumes ({}): {}",
+            r.topics_consumed.len(),
+            list(&r.topics_consumed)
+        );
+        let _ = writeln!(
+            out,
+            "  publishes ({}): {}",
+            r.topics_published.len(),
+            list(&r.topics_published)
+        );
+        let _ = writeln!(
+            out,
+            "  env vars ({}): {}",
+            r.env_vars.len(),
+            list(&r.env_vars)
+        );
+        let _ = writeln!(out, "  files: {}", r.files);
+        let _ = writeln!(out, "  warnings: {}", r.warnings.len());
+        for w in &r.warnings {
+            let _ = writeln!(out, "    {w}");
+        }
+    }
+    let _ = writeln!(out, "{}", summary(reports));
+    out
+}
+
+pub fn summary(reports: &[ContractReport]) -> String {
+    let sum = |f: fn(&ContractReport) -> usize| reports.iter().map(f).sum::<usize>();
+    format!(
+        "report: {} contract(s), {} operation(s), {} model(s), {} state(s), {} transition(s), {} workflow step(s), {} topic(s) consumed, {} published, {} env var(s), {} file(s), {} warning(s)",
+        reports.len(),
+        sum(|r| r.operations.len()),
+        sum(|r| r.models.len()),
+        sum(|r| r.states.len()),
+        sum(|r| r.transitions),
+        sum(|r| r.workflow_steps.len()),
+        sum(|r| r.topics_consumed.len()),
+        sum(|r| r.topics_published.len()),
+        sum(|r| r.env_vars.len()),
+        sum(|r| r.files),
+        sum(|r| r.warnings.len()),
+    )
+}
+
+/// JSON: `{"contracts": [...], "summary": "..."}`.
+pub fn render_json(reports: &[ContractReport]) -> String {
+    let v = serde_json::json!({ "contracts": reports, "summary": summary(reports) });
+    let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ContractReport {
+        ContractReport {
+            contract: "contracts/a.yaml".into(),
+            node_name: "node_a".into(),
+            kind: NodeKind::Reducer,
+            crate_dir: "out/node_a".into(),
+            operations: vec!["reduce".into()],
+            models: vec![],
+            states: vec!["idle".into(), "done".into()],
+            transitions: 1,
+            workflow_steps: vec![],
+            topics_consumed: vec!["a.v1".into()],
+            topics_published: vec![],
+            env_vars: vec!["X".into()],
+            files: 9,
+            warnings: vec!["w".into()],
+        }
+    }
+
+    #[test]
+    fn text_report_lists_everything_and_sums_up() {
+        let text = render_text(&[sample(), sample()]);
+        assert!(
+            text.contains("node_a (reducer): contracts/a.yaml -> out/node_a"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  fsm: 2 state(s) (idle, done), 1 transition(s)"),
+            "{text}"
+        );
+        assert!(text.contains("  publishes (0): -"), "{text}");
+        assert!(text.trim_end().ends_with(
+            "report: 2 contract(s), 2 operation(s), 0 model(s), 4 state(s), 2 transition(s), 0 workflow step(s), 2 topic(s) consumed, 0 published, 2 env var(s), 18 file(s), 2 warning(s)"
+        ), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&render_json(&[sample()])).unwrap();
+        assert_eq!(json["contracts"][0]["kind"], "reducer");
+    }
+}
