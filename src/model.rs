@@ -1,15 +1,963 @@
 //! Stage 3: model — Contract -> NodeModel.
+//!
+//! The model decides every Rust name and type the generated crate will use,
+//! and which topic each kind of event goes to, so that the templates only
+//! lay text out. Nothing here reads the contract's YAML: it works from the
+//! validated [`Contract`] alone.
+
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::contract::Contract;
+use crate::contract::{
+    Contract, Field, FieldType, FromState, Idempotency, NodeKind, Operation, PublishRole,
+    TopicName, TopicSource,
+};
 
 /// Everything the templates need, derived from a validated contract.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeModel {
     pub contract: Contract,
+    /// Cargo package name, e.g. `node-git-effect`.
+    pub package: String,
+    /// Rust library name, e.g. `node_git_effect`.
+    pub lib: String,
+    /// e.g. `NodeGitEffect`.
+    pub pascal: String,
+    pub kind: NodeKind,
+    /// The contract description folded into doc-comment lines.
+    pub doc: Vec<String>,
+    pub structs: Vec<StructModel>,
+    pub enums: Vec<EnumModel>,
+    pub operations: Vec<OperationModel>,
+    /// Generated struct and enum names the operations use, sorted (for `use` lines).
+    pub operation_types: Vec<String>,
+    pub topics: TopicPlan,
+    pub fsm: Option<FsmModel>,
+    pub workflow: Option<WorkflowModel>,
+    pub env: Vec<EnvModel>,
+    pub retry: RetryModel,
+    pub breaker: Option<BreakerModel>,
+    /// Rust expression for `Option<onex_runtime::Idempotency>`.
+    pub idempotency: String,
+    pub handler_timeout_ms: Option<u64>,
+    pub capabilities: Vec<String>,
+    pub tags: Vec<String>,
+    pub health_path: String,
+    pub heartbeat_interval_secs: u64,
+    pub consumer_group: String,
 }
 
+/// A generated struct (an input or output model).
+#[derive(Debug, Clone, Serialize)]
+pub struct StructModel {
+    pub name: String,
+    pub doc: Vec<String>,
+    pub fields: Vec<FieldModel>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldModel {
+    /// Rust identifier.
+    pub ident: String,
+    /// Wire name, when it differs from the identifier.
+    pub rename: Option<String>,
+    /// Rust type.
+    pub ty: String,
+    pub doc: Vec<String>,
+    /// `#[serde(default)]` and friends, without the surrounding `#[serde(...)]`.
+    pub serde: Vec<String>,
+    /// Name of the function giving the field's contract default, when it has one.
+    pub default_fn: Option<DefaultFn>,
+    /// A Rust expression of the field's type: the value used by generated tests and defaults.
+    pub example: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DefaultFn {
+    pub name: String,
+    pub ty: String,
+    pub expr: String,
+}
+
+/// A generated string enum (from `Literal[...]` or a JSON Schema `enum`).
+#[derive(Debug, Clone, Serialize)]
+pub struct EnumModel {
+    pub name: String,
+    pub variants: Vec<VariantModel>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantModel {
+    pub ident: String,
+    pub wire: String,
+}
+
+/// One operation: a user hook with typed input and output.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperationModel {
+    /// The contract's operation name (wire name, matched against `event_type`).
+    pub name: String,
+    /// Rust function name.
+    pub fn_name: String,
+    pub doc: Vec<String>,
+    pub input_type: String,
+    pub output_type: String,
+    /// Extra names this operation answers to (its declared event_type).
+    pub aliases: Vec<String>,
+    /// The event type of a successful result, e.g. `git-effect.branch-create.completed`.
+    pub result_event_type: String,
+    /// Topic for this operation's result (falls back to the node's result topic).
+    pub result_topic: Option<String>,
+    /// A Rust expression building an example input (for generated tests).
+    pub example_input: String,
+    /// A Rust expression for the starting-point result in the user's handler file.
+    pub default_output: String,
+}
+
+/// Which topic each kind of outgoing event goes to.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TopicPlan {
+    pub subscribe: Vec<TopicModel>,
+    pub publish: Vec<TopicModel>,
+    /// Results of effect/compute operations, reducer state changes and workflow stage events.
+    pub result: Option<String>,
+    /// Failure events (`publish.failure_topic`), when declared.
+    pub failure: Option<String>,
+    /// `terminal_event`, when declared.
+    pub terminal: Option<String>,
+    /// Workflow completion events: success topic, else terminal, else result topic.
+    pub completion: Option<String>,
+    pub dlq: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopicModel {
+    pub name: String,
+    pub event_type: Option<String>,
+    pub description: Option<String>,
+    pub role: &'static str,
+    /// AsyncAPI channel id.
+    pub channel_id: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FsmModel {
+    pub name: String,
+    pub doc: Vec<String>,
+    pub states: Vec<StateModel>,
+    pub triggers: Vec<TriggerModel>,
+    pub initial: String,
+    /// `(from, trigger) => to` arms for declared from-states.
+    pub arms: Vec<ArmModel>,
+    /// `'*'` transitions: apply from every non-terminal state.
+    pub wildcard_arms: Vec<ArmModel>,
+    pub guards: Vec<GuardModel>,
+    /// A (state, trigger) pair that is not a declared transition, for the rejection test.
+    pub rejected: Option<(String, String)>,
+    /// Every declared transition expanded to concrete from-states, for tests.
+    pub expanded: Vec<ArmModel>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StateModel {
+    pub ident: String,
+    pub wire: String,
+    pub doc: Vec<String>,
+    pub terminal: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TriggerModel {
+    pub ident: String,
+    pub wire: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ArmModel {
+    pub from: String,
+    pub trigger: String,
+    pub to: String,
+    /// Guard hook names checked before the transition is taken.
+    pub guards: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GuardModel {
+    /// Variant of the generated `Guard` enum.
+    pub ident: String,
+    /// The condition's name in the contract.
+    pub wire: String,
+    pub doc: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkflowModel {
+    pub name: String,
+    pub steps: Vec<StepModel>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepModel {
+    pub ident: String,
+    pub wire: String,
+    pub fn_name: String,
+    pub doc: Vec<String>,
+    pub depends_on: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvModel {
+    pub name: String,
+    pub required: bool,
+    pub default: Option<String>,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RetryModel {
+    pub max_retries: u32,
+    pub initial_delay_ms: u64,
+    pub max_delay_ms: u64,
+    /// Rust f64 literal.
+    pub multiplier: String,
+    pub jitter: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BreakerModel {
+    pub failure_threshold: u32,
+    pub reset_timeout_ms: u64,
+    pub half_open_max_requests: u32,
+}
+
+/// Builds the model. Infallible: everything that could be wrong was rejected by stage 2.
 pub fn build(contract: &Contract) -> NodeModel {
-    NodeModel { contract: contract.clone() }
+    let mut types = TypeBuilder::default();
+    let operations = build_operations(contract, &mut types);
+    let topics = plan_topics(contract);
+    let fsm = contract.state_machine.as_ref().map(build_fsm);
+    let workflow = build_workflow(contract);
+
+    let retry = &contract.retry;
+    let breaker = contract.circuit_breaker.enabled.then(|| BreakerModel {
+        failure_threshold: contract.circuit_breaker.failure_threshold,
+        reset_timeout_ms: contract.circuit_breaker.reset_timeout_ms,
+        half_open_max_requests: contract.circuit_breaker.half_open_max_requests,
+    });
+    let idempotency = match &contract.idempotency {
+        None => "None".to_owned(),
+        Some(Idempotency::EventId) => "Some(Idempotency::EventId)".to_owned(),
+        Some(Idempotency::HashFields { fields }) => format!(
+            "Some(Idempotency::HashFields(vec![{}]))",
+            fields
+                .iter()
+                .map(|f| format!("{}.to_owned()", rust_str(f)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let env = contract
+        .env
+        .iter()
+        .map(|e| EnvModel {
+            name: e.name.clone(),
+            required: e.required,
+            default: e.default.clone(),
+            description: e.description.as_deref().map(one_line).unwrap_or_default(),
+        })
+        .collect();
+    let mut capabilities: Vec<String> = contract
+        .capabilities
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    if capabilities.is_empty() {
+        capabilities = contract
+            .operations
+            .iter()
+            .map(|o| o.name.original.clone())
+            .collect();
+    }
+    let operation_types: Vec<String> = operations
+        .iter()
+        .flat_map(|o| [o.input_type.clone(), o.output_type.clone()])
+        .filter(|t| types.structs.iter().any(|s| &s.name == t))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let consumer_group = contract
+        .topics
+        .consumer_group
+        .clone()
+        .unwrap_or_else(|| contract.name.to_string());
+
+    NodeModel {
+        package: contract.name.kebab(),
+        lib: contract.name.to_string(),
+        pascal: contract.name.pascal(),
+        kind: contract.kind,
+        doc: doc_lines(contract.description.as_deref().unwrap_or("")),
+        structs: types.structs,
+        enums: types.enums,
+        operations,
+        operation_types,
+        topics,
+        fsm,
+        workflow,
+        env,
+        retry: RetryModel {
+            max_retries: retry.max_retries,
+            initial_delay_ms: retry.initial_delay_ms,
+            max_delay_ms: retry.max_delay_ms,
+            multiplier: f64_literal(retry.multiplier),
+            jitter: f64_literal(retry.jitter),
+        },
+        breaker,
+        idempotency,
+        handler_timeout_ms: contract.performance.timeout_ms,
+        capabilities,
+        tags: contract.tags.clone(),
+        health_path: contract.health_check.endpoint.clone(),
+        heartbeat_interval_secs: contract.health_check.interval_seconds.max(1),
+        consumer_group,
+        contract: contract.clone(),
+    }
+}
+
+/// The operations a node exposes. A contract that declares none gets one,
+/// named after its kind (`compute`, `execute`, `reduce`), over the node-level
+/// inputs and outputs.
+fn build_operations(contract: &Contract, types: &mut TypeBuilder) -> Vec<OperationModel> {
+    let node_input = (!contract.inputs.is_empty())
+        .then(|| types.add_struct("NodeInput", "Node-level input.", &contract.inputs));
+    let node_output = (!contract.outputs.is_empty())
+        .then(|| types.add_struct("NodeOutput", "Node-level output.", &contract.outputs));
+
+    let mut ops: Vec<OperationModel> = Vec::new();
+    if contract.operations.is_empty() {
+        let name = match contract.kind {
+            NodeKind::Compute => "compute",
+            NodeKind::Effect => "execute",
+            NodeKind::Reducer => "reduce",
+            NodeKind::Orchestrator => "orchestrate",
+        };
+        let input_type = node_input
+            .clone()
+            .unwrap_or_else(|| opaque(contract.input_model.as_ref().map(|m| m.name.as_str())));
+        let output_type = node_output
+            .clone()
+            .unwrap_or_else(|| opaque(contract.output_model.as_ref().map(|m| m.name.as_str())));
+        ops.push(OperationModel {
+            name: name.to_owned(),
+            fn_name: name.to_owned(),
+            doc: doc_lines(
+                contract
+                    .description
+                    .as_deref()
+                    .unwrap_or("The node's single operation."),
+            ),
+            example_input: types.example_for(&input_type),
+            default_output: default_output(&output_type, name),
+            input_type,
+            output_type,
+            aliases: Vec::new(),
+            result_event_type: format!("{}.{}.completed", contract.name.kebab(), name),
+            result_topic: None,
+        });
+        return ops;
+    }
+
+    for op in &contract.operations {
+        let pascal = op.name.pascal();
+        let input_type = op_type(
+            types,
+            op,
+            &pascal,
+            "Input",
+            &op.input_fields,
+            op.input_model.as_ref(),
+            &node_input,
+        );
+        let output_type = op_type(
+            types,
+            op,
+            &pascal,
+            "Output",
+            &op.output_fields,
+            op.output_model.as_ref(),
+            &node_output,
+        );
+        let mut aliases = Vec::new();
+        if let Some(et) = &op.event_type {
+            if et != &op.name.original {
+                aliases.push(et.clone());
+            }
+        }
+        ops.push(OperationModel {
+            name: op.name.original.clone(),
+            fn_name: op.name.rust.clone(),
+            doc: doc_lines(op.description.as_deref().unwrap_or("")),
+            example_input: types.example_for(&input_type),
+            default_output: default_output(&output_type, &op.name.original),
+            input_type,
+            output_type,
+            aliases,
+            result_event_type: format!(
+                "{}.{}.completed",
+                contract.name.kebab(),
+                op.name.original.replace('_', "-")
+            ),
+            result_topic: op.output_topic.as_ref().map(|t| t.to_string()),
+        });
+    }
+    ops
+}
+
+fn default_output(output_type: &str, operation: &str) -> String {
+    if output_type == "serde_json::Value" {
+        format!(
+            "serde_json::json!({{ \"operation\": {}, \"status\": \"completed\" }})",
+            rust_str(operation)
+        )
+    } else {
+        format!("{output_type}::default()")
+    }
+}
+
+fn op_type(
+    types: &mut TypeBuilder,
+    op: &Operation,
+    pascal: &str,
+    suffix: &str,
+    fields: &[Field],
+    model: Option<&crate::contract::ModelRef>,
+    node_level: &Option<String>,
+) -> String {
+    if !fields.is_empty() {
+        let doc = format!("{} of the `{}` operation.", suffix, op.name.original);
+        return types.add_struct(&format!("{pascal}{suffix}"), &doc, fields);
+    }
+    if let Some(t) = node_level {
+        return t.clone();
+    }
+    opaque(model.map(|m| m.name.as_str()))
+}
+
+fn opaque(_python_model: Option<&str>) -> String {
+    "serde_json::Value".to_owned()
+}
+
+fn plan_topics(contract: &Contract) -> TopicPlan {
+    let t = &contract.topics;
+    let role_str = |r: PublishRole| match r {
+        PublishRole::Event => "event",
+        PublishRole::Success => "success",
+        PublishRole::Failure => "failure",
+        PublishRole::Terminal => "terminal",
+    };
+    let subscribe: Vec<TopicModel> = t
+        .subscribe
+        .iter()
+        .map(|b| TopicModel {
+            name: b.topic.to_string(),
+            event_type: b.event_type.clone(),
+            description: b.description.clone(),
+            role: "consume",
+            channel_id: channel_id(&b.topic),
+        })
+        .collect();
+    let publish: Vec<TopicModel> = t
+        .publish
+        .iter()
+        .map(|p| TopicModel {
+            name: p.binding.topic.to_string(),
+            event_type: p.binding.event_type.clone(),
+            description: p.binding.description.clone(),
+            role: role_str(p.role),
+            channel_id: channel_id(&p.binding.topic),
+        })
+        .collect();
+    let first = |role: PublishRole| {
+        t.publish
+            .iter()
+            .find(|p| p.role == role)
+            .map(|p| p.binding.topic.to_string())
+    };
+    let success = first(PublishRole::Success);
+    let failure = first(PublishRole::Failure);
+    let terminal = first(PublishRole::Terminal);
+    // Results go to the success topic, else the first plain event topic that
+    // is not the introspection topic, else the terminal topic.
+    let plain = t
+        .publish
+        .iter()
+        .filter(|p| p.role == PublishRole::Event && p.binding.source != TopicSource::TerminalEvent)
+        .map(|p| p.binding.topic.to_string())
+        .find(|name| name != "onex.evt.platform.node-introspection.v1");
+    let result = success.clone().or(plain).or_else(|| terminal.clone());
+    let completion = success
+        .or_else(|| terminal.clone())
+        .or_else(|| result.clone());
+    TopicPlan {
+        subscribe,
+        publish,
+        result,
+        failure,
+        terminal,
+        completion,
+        dlq: t.dlq.first().map(|d| d.to_string()),
+    }
+}
+
+fn channel_id(topic: &TopicName) -> String {
+    topic.as_str().replace(['.', '-'], "_")
+}
+
+fn build_fsm(sm: &crate::contract::StateMachine) -> FsmModel {
+    let states: Vec<StateModel> = sm
+        .states
+        .iter()
+        .map(|s| StateModel {
+            ident: s.name.pascal(),
+            wire: s.name.original.clone(),
+            doc: doc_lines(s.description.as_deref().unwrap_or("")),
+            terminal: s.terminal || sm.terminal.iter().any(|t| t.original == s.name.original),
+        })
+        .collect();
+    let mut trigger_names: Vec<(String, String)> = Vec::new();
+    for t in &sm.transitions {
+        if !trigger_names.iter().any(|(w, _)| w == &t.trigger.original) {
+            trigger_names.push((t.trigger.original.clone(), t.trigger.pascal()));
+        }
+    }
+    let triggers: Vec<TriggerModel> = trigger_names
+        .iter()
+        .map(|(wire, ident)| TriggerModel {
+            ident: ident.clone(),
+            wire: wire.clone(),
+        })
+        .collect();
+
+    let mut guards: Vec<GuardModel> = Vec::new();
+    let mut arms = Vec::new();
+    let mut wildcard_arms = Vec::new();
+    for t in &sm.transitions {
+        let guard_fns: Vec<String> = t.guards.iter().map(|g| g.pascal()).collect();
+        for g in &t.guards {
+            if !guards.iter().any(|x| x.ident == g.pascal()) {
+                guards.push(GuardModel {
+                    ident: g.pascal(),
+                    wire: g.original.clone(),
+                    doc: vec![format!(
+                        "`{}`, checked on trigger `{}`.",
+                        g.original, t.trigger.original
+                    )],
+                });
+            }
+        }
+        let arm = |from: String| ArmModel {
+            from,
+            trigger: t.trigger.pascal(),
+            to: t.to.pascal(),
+            guards: guard_fns.clone(),
+        };
+        match &t.from {
+            FromState::Any => wildcard_arms.push(arm("*".to_owned())),
+            FromState::State(s) => {
+                let a = arm(s.pascal());
+                // The first declaration of a (from, trigger) pair wins; later ones are unreachable.
+                if !arms
+                    .iter()
+                    .any(|x: &ArmModel| x.from == a.from && x.trigger == a.trigger)
+                {
+                    arms.push(a);
+                }
+            }
+        }
+    }
+    // A wildcard applies to every non-terminal state that does not already
+    // declare the same trigger.
+    let mut expanded = arms.clone();
+    for w in &wildcard_arms {
+        for s in states.iter().filter(|s| !s.terminal) {
+            if !expanded
+                .iter()
+                .any(|x| x.from == s.ident && x.trigger == w.trigger)
+            {
+                expanded.push(ArmModel {
+                    from: s.ident.clone(),
+                    ..w.clone()
+                });
+            }
+        }
+    }
+    let declared: BTreeSet<(String, String)> = expanded
+        .iter()
+        .map(|a| (a.from.clone(), a.trigger.clone()))
+        .collect();
+    let rejected = states
+        .iter()
+        .flat_map(|s| {
+            triggers
+                .iter()
+                .map(move |t| (s.ident.clone(), t.ident.clone()))
+        })
+        .find(|pair| !declared.contains(pair));
+
+    FsmModel {
+        name: sm.name.clone(),
+        doc: doc_lines(&format!("States of the `{}` state machine.", sm.name)),
+        initial: sm.initial.pascal(),
+        states,
+        triggers,
+        arms,
+        wildcard_arms,
+        guards,
+        rejected,
+        expanded,
+    }
+}
+
+fn build_workflow(contract: &Contract) -> Option<WorkflowModel> {
+    if contract.kind != NodeKind::Orchestrator {
+        return None;
+    }
+    let step = |wire: &str,
+                ident: &crate::contract::Ident,
+                desc: Option<&str>,
+                deps: Vec<String>| StepModel {
+        ident: ident.pascal(),
+        wire: wire.to_owned(),
+        fn_name: ident.rust.clone(),
+        doc: doc_lines(desc.unwrap_or("")),
+        depends_on: deps,
+    };
+    match &contract.workflow {
+        Some(wf) if !wf.steps.is_empty() => Some(WorkflowModel {
+            name: wf.name.clone(),
+            steps: wf
+                .steps
+                .iter()
+                .map(|s| {
+                    step(
+                        &s.id.original,
+                        &s.id,
+                        s.description.as_deref(),
+                        s.depends_on.iter().map(|d| d.original.clone()).collect(),
+                    )
+                })
+                .collect(),
+        }),
+        _ => {
+            let steps: Vec<StepModel> = if contract.operations.is_empty() {
+                let ident = crate::contract::Ident::new("run").expect("a fixed valid identifier");
+                vec![step(
+                    "run",
+                    &ident,
+                    Some("The workflow's single step."),
+                    Vec::new(),
+                )]
+            } else {
+                contract
+                    .operations
+                    .iter()
+                    .map(|o| {
+                        step(
+                            &o.name.original,
+                            &o.name,
+                            o.description.as_deref(),
+                            Vec::new(),
+                        )
+                    })
+                    .collect()
+            };
+            Some(WorkflowModel {
+                name: format!("{}_workflow", contract.name),
+                steps,
+            })
+        }
+    }
+}
+
+/// Collects the structs and enums the models need, naming them uniquely.
+#[derive(Default)]
+struct TypeBuilder {
+    structs: Vec<StructModel>,
+    enums: Vec<EnumModel>,
+    names: BTreeSet<String>,
+}
+
+impl TypeBuilder {
+    fn unique(&mut self, base: &str) -> String {
+        let mut name = base.to_owned();
+        let mut n = 2;
+        while self.names.contains(&name) {
+            name = format!("{base}{n}");
+            n += 1;
+        }
+        self.names.insert(name.clone());
+        name
+    }
+
+    fn add_struct(&mut self, name: &str, doc: &str, fields: &[Field]) -> String {
+        let name = self.unique(name);
+        let fields = fields.iter().map(|f| self.field(&name, f)).collect();
+        self.structs.push(StructModel {
+            name: name.clone(),
+            doc: doc_lines(doc),
+            fields,
+        });
+        name
+    }
+
+    fn field(&mut self, owner: &str, f: &Field) -> FieldModel {
+        let base_ty = self.rust_type(owner, &f.name.pascal(), &f.ty);
+        let optional_by_type = matches!(f.ty, FieldType::Optional(_));
+        let mut serde = Vec::new();
+        let mut default_fn = None;
+        let ty = if optional_by_type {
+            serde.push("default".to_owned());
+            serde.push("skip_serializing_if = \"Option::is_none\"".to_owned());
+            base_ty.clone()
+        } else if f.required {
+            base_ty.clone()
+        } else if let Some(expr) = f.default.as_ref().and_then(|d| default_expr(&f.ty, d)) {
+            let fn_name = format!(
+                "default_{}_{}",
+                crate::contract::to_snake_case(owner),
+                f.name.rust.trim_end_matches('_')
+            );
+            serde.push(format!("default = \"{fn_name}\""));
+            default_fn = Some(DefaultFn {
+                name: fn_name,
+                ty: base_ty.clone(),
+                expr,
+            });
+            base_ty.clone()
+        } else if matches!(f.ty, FieldType::List(_) | FieldType::Map(_)) {
+            serde.push("default".to_owned());
+            base_ty.clone()
+        } else {
+            serde.push("default".to_owned());
+            serde.push("skip_serializing_if = \"Option::is_none\"".to_owned());
+            format!("Option<{base_ty}>")
+        };
+        let mut doc = doc_lines(f.description.as_deref().unwrap_or(""));
+        if let FieldType::Named(model) = &f.ty {
+            doc.push(format!(
+                "Carries a `{model}` as JSON: the contract names the model but does not define it."
+            ));
+        }
+        if let Some(d) = &f.default {
+            if default_fn.is_none() {
+                doc.push(format!("Contract default: `{d}`."));
+            }
+        }
+        let rename = (f.name.rust != f.name.original).then(|| f.name.original.clone());
+        let example = self.example_value(&ty);
+        FieldModel {
+            ident: f.name.rust.clone(),
+            rename,
+            ty,
+            doc,
+            serde,
+            default_fn,
+            example,
+        }
+    }
+
+    fn rust_type(&mut self, owner: &str, field_pascal: &str, ty: &FieldType) -> String {
+        match ty {
+            FieldType::String => "String".into(),
+            FieldType::Integer => "i64".into(),
+            FieldType::Float => "f64".into(),
+            FieldType::Bool => "bool".into(),
+            FieldType::Uuid => "uuid::Uuid".into(),
+            FieldType::DateTime => "chrono::DateTime<chrono::Utc>".into(),
+            FieldType::Date => "chrono::NaiveDate".into(),
+            FieldType::Json | FieldType::Named(_) => "serde_json::Value".into(),
+            FieldType::List(inner) => {
+                format!("Vec<{}>", self.rust_type(owner, field_pascal, inner))
+            }
+            FieldType::Map(inner) => {
+                format!(
+                    "std::collections::BTreeMap<String, {}>",
+                    self.rust_type(owner, field_pascal, inner)
+                )
+            }
+            FieldType::Optional(inner) => {
+                format!("Option<{}>", self.rust_type(owner, field_pascal, inner))
+            }
+            FieldType::Enum(values) => {
+                let name = self.unique(&format!("{owner}{field_pascal}"));
+                let mut seen = BTreeSet::new();
+                let variants = values
+                    .iter()
+                    .filter_map(|v| {
+                        let ident = crate::contract::Ident::new(v)
+                            .map(|i| i.pascal())
+                            .unwrap_or_else(|_| "Value".into());
+                        let mut ident = ident;
+                        let mut n = 2;
+                        while seen.contains(&ident) {
+                            ident = format!("{ident}{n}");
+                            n += 1;
+                        }
+                        seen.insert(ident.clone());
+                        Some(VariantModel {
+                            ident,
+                            wire: v.clone(),
+                        })
+                    })
+                    .collect();
+                self.enums.push(EnumModel {
+                    name: name.clone(),
+                    variants,
+                });
+                name
+            }
+        }
+    }
+
+    /// An example value of a Rust type, as an expression (used by generated tests).
+    fn example_value(&self, ty: &str) -> String {
+        match ty {
+            "String" => "\"example\".to_owned()".into(),
+            "i64" => "1".into(),
+            "f64" => "1.0".into(),
+            "bool" => "true".into(),
+            "uuid::Uuid" => "uuid::Uuid::nil()".into(),
+            "chrono::DateTime<chrono::Utc>" => "chrono::DateTime::UNIX_EPOCH".into(),
+            "chrono::NaiveDate" => "chrono::NaiveDate::default()".into(),
+            "serde_json::Value" => "serde_json::Value::Null".into(),
+            t if t.starts_with("Option<") => "None".into(),
+            t if t.starts_with("Vec<") => "Vec::new()".into(),
+            t if t.starts_with("std::collections::BTreeMap<") => {
+                "std::collections::BTreeMap::new()".into()
+            }
+            t => match self.enums.iter().find(|e| e.name == t) {
+                Some(e) => format!(
+                    "{}::{}",
+                    e.name,
+                    e.variants
+                        .first()
+                        .map(|v| v.ident.as_str())
+                        .unwrap_or("Value")
+                ),
+                None => format!("{t}::default()"),
+            },
+        }
+    }
+
+    fn example_for(&self, ty: &str) -> String {
+        match self.structs.iter().find(|s| s.name == ty) {
+            Some(s) if s.fields.is_empty() => format!("{} {{}}", s.name),
+            Some(s) => {
+                let fields: Vec<String> = s
+                    .fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.ident, f.example))
+                    .collect();
+                format!("{} {{ {} }}", s.name, fields.join(", "))
+            }
+            None => self.example_value(ty),
+        }
+    }
+}
+
+/// A Rust expression for a contract default, when the type allows a literal.
+fn default_expr(ty: &FieldType, value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match (ty, value) {
+        (FieldType::String, Value::String(s)) => Some(format!("{}.to_owned()", rust_str(s))),
+        (FieldType::Integer, Value::Number(n)) => n.as_i64().map(|i| i.to_string()),
+        (FieldType::Float, Value::Number(n)) => n.as_f64().map(f64_literal),
+        (FieldType::Bool, Value::Bool(b)) => Some(b.to_string()),
+        (FieldType::List(inner), Value::Array(items)) => {
+            let parts: Option<Vec<String>> = items.iter().map(|i| default_expr(inner, i)).collect();
+            parts.map(|p| {
+                if p.is_empty() {
+                    "Vec::new()".to_owned()
+                } else {
+                    format!("vec![{}]", p.join(", "))
+                }
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A Rust string literal for `s`.
+pub fn rust_str(s: &str) -> String {
+    format!("{s:?}")
+}
+
+pub fn f64_literal(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Collapses free text to one line.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Free text folded into doc-comment lines of at most ~90 characters. Text is
+/// collapsed to one paragraph so that list-looking lines in a contract cannot
+/// turn into malformed Markdown in the generated docs.
+pub fn doc_lines(s: &str) -> Vec<String> {
+    let text = one_line(s);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        if !line.is_empty() && line.len() + 1 + word.len() > 90 {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doc_lines_wrap_and_collapse() {
+        assert_eq!(doc_lines("  a\n - b  "), vec!["a - b".to_owned()]);
+        let long = "word ".repeat(40);
+        let lines = doc_lines(&long);
+        assert!(lines.len() > 1);
+        assert!(lines.iter().all(|l| l.len() <= 90));
+    }
+
+    #[test]
+    fn float_literals_are_rust_floats() {
+        assert_eq!(f64_literal(2.0), "2.0");
+        assert_eq!(f64_literal(0.1), "0.1");
+    }
+
+    #[test]
+    fn defaults_become_expressions() {
+        let v = serde_json::json!(["all"]);
+        assert_eq!(
+            default_expr(&FieldType::List(Box::new(FieldType::String)), &v).as_deref(),
+            Some("vec![\"all\".to_owned()]")
+        );
+        assert_eq!(
+            default_expr(&FieldType::Bool, &serde_json::json!(false)).as_deref(),
+            Some("false")
+        );
+        assert_eq!(default_expr(&FieldType::Json, &serde_json::json!({})), None);
+    }
 }

@@ -1,22 +1,53 @@
 //! Stage 4: render — NodeModel -> FileSet.
+//!
+//! Templates are minijinja, embedded in the binary (see `build.rs`), with
+//! strict undefined behaviour so a misspelt variable is an error rather than
+//! an empty string. A folder given with `--templates` overrides embedded
+//! templates by name. Stage 4 renders the node's domain code: its models, the
+//! hooks the user implements, the state machine or workflow, the user's
+//! handler file and the crate's tests. Bus wiring is stage 4.5.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::Serde;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
+use crate::contract::NodeKind;
 use crate::error::GenError;
-use crate::fileset::FileSet;
+use crate::fileset::{FileSet, Owner};
 use crate::model::NodeModel;
+
+/// Templates embedded at build time: `(name, source)`, sorted by name.
+const TEMPLATES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/templates.rs"));
+
+/// The onex-runtime crate's manifest and sources: `(path, contents)`, sorted.
+pub const VENDORED_RUNTIME: &[(&str, &str)] =
+    include!(concat!(env!("OUT_DIR"), "/vendored_runtime.rs"));
 
 /// How a generated crate reaches onex-runtime.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "path")]
 pub enum RuntimeSource {
-    /// A copy of onex-runtime is written into the crate under `vendor/onex-runtime/`.
+    /// A copy of onex-runtime is written into the crate under `vendor/onex-runtime/`,
+    /// so the crate builds on its own wherever it is.
     #[default]
     Vendored,
     /// A path dependency, relative to the crate root (e.g. `../../onex-runtime`).
     Path(String),
+}
+
+impl RuntimeSource {
+    /// The dependency's path as written in the generated Cargo.toml.
+    pub fn dependency_path(&self) -> &str {
+        match self {
+            RuntimeSource::Vendored => "vendor/onex-runtime",
+            RuntimeSource::Path(p) => p,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -26,13 +57,224 @@ pub struct RenderOptions {
     pub template_dir: Option<PathBuf>,
 }
 
-pub fn render(model: &NodeModel, _opts: &RenderOptions) -> Result<FileSet, GenError> {
-    let _ = model;
-    Ok(FileSet::new())
+/// Renders stage 4's files.
+pub fn render(model: &NodeModel, opts: &RenderOptions) -> Result<FileSet, GenError> {
+    let renderer = Renderer::new(model, opts)?;
+    let mut files = FileSet::new();
+    renderer.emit(&mut files, "Cargo.toml", "Cargo.toml.j2", Owner::Generated)?;
+    renderer.emit(&mut files, ".gitignore", "gitignore.j2", Owner::Generated)?;
+    renderer.emit(&mut files, "src/lib.rs", "lib.rs.j2", Owner::Generated)?;
+    if !model.structs.is_empty() || !model.enums.is_empty() {
+        renderer.emit(
+            &mut files,
+            "src/generated/models.rs",
+            "generated/models.rs.j2",
+            Owner::Generated,
+        )?;
+    }
+    match model.kind {
+        NodeKind::Effect => {
+            renderer.emit(
+                &mut files,
+                "src/generated/operations.rs",
+                "generated/operations.rs.j2",
+                Owner::Generated,
+            )?;
+        }
+        NodeKind::Compute => {}
+        NodeKind::Reducer if model.fsm.is_some() => {
+            renderer.emit(
+                &mut files,
+                "src/generated/fsm.rs",
+                "generated/fsm.rs.j2",
+                Owner::Generated,
+            )?;
+        }
+        NodeKind::Reducer => {
+            renderer.emit(
+                &mut files,
+                "src/generated/reducer.rs",
+                "generated/reducer.rs.j2",
+                Owner::Generated,
+            )?;
+        }
+        NodeKind::Orchestrator => {
+            renderer.emit(
+                &mut files,
+                "src/generated/workflow.rs",
+                "generated/workflow.rs.j2",
+                Owner::Generated,
+            )?;
+        }
+    }
+    let handlers = format!("handlers/{}.rs.j2", model.kind.as_str());
+    renderer.emit(&mut files, "src/handlers.rs", &handlers, Owner::User)?;
+    renderer.emit(
+        &mut files,
+        "tests/node.rs",
+        "tests/node.rs.j2",
+        Owner::Generated,
+    )?;
+    Ok(files)
 }
 
-/// A digest of every template and vendored runtime file, recorded in the manifest so
-/// `check` can tell a generator change from a contract change.
+/// A template environment bound to one model.
+pub(crate) struct Renderer<'a> {
+    env: EnvRef<'a>,
+    ctx: Value,
+}
+
+enum EnvRef<'a> {
+    Shared(&'static Environment<'static>),
+    Owned(Box<Environment<'a>>),
+}
+
+impl<'a> Renderer<'a> {
+    pub(crate) fn new(model: &NodeModel, opts: &RenderOptions) -> Result<Self, GenError> {
+        let env = match &opts.template_dir {
+            None => EnvRef::Shared(embedded_environment()),
+            Some(dir) => EnvRef::Owned(Box::new(environment_with_overrides(dir)?)),
+        };
+        let contract_file = model
+            .contract
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "contract".to_owned());
+        let ctx = minijinja::context! {
+            m => Value::from(Serde(model)),
+            generator_version => crate::GENERATOR_VERSION,
+            contract_file => contract_file,
+            runtime_path => opts.runtime.dependency_path(),
+            vendored => opts.runtime == RuntimeSource::Vendored,
+            bus_env => Value::from(Serde(crate::wiring::bus_env_vars())),
+        };
+        Ok(Self { env, ctx })
+    }
+
+    fn env(&self) -> &Environment<'a> {
+        match &self.env {
+            EnvRef::Shared(e) => e,
+            EnvRef::Owned(e) => e,
+        }
+    }
+
+    pub(crate) fn render(&self, template: &str) -> Result<String, GenError> {
+        let tmpl = self
+            .env()
+            .get_template(template)
+            .map_err(|source| GenError::Template {
+                name: template.to_owned(),
+                source,
+            })?;
+        tmpl.render(&self.ctx).map_err(|source| GenError::Template {
+            name: template.to_owned(),
+            source,
+        })
+    }
+
+    /// Renders with extra variables on top of the model's.
+    pub(crate) fn render_with(&self, template: &str, extra: Value) -> Result<String, GenError> {
+        let tmpl = self
+            .env()
+            .get_template(template)
+            .map_err(|source| GenError::Template {
+                name: template.to_owned(),
+                source,
+            })?;
+        let ctx = minijinja::context! { ..extra, ..self.ctx.clone() };
+        tmpl.render(ctx).map_err(|source| GenError::Template {
+            name: template.to_owned(),
+            source,
+        })
+    }
+
+    pub(crate) fn emit(
+        &self,
+        files: &mut FileSet,
+        path: &str,
+        template: &str,
+        owner: Owner,
+    ) -> Result<(), GenError> {
+        files.insert(path, owner, self.render(template)?);
+        Ok(())
+    }
+}
+
+fn configure(env: &mut Environment<'_>) {
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_syntax(
+        SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()
+            .expect("the default delimiters are valid"),
+    );
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.add_filter("rust_str", |s: String| format!("{s:?}"));
+    env.add_filter("json_str", |s: String| {
+        serde_json::to_string(&s).unwrap_or_default()
+    });
+    env.add_filter("kebab", |s: String| s.replace('_', "-"));
+}
+
+fn embedded_environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        configure(&mut env);
+        for (name, source) in TEMPLATES {
+            // Embedded templates are tested; a syntax error here is a build defect.
+            env.add_template(name, source)
+                .expect("embedded templates parse");
+        }
+        env
+    })
+}
+
+fn environment_with_overrides(dir: &Path) -> Result<Environment<'static>, GenError> {
+    let mut env = Environment::new();
+    configure(&mut env);
+    for (name, source) in TEMPLATES {
+        let custom = dir.join(name);
+        let text = if custom.is_file() {
+            std::fs::read_to_string(&custom).map_err(|e| GenError::io(&custom, e))?
+        } else {
+            (*source).to_owned()
+        };
+        env.add_template_owned(name.to_string(), text)
+            .map_err(|source| GenError::Template {
+                name: name.to_string(),
+                source,
+            })?;
+    }
+    Ok(env)
+}
+
+/// A digest of every embedded template and vendored runtime file, recorded in
+/// the manifest so `check` can tell a generator change from a contract change.
 pub fn template_set_hash() -> String {
-    String::new()
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        let mut h = Sha256::new();
+        for (name, source) in TEMPLATES.iter().chain(VENDORED_RUNTIME) {
+            h.update(name.as_bytes());
+            h.update([0]);
+            h.update(source.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(h.finalize())
+    })
+    .clone()
+}
+
+/// Names of the embedded templates (for `--templates` users to copy from).
+pub fn template_names() -> impl Iterator<Item = &'static str> {
+    TEMPLATES.iter().map(|(n, _)| *n)
+}
+
+/// The embedded source of a template.
+pub fn template_source(name: &str) -> Option<&'static str> {
+    TEMPLATES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }

@@ -1,10 +1,512 @@
 //! Stage 4.5: event-bus wiring — FileSet -> FileSet.
+//!
+//! Stage 4 rendered what the node does; this stage connects it to the bus:
+//! the runtime description (`spec.rs`), the dispatch from consumed messages
+//! to the user's code (`node.rs`), the startup binary, `.env.template` with
+//! every variable the node reads, the compose entry and Dockerfile, the
+//! AsyncAPI document, the crate README, and the vendored runtime.
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
 
 use crate::error::GenError;
-use crate::fileset::FileSet;
-use crate::model::NodeModel;
-use crate::render::RenderOptions;
+use crate::fileset::{FileSet, Owner};
+use crate::model::{FieldModel, NodeModel};
+use crate::render::{RenderOptions, Renderer, RuntimeSource, VENDORED_RUNTIME};
 
-pub fn wire(files: FileSet, _model: &NodeModel, _opts: &RenderOptions) -> Result<FileSet, GenError> {
+/// One variable of the runtime, for templates.
+#[derive(Debug, Clone, Serialize)]
+pub struct BusEnvVar {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub description: &'static str,
+}
+
+/// Every variable onex-runtime reads, with its default and meaning.
+pub fn bus_env_vars() -> Vec<BusEnvVar> {
+    onex_runtime::config::BUS_ENV_VARS
+        .iter()
+        .map(|(name, default, description)| BusEnvVar {
+            name,
+            default,
+            description,
+        })
+        .collect()
+}
+
+pub fn wire(
+    mut files: FileSet,
+    model: &NodeModel,
+    opts: &RenderOptions,
+) -> Result<FileSet, GenError> {
+    let renderer = Renderer::new(model, opts)?;
+    renderer.emit(
+        &mut files,
+        "src/generated/spec.rs",
+        "generated/spec.rs.j2",
+        Owner::Generated,
+    )?;
+    renderer.emit(
+        &mut files,
+        "src/generated/node.rs",
+        "generated/node.rs.j2",
+        Owner::Generated,
+    )?;
+    renderer.emit(&mut files, "src/main.rs", "main.rs.j2", Owner::Generated)?;
+    renderer.emit(
+        &mut files,
+        ".env.template",
+        "env.template.j2",
+        Owner::Generated,
+    )?;
+    renderer.emit(
+        &mut files,
+        "compose.yaml",
+        "compose.yaml.j2",
+        Owner::Generated,
+    )?;
+    renderer.emit(&mut files, "Dockerfile", "Dockerfile.j2", Owner::Generated)?;
+    renderer.emit(&mut files, "README.md", "README.md.j2", Owner::Generated)?;
+    files.insert("asyncapi.yaml", Owner::Generated, asyncapi(model));
+
+    // The module list follows the files rendered, so it can never name a missing one.
+    let modules: Vec<String> = files
+        .iter()
+        .filter_map(|(path, _)| {
+            path.strip_prefix("src/generated/")?
+                .strip_suffix(".rs")
+                .map(str::to_owned)
+        })
+        .filter(|m| m != "mod")
+        .collect();
+    let mod_rs = renderer.render_with(
+        "generated/mod.rs.j2",
+        minijinja::context! { modules => modules },
+    )?;
+    files.insert("src/generated/mod.rs", Owner::Generated, mod_rs);
+
+    if opts.runtime == RuntimeSource::Vendored {
+        for (path, contents) in VENDORED_RUNTIME {
+            files.insert(
+                format!("vendor/onex-runtime/{path}"),
+                Owner::Generated,
+                *contents,
+            );
+        }
+    }
     Ok(files)
+}
+
+/// The node's AsyncAPI 3.0 document: a channel per topic, an operation for
+/// what it receives and sends, messages in the ONEX envelope with the
+/// generated models as payload schemas.
+pub fn asyncapi(model: &NodeModel) -> String {
+    let version = model.contract.node_version.to_string();
+    let mut channels = Map::new();
+    let mut operations = Map::new();
+    let mut messages = Map::new();
+    let mut schemas = Map::new();
+
+    schemas.insert("OnexEnvelope".into(), envelope_schema());
+    for s in &model.structs {
+        schemas.insert(s.name.clone(), struct_schema(model, &s.fields));
+    }
+    for e in &model.enums {
+        schemas.insert(
+            e.name.clone(),
+            json!({ "type": "string", "enum": e.variants.iter().map(|v| v.wire.clone()).collect::<Vec<_>>() }),
+        );
+    }
+
+    let input_payload = payload_ref(
+        model,
+        model.operations.first().map(|o| o.input_type.as_str()),
+    );
+    let output_payload = payload_ref(
+        model,
+        model.operations.first().map(|o| o.output_type.as_str()),
+    );
+    let single = model.operations.len() == 1;
+
+    for (i, t) in model.topics.subscribe.iter().enumerate() {
+        let message = format!("{}Received", pascal_id(&t.channel_id));
+        let payload = if single {
+            input_payload.clone()
+        } else {
+            json!({ "description": "One of the node's operation inputs, chosen by event_type." })
+        };
+        messages.insert(
+            message.clone(),
+            message_object(&t.name, t.event_type.as_deref(), payload),
+        );
+        channels.insert(
+            t.channel_id.clone(),
+            channel(&t.name, t.description.as_deref(), &message),
+        );
+        operations.insert(
+            format!(
+                "receive{}",
+                if i == 0 {
+                    String::new()
+                } else {
+                    (i + 1).to_string()
+                }
+            ),
+            json!({
+                "action": "receive",
+                "channel": { "$ref": format!("#/channels/{}", t.channel_id) },
+                "summary": format!("Consumes {}", t.name),
+                "messages": [{ "$ref": format!("#/channels/{}/messages/{message}", t.channel_id) }],
+            }),
+        );
+    }
+    for (i, t) in model.topics.publish.iter().enumerate() {
+        if channels.contains_key(&t.channel_id) {
+            continue;
+        }
+        let message = format!("{}Sent", pascal_id(&t.channel_id));
+        let payload = if single && Some(&t.name) == model.topics.result.as_ref() {
+            output_payload.clone()
+        } else {
+            json!({ "description": format!("{} event", t.role) })
+        };
+        messages.insert(
+            message.clone(),
+            message_object(&t.name, t.event_type.as_deref(), payload),
+        );
+        channels.insert(
+            t.channel_id.clone(),
+            channel(&t.name, t.description.as_deref(), &message),
+        );
+        operations.insert(
+            format!(
+                "send{}",
+                if i == 0 {
+                    String::new()
+                } else {
+                    (i + 1).to_string()
+                }
+            ),
+            json!({
+                "action": "send",
+                "channel": { "$ref": format!("#/channels/{}", t.channel_id) },
+                "summary": format!("Publishes {} ({} events)", t.name, t.role),
+                "messages": [{ "$ref": format!("#/channels/{}/messages/{message}", t.channel_id) }],
+            }),
+        );
+    }
+    let introspection = "onex.evt.platform.node-introspection.v1";
+    let intro_id = introspection.replace(['.', '-'], "_");
+    if !channels.contains_key(&intro_id) {
+        messages.insert(
+            "NodeIntrospection".into(),
+            message_object(introspection, Some("node-introspection"), json!({ "type": "object", "description": "The node's identity, kind, topics and capabilities." })),
+        );
+        channels.insert(
+            intro_id.clone(),
+            channel(
+                introspection,
+                Some("Node introspection: on start, shutdown, heartbeat and request."),
+                "NodeIntrospection",
+            ),
+        );
+        operations.insert(
+            "sendIntrospection".into(),
+            json!({
+                "action": "send",
+                "channel": { "$ref": format!("#/channels/{intro_id}") },
+                "messages": [{ "$ref": format!("#/channels/{intro_id}/messages/NodeIntrospection") }],
+            }),
+        );
+    }
+
+    let doc = json!({
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": model.lib,
+            "version": version,
+            "description": model.doc.join(" "),
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "local": { "host": "localhost:9092", "protocol": "kafka", "description": "KAFKA_BOOTSTRAP_SERVERS" },
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "messages": messages,
+            "schemas": schemas,
+            "messageTraits": { "OnexHeaders": { "headers": headers_schema() } },
+        },
+    });
+    let mut out = format!(
+        "# @generated by onex-gen {} from {}: do not edit.\n",
+        crate::GENERATOR_VERSION,
+        contract_file(model)
+    );
+    out.push_str(&to_yaml(&doc));
+    out
+}
+
+fn contract_file(model: &NodeModel) -> String {
+    model
+        .contract
+        .path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "contract".into())
+}
+
+fn pascal_id(id: &str) -> String {
+    crate::contract::to_pascal_case(id)
+}
+
+fn channel(address: &str, description: Option<&str>, message: &str) -> Value {
+    let mut c = json!({
+        "address": address,
+        "messages": { message: { "$ref": format!("#/components/messages/{message}") } },
+    });
+    if let Some(d) = description {
+        c["description"] = Value::String(crate::model::one_line(d));
+    }
+    c
+}
+
+fn message_object(topic: &str, event_type: Option<&str>, payload: Value) -> Value {
+    let mut envelope = envelope_schema();
+    envelope["properties"]["payload"] = payload;
+    json!({
+        "name": event_type.unwrap_or(topic),
+        "contentType": "application/json",
+        "traits": [{ "$ref": "#/components/messageTraits/OnexHeaders" }],
+        "payload": envelope,
+    })
+}
+
+fn payload_ref(model: &NodeModel, ty: Option<&str>) -> Value {
+    match ty {
+        Some(t) if model.structs.iter().any(|s| s.name == t) => {
+            json!({ "$ref": format!("#/components/schemas/{t}") })
+        }
+        _ => json!({ "description": "Any JSON value." }),
+    }
+}
+
+fn envelope_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["event_id", "event_type", "correlation_id", "timestamp", "payload"],
+        "properties": {
+            "event_id": { "type": "string", "format": "uuid" },
+            "event_type": { "type": "string" },
+            "correlation_id": { "type": "string", "format": "uuid" },
+            "causation_id": { "type": ["string", "null"], "format": "uuid" },
+            "timestamp": { "type": "string", "format": "date-time" },
+            "version": { "type": "string" },
+            "source": {
+                "type": "object",
+                "properties": {
+                    "service": { "type": "string" },
+                    "instance_id": { "type": "string" },
+                    "node_id": { "type": "string" },
+                },
+            },
+            "metadata": { "type": "object" },
+            "payload": {},
+        },
+    })
+}
+
+fn headers_schema() -> Value {
+    let string = || json!({ "type": "string" });
+    let mut props = Map::new();
+    for name in [
+        "content_type",
+        "correlation_id",
+        "message_id",
+        "timestamp",
+        "source",
+        "event_type",
+        "schema_version",
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "operation_name",
+        "routing_key",
+        "partition_key",
+    ] {
+        props.insert(name.into(), string());
+    }
+    props.insert(
+        "priority".into(),
+        json!({ "type": "string", "enum": ["low", "normal", "high", "critical"] }),
+    );
+    for name in ["retry_count", "max_retries", "ttl_seconds"] {
+        props.insert(
+            name.into(),
+            json!({ "type": "string", "description": "decimal integer" }),
+        );
+    }
+    json!({ "type": "object", "properties": props })
+}
+
+fn struct_schema(model: &NodeModel, fields: &[FieldModel]) -> Value {
+    let mut props = Map::new();
+    let mut required = Vec::new();
+    for f in fields {
+        let wire = f.rename.clone().unwrap_or_else(|| f.ident.clone());
+        let mut schema = type_schema(model, &f.ty);
+        if !f.doc.is_empty() {
+            schema["description"] = Value::String(f.doc.join(" "));
+        }
+        if !f.ty.starts_with("Option<") && f.serde.is_empty() {
+            required.push(Value::String(wire.clone()));
+        }
+        props.insert(wire, schema);
+    }
+    let mut s = json!({ "type": "object", "properties": props });
+    if !required.is_empty() {
+        s["required"] = Value::Array(required);
+    }
+    s
+}
+
+fn type_schema(model: &NodeModel, ty: &str) -> Value {
+    if let Some(inner) = ty.strip_prefix("Option<").and_then(|t| t.strip_suffix('>')) {
+        return type_schema(model, inner);
+    }
+    if let Some(inner) = ty.strip_prefix("Vec<").and_then(|t| t.strip_suffix('>')) {
+        return json!({ "type": "array", "items": type_schema(model, inner) });
+    }
+    if let Some(inner) = ty
+        .strip_prefix("std::collections::BTreeMap<String, ")
+        .and_then(|t| t.strip_suffix('>'))
+    {
+        return json!({ "type": "object", "additionalProperties": type_schema(model, inner) });
+    }
+    match ty {
+        "String" => json!({ "type": "string" }),
+        "i64" => json!({ "type": "integer" }),
+        "f64" => json!({ "type": "number" }),
+        "bool" => json!({ "type": "boolean" }),
+        "uuid::Uuid" => json!({ "type": "string", "format": "uuid" }),
+        "chrono::DateTime<chrono::Utc>" => json!({ "type": "string", "format": "date-time" }),
+        "chrono::NaiveDate" => json!({ "type": "string", "format": "date" }),
+        t if model.enums.iter().any(|e| e.name == t)
+            || model.structs.iter().any(|s| s.name == t) =>
+        {
+            json!({ "$ref": format!("#/components/schemas/{t}") })
+        }
+        _ => json!({}),
+    }
+}
+
+/// A small, deterministic YAML emitter for JSON values: block style, every
+/// string double-quoted (JSON escapes are valid YAML), keys plain where safe.
+pub fn to_yaml(value: &Value) -> String {
+    let mut out = String::new();
+    emit(value, 0, &mut out);
+    out
+}
+
+fn emit(value: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                out.push_str(&pad);
+                out.push_str(&yaml_key(k));
+                out.push(':');
+                emit_child(v, indent, out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            for v in items {
+                out.push_str(&pad);
+                out.push('-');
+                match v {
+                    Value::Object(m) if !m.is_empty() => {
+                        // First key on the dash line, the rest aligned under it.
+                        let mut nested = String::new();
+                        emit(v, indent + 2, &mut nested);
+                        out.push(' ');
+                        out.push_str(nested.trim_start());
+                    }
+                    _ => emit_child(v, indent, out),
+                }
+            }
+        }
+        scalar => {
+            out.push_str(&pad);
+            out.push_str(&yaml_scalar(scalar));
+            out.push('\n');
+        }
+    }
+}
+
+fn emit_child(v: &Value, indent: usize, out: &mut String) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            out.push('\n');
+            emit(v, indent + 2, out);
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push('\n');
+            emit(v, indent + 2, out);
+        }
+        scalar => {
+            out.push(' ');
+            out.push_str(&yaml_scalar(scalar));
+            out.push('\n');
+        }
+    }
+}
+
+fn yaml_scalar(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
+        Value::Array(_) => "[]".into(),
+        Value::Object(_) => "{}".into(),
+    }
+}
+
+fn yaml_key(k: &str) -> String {
+    let plain = !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+        && !k.starts_with(['-', '.'])
+        && !matches!(
+            k,
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n" | "~"
+        );
+    if plain {
+        k.to_owned()
+    } else {
+        serde_json::to_string(k).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_emitter_round_trips_through_a_yaml_parser() {
+        let v = json!({
+            "a": { "b": [1, "two", { "c": null, "d": [] }], "$ref": "#/x" },
+            "e": "line\nbreak \"quoted\"",
+            "on": true,
+        });
+        let text = to_yaml(&v);
+        let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
+        let doc = &docs[0];
+        assert_eq!(doc["a"]["b"][1].as_str(), Some("two"));
+        assert!(doc["a"]["b"][2]["c"].is_null());
+        assert_eq!(doc["a"]["$ref"].as_str(), Some("#/x"));
+        assert_eq!(doc["e"].as_str(), Some("line\nbreak \"quoted\""));
+        assert_eq!(doc["on"].as_bool(), Some(true));
+    }
 }
