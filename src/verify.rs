@@ -32,10 +32,52 @@ pub const COMPOSE_SCHEMA: &str = include_str!("../schemas/compose-spec.json");
 /// Files every generated crate must contain.
 pub const REQUIRED_FILES: &[&str] = &["Cargo.toml", "src/main.rs", ".env.template", "compose.yaml"];
 
-/// Environment variables onex-runtime reads at start-up through its own
-/// config module (they never appear as literals in generated code, so they
-/// are listed here and must appear in every `.env.template`).
-pub const RUNTIME_ENV_VARS: &[&str] = &[];
+/// onex-runtime's config module, the source of `BUS_ENV_VARS`.
+const RUNTIME_CONFIG_RS: &str = include_str!("../onex-runtime/src/config.rs");
+
+/// Environment variables onex-runtime reads at start-up (`BUS_ENV_VARS` in
+/// its config module, read from the source so the two cannot disagree).
+/// They never appear as literals in generated code, yet every
+/// `.env.template` must list them.
+pub fn runtime_env_vars() -> &'static [String] {
+    static VARS: OnceLock<Vec<String>> = OnceLock::new();
+    VARS.get_or_init(|| bus_env_vars_in(RUNTIME_CONFIG_RS))
+}
+
+/// The first string of every tuple in `const BUS_ENV_VARS` of a Rust file.
+fn bus_env_vars_in(source: &str) -> Vec<String> {
+    let Ok(file) = syn::parse_file(source) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in file.items {
+        let syn::Item::Const(c) = item else { continue };
+        if c.ident != "BUS_ENV_VARS" {
+            continue;
+        }
+        let mut expr = &*c.expr;
+        if let syn::Expr::Reference(r) = expr {
+            expr = &r.expr;
+        }
+        let syn::Expr::Array(arr) = expr else {
+            continue;
+        };
+        for elem in &arr.elems {
+            let first = match elem {
+                syn::Expr::Tuple(t) => t.elems.first(),
+                other => Some(other),
+            };
+            if let Some(syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            })) = first
+            {
+                out.push(s.value());
+            }
+        }
+    }
+    out
+}
 
 /// A file set that passed stage 5. Only [`verify`] builds one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,9 +195,9 @@ pub fn verify(
             })
             .collect();
         needed.extend(
-            RUNTIME_ENV_VARS
+            runtime_env_vars()
                 .iter()
-                .map(|v| ((*v).to_owned(), "onex-runtime".to_owned())),
+                .map(|v| (v.clone(), "onex-runtime".to_owned())),
         );
         needed.extend(read_vars);
         let mut reported = BTreeSet::new();
@@ -391,6 +433,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(vars, ["NODE_PORT", "X_Y"]);
+    }
+
+    #[test]
+    fn the_runtime_bus_variables_are_read_from_its_source() {
+        let vars = runtime_env_vars();
+        assert!(
+            vars.iter().any(|v| v == "KAFKA_BOOTSTRAP_SERVERS"),
+            "{vars:?}"
+        );
+        assert!(vars.len() > 5);
+        assert_eq!(
+            bus_env_vars_in(
+                "pub const BUS_ENV_VARS: &[(&str, &str, &str)] = &[(\"A\", \"1\", \"x\")];"
+            ),
+            ["A"]
+        );
     }
 
     #[test]
