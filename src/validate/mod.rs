@@ -1,1 +1,503 @@
-//! Stage 2: validate.
+//! Stage 2: validate. A [`RawContract`] becomes a [`Contract`].
+//!
+//! Three layers, in order:
+//! 1. the JSON Schema in `schema/contract.schema.json` checks the shape of
+//!    every section onex-gen reads (its errors stop validation);
+//! 2. normalisation turns every dialect the real ONEX contracts use into the
+//!    one [`Contract`] shape (see `stages/2-validate/README.md` for the
+//!    decisions);
+//! 3. semantic checks: identifiers, topic names, state machines, workflow
+//!    graphs and environment variable names.
+//!
+//! Unknown top-level keys give a `W-UNKNOWN-KEY` warning, never an error.
+
+mod env;
+mod fsm;
+mod identity;
+mod ops;
+mod policy;
+mod topics;
+pub mod types;
+mod workflow;
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use crate::contract::{Contract, Origin};
+use crate::diagnostic::{Diagnostic, Diagnostics, Position};
+use crate::parse::{parse, RawContract};
+use crate::yaml::{Node, Value};
+
+/// A validated contract and the warnings met on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated {
+    pub contract: Contract,
+    pub warnings: Diagnostics,
+}
+
+const SCHEMA: &str = include_str!("../../schema/contract.schema.json");
+
+/// The contract JSON Schema (for `onex-gen schema`).
+pub fn contract_schema() -> &'static str {
+    SCHEMA
+}
+
+struct CompiledSchema {
+    validator: jsonschema::Validator,
+    schema: serde_json::Value,
+}
+
+fn compiled_schema() -> Result<&'static CompiledSchema, String> {
+    static SCHEMA_CELL: OnceLock<Result<CompiledSchema, String>> = OnceLock::new();
+    SCHEMA_CELL
+        .get_or_init(|| {
+            let schema: serde_json::Value = serde_json::from_str(SCHEMA)
+                .map_err(|e| format!("the embedded contract schema is not JSON: {e}"))?;
+            let validator = jsonschema::validator_for(&schema)
+                .map_err(|e| format!("the embedded contract schema does not compile: {e}"))?;
+            Ok(CompiledSchema { validator, schema })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Reads and validates a contract file. An unreadable file is a diagnostic too.
+pub fn load(path: &Path) -> Result<Validated, Diagnostics> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Diagnostics::from(
+            Diagnostic::error(
+                "E-READ",
+                path,
+                Position::new(1, 1),
+                "",
+                format!("cannot read the contract: {e}"),
+            )
+            .expected("a readable YAML file"),
+        )
+    })?;
+    let raw = parse(path, &bytes)?;
+    validate(&raw)
+}
+
+/// Validates a parsed contract. On error, the diagnostics hold the errors and
+/// any warnings, sorted by position.
+pub fn validate(raw: &RawContract) -> Result<Validated, Diagnostics> {
+    let mut ctx = Ctx::new(&raw.path);
+    schema_check(&mut ctx, raw);
+    if ctx.diags.has_errors() {
+        ctx.diags.sort();
+        return Err(ctx.diags);
+    }
+    let root = Cursor::root(&raw.root);
+    let contract = build(&mut ctx, raw, &root);
+    ctx.diags.sort();
+    match contract {
+        Some(c) if !ctx.diags.has_errors() => Ok(Validated {
+            contract: c,
+            warnings: ctx.diags,
+        }),
+        _ => Err(ctx.diags),
+    }
+}
+
+fn schema_check(ctx: &mut Ctx, raw: &RawContract) {
+    let compiled = match compiled_schema() {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.diags.push(Diagnostic::error(
+                "E-SCHEMA-INTERNAL",
+                ctx.file,
+                Position::new(1, 1),
+                "",
+                e,
+            ));
+            return;
+        }
+    };
+    let instance = raw.to_json();
+    let mut seen = std::collections::BTreeSet::new();
+    for err in compiled.validator.iter_errors(&instance) {
+        let pointer = err.instance_path().as_str().to_owned();
+        let message = schema_message(&err, &pointer);
+        if !seen.insert((pointer.clone(), message.clone())) {
+            continue;
+        }
+        let expected = schema_expected(&compiled.schema, &err);
+        let mut d = Diagnostic::error("E-SCHEMA", ctx.file, raw.locate(&pointer), pointer, message);
+        d.expected = expected;
+        ctx.diags.push(d);
+    }
+}
+
+fn schema_message(err: &jsonschema::ValidationError, pointer: &str) -> String {
+    use jsonschema::error::ValidationErrorKind as K;
+    let at = pointer.rsplit('/').next().unwrap_or("");
+    match err.kind() {
+        K::Type { .. } => {
+            let got = match err.instance().as_ref() {
+                serde_json::Value::Null => "null".to_owned(),
+                serde_json::Value::Bool(_) => "a boolean".to_owned(),
+                serde_json::Value::Number(_) => "a number".to_owned(),
+                serde_json::Value::String(s) => format!("the string {s:?}"),
+                serde_json::Value::Array(_) => "a list".to_owned(),
+                serde_json::Value::Object(_) => "a mapping".to_owned(),
+            };
+            if at.is_empty() {
+                format!("the contract is {got}")
+            } else {
+                format!("{at:?} is {got}")
+            }
+        }
+        _ => err.to_string(),
+    }
+}
+
+/// What the schema accepts at the failing place: the `description` of the
+/// failing subschema when it has one, otherwise a summary of the keyword.
+fn schema_expected(
+    schema: &serde_json::Value,
+    err: &jsonschema::ValidationError,
+) -> Option<String> {
+    use jsonschema::error::ValidationErrorKind as K;
+    let path = err.schema_path().as_str();
+    let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+    if let Some(desc) = schema
+        .pointer(parent)
+        .and_then(|s| s.get("description"))
+        .and_then(|d| d.as_str())
+    {
+        return Some(desc.to_owned());
+    }
+    Some(match err.kind() {
+        K::Type { kind } => format!("{kind:?}")
+            .replace("Single(", "")
+            .replace("Multiple(", "")
+            .replace(')', "")
+            .to_lowercase(),
+        K::Enum { options } => format!("one of {options}"),
+        K::Required { property } => format!("a {property} key"),
+        K::Minimum { limit } => format!("a value >= {limit}"),
+        K::Maximum { limit } => format!("a value <= {limit}"),
+        K::Pattern { pattern } => format!("text matching {pattern}"),
+        K::MinLength { limit } => format!("at least {limit} characters"),
+        _ => return None,
+    })
+}
+
+/// Keys onex-gen reads at the top level of a contract.
+const READ_KEYS: &[&str] = &[
+    "name",
+    "node_name",
+    "contract_name",
+    "node_id",
+    "node_type",
+    "contract_version",
+    "node_version",
+    "version",
+    "description",
+    "contract_description",
+    "metadata",
+    "author",
+    "tags",
+    "input_model",
+    "output_model",
+    "handler",
+    "inputs",
+    "outputs",
+    "input",
+    "output",
+    "input_state",
+    "output_state",
+    "io_operations",
+    "operations",
+    "handler_routing",
+    "effect_operations",
+    "event_bus",
+    "published_events",
+    "consumed_events",
+    "subscriptions",
+    "publications",
+    "terminal_event",
+    "input_subscriptions",
+    "topics",
+    "dependencies",
+    "env_dependencies",
+    "feature_flags",
+    "environment_variables",
+    "error_handling",
+    "health_check",
+    "idempotency",
+    "performance",
+    "descriptor",
+    "capabilities",
+    "node_capabilities",
+    "state_machine",
+    "state_transitions",
+    "fsm",
+    "workflow_coordination",
+    "workflow_steps",
+];
+
+/// Keys that document a contract and carry no runtime meaning for a
+/// generated node; they are accepted silently.
+const DOCUMENTATION_KEYS: &[&str] = &[
+    "fingerprint",
+    "status",
+    "changelog",
+    "created",
+    "license",
+    "examples",
+    "error_state",
+    "associated_documents",
+    "dod_evidence",
+    "golden_path",
+    "testing_guidance",
+    "testing",
+    "integration_testing",
+    "definitions",
+    "invariants",
+    "profile_tags",
+    "uuid",
+    "models",
+    "schema_version",
+    "contract_type",
+    "node_not_implemented",
+];
+
+fn build(ctx: &mut Ctx, raw: &RawContract, root: &Cursor) -> Option<Contract> {
+    if !root.is_map() {
+        ctx.error(
+            "E-SCHEMA",
+            root,
+            format!("the contract is {}", root.node.kind_name()),
+            "a mapping of contract keys",
+        );
+        return None;
+    }
+    for (key, _) in root.entries() {
+        let k = key.node.key_text().unwrap_or_default();
+        if !READ_KEYS.contains(&k.as_str()) && !DOCUMENTATION_KEYS.contains(&k.as_str()) {
+            ctx.warning(
+                "W-UNKNOWN-KEY",
+                &key,
+                format!("onex-gen does not read {k:?}; it is ignored"),
+                "a key listed in the contract schema (onex-gen schema)",
+            );
+        }
+    }
+    let (kind, node_type) = identity::kind(ctx, root)?;
+    let name = identity::name(ctx, raw, root)?;
+    let (contract_version, node_version) = identity::versions(ctx, root);
+    let (inputs, outputs) = ops::node_fields(ctx, root);
+    let operations = ops::operations(ctx, root);
+    let topics = topics::topics(ctx, root, &operations);
+    let state_machine = fsm::state_machine(ctx, root);
+    let workflow = workflow::workflow(ctx, root);
+    let (retry, circuit_breaker) = policy::resilience(ctx, root);
+    Some(Contract {
+        path: raw.path.clone(),
+        hash: raw.hash.clone(),
+        name,
+        kind,
+        node_type,
+        contract_version,
+        node_version,
+        description: identity::description(root),
+        input_model: identity::model_ref(ctx, root, "input_model"),
+        output_model: identity::model_ref(ctx, root, "output_model"),
+        inputs,
+        outputs,
+        operations,
+        topics,
+        state_machine,
+        workflow,
+        retry,
+        circuit_breaker,
+        error_types: policy::error_types(ctx, root),
+        env: env::env_vars(ctx, root),
+        health_check: policy::health_check(ctx, root),
+        idempotency: policy::idempotency(ctx, root),
+        performance: policy::performance(root),
+        capabilities: identity::capabilities(root),
+        tags: identity::tags(root),
+        author: identity::author(root),
+    })
+}
+
+/// Collects diagnostics for one contract.
+pub struct Ctx<'a> {
+    pub file: &'a Path,
+    pub diags: Diagnostics,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(file: &'a Path) -> Self {
+        Self {
+            file,
+            diags: Diagnostics::new(),
+        }
+    }
+
+    pub fn error(
+        &mut self,
+        code: &'static str,
+        at: &Cursor,
+        message: impl Into<String>,
+        expected: impl Into<String>,
+    ) {
+        self.diags.push(
+            Diagnostic::error(code, self.file, at.node.pos, at.ptr.clone(), message)
+                .expected(expected),
+        );
+    }
+
+    pub fn warning(
+        &mut self,
+        code: &'static str,
+        at: &Cursor,
+        message: impl Into<String>,
+        expected: impl Into<String>,
+    ) {
+        self.diags.push(
+            Diagnostic::warning(code, self.file, at.node.pos, at.ptr.clone(), message)
+                .expected(expected),
+        );
+    }
+}
+
+/// A node and its JSON pointer.
+#[derive(Debug, Clone)]
+pub struct Cursor<'a> {
+    pub node: &'a Node,
+    pub ptr: String,
+}
+
+fn escape(seg: &str) -> String {
+    seg.replace('~', "~0").replace('/', "~1")
+}
+
+impl<'a> Cursor<'a> {
+    pub fn root(node: &'a Node) -> Self {
+        Self {
+            node,
+            ptr: String::new(),
+        }
+    }
+
+    /// The value of `key`; `None` when absent or null.
+    pub fn get(&self, key: &str) -> Option<Cursor<'a>> {
+        let v = self.node.get(key)?;
+        if v.is_null() {
+            return None;
+        }
+        Some(Cursor {
+            node: v,
+            ptr: format!("{}/{}", self.ptr, escape(key)),
+        })
+    }
+
+    /// The first present, non-null key of several spellings.
+    pub fn get_any(&self, keys: &[&str]) -> Option<Cursor<'a>> {
+        keys.iter().find_map(|k| self.get(k))
+    }
+
+    /// The key node of `key` (for diagnostics about the key itself).
+    pub fn key(&self, key: &str) -> Option<Cursor<'a>> {
+        let (k, _) = self.node.entry(key)?;
+        Some(Cursor {
+            node: k,
+            ptr: format!("{}/{}", self.ptr, escape(key)),
+        })
+    }
+
+    pub fn items(&self) -> Vec<Cursor<'a>> {
+        match &self.node.value {
+            Value::Seq(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| Cursor {
+                    node: n,
+                    ptr: format!("{}/{i}", self.ptr),
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Key and value cursors of a mapping; both carry the value's pointer.
+    pub fn entries(&self) -> Vec<(Cursor<'a>, Cursor<'a>)> {
+        match &self.node.value {
+            Value::Map(entries) => entries
+                .iter()
+                .map(|(k, v)| {
+                    let ptr = format!("{}/{}", self.ptr, escape(&k.key_text().unwrap_or_default()));
+                    (
+                        Cursor {
+                            node: k,
+                            ptr: ptr.clone(),
+                        },
+                        Cursor { node: v, ptr },
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A scalar as text (strings, numbers and booleans).
+    pub fn scalar(&self) -> Option<String> {
+        match &self.node.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(f.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    pub fn u64(&self) -> Option<u64> {
+        match self.node.value {
+            Value::Int(i) => u64::try_from(i).ok(),
+            Value::Float(f) if f >= 0.0 && f.fract() == 0.0 && f < 1.8e19 => Some(f as u64),
+            _ => None,
+        }
+    }
+
+    pub fn f64(&self) -> Option<f64> {
+        match self.node.value {
+            Value::Int(i) => Some(i as f64),
+            Value::Float(f) if f.is_finite() => Some(f),
+            _ => None,
+        }
+    }
+
+    pub fn bool(&self) -> Option<bool> {
+        match self.node.value {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn is_map(&self) -> bool {
+        matches!(self.node.value, Value::Map(_))
+    }
+
+    pub fn is_seq(&self) -> bool {
+        matches!(self.node.value, Value::Seq(_))
+    }
+
+    pub fn origin(&self) -> Origin {
+        Origin {
+            pointer: self.ptr.clone(),
+            position: self.node.pos,
+        }
+    }
+
+    /// A list of strings (non-string items are skipped), or a single string.
+    pub fn strings(&self) -> Vec<String> {
+        if let Some(s) = self.scalar() {
+            return vec![s];
+        }
+        self.items().iter().filter_map(Cursor::scalar).collect()
+    }
+}

@@ -1,0 +1,369 @@
+//! Every topic layout real contracts use, folded into one [`Topics`].
+//!
+//! Subscribed: `event_bus.subscribe_topics`, `event_bus.subscribe.topic`,
+//! `event_bus.subscribe_topic_metadata`, `consumed_events`, `subscriptions`,
+//! `input_subscriptions`, `topics.consumes|subscribes`.
+//! Published: `event_bus.publish_topics`, `event_bus.publish.success_topic` /
+//! `failure_topic`, `event_bus.publish_topic_metadata`, `event_bus.topic_base`,
+//! `published_events`, `publications`, `terminal_event`,
+//! `topics.produces|publishes`, operation output topics.
+//! Topics are deduplicated in contract order; a later, more specific mention
+//! (a success/failure/terminal role, an event_type, a description) enriches
+//! the first one.
+
+use crate::contract::{
+    Operation, PublishBinding, PublishRole, TopicBinding, TopicName, TopicSource, Topics,
+};
+
+use super::ops::topic_name;
+use super::{Ctx, Cursor};
+
+#[derive(Default)]
+struct Collector {
+    topics: Topics,
+    warned: Vec<String>,
+}
+
+struct Mention<'a> {
+    at: Cursor<'a>,
+    text: String,
+    event_type: Option<String>,
+    description: Option<String>,
+    source: TopicSource,
+}
+
+impl Collector {
+    fn name(&mut self, ctx: &mut Ctx, m: &Mention) -> Option<TopicName> {
+        let text = m.text.trim();
+        if text.contains('*') || text.contains('{') || text.contains('$') {
+            ctx.warning(
+                "W-UNSUPPORTED",
+                &m.at,
+                format!("topic pattern {text:?} cannot be subscribed to or published by name; it is ignored"),
+                "a concrete topic name, e.g. onex.evt.omniclaude.git-result.v1",
+            );
+            return None;
+        }
+        let t = topic_name(ctx, &m.at)?;
+        if t.onex_taxonomy().is_none() && !self.warned.contains(&t.as_str().to_owned()) {
+            self.warned.push(t.as_str().to_owned());
+            ctx.warning(
+                "W-TOPIC-TAXONOMY",
+                &m.at,
+                format!(
+                    "topic {:?} does not follow the ONEX topic taxonomy",
+                    t.as_str()
+                ),
+                "onex.<evt|cmd|intent|dlq|snapshot>.<producer>.<event-name>.v<N>",
+            );
+        }
+        Some(t)
+    }
+
+    fn subscribe(&mut self, ctx: &mut Ctx, m: Mention) {
+        let Some(topic) = self.name(ctx, &m) else {
+            return;
+        };
+        if let Some(b) = self.topics.subscribe.iter_mut().find(|b| b.topic == topic) {
+            b.event_type = b.event_type.take().or(m.event_type);
+            b.description = b.description.take().or(m.description);
+            return;
+        }
+        self.topics.subscribe.push(TopicBinding {
+            topic,
+            event_type: m.event_type,
+            description: m.description,
+            source: m.source,
+            origin: m.at.origin(),
+        });
+    }
+
+    fn publish(&mut self, ctx: &mut Ctx, m: Mention, role: PublishRole) {
+        let Some(topic) = self.name(ctx, &m) else {
+            return;
+        };
+        if let Some(p) = self
+            .topics
+            .publish
+            .iter_mut()
+            .find(|p| p.binding.topic == topic)
+        {
+            p.binding.event_type = p.binding.event_type.take().or(m.event_type);
+            p.binding.description = p.binding.description.take().or(m.description);
+            if p.role == PublishRole::Event {
+                p.role = role;
+            }
+            return;
+        }
+        self.topics.publish.push(PublishBinding {
+            binding: TopicBinding {
+                topic,
+                event_type: m.event_type,
+                description: m.description,
+                source: m.source,
+                origin: m.at.origin(),
+            },
+            role,
+        });
+    }
+}
+
+/// One list item: a topic string, or a mapping naming the topic under one of
+/// `keys`.
+fn mention<'a>(item: &Cursor<'a>, keys: &[&str], source: TopicSource) -> Option<Mention<'a>> {
+    if let Some(text) = item.scalar() {
+        return Some(Mention {
+            at: item.clone(),
+            text,
+            event_type: None,
+            description: None,
+            source,
+        });
+    }
+    let at = item.get_any(keys)?;
+    Some(Mention {
+        text: at.scalar()?,
+        at,
+        event_type: item.get("event_type").and_then(|c| c.scalar()),
+        description: item.get("description").and_then(|c| c.scalar()),
+        source,
+    })
+}
+
+fn list_items<'a>(c: &Cursor<'a>) -> Vec<Cursor<'a>> {
+    if c.is_seq() {
+        c.items()
+    } else if c.scalar().is_some() {
+        vec![c.clone()]
+    } else {
+        Vec::new()
+    }
+}
+
+pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics {
+    use TopicSource as S;
+    let mut col = Collector::default();
+    const TOPIC: &[&str] = &["topic", "name"];
+
+    if let Some(bus) = root.get("event_bus") {
+        if let Some(list) = bus.get("subscribe_topics") {
+            for item in list_items(&list) {
+                if let Some(m) = mention(&item, TOPIC, S::EventBusList) {
+                    col.subscribe(ctx, m);
+                }
+            }
+        }
+        if let Some(sub) = bus.get("subscribe") {
+            if let Some(m) = mention(&sub, TOPIC, S::EventBusMap) {
+                col.subscribe(ctx, m);
+            }
+            if let Some(g) = sub.get("consumer_group").and_then(|g| g.scalar()) {
+                col.topics.consumer_group.get_or_insert(g);
+            }
+        }
+        if let Some(meta) = bus.get("subscribe_topic_metadata") {
+            for (key, value) in meta.entries() {
+                if let Some(text) = key.node.key_text() {
+                    col.subscribe(
+                        ctx,
+                        Mention {
+                            at: key,
+                            text,
+                            event_type: None,
+                            description: value.get("description").and_then(|d| d.scalar()),
+                            source: S::EventBusMap,
+                        },
+                    );
+                }
+            }
+        }
+        if let Some(list) = bus.get("publish_topics") {
+            for item in list_items(&list) {
+                if let Some(m) = mention(&item, TOPIC, S::EventBusList) {
+                    col.publish(ctx, m, PublishRole::Event);
+                }
+            }
+        }
+        if let Some(publish) = bus.get("publish") {
+            if let Some(s) = publish.get("success_topic") {
+                if let Some(m) = mention(&s, TOPIC, S::EventBusMap) {
+                    col.publish(ctx, m, PublishRole::Success);
+                }
+            }
+            if let Some(f) = publish.get("failure_topic") {
+                if let Some(m) = mention(&f, TOPIC, S::EventBusMap) {
+                    col.publish(ctx, m, PublishRole::Failure);
+                }
+            }
+            if publish.scalar().is_some() || publish.is_seq() {
+                for item in list_items(&publish) {
+                    if let Some(m) = mention(&item, TOPIC, S::EventBusMap) {
+                        col.publish(ctx, m, PublishRole::Event);
+                    }
+                }
+            }
+        }
+        if let Some(meta) = bus.get("publish_topic_metadata") {
+            for (key, value) in meta.entries() {
+                if let Some(text) = key.node.key_text() {
+                    col.publish(
+                        ctx,
+                        Mention {
+                            at: key,
+                            text,
+                            event_type: None,
+                            description: value.get("description").and_then(|d| d.scalar()),
+                            source: S::EventBusMap,
+                        },
+                        PublishRole::Event,
+                    );
+                }
+            }
+        }
+        if let Some(base) = bus.get("topic_base") {
+            if let Some(m) = mention(&base, TOPIC, S::EventBusMap) {
+                col.publish(ctx, m, PublishRole::Event);
+            }
+        }
+        if let Some(pk) = bus.get("partition_key_field") {
+            ctx.warning(
+                "W-UNSUPPORTED",
+                &pk,
+                "partition_key_field is not honoured: messages are keyed by the envelope's correlation id",
+                "no partition_key_field",
+            );
+        }
+        if let Some(dlq) = bus.get("dlq_topics") {
+            for item in list_items(&dlq) {
+                let text = item
+                    .scalar()
+                    .or_else(|| item.get("topic").and_then(|t| t.scalar()));
+                if let Some(text) = text {
+                    let at = item.get("topic").unwrap_or(item.clone());
+                    let m = Mention {
+                        at,
+                        text,
+                        event_type: None,
+                        description: None,
+                        source: S::EventBusList,
+                    };
+                    if let Some(t) = col.name(ctx, &m) {
+                        if !col.topics.dlq.contains(&t) {
+                            col.topics.dlq.push(t);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(g) = bus.get("consumer_group").and_then(|g| g.scalar()) {
+            col.topics.consumer_group.get_or_insert(g);
+        }
+        if let Some(r) = bus.get("auto_offset_reset") {
+            match r.scalar().as_deref() {
+                Some(v @ ("earliest" | "latest")) => {
+                    col.topics.auto_offset_reset = Some(v.to_owned());
+                }
+                other => ctx.error(
+                    "E-OFFSET-RESET",
+                    &r,
+                    format!(
+                        "auto_offset_reset {:?} is not supported",
+                        other.unwrap_or("")
+                    ),
+                    "earliest or latest",
+                ),
+            }
+        }
+    }
+
+    const EVENT_TOPIC: &[&str] = &[
+        "topic",
+        "full_topic_pattern",
+        "topic_suffix",
+        "event_pattern",
+    ];
+    if let Some(list) = root.get("consumed_events") {
+        for item in list.items() {
+            if let Some(m) = mention(&item, EVENT_TOPIC, S::ConsumedEvents) {
+                col.subscribe(ctx, m);
+            }
+        }
+    }
+    if let Some(subs) = root.get("subscriptions") {
+        let list = subs.get("topics").unwrap_or(subs);
+        for item in list_items(&list) {
+            if let Some(m) = mention(&item, TOPIC, S::Subscriptions) {
+                col.subscribe(ctx, m);
+            }
+        }
+    }
+    if let Some(list) = root.get("input_subscriptions") {
+        for item in list_items(&list) {
+            if let Some(m) = mention(&item, TOPIC, S::InputSubscriptions) {
+                col.subscribe(ctx, m);
+            }
+        }
+    }
+    if let Some(t) = root.get("topics") {
+        for key in ["consumes", "subscribes"] {
+            if let Some(list) = t.get(key) {
+                for item in list_items(&list) {
+                    if let Some(m) = mention(&item, TOPIC, S::Topics) {
+                        col.subscribe(ctx, m);
+                    }
+                }
+            }
+        }
+    }
+
+    if let Some(list) = root.get("published_events") {
+        for item in list.items() {
+            if let Some(m) = mention(&item, EVENT_TOPIC, S::PublishedEvents) {
+                col.publish(ctx, m, PublishRole::Event);
+            }
+        }
+    }
+    if let Some(list) = root.get("publications") {
+        let list = list.get("topics").unwrap_or(list);
+        for item in list_items(&list) {
+            if let Some(m) = mention(&item, TOPIC, S::Publications) {
+                col.publish(ctx, m, PublishRole::Event);
+            }
+        }
+    }
+    if let Some(t) = root.get("topics") {
+        for key in ["produces", "publishes"] {
+            if let Some(list) = t.get(key) {
+                for item in list_items(&list) {
+                    if let Some(m) = mention(&item, TOPIC, S::Topics) {
+                        col.publish(ctx, m, PublishRole::Event);
+                    }
+                }
+            }
+        }
+    }
+    for op in operations {
+        if let Some(topic) = &op.output_topic {
+            if !col.topics.publish.iter().any(|p| &p.binding.topic == topic) {
+                col.topics.publish.push(PublishBinding {
+                    binding: TopicBinding {
+                        topic: topic.clone(),
+                        event_type: op.event_type.clone(),
+                        description: None,
+                        source: S::IoOperation,
+                        origin: op.origin.clone(),
+                    },
+                    role: PublishRole::Event,
+                });
+            }
+        }
+    }
+    if let Some(t) = root.get("terminal_event") {
+        for item in list_items(&t) {
+            if let Some(m) = mention(&item, TOPIC, S::TerminalEvent) {
+                col.publish(ctx, m, PublishRole::Terminal);
+            }
+        }
+    }
+    col.topics
+}
