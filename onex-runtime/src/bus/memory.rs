@@ -158,7 +158,7 @@ impl InMemoryBus {
             .history
             .iter()
             .rev()
-            .filter(|m| topic.is_none_or(|t| m.topic == t))
+            .filter(|m| topic.map_or(true, |t| m.topic == t))
             .take(limit)
             .cloned()
             .collect();
@@ -180,7 +180,7 @@ impl InMemoryBus {
             .unwrap_or_else(|p| p.into_inner());
         subs.retain(|(_, _, stop)| !*stop.borrow() && !stop.is_closed());
         subs.iter()
-            .filter(|(t, _, _)| topic.is_none_or(|x| x == t))
+            .filter(|(t, _, _)| topic.map_or(true, |x| x == t))
             .count()
     }
 

@@ -1,0 +1,639 @@
+//! What a generated node provides (its [`NodeSpec`] and [`NodeHandler`]) and
+//! the dispatch loop that runs the handler for each consumed message.
+//!
+//! Per message: decode the envelope (undecodable → dead letter), skip
+//! duplicates when the spec asks for idempotency, call the handler (with
+//! the optional timeout and circuit breaker), retry `Retriable` failures
+//! with backoff, publish the outputs (correlation id preserved, causation id
+//! = inbound event id) and only then acknowledge. `InvalidInput` and `Fatal`
+//! failures, and `Retriable` ones whose retries ran out, go to the dead-letter
+//! topic; if that write fails the message is not acknowledged and will be
+//! delivered again.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use uuid::Uuid;
+
+pub use crate::breaker::CircuitBreakerSettings;
+pub use crate::headers::Headers;
+pub use crate::retry::RetrySettings;
+
+use crate::breaker::CircuitBreaker;
+use crate::bus::{BusMessage, EventBus, MessageHandler, Nack};
+use crate::dlq::{dead_letter, Failure};
+use crate::envelope::{Envelope, EventSource};
+use crate::metrics::{inc, Metrics};
+use crate::topic::TopicNamer;
+
+/// The four ONEX node kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// Side effects (I/O).
+    Effect,
+    /// Pure computation.
+    Compute,
+    /// State reduction.
+    Reducer,
+    /// Workflow coordination.
+    Orchestrator,
+}
+
+impl NodeKind {
+    /// `effect`, `compute`, `reducer` or `orchestrator`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Effect => "effect",
+            NodeKind::Compute => "compute",
+            NodeKind::Reducer => "reducer",
+            NodeKind::Orchestrator => "orchestrator",
+        }
+    }
+}
+
+impl fmt::Display for NodeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How duplicates are recognised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Idempotency {
+    /// By the envelope's event id.
+    EventId,
+    /// By the values of these payload fields (top-level names or
+    /// `/json/pointers`).
+    HashFields(Vec<String>),
+}
+
+/// An environment variable the node's contract depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVarSpec {
+    /// Variable name.
+    pub name: String,
+    /// Whether start-up fails without it (and without a default).
+    pub required: bool,
+    /// Value used when unset.
+    pub default: Option<String>,
+    /// What it is for.
+    pub description: String,
+}
+
+/// Everything the runtime needs to know about a node (built by generated code).
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Node name, e.g. `node_git_effect`.
+    pub name: String,
+    /// Kind.
+    pub kind: NodeKind,
+    /// Node version.
+    pub version: String,
+    /// Description.
+    pub description: String,
+    /// Topics consumed (logical, unprefixed).
+    pub subscribe_topics: Vec<String>,
+    /// Topics published (logical, unprefixed).
+    pub publish_topics: Vec<String>,
+    /// Explicit dead-letter topic; `None` means `<consumed topic>.dlq`.
+    pub dlq_topic: Option<String>,
+    /// Consumer group.
+    pub consumer_group: String,
+    /// Handler retry policy.
+    pub retry: RetrySettings,
+    /// Handler circuit breaker; `None` disables it.
+    pub circuit_breaker: Option<CircuitBreakerSettings>,
+    /// Duplicate detection; `None` disables it.
+    pub idempotency: Option<Idempotency>,
+    /// Handler timeout.
+    pub handler_timeout_ms: Option<u64>,
+    /// The contract's environment dependencies (not the bus variables).
+    pub env: Vec<EnvVarSpec>,
+    /// Action names, for introspection.
+    pub capabilities: Vec<String>,
+    /// Tags, for introspection.
+    pub tags: Vec<String>,
+    /// Health path, e.g. `/health`.
+    pub health_path: String,
+    /// Introspection heartbeat interval (0 = off).
+    pub heartbeat_interval_secs: u64,
+}
+
+/// A consumed event, as given to the handler.
+#[derive(Debug, Clone)]
+pub struct InboundEvent {
+    /// Physical topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Record key.
+    pub key: Option<Vec<u8>>,
+    /// The decoded envelope.
+    pub envelope: Envelope,
+    /// Record headers.
+    pub headers: Headers,
+}
+
+/// An event the handler wants published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundEvent {
+    /// Logical topic (the prefix is applied by the runtime).
+    pub topic: String,
+    /// Event type.
+    pub event_type: String,
+    /// Payload.
+    pub payload: serde_json::Value,
+    /// Partition key.
+    pub partition_key: Option<String>,
+}
+
+/// Why a handler failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    /// The payload does not fit the input model: no retry, dead letter.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// Worth retrying; dead letter once the retries ran out.
+    #[error("retriable failure: {0}")]
+    Retriable(String),
+    /// Not worth retrying: dead letter.
+    #[error("fatal failure: {0}")]
+    Fatal(String),
+}
+
+impl HandlerError {
+    /// `invalid_input`, `retriable` or `fatal`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            HandlerError::InvalidInput(_) => "invalid_input",
+            HandlerError::Retriable(_) => "retriable",
+            HandlerError::Fatal(_) => "fatal",
+        }
+    }
+}
+
+/// What a handler can see while handling one message.
+#[derive(Debug, Clone)]
+pub struct HandlerContext {
+    node_name: Arc<str>,
+    env: Arc<BTreeMap<String, String>>,
+    correlation_id: Uuid,
+    attempt: u32,
+}
+
+impl HandlerContext {
+    /// A context (generated tests use this to call handlers directly).
+    pub fn new(
+        node_name: &str,
+        env: BTreeMap<String, String>,
+        correlation_id: Uuid,
+        attempt: u32,
+    ) -> Self {
+        HandlerContext {
+            node_name: node_name.into(),
+            env: Arc::new(env),
+            correlation_id,
+            attempt,
+        }
+    }
+
+    /// A contract environment variable (its value, else its default).
+    pub fn env(&self, name: &str) -> Option<&str> {
+        self.env.get(name).map(String::as_str)
+    }
+
+    /// The node's name.
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// Correlation id of the message being handled.
+    pub fn correlation_id(&self) -> Uuid {
+        self.correlation_id
+    }
+
+    /// 0 for the first attempt, then 1, 2, ... for retries.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
+/// A node's business logic.
+#[async_trait]
+pub trait NodeHandler: Send + Sync + 'static {
+    /// Called once per consumed message (after envelope decoding). `Ok(events)`
+    /// => the runtime publishes them (correlation id preserved, causation id
+    /// = inbound event id) and only then commits the offset.
+    async fn handle(
+        &self,
+        ctx: &HandlerContext,
+        event: &InboundEvent,
+    ) -> Result<Vec<OutboundEvent>, HandlerError>;
+}
+
+/// Remembers recently handled messages (bounded, oldest forgotten first).
+#[derive(Debug)]
+struct SeenSet {
+    order: VecDeque<u64>,
+    set: HashSet<u64>,
+    capacity: usize,
+}
+
+impl SeenSet {
+    fn new(capacity: usize) -> Self {
+        SeenSet {
+            order: VecDeque::new(),
+            set: HashSet::new(),
+            capacity,
+        }
+    }
+
+    fn contains(&self, k: u64) -> bool {
+        self.set.contains(&k)
+    }
+
+    fn insert(&mut self, k: u64) {
+        if self.set.insert(k) {
+            self.order.push_back(k);
+            if self.order.len() > self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// How many handled messages are remembered for duplicate detection.
+pub const DEDUPE_CAPACITY: usize = 100_000;
+
+fn dedupe_key(rule: &Idempotency, env: &Envelope) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match rule {
+        Idempotency::EventId => env.event_id.hash(&mut h),
+        Idempotency::HashFields(fields) => {
+            env.event_type.hash(&mut h);
+            for f in fields {
+                let v = if f.starts_with('/') {
+                    env.payload.pointer(f)
+                } else {
+                    env.payload.get(f)
+                };
+                f.hash(&mut h);
+                v.map(|v| v.to_string()).hash(&mut h);
+            }
+        }
+    }
+    h.finish()
+}
+
+/// Runs a [`NodeHandler`] for the messages of one consumed topic.
+pub struct Dispatcher {
+    spec: Arc<NodeSpec>,
+    handler: Arc<dyn NodeHandler>,
+    bus: Arc<dyn EventBus>,
+    namer: TopicNamer,
+    source: EventSource,
+    env: Arc<BTreeMap<String, String>>,
+    group: String,
+    dlq_topic: String,
+    breaker: Option<Arc<CircuitBreaker>>,
+    seen: Option<Arc<Mutex<SeenSet>>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Shared state of all dispatchers of one node.
+#[derive(Clone)]
+pub struct DispatchShared {
+    /// The node.
+    pub spec: Arc<NodeSpec>,
+    /// Its handler.
+    pub handler: Arc<dyn NodeHandler>,
+    /// Topic prefix.
+    pub namer: TopicNamer,
+    /// Source stamped on published envelopes.
+    pub source: EventSource,
+    /// Resolved contract environment.
+    pub env: Arc<BTreeMap<String, String>>,
+    /// Consumer group.
+    pub group: String,
+    /// Explicit dead-letter topic (logical), if any.
+    pub dlq_explicit: Option<String>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    breaker: Option<Arc<CircuitBreaker>>,
+    seen: Option<Arc<Mutex<SeenSet>>>,
+}
+
+impl DispatchShared {
+    /// Shared state for `spec`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        spec: Arc<NodeSpec>,
+        handler: Arc<dyn NodeHandler>,
+        namer: TopicNamer,
+        source: EventSource,
+        env: BTreeMap<String, String>,
+        group: String,
+        dlq_explicit: Option<String>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        DispatchShared {
+            breaker: spec
+                .circuit_breaker
+                .clone()
+                .map(|s| Arc::new(CircuitBreaker::new(s))),
+            seen: spec
+                .idempotency
+                .as_ref()
+                .map(|_| Arc::new(Mutex::new(SeenSet::new(DEDUPE_CAPACITY)))),
+            spec,
+            handler,
+            namer,
+            source,
+            env: Arc::new(env),
+            group,
+            dlq_explicit,
+            metrics,
+        }
+    }
+
+    /// The handler circuit breaker, if the spec enables one.
+    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+        self.breaker.as_deref()
+    }
+
+    /// A dispatcher for the logical topic `consumed`, publishing on `bus`.
+    pub fn dispatcher(&self, consumed: &str, bus: Arc<dyn EventBus>) -> Dispatcher {
+        Dispatcher {
+            spec: self.spec.clone(),
+            handler: self.handler.clone(),
+            bus,
+            namer: self.namer.clone(),
+            source: self.source.clone(),
+            env: self.env.clone(),
+            group: self.group.clone(),
+            dlq_topic: self.namer.dlq(consumed, self.dlq_explicit.as_deref()),
+            breaker: self.breaker.clone(),
+            seen: self.seen.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+enum Outcome {
+    Done(Vec<OutboundEvent>),
+    Failed(Failure),
+}
+
+impl Dispatcher {
+    /// The physical dead-letter topic.
+    pub fn dlq_topic(&self) -> &str {
+        &self.dlq_topic
+    }
+
+    async fn run_handler(&self, event: &InboundEvent) -> Outcome {
+        let correlation_id = event.envelope.correlation_id;
+        let retry = &self.spec.retry;
+        let mut attempt = 0u32;
+        loop {
+            let result = self.call_once(event, attempt).await;
+            let (error_type, reason, retriable) = match result {
+                Ok(outputs) => return Outcome::Done(outputs),
+                Err((t, r, retriable)) => (t, r, retriable),
+            };
+            inc(&self.metrics.handler_failures);
+            if !retriable || attempt >= retry.max_retries {
+                return Outcome::Failed(Failure {
+                    error_type,
+                    reason,
+                    retry_count: attempt,
+                    failed_at: Utc::now(),
+                    correlation_id: Some(correlation_id),
+                });
+            }
+            attempt += 1;
+            inc(&self.metrics.retries);
+            let delay = retry.delay(attempt);
+            tracing::warn!(
+                node = %self.spec.name,
+                %correlation_id,
+                attempt,
+                ?delay,
+                error = %reason,
+                "handler failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One handler call; on failure `(error_type, reason, retriable)`.
+    async fn call_once(
+        &self,
+        event: &InboundEvent,
+        attempt: u32,
+    ) -> Result<Vec<OutboundEvent>, (String, String, bool)> {
+        let correlation_id = event.envelope.correlation_id;
+        if let Some(b) = &self.breaker {
+            if let Err(open) = b.try_acquire(Some(correlation_id)) {
+                // Wait out the open circuit, counted as a retriable failure.
+                tokio::time::sleep(open.retry_after).await;
+                return Err(("circuit_open".into(), open.to_string(), true));
+            }
+        }
+        let ctx = HandlerContext {
+            node_name: self.spec.name.as_str().into(),
+            env: self.env.clone(),
+            correlation_id,
+            attempt,
+        };
+        let call = self.handler.handle(&ctx, event);
+        let result = match self.spec.handler_timeout_ms {
+            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), call).await {
+                Ok(r) => r,
+                Err(_) => {
+                    if let Some(b) = &self.breaker {
+                        b.record_failure();
+                    }
+                    return Err((
+                        "timeout".into(),
+                        format!("handler did not finish within {ms} ms"),
+                        true,
+                    ));
+                }
+            },
+            None => call.await,
+        };
+        match result {
+            Ok(outputs) => {
+                if let Some(b) = &self.breaker {
+                    b.record_success();
+                }
+                Ok(outputs)
+            }
+            Err(e) => {
+                let retriable = matches!(e, HandlerError::Retriable(_));
+                if let Some(b) = &self.breaker {
+                    if retriable {
+                        b.record_failure();
+                    } else {
+                        // The dependency answered; only the input was bad.
+                        b.record_success();
+                    }
+                }
+                Err((e.error_type().to_string(), e.to_string(), retriable))
+            }
+        }
+    }
+
+    async fn publish_outputs(
+        &self,
+        inbound: &Envelope,
+        outputs: Vec<OutboundEvent>,
+    ) -> Result<(), Nack> {
+        for out in outputs {
+            let env =
+                Envelope::caused_by(inbound, out.event_type, out.payload, self.source.clone());
+            let topic = self.namer.physical(&out.topic);
+            self.bus
+                .publish_envelope(&topic, &env, out.partition_key.as_deref())
+                .await
+                .map_err(|e| Nack::new(format!("publishing output to {topic} failed: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, msg: &BusMessage, failure: Failure) -> Result<(), Nack> {
+        let dl = dead_letter(msg, &self.dlq_topic, &self.group, &self.spec.name, &failure);
+        match self
+            .bus
+            .publish(&dl.topic, dl.key.as_deref(), &dl.value, &dl.headers)
+            .await
+        {
+            Ok(_) => {
+                inc(&self.metrics.dead_lettered);
+                tracing::warn!(
+                    node = %self.spec.name,
+                    topic = %msg.topic,
+                    offset = msg.offset,
+                    dlq = %self.dlq_topic,
+                    error_type = %failure.error_type,
+                    retries = failure.retry_count,
+                    correlation_id = ?failure.correlation_id,
+                    "message sent to the dead-letter topic"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(
+                    node = %self.spec.name,
+                    dlq = %self.dlq_topic,
+                    "dead-letter write failed; the message stays uncommitted: {e}"
+                );
+                Err(Nack::new(format!("dead-letter write failed: {e}")))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl MessageHandler for Dispatcher {
+    async fn on_message(&self, msg: &BusMessage) -> Result<(), Nack> {
+        let envelope = match Envelope::from_bytes(&msg.value) {
+            Ok(e) => e,
+            Err(e) => {
+                let failure = Failure {
+                    error_type: "decode_error".into(),
+                    reason: e.to_string(),
+                    retry_count: 0,
+                    failed_at: Utc::now(),
+                    correlation_id: msg.headers.correlation_id,
+                };
+                return self.dead_letter(msg, failure).await;
+            }
+        };
+        let key = match (&self.spec.idempotency, &self.seen) {
+            (Some(rule), Some(seen)) => {
+                let k = dedupe_key(rule, &envelope);
+                if seen.lock().unwrap_or_else(|p| p.into_inner()).contains(k) {
+                    inc(&self.metrics.duplicates_skipped);
+                    tracing::debug!(event_id = %envelope.event_id, "duplicate skipped");
+                    return Ok(());
+                }
+                Some((k, seen))
+            }
+            _ => None,
+        };
+        let event = InboundEvent {
+            topic: msg.topic.clone(),
+            partition: msg.partition,
+            offset: msg.offset,
+            key: msg.key.clone(),
+            headers: msg.headers.clone(),
+            envelope,
+        };
+        match self.run_handler(&event).await {
+            Outcome::Done(outputs) => self.publish_outputs(&event.envelope, outputs).await?,
+            Outcome::Failed(failure) => self.dead_letter(msg, failure).await?,
+        }
+        if let Some((k, seen)) = key {
+            seen.lock().unwrap_or_else(|p| p.into_inner()).insert(k);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn seen_set_is_bounded() {
+        let mut s = SeenSet::new(2);
+        s.insert(1);
+        s.insert(2);
+        s.insert(3);
+        assert!(!s.contains(1));
+        assert!(s.contains(2) && s.contains(3));
+    }
+
+    #[test]
+    fn hash_fields_ignore_other_fields() {
+        let src = EventSource::default();
+        let a = Envelope::new(
+            "t",
+            json!({"id": 1, "n": {"x": 2}, "noise": 1}),
+            src.clone(),
+        );
+        let b = Envelope::new(
+            "t",
+            json!({"id": 1, "n": {"x": 2}, "noise": 2}),
+            src.clone(),
+        );
+        let c = Envelope::new("t", json!({"id": 2, "n": {"x": 2}}), src);
+        let rule = Idempotency::HashFields(vec!["id".into(), "/n/x".into()]);
+        assert_eq!(dedupe_key(&rule, &a), dedupe_key(&rule, &b));
+        assert_ne!(dedupe_key(&rule, &a), dedupe_key(&rule, &c));
+        assert_ne!(
+            dedupe_key(&Idempotency::EventId, &a),
+            dedupe_key(&Idempotency::EventId, &b)
+        );
+    }
+
+    #[test]
+    fn kind_names() {
+        assert_eq!(NodeKind::Orchestrator.to_string(), "orchestrator");
+        assert_eq!(
+            HandlerError::InvalidInput("x".into()).error_type(),
+            "invalid_input"
+        );
+    }
+}

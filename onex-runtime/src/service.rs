@@ -1,0 +1,449 @@
+//! A running node: its bus (Kafka, or in-memory when degraded or asked),
+//! subscriptions, introspection, heartbeat, reconnect and health report.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde_json::json;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::bus::kafka::KafkaBus;
+use crate::bus::memory::{InMemoryBus, MemoryBusSettings};
+use crate::bus::{BusBackend, BusError, BusMessage, EventBus, MessageHandler, Nack, Subscription};
+use crate::config::{ConfigError, ConfigSource, RuntimeConfig};
+use crate::envelope::{Envelope, EventSource};
+use crate::health::{HealthReport, Status};
+use crate::introspection::{
+    self, NodeIdentity, Reason, INTROSPECTION_EVENT_TYPE, INTROSPECTION_REQUEST_TOPIC,
+    INTROSPECTION_TOPIC,
+};
+use crate::metrics::Metrics;
+use crate::node::{DispatchShared, NodeHandler, NodeSpec};
+use crate::topic::{check_topic, TopicError, TopicNamer};
+
+/// Why a node cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Bad configuration value.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A topic name is refused.
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    /// The bus could not be set up.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// Introspection requests older than this are ignored (they would otherwise
+/// be answered again by every new consumer group reading from the start).
+const STALE_REQUEST: Duration = Duration::from_secs(60);
+
+/// A node wired to a bus.
+pub struct NodeService {
+    shared: DispatchShared,
+    config: RuntimeConfig,
+    identity: NodeIdentity,
+    metrics: Arc<Metrics>,
+    bus: RwLock<Arc<dyn EventBus>>,
+    degraded: AtomicBool,
+    subscriptions: tokio::sync::Mutex<Vec<Subscription>>,
+    state: Mutex<&'static str>,
+}
+
+impl NodeService {
+    /// Checks the configuration (required variables, topic names) and
+    /// prepares the node; nothing is connected yet. The bus starts as an
+    /// in-memory one until [`NodeService::start`] is given the real one.
+    pub fn new(
+        spec: NodeSpec,
+        handler: Arc<dyn NodeHandler>,
+        config: RuntimeConfig,
+        source: &ConfigSource,
+    ) -> Result<Self, StartupError> {
+        let mut env = BTreeMap::new();
+        for var in &spec.env {
+            match source.get(&var.name).or_else(|| var.default.clone()) {
+                Some(v) => {
+                    env.insert(var.name.clone(), v);
+                }
+                None if var.required => return Err(ConfigError::Missing(var.name.clone()).into()),
+                None => {}
+            }
+        }
+        let namer = TopicNamer::new(config.topic_prefix.clone());
+        let mode = config.topic_validation;
+        for t in spec.subscribe_topics.iter().chain(&spec.publish_topics) {
+            check_topic(t, mode)?;
+        }
+        if let Some(d) = spec
+            .dlq_topic
+            .as_deref()
+            .or(config.dead_letter_topic.as_deref())
+        {
+            check_topic(d, mode)?;
+        }
+        let group = config
+            .consumer_group
+            .clone()
+            .unwrap_or_else(|| spec.consumer_group.clone());
+        let metrics = Arc::new(Metrics::new());
+        let source_id = EventSource {
+            service: spec.name.clone(),
+            instance_id: config.instance_id.clone(),
+            node_id: spec.name.clone(),
+        };
+        let identity = NodeIdentity {
+            node_id: spec.name.clone(),
+            instance_id: config.instance_id.clone(),
+            health_endpoint: spec.health_path.clone(),
+            namer: namer.clone(),
+        };
+        let dlq_explicit = spec.dlq_topic.clone().or(config.dead_letter_topic.clone());
+        let spec = Arc::new(spec);
+        let shared = DispatchShared::new(
+            spec,
+            handler,
+            namer,
+            source_id,
+            env,
+            group,
+            dlq_explicit,
+            metrics.clone(),
+        );
+        let placeholder: Arc<dyn EventBus> = Arc::new(InMemoryBus::with_metrics(
+            MemoryBusSettings::default(),
+            metrics.clone(),
+        ));
+        Ok(NodeService {
+            shared,
+            config,
+            identity,
+            metrics,
+            bus: RwLock::new(placeholder),
+            degraded: AtomicBool::new(false),
+            subscriptions: tokio::sync::Mutex::new(Vec::new()),
+            state: Mutex::new("starting"),
+        })
+    }
+
+    /// The node spec.
+    pub fn spec(&self) -> &NodeSpec {
+        &self.shared.spec
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// The counters shared by the node and its buses.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// The bus in use.
+    pub fn bus(&self) -> Arc<dyn EventBus> {
+        self.bus.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether the node runs on the in-memory fallback because Kafka was
+    /// unreachable.
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::SeqCst)
+    }
+
+    fn set_state(&self, s: &'static str) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    fn current_state(&self) -> &'static str {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The in-memory bus for this node's configuration.
+    pub fn memory_bus(&self) -> InMemoryBus {
+        InMemoryBus::with_metrics(
+            MemoryBusSettings {
+                offset_reset: self.config.kafka.auto_offset_reset,
+                ..MemoryBusSettings::default()
+            },
+            self.metrics.clone(),
+        )
+    }
+
+    /// Every physical topic the node touches: consumed, published,
+    /// dead-letter and introspection topics.
+    pub fn topics(&self) -> Vec<String> {
+        let spec = &self.shared.spec;
+        let namer = &self.shared.namer;
+        let mut out: Vec<String> = spec
+            .subscribe_topics
+            .iter()
+            .chain(&spec.publish_topics)
+            .map(|t| namer.physical(t))
+            .chain(
+                spec.subscribe_topics
+                    .iter()
+                    .map(|t| namer.dlq(t, self.shared.dlq_explicit.as_deref())),
+            )
+            .chain([
+                namer.physical(INTROSPECTION_TOPIC),
+                namer.physical(INTROSPECTION_REQUEST_TOPIC),
+            ])
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Subscribes every consumed topic and the introspection requests on `bus`.
+    async fn attach(
+        self: &Arc<Self>,
+        bus: &Arc<dyn EventBus>,
+    ) -> Result<Vec<Subscription>, BusError> {
+        if self.config.create_topics && bus.backend() == BusBackend::Kafka {
+            bus.ensure_topics(&self.topics()).await?;
+        }
+        let mut subs = Vec::new();
+        for logical in &self.shared.spec.subscribe_topics {
+            let topic = self.shared.namer.physical(logical);
+            let handler = Arc::new(self.shared.dispatcher(logical, bus.clone()));
+            subs.push(bus.subscribe(&topic, &self.shared.group, handler).await?);
+        }
+        let requests = self.shared.namer.physical(INTROSPECTION_REQUEST_TOPIC);
+        let group = format!(
+            "{}.introspection.{}",
+            self.shared.group, self.identity.instance_id
+        );
+        let responder = Arc::new(IntrospectionResponder {
+            service: Arc::downgrade(self),
+        });
+        subs.push(bus.subscribe(&requests, &group, responder).await?);
+        Ok(subs)
+    }
+
+    /// Runs the node on `bus`: creates topics (Kafka, when allowed),
+    /// subscribes, and publishes the start-up introspection event.
+    pub async fn start(
+        self: &Arc<Self>,
+        bus: Arc<dyn EventBus>,
+        degraded: bool,
+    ) -> Result<(), BusError> {
+        let subs = self.attach(&bus).await?;
+        *self.bus.write().unwrap_or_else(|p| p.into_inner()) = bus;
+        *self.subscriptions.lock().await = subs;
+        self.degraded.store(degraded, Ordering::SeqCst);
+        self.set_state(if degraded { "degraded" } else { "running" });
+        tracing::info!(
+            node_id = %self.identity.node_id,
+            bus = self.bus().backend().as_str(),
+            degraded,
+            "node running"
+        );
+        self.publish_introspection(Reason::Startup, Uuid::new_v4())
+            .await;
+        Ok(())
+    }
+
+    /// Publishes an introspection event; failures are logged, not returned.
+    pub async fn publish_introspection(&self, reason: Reason, correlation_id: Uuid) -> bool {
+        let payload = introspection::payload(
+            &self.shared.spec,
+            &self.identity,
+            self.current_state(),
+            reason,
+            correlation_id,
+        );
+        let env = Envelope::new(
+            INTROSPECTION_EVENT_TYPE,
+            payload,
+            self.shared.source.clone(),
+        )
+        .with_correlation_id(correlation_id);
+        let topic = self.shared.namer.physical(INTROSPECTION_TOPIC);
+        match self
+            .bus()
+            .publish_envelope(&topic, &env, Some(&self.identity.node_id))
+            .await
+        {
+            Ok(_) => {
+                tracing::debug!(reason = reason.as_str(), "introspection published");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(
+                    reason = reason.as_str(),
+                    "introspection publish failed: {e}"
+                );
+                false
+            }
+        }
+    }
+
+    /// Publishes a heartbeat introspection event every `interval` until `stop`.
+    pub fn spawn_heartbeat(self: &Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
+        if interval.is_zero() {
+            return;
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tick.tick() => {
+                        me.publish_introspection(Reason::Heartbeat, Uuid::new_v4()).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// While degraded, tries to reach Kafka every reconnect interval; on
+    /// success moves the node onto it.
+    pub fn spawn_reconnect(self: &Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            while me.is_degraded() {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(me.config.reconnect_interval) => {}
+                }
+                tracing::info!(node_id = %me.identity.node_id, "trying to reconnect to Kafka");
+                let connected = KafkaBus::connect(
+                    me.config.kafka.clone(),
+                    me.metrics.clone(),
+                    me.config.connect_timeout,
+                )
+                .await;
+                match connected {
+                    Ok(kafka) => {
+                        if let Err(e) = me.switch_to(Arc::new(kafka)).await {
+                            tracing::warn!("reconnected, but attaching failed: {e}");
+                        }
+                    }
+                    Err(e) => tracing::warn!("still degraded: {e}"),
+                }
+            }
+        });
+    }
+
+    async fn switch_to(self: &Arc<Self>, bus: Arc<dyn EventBus>) -> Result<(), BusError> {
+        let new_subs = self.attach(&bus).await?;
+        let old_bus = std::mem::replace(
+            &mut *self.bus.write().unwrap_or_else(|p| p.into_inner()),
+            bus,
+        );
+        let old_subs = std::mem::replace(&mut *self.subscriptions.lock().await, new_subs);
+        for s in old_subs {
+            s.unsubscribe().await;
+        }
+        if let Err(e) = old_bus.close().await {
+            tracing::warn!("closing the fallback bus failed: {e}");
+        }
+        self.degraded.store(false, Ordering::SeqCst);
+        self.set_state("running");
+        tracing::info!(node_id = %self.identity.node_id, "reconnected to Kafka; degraded mode over");
+        self.publish_introspection(Reason::Startup, Uuid::new_v4())
+            .await;
+        Ok(())
+    }
+
+    /// Graceful stop: stop consuming (in-flight messages finish and their
+    /// offsets are committed), publish the shutdown introspection event,
+    /// flush and close the bus.
+    pub async fn shutdown(&self) {
+        tracing::info!(node_id = %self.identity.node_id, "shutdown started");
+        self.set_state("stopping");
+        let subs = std::mem::take(&mut *self.subscriptions.lock().await);
+        for s in subs {
+            s.unsubscribe().await;
+        }
+        self.publish_introspection(Reason::Shutdown, Uuid::new_v4())
+            .await;
+        if let Err(e) = self.bus().close().await {
+            tracing::warn!("closing the bus failed: {e}");
+        }
+        self.set_state("stopped");
+        tracing::info!(node_id = %self.identity.node_id, "shutdown finished");
+    }
+}
+
+#[async_trait]
+impl HealthReport for NodeService {
+    async fn health(&self) -> (Status, serde_json::Value) {
+        let bus = self.bus();
+        let h = bus.health().await;
+        let degraded = self.is_degraded();
+        let handler_circuit = self.shared.breaker().map(|b| b.state());
+        let status = if !h.healthy {
+            Status::Unhealthy
+        } else if degraded
+            || h.circuit != crate::breaker::CircuitState::Closed
+            || handler_circuit.is_some_and(|c| c != crate::breaker::CircuitState::Closed)
+        {
+            Status::Degraded
+        } else {
+            Status::Healthy
+        };
+        let doc = json!({
+            "status": status.as_str(),
+            "node_id": self.identity.node_id,
+            "instance_id": self.identity.instance_id,
+            "node_version": self.shared.spec.version,
+            "state": self.current_state(),
+            "bus": h.backend.as_str(),
+            "degraded": degraded,
+            "circuit": h.circuit.as_str(),
+            "handler_circuit": handler_circuit.map(|c| c.as_str()),
+            "subscribers": h.subscribers,
+            "topics": h.topics,
+            "detail": h.detail,
+            "timestamp": Utc::now().to_rfc3339(),
+        });
+        (status, doc)
+    }
+
+    fn metrics(&self) -> String {
+        let bus = self.bus();
+        let b = bus.breaker();
+        self.metrics
+            .render(&self.shared.spec.name, b.state().gauge(), b.opens())
+    }
+}
+
+/// Answers introspection requests.
+struct IntrospectionResponder {
+    service: std::sync::Weak<NodeService>,
+}
+
+#[async_trait]
+impl MessageHandler for IntrospectionResponder {
+    async fn on_message(&self, msg: &BusMessage) -> Result<(), Nack> {
+        let Some(service) = self.service.upgrade() else {
+            return Ok(());
+        };
+        let correlation_id = match Envelope::from_bytes(&msg.value) {
+            Ok(env) => {
+                let age = Utc::now().signed_duration_since(env.timestamp);
+                if age.to_std().is_ok_and(|a| a > STALE_REQUEST) {
+                    return Ok(());
+                }
+                env.correlation_id
+            }
+            Err(_) => msg.headers.correlation_id.unwrap_or_else(Uuid::new_v4),
+        };
+        // A failed answer is logged; requests are not redelivered.
+        service
+            .publish_introspection(Reason::Request, correlation_id)
+            .await;
+        Ok(())
+    }
+}
