@@ -148,6 +148,18 @@ fn schema_message(err: &jsonschema::ValidationError, pointer: &str) -> String {
                 format!("{at:?} is {got}")
             }
         }
+        K::AnyOf { .. } | K::OneOfNotValid { .. } => {
+            let shown = err.instance().to_string();
+            let shown = if shown.len() > 80 {
+                format!(
+                    "{}...",
+                    &shown[..shown.char_indices().nth(77).map_or(shown.len(), |(i, _)| i)]
+                )
+            } else {
+                shown
+            };
+            format!("{shown} is not in an accepted form")
+        }
         _ => err.to_string(),
     }
 }
@@ -159,21 +171,33 @@ fn schema_expected(
     err: &jsonschema::ValidationError,
 ) -> Option<String> {
     use jsonschema::error::ValidationErrorKind as K;
+    if err.instance_path().as_str().is_empty() {
+        return Some("a mapping of contract keys".into());
+    }
     let path = err.schema_path().as_str();
     let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+    let type_name = match err.kind() {
+        K::Type { kind } => Some(
+            format!("{kind:?}")
+                .replace("Single(", "")
+                .replace("Multiple(", "")
+                .replace(')', "")
+                .to_lowercase(),
+        ),
+        _ => None,
+    };
     if let Some(desc) = schema
         .pointer(parent)
         .and_then(|s| s.get("description"))
         .and_then(|d| d.as_str())
     {
-        return Some(desc.to_owned());
+        return Some(match type_name {
+            Some(t) => format!("{t}: {desc}"),
+            None => desc.to_owned(),
+        });
     }
     Some(match err.kind() {
-        K::Type { kind } => format!("{kind:?}")
-            .replace("Single(", "")
-            .replace("Multiple(", "")
-            .replace(')', "")
-            .to_lowercase(),
+        K::Type { .. } => type_name.unwrap_or_default(),
         K::Enum { options } => format!("one of {options}"),
         K::Required { property } => format!("a {property} key"),
         K::Minimum { limit } => format!("a value >= {limit}"),

@@ -34,7 +34,37 @@ struct Mention<'a> {
 
 impl Collector {
     fn name(&mut self, ctx: &mut Ctx, m: &Mention) -> Option<TopicName> {
-        let text = m.text.trim();
+        let mut text = m.text.trim();
+        // `{env}.{namespace}.onex.evt.x.v1`: the placeholders are deployment
+        // prefixes; the topic onex-gen can honour is what follows them.
+        let mut stripped = false;
+        while let Some(rest) = text
+            .strip_prefix('{')
+            .and_then(|r| r.split_once("}."))
+            .map(|(_, rest)| rest)
+        {
+            text = rest;
+            stripped = true;
+        }
+        if stripped && !text.contains(['*', '{', '$']) {
+            ctx.warning(
+                "W-TOPIC-PATTERN",
+                &m.at,
+                format!(
+                    "the placeholder prefix of {:?} is not applied; the node uses {text:?}",
+                    m.text.trim()
+                ),
+                "a concrete topic name",
+            );
+            let m2 = Mention {
+                at: m.at.clone(),
+                text: text.to_owned(),
+                event_type: None,
+                description: None,
+                source: m.source,
+            };
+            return self.checked(ctx, &m2);
+        }
         if text.contains('*') || text.contains('{') || text.contains('$') {
             ctx.warning(
                 "W-UNSUPPORTED",
@@ -44,7 +74,14 @@ impl Collector {
             );
             return None;
         }
-        let t = topic_name(ctx, &m.at)?;
+        self.checked(ctx, m)
+    }
+
+    fn checked(&mut self, ctx: &mut Ctx, m: &Mention) -> Option<TopicName> {
+        let t = match TopicName::parse(m.text.trim()) {
+            Ok(t) => t,
+            Err(_) => topic_name(ctx, &m.at)?,
+        };
         if t.onex_taxonomy().is_none() && !self.warned.contains(&t.as_str().to_owned()) {
             self.warned.push(t.as_str().to_owned());
             ctx.warning(

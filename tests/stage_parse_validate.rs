@@ -1,0 +1,176 @@
+//! Runs the fixture cases of stages 1 (parse) and 2 (validate).
+//!
+//! `stages/1-parse/ok/<case>.yaml` -> `<case>.expected.txt` (a dump of every
+//! node with its position), `stages/1-parse/err/<case>.yaml` ->
+//! `<case>.expected.txt` (the diagnostics), `stages/2-validate/ok/<case>.yaml`
+//! -> `<case>.expected.json` (the Contract and its warnings),
+//! `stages/2-validate/err/<case>.yaml` -> `<case>.expected.txt`.
+//!
+//! `UPDATE_EXPECT=1 cargo test --test stage_parse_validate` rewrites the
+//! expectations.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use onex_gen::parse::parse;
+use onex_gen::validate::validate;
+use onex_gen::yaml::{Node, Value};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cases(dir: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no cases in {dir}");
+    out
+}
+
+/// The case path relative to the repository root, so diagnostics are stable.
+fn rel(p: &Path) -> PathBuf {
+    p.strip_prefix(root()).unwrap_or(p).to_path_buf()
+}
+
+fn dump(node: &Node, ptr: &str, out: &mut String) {
+    let at = format!("{}:{}", node.pos.line, node.pos.col);
+    let ptr_shown = if ptr.is_empty() { "/" } else { ptr };
+    match &node.value {
+        Value::Null => writeln!(out, "{ptr_shown} @{at} null"),
+        Value::Bool(b) => writeln!(out, "{ptr_shown} @{at} bool {b}"),
+        Value::Int(i) => writeln!(out, "{ptr_shown} @{at} int {i}"),
+        Value::Float(f) => writeln!(out, "{ptr_shown} @{at} float {f}"),
+        Value::Str(s) => writeln!(out, "{ptr_shown} @{at} str {s:?}"),
+        Value::Seq(items) => {
+            let _ = writeln!(out, "{ptr_shown} @{at} seq {}", items.len());
+            for (i, item) in items.iter().enumerate() {
+                dump(item, &format!("{ptr}/{i}"), out);
+            }
+            Ok(())
+        }
+        Value::Map(entries) => {
+            let _ = writeln!(out, "{ptr_shown} @{at} map {}", entries.len());
+            for (k, v) in entries {
+                let key = k.key_text().unwrap_or_default();
+                let _ = writeln!(out, "{ptr}/{key} key @{}:{}", k.pos.line, k.pos.col);
+                dump(v, &format!("{ptr}/{key}"), out);
+            }
+            Ok(())
+        }
+    }
+    .unwrap_or(());
+}
+
+fn check(expected_path: &Path, actual: &str, failures: &mut Vec<String>) {
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::write(expected_path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(expected_path).unwrap_or_default();
+    if expected != actual {
+        let diff = similar::TextDiff::from_lines(expected.as_str(), actual)
+            .unified_diff()
+            .header("expected", "actual")
+            .to_string();
+        failures.push(format!("{}:\n{diff}", rel(expected_path).display()));
+    }
+}
+
+fn finish(failures: Vec<String>) {
+    assert!(
+        failures.is_empty(),
+        "{} case(s) differ (UPDATE_EXPECT=1 rewrites them):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn parse_ok_cases() {
+    let mut failures = Vec::new();
+    for case in cases("stages/1-parse/ok") {
+        let bytes = std::fs::read(&case).unwrap();
+        let raw = match parse(&rel(&case), &bytes) {
+            Ok(r) => r,
+            Err(d) => {
+                failures.push(format!("{}: unexpected errors:\n{d}", rel(&case).display()));
+                continue;
+            }
+        };
+        let mut out = format!("hash {}\n", raw.hash);
+        dump(&raw.root, "", &mut out);
+        check(&case.with_extension("expected.txt"), &out, &mut failures);
+    }
+    finish(failures);
+}
+
+#[test]
+fn parse_err_cases() {
+    let mut failures = Vec::new();
+    for case in cases("stages/1-parse/err") {
+        let bytes = std::fs::read(&case).unwrap();
+        match parse(&rel(&case), &bytes) {
+            Ok(_) => failures.push(format!(
+                "{}: parsed, expected an error",
+                rel(&case).display()
+            )),
+            Err(d) => check(
+                &case.with_extension("expected.txt"),
+                &d.to_string(),
+                &mut failures,
+            ),
+        }
+    }
+    finish(failures);
+}
+
+#[test]
+fn validate_ok_cases() {
+    let mut failures = Vec::new();
+    for case in cases("stages/2-validate/ok") {
+        let bytes = std::fs::read(&case).unwrap();
+        let result = parse(&rel(&case), &bytes).and_then(|raw| validate(&raw));
+        match result {
+            Ok(v) => {
+                let warnings: Vec<String> = v.warnings.iter().map(|w| w.to_string()).collect();
+                let json = serde_json::json!({ "contract": v.contract, "warnings": warnings });
+                let text = serde_json::to_string_pretty(&json).unwrap() + "\n";
+                check(&case.with_extension("expected.json"), &text, &mut failures);
+            }
+            Err(d) => failures.push(format!("{}: unexpected errors:\n{d}", rel(&case).display())),
+        }
+    }
+    finish(failures);
+}
+
+#[test]
+fn validate_err_cases() {
+    let mut failures = Vec::new();
+    for case in cases("stages/2-validate/err") {
+        let bytes = std::fs::read(&case).unwrap();
+        match parse(&rel(&case), &bytes).and_then(|raw| validate(&raw)) {
+            Ok(_) => failures.push(format!(
+                "{}: validated, expected an error",
+                rel(&case).display()
+            )),
+            Err(d) => {
+                if !d.has_errors() {
+                    failures.push(format!(
+                        "{}: diagnostics without an error",
+                        rel(&case).display()
+                    ));
+                }
+                check(
+                    &case.with_extension("expected.txt"),
+                    &d.to_string(),
+                    &mut failures,
+                );
+            }
+        }
+    }
+    finish(failures);
+}
