@@ -1,1 +1,284 @@
-fn main() {}
+//! The `onex-gen` command line: a thin clap layer over the library.
+//!
+//! Exit codes: 0 ok; 1 drift, refusal to overwrite, or a breaking contract
+//! change; 2 invalid input (located diagnostics on stderr, or JSON lines on
+//! stdout with `--format json`) or any other error.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use onex_gen::check::{self, OutputFormat};
+use onex_gen::diagnostic::Diagnostics;
+use onex_gen::error::GenError;
+use onex_gen::pipeline::{self, GenerateOptions, RuntimeChoice};
+use onex_gen::report::{self, ContractReport};
+use onex_gen::write::{self, Action, WriteOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "onex-gen",
+    version,
+    about = "Generates complete, runnable Rust node crates from ONEX node contracts"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// One variant per subcommand; each has its own args struct and `run_*`
+/// function, so adding a command is one variant, one struct, one match arm.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a node crate per contract into DIR/<node name>/ (stages 1-6).
+    New(NewArgs),
+    /// Check contracts (stages 1-2 only).
+    Validate(ValidateArgs),
+    /// Print the contract JSON Schema.
+    Schema,
+    /// List the pipeline stages with what each takes and gives.
+    Stages,
+    /// Regenerate crates in memory and report drift from what is on disk; never writes.
+    Check(CheckArgs),
+    /// Report breaking changes between two versions of a contract.
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CheckFormat {
+    Text,
+    Json,
+    Github,
+}
+
+#[derive(Debug, Args)]
+struct NewArgs {
+    /// Contract files (YAML).
+    #[arg(required = true)]
+    contracts: Vec<PathBuf>,
+    /// Folder the crates go into (each in DIR/<node name>/).
+    #[arg(short = 'o', long = "out", value_name = "DIR", default_value = ".")]
+    out: PathBuf,
+    /// Show what would be written; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Overwrite generated files that were edited by hand (user-owned files are always kept).
+    #[arg(long)]
+    force: bool,
+    /// Print what was generated from each contract, with a summary line.
+    #[arg(long)]
+    report: bool,
+    /// Depend on onex-runtime at this path (relative to the current folder)
+    /// instead of vendoring a copy into each crate.
+    #[arg(long, value_name = "PATH")]
+    runtime_path: Option<PathBuf>,
+    /// Folder of templates that override the embedded ones by name.
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
+    /// Also run `cargo check` on every generated crate before writing.
+    #[arg(long)]
+    cargo_check: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    #[arg(required = true)]
+    contracts: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Crate folders, or folders to search for crates (default: the current folder).
+    paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: CheckFormat,
+}
+
+#[derive(Debug, Args)]
+struct DiffArgs {
+    old: PathBuf,
+    new: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::New(a) => run_new(a),
+        Command::Validate(a) => run_validate(a),
+        Command::Schema => run_schema(),
+        Command::Stages => {
+            print!("{}", pipeline::stage_table());
+            Ok(0)
+        }
+        Command::Check(a) => run_check(a),
+        Command::Diff(a) => run_diff(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn print_diagnostics(diags: &Diagnostics, format: Format) {
+    match format {
+        Format::Text => eprint!("{diags}"),
+        Format::Json => {
+            let mut out = std::io::stdout().lock();
+            for d in diags.iter() {
+                let _ = writeln!(out, "{}", d.to_json_line());
+            }
+        }
+    }
+}
+
+fn run_new(a: NewArgs) -> anyhow::Result<u8> {
+    let opts = GenerateOptions {
+        out_dir: Some(a.out.clone()),
+        runtime: a
+            .runtime_path
+            .map_or(RuntimeChoice::Vendored, RuntimeChoice::Path),
+        template_dir: a.templates,
+        cargo_check: a.cargo_check,
+    };
+    let gens = match pipeline::generate(&a.contracts, &opts) {
+        Ok(g) => g,
+        Err(diags) => {
+            print_diagnostics(&diags, a.format);
+            let errors = diags.errors().count();
+            if a.format == Format::Text {
+                eprintln!("error: {errors} error(s); nothing was written");
+            }
+            return Ok(2);
+        }
+    };
+    let mut warnings = Diagnostics::new();
+    for g in &gens {
+        warnings.extend(g.warnings.clone());
+    }
+    if !a.report {
+        print_diagnostics(&warnings, a.format);
+    }
+    let wopts = WriteOptions {
+        force: a.force,
+        dry_run: a.dry_run,
+    };
+    let plans = match write::write(&gens, &wopts) {
+        Ok(p) => p,
+        Err(GenError::Conflict(msg)) => {
+            eprintln!("error: {msg}");
+            return Ok(1);
+        }
+        Err(e) => return Err(e).context("writing the generated crates"),
+    };
+    if a.format == Format::Text {
+        let mut out = std::io::stdout().lock();
+        for p in &plans {
+            let verb = if a.dry_run { "would write" } else { "wrote" };
+            writeln!(
+                out,
+                "{verb} {} ({}: {} created, {} updated, {} unchanged, {} user-owned kept, {} removed{})",
+                p.crate_dir.display(),
+                p.node_name,
+                p.count(Action::Create),
+                p.count(Action::Update) + p.count(Action::Overwrite),
+                p.count(Action::Unchanged),
+                p.count(Action::KeepUser),
+                p.count(Action::Remove),
+                if p.count(Action::Overwrite) > 0 {
+                    format!(", {} hand edit(s) overwritten", p.count(Action::Overwrite))
+                } else {
+                    String::new()
+                }
+            )?;
+            if a.dry_run {
+                for fa in &p.actions {
+                    writeln!(out, "  {:<32} {}", fa.action.to_string(), fa.path)?;
+                }
+            }
+        }
+    }
+    if a.report {
+        let reports: Vec<ContractReport> = gens.iter().map(ContractReport::of).collect();
+        match a.format {
+            Format::Text => print!("{}", report::render_text(&reports)),
+            Format::Json => print!("{}", report::render_json(&reports)),
+        }
+    }
+    Ok(0)
+}
+
+fn run_validate(a: ValidateArgs) -> anyhow::Result<u8> {
+    let mut all = Diagnostics::new();
+    let mut failed = false;
+    for path in &a.contracts {
+        match pipeline::load_contract(path) {
+            Ok((contract, warnings)) => {
+                all.extend(warnings);
+                if a.format == Format::Text {
+                    println!(
+                        "ok: {} ({}, {})",
+                        path.display(),
+                        contract.name,
+                        contract.kind
+                    );
+                }
+            }
+            Err(diags) => {
+                failed = true;
+                all.extend(diags);
+            }
+        }
+    }
+    print_diagnostics(&all, a.format);
+    Ok(if failed { 2 } else { 0 })
+}
+
+fn run_schema() -> anyhow::Result<u8> {
+    println!("{}", onex_gen::validate::contract_schema());
+    Ok(0)
+}
+
+fn run_check(a: CheckArgs) -> anyhow::Result<u8> {
+    let report = check::check(&a.paths);
+    let format = match a.format {
+        CheckFormat::Text => OutputFormat::Text,
+        CheckFormat::Json => OutputFormat::Json,
+        CheckFormat::Github => OutputFormat::Github,
+    };
+    print!("{}", report.render(format));
+    Ok(u8::try_from(report.exit_code()).unwrap_or(2))
+}
+
+fn run_diff(a: DiffArgs) -> anyhow::Result<u8> {
+    match onex_gen::diff::diff_files(&a.old, &a.new) {
+        Ok(r) => {
+            match a.format {
+                Format::Text => print!("{}", r.render_text()),
+                Format::Json => print!("{}", r.render_json()),
+            }
+            Ok(u8::try_from(r.exit_code()).unwrap_or(1))
+        }
+        Err(diags) => {
+            print_diagnostics(&diags, a.format);
+            Ok(2)
+        }
+    }
+}

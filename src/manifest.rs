@@ -157,7 +157,10 @@ pub fn normalize(path: &Path) -> PathBuf {
         match c {
             Component::CurDir => {}
             Component::ParentDir => {
-                if !out.pop() {
+                let climbable = matches!(out.components().next_back(), Some(Component::Normal(_)));
+                if climbable {
+                    out.pop();
+                } else if !out.has_root() {
                     out.push("..");
                 }
             }
@@ -179,6 +182,10 @@ pub fn relative_to(target: &Path, base: &Path) -> String {
         return slash(&target);
     }
     let common = t.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    // Sharing nothing but the root: a relative path would only climb to `/`.
+    if common <= 1 && target.has_root() {
+        return slash(&target);
+    }
     let mut rel = PathBuf::new();
     for _ in common..b.len() {
         rel.push("..");
@@ -249,9 +256,19 @@ mod tests {
         );
         assert_eq!(relative_to(Path::new("/r/a"), Path::new("/r/a")), ".");
         assert_eq!(
+            relative_to(Path::new("/x/c.yaml"), Path::new("/tmp/o/n")),
+            "/x/c.yaml"
+        );
+        assert_eq!(
             normalize(Path::new("/r/golden/a/../../onex-runtime")),
             PathBuf::from("/r/onex-runtime")
         );
+        assert_eq!(
+            normalize(Path::new("./../../c.yaml")),
+            PathBuf::from("../../c.yaml")
+        );
+        assert_eq!(normalize(Path::new("a/../../b")), PathBuf::from("../b"));
+        assert_eq!(normalize(Path::new("/../b")), PathBuf::from("/b"));
         let m = sample();
         assert_eq!(
             m.contract_path(Path::new("/r/golden/x")),

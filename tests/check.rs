@@ -1,0 +1,248 @@
+//! `onex-gen check`: every cause of drift, the output formats and the exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const CONTRACT: &str = "\
+name: node_check_effect
+node_type: EFFECT_GENERIC
+contract_version: \"1.0.0\"
+node_version: \"1.0.0\"
+description: A minimal effect node for check tests.
+event_bus:
+  subscribe_topics:
+    - onex.cmd.check.do-thing.v1
+  publish_topics:
+    - onex.evt.check.thing-done.v1
+io_operations:
+  - operation: do_thing
+    input_fields:
+      - path: str
+    output_fields:
+      - ok: bool
+";
+
+fn onex_gen(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_onex-gen"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .expect("onex-gen runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("contract.yaml"), CONTRACT).unwrap();
+    let o = onex_gen(tmp.path(), &["new", "contract.yaml", "-o", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    (tmp, PathBuf::from("out/node_check_effect"))
+}
+
+fn manifest(tmp: &Path, dir: &Path) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(tmp.join(dir).join(".onex-gen/manifest.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+fn write_manifest(tmp: &Path, dir: &Path, m: &serde_json::Value) {
+    std::fs::write(
+        tmp.join(dir).join(".onex-gen/manifest.json"),
+        serde_json::to_string_pretty(m).unwrap() + "\n",
+    )
+    .unwrap();
+}
+
+fn generated_file(tmp: &Path, dir: &Path) -> String {
+    manifest(tmp, dir)["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| {
+            f["owner"] == "generated" && f["path"].as_str().unwrap().starts_with("src/generated/")
+        })
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .unwrap()
+}
+
+/// Runs `check --format json` and returns (exit code, the causes per path).
+fn check_json(tmp: &Path) -> (i32, Vec<(String, Vec<String>)>, serde_json::Value) {
+    let o = onex_gen(tmp, &["check", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("json output ({e}): {}", text(&o)));
+    let mut causes = Vec::new();
+    for c in v["crates"].as_array().unwrap() {
+        for f in c["findings"].as_array().into_iter().flatten() {
+            causes.push((
+                f["path"].as_str().unwrap().to_owned(),
+                f["causes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_str().unwrap().to_owned())
+                    .collect(),
+            ));
+        }
+    }
+    (o.status.code().unwrap(), causes, v)
+}
+
+fn has_cause(causes: &[(String, Vec<String>)], path: &str, cause: &str) -> bool {
+    causes
+        .iter()
+        .any(|(p, c)| p == path && c.iter().any(|x| x == cause))
+}
+
+#[test]
+fn a_fresh_crate_is_in_sync_from_its_folder_and_by_default() {
+    let (tmp, dir) = setup();
+    let o = onex_gen(tmp.path(), &["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("in sync"));
+    let o = onex_gen(&tmp.path().join(&dir), &["check", "."]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn a_hand_edit_is_drift_with_a_unified_diff() {
+    let (tmp, dir) = setup();
+    let gen = generated_file(tmp.path(), &dir);
+    let path = tmp.path().join(&dir).join(&gen);
+    let mut s = std::fs::read_to_string(&path).unwrap();
+    s.push_str("// hand edit\n");
+    std::fs::write(&path, s).unwrap();
+    let (code, causes, _) = check_json(tmp.path());
+    assert_eq!(code, 1);
+    assert!(has_cause(&causes, &gen, "edited_by_hand"), "{causes:?}");
+    let o = onex_gen(tmp.path(), &["check"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&format!("--- a/{gen}")), "{out}");
+    assert!(out.contains("-// hand edit"), "{out}");
+    assert!(out.contains("generated file edited by hand"), "{out}");
+}
+
+#[test]
+fn a_changed_contract_is_named_as_the_cause() {
+    let (tmp, _dir) = setup();
+    let changed = CONTRACT.replace(
+        "    - onex.evt.check.thing-done.v1\n",
+        "    - onex.evt.check.thing-done.v1\n    - onex.evt.check.thing-failed.v1\n",
+    );
+    std::fs::write(tmp.path().join("contract.yaml"), changed).unwrap();
+    let (code, causes, _) = check_json(tmp.path());
+    assert_eq!(code, 1);
+    assert!(!causes.is_empty());
+    assert!(
+        causes
+            .iter()
+            .all(|(_, c)| c == &["contract_changed".to_owned()]),
+        "{causes:?}"
+    );
+    assert!(has_cause(
+        &causes,
+        ".onex-gen/manifest.json",
+        "contract_changed"
+    ));
+}
+
+#[test]
+fn a_changed_generator_is_named_as_the_cause() {
+    let (tmp, dir) = setup();
+    // Simulate output of an older generator: different file contents, a
+    // manifest that records them, and another template set hash.
+    let gen = generated_file(tmp.path(), &dir);
+    let old = "// written by an older onex-gen\n";
+    std::fs::write(tmp.path().join(&dir).join(&gen), old).unwrap();
+    let mut m = manifest(tmp.path(), &dir);
+    m["template_set_hash"] = "0000".into();
+    for f in m["files"].as_array_mut().unwrap() {
+        if f["path"] == gen.as_str() {
+            use sha2::Digest;
+            f["sha256"] = hex::encode(sha2::Sha256::digest(old.as_bytes())).into();
+        }
+    }
+    write_manifest(tmp.path(), &dir, &m);
+    let (code, causes, _) = check_json(tmp.path());
+    assert_eq!(code, 1);
+    assert!(has_cause(&causes, &gen, "generator_changed"), "{causes:?}");
+    assert!(!has_cause(&causes, &gen, "edited_by_hand"), "{causes:?}");
+}
+
+#[test]
+fn missing_orphan_and_unknown_files_are_reported() {
+    let (tmp, dir) = setup();
+    let crate_dir = tmp.path().join(&dir);
+    let gen = generated_file(tmp.path(), &dir);
+    std::fs::remove_file(crate_dir.join(&gen)).unwrap();
+    std::fs::write(crate_dir.join("src/generated/stray.rs"), "// stray\n").unwrap();
+    let mut m = manifest(tmp.path(), &dir);
+    m["files"].as_array_mut().unwrap().push(serde_json::json!({
+        "path": "src/generated/retired.rs", "sha256": "00", "owner": "generated"
+    }));
+    write_manifest(tmp.path(), &dir, &m);
+    std::fs::write(crate_dir.join("src/generated/retired.rs"), "// retired\n").unwrap();
+
+    let (code, causes, _) = check_json(tmp.path());
+    assert_eq!(code, 1);
+    assert!(has_cause(&causes, &gen, "missing"), "{causes:?}");
+    assert!(
+        has_cause(&causes, "src/generated/stray.rs", "unknown_file"),
+        "{causes:?}"
+    );
+    assert!(
+        has_cause(&causes, "src/generated/retired.rs", "orphan"),
+        "{causes:?}"
+    );
+}
+
+#[test]
+fn github_format_prints_annotations() {
+    let (tmp, dir) = setup();
+    let gen = generated_file(tmp.path(), &dir);
+    let path = tmp.path().join(&dir).join(&gen);
+    std::fs::write(&path, "// replaced\n").unwrap();
+    let o = onex_gen(tmp.path(), &["check", "--format", "github"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("::error file="))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains(&format!("{}/{gen},line=1", dir.display())),
+        "{line}"
+    );
+    assert!(line.contains("edited by hand"), "{line}");
+    assert!(!line[2..].contains('\n'));
+}
+
+#[test]
+fn errors_exit_2() {
+    let (tmp, dir) = setup();
+    // No crate here.
+    let empty = tempfile::tempdir().unwrap();
+    let o = onex_gen(empty.path(), &["check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // The contract the manifest points at is gone.
+    std::fs::remove_file(tmp.path().join("contract.yaml")).unwrap();
+    let o = onex_gen(tmp.path(), &["check", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("contract.yaml"),
+        "{}",
+        text(&o)
+    );
+    // A broken manifest.
+    std::fs::write(tmp.path().join(&dir).join(".onex-gen/manifest.json"), "{").unwrap();
+    let o = onex_gen(tmp.path(), &["check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}

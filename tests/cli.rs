@@ -1,0 +1,239 @@
+//! The command line: exit codes, located diagnostics, JSON output, stages,
+//! schema, report and diff.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const CONTRACT: &str = "\
+name: node_cli_effect
+node_type: EFFECT_GENERIC
+contract_version: \"1.0.0\"
+node_version: \"1.0.0\"
+description: A minimal effect node for CLI tests.
+event_bus:
+  subscribe_topics:
+    - onex.cmd.cli.do-thing.v1
+  publish_topics:
+    - onex.evt.cli.thing-done.v1
+io_operations:
+  - operation: do_thing
+    input_fields:
+      - path: str
+    output_fields:
+      - ok: bool
+";
+
+fn onex_gen(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_onex-gen"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .expect("onex-gen runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn with_contracts(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        std::fs::write(tmp.path().join(name), body).unwrap();
+    }
+    tmp
+}
+
+#[test]
+fn stages_lists_the_pipeline() {
+    let o = onex_gen(Path::new("."), &["stages"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "1    parse",
+        "bytes -> RawContract",
+        "4.5  event-bus wiring",
+        "5    verify",
+        "FileSet -> VerifiedFileSet",
+        "VerifiedFileSet -> disk + manifest",
+    ] {
+        assert!(out.contains(needle), "{needle:?} in\n{out}");
+    }
+}
+
+#[test]
+fn schema_prints_a_json_schema() {
+    let o = onex_gen(Path::new("."), &["schema"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("schema is JSON");
+    assert!(
+        v.get("properties").is_some() || v.get("$schema").is_some(),
+        "{v}"
+    );
+}
+
+#[test]
+fn validate_accepts_a_good_contract_and_locates_errors_in_a_bad_one() {
+    let tmp = with_contracts(&[
+        ("good.yaml", CONTRACT),
+        (
+            "bad.yaml",
+            "name: node_bad\nnode_type: EFFECT_GENERIC\nevent_bus:\n  publish_topics:\n    - \"not a topic!\"\n",
+        ),
+    ]);
+    let o = onex_gen(tmp.path(), &["validate", "good.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("node_cli_effect"));
+
+    let o = onex_gen(tmp.path(), &["validate", "good.yaml", "bad.yaml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.yaml:5:"), "{err}");
+    assert!(err.contains("/event_bus/publish_topics/0"), "{err}");
+
+    let o = onex_gen(tmp.path(), &["validate", "bad.yaml", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let e = lines
+        .iter()
+        .find(|d| d["severity"] == "error")
+        .expect("an error line");
+    assert_eq!(e["file"], "bad.yaml");
+    assert_eq!(e["line"], 5);
+    assert_eq!(e["pointer"], "/event_bus/publish_topics/0");
+}
+
+#[test]
+fn malformed_yaml_exits_2_without_writing() {
+    let tmp = with_contracts(&[("broken.yaml", "name: [unclosed\n")]);
+    let o = onex_gen(tmp.path(), &["new", "broken.yaml", "-o", "out"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("broken.yaml:"), "{err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    assert!(!tmp.path().join("out").exists());
+}
+
+#[test]
+fn new_writes_the_crate_and_reports_what_it_made() {
+    let tmp = with_contracts(&[("c.yaml", CONTRACT)]);
+    let o = onex_gen(tmp.path(), &["new", "c.yaml", "-o", "out", "--report"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("node_cli_effect (effect)"), "{out}");
+    assert!(
+        out.contains("consumes (1): onex.cmd.cli.do-thing.v1"),
+        "{out}"
+    );
+    assert!(out.contains("report: 1 contract(s)"), "{out}");
+    let dir = tmp.path().join("out/node_cli_effect");
+    for f in [
+        "Cargo.toml",
+        "src/main.rs",
+        ".env.template",
+        "compose.yaml",
+        ".onex-gen/manifest.json",
+    ] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(".onex-gen/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["contract"]["path"], "../../c.yaml");
+    assert_eq!(m["generator_version"], env!("CARGO_PKG_VERSION"));
+
+    let o = onex_gen(
+        tmp.path(),
+        &[
+            "new", "c.yaml", "-o", "out2", "--report", "--format", "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json report");
+    assert_eq!(v["contracts"][0]["kind"], "effect");
+}
+
+#[test]
+fn runtime_path_is_recorded_relative_to_the_crate() {
+    let tmp = with_contracts(&[("c.yaml", CONTRACT)]);
+    std::fs::create_dir_all(tmp.path().join("rt")).unwrap();
+    let o = onex_gen(
+        tmp.path(),
+        &["new", "c.yaml", "-o", "a/b", "--runtime-path", "rt"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let dir = tmp.path().join("a/b/node_cli_effect");
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(".onex-gen/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["options"]["runtime"]["kind"], "path");
+    assert_eq!(m["options"]["runtime"]["path"], "../../../rt");
+    let cargo = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(cargo.contains("../../../rt"), "{cargo}");
+}
+
+#[test]
+fn diff_reports_breaking_changes_and_exits_1() {
+    let removed_topic = CONTRACT.replace(
+        "    - onex.evt.cli.thing-done.v1\n",
+        "    - onex.evt.cli.thing-finished.v1\n",
+    );
+    let bumped = removed_topic.replace("node_version: \"1.0.0\"", "node_version: \"2.0.0\"");
+    let new_required = CONTRACT
+        .replace(
+            "      - path: str\n",
+            "      - path: str\n      - token: str\n",
+        )
+        .replace("node_version: \"1.0.0\"", "node_version: \"1.1.0\"");
+    let tmp = with_contracts(&[
+        ("v1.yaml", CONTRACT),
+        ("renamed.yaml", &removed_topic),
+        ("bumped.yaml", &bumped),
+        ("required.yaml", &new_required),
+    ]);
+
+    let o = onex_gen(tmp.path(), &["diff", "v1.yaml", "v1.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    let o = onex_gen(tmp.path(), &["diff", "v1.yaml", "renamed.yaml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("BREAKING event_bus.publish: topic onex.evt.cli.thing-done.v1 renamed to onex.evt.cli.thing-finished.v1"), "{out}");
+    assert!(out.contains("version"), "{out}");
+
+    let o = onex_gen(
+        tmp.path(),
+        &["diff", "v1.yaml", "bumped.yaml", "--format", "json"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kinds: Vec<&str> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"topic_renamed"), "{kinds:?}");
+    assert!(!kinds.contains(&"version_not_bumped"), "{kinds:?}");
+
+    let o = onex_gen(tmp.path(), &["diff", "v1.yaml", "required.yaml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("required input token added"), "{out}");
+    assert!(
+        out.contains("breaking changes need a major version bump"),
+        "{out}"
+    );
+
+    let o = onex_gen(tmp.path(), &["diff", "v1.yaml", "missing.yaml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
