@@ -49,7 +49,7 @@ pub const BUS_ENV_VARS: &[(&str, &str, &str)] = &[
     ("ONEX_TOPIC_REPLICATION", "1", "replication factor of topics created at start-up (1-10)"),
     ("ONEX_BUS_CONNECT_TIMEOUT_SECONDS", "5", "how long to wait for Kafka at start before running degraded (0.1-300)"),
     ("ONEX_BUS_RECONNECT_INTERVAL_SECONDS", "10", "seconds between reconnect attempts while degraded (1-3600)"),
-    ("ONEX_AGGREGATION_WINDOW_SECONDS", "3600", "reducer nodes forget an aggregate untouched for this many seconds"),
+    ("ONEX_AGGREGATION_WINDOW_SECONDS", "3600", "reducers forget an aggregate untouched for this long"),
     ("RUST_LOG", "info", "log filter (tracing EnvFilter syntax)"),
 ];
 
@@ -693,6 +693,15 @@ mod tests {
         std::fs::remove_file(&dir).ok();
         assert_eq!(c.group, "from-flag");
         assert_eq!(c.environment, "file-env");
+    }
+
+    #[test]
+    fn variable_names_are_unique() {
+        let mut names: Vec<&str> = BUS_ENV_VARS.iter().map(|(n, _, _)| *n).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before);
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub struct NodeSpec {
     pub publish_topics: Vec<String>,
     /// Explicit dead-letter topic; `None` means `<consumed topic>.dlq`.
     pub dlq_topic: Option<String>,
+    /// Where a failure event is published when a message fails for good
+    /// (besides the dead letter); the contract's `publish.failure_topic`.
+    pub failure_topic: Option<String>,
     /// Consumer group.
     pub consumer_group: String,
     /// Handler retry policy.
@@ -510,6 +513,28 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Tells the failure topic, when the contract names one, that a message
+    /// failed for good. Best effort: the dead letter is the durable record,
+    /// so a failed publish here is logged and does not hold the message back.
+    async fn publish_failure(&self, inbound: &Envelope, failure: &Failure) {
+        let Some(topic) = &self.spec.failure_topic else { return };
+        let payload = serde_json::json!({
+            "node": self.spec.name,
+            "failed_event_id": inbound.event_id,
+            "failed_event_type": inbound.event_type,
+            "error_type": failure.error_type,
+            "reason": failure.reason,
+            "retry_count": failure.retry_count,
+            "failed_at": failure.failed_at,
+        });
+        let event_type = format!("{}.failed", self.spec.name.replace('_', "-"));
+        let env = Envelope::caused_by(inbound, event_type, payload, self.source.clone());
+        let topic = self.namer.physical(topic);
+        if let Err(e) = self.bus.publish_envelope(&topic, &env, None).await {
+            tracing::warn!(node = %self.spec.name, %topic, "publishing the failure event failed: {e}");
+        }
+    }
+
     async fn dead_letter(&self, msg: &BusMessage, failure: Failure) -> Result<(), Nack> {
         let dl = dead_letter(msg, &self.dlq_topic, &self.group, &self.spec.name, &failure);
         match self
@@ -581,7 +606,10 @@ impl MessageHandler for Dispatcher {
         };
         match self.run_handler(&event).await {
             Outcome::Done(outputs) => self.publish_outputs(&event.envelope, outputs).await?,
-            Outcome::Failed(failure) => self.dead_letter(msg, failure).await?,
+            Outcome::Failed(failure) => {
+                self.publish_failure(&event.envelope, &failure).await;
+                self.dead_letter(msg, failure).await?
+            }
         }
         if let Some((k, seen)) = key {
             seen.lock().unwrap_or_else(|p| p.into_inner()).insert(k);

@@ -1,0 +1,532 @@
+//! One conformance suite for every [`EventBus`] backend. Each test file
+//! provides a [`Backend`] (how to make a bus, and its capability profile)
+//! and calls the scenarios it supports.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Nack, Subscription};
+use onex_runtime::config::{ConfigSource, RuntimeConfig};
+use onex_runtime::headers::{Headers, Priority};
+use onex_runtime::introspection::INTROSPECTION_TOPIC;
+use onex_runtime::service::NodeService;
+use onex_runtime::{
+    async_trait, Envelope, EventSource, HandlerContext, HandlerError, InboundEvent, NodeHandler,
+    NodeKind, NodeSpec, OutboundEvent, RetrySettings,
+};
+use serde_json::json;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// How a backend is made and what it can do.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// A fresh bus.
+    async fn bus(&self) -> Arc<dyn EventBus>;
+    /// Longest wait for an expected message.
+    fn patience(&self) -> Duration;
+    /// Configuration pairs a node on this backend needs (bootstrap servers...).
+    fn node_config(&self) -> Vec<(String, String)>;
+}
+
+/// A topic name no other test uses.
+pub fn topic(name: &str) -> String {
+    format!(
+        "onex.evt.conformance.{name}-{}.v1",
+        &Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Creates the topics and returns them.
+pub async fn topics(bus: &Arc<dyn EventBus>, names: &[&str]) -> Vec<String> {
+    let t: Vec<String> = names.iter().map(|n| topic(n)).collect();
+    bus.ensure_topics(&t).await.expect("create topics");
+    t
+}
+
+/// Subscribes and forwards every acknowledged message to a channel.
+pub async fn collect(
+    bus: &Arc<dyn EventBus>,
+    topic: &str,
+    group: &str,
+) -> (Subscription, mpsc::UnboundedReceiver<BusMessage>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sub = bus
+        .subscribe(
+            topic,
+            group,
+            handler_fn(move |m| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(m);
+                    Ok(())
+                }
+            }),
+        )
+        .await
+        .expect("subscribe");
+    (sub, rx)
+}
+
+/// Receives exactly `n` messages or panics after `patience`.
+pub async fn recv_n(
+    rx: &mut mpsc::UnboundedReceiver<BusMessage>,
+    n: usize,
+    patience: Duration,
+) -> Vec<BusMessage> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + patience;
+    while out.len() < n {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(m)) => out.push(m),
+            Ok(None) => panic!("channel closed after {} of {n} messages", out.len()),
+            Err(_) => panic!(
+                "only {} of {n} messages arrived within {patience:?}",
+                out.len()
+            ),
+        }
+    }
+    out
+}
+
+/// Asserts nothing more arrives within `quiet`.
+pub async fn expect_silence(rx: &mut mpsc::UnboundedReceiver<BusMessage>, quiet: Duration) {
+    if let Ok(Some(m)) = tokio::time::timeout(quiet, rx.recv()).await {
+        panic!("unexpected message at offset {} on {}", m.offset, m.topic);
+    }
+}
+
+fn group() -> String {
+    format!("conformance-{}", Uuid::new_v4().simple())
+}
+
+fn source() -> EventSource {
+    EventSource {
+        service: "conformance".into(),
+        instance_id: "i".into(),
+        node_id: "conformance".into(),
+    }
+}
+
+/// Payload, key and every header arrive intact.
+pub async fn publish_subscribe_roundtrip(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let t = topics(&bus, &["roundtrip"]).await;
+    let (sub, mut rx) = collect(&bus, &t[0], &group()).await;
+    let env = Envelope::new("thing.created", json!({"n": 1, "s": "ü"}), source());
+    let mut headers = env.headers();
+    headers.priority = Some(Priority::High);
+    headers.trace_id = Some("trace-1".into());
+    headers.ttl_seconds = Some(30);
+    headers = headers.with_extra("x-custom", "v");
+    let receipt = bus
+        .publish(&t[0], Some(b"key-1"), &env.to_bytes(), &headers)
+        .await
+        .expect("publish");
+    let got = recv_n(&mut rx, 1, b.patience()).await.remove(0);
+    assert_eq!(got.offset, receipt.offset);
+    assert_eq!(got.key.as_deref(), Some(&b"key-1"[..]));
+    assert_eq!(got.headers, headers);
+    assert_eq!(Envelope::from_bytes(&got.value).unwrap(), env);
+    sub.unsubscribe().await;
+    bus.close().await.unwrap();
+}
+
+/// Messages stay on their own topic.
+pub async fn many_topics_without_cross_talk(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let t = topics(&bus, &["a", "b", "c"]).await;
+    let g = group();
+    let mut subs = Vec::new();
+    for topic in &t {
+        subs.push(collect(&bus, topic, &g).await);
+    }
+    for (i, topic) in t.iter().enumerate() {
+        for j in 0..3 {
+            let v = format!("{i}-{j}");
+            bus.publish(topic, None, v.as_bytes(), &Headers::default())
+                .await
+                .unwrap();
+        }
+    }
+    for (i, (_, rx)) in subs.iter_mut().enumerate() {
+        let got = recv_n(rx, 3, b.patience()).await;
+        for (j, m) in got.iter().enumerate() {
+            assert_eq!(m.value, format!("{i}-{j}").as_bytes());
+            assert_eq!(m.topic, t[i]);
+        }
+    }
+    for (s, _) in subs {
+        s.unsubscribe().await;
+    }
+    bus.close().await.unwrap();
+}
+
+/// A refused message comes back, and nothing after it overtakes it.
+pub async fn redelivery_after_failed_handler(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let t = topics(&bus, &["redeliver"]).await;
+    let attempts = Arc::new(AtomicU32::new(0));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let a = attempts.clone();
+    let sub = bus
+        .subscribe(
+            &t[0],
+            &group(),
+            handler_fn(move |m: BusMessage| {
+                let a = a.clone();
+                let tx = tx.clone();
+                async move {
+                    if m.value == b"first" && a.fetch_add(1, Ordering::SeqCst) < 2 {
+                        return Err(Nack::new("not yet"));
+                    }
+                    let _ = tx.send(m);
+                    Ok(())
+                }
+            }),
+        )
+        .await
+        .unwrap();
+    for v in ["first", "second"] {
+        bus.publish(&t[0], None, v.as_bytes(), &Headers::default())
+            .await
+            .unwrap();
+    }
+    let got = recv_n(&mut rx, 2, b.patience()).await;
+    assert_eq!(got[0].value, b"first");
+    assert_eq!(got[1].value, b"second");
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    sub.unsubscribe().await;
+    bus.close().await.unwrap();
+}
+
+/// Closing a subscriber and opening another in the same group loses nothing
+/// and repeats nothing that was acknowledged.
+pub async fn no_loss_across_close_and_reopen(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let t = topics(&bus, &["reopen"]).await;
+    let g = group();
+    let (sub, mut rx) = collect(&bus, &t[0], &g).await;
+    for i in 0..5 {
+        bus.publish(&t[0], None, format!("{i}").as_bytes(), &Headers::default())
+            .await
+            .unwrap();
+    }
+    let first = recv_n(&mut rx, 5, b.patience()).await;
+    sub.unsubscribe().await;
+    for i in 5..10 {
+        bus.publish(&t[0], None, format!("{i}").as_bytes(), &Headers::default())
+            .await
+            .unwrap();
+    }
+    let (sub, mut rx) = collect(&bus, &t[0], &g).await;
+    let second = recv_n(&mut rx, 5, b.patience()).await;
+    let values: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .map(|m| String::from_utf8(m.value.clone()).unwrap())
+        .collect();
+    assert_eq!(values, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+    expect_silence(&mut rx, Duration::from_millis(500)).await;
+    sub.unsubscribe().await;
+    bus.close().await.unwrap();
+}
+
+/// Every consumer group gets every message.
+pub async fn every_group_gets_everything(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let t = topics(&bus, &["groups"]).await;
+    let (s1, mut r1) = collect(&bus, &t[0], &group()).await;
+    let (s2, mut r2) = collect(&bus, &t[0], &group()).await;
+    for i in 0..4 {
+        bus.publish(&t[0], None, format!("{i}").as_bytes(), &Headers::default())
+            .await
+            .unwrap();
+    }
+    assert_eq!(recv_n(&mut r1, 4, b.patience()).await.len(), 4);
+    assert_eq!(recv_n(&mut r2, 4, b.patience()).await.len(), 4);
+    s1.unsubscribe().await;
+    s2.unsubscribe().await;
+    bus.close().await.unwrap();
+}
+
+/// Messages with one key arrive in publish order.
+pub async fn per_key_ordering(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let t = topics(&bus, &["order"]).await;
+    let (sub, mut rx) = collect(&bus, &t[0], &group()).await;
+    for i in 0..30 {
+        let key = if i % 2 == 0 { "even" } else { "odd" };
+        bus.publish(
+            &t[0],
+            Some(key.as_bytes()),
+            format!("{i}").as_bytes(),
+            &Headers::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let got = recv_n(&mut rx, 30, b.patience()).await;
+    for key in ["even", "odd"] {
+        let seq: Vec<u32> = got
+            .iter()
+            .filter(|m| m.key.as_deref() == Some(key.as_bytes()))
+            .map(|m| String::from_utf8_lossy(&m.value).parse().unwrap())
+            .collect();
+        let mut sorted = seq.clone();
+        sorted.sort_unstable();
+        assert_eq!(seq, sorted, "key {key}");
+        assert_eq!(seq.len(), 15);
+    }
+    sub.unsubscribe().await;
+    bus.close().await.unwrap();
+}
+
+/// Several publishers at once; everything arrives exactly once.
+pub async fn concurrent_publishers(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let t = topics(&bus, &["concurrent"]).await;
+    let (sub, mut rx) = collect(&bus, &t[0], &group()).await;
+    let mut tasks = Vec::new();
+    for p in 0..4 {
+        let bus = bus.clone();
+        let topic = t[0].clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                bus.publish(
+                    &topic,
+                    None,
+                    format!("{p}-{i}").as_bytes(),
+                    &Headers::default(),
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let got = recv_n(&mut rx, 100, b.patience()).await;
+    let mut values: Vec<Vec<u8>> = got.into_iter().map(|m| m.value).collect();
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len(), 100);
+    sub.unsubscribe().await;
+    bus.close().await.unwrap();
+}
+
+/// Closing many subscriptions and the bus concurrently does not deadlock.
+pub async fn concurrent_close_without_deadlock(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let t = topics(&bus, &["close"]).await;
+    let mut subs = Vec::new();
+    for _ in 0..3 {
+        subs.push(collect(&bus, &t[0], &group()).await.0);
+    }
+    let closing = async {
+        let unsubs = subs.into_iter().map(|s| tokio::spawn(s.unsubscribe()));
+        let close = {
+            let bus = bus.clone();
+            tokio::spawn(async move { bus.close().await })
+        };
+        for u in unsubs {
+            u.await.unwrap();
+        }
+        close.await.unwrap().unwrap();
+    };
+    tokio::time::timeout(b.patience(), closing)
+        .await
+        .expect("close deadlocked");
+    assert!(bus
+        .publish(&t[0], None, b"x", &Headers::default())
+        .await
+        .is_err());
+}
+
+struct Echo {
+    out_topic: String,
+    calls: AtomicU32,
+    fail_first: u32,
+    fatal_on: Option<String>,
+}
+
+#[async_trait]
+impl NodeHandler for Echo {
+    async fn handle(
+        &self,
+        ctx: &HandlerContext,
+        event: &InboundEvent,
+    ) -> Result<Vec<OutboundEvent>, HandlerError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(ctx.correlation_id(), event.envelope.correlation_id);
+        let kind = event.envelope.payload["kind"].as_str();
+        if kind.is_some() && self.fatal_on.as_deref() == kind {
+            return Err(HandlerError::Fatal("poison".into()));
+        }
+        if n < self.fail_first {
+            return Err(HandlerError::Retriable(format!(
+                "attempt {}",
+                ctx.attempt()
+            )));
+        }
+        Ok(vec![OutboundEvent {
+            topic: self.out_topic.clone(),
+            event_type: "echoed".into(),
+            payload: json!({"echo": event.envelope.payload, "greeting": ctx.env("GREETING")}),
+            partition_key: Some("k".into()),
+        }])
+    }
+}
+
+fn spec(input: &str, output: &str, max_retries: u32) -> NodeSpec {
+    NodeSpec {
+        name: "node_echo_compute".into(),
+        kind: NodeKind::Compute,
+        version: "1.0.0".into(),
+        description: "echo".into(),
+        subscribe_topics: vec![input.into()],
+        publish_topics: vec![output.into()],
+        dlq_topic: None,
+        failure_topic: None,
+        consumer_group: group(),
+        retry: RetrySettings {
+            max_retries,
+            initial_delay_ms: 10,
+            max_delay_ms: 50,
+            multiplier: 2.0,
+            jitter: 0.0,
+        },
+        circuit_breaker: None,
+        idempotency: Some(onex_runtime::Idempotency::EventId),
+        handler_timeout_ms: Some(5000),
+        env: vec![onex_runtime::EnvVarSpec {
+            name: "GREETING".into(),
+            required: false,
+            default: Some("hello".into()),
+            description: "".into(),
+        }],
+        capabilities: vec!["echo".into()],
+        tags: vec!["test".into()],
+        health_path: "/health".into(),
+        heartbeat_interval_secs: 0,
+    }
+}
+
+async fn node(
+    b: &dyn Backend,
+    spec: NodeSpec,
+    handler: Arc<dyn NodeHandler>,
+    bus: Arc<dyn EventBus>,
+) -> Arc<NodeService> {
+    let pairs = b.node_config();
+    let src = ConfigSource::from_pairs(pairs);
+    let config = RuntimeConfig::from_source(&src).unwrap();
+    let service = Arc::new(NodeService::new(spec, handler, config, &src).unwrap());
+    service.start(bus, false).await.expect("node start");
+    service
+}
+
+/// The node path end to end: introspection on start; handler output
+/// published with correlation preserved and causation set; a transient
+/// failure retried; a poison message dead-lettered with its failure headers;
+/// a duplicate skipped.
+pub async fn node_dispatch_retry_dlq_and_introspection(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let t = topics(&bus, &["in", "out"]).await;
+    let dlq = format!("{}.dlq", t[0]);
+    bus.ensure_topics(&[dlq.clone(), INTROSPECTION_TOPIC.to_string()])
+        .await
+        .unwrap();
+    let (isub, mut intro) = collect(&bus, INTROSPECTION_TOPIC, &group()).await;
+    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
+    let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
+
+    let handler = Arc::new(Echo {
+        out_topic: t[1].clone(),
+        calls: AtomicU32::new(0),
+        fail_first: 1,
+        fatal_on: Some("poison".into()),
+    });
+    let service = node(b, spec(&t[0], &t[1], 2), handler.clone(), bus.clone()).await;
+
+    // Introspection on start (other nodes may publish too: find ours).
+    let mut found = false;
+    while !found {
+        let m = recv_n(&mut intro, 1, b.patience()).await.remove(0);
+        let env = Envelope::from_bytes(&m.value).unwrap();
+        if env.payload["node_name"] == "node_echo_compute" && env.payload["reason"] == "startup" {
+            assert_eq!(env.payload["node_type"], "compute");
+            assert_eq!(env.payload["capabilities"]["actions"], json!(["echo"]));
+            assert_eq!(env.payload["endpoints"]["health"], "/health");
+            found = true;
+        }
+    }
+
+    let input = Envelope::new("thing", json!({"kind": "good"}), source());
+    bus.publish_envelope(&t[0], &input, None).await.unwrap();
+    let o = recv_n(&mut out, 1, b.patience()).await.remove(0);
+    let echoed = Envelope::from_bytes(&o.value).unwrap();
+    assert_eq!(echoed.correlation_id, input.correlation_id);
+    assert_eq!(echoed.causation_id, Some(input.event_id));
+    assert_eq!(echoed.payload["greeting"], "hello");
+    assert_eq!(echoed.payload["echo"]["kind"], "good");
+    assert_eq!(o.headers.correlation_id, Some(input.correlation_id));
+    assert_eq!(o.key.as_deref(), Some(&b"k"[..]));
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 2, "one retry");
+
+    // The same event again: skipped as a duplicate.
+    bus.publish_envelope(&t[0], &input, None).await.unwrap();
+    let poison = Envelope::new("thing", json!({"kind": "poison"}), source());
+    bus.publish_envelope(&t[0], &poison, None).await.unwrap();
+    let d = recv_n(&mut dead, 1, b.patience()).await.remove(0);
+    assert_eq!(Envelope::from_bytes(&d.value).unwrap(), poison);
+    let x: &BTreeMap<String, String> = &d.headers.extra;
+    assert_eq!(x["dlq_error_type"], "fatal");
+    assert_eq!(x["dlq_original_topic"], t[0]);
+    assert_eq!(x["dlq_retry_count"], "0");
+    assert!(x["dlq_reason"].contains("poison"));
+    assert!(x.contains_key("dlq_failed_at"));
+    assert_eq!(d.headers.correlation_id, Some(poison.correlation_id));
+    expect_silence(&mut out, Duration::from_millis(300)).await;
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 3, "duplicate skipped");
+
+    service.shutdown().await;
+    for s in [isub, osub, dsub] {
+        s.unsubscribe().await;
+    }
+}
+
+/// A retriable failure that never clears goes to the DLQ after exactly
+/// `max_retries` retries.
+pub async fn retries_run_out_then_dead_letter(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let t = topics(&bus, &["flaky", "flaky-out"]).await;
+    let dlq = format!("{}.dlq", t[0]);
+    bus.ensure_topics(&[dlq.clone(), INTROSPECTION_TOPIC.to_string()])
+        .await
+        .unwrap();
+    let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
+    let handler = Arc::new(Echo {
+        out_topic: t[1].clone(),
+        calls: AtomicU32::new(0),
+        fail_first: u32::MAX,
+        fatal_on: None,
+    });
+    let service = node(b, spec(&t[0], &t[1], 3), handler.clone(), bus.clone()).await;
+    let input = Envelope::new("thing", json!({}), source());
+    let started = std::time::Instant::now();
+    bus.publish_envelope(&t[0], &input, None).await.unwrap();
+    let d = recv_n(&mut dead, 1, b.patience()).await.remove(0);
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 4);
+    assert_eq!(d.headers.extra["dlq_retry_count"], "3");
+    assert_eq!(d.headers.extra["dlq_error_type"], "retriable");
+    assert_eq!(d.headers.retry_count, Some(3));
+    // Backoff 10 + 20 + 40 ms (no jitter).
+    assert!(started.elapsed() >= Duration::from_millis(70));
+    service.shutdown().await;
+    dsub.unsubscribe().await;
+}

@@ -1,0 +1,199 @@
+//! The conformance suite and the debugging helpers on the in-memory bus.
+
+mod conformance;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conformance::Backend;
+use onex_runtime::async_trait;
+use onex_runtime::breaker::{CircuitBreakerSettings, CircuitState};
+use onex_runtime::bus::memory::{InMemoryBus, MemoryBusSettings};
+use onex_runtime::bus::{BusError, EventBus};
+use onex_runtime::headers::Headers;
+use onex_runtime::metrics::Metrics;
+use onex_runtime::retry::RetrySettings;
+
+struct Memory;
+
+#[async_trait]
+impl Backend for Memory {
+    async fn bus(&self) -> Arc<dyn EventBus> {
+        Arc::new(InMemoryBus::default())
+    }
+    fn patience(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+    fn node_config(&self) -> Vec<(String, String)> {
+        vec![]
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            conformance::$name(&Memory).await;
+        }
+    )*};
+}
+
+conformance!(
+    publish_subscribe_roundtrip,
+    many_topics_without_cross_talk,
+    redelivery_after_failed_handler,
+    no_loss_across_close_and_reopen,
+    every_group_gets_everything,
+    per_key_ordering,
+    concurrent_publishers,
+    concurrent_close_without_deadlock,
+    node_dispatch_retry_dlq_and_introspection,
+    retries_run_out_then_dead_letter,
+);
+
+fn fast_bus(threshold: u32) -> InMemoryBus {
+    InMemoryBus::new(MemoryBusSettings {
+        publish_retry: RetrySettings {
+            max_retries: 2,
+            initial_delay_ms: 20,
+            max_delay_ms: 100,
+            multiplier: 2.0,
+            jitter: 0.0,
+        },
+        breaker: CircuitBreakerSettings {
+            failure_threshold: threshold,
+            reset_timeout_ms: 200,
+            half_open_max_requests: 1,
+        },
+        ..MemoryBusSettings::default()
+    })
+}
+
+#[tokio::test]
+async fn debugging_helpers() {
+    let bus = InMemoryBus::default();
+    let h = Headers::default();
+    for (t, v) in [("t.a", "1"), ("t.b", "2"), ("t.a", "3")] {
+        bus.publish(t, None, v.as_bytes(), &h).await.unwrap();
+    }
+    assert_eq!(bus.topics(), vec!["t.a".to_string(), "t.b".to_string()]);
+    assert_eq!(bus.topic_offset("t.a"), 2);
+    assert_eq!(bus.topic_offset("none"), 0);
+    let all = bus.history(10, None);
+    assert_eq!(
+        all.iter().map(|m| m.value.clone()).collect::<Vec<_>>(),
+        vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]
+    );
+    let last_a = bus.history(1, Some("t.a"));
+    assert_eq!(last_a.len(), 1);
+    assert_eq!(last_a[0].value, b"3");
+    let (sub, mut rx) =
+        conformance::collect(&(Arc::new(bus.clone()) as Arc<dyn EventBus>), "t.a", "g").await;
+    assert_eq!(bus.subscriber_count(Some("t.a")), 1);
+    assert_eq!(bus.subscriber_count(Some("t.b")), 0);
+    conformance::recv_n(&mut rx, 2, Duration::from_secs(2)).await;
+    assert_eq!(bus.committed_offset("g", "t.a").await, Some(2));
+    sub.unsubscribe().await;
+    assert_eq!(bus.subscriber_count(None), 0);
+    bus.clear_history();
+    assert!(bus.history(10, None).is_empty());
+    assert_eq!(bus.topic_offset("t.a"), 2, "clearing history keeps the log");
+}
+
+#[tokio::test]
+async fn publish_retries_transient_failures_with_backoff() {
+    let bus = fast_bus(5);
+    bus.inject_transient_failures(2);
+    let started = std::time::Instant::now();
+    bus.publish("t", None, b"x", &Headers::default())
+        .await
+        .unwrap();
+    // Two retries: 20 ms + 40 ms.
+    assert!(started.elapsed() >= Duration::from_millis(60));
+    let m = bus.metrics();
+    assert_eq!(m.retries.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(bus.circuit_status(), CircuitState::Closed);
+}
+
+#[tokio::test]
+async fn non_retriable_errors_are_not_retried_and_do_not_trip_the_breaker() {
+    let bus = fast_bus(1);
+    bus.inject_fatal_failures(3);
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let err = bus
+            .publish("t", None, b"x", &Headers::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BusError::NonRetriable { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_millis(20));
+    }
+    assert_eq!(bus.circuit_status(), CircuitState::Closed);
+}
+
+#[tokio::test]
+async fn breaker_state_sequence_on_publish() {
+    let bus = fast_bus(2);
+    let h = Headers {
+        correlation_id: Some(uuid::Uuid::new_v4()),
+        ..Headers::default()
+    };
+    // Each failed publish makes 3 attempts; two failed publishes open the circuit.
+    bus.inject_transient_failures(6);
+    for _ in 0..2 {
+        assert!(matches!(
+            bus.publish("t", None, b"x", &h).await,
+            Err(BusError::Transient { attempts: 3, .. })
+        ));
+    }
+    assert_eq!(bus.circuit_status(), CircuitState::Open);
+    match bus.publish("t", None, b"x", &h).await {
+        Err(BusError::CircuitOpen(e)) => {
+            assert!(e.retry_after <= Duration::from_millis(200));
+            assert_eq!(e.correlation_id, h.correlation_id);
+        }
+        other => panic!("expected an open circuit, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(220)).await;
+    assert_eq!(bus.circuit_status(), CircuitState::HalfOpen);
+    // The trial fails: open again.
+    bus.inject_transient_failures(3);
+    assert!(bus.publish("t", None, b"x", &h).await.is_err());
+    assert_eq!(bus.circuit_status(), CircuitState::Open);
+    tokio::time::sleep(Duration::from_millis(220)).await;
+    bus.publish("t", None, b"x", &h).await.unwrap();
+    assert_eq!(bus.circuit_status(), CircuitState::Closed);
+    assert_eq!(bus.breaker().opens(), 2);
+    // Manual reset helper.
+    bus.inject_transient_failures(6);
+    for _ in 0..2 {
+        let _ = bus.publish("t", None, b"x", &h).await;
+    }
+    assert_eq!(bus.circuit_status(), CircuitState::Open);
+    bus.reset_circuit();
+    assert_eq!(bus.circuit_status(), CircuitState::Closed);
+}
+
+#[tokio::test]
+async fn shared_metrics_count_publishes() {
+    let metrics = Arc::new(Metrics::new());
+    let bus = InMemoryBus::with_metrics(MemoryBusSettings::default(), metrics.clone());
+    bus.publish("t", None, b"x", &Headers::default())
+        .await
+        .unwrap();
+    let text = metrics.render("n", 0, 0);
+    assert!(
+        text.contains("onex_events_published_total{node=\"n\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_topic_names_are_refused() {
+    let bus = InMemoryBus::default();
+    assert!(matches!(
+        bus.publish("bad topic", None, b"x", &Headers::default())
+            .await,
+        Err(BusError::Topic(_))
+    ));
+}
