@@ -1,0 +1,27 @@
+//! Your code for ab_inference_effect. onex-gen created this file once and never
+//! overwrites it: regenerating after a contract change updates
+//! `src/generated/`, and the compiler then points at what to add here.
+//!
+//! Each method is one operation of the contract. The starting versions log the
+//! call and return an empty result, so the node runs end to end before you
+//! write anything. Return `HandlerError::Retriable` for failures worth retrying
+//! (the runtime backs off and retries, then dead-letters the message) and
+//! `HandlerError::Fatal` or `HandlerError::InvalidInput` for ones that are not.
+
+use crate::generated::operations::Operations;
+use onex_runtime::{HandlerContext, HandlerError};
+
+/// What the operations share: clients, pools, configuration.
+#[derive(Debug, Default)]
+pub struct Handlers;
+
+impl Operations for Handlers {
+    async fn execute(
+        &self,
+        ctx: &HandlerContext,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, HandlerError> {
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "execute");
+        Ok(serde_json::json!({ "operation": "execute", "status": "completed" }))
+    }
+}

@@ -1,0 +1,9 @@
+//! node_echo_effect: an ONEX effect node.
+//!
+//! Echoes a message back; the smallest useful effect node.
+//!
+//! `generated` is rewritten by onex-gen from the contract (minimal_effect.yaml);
+//! `handlers` is yours and is never overwritten.
+
+pub mod generated;
+pub mod handlers;

@@ -1,0 +1,9 @@
+//! node_order_fulfilment_orchestrator: an ONEX orchestrator node.
+//!
+//! Reserves stock, charges the customer and books shipping for an order.
+//!
+//! `generated` is rewritten by onex-gen from the contract (minimal_orchestrator.yaml);
+//! `handlers` is yours and is never overwritten.
+
+pub mod generated;
+pub mod handlers;

@@ -1,0 +1,13 @@
+//! Your code for node_auth_gate_compute. onex-gen created this file once and never
+//! overwrites it: regenerating after a contract change updates
+//! `src/generated/`, and the compiler then points at what to add here.
+//!
+//! A compute node is pure: each function below turns an input into an output
+//! with no side effects, so it can be called as a library function as well as
+//! run as a node on the bus. The starting versions return an empty result.
+
+use onex_runtime::HandlerError;
+
+pub fn auth_gate_evaluate(input: serde_json::Value) -> Result<serde_json::Value, HandlerError> {
+    Ok(input)
+}

@@ -1,0 +1,124 @@
+//! Your code for node_git_effect. onex-gen created this file once and never
+//! overwrites it: regenerating after a contract change updates
+//! `src/generated/`, and the compiler then points at what to add here.
+//!
+//! Each method is one operation of the contract. The starting versions log the
+//! call and return an empty result, so the node runs end to end before you
+//! write anything. Return `HandlerError::Retriable` for failures worth retrying
+//! (the runtime backs off and retries, then dead-letters the message) and
+//! `HandlerError::Fatal` or `HandlerError::InvalidInput` for ones that are not.
+
+use onex_runtime::{HandlerContext, HandlerError};
+
+use crate::generated::models::{
+    BranchCreateInput, BranchCreateOutput, CommitInput, CommitOutput, LabelAddInput,
+    LabelAddOutput, PrCloseInput, PrCloseOutput, PrCreateInput, PrCreateOutput, PrListInput,
+    PrListOutput, PrMergeInput, PrMergeOutput, PrUpdateInput, PrUpdateOutput, PrViewInput,
+    PrViewOutput, PushInput, PushOutput, TagCreateInput, TagCreateOutput,
+};
+use crate::generated::operations::Operations;
+
+/// What the operations share: clients, pools, configuration.
+#[derive(Debug, Default)]
+pub struct Handlers;
+
+impl Operations for Handlers {
+    async fn branch_create(
+        &self,
+        ctx: &HandlerContext,
+        input: BranchCreateInput,
+    ) -> Result<BranchCreateOutput, HandlerError> {
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "branch_create");
+        Ok(BranchCreateOutput::default())
+    }
+
+    async fn commit(
+        &self,
+        ctx: &HandlerContext,
+        input: CommitInput,
+    ) -> Result<CommitOutput, HandlerError> {
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "commit");
+        Ok(CommitOutput::default())
+    }
+
+    async fn push(
+        &self,
+        ctx: &HandlerContext,
+        input: PushInput,
+    ) -> Result<PushOutput, HandlerError> {
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "push");
+        Ok(PushOutput::default())
+    }
+
+    async fn pr_create(
+        &self,
+        ctx: &HandlerContext,
+        input: PrCreateInput,
+    ) -> Result<PrCreateOutput, HandlerError> {
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "pr_create");
+        Ok(PrCreateOutput::default())
+    }
+
+    async fn pr_update(
+        &self,
+        ctx: &HandlerContext,
+        input: PrUpdateInput,
+    ) -> Result<PrUpdateOutput, HandlerError> {
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "pr_update");
+        Ok(PrUpdateOutput::default())
+    }
+
+    async fn pr_close(
+        &self,
+        ctx: &HandlerContext,
+        input: PrCloseInput,
+    ) -> Result<PrCloseOutput, HandlerError> {
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "pr_close");
+        Ok(PrCloseOutput::default())
+    }
+
+    async fn pr_merge(
+        &self,
+        ctx: &HandlerContext,
+        input: PrMergeInput,
+    ) -> Result<PrMergeOutput, HandlerError> {
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "pr_merge");
+        Ok(PrMergeOutput::default())
+    }
+
+    async fn pr_list(
+        &self,
+        ctx: &HandlerContext,
+        input: PrListInput,
+    ) -> Result<PrListOutput, HandlerError> {
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "pr_list");
+        Ok(PrListOutput::default())
+    }
+
+    async fn pr_view(
+        &self,
+        ctx: &HandlerContext,
+        input: PrViewInput,
+    ) -> Result<PrViewOutput, HandlerError> {
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "pr_view");
+        Ok(PrViewOutput::default())
+    }
+
+    async fn tag_create(
+        &self,
+        ctx: &HandlerContext,
+        input: TagCreateInput,
+    ) -> Result<TagCreateOutput, HandlerError> {
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "tag_create");
+        Ok(TagCreateOutput::default())
+    }
+
+    async fn label_add(
+        &self,
+        ctx: &HandlerContext,
+        input: LabelAddInput,
+    ) -> Result<LabelAddOutput, HandlerError> {
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "label_add");
+        Ok(LabelAddOutput::default())
+    }
+}
