@@ -174,3 +174,123 @@ fn validate_err_cases() {
     }
     finish(failures);
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Fixture contracts plus a few real ones, as seeds for mutation.
+    fn seeds() -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = cases("stages/2-validate/ok")
+            .into_iter()
+            .chain(cases("stages/2-validate/err"))
+            .filter_map(|p| std::fs::read(p).ok())
+            .collect();
+        let corpus = root().join("../shared/onex-contracts");
+        for name in [
+            "omnimarket/src__omnimarket__nodes__node_pr_lifecycle_state_reducer__contract.yaml",
+            "omnibase_infra/src__omnibase_infra__nodes__node_registration_orchestrator__contract.yaml",
+            "omniclaude/src__omniclaude__nodes__node_git_effect__contract.yaml",
+        ] {
+            if let Ok(b) = std::fs::read(corpus.join(name)) {
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Truncate(usize),
+        Delete(usize, usize),
+        Insert(usize, Vec<u8>),
+        SwapLines(usize, usize),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        let noise = prop::collection::vec(
+            prop::sample::select(vec![
+                b':', b'-', b'[', b']', b'{', b'}', b'\t', b'*', b'&', b'\n', b' ', b'"', b'\'',
+                b'|', b'>', b'#', b'!', b'%', b'a', b'1', 0xff, 0xc3,
+            ]),
+            1..8,
+        );
+        prop_oneof![
+            any::<usize>().prop_map(Mutation::Truncate),
+            (any::<usize>(), 1usize..64).prop_map(|(a, n)| Mutation::Delete(a, n)),
+            (any::<usize>(), noise).prop_map(|(a, b)| Mutation::Insert(a, b)),
+            (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::SwapLines(a, b)),
+        ]
+    }
+
+    fn apply(mut bytes: Vec<u8>, m: &Mutation) -> Vec<u8> {
+        let len = bytes.len().max(1);
+        match m {
+            Mutation::Truncate(at) => bytes.truncate(at % len),
+            Mutation::Delete(at, n) => {
+                let start = at % len;
+                let end = (start + n).min(bytes.len());
+                if start < end {
+                    bytes.drain(start..end);
+                }
+            }
+            Mutation::Insert(at, noise) => {
+                let at = (at % len).min(bytes.len());
+                bytes.splice(at..at, noise.iter().copied());
+            }
+            Mutation::SwapLines(a, b) => {
+                let text = String::from_utf8_lossy(&bytes).to_string();
+                let mut lines: Vec<&str> = text.lines().collect();
+                if !lines.is_empty() {
+                    let (a, b) = (a % lines.len(), b % lines.len());
+                    lines.swap(a, b);
+                }
+                bytes = lines.join("\n").into_bytes();
+            }
+        }
+        bytes
+    }
+
+    fn run(bytes: &[u8]) {
+        let path = Path::new("fuzz.yaml");
+        match parse(path, bytes) {
+            Ok(raw) => match validate(&raw) {
+                Ok(v) => {
+                    assert!(!v.warnings.has_errors());
+                    assert!(!v.contract.name.as_str().is_empty());
+                }
+                Err(d) => {
+                    assert!(d.has_errors(), "an Err without an error: {d}");
+                    for e in d.iter() {
+                        assert!(e.position.line >= 1 && e.position.col >= 1, "{e}");
+                    }
+                }
+            },
+            Err(d) => assert!(d.has_errors()),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+        #[test]
+        fn mutated_contracts_never_panic(seed in any::<prop::sample::Index>(), muts in prop::collection::vec(mutation(), 1..6)) {
+            let seeds = seeds();
+            let mut bytes = seed.get(&seeds).clone();
+            for m in &muts {
+                bytes = apply(bytes, m);
+            }
+            run(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            run(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_yaml_text_never_panics(text in "[a-z_:\\[\\]{}\\-\\n '\"*&!|>#0-9.]{0,300}") {
+            run(text.as_bytes());
+        }
+    }
+}
