@@ -242,8 +242,43 @@ impl KafkaBus {
                 partition: d.partition,
                 offset: d.offset,
             }),
-            Err((e, _)) => Err(classify(topic, &e)),
+            Err((e, _)) => {
+                // librdkafka reports a topic the broker does not have as a
+                // delivery timeout; ask the broker to tell the two apart.
+                let timed_out = e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut);
+                if timed_out && self.topic_is_unknown(topic).await {
+                    return Err(AttemptError::Fatal(BusError::NonRetriable {
+                        topic: topic.to_string(),
+                        message: "unknown topic".into(),
+                    }));
+                }
+                Err(classify(topic, &e))
+            }
         }
+    }
+
+    /// Whether the broker answers that `topic` does not exist.
+    async fn topic_is_unknown(&self, topic: &str) -> bool {
+        let producer = self.inner.producer.clone();
+        let topic = topic.to_string();
+        let timeout = self.inner.settings.timeout.min(Duration::from_secs(5));
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), Timeout::After(timeout))
+                .map(|md| {
+                    md.topics().iter().any(|t| {
+                        t.name() == topic
+                            && matches!(
+                                t.error(),
+                                Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+                            )
+                    })
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false)
     }
 
     fn running_subscriptions(&self) -> usize {

@@ -1,0 +1,206 @@
+//! The conformance suite and the delivery guarantees against a real
+//! Kafka-protocol broker. Start one with `scripts/broker.sh start` and run
+//!
+//! ```sh
+//! ONEX_TEST_KAFKA=$(scripts/broker.sh addr) cargo test -p onex-runtime --test kafka_broker
+//! ```
+//!
+//! Without `ONEX_TEST_KAFKA` every test fails with that instruction.
+
+mod conformance;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use conformance::{collect, recv_n, topics, Backend};
+use onex_runtime::async_trait;
+use onex_runtime::bus::kafka::KafkaBus;
+use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Nack};
+use onex_runtime::config::{KafkaSettings, OffsetReset};
+use onex_runtime::headers::Headers;
+use onex_runtime::metrics::Metrics;
+use uuid::Uuid;
+
+fn bootstrap() -> String {
+    match std::env::var("ONEX_TEST_KAFKA") {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => panic!(
+            "ONEX_TEST_KAFKA is not set. Start a broker with `scripts/broker.sh start` and run \
+             ONEX_TEST_KAFKA=$(scripts/broker.sh addr) cargo test -p onex-runtime --test kafka_broker"
+        ),
+    }
+}
+
+fn settings() -> KafkaSettings {
+    let mut s = KafkaSettings::new(bootstrap());
+    s.auto_offset_reset = OffsetReset::Earliest;
+    s.timeout = Duration::from_secs(15);
+    s.consumer_sleep_interval = Duration::from_millis(50);
+    s
+}
+
+async fn kafka() -> KafkaBus {
+    KafkaBus::connect(
+        settings(),
+        Arc::new(Metrics::new()),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("broker reachable")
+}
+
+struct Broker;
+
+#[async_trait]
+impl Backend for Broker {
+    async fn bus(&self) -> Arc<dyn EventBus> {
+        Arc::new(kafka().await)
+    }
+    fn patience(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+    fn node_config(&self) -> Vec<(String, String)> {
+        vec![
+            ("KAFKA_BOOTSTRAP_SERVERS".into(), bootstrap()),
+            ("KAFKA_AUTO_OFFSET_RESET".into(), "earliest".into()),
+        ]
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            conformance::$name(&Broker).await;
+        }
+    )*};
+}
+
+conformance!(
+    publish_subscribe_roundtrip,
+    many_topics_without_cross_talk,
+    redelivery_after_failed_handler,
+    no_loss_across_close_and_reopen,
+    every_group_gets_everything,
+    per_key_ordering,
+    concurrent_publishers,
+    concurrent_close_without_deadlock,
+    node_dispatch_retry_dlq_and_introspection,
+    retries_run_out_then_dead_letter,
+);
+
+/// A handler that never succeeds leaves the offset uncommitted: a consumer
+/// started later in the same group gets the message again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_handler_does_not_commit_and_restart_redelivers() {
+    let bus: Arc<dyn EventBus> = Arc::new(kafka().await);
+    let t = topics(&bus, &["atleastonce"]).await;
+    let group = format!("alo-{}", Uuid::new_v4().simple());
+    let attempts = Arc::new(AtomicU32::new(0));
+    let a = attempts.clone();
+    let sub = bus
+        .subscribe(
+            &t[0],
+            &group,
+            handler_fn(move |_m: BusMessage| {
+                let a = a.clone();
+                async move {
+                    a.fetch_add(1, Ordering::SeqCst);
+                    Err(Nack::new("always fails"))
+                }
+            }),
+        )
+        .await
+        .unwrap();
+    let cid = Uuid::new_v4();
+    let headers = Headers {
+        correlation_id: Some(cid),
+        ..Headers::default()
+    };
+    bus.publish(&t[0], Some(b"k"), b"payload", &headers)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while attempts.load(Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "handler never called twice"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sub.unsubscribe().await;
+    bus.close().await.unwrap();
+
+    // A new process (new bus, same group) gets the message again.
+    let bus: Arc<dyn EventBus> = Arc::new(kafka().await);
+    let (sub, mut rx) = collect(&bus, &t[0], &group).await;
+    let got = recv_n(&mut rx, 1, Duration::from_secs(30)).await.remove(0);
+    assert_eq!(got.value, b"payload");
+    assert_eq!(got.offset, 0);
+    assert_eq!(got.headers.correlation_id, Some(cid));
+    sub.unsubscribe().await;
+
+    // It was acknowledged this time and committed on unsubscribe: a third
+    // consumer in the group sees nothing old.
+    let (sub, mut rx) = collect(&bus, &t[0], &group).await;
+    bus.publish(&t[0], None, b"next", &Headers::default())
+        .await
+        .unwrap();
+    let got = recv_n(&mut rx, 1, Duration::from_secs(30)).await.remove(0);
+    assert_eq!(got.value, b"next");
+    sub.unsubscribe().await;
+    bus.close().await.unwrap();
+}
+
+/// Closing the bus commits what was handled: a restarted consumer resumes
+/// after the last handled message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_close_commits_offsets() {
+    let bus: Arc<dyn EventBus> = Arc::new(kafka().await);
+    let t = topics(&bus, &["commit"]).await;
+    let group = format!("commit-{}", Uuid::new_v4().simple());
+    let (_sub, mut rx) = collect(&bus, &t[0], &group).await;
+    for i in 0..3 {
+        bus.publish(&t[0], None, format!("{i}").as_bytes(), &Headers::default())
+            .await
+            .unwrap();
+    }
+    recv_n(&mut rx, 3, Duration::from_secs(30)).await;
+    bus.close().await.unwrap();
+
+    let bus: Arc<dyn EventBus> = Arc::new(kafka().await);
+    bus.publish(&t[0], None, b"3", &Headers::default())
+        .await
+        .unwrap();
+    let (sub, mut rx) = collect(&bus, &t[0], &group).await;
+    let got = recv_n(&mut rx, 1, Duration::from_secs(30)).await.remove(0);
+    assert_eq!(got.value, b"3", "resumed after the committed offset");
+    conformance::expect_silence(&mut rx, Duration::from_millis(500)).await;
+    sub.unsubscribe().await;
+    bus.close().await.unwrap();
+}
+
+/// Publishing to a topic the broker does not have is a non-retriable error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_topic_is_not_retried() {
+    let mut s = settings();
+    s.timeout = Duration::from_secs(5);
+    let bus = KafkaBus::connect(s, Arc::new(Metrics::new()), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let topic = format!("missing-{}", Uuid::new_v4().simple());
+    let err = bus
+        .publish(&topic, None, b"x", &Headers::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, onex_runtime::bus::BusError::NonRetriable { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        bus.breaker().state(),
+        onex_runtime::breaker::CircuitState::Closed
+    );
+    bus.close().await.unwrap();
+}
