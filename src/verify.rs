@@ -168,12 +168,16 @@ pub fn verify(
     }
 
     if let Some(compose) = files.get("compose.yaml") {
+        let spanned = crate::yaml::load_str(&compose.contents, crate::yaml::Limits::default()).ok();
         for (pointer, msg) in check_compose(&compose.contents) {
+            let position = spanned
+                .as_ref()
+                .map_or(Position::new(1, 1), |n| n.locate(&pointer).pos);
             diags.push(
                 Diagnostic::error(
                     "E-VERIFY-COMPOSE",
                     &loc("compose.yaml"),
-                    Position::new(1, 1),
+                    position,
                     pointer,
                     msg,
                 )
@@ -477,5 +481,69 @@ mod tests {
     #[test]
     fn toml_offsets_become_positions() {
         assert_eq!(offset_position("ab\ncd", 4), Position::new(2, 2));
+    }
+
+    /// Runs the fixture cases in `stages/5-verify/cases/` (see its README).
+    #[test]
+    fn stage_fixtures() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("stages/5-verify/cases");
+        let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        cases.sort();
+        assert!(cases.len() >= 5, "fixture cases in {}", root.display());
+        let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+        let mut failures = Vec::new();
+        for case in cases {
+            let (contract, _) = crate::pipeline::load_contract(&case.join("contract.yaml"))
+                .unwrap_or_else(|d| panic!("{}: contract: {d}", case.display()));
+            let crate_dir = case.join("crate");
+            let mut files = FileSet::new();
+            for e in walkdir::WalkDir::new(&crate_dir)
+                .into_iter()
+                .filter_map(Result::ok)
+            {
+                if !e.file_type().is_file() {
+                    continue;
+                }
+                let rel = e
+                    .path()
+                    .strip_prefix(&crate_dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                let mut text = std::fs::read_to_string(e.path()).unwrap();
+                if rel == ".env.template" {
+                    for v in runtime_env_vars() {
+                        text.push_str(&format!("# {v}=\n"));
+                    }
+                }
+                let owner = if rel == "src/handlers.rs" {
+                    crate::fileset::Owner::User
+                } else {
+                    crate::fileset::Owner::Generated
+                };
+                files.insert(rel, owner, text);
+            }
+            let got = match verify(files, &contract, &VerifyOptions::default()) {
+                Ok(_) => "ok\n".to_owned(),
+                Err(d) => d.to_string(),
+            };
+            let expected_path = case.join("expected.txt");
+            if update {
+                std::fs::write(&expected_path, &got).unwrap();
+            }
+            let want = std::fs::read_to_string(&expected_path).unwrap_or_default();
+            if got != want {
+                failures.push(format!(
+                    "{}:\n--- expected\n{want}+++ got\n{got}",
+                    case.display()
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 }
