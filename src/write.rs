@@ -689,4 +689,103 @@ mod tests {
         assert!(!dir.exists());
         assert!(std::fs::read_dir(tmp.path()).unwrap().next().is_none());
     }
+
+    fn read_tree(dir: &Path) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                let rel = e
+                    .path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                (rel, std::fs::read_to_string(e.path()).unwrap())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn fixture_files(dir: &Path) -> VerifiedFileSet {
+        let mut fs = FileSet::new();
+        for (rel, text) in read_tree(dir) {
+            let owner = if rel == "src/handlers.rs" {
+                Owner::User
+            } else {
+                Owner::Generated
+            };
+            fs.insert(rel, owner, text);
+        }
+        VerifiedFileSet::unchecked(fs)
+    }
+
+    /// Runs the fixture cases in `stages/6-write/cases/` (see its README).
+    #[test]
+    fn stage_fixtures() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("stages/6-write/cases");
+        let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        cases.sort();
+        assert!(cases.len() >= 5, "fixture cases in {}", root.display());
+        let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+        let mut failures = Vec::new();
+        for case in cases {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("crate");
+            if case.join("previous").is_dir() {
+                let prev = fixture_files(&case.join("previous"));
+                run(&dir, &prev, WriteOptions::default()).unwrap();
+            }
+            if case.join("edits").is_dir() {
+                for (rel, text) in read_tree(&case.join("edits")) {
+                    std::fs::write(dir.join(rel), text).unwrap();
+                }
+            }
+            let files = fixture_files(&case.join("files"));
+            let opts = WriteOptions {
+                force: case.join("force").exists(),
+                dry_run: false,
+            };
+            let mut got = String::new();
+            match run(&dir, &files, opts) {
+                Ok(plans) => {
+                    for a in &plans[0].actions {
+                        got.push_str(&format!("{} {}\n", a.action, a.path));
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string().replace(&dir.display().to_string(), "<crate>");
+                    got.push_str(&format!("{msg}\n"));
+                }
+            }
+            got.push_str("-- after:\n");
+            for (rel, text) in read_tree(&dir) {
+                let shown = if rel == MANIFEST_PATH {
+                    "{...}".to_owned()
+                } else {
+                    text.lines().collect::<Vec<_>>().join(" | ")
+                };
+                got.push_str(&format!("{rel}: {shown}\n"));
+            }
+            let expected_path = case.join("expected.txt");
+            if update {
+                std::fs::write(&expected_path, &got).unwrap();
+            }
+            let want = std::fs::read_to_string(&expected_path).unwrap_or_default();
+            if got != want {
+                failures.push(format!(
+                    "{}:\n--- expected\n{want}+++ got\n{got}",
+                    case.display()
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
 }

@@ -1,0 +1,2 @@
+// Your handlers.
+pub fn handle() {}

@@ -1,0 +1,3 @@
+// @generated
+pub struct Node;
+impl Node {}

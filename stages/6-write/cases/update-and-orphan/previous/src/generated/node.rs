@@ -1,0 +1,2 @@
+// @generated
+pub struct Node;

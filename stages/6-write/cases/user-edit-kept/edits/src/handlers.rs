@@ -1,0 +1,2 @@
+// My handlers, edited.
+pub fn handle() { println!("mine"); }

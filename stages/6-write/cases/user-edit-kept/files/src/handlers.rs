@@ -1,0 +1,2 @@
+// Your handlers (new default).
+pub fn handle() {}
