@@ -1,5 +1,6 @@
 //! onex-gen: turns ONEX node contracts into complete Rust node crates.
 
+pub mod bus_cli;
 pub mod check;
 pub mod contract;
 pub mod diagnostic;
