@@ -384,6 +384,19 @@ fn topics_from_every_layout() {
         registry.idempotency,
         Some(Idempotency::HashFields { .. })
     ));
+    let policy = contract(
+        "omniintelligence/src__omniintelligence__nodes__node_policy_state_reducer__contract.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        policy.topics.subscribe[0].topic.as_str(),
+        "onex.evt.omnimemory.reward-assigned.v1"
+    );
+    assert_eq!(
+        policy.topics.consumer_group.as_deref(),
+        Some("policy-state-reducer")
+    );
+    assert_eq!(policy.topics.publish.len(), 2);
     let session = contract(
         "omnibase_infra/src__omnibase_infra__nodes__node_session_lifecycle_reducer__contract.yaml",
     )

@@ -1,11 +1,13 @@
 //! Every topic layout real contracts use, folded into one [`Topics`].
 //!
 //! Subscribed: `event_bus.subscribe_topics`, `event_bus.subscribe.topic`,
-//! `event_bus.subscribe_topic_metadata`, `consumed_events`, `subscriptions`,
+//! `event_bus.subscribe_topic_metadata`, `consumed_events`, `event_sources`,
+//! `subscriptions`,
 //! `input_subscriptions`, `topics.consumes|subscribes`.
 //! Published: `event_bus.publish_topics`, `event_bus.publish.success_topic` /
 //! `failure_topic`, `event_bus.publish_topic_metadata`, `event_bus.topic_base`,
-//! `published_events`, `publications`, `terminal_event`,
+//! `published_events`, `event_outputs`, `output_models[].topic`,
+//! `publications`, `terminal_event`,
 //! `topics.produces|publishes`, operation output topics.
 //! Topics are deduplicated in contract order; a later, more specific mention
 //! (a success/failure/terminal role, an event_type, a description) enriches
@@ -326,6 +328,16 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
             }
         }
     }
+    if let Some(list) = root.get("event_sources") {
+        for item in list_items(&list) {
+            if let Some(m) = mention(&item, TOPIC, S::ConsumedEvents) {
+                col.subscribe(ctx, m);
+            }
+            if let Some(g) = item.get("consumer_group").and_then(|g| g.scalar()) {
+                col.topics.consumer_group.get_or_insert(g);
+            }
+        }
+    }
     if let Some(subs) = root.get("subscriptions") {
         let list = subs.get("topics").unwrap_or(subs);
         for item in list_items(&list) {
@@ -356,6 +368,23 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
     if let Some(list) = root.get("published_events") {
         for item in list.items() {
             if let Some(m) = mention(&item, EVENT_TOPIC, S::PublishedEvents) {
+                col.publish(ctx, m, PublishRole::Event);
+            }
+        }
+    }
+    if let Some(list) = root.get("event_outputs") {
+        for item in list_items(&list) {
+            if let Some(m) = mention(&item, TOPIC, S::PublishedEvents) {
+                col.publish(ctx, m, PublishRole::Event);
+            }
+        }
+    }
+    if let Some(list) = root.get("output_models") {
+        for item in list.items() {
+            if let Some(mut m) = mention(&item, &["topic"], S::PublishedEvents) {
+                if m.event_type.is_none() {
+                    m.event_type = item.get("name").and_then(|n| n.scalar());
+                }
                 col.publish(ctx, m, PublishRole::Event);
             }
         }
