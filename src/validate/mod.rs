@@ -528,3 +528,54 @@ impl<'a> Cursor<'a> {
         self.items().iter().filter_map(Cursor::scalar).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_compiles_and_is_published() {
+        assert!(compiled_schema().is_ok());
+        let v: serde_json::Value = serde_json::from_str(contract_schema()).unwrap();
+        assert_eq!(v["type"], "object");
+        assert!(v["properties"]["event_bus"].is_object());
+    }
+
+    #[test]
+    fn unreadable_and_empty_files_are_diagnostics() {
+        let d = load(Path::new("/nonexistent/contract.yaml")).unwrap_err();
+        assert_eq!(d.iter().next().unwrap().code, "E-READ");
+        let raw = parse(Path::new("empty.yaml"), b"").unwrap();
+        let d = validate(&raw).unwrap_err();
+        let first = d.iter().next().unwrap();
+        assert_eq!(first.code, "E-SCHEMA");
+        assert_eq!(first.message, "the contract is null");
+    }
+
+    #[test]
+    fn unknown_keys_warn_and_errors_keep_warnings() {
+        let raw = parse(
+            Path::new("c.yaml"),
+            b"name: node_a\nnode_type: effect\nfrobnicate: 1\n",
+        )
+        .unwrap();
+        let v = validate(&raw).unwrap();
+        let w: Vec<_> = v
+            .warnings
+            .iter()
+            .map(|w| (w.code, w.pointer.as_str()))
+            .collect();
+        assert_eq!(
+            w,
+            [("W-VERSION-DEFAULT", ""), ("W-UNKNOWN-KEY", "/frobnicate")]
+        );
+        let raw = parse(
+            Path::new("c.yaml"),
+            b"name: node_a\nnode_type: nope\nfrobnicate: 1\n",
+        )
+        .unwrap();
+        let d = validate(&raw).unwrap_err();
+        assert!(d.has_errors());
+        assert!(d.iter().any(|x| x.code == "W-UNKNOWN-KEY"));
+    }
+}
