@@ -10,6 +10,7 @@
 //! request/response over topics and graceful shutdown.
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod breaker;
 pub mod bus;
 pub mod config;
@@ -20,9 +21,12 @@ pub mod health;
 pub mod introspection;
 pub mod metrics;
 pub mod node;
+pub mod publisher;
+pub mod request;
 pub mod retry;
 pub mod service;
 pub mod startup;
+pub mod testing;
 pub mod topic;
 
 pub use envelope::{Envelope, EventSource};
