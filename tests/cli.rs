@@ -237,3 +237,30 @@ fn diff_reports_breaking_changes_and_exits_1() {
     let o = onex_gen(tmp.path(), &["diff", "v1.yaml", "missing.yaml"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+#[test]
+fn new_with_json_format_prints_the_plan_as_json() {
+    let tmp = with_contracts(&[("c.yaml", CONTRACT)]);
+    let o = onex_gen(
+        tmp.path(),
+        &[
+            "new",
+            "c.yaml",
+            "-o",
+            "out",
+            "--dry-run",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json plan");
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["crates"][0]["node_name"], "node_cli_effect");
+    assert!(v["crates"][0]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["path"] == "Cargo.toml" && a["action"] == "create"));
+    assert!(!tmp.path().join("out").exists());
+}
