@@ -45,6 +45,8 @@ enum Command {
     Check(CheckArgs),
     /// Report breaking changes between two versions of a contract.
     Diff(DiffArgs),
+    /// Publish, consume and inspect ONEX events on the bus.
+    Bus(onex_gen::bus_cli::BusArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -127,6 +129,7 @@ fn main() -> ExitCode {
         }
         Command::Check(a) => run_check(a),
         Command::Diff(a) => run_diff(a),
+        Command::Bus(a) => onex_gen::bus_cli::run(a).map(|code| u8::try_from(code).unwrap_or(2)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -221,6 +224,9 @@ fn run_new(a: NewArgs) -> anyhow::Result<u8> {
             Format::Text => print!("{}", report::render_text(&reports)),
             Format::Json => print!("{}", report::render_json(&reports)),
         }
+    } else if a.format == Format::Json {
+        let v = serde_json::json!({ "dry_run": a.dry_run, "crates": plans });
+        println!("{v}");
     }
     Ok(0)
 }
