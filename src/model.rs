@@ -240,7 +240,7 @@ pub fn build(contract: &Contract) -> NodeModel {
     let workflow = build_workflow(contract);
 
     let retry = &contract.retry;
-    let breaker = contract.circuit_breaker.enabled.then(|| BreakerModel {
+    let breaker = contract.circuit_breaker.enabled.then_some(BreakerModel {
         failure_threshold: contract.circuit_breaker.failure_threshold,
         reset_timeout_ms: contract.circuit_breaker.reset_timeout_ms,
         half_open_max_requests: contract.circuit_breaker.half_open_max_requests,
@@ -794,21 +794,21 @@ impl TypeBuilder {
                 let mut seen = BTreeSet::new();
                 let variants = values
                     .iter()
-                    .filter_map(|v| {
-                        let ident = crate::contract::Ident::new(v)
+                    .map(|v| {
+                        let base = crate::contract::Ident::new(v)
                             .map(|i| i.pascal())
                             .unwrap_or_else(|_| "Value".into());
-                        let mut ident = ident;
+                        let mut ident = base.clone();
                         let mut n = 2;
                         while seen.contains(&ident) {
-                            ident = format!("{ident}{n}");
+                            ident = format!("{base}{n}");
                             n += 1;
                         }
                         seen.insert(ident.clone());
-                        Some(VariantModel {
+                        VariantModel {
                             ident,
                             wire: v.clone(),
-                        })
+                        }
                     })
                     .collect();
                 self.enums.push(EnumModel {
