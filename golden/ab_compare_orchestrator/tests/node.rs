@@ -4,7 +4,7 @@
 //! `src/handlers.rs`, without a broker. Add your own tests in other files.
 
 use onex_runtime::testing::{context, inbound};
-use onex_runtime::{HandlerError, NodeHandler};
+use onex_runtime::NodeHandler;
 
 use ab_compare_orchestrator::generated::node::Node;
 use ab_compare_orchestrator::generated::spec::{self, spec};
@@ -34,7 +34,7 @@ async fn the_workflow_runs_every_step_and_completes() {
         "test.start",
         serde_json::json!({ "task": "test" }),
     );
-    let events = Node::new(Handlers::default())
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the starting steps succeed");

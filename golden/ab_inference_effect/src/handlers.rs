@@ -15,6 +15,13 @@ use onex_runtime::{HandlerContext, HandlerError};
 #[derive(Debug, Default)]
 pub struct Handlers;
 
+impl Handlers {
+    /// Called once at start-up: create clients and pools here.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
 impl Operations for Handlers {
     async fn execute(
         &self,

@@ -14,6 +14,6 @@ use ab_inference_effect::handlers::Handlers;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let node = Node::new(Handlers::default());
+    let node = Node::new(Handlers::new());
     onex_runtime::run_main(spec(), Arc::new(node)).await
 }

@@ -4,7 +4,7 @@
 //! `src/handlers.rs`, without a broker. Add your own tests in other files.
 
 use onex_runtime::testing::{context, inbound};
-use onex_runtime::{HandlerError, NodeHandler};
+use onex_runtime::NodeHandler;
 
 use ab_inference_effect::generated::node::Node;
 use ab_inference_effect::generated::spec::{self, spec};
@@ -32,7 +32,7 @@ async fn execute_handles_its_input() {
     let input =
         serde_json::to_value(serde_json::Value::Null).expect("the example input serialises");
     let event = inbound(input_topic(), "execute", input);
-    let events = Node::new(Handlers::default())
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the starting handler succeeds");

@@ -4,7 +4,7 @@
 //! `src/handlers.rs`, without a broker. Add your own tests in other files.
 
 use onex_runtime::testing::{context, inbound};
-use onex_runtime::{HandlerError, NodeHandler};
+use onex_runtime::NodeHandler;
 
 use merge_sweep_compute::generated::node::Node;
 use merge_sweep_compute::generated::spec::{self, spec};

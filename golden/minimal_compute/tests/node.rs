@@ -4,7 +4,7 @@
 //! `src/handlers.rs`, without a broker. Add your own tests in other files.
 
 use onex_runtime::testing::{context, inbound};
-use onex_runtime::{HandlerError, NodeHandler};
+use onex_runtime::NodeHandler;
 
 #[allow(unused_imports)]
 use node_word_count_compute::generated::models::*;
@@ -60,5 +60,8 @@ async fn compute_rejects_a_payload_of_the_wrong_shape() {
         .handle(&context(), &event)
         .await
         .expect_err("a string is no NodeInput");
-    assert!(matches!(error, HandlerError::InvalidInput(_)), "{error:?}");
+    assert!(
+        matches!(error, onex_runtime::HandlerError::InvalidInput(_)),
+        "{error:?}"
+    );
 }

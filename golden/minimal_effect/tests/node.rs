@@ -4,7 +4,7 @@
 //! `src/handlers.rs`, without a broker. Add your own tests in other files.
 
 use onex_runtime::testing::{context, inbound};
-use onex_runtime::{HandlerError, NodeHandler};
+use onex_runtime::NodeHandler;
 
 #[allow(unused_imports)]
 use node_echo_effect::generated::models::*;
@@ -37,7 +37,7 @@ async fn echo_handles_its_input() {
     })
     .expect("the example input serialises");
     let event = inbound(input_topic(), "echo", input);
-    let events = Node::new(Handlers::default())
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the starting handler succeeds");
@@ -54,9 +54,12 @@ async fn echo_handles_its_input() {
 #[tokio::test]
 async fn echo_rejects_a_payload_of_the_wrong_shape() {
     let event = inbound(input_topic(), "echo", serde_json::json!("not an object"));
-    let error = Node::new(Handlers::default())
+    let error = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect_err("a string is no EchoInput");
-    assert!(matches!(error, HandlerError::InvalidInput(_)), "{error:?}");
+    assert!(
+        matches!(error, onex_runtime::HandlerError::InvalidInput(_)),
+        "{error:?}"
+    );
 }

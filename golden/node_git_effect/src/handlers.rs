@@ -22,6 +22,13 @@ use crate::generated::operations::Operations;
 #[derive(Debug, Default)]
 pub struct Handlers;
 
+impl Handlers {
+    /// Called once at start-up: create clients and pools here.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
 impl Operations for Handlers {
     async fn branch_create(
         &self,

@@ -4,7 +4,7 @@
 //! `src/handlers.rs`, without a broker. Add your own tests in other files.
 
 use onex_runtime::testing::{context, inbound};
-use onex_runtime::{HandlerError, NodeHandler};
+use onex_runtime::NodeHandler;
 
 #[allow(unused_imports)]
 use node_git_effect::generated::models::*;
@@ -39,7 +39,7 @@ async fn branch_create_handles_its_input() {
     })
     .expect("the example input serialises");
     let event = inbound(input_topic(), "branch_create", input);
-    let events = Node::new(Handlers::default())
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the starting handler succeeds");
@@ -63,11 +63,14 @@ async fn branch_create_rejects_a_payload_of_the_wrong_shape() {
         "branch_create",
         serde_json::json!("not an object"),
     );
-    let error = Node::new(Handlers::default())
+    let error = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect_err("a string is no BranchCreateInput");
-    assert!(matches!(error, HandlerError::InvalidInput(_)), "{error:?}");
+    assert!(
+        matches!(error, onex_runtime::HandlerError::InvalidInput(_)),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -79,7 +82,7 @@ async fn commit_handles_its_input() {
     })
     .expect("the example input serialises");
     let event = inbound(input_topic(), "commit", input);
-    let events = Node::new(Handlers::default())
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the starting handler succeeds");
@@ -96,11 +99,14 @@ async fn commit_handles_its_input() {
 #[tokio::test]
 async fn commit_rejects_a_payload_of_the_wrong_shape() {
     let event = inbound(input_topic(), "commit", serde_json::json!("not an object"));
-    let error = Node::new(Handlers::default())
+    let error = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect_err("a string is no CommitInput");
-    assert!(matches!(error, HandlerError::InvalidInput(_)), "{error:?}");
+    assert!(
+        matches!(error, onex_runtime::HandlerError::InvalidInput(_)),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -113,7 +119,7 @@ async fn push_handles_its_input() {
     })
     .expect("the example input serialises");
     let event = inbound(input_topic(), "push", input);
-    let events = Node::new(Handlers::default())
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the starting handler succeeds");
@@ -130,11 +136,14 @@ async fn push_handles_its_input() {
 #[tokio::test]
 async fn push_rejects_a_payload_of_the_wrong_shape() {
     let event = inbound(input_topic(), "push", serde_json::json!("not an object"));
-    let error = Node::new(Handlers::default())
+    let error = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect_err("a string is no PushInput");
-    assert!(matches!(error, HandlerError::InvalidInput(_)), "{error:?}");
+    assert!(
+        matches!(error, onex_runtime::HandlerError::InvalidInput(_)),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -150,7 +159,7 @@ async fn pr_create_handles_its_input() {
     })
     .expect("the example input serialises");
     let event = inbound(input_topic(), "pr_create", input);
-    let events = Node::new(Handlers::default())
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the starting handler succeeds");
@@ -171,11 +180,14 @@ async fn pr_create_rejects_a_payload_of_the_wrong_shape() {
         "pr_create",
         serde_json::json!("not an object"),
     );
-    let error = Node::new(Handlers::default())
+    let error = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect_err("a string is no PrCreateInput");
-    assert!(matches!(error, HandlerError::InvalidInput(_)), "{error:?}");
+    assert!(
+        matches!(error, onex_runtime::HandlerError::InvalidInput(_)),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -190,7 +202,7 @@ async fn pr_update_handles_its_input() {
     })
     .expect("the example input serialises");
     let event = inbound(input_topic(), "pr_update", input);
-    let events = Node::new(Handlers::default())
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the starting handler succeeds");
@@ -211,11 +223,14 @@ async fn pr_update_rejects_a_payload_of_the_wrong_shape() {
         "pr_update",
         serde_json::json!("not an object"),
     );
-    let error = Node::new(Handlers::default())
+    let error = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect_err("a string is no PrUpdateInput");
-    assert!(matches!(error, HandlerError::InvalidInput(_)), "{error:?}");
+    assert!(
+        matches!(error, onex_runtime::HandlerError::InvalidInput(_)),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -228,7 +243,7 @@ async fn pr_close_handles_its_input() {
     })
     .expect("the example input serialises");
     let event = inbound(input_topic(), "pr_close", input);
-    let events = Node::new(Handlers::default())
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the starting handler succeeds");
@@ -249,11 +264,14 @@ async fn pr_close_rejects_a_payload_of_the_wrong_shape() {
         "pr_close",
         serde_json::json!("not an object"),
     );
-    let error = Node::new(Handlers::default())
+    let error = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect_err("a string is no PrCloseInput");
-    assert!(matches!(error, HandlerError::InvalidInput(_)), "{error:?}");
+    assert!(
+        matches!(error, onex_runtime::HandlerError::InvalidInput(_)),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -268,7 +286,7 @@ async fn pr_merge_handles_its_input() {
     })
     .expect("the example input serialises");
     let event = inbound(input_topic(), "pr_merge", input);
-    let events = Node::new(Handlers::default())
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the starting handler succeeds");
@@ -289,11 +307,14 @@ async fn pr_merge_rejects_a_payload_of_the_wrong_shape() {
         "pr_merge",
         serde_json::json!("not an object"),
     );
-    let error = Node::new(Handlers::default())
+    let error = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect_err("a string is no PrMergeInput");
-    assert!(matches!(error, HandlerError::InvalidInput(_)), "{error:?}");
+    assert!(
+        matches!(error, onex_runtime::HandlerError::InvalidInput(_)),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -307,7 +328,7 @@ async fn pr_list_handles_its_input() {
     })
     .expect("the example input serialises");
     let event = inbound(input_topic(), "pr_list", input);
-    let events = Node::new(Handlers::default())
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the starting handler succeeds");
@@ -324,11 +345,14 @@ async fn pr_list_handles_its_input() {
 #[tokio::test]
 async fn pr_list_rejects_a_payload_of_the_wrong_shape() {
     let event = inbound(input_topic(), "pr_list", serde_json::json!("not an object"));
-    let error = Node::new(Handlers::default())
+    let error = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect_err("a string is no PrListInput");
-    assert!(matches!(error, HandlerError::InvalidInput(_)), "{error:?}");
+    assert!(
+        matches!(error, onex_runtime::HandlerError::InvalidInput(_)),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -342,7 +366,7 @@ async fn pr_view_handles_its_input() {
     })
     .expect("the example input serialises");
     let event = inbound(input_topic(), "pr_view", input);
-    let events = Node::new(Handlers::default())
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the starting handler succeeds");
@@ -359,11 +383,14 @@ async fn pr_view_handles_its_input() {
 #[tokio::test]
 async fn pr_view_rejects_a_payload_of_the_wrong_shape() {
     let event = inbound(input_topic(), "pr_view", serde_json::json!("not an object"));
-    let error = Node::new(Handlers::default())
+    let error = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect_err("a string is no PrViewInput");
-    assert!(matches!(error, HandlerError::InvalidInput(_)), "{error:?}");
+    assert!(
+        matches!(error, onex_runtime::HandlerError::InvalidInput(_)),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -376,7 +403,7 @@ async fn tag_create_handles_its_input() {
     })
     .expect("the example input serialises");
     let event = inbound(input_topic(), "tag_create", input);
-    let events = Node::new(Handlers::default())
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the starting handler succeeds");
@@ -397,11 +424,14 @@ async fn tag_create_rejects_a_payload_of_the_wrong_shape() {
         "tag_create",
         serde_json::json!("not an object"),
     );
-    let error = Node::new(Handlers::default())
+    let error = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect_err("a string is no TagCreateInput");
-    assert!(matches!(error, HandlerError::InvalidInput(_)), "{error:?}");
+    assert!(
+        matches!(error, onex_runtime::HandlerError::InvalidInput(_)),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -415,7 +445,7 @@ async fn label_add_handles_its_input() {
     })
     .expect("the example input serialises");
     let event = inbound(input_topic(), "label_add", input);
-    let events = Node::new(Handlers::default())
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the starting handler succeeds");
@@ -436,19 +466,25 @@ async fn label_add_rejects_a_payload_of_the_wrong_shape() {
         "label_add",
         serde_json::json!("not an object"),
     );
-    let error = Node::new(Handlers::default())
+    let error = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect_err("a string is no LabelAddInput");
-    assert!(matches!(error, HandlerError::InvalidInput(_)), "{error:?}");
+    assert!(
+        matches!(error, onex_runtime::HandlerError::InvalidInput(_)),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
 async fn an_unknown_operation_is_invalid_input() {
     let event = inbound(input_topic(), "no-such-operation", serde_json::json!({}));
-    let error = Node::new(Handlers::default())
+    let error = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect_err("nothing handles it");
-    assert!(matches!(error, HandlerError::InvalidInput(_)), "{error:?}");
+    assert!(
+        matches!(error, onex_runtime::HandlerError::InvalidInput(_)),
+        "{error:?}"
+    );
 }

@@ -13,6 +13,13 @@ use crate::generated::fsm::ReducerHooks;
 #[derive(Debug, Default)]
 pub struct Handlers;
 
+impl Handlers {
+    /// Called once at start-up: create clients and pools here.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
 impl ReducerHooks for Handlers {
     fn trigger_for(&self, event: &InboundEvent) -> Option<crate::generated::fsm::Trigger> {
         crate::generated::fsm::default_trigger(event)

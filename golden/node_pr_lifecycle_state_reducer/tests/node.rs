@@ -4,7 +4,7 @@
 //! `src/handlers.rs`, without a broker. Add your own tests in other files.
 
 use onex_runtime::testing::{context, inbound};
-use onex_runtime::{HandlerError, NodeHandler};
+use onex_runtime::NodeHandler;
 
 use node_pr_lifecycle_state_reducer::generated::fsm::{
     transition, State, TransitionError, Trigger,
@@ -85,7 +85,7 @@ fn an_undeclared_transition_is_rejected() {
 
 #[tokio::test]
 async fn an_event_moves_its_aggregate() {
-    let node = Node::new(Handlers::default());
+    let node = Node::new(Handlers::new());
     let event = inbound(
         input_topic(),
         Trigger::StartReceived.as_str(),
@@ -106,11 +106,14 @@ async fn an_event_moves_its_aggregate() {
 
 #[tokio::test]
 async fn an_event_firing_no_trigger_is_invalid_input() {
-    let node = Node::new(Handlers::default());
+    let node = Node::new(Handlers::new());
     let event = inbound(input_topic(), "no-such-trigger", serde_json::json!({}));
     let error = node
         .handle(&context(), &event)
         .await
         .expect_err("no trigger");
-    assert!(matches!(error, HandlerError::InvalidInput(_)), "{error:?}");
+    assert!(
+        matches!(error, onex_runtime::HandlerError::InvalidInput(_)),
+        "{error:?}"
+    );
 }

@@ -14,6 +14,13 @@ use crate::generated::workflow::{WorkflowRun, WorkflowSteps};
 #[derive(Debug, Default)]
 pub struct Handlers;
 
+impl Handlers {
+    /// Called once at start-up: create clients and pools here.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
 impl WorkflowSteps for Handlers {
     async fn skill_requested(
         &self,

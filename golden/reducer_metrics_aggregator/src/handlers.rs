@@ -13,6 +13,13 @@ use crate::generated::fsm::{Guard, ReducerHooks};
 #[derive(Debug, Default)]
 pub struct Handlers;
 
+impl Handlers {
+    /// Called once at start-up: create clients and pools here.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
 impl ReducerHooks for Handlers {
     fn guard(&self, guard: Guard, event: &InboundEvent) -> bool {
         tracing::debug!(guard = guard.as_str(), event_id = %event.envelope.event_id, "guard");
