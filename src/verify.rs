@@ -32,51 +32,17 @@ pub const COMPOSE_SCHEMA: &str = include_str!("../schemas/compose-spec.json");
 /// Files every generated crate must contain.
 pub const REQUIRED_FILES: &[&str] = &["Cargo.toml", "src/main.rs", ".env.template", "compose.yaml"];
 
-/// onex-runtime's config module, the source of `BUS_ENV_VARS`.
-const RUNTIME_CONFIG_RS: &str = include_str!("../onex-runtime/src/config.rs");
-
-/// Environment variables onex-runtime reads at start-up (`BUS_ENV_VARS` in
-/// its config module, read from the source so the two cannot disagree).
-/// They never appear as literals in generated code, yet every
-/// `.env.template` must list them.
+/// Environment variables onex-runtime reads at start-up
+/// (`onex_runtime::config::BUS_ENV_VARS`). They never appear as literals in
+/// generated code, yet every `.env.template` must list them.
 pub fn runtime_env_vars() -> &'static [String] {
     static VARS: OnceLock<Vec<String>> = OnceLock::new();
-    VARS.get_or_init(|| bus_env_vars_in(RUNTIME_CONFIG_RS))
-}
-
-/// The first string of every tuple in `const BUS_ENV_VARS` of a Rust file.
-fn bus_env_vars_in(source: &str) -> Vec<String> {
-    let Ok(file) = syn::parse_file(source) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for item in file.items {
-        let syn::Item::Const(c) = item else { continue };
-        if c.ident != "BUS_ENV_VARS" {
-            continue;
-        }
-        let mut expr = &*c.expr;
-        if let syn::Expr::Reference(r) = expr {
-            expr = &r.expr;
-        }
-        let syn::Expr::Array(arr) = expr else {
-            continue;
-        };
-        for elem in &arr.elems {
-            let first = match elem {
-                syn::Expr::Tuple(t) => t.elems.first(),
-                other => Some(other),
-            };
-            if let Some(syn::Expr::Lit(syn::ExprLit {
-                lit: syn::Lit::Str(s),
-                ..
-            })) = first
-            {
-                out.push(s.value());
-            }
-        }
-    }
-    out
+    VARS.get_or_init(|| {
+        onex_runtime::config::BUS_ENV_VARS
+            .iter()
+            .map(|(name, _, _)| (*name).to_owned())
+            .collect()
+    })
 }
 
 /// A file set that passed stage 5. Only [`verify`] builds one.
@@ -440,19 +406,13 @@ mod tests {
     }
 
     #[test]
-    fn the_runtime_bus_variables_are_read_from_its_source() {
+    fn the_runtime_bus_variables_come_from_the_runtime() {
         let vars = runtime_env_vars();
         assert!(
             vars.iter().any(|v| v == "KAFKA_BOOTSTRAP_SERVERS"),
             "{vars:?}"
         );
-        assert!(vars.len() > 5);
-        assert_eq!(
-            bus_env_vars_in(
-                "pub const BUS_ENV_VARS: &[(&str, &str, &str)] = &[(\"A\", \"1\", \"x\")];"
-            ),
-            ["A"]
-        );
+        assert_eq!(vars.len(), onex_runtime::config::BUS_ENV_VARS.len());
     }
 
     #[test]
