@@ -95,7 +95,7 @@ conformance!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_handler_does_not_commit_and_restart_redelivers() {
     let bus: Arc<dyn EventBus> = Arc::new(kafka().await);
-    let t = topics(&bus, &["atleastonce"]).await;
+    let t = topics(&Broker, &bus, &["atleastonce"]).await;
     let group = format!("alo-{}", Uuid::new_v4().simple());
     let attempts = Arc::new(AtomicU32::new(0));
     let a = attempts.clone();
@@ -158,7 +158,7 @@ async fn failing_handler_does_not_commit_and_restart_redelivers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_close_commits_offsets() {
     let bus: Arc<dyn EventBus> = Arc::new(kafka().await);
-    let t = topics(&bus, &["commit"]).await;
+    let t = topics(&Broker, &bus, &["commit"]).await;
     let group = format!("commit-{}", Uuid::new_v4().simple());
     let (_sub, mut rx) = collect(&bus, &t[0], &group).await;
     for i in 0..3 {

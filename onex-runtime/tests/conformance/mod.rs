@@ -11,7 +11,7 @@ use std::time::Duration;
 use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Nack, Subscription};
 use onex_runtime::config::{ConfigSource, RuntimeConfig};
 use onex_runtime::headers::{Headers, Priority};
-use onex_runtime::introspection::INTROSPECTION_TOPIC;
+use onex_runtime::introspection::{INTROSPECTION_REQUEST_TOPIC, INTROSPECTION_TOPIC};
 use onex_runtime::service::NodeService;
 use onex_runtime::{
     async_trait, Envelope, EventSource, HandlerContext, HandlerError, InboundEvent, NodeHandler,
@@ -30,6 +30,10 @@ pub trait Backend: Send + Sync {
     fn patience(&self) -> Duration;
     /// Configuration pairs a node on this backend needs (bootstrap servers...).
     fn node_config(&self) -> Vec<(String, String)>;
+    /// Makes sure the topics exist (backends without the admin API override this).
+    async fn create_topics(&self, bus: &Arc<dyn EventBus>, topics: &[String]) {
+        bus.ensure_topics(topics).await.expect("create topics");
+    }
 }
 
 /// A topic name no other test uses.
@@ -41,9 +45,9 @@ pub fn topic(name: &str) -> String {
 }
 
 /// Creates the topics and returns them.
-pub async fn topics(bus: &Arc<dyn EventBus>, names: &[&str]) -> Vec<String> {
+pub async fn topics(b: &dyn Backend, bus: &Arc<dyn EventBus>, names: &[&str]) -> Vec<String> {
     let t: Vec<String> = names.iter().map(|n| topic(n)).collect();
-    bus.ensure_topics(&t).await.expect("create topics");
+    b.create_topics(bus, &t).await;
     t
 }
 
@@ -114,7 +118,7 @@ fn source() -> EventSource {
 /// Payload, key and every header arrive intact.
 pub async fn publish_subscribe_roundtrip(b: &dyn Backend) {
     let bus = b.bus().await;
-    let t = topics(&bus, &["roundtrip"]).await;
+    let t = topics(b, &bus, &["roundtrip"]).await;
     let (sub, mut rx) = collect(&bus, &t[0], &group()).await;
     let env = Envelope::new("thing.created", json!({"n": 1, "s": "ü"}), source());
     let mut headers = env.headers();
@@ -138,7 +142,7 @@ pub async fn publish_subscribe_roundtrip(b: &dyn Backend) {
 /// Messages stay on their own topic.
 pub async fn many_topics_without_cross_talk(b: &dyn Backend) {
     let bus = b.bus().await;
-    let t = topics(&bus, &["a", "b", "c"]).await;
+    let t = topics(b, &bus, &["a", "b", "c"]).await;
     let g = group();
     let mut subs = Vec::new();
     for topic in &t {
@@ -168,7 +172,7 @@ pub async fn many_topics_without_cross_talk(b: &dyn Backend) {
 /// A refused message comes back, and nothing after it overtakes it.
 pub async fn redelivery_after_failed_handler(b: &dyn Backend) {
     let bus = b.bus().await;
-    let t = topics(&bus, &["redeliver"]).await;
+    let t = topics(b, &bus, &["redeliver"]).await;
     let attempts = Arc::new(AtomicU32::new(0));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let a = attempts.clone();
@@ -207,7 +211,7 @@ pub async fn redelivery_after_failed_handler(b: &dyn Backend) {
 /// and repeats nothing that was acknowledged.
 pub async fn no_loss_across_close_and_reopen(b: &dyn Backend) {
     let bus = b.bus().await;
-    let t = topics(&bus, &["reopen"]).await;
+    let t = topics(b, &bus, &["reopen"]).await;
     let g = group();
     let (sub, mut rx) = collect(&bus, &t[0], &g).await;
     for i in 0..5 {
@@ -238,7 +242,7 @@ pub async fn no_loss_across_close_and_reopen(b: &dyn Backend) {
 /// Every consumer group gets every message.
 pub async fn every_group_gets_everything(b: &dyn Backend) {
     let bus = b.bus().await;
-    let t = topics(&bus, &["groups"]).await;
+    let t = topics(b, &bus, &["groups"]).await;
     let (s1, mut r1) = collect(&bus, &t[0], &group()).await;
     let (s2, mut r2) = collect(&bus, &t[0], &group()).await;
     for i in 0..4 {
@@ -256,7 +260,7 @@ pub async fn every_group_gets_everything(b: &dyn Backend) {
 /// Messages with one key arrive in publish order.
 pub async fn per_key_ordering(b: &dyn Backend) {
     let bus = b.bus().await;
-    let t = topics(&bus, &["order"]).await;
+    let t = topics(b, &bus, &["order"]).await;
     let (sub, mut rx) = collect(&bus, &t[0], &group()).await;
     for i in 0..30 {
         let key = if i % 2 == 0 { "even" } else { "odd" };
@@ -288,7 +292,7 @@ pub async fn per_key_ordering(b: &dyn Backend) {
 /// Several publishers at once; everything arrives exactly once.
 pub async fn concurrent_publishers(b: &dyn Backend) {
     let bus = b.bus().await;
-    let t = topics(&bus, &["concurrent"]).await;
+    let t = topics(b, &bus, &["concurrent"]).await;
     let (sub, mut rx) = collect(&bus, &t[0], &group()).await;
     let mut tasks = Vec::new();
     for p in 0..4 {
@@ -322,7 +326,7 @@ pub async fn concurrent_publishers(b: &dyn Backend) {
 /// Closing many subscriptions and the bus concurrently does not deadlock.
 pub async fn concurrent_close_without_deadlock(b: &dyn Backend) {
     let bus = b.bus().await;
-    let t = topics(&bus, &["close"]).await;
+    let t = topics(b, &bus, &["close"]).await;
     let mut subs = Vec::new();
     for _ in 0..3 {
         subs.push(collect(&bus, &t[0], &group()).await.0);
@@ -436,11 +440,17 @@ async fn node(
 /// a duplicate skipped.
 pub async fn node_dispatch_retry_dlq_and_introspection(b: &dyn Backend) {
     let bus = b.bus().await;
-    let t = topics(&bus, &["in", "out"]).await;
+    let t = topics(b, &bus, &["in", "out"]).await;
     let dlq = format!("{}.dlq", t[0]);
-    bus.ensure_topics(&[dlq.clone(), INTROSPECTION_TOPIC.to_string()])
-        .await
-        .unwrap();
+    b.create_topics(
+        &bus,
+        &[
+            dlq.clone(),
+            INTROSPECTION_TOPIC.to_string(),
+            INTROSPECTION_REQUEST_TOPIC.to_string(),
+        ],
+    )
+    .await;
     let (isub, mut intro) = collect(&bus, INTROSPECTION_TOPIC, &group()).await;
     let (osub, mut out) = collect(&bus, &t[1], &group()).await;
     let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
@@ -504,11 +514,17 @@ pub async fn node_dispatch_retry_dlq_and_introspection(b: &dyn Backend) {
 /// `max_retries` retries.
 pub async fn retries_run_out_then_dead_letter(b: &dyn Backend) {
     let bus = b.bus().await;
-    let t = topics(&bus, &["flaky", "flaky-out"]).await;
+    let t = topics(b, &bus, &["flaky", "flaky-out"]).await;
     let dlq = format!("{}.dlq", t[0]);
-    bus.ensure_topics(&[dlq.clone(), INTROSPECTION_TOPIC.to_string()])
-        .await
-        .unwrap();
+    b.create_topics(
+        &bus,
+        &[
+            dlq.clone(),
+            INTROSPECTION_TOPIC.to_string(),
+            INTROSPECTION_REQUEST_TOPIC.to_string(),
+        ],
+    )
+    .await;
     let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
     let handler = Arc::new(Echo {
         out_topic: t[1].clone(),
