@@ -1,0 +1,465 @@
+"""End to end: each of the four minimal contracts, generated and built, runs
+against a real Kafka-protocol broker and is checked from the outside with
+kafka-python.
+
+Per node kind, in order (the tests of one class share one node's history):
+ 1. the node starts and publishes its start-up introspection event, and has
+    created its topics;
+ 2. an input envelope produces the output / state-change / completion events
+    with the same correlation id and causation id = the input's event id;
+ 3. a message that is not JSON lands on the dead-letter topic, byte for byte,
+    with its failure context;
+ 4. a kind-specific poison (undecodable payload, undeclared FSM transition,
+    not an envelope) lands there too;
+ 5. SIGTERM: exit 0 within 10 s, a shutdown introspection event, and the
+    group's committed offsets cover everything consumed;
+ 6. a restarted node handles new input but nothing it already handled;
+ 7. with no broker the node runs degraded on the in-memory bus and /health
+    says so;
+ 8. `--introspect` prints the introspection document and exits without
+    opening a connection to the bus.
+
+Environment: ONEX_TEST_KAFKA (bootstrap HOST:PORT), ONEX_E2E_BIN_DIR (folder
+of the built node binaries), optionally ONEX_E2E_LOG_DIR (node logs).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import time
+import unittest
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from onex_e2e import (
+    INTROSPECTION_TOPIC,
+    Client,
+    NodeProcess,
+    bin_dir,
+    bootstrap,
+    closed_port,
+    correlated,
+    dead_letter_of,
+    decode,
+    envelope,
+    headers_dict,
+    parse_rfc3339,
+    wait_health,
+)
+
+
+class NodeE2E:
+    """The checks shared by every kind; subclasses describe their node."""
+
+    NODE = ""  # binary and node name
+    KIND = ""
+    GROUP = ""
+    SUBSCRIBE = ""
+    PUBLISH = []
+    DLQ = ""
+    ENV_VARS = []  # contract environment variables
+
+    # -- kind-specific parts -------------------------------------------------
+
+    def send_input(self):
+        """Sends one valid input; returns [(envelope, expected output count)]."""
+        raise NotImplementedError
+
+    def check_outputs(self, env, outputs):
+        """Checks the events published for input `env` (all share its correlation id)."""
+        raise NotImplementedError
+
+    def send_bad_payload(self):
+        """Sends a kind-specific poison; returns (envelope or None, correlation id,
+        raw value, expected error type, text expected in the reason)."""
+        raise NotImplementedError
+
+    # -- shared machinery ----------------------------------------------------
+
+    @classmethod
+    def setUpClass(cls):
+        cls.client = Client()
+        cls.state = {"handled": [], "dead": []}
+        cls.nodes = []
+        cls.readers = {}
+        cls.log_dir = os.environ.get("ONEX_E2E_LOG_DIR") or None
+        cls.first = cls.start_node()
+
+    @classmethod
+    def tearDownClass(cls):
+        for node in cls.nodes:
+            if node.proc.poll() is None:
+                if node.terminate(timeout=10) is None:
+                    node.kill()
+        for r in cls.readers.values():
+            r.close()
+        cls.client.close()
+
+    @classmethod
+    def start_node(cls, extra_env=None, args=()):
+        instance = f"e2e-{cls.KIND}-{uuid.uuid4()}"
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap(),
+            "KAFKA_AUTO_OFFSET_RESET": "earliest",
+            "KAFKA_TIMEOUT_SECONDS": "15",
+            "ONEX_HEALTH_ADDR": "127.0.0.1:0",
+            "ONEX_HEALTH_PORT": "0",
+            "ONEX_INSTANCE_ID": instance,
+            "ONEX_BUS_CONNECT_TIMEOUT_SECONDS": "10",
+            "RUST_LOG": "info",
+            "NO_COLOR": "1",
+        }
+        env.update(extra_env or {})
+        log = os.path.join(cls.log_dir, f"{cls.NODE}.log") if cls.log_dir else None
+        node = NodeProcess(cls.binary(), env, args, log)
+        node.instance = instance
+        cls.nodes.append(node)
+        return node
+
+    @classmethod
+    def binary(cls):
+        """The built binary: cargo names it after the crate (`node-echo-effect`)."""
+        return os.path.join(bin_dir(), cls.NODE.replace("_", "-"))
+
+    @classmethod
+    def reader(cls, *topics):
+        key = tuple(topics)
+        if key not in cls.readers:
+            cls.readers[key] = cls.client.reader(*topics)
+        return cls.readers[key]
+
+    def introspection_of(self, node, reason):
+        def match(r):
+            env = decode(r)
+            if not isinstance(env, dict) or env.get("event_type") != "node-introspection":
+                return False
+            p = env.get("payload") or {}
+            meta = (p.get("capabilities") or {}).get("metadata") or {}
+            return meta.get("instance_id") == node.instance and p.get("reason") == reason
+
+        r = self.reader(INTROSPECTION_TOPIC).wait_for(match, f"{reason} introspection of {node.instance}")
+        return decode(r)
+
+    def wait_started(self, node):
+        """The start-up introspection event: the node is subscribed and running."""
+        try:
+            return self.introspection_of(node, "startup")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nnode log:\n{node.tail()}") from None
+
+    def outputs_of(self, correlation_id, count):
+        reader = self.reader(*self.PUBLISH)
+        return [decode(r) for r in reader.wait_all(correlated(correlation_id), count,
+                                                    f"with correlation id {correlation_id}")]
+
+    def dead_letter(self, correlation_id):
+        return self.reader(self.DLQ).wait_for(dead_letter_of(correlation_id),
+                                              f"dead letter with correlation id {correlation_id}")
+
+    def check_dead_letter(self, record, raw, correlation_id, error_type, reason_text):
+        h = headers_dict(record)
+        self.assertEqual(record.value, raw, "the dead letter is the original record, byte for byte")
+        self.assertEqual(h.get("correlation_id"), str(correlation_id))
+        self.assertEqual(h.get("dlq_error_type"), error_type, h)
+        self.assertIn(reason_text, h.get("dlq_reason", ""), h)
+        self.assertEqual(h.get("dlq_retry_count"), "0", h)
+        self.assertEqual(h.get("retry_count"), "0", h)
+        self.assertEqual(h.get("dlq_original_topic"), self.SUBSCRIBE)
+        self.assertEqual(h.get("dlq_consumer_group"), self.GROUP)
+        self.assertEqual(h.get("dlq_node"), self.NODE)
+        self.assertRegex(h.get("dlq_original_offset", ""), r"^\d+$")
+        failed_at = parse_rfc3339(h["dlq_failed_at"])
+        age = datetime.now(timezone.utc) - failed_at
+        self.assertTrue(timedelta(seconds=-5) < age < timedelta(minutes=5), f"dlq_failed_at {failed_at}")
+
+    # -- the tests -----------------------------------------------------------
+
+    def test_1_introspection_on_start(self):
+        env = self.wait_started(self.first)
+        p = env["payload"]
+        self.assertEqual(p["node_name"], self.NODE)
+        self.assertEqual(p["node_type"], self.KIND)
+        self.assertEqual(p["reason"], "startup")
+        self.assertEqual(p["current_state"], "running")
+        meta = p["capabilities"]["metadata"]
+        self.assertEqual(meta["subscribe_topics"], [self.SUBSCRIBE])
+        self.assertEqual(sorted(meta["publish_topics"]), sorted(self.PUBLISH))
+        self.assertEqual(meta["consumer_group"], self.GROUP)
+        self.assertEqual(env["source"]["service"], self.NODE)
+        # The node created every topic it uses (the broker does not auto-create).
+        for topic in [self.SUBSCRIBE, self.DLQ, *self.PUBLISH]:
+            self.assertTrue(self.client.topic_exists(topic), f"{topic} was not created")
+
+    def test_2_input_to_output(self):
+        self.wait_started(self.first)
+        for env, count in self.send_input():
+            outputs = self.outputs_of(env["correlation_id"], count)
+            for out in outputs:
+                self.assertEqual(out["correlation_id"], env["correlation_id"])
+                self.assertEqual(out["causation_id"], env["event_id"])
+                self.assertNotEqual(out["event_id"], env["event_id"])
+                self.assertEqual(out["source"]["service"], self.NODE)
+                self.assertEqual(out["source"]["instance_id"], self.first.instance)
+            self.check_outputs(env, outputs)
+            self.state["handled"].append((env["correlation_id"], count))
+
+    def test_3_not_json_to_dlq(self):
+        self.wait_started(self.first)
+        cid = str(uuid.uuid4())
+        raw = b"this is not JSON {"
+        self.client.send_raw(self.SUBSCRIBE, raw, [("correlation_id", cid.encode())])
+        record = self.dead_letter(cid)
+        self.check_dead_letter(record, raw, cid, "decode_error", "not an ONEX envelope")
+        self.state["dead"].append(cid)
+
+    def test_4_bad_payload_to_dlq(self):
+        self.wait_started(self.first)
+        env, cid, raw, error_type, reason = self.send_bad_payload()
+        record = self.dead_letter(cid)
+        self.check_dead_letter(record, raw, cid, error_type, reason)
+        self.state["dead"].append(cid)
+        # Nothing was published for the rejected message.
+        published = [r for r in self.reader(*self.PUBLISH).drain() if correlated(cid)(r)]
+        self.assertEqual(published, [], "a rejected message produced output")
+
+    def test_5_sigterm_exits_0_with_offsets_committed(self):
+        node = self.first
+        self.wait_started(node)
+        started = time.monotonic()
+        code = node.terminate(timeout=10)
+        elapsed = time.monotonic() - started
+        self.assertIsNotNone(code, f"no exit within 10 s of SIGTERM\n{node.tail()}")
+        self.assertEqual(code, 0, f"exit code {code}\n{node.tail()}")
+        self.assertLess(elapsed, 10.0)
+        bye = self.introspection_of(node, "shutdown")
+        self.assertEqual(bye["payload"]["node_name"], self.NODE)
+        ends = self.client.end_offsets(self.SUBSCRIBE)
+        committed = self.client.committed(self.GROUP, self.SUBSCRIBE)
+        self.assertTrue(sum(ends.values()) > 0, "nothing was consumed")
+        self.assertEqual(committed, ends, "committed offsets of the group vs the end of the topic")
+
+    def test_6_restart_does_not_reprocess(self):
+        self.assertTrue(self.state["handled"], "no earlier input to compare with (test 2 failed)")
+        self.assertIsNotNone(self.first.proc.poll(), "the first node is still running (test 5 failed)")
+        node = self.start_node()
+        self.wait_started(node)
+        # New input is handled by the restarted node ...
+        for env, count in self.send_input():
+            outputs = self.outputs_of(env["correlation_id"], count)
+            self.assertTrue(all(o["source"]["instance_id"] == node.instance for o in outputs))
+        # ... and it came after the old messages in the topic, so had they been
+        # handled again their second outputs would be there by now.
+        published = self.reader(*self.PUBLISH).drain()
+        for cid, count in self.state["handled"]:
+            again = [r for r in published if correlated(cid)(r)]
+            self.assertEqual(len(again), count, f"outputs for the already handled {cid}")
+        dead = self.reader(self.DLQ).drain()
+        for cid in self.state["dead"]:
+            again = [r for r in dead if dead_letter_of(cid)(r)]
+            self.assertEqual(len(again), 1, f"dead letters for {cid}")
+        code = node.terminate(timeout=10)
+        self.assertEqual(code, 0, node.tail())
+
+    def test_7_degraded_without_broker(self):
+        port = closed_port()
+        node = self.start_node({
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+            "ONEX_BUS_CONNECT_TIMEOUT_SECONDS": "1",
+        })
+        url = node.health_url()
+        status, doc = wait_health(url, lambda s, d: d.get("state") != "starting", "a started node")
+        self.assertEqual(status, 200)
+        self.assertEqual(doc["status"], "degraded", doc)
+        self.assertIs(doc["degraded"], True, doc)
+        self.assertEqual(doc["bus"], "in_memory", doc)
+        self.assertEqual(doc["state"], "degraded", doc)
+        self.assertEqual(doc["node_id"], self.NODE, doc)
+        self.assertEqual(doc["instance_id"], node.instance, doc)
+        node.wait_line(r"KAFKA UNREACHABLE")
+        code = node.terminate(timeout=10)
+        self.assertEqual(code, 0, node.tail())
+
+    def test_8_introspect_flag_does_not_touch_the_bus(self):
+        # A listener posing as the broker: --introspect must not connect to it.
+        trap = socket.socket()
+        trap.bind(("127.0.0.1", 0))
+        trap.listen(8)
+        trap.setblocking(False)
+        try:
+            servers = f"127.0.0.1:{trap.getsockname()[1]}"
+            env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=servers)
+            done = subprocess.run(
+                [self.binary(), "--introspect", "--kafka-servers", servers],
+                env=env, capture_output=True, timeout=10,
+            )
+            self.assertEqual(done.returncode, 0, done.stderr.decode())
+            doc = json.loads(done.stdout)
+            time.sleep(0.2)
+            try:
+                conn, _ = trap.accept()
+                conn.close()
+                self.fail("--introspect connected to the bootstrap server")
+            except BlockingIOError:
+                pass
+        finally:
+            trap.close()
+        self.assertEqual(doc["node_name"], self.NODE)
+        self.assertEqual(doc["node_type"], self.KIND)
+        self.assertEqual(doc["topics"]["subscribe"], [self.SUBSCRIBE])
+        self.assertEqual(sorted(doc["topics"]["publish"]), sorted(self.PUBLISH))
+        self.assertEqual(doc["topics"]["dead_letter"], [self.DLQ])
+        self.assertEqual(doc["topics"]["introspection"], INTROSPECTION_TOPIC)
+        self.assertEqual(doc["consumer_group"], self.GROUP)
+        self.assertEqual([e["name"] for e in doc["env"]["contract"]], self.ENV_VARS)
+        bus_vars = {e["name"] for e in doc["env"]["bus"]}
+        self.assertIn("KAFKA_BOOTSTRAP_SERVERS", bus_vars)
+
+
+class EffectNode(NodeE2E, unittest.TestCase):
+    NODE = "node_echo_effect"
+    KIND = "effect"
+    GROUP = "demo.echo_effect"
+    SUBSCRIBE = "onex.cmd.demo.echo-requested.v1"
+    PUBLISH = ["onex.evt.demo.echo-completed.v1"]
+    DLQ = "onex.dlq.demo.echo.v1"
+    ENV_VARS = ["ECHO_PREFIX"]
+
+    def send_input(self):
+        env = envelope("demo.echo-requested", {"message": "hello", "repeat": 2})
+        self.client.send_envelope(self.SUBSCRIBE, env)
+        return [(env, 1)]
+
+    def check_outputs(self, env, outputs):
+        (out,) = outputs
+        self.assertEqual(out["event_type"], "node-echo-effect.echo.completed")
+        self.assertEqual(sorted(out["payload"]), ["message"], out["payload"])
+        self.assertIsInstance(out["payload"]["message"], str)
+
+    def send_bad_payload(self):
+        env = envelope("demo.echo-requested", {"repeat": "twice"})
+        raw = self.client.send_envelope(self.SUBSCRIBE, env)
+        return env, env["correlation_id"], raw, "invalid_input", "EchoInput"
+
+
+class ComputeNode(NodeE2E, unittest.TestCase):
+    NODE = "node_word_count_compute"
+    KIND = "compute"
+    GROUP = "node_word_count_compute"
+    SUBSCRIBE = "onex.cmd.demo.word-count-requested.v1"
+    PUBLISH = ["onex.evt.demo.word-count-completed.v1"]
+    DLQ = "onex.cmd.demo.word-count-requested.v1.dlq"
+
+    def send_input(self):
+        env = envelope("demo.word-count-requested", {"text": "one two three", "min_length": 2})
+        self.client.send_envelope(self.SUBSCRIBE, env)
+        return [(env, 1)]
+
+    def check_outputs(self, env, outputs):
+        (out,) = outputs
+        self.assertEqual(out["event_type"], "node-word-count-compute.compute.completed")
+        self.assertIsInstance(out["payload"]["words"], int, out["payload"])
+        self.assertLessEqual(set(out["payload"]), {"words", "longest"}, out["payload"])
+
+    def send_bad_payload(self):
+        env = envelope("demo.word-count-requested", {"text": 42})
+        raw = self.client.send_envelope(self.SUBSCRIBE, env)
+        return env, env["correlation_id"], raw, "invalid_input", "NodeInput"
+
+
+class ReducerNode(NodeE2E, unittest.TestCase):
+    NODE = "node_order_status_reducer"
+    KIND = "reducer"
+    GROUP = "node_order_status_reducer"
+    SUBSCRIBE = "onex.evt.demo.order-events.v1"
+    PUBLISH = ["onex.evt.demo.order-status-changed.v1", "onex.evt.demo.order-closed.v1"]
+    DLQ = "onex.evt.demo.order-events.v1.dlq"
+    STATUS, CLOSED = PUBLISH
+
+    def send_input(self):
+        order = f"order-{uuid.uuid4()}"
+        paid = envelope("demo.order.payment_captured", {"aggregate_id": order, "amount": 10})
+        self.client.send_envelope(self.SUBSCRIBE, paid, key=order)
+        # Wait for the first change so the second is judged against state `paid`.
+        self.outputs_of(paid["correlation_id"], 1)
+        cancelled = envelope("demo.order.order_cancelled", {"aggregate_id": order})
+        self.client.send_envelope(self.SUBSCRIBE, cancelled, key=order)
+        return [(paid, 1), (cancelled, 2)]
+
+    def check_outputs(self, env, outputs):
+        order = env["payload"]["aggregate_id"]
+        if env["event_type"].endswith("payment_captured"):
+            (out,) = outputs
+            self.assertEqual(out["event_type"], "node-order-status-reducer.state-changed")
+            self.assertEqual(out["payload"], {
+                "aggregate_id": order, "from_state": "pending", "to_state": "paid",
+                "trigger": "payment_captured", "terminal": False,
+            })
+        else:
+            by_type = {o["event_type"]: o for o in outputs}
+            self.assertEqual(sorted(by_type), ["node-order-status-reducer.completed",
+                                               "node-order-status-reducer.state-changed"])
+            change = {"aggregate_id": order, "from_state": "paid", "to_state": "cancelled",
+                      "trigger": "order_cancelled", "terminal": True}
+            self.assertEqual(by_type["node-order-status-reducer.state-changed"]["payload"], change)
+            self.assertEqual(by_type["node-order-status-reducer.completed"]["payload"], change)
+            # The terminal event went to the contract's terminal_event topic.
+            closed = self.reader(self.CLOSED).wait_for(correlated(env["correlation_id"]), "on the terminal topic")
+            self.assertEqual(decode(closed)["event_type"], "node-order-status-reducer.completed")
+            self.assertEqual(closed.key, order.encode(), "state events are keyed by aggregate")
+
+    def send_bad_payload(self):
+        # pending -> shipped is not a declared transition.
+        order = f"order-{uuid.uuid4()}"
+        env = envelope("demo.order.order_shipped", {"aggregate_id": order})
+        raw = self.client.send_envelope(self.SUBSCRIBE, env, key=order)
+        return env, env["correlation_id"], raw, "invalid_input", "order_shipped"
+
+
+class OrchestratorNode(NodeE2E, unittest.TestCase):
+    NODE = "node_order_fulfilment_orchestrator"
+    KIND = "orchestrator"
+    GROUP = "node_order_fulfilment_orchestrator"
+    SUBSCRIBE = "onex.cmd.demo.fulfil-order.v1"
+    PUBLISH = ["onex.evt.demo.fulfilment-progress.v1", "onex.evt.demo.fulfilment-completed.v1"]
+    DLQ = "onex.cmd.demo.fulfil-order.v1.dlq"
+    STEPS = ["reserve_stock", "charge_customer", "book_shipping"]
+
+    def send_input(self):
+        env = envelope("demo.fulfil-order", {"order_id": f"order-{uuid.uuid4()}"})
+        self.client.send_envelope(self.SUBSCRIBE, env)
+        return [(env, 4)]
+
+    def check_outputs(self, env, outputs):
+        steps = [o for o in outputs
+                 if o["event_type"] == "node-order-fulfilment-orchestrator.step-completed"]
+        done = [o for o in outputs
+                if o["event_type"] == "node-order-fulfilment-orchestrator.workflow-completed"]
+        # Steps ran in dependency order, one stage event each.
+        self.assertEqual([s["payload"]["step"] for s in steps], self.STEPS)
+        self.assertTrue(all(s["payload"]["workflow"] == "order_fulfilment" for s in steps))
+        self.assertEqual(len(done), 1, "one completion event (terminal_event is the same topic)")
+        completion = done[0]["payload"]
+        self.assertEqual(completion["workflow"], "order_fulfilment")
+        self.assertEqual(completion["status"], "completed")
+        self.assertEqual(sorted(completion["results"]), sorted(self.STEPS))
+        on_topic = self.reader(self.PUBLISH[1]).wait_for(correlated(env["correlation_id"]), "completion")
+        self.assertEqual(decode(on_topic)["event_type"], done[0]["event_type"])
+        # Nothing else than the four events was published for this workflow run.
+        published = [r for r in self.reader(*self.PUBLISH).drain() if correlated(env["correlation_id"])(r)]
+        self.assertEqual(len(published), 4)
+
+    def send_bad_payload(self):
+        # Valid JSON, but not an ONEX envelope.
+        cid = str(uuid.uuid4())
+        raw = json.dumps({"order_id": "o-1", "hello": "world"}).encode()
+        self.client.send_raw(self.SUBSCRIBE, raw, [("correlation_id", cid.encode())])
+        return None, cid, raw, "decode_error", "not an ONEX envelope"
+
+
+KINDS = {
+    "effect": EffectNode,
+    "compute": ComputeNode,
+    "reducer": ReducerNode,
+    "orchestrator": OrchestratorNode,
+}
