@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs a Kafka-protocol broker (tansu 0.6.0) on loopback for integration tests.
 #
-#   scripts/broker.sh install   build tansu into $TANSU_ROOT if it is missing (slow: ~12 min)
 #   scripts/broker.sh start     start a broker on a free 127.0.0.1 port; prints the bootstrap address
 #   scripts/broker.sh status    print the bootstrap address if the broker is running (exit 1 if not)
 #   scripts/broker.sh addr      same as status, address only
 #   scripts/broker.sh stop      stop the broker this script started (by its recorded PID only)
 #
-# The binary is $TANSU_BIN, else $TANSU_ROOT/bin/tansu (default root
+# The binary is $TANSU_BIN, else the one scripts/install-tools.sh builds
+# ($ONEX_TOOLS/tansu-0.6.0/bin/tansu), else $TANSU_ROOT/bin/tansu (default
 # /work/tools/tansu-0.6.0), else `tansu` on PATH. State (port, PID, log, the
 # broker's empty working directory) lives in $ONEX_BROKER_STATE (default
 # ${TMPDIR:-/tmp}/onex-broker). Storage is in memory: every start is empty.
@@ -15,11 +15,13 @@ set -euo pipefail
 
 STATE_DIR="${ONEX_BROKER_STATE:-${TMPDIR:-/tmp}/onex-broker}"
 TANSU_ROOT="${TANSU_ROOT:-/work/tools/tansu-0.6.0}"
-TANSU_VERSION="0.6.0"
+TOOLS_TANSU="${ONEX_TOOLS:-$HOME/.cache/onex-gen}/tansu-0.6.0/bin/tansu"
 
 find_tansu() {
   if [[ -n "${TANSU_BIN:-}" ]]; then
     echo "$TANSU_BIN"
+  elif [[ -x "$TOOLS_TANSU" ]]; then
+    echo "$TOOLS_TANSU"
   elif [[ -x "$TANSU_ROOT/bin/tansu" ]]; then
     echo "$TANSU_ROOT/bin/tansu"
   elif command -v tansu >/dev/null 2>&1; then
@@ -45,16 +47,6 @@ running_pid() {
   echo "$pid"
 }
 
-cmd_install() {
-  if find_tansu >/dev/null; then
-    echo "tansu present: $(find_tansu)"
-    return 0
-  fi
-  echo "building tansu $TANSU_VERSION into $TANSU_ROOT (this takes a while)" >&2
-  cargo install --locked --version "=$TANSU_VERSION" --features dynostore --root "$TANSU_ROOT" tansu >&2 ||
-    cargo install --version "=$TANSU_VERSION" --features dynostore --root "$TANSU_ROOT" tansu >&2
-}
-
 cmd_start() {
   if pid="$(running_pid)"; then
     echo "broker already running (pid $pid)" >&2
@@ -63,7 +55,7 @@ cmd_start() {
   fi
   local bin
   if ! bin="$(find_tansu)"; then
-    echo "tansu not found: run '$0 install', or set TANSU_BIN" >&2
+    echo "tansu not found: run scripts/install-tools.sh, or set TANSU_BIN" >&2
     return 1
   fi
   rm -rf "$STATE_DIR"
@@ -124,12 +116,11 @@ cmd_stop() {
 }
 
 case "${1:-}" in
-  install) cmd_install ;;
   start) cmd_start ;;
   status | addr) cmd_status ;;
   stop) cmd_stop ;;
   *)
-    echo "usage: $0 install|start|status|addr|stop" >&2
+    echo "usage: $0 start|status|addr|stop" >&2
     exit 2
     ;;
 esac
