@@ -1,0 +1,294 @@
+//! The output root: the only folder the service writes to.
+//!
+//! - Crates go to `<root>/<node name>`, where the name is a validated
+//!   [`NodeName`] (`[a-z][a-z0-9_]*`), so it can never climb out of the root
+//!   or name an absolute path.
+//! - The root is resolved once at start-up; a crate folder that is a symlink,
+//!   or that holds a symlink anywhere inside, is refused before anything is
+//!   written, so no write can be redirected outside the root.
+//! - `<root>/.onex-serve/` (a name no node can have) holds the results index
+//!   (`results/<idempotency key>.json`) and the per-node lock files.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::contract::NodeName;
+
+/// Folder under the root that holds the service's own state.
+pub const STATE_DIR: &str = ".onex-serve";
+
+/// Errors touching the output root.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("refusing to write through a symlink: {0}")]
+    Symlink(PathBuf),
+    #[error("{0} is not a folder")]
+    NotADir(PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RootError + '_ {
+    move |source| RootError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A stored outcome, republished as it is for a repeated request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredResult {
+    pub key: String,
+    /// `completed` or `failed`.
+    pub outcome: String,
+    pub payload: Value,
+}
+
+/// The resolved output root.
+#[derive(Debug, Clone)]
+pub struct OutputRoot {
+    root: PathBuf,
+}
+
+impl OutputRoot {
+    /// Creates the root if needed and resolves it (symlinks in the path
+    /// given on the command line are the operator's choice and are followed
+    /// once, here).
+    pub fn open(path: &Path) -> Result<Self, RootError> {
+        std::fs::create_dir_all(path).map_err(io(path))?;
+        let root = std::fs::canonicalize(path).map_err(io(path))?;
+        if !root.is_dir() {
+            return Err(RootError::NotADir(root));
+        }
+        let me = OutputRoot { root };
+        for sub in ["results", "locks"] {
+            let dir = me.state_dir().join(sub);
+            me.refuse_symlink(&me.state_dir())?;
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            me.refuse_symlink(&dir)?;
+        }
+        Ok(me)
+    }
+
+    /// The resolved root folder.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.root.join(STATE_DIR)
+    }
+
+    /// `<root>/<name>`: inside the root by construction of [`NodeName`].
+    pub fn crate_dir(&self, name: &NodeName) -> PathBuf {
+        self.root.join(name.as_str())
+    }
+
+    fn refuse_symlink(&self, path: &Path) -> Result<(), RootError> {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => Err(RootError::Symlink(path.to_path_buf())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a crate folder that is, or contains, a symlink.
+    pub fn check_crate_dir(&self, dir: &Path) -> Result<(), RootError> {
+        if !dir.starts_with(&self.root) || dir == self.root {
+            return Err(RootError::Symlink(dir.to_path_buf()));
+        }
+        self.refuse_symlink(dir)?;
+        if !dir.exists() {
+            return Ok(());
+        }
+        for entry in walkdir::WalkDir::new(dir).follow_links(false) {
+            let entry = entry.map_err(|e| RootError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            if entry.path_is_symlink() {
+                return Err(RootError::Symlink(entry.path().to_path_buf()));
+            }
+        }
+        Ok(())
+    }
+
+    fn result_path(&self, key: &str) -> PathBuf {
+        // Keys are hex digests; anything else is not a key we made.
+        let safe: String = key.chars().filter(char::is_ascii_hexdigit).collect();
+        self.state_dir()
+            .join("results")
+            .join(format!("{safe}.json"))
+    }
+
+    /// The stored outcome for `key`, if any (an unreadable entry counts as
+    /// none, so the request is simply generated again).
+    pub fn load_result(&self, key: &str) -> Option<StoredResult> {
+        let text = std::fs::read_to_string(self.result_path(key)).ok()?;
+        let stored: StoredResult = serde_json::from_str(&text).ok()?;
+        (stored.key == key).then_some(stored)
+    }
+
+    /// Records an outcome atomically (temporary file, fsync, rename).
+    pub fn store_result(&self, stored: &StoredResult) -> Result<(), RootError> {
+        let path = self.result_path(&stored.key);
+        let dir = self.state_dir().join("results");
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io(&dir))?;
+        let text = serde_json::to_string_pretty(stored).unwrap_or_default();
+        tmp.write_all(text.as_bytes()).map_err(io(&path))?;
+        tmp.as_file().sync_all().map_err(io(&path))?;
+        tmp.persist(&path).map_err(|e| RootError::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        Ok(())
+    }
+
+    /// Takes the lock of node `name`, shared by every service process on
+    /// this root; blocks until it is free. Released when the guard drops or
+    /// the process dies.
+    pub fn lock_node(&self, name: &NodeName) -> Result<NodeLock, RootError> {
+        let path = self
+            .state_dir()
+            .join("locks")
+            .join(format!("{}.lock", name.as_str()));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        flock(&file, true).map_err(io(&path))?;
+        Ok(NodeLock { file })
+    }
+
+    /// Every path under the root that is not inside `<root>/<name>` for one
+    /// of `names` or the state folder (used by tests to prove nothing else
+    /// was written).
+    pub fn unexpected_entries(&self, names: &[&str]) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(&self.root) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().to_string();
+                if n != STATE_DIR && !names.contains(&n.as_str()) {
+                    out.push(e.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// An exclusive lock on one node's crate folder.
+#[derive(Debug)]
+pub struct NodeLock {
+    file: File,
+}
+
+impl Drop for NodeLock {
+    fn drop(&mut self) {
+        let _ = flock(&self.file, false);
+    }
+}
+
+#[cfg(unix)]
+fn flock(file: &File, lock: bool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let op = if lock { libc::LOCK_EX } else { libc::LOCK_UN };
+    loop {
+        // SAFETY: the descriptor is owned by `file`, which outlives the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn flock(_file: &File, _lock: bool) -> std::io::Result<()> {
+    // Without flock the service is safe with one process per root only.
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_round_trip_and_keys_are_sanitised() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = OutputRoot::open(tmp.path()).unwrap();
+        let key = "ab".repeat(32);
+        assert!(root.load_result(&key).is_none());
+        let r = StoredResult {
+            key: key.clone(),
+            outcome: "completed".into(),
+            payload: serde_json::json!({"n": 1}),
+        };
+        root.store_result(&r).unwrap();
+        assert_eq!(root.load_result(&key), Some(r));
+        // A key with path characters stays inside results/.
+        assert_eq!(
+            root.result_path("../../etc/passwd").parent().unwrap(),
+            root.state_dir().join("results")
+        );
+        assert!(root.unexpected_entries(&[]).is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinked_crate_folders_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = OutputRoot::open(&tmp.path().join("out")).unwrap();
+        let name = NodeName::parse("node_x").unwrap();
+        let dir = root.crate_dir(&name);
+        assert!(dir.starts_with(root.path()));
+        root.check_crate_dir(&dir).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &dir).unwrap();
+        assert!(matches!(
+            root.check_crate_dir(&dir),
+            Err(RootError::Symlink(_))
+        ));
+        std::fs::remove_file(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.join("src/generated")).unwrap();
+        assert!(matches!(
+            root.check_crate_dir(&dir),
+            Err(RootError::Symlink(_))
+        ));
+    }
+
+    #[test]
+    fn node_lock_is_exclusive_across_handles() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = OutputRoot::open(tmp.path()).unwrap();
+        let name = NodeName::parse("node_x").unwrap();
+        let guard = root.lock_node(&name).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r2 = root.clone();
+        let n2 = name.clone();
+        let t = std::thread::spawn(move || {
+            let _g = r2.lock_node(&n2).unwrap();
+            tx.send(()).unwrap();
+        });
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
+        drop(guard);
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        t.join().unwrap();
+    }
+}

@@ -1,0 +1,330 @@
+//! `onex-gen serve` on the in-memory bus: answers, idempotency, refusals,
+//! the dead-letter topic, health, and that nothing is written outside the
+//! output root. The real-broker end-to-end run is tests/serve_kafka.rs.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use onex_gen::request_cli::{Requester, Response};
+use onex_gen::serve::{self, BusChoice, GenerationRequest, RequestOptions, ServeConfig};
+use onex_runtime::bus::memory::InMemoryBus;
+use onex_runtime::bus::EventBus;
+use onex_runtime::config::{ConfigSource, RuntimeConfig};
+use onex_runtime::headers::Headers;
+use onex_runtime::{Envelope, EventSource};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const MINIMAL: &str = include_str!("../contracts/minimal_effect.yaml");
+const WAIT: Duration = Duration::from_secs(60);
+
+fn contract_named(name: &str) -> String {
+    MINIMAL.replace("name: node_echo_effect", &format!("name: {name}"))
+}
+
+fn req(contract: impl Into<String>) -> GenerationRequest {
+    GenerationRequest {
+        contract: contract.into(),
+        options: RequestOptions::default(),
+    }
+}
+
+struct Harness {
+    _tmp: tempfile::TempDir,
+    /// The folder around the root: nothing but `out/` may appear in it.
+    parent: PathBuf,
+    root: PathBuf,
+    bus: InMemoryBus,
+    running: serve::RunningService,
+    requester: Requester,
+}
+
+async fn harness(tweak: impl FnOnce(&mut ServeConfig, &Path)) -> Harness {
+    let tmp = tempfile::tempdir().unwrap();
+    let parent = tmp.path().canonicalize().unwrap();
+    let root = parent.join("out");
+    let mut cfg = ServeConfig::new(&root);
+    tweak(&mut cfg, &root);
+    let source = ConfigSource::from_pairs([("ONEX_HEALTH_ADDR", "127.0.0.1:0")]);
+    let runtime = RuntimeConfig::from_source(&source).unwrap();
+    let bus = InMemoryBus::default();
+    let shared: Arc<dyn EventBus> = Arc::new(bus.clone());
+    let running = serve::start(&cfg, runtime, &source, BusChoice::Given(shared.clone()))
+        .await
+        .unwrap();
+    let requester = Requester::new(shared, &cfg.topics, "test-requester")
+        .await
+        .unwrap();
+    Harness {
+        _tmp: tmp,
+        parent,
+        root,
+        bus,
+        running,
+        requester,
+    }
+}
+
+impl Harness {
+    async fn ask(&self, r: &GenerationRequest) -> Response {
+        self.requester.request(r, WAIT).await.unwrap()
+    }
+
+    fn assert_nothing_outside_root(&self) {
+        let entries: Vec<_> = std::fs::read_dir(&self.parent)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(entries, vec![std::ffi::OsString::from("out")]);
+    }
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_request_generates_once_and_a_repeat_is_replayed() {
+    let h = harness(|_, _| {}).await;
+    let r = req(MINIMAL);
+    let first = h.ask(&r).await;
+    assert!(first.completed, "{:#}", first.envelope.payload);
+    let p = &first.envelope.payload;
+    assert_eq!(p["node_name"], "node_echo_effect");
+    assert_eq!(p["crate_dir"], "node_echo_effect");
+    assert_eq!(p["idempotency_key"], r.idempotency_key());
+    assert_eq!(p["manifest_sha256"].as_str().unwrap().len(), 64);
+    assert!(p["files"].as_array().unwrap().len() > 10);
+    assert!(p["duration_ms"].is_u64());
+    // Correlation and causation.
+    assert_eq!(first.envelope.correlation_id, first.request.correlation_id);
+    assert_eq!(first.envelope.causation_id, Some(first.request.event_id));
+    assert_eq!(
+        first.envelope.event_type,
+        serve::COMPLETED_EVENT_TYPE.to_string()
+    );
+
+    let crate_dir = h.root.join("node_echo_effect");
+    assert!(crate_dir.join("Cargo.toml").is_file());
+    assert!(crate_dir.join(".onex-gen/manifest.json").is_file());
+    assert_eq!(
+        std::fs::read_to_string(crate_dir.join("contract.yaml")).unwrap(),
+        MINIMAL
+    );
+    let manifest = std::fs::read_to_string(crate_dir.join(".onex-gen/manifest.json")).unwrap();
+    assert_eq!(
+        p["manifest_sha256"],
+        onex_gen::manifest::sha256_hex(manifest.as_bytes())
+    );
+    // The crate is what `onex-gen check` expects: no drift.
+    let report = onex_gen::check::check(std::slice::from_ref(&crate_dir));
+    assert_eq!(report.exit_code(), 0, "{report:?}");
+
+    let mtime = std::fs::metadata(crate_dir.join("Cargo.toml"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let again = h.ask(&r).await;
+    assert!(again.completed);
+    assert_eq!(again.envelope.payload, first.envelope.payload);
+    assert_ne!(again.envelope.correlation_id, first.envelope.correlation_id);
+    assert_eq!(again.envelope.causation_id, Some(again.request.event_id));
+    assert_eq!(h.running.stats.generated.load(Ordering::Relaxed), 1);
+    assert_eq!(h.running.stats.replayed.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        std::fs::metadata(crate_dir.join("Cargo.toml"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime
+    );
+
+    // Different options are a different request.
+    let path_opt = GenerationRequest {
+        options: RequestOptions {
+            runtime: serve::RuntimeOption::Path,
+        },
+        ..r.clone()
+    };
+    let refused = h.ask(&path_opt).await;
+    assert!(!refused.completed);
+    assert_eq!(refused.envelope.payload["error_type"], "unsupported_option");
+
+    // Health and metrics come from the runtime's endpoint.
+    let health = http_get(h.running.health_addr, "/health").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(
+        health.contains("\"node_id\":\"onex_gen_serve\""),
+        "{health}"
+    );
+    let metrics = http_get(h.running.health_addr, "/metrics").await;
+    assert!(
+        metrics.contains("onex_gen_serve_requests_total{result=\"replayed\"} 1"),
+        "{metrics}"
+    );
+    h.assert_nothing_outside_root();
+    h.requester.close().await;
+    h.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_failed_events_or_dead_letters() {
+    let h = harness(|cfg, _| cfg.max_contract_bytes = 8 * 1024).await;
+
+    let invalid = h.ask(&req("name: node_bad\nnode_type: NOT_A_KIND\n")).await;
+    assert!(!invalid.completed);
+    let p = &invalid.envelope.payload;
+    assert_eq!(p["error_type"], "invalid_contract");
+    let diags = p["diagnostics"].as_array().unwrap();
+    assert!(!diags.is_empty());
+    assert!(diags
+        .iter()
+        .all(|d| d["file"] == "<request>/contract.yaml" && d["line"].as_u64() >= Some(1)));
+    assert_eq!(
+        invalid.envelope.causation_id,
+        Some(invalid.request.event_id)
+    );
+    // Invalid again: answered from the index.
+    let again = h.ask(&req("name: node_bad\nnode_type: NOT_A_KIND\n")).await;
+    assert_eq!(again.envelope.payload, invalid.envelope.payload);
+
+    let not_yaml = h.ask(&req("{ this is: [not yaml")).await;
+    assert_eq!(not_yaml.envelope.payload["error_type"], "invalid_contract");
+
+    let source = EventSource::default();
+    let ask_payload = |payload: Value| {
+        let env = Envelope::new(serve::REQUEST_EVENT_TYPE, payload, source.clone());
+        h.requester.request_envelope(env, WAIT)
+    };
+    let no_contract = ask_payload(json!({"options": {}})).await.unwrap();
+    assert_eq!(
+        no_contract.envelope.payload["error_type"],
+        "malformed_request"
+    );
+    let not_object = ask_payload(json!("contract")).await.unwrap();
+    assert_eq!(
+        not_object.envelope.payload["error_type"],
+        "malformed_request"
+    );
+    let big = ask_payload(json!({"contract": "#".repeat(9000)}))
+        .await
+        .unwrap();
+    assert_eq!(big.envelope.payload["error_type"], "too_large");
+    let sneaky = ask_payload(json!({"contract": MINIMAL, "options": {"out_dir": "/tmp"}}))
+        .await
+        .unwrap();
+    assert_eq!(sneaky.envelope.payload["error_type"], "malformed_request");
+
+    // Not JSON, and JSON that is not an envelope: dead letters.
+    h.bus
+        .publish(serve::REQUEST_TOPIC, None, b"not json", &Headers::default())
+        .await
+        .unwrap();
+    h.bus
+        .publish(
+            serve::REQUEST_TOPIC,
+            None,
+            b"{\"hello\":1}",
+            &Headers::default(),
+        )
+        .await
+        .unwrap();
+    let dlq = format!("{}.dlq", serve::REQUEST_TOPIC);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h.bus.history(1000, Some(&dlq)).len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no dead letters");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dl = h.bus.history(1000, Some(&dlq));
+    assert_eq!(dl[0].value, b"not json");
+    assert_eq!(
+        dl[0]
+            .headers
+            .extra
+            .get("dlq_error_type")
+            .map(String::as_str),
+        Some("decode_error")
+    );
+
+    // The service keeps working after all that.
+    let ok = h.ask(&req(contract_named("node_after_bad"))).await;
+    assert!(ok.completed, "{:#}", ok.envelope.payload);
+    let mut names: Vec<String> = std::fs::read_dir(&h.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".onex-serve", "node_after_bad"]);
+    h.assert_nothing_outside_root();
+    h.requester.close().await;
+    h.running.shutdown().await;
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_written_outside_the_root() {
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().to_path_buf();
+    let h = harness(|_, root| {
+        std::fs::create_dir_all(root).unwrap();
+        // A crate folder that is a symlink to a folder outside the root.
+        std::os::unix::fs::symlink(&target, root.join("node_evil")).unwrap();
+        // A crate folder with a symlink inside it.
+        std::fs::create_dir_all(root.join("node_sneaky/src")).unwrap();
+        std::os::unix::fs::symlink(&target, root.join("node_sneaky/src/generated")).unwrap();
+    })
+    .await;
+
+    for name in ["node_evil", "node_sneaky"] {
+        let r = h.ask(&req(contract_named(name))).await;
+        assert!(!r.completed, "{name}");
+        assert_eq!(r.envelope.payload["error_type"], "unsafe_path", "{name}");
+    }
+    // Names that try to leave the root either are refused or are
+    // normalised into a plain node name: the crate lands directly in the root.
+    let mut made = Vec::new();
+    for name in ["../x", "/tmp/x", "..", "a/../../b", "node_y/../../z", "./"] {
+        let r = h.ask(&req(contract_named(&format!("'{name}'")))).await;
+        let p = &r.envelope.payload;
+        if r.completed {
+            let dir = p["crate_dir"].as_str().unwrap().to_string();
+            onex_gen::contract::NodeName::parse(&dir).unwrap();
+            assert!(h.root.join(&dir).join("Cargo.toml").is_file(), "{name}");
+            made.push(dir);
+        } else {
+            assert_eq!(p["error_type"], "invalid_contract", "{name}");
+            let codes: Vec<&str> = p["diagnostics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|d| d["code"].as_str())
+                .collect();
+            assert!(codes.contains(&"E-NAME"), "{name}: {codes:?}");
+        }
+    }
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+    let mut names: Vec<String> = std::fs::read_dir(&h.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    made.extend([
+        ".onex-serve".to_string(),
+        "node_evil".into(),
+        "node_sneaky".into(),
+    ]);
+    made.sort();
+    made.dedup();
+    assert_eq!(names, made);
+    h.assert_nothing_outside_root();
+    h.requester.close().await;
+    h.running.shutdown().await;
+}
