@@ -6,6 +6,7 @@ dead letters and committed offsets, and starts and stops the node binary (by
 its PID only).
 """
 
+import atexit
 import json
 import os
 import re
@@ -234,6 +235,18 @@ def dead_letter_of(correlation_id):
     return lambda r: headers_dict(r).get("correlation_id") == cid
 
 
+_STARTED = []
+
+
+@atexit.register
+def _stop_leftovers():
+    """Nodes still running when the tests end (an aborted run): SIGKILL by PID."""
+    for node in _STARTED:
+        if node.proc.poll() is None:
+            os.kill(node.pid, signal.SIGKILL)
+            node.proc.wait(timeout=10)
+
+
 class NodeProcess:
     """A node binary started by the test; stopped only through its own PID."""
 
@@ -251,6 +264,7 @@ class NodeProcess:
             stderr=subprocess.PIPE,
         )
         self.pid = self.proc.pid
+        _STARTED.append(self)
         self._thread = threading.Thread(target=self._drain, daemon=True)
         self._thread.start()
 

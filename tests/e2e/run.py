@@ -6,6 +6,7 @@ Exit status 0 only when every test passed (and at least one ran).
 """
 
 import os
+import signal
 import sys
 import unittest
 
@@ -14,7 +15,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_nodes  # noqa: E402
 
 
+def _terminated(signum, _frame):
+    # Unwind normally so the nodes this run started are stopped (atexit).
+    raise SystemExit(128 + signum)
+
+
 def main(argv):
+    signal.signal(signal.SIGTERM, _terminated)
     kinds = argv or list(test_nodes.KINDS)
     unknown = [k for k in kinds if k not in test_nodes.KINDS]
     if unknown:
@@ -22,10 +29,27 @@ def main(argv):
         print("0 passed, 1 failed")
         return 2
     loader = unittest.TestLoader()
-    suite = unittest.TestSuite(loader.loadTestsFromTestCase(test_nodes.KINDS[k]) for k in kinds)
+    classes = [test_nodes.KINDS[k] for k in kinds]
+    suite = unittest.TestSuite(loader.loadTestsFromTestCase(c) for c in classes)
+    ids = {c.__name__: [t.id() for t in loader.loadTestsFromTestCase(c)] for c in classes}
     result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    passed = result.testsRun - failed - len(result.skipped)
+    all_ids = {i for group in ids.values() for i in group}
+    failed_ids = set()
+    problems = result.failures + result.errors + [(t, None) for t in result.unexpectedSuccesses]
+    for test, _ in problems:
+        if test.id() in all_ids:
+            failed_ids.add(test.id())
+            continue
+        # A class-level error, e.g. "setUpClass (test_nodes.EffectNode)":
+        # every test of that class counts as failed.
+        owners = [name for name in ids if f".{name})" in str(test)]
+        for name in owners:
+            failed_ids.update(ids[name])
+        if not owners:
+            failed_ids.add(test.id())
+    total = sum(len(group) for group in ids.values())
+    failed = len(failed_ids)
+    passed = max(0, total - failed - len(result.skipped))
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 and passed > 0 else 1
 
