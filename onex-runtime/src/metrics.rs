@@ -1,7 +1,9 @@
 //! Counters and the publish latency histogram, rendered as Prometheus text.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the publish latency histogram buckets.
@@ -26,8 +28,8 @@ pub struct Metrics {
     pub dead_lettered: AtomicU64,
     /// Duplicate messages skipped.
     pub duplicates_skipped: AtomicU64,
-    /// Consumer lag summed over assigned partitions (-1 = unknown).
-    pub consumer_lag: AtomicI64,
+    /// Consumer lag per consumed topic, where the backend reports it.
+    consumer_lag: Mutex<BTreeMap<String, i64>>,
     latency_buckets: [AtomicU64; 13],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -39,11 +41,17 @@ pub fn inc(counter: &AtomicU64) {
 }
 
 impl Metrics {
-    /// A fresh set with consumer lag unknown.
+    /// A fresh set.
     pub fn new() -> Self {
-        let m = Metrics::default();
-        m.consumer_lag.store(-1, Ordering::Relaxed);
-        m
+        Metrics::default()
+    }
+
+    /// Records the consumer lag of `topic` (messages behind the high watermark).
+    pub fn set_consumer_lag(&self, topic: &str, lag: i64) {
+        self.consumer_lag
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.to_string(), lag);
     }
 
     /// Records one publish latency.
@@ -118,14 +126,23 @@ impl Metrics {
             out,
             "onex_circuit_breaker_state{{node=\"{node}\"}} {breaker_state}"
         );
-        let lag = self.consumer_lag.load(Ordering::Relaxed);
-        if lag >= 0 {
+        let lags = self
+            .consumer_lag
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !lags.is_empty() {
             let _ = writeln!(
                 out,
                 "# HELP onex_consumer_lag Messages behind the high watermark."
             );
             let _ = writeln!(out, "# TYPE onex_consumer_lag gauge");
-            let _ = writeln!(out, "onex_consumer_lag{{node=\"{node}\"}} {lag}");
+            for (topic, lag) in lags {
+                let _ = writeln!(
+                    out,
+                    "onex_consumer_lag{{node=\"{node}\",topic=\"{topic}\"}} {lag}"
+                );
+            }
         }
         let _ = writeln!(out, "# HELP onex_publish_latency_seconds Publish latency.");
         let _ = writeln!(out, "# TYPE onex_publish_latency_seconds histogram");
@@ -175,5 +192,9 @@ mod tests {
         assert!(text.contains("le=\"10\"} 1"));
         assert!(text.contains("le=\"+Inf\"} 2"));
         assert!(!text.contains("onex_consumer_lag"));
+        m.set_consumer_lag("t", 7);
+        assert!(m
+            .render("n", 0, 0)
+            .contains("onex_consumer_lag{node=\"n\",topic=\"t\"} 7"));
     }
 }

@@ -40,6 +40,7 @@ macro_rules! conformance {
 
 conformance!(
     publish_subscribe_roundtrip,
+    batch_publish_keeps_order,
     many_topics_without_cross_talk,
     redelivery_after_failed_handler,
     no_loss_across_close_and_reopen,

@@ -112,6 +112,7 @@ macro_rules! conformance {
 // window); it runs on the in-memory bus and the real broker.
 conformance!(
     publish_subscribe_roundtrip,
+    batch_publish_keeps_order,
     redelivery_after_failed_handler,
     every_group_gets_everything,
     per_key_ordering,

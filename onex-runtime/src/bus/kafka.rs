@@ -12,7 +12,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -23,19 +23,19 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Message};
 use tokio::sync::watch;
 
 use super::{
     deliver_until_acked, resilient_publish, AttemptError, BusBackend, BusError, BusHealth,
-    BusMessage, EventBus, MessageHandler, PublishReceipt, Subscription, TaskGroup,
+    BusMessage, EventBus, MessageHandler, OutgoingMessage, PublishReceipt, Subscription, TaskGroup,
 };
 use crate::breaker::CircuitBreaker;
 use crate::config::KafkaSettings;
 use crate::headers::Headers;
-use crate::metrics::Metrics;
+use crate::metrics::{inc, Metrics};
 use crate::topic::validate_topic_name;
 
 /// Errors that retrying cannot fix. They are returned at once and do not
@@ -117,7 +117,8 @@ pub fn consumer_config(s: &KafkaSettings, group: &str) -> ClientConfig {
         .set("enable.auto.commit", s.enable_auto_commit.to_string())
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", s.auto_offset_reset.as_str())
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "5000");
     c
 }
 
@@ -125,12 +126,26 @@ fn connection_error(e: KafkaError) -> BusError {
     BusError::Connection(e.to_string())
 }
 
-/// Consumer context that reports when partitions are assigned.
+/// Consumer context that reports when partitions are assigned, and the
+/// consumer lag from librdkafka's statistics.
 struct AssignmentContext {
     assigned: watch::Sender<bool>,
+    metrics: Arc<Metrics>,
 }
 
-impl ClientContext for AssignmentContext {}
+impl ClientContext for AssignmentContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (name, topic) in &statistics.topics {
+            let lag: i64 = topic
+                .partitions
+                .values()
+                .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+                .map(|p| p.consumer_lag)
+                .sum();
+            self.metrics.set_consumer_lag(name, lag);
+        }
+    }
+}
 
 impl ConsumerContext for AssignmentContext {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -421,6 +436,55 @@ impl EventBus for KafkaBus {
         .await
     }
 
+    /// Enqueues every first attempt in order (so per-key order holds) and
+    /// then awaits the deliveries together; a message whose first attempt
+    /// fails goes through the full publish path (retries, breaker).
+    async fn publish_batch(
+        &self,
+        messages: &[OutgoingMessage],
+    ) -> Vec<Result<PublishReceipt, BusError>> {
+        let pipelined = !self.inner.closed.load(Ordering::SeqCst)
+            && self.inner.breaker.state() == crate::breaker::CircuitState::Closed;
+        let started = Instant::now();
+        let pending: Vec<Option<DeliveryFuture>> = messages
+            .iter()
+            .map(|m| {
+                if !pipelined || validate_topic_name(&m.topic).is_err() {
+                    return None;
+                }
+                let mut record = FutureRecord::<[u8], [u8]>::to(&m.topic)
+                    .payload(&m.value)
+                    .headers(to_owned_headers(&m.headers));
+                if let Some(k) = &m.key {
+                    record = record.key(k);
+                }
+                self.inner.producer.send_result(record).ok()
+            })
+            .collect();
+        let mut out = Vec::with_capacity(messages.len());
+        for (m, p) in messages.iter().zip(pending) {
+            if let Some(delivery) = p {
+                if let Ok(Ok(d)) = delivery.await {
+                    self.inner.breaker.record_success();
+                    inc(&self.inner.metrics.published);
+                    self.inner
+                        .metrics
+                        .observe_publish_latency(started.elapsed());
+                    out.push(Ok(PublishReceipt {
+                        partition: d.partition,
+                        offset: d.offset,
+                    }));
+                    continue;
+                }
+            }
+            out.push(
+                self.publish(&m.topic, m.key.as_deref(), &m.value, &m.headers)
+                    .await,
+            );
+        }
+        out
+    }
+
     async fn subscribe(
         &self,
         topic: &str,
@@ -437,6 +501,7 @@ impl EventBus for KafkaBus {
             consumer_config(&self.inner.settings, group)
                 .create_with_context(AssignmentContext {
                     assigned: assigned_tx,
+                    metrics: self.inner.metrics.clone(),
                 })
                 .map_err(connection_error)?;
         consumer.subscribe(&[topic]).map_err(connection_error)?;

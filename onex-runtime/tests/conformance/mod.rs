@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Nack, Subscription};
+use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Nack, OutgoingMessage, Subscription};
 use onex_runtime::config::{ConfigSource, RuntimeConfig};
 use onex_runtime::headers::{Headers, Priority};
 use onex_runtime::introspection::{INTROSPECTION_REQUEST_TOPIC, INTROSPECTION_TOPIC};
@@ -545,4 +545,28 @@ pub async fn retries_run_out_then_dead_letter(b: &dyn Backend) {
     assert!(started.elapsed() >= Duration::from_millis(70));
     service.shutdown().await;
     dsub.unsubscribe().await;
+}
+
+/// A batch arrives complete and in order.
+pub async fn batch_publish_keeps_order(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let t = topics(b, &bus, &["batch"]).await;
+    let (sub, mut rx) = collect(&bus, &t[0], &group()).await;
+    let batch: Vec<OutgoingMessage> = (0..50)
+        .map(|i| OutgoingMessage {
+            topic: t[0].clone(),
+            key: Some(b"same".to_vec()),
+            value: format!("{i}").into_bytes(),
+            headers: Headers::default(),
+        })
+        .collect();
+    let results = bus.publish_batch(&batch).await;
+    assert_eq!(results.len(), 50);
+    assert!(results.iter().all(Result::is_ok));
+    let got = recv_n(&mut rx, 50, b.patience()).await;
+    let values: Vec<Vec<u8>> = got.into_iter().map(|m| m.value).collect();
+    let sent: Vec<Vec<u8>> = batch.into_iter().map(|m| m.value).collect();
+    assert_eq!(values, sent);
+    sub.unsubscribe().await;
+    bus.close().await.unwrap();
 }
