@@ -47,6 +47,12 @@ enum Command {
     Diff(DiffArgs),
     /// Publish, consume and inspect ONEX events on the bus.
     Bus(onex_gen::bus_cli::BusArgs),
+    /// Generate nodes from requests on the bus until stopped (SIGINT/SIGTERM).
+    Serve(onex_gen::serve::ServeArgs),
+    /// Ask a running `serve` to generate CONTRACT and wait for the answer.
+    Request(onex_gen::request_cli::RequestArgs),
+    /// Keep a catalog of live nodes from their introspection events, served as JSON over HTTP.
+    Registry(onex_gen::registry::RegistryArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -130,6 +136,9 @@ fn main() -> ExitCode {
         Command::Check(a) => run_check(a),
         Command::Diff(a) => run_diff(a),
         Command::Bus(a) => onex_gen::bus_cli::run(a).map(|code| u8::try_from(code).unwrap_or(2)),
+        Command::Serve(a) => onex_gen::serve::run_cli(a),
+        Command::Request(a) => onex_gen::request_cli::run_cli(a),
+        Command::Registry(a) => onex_gen::registry::run_cli(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
