@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End to end: generate the four minimal contracts (contracts/minimal_*.yaml)
-# with the vendored runtime, build each node crate, and run tests/e2e against
-# a real Kafka-protocol broker with kafka-python as the outside client.
+# with the vendored runtime, put the test's user code
+# (tests/e2e/handlers/<kind>.rs) in place of each crate's src/handlers.rs,
+# build each node crate, and run tests/e2e against a real Kafka-protocol
+# broker with kafka-python as the outside client.
 #
 #   scripts/e2e.sh [effect|compute|reducer|orchestrator ...]   (default: all four)
 #
@@ -88,6 +90,8 @@ for k in "${kinds[@]}"; do
   "$gen" new "contracts/minimal_$k.yaml" -o "$out" >&2 || setup_failed "onex-gen new contracts/minimal_$k.yaml"
   crate="$(find "$out" -mindepth 1 -maxdepth 1 -type d | head -1)"
   [[ -n "$crate" && -f "$crate/Cargo.toml" ]] || setup_failed "no crate generated for $k"
+  # The test's own user code replaces the starting handlers, as a user would.
+  cp "tests/e2e/handlers/$k.rs" "$crate/src/handlers.rs" || setup_failed "copying tests/e2e/handlers/$k.rs"
   bin="$(sed -n 's/^name = "\(.*\)"/\1/p' "$crate/Cargo.toml" | head -1)"
   rm -f "$target/debug/$bin"
   (cd "$crate" && CARGO_TARGET_DIR="$target" cargo build --quiet) >&2 || setup_failed "cargo build of $crate"

@@ -326,6 +326,11 @@ def get_json(url, timeout=5):
         return resp.status, json.loads(resp.read().decode())
 
 
+def get_text(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.read().decode()
+
+
 def wait_health(url, predicate, what, timeout=WAIT):
     deadline = time.monotonic() + timeout
     last = None

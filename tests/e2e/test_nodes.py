@@ -18,6 +18,12 @@ Per node kind, in order (the tests of one class share one node's history):
     says so;
  8. `--introspect` prints the introspection document and exits without
     opening a connection to the bus.
+Besides: introspection heartbeats and answers to introspection requests,
+/health and /metrics of a node on Kafka, and per kind the behaviour of user
+code (tests/e2e/handlers/<kind>.rs, copied over the generated
+src/handlers.rs by scripts/e2e.sh): the contract's environment variable and
+retry policy (effect), a real result (compute), a guard (reducer), a failing
+step that stops the workflow (orchestrator).
 
 Environment: ONEX_TEST_KAFKA (bootstrap HOST:PORT), ONEX_E2E_BIN_DIR (folder
 of the built node binaries), optionally ONEX_E2E_LOG_DIR (node logs).
@@ -25,6 +31,7 @@ of the built node binaries), optionally ONEX_E2E_LOG_DIR (node logs).
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -39,6 +46,7 @@ from onex_e2e import (
     bin_dir,
     bootstrap,
     closed_port,
+    get_text,
     correlated,
     dead_letter_of,
     decode,
@@ -59,6 +67,7 @@ class NodeE2E:
     PUBLISH = []
     DLQ = ""
     ENV_VARS = []  # contract environment variables
+    EXTRA_ENV = {}  # set for every start of this node
 
     # -- kind-specific parts -------------------------------------------------
 
@@ -107,8 +116,10 @@ class NodeE2E:
             "ONEX_HEALTH_PORT": "0",
             "ONEX_INSTANCE_ID": instance,
             "ONEX_BUS_CONNECT_TIMEOUT_SECONDS": "10",
+            "ONEX_HEARTBEAT_INTERVAL_SECONDS": "1",
             "RUST_LOG": "info",
             "NO_COLOR": "1",
+            **cls.EXTRA_ENV,
         }
         env.update(extra_env or {})
         log = os.path.join(cls.log_dir, f"{cls.NODE}.log") if cls.log_dir else None
@@ -129,10 +140,12 @@ class NodeE2E:
             cls.readers[key] = cls.client.reader(*topics)
         return cls.readers[key]
 
-    def introspection_of(self, node, reason):
+    def introspection_of(self, node, reason, correlation_id=None):
         def match(r):
             env = decode(r)
             if not isinstance(env, dict) or env.get("event_type") != "node-introspection":
+                return False
+            if correlation_id is not None and env.get("correlation_id") != correlation_id:
                 return False
             p = env.get("payload") or {}
             meta = (p.get("capabilities") or {}).get("metadata") or {}
@@ -157,14 +170,14 @@ class NodeE2E:
         return self.reader(self.DLQ).wait_for(dead_letter_of(correlation_id),
                                               f"dead letter with correlation id {correlation_id}")
 
-    def check_dead_letter(self, record, raw, correlation_id, error_type, reason_text):
+    def check_dead_letter(self, record, raw, correlation_id, error_type, reason_text, retries=0):
         h = headers_dict(record)
         self.assertEqual(record.value, raw, "the dead letter is the original record, byte for byte")
         self.assertEqual(h.get("correlation_id"), str(correlation_id))
         self.assertEqual(h.get("dlq_error_type"), error_type, h)
         self.assertIn(reason_text, h.get("dlq_reason", ""), h)
-        self.assertEqual(h.get("dlq_retry_count"), "0", h)
-        self.assertEqual(h.get("retry_count"), "0", h)
+        self.assertEqual(h.get("dlq_retry_count"), str(retries), h)
+        self.assertEqual(h.get("retry_count"), str(retries), h)
         self.assertEqual(h.get("dlq_original_topic"), self.SUBSCRIBE)
         self.assertEqual(h.get("dlq_consumer_group"), self.GROUP)
         self.assertEqual(h.get("dlq_node"), self.NODE)
@@ -190,6 +203,24 @@ class NodeE2E:
         # The node created every topic it uses (the broker does not auto-create).
         for topic in [self.SUBSCRIBE, self.DLQ, *self.PUBLISH]:
             self.assertTrue(self.client.topic_exists(topic), f"{topic} was not created")
+
+    def test_1a_heartbeat_request_and_health(self):
+        node = self.first
+        self.wait_started(node)
+        beat = self.introspection_of(node, "heartbeat")
+        self.assertEqual(beat["payload"]["current_state"], "running")
+        # An introspection request is answered with the request's correlation id.
+        ask = envelope("platform.request-introspection", {})
+        self.client.send_envelope("onex.cmd.platform.request-introspection.v1", ask)
+        # (Requests younger than a minute are answered by nodes starting later
+        # too, so the answer is told apart by its correlation id.)
+        answer = self.introspection_of(node, "request", ask["correlation_id"])
+        self.assertEqual(answer["payload"]["correlation_id"], ask["correlation_id"])
+        status, doc = wait_health(node.health_url(), lambda s, d: True, "a health document")
+        self.assertEqual(status, 200)
+        self.assertEqual((doc["status"], doc["bus"], doc["degraded"], doc["state"]),
+                         ("healthy", "kafka", False, "running"), doc)
+        self.assertEqual(doc["instance_id"], node.instance)
 
     def test_2_input_to_output(self):
         self.wait_started(self.first)
@@ -226,6 +257,10 @@ class NodeE2E:
     def test_5_sigterm_exits_0_with_offsets_committed(self):
         node = self.first
         self.wait_started(node)
+        metrics = get_text(node.health_url("/metrics"))
+        m = re.search(r'^onex_events_dead_lettered_total\{node="%s"\} (\d+)$' % self.NODE, metrics, re.M)
+        self.assertIsNotNone(m, metrics)
+        self.assertEqual(int(m.group(1)), len(self.state["dead"]), "dead letters counted by /metrics")
         started = time.monotonic()
         code = node.terminate(timeout=10)
         elapsed = time.monotonic() - started
@@ -324,6 +359,7 @@ class EffectNode(NodeE2E, unittest.TestCase):
     PUBLISH = ["onex.evt.demo.echo-completed.v1"]
     DLQ = "onex.dlq.demo.echo.v1"
     ENV_VARS = ["ECHO_PREFIX"]
+    EXTRA_ENV = {"ECHO_PREFIX": "e2e:"}
 
     def send_input(self):
         env = envelope("demo.echo-requested", {"message": "hello", "repeat": 2})
@@ -333,13 +369,24 @@ class EffectNode(NodeE2E, unittest.TestCase):
     def check_outputs(self, env, outputs):
         (out,) = outputs
         self.assertEqual(out["event_type"], "node-echo-effect.echo.completed")
-        self.assertEqual(sorted(out["payload"]), ["message"], out["payload"])
-        self.assertIsInstance(out["payload"]["message"], str)
+        # ECHO_PREFIX reached the user's handler; repeat=2 was decoded.
+        self.assertEqual(out["payload"], {"message": "e2e:hello e2e:hello"})
 
     def send_bad_payload(self):
         env = envelope("demo.echo-requested", {"repeat": "twice"})
         raw = self.client.send_envelope(self.SUBSCRIBE, env)
         return env, env["correlation_id"], raw, "invalid_input", "EchoInput"
+
+    def test_4a_retriable_failure_retried_then_dead_lettered(self):
+        self.wait_started(self.first)
+        env = envelope("demo.echo-requested", {"message": "unavailable"})
+        raw = self.client.send_envelope(self.SUBSCRIBE, env)
+        record = self.dead_letter(env["correlation_id"])
+        # retry_policy.max_retries: 2 from the contract.
+        self.check_dead_letter(record, raw, env["correlation_id"], "retriable",
+                               "echo backend unavailable (attempt 2)", retries=2)
+        self.state["dead"].append(env["correlation_id"])
+        self.first.wait_line(r"handler failed; retrying.*attempt=2")
 
 
 class ComputeNode(NodeE2E, unittest.TestCase):
@@ -358,8 +405,8 @@ class ComputeNode(NodeE2E, unittest.TestCase):
     def check_outputs(self, env, outputs):
         (out,) = outputs
         self.assertEqual(out["event_type"], "node-word-count-compute.compute.completed")
-        self.assertIsInstance(out["payload"]["words"], int, out["payload"])
-        self.assertLessEqual(set(out["payload"]), {"words", "longest"}, out["payload"])
+        # "one two three" with min_length 2: the user's compute function ran.
+        self.assertEqual(out["payload"], {"words": 3, "longest": "three"})
 
     def send_bad_payload(self):
         env = envelope("demo.word-count-requested", {"text": 42})
@@ -415,6 +462,15 @@ class ReducerNode(NodeE2E, unittest.TestCase):
         raw = self.client.send_envelope(self.SUBSCRIBE, env, key=order)
         return env, env["correlation_id"], raw, "invalid_input", "order_shipped"
 
+    def test_4a_guard_rejection_to_dlq(self):
+        self.wait_started(self.first)
+        order = f"order-{uuid.uuid4()}"
+        env = envelope("demo.order.payment_captured", {"aggregate_id": order, "amount": 0})
+        raw = self.client.send_envelope(self.SUBSCRIBE, env, key=order)
+        record = self.dead_letter(env["correlation_id"])
+        self.check_dead_letter(record, raw, env["correlation_id"], "invalid_input", "amount_positive")
+        self.state["dead"].append(env["correlation_id"])
+
 
 class OrchestratorNode(NodeE2E, unittest.TestCase):
     NODE = "node_order_fulfilment_orchestrator"
@@ -455,6 +511,25 @@ class OrchestratorNode(NodeE2E, unittest.TestCase):
         raw = json.dumps({"order_id": "o-1", "hello": "world"}).encode()
         self.client.send_raw(self.SUBSCRIBE, raw, [("correlation_id", cid.encode())])
         return None, cid, raw, "decode_error", "not an ONEX envelope"
+
+    def test_4a_failing_step_stops_the_workflow(self):
+        self.wait_started(self.first)
+        env = envelope("demo.fulfil-order", {"order_id": "o-declined", "card": "declined"})
+        self.client.send_envelope(self.SUBSCRIBE, env)
+        outputs = self.outputs_of(env["correlation_id"], 2)
+        for out in outputs:
+            self.assertEqual(out["causation_id"], env["event_id"])
+        step, failed = outputs
+        self.assertEqual(step["payload"]["step"], "reserve_stock")
+        self.assertEqual(failed["event_type"], "node-order-fulfilment-orchestrator.workflow-failed")
+        self.assertEqual(failed["payload"]["status"], "failed")
+        self.assertEqual(failed["payload"]["failed_step"], "charge_customer")
+        self.assertEqual(failed["payload"]["completed_steps"], ["reserve_stock"])
+        self.assertIn("card declined", failed["payload"]["error"])
+        # Shipping never ran: nothing more for this workflow run.
+        published = [r for r in self.reader(*self.PUBLISH).drain() if correlated(env["correlation_id"])(r)]
+        self.assertEqual(len(published), 2)
+        self.state["handled"].append((env["correlation_id"], 2))
 
 
 KINDS = {
