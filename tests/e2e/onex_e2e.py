@@ -97,8 +97,8 @@ def decode(record):
 class Client:
     """One producer and short-lived consumers against the broker."""
 
-    def __init__(self):
-        self.servers = bootstrap()
+    def __init__(self, servers=None):
+        self.servers = servers or bootstrap()
         self.producer = KafkaProducer(bootstrap_servers=self.servers, acks="all", linger_ms=0)
 
     def close(self):
@@ -250,11 +250,14 @@ def _stop_leftovers():
 class NodeProcess:
     """A node binary started by the test; stopped only through its own PID."""
 
-    def __init__(self, binary, env, args=(), log_path=None):
+    def __init__(self, binary, env, args=(), log_path=None, inherit_env=True):
         self.binary = binary
         self.lines = []
         self.log_path = log_path
-        full_env = dict(os.environ)
+        if inherit_env:
+            full_env = dict(os.environ)
+        else:
+            full_env = {k: os.environ[k] for k in ("PATH", "HOME", "TMPDIR") if k in os.environ}
         full_env.update(env)
         self.proc = subprocess.Popen(
             [binary, *args],
@@ -324,6 +327,54 @@ class NodeProcess:
 def get_json(url, timeout=5):
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return resp.status, json.loads(resp.read().decode())
+
+
+def tansu_binary():
+    """The tansu broker binary, or None: $TANSU_BIN, then the usual install places."""
+    for candidate in (
+        os.environ.get("TANSU_BIN", ""),
+        "/work/tools/tansu-0.6.0/bin/tansu",
+        os.path.expanduser("~/.cache/onex-gen/tansu-0.6.0/bin/tansu"),
+    ):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+class Broker:
+    """A tansu broker of the test's own on a given loopback port, in memory."""
+
+    def __init__(self, binary, port, workdir):
+        os.makedirs(workdir, exist_ok=True)
+        url = f"tcp://127.0.0.1:{port}"
+        self.address = f"127.0.0.1:{port}"
+        self.log = open(os.path.join(workdir, "broker.log"), "wb")
+        self.proc = subprocess.Popen(
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            cwd=workdir, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise AssertionError(f"tansu did not start on port {port}")
+                time.sleep(0.1)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.log.close()
 
 
 def get_text(url, timeout=5):

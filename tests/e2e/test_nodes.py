@@ -53,6 +53,8 @@ from onex_e2e import (
     envelope,
     headers_dict,
     parse_rfc3339,
+    tansu_binary,
+    Broker,
     wait_health,
 )
 
@@ -351,6 +353,48 @@ class NodeE2E:
         self.assertIn("KAFKA_BOOTSTRAP_SERVERS", bus_vars)
 
 
+    def test_9a_skip_event_bus_runs_on_the_in_memory_bus(self):
+        trap = socket.socket()
+        trap.bind(("127.0.0.1", 0))
+        trap.listen(8)
+        trap.setblocking(False)
+        try:
+            node = self.start_node({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:%d" % trap.getsockname()[1]},
+                                   args=("--skip-event-bus",))
+            status, doc = wait_health(node.health_url(), lambda s, d: d.get("state") != "starting",
+                                      "a started node")
+            # On purpose, so not degraded.
+            self.assertEqual((status, doc["status"], doc["bus"], doc["degraded"], doc["state"]),
+                             (200, "healthy", "in_memory", False, "running"), doc)
+            code = node.terminate(timeout=10)
+            self.assertEqual(code, 0, node.tail())
+            with self.assertRaises(BlockingIOError, msg="--skip-event-bus connected to Kafka"):
+                trap.accept()[0].close()
+        finally:
+            trap.close()
+
+    def test_9b_config_file(self):
+        instance = f"e2e-config-{uuid.uuid4()}"
+        path = os.path.join(self.log_dir or "/tmp", f"{self.NODE}-{instance}.env")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("# settings for the e2e run\n"
+                    f"KAFKA_BOOTSTRAP_SERVERS={bootstrap()}\n"
+                    f"ONEX_INSTANCE_ID={instance}\n"
+                    "ONEX_HEALTH_ADDR=127.0.0.1:0\n"
+                    + "".join(f"{k}={v}\n" for k, v in self.EXTRA_ENV.items()))
+        try:
+            node = NodeProcess(self.binary(), {"NO_COLOR": "1", "RUST_LOG": "info"},
+                               ("--config", path), inherit_env=False)
+            self.nodes.append(node)
+            node.instance = instance
+            hello = self.wait_started(node)
+            self.assertEqual(hello["payload"]["node_name"], self.NODE)
+            code = node.terminate(timeout=10)
+            self.assertEqual(code, 0, node.tail())
+        finally:
+            os.remove(path)
+
+
 class EffectNode(NodeE2E, unittest.TestCase):
     NODE = "node_echo_effect"
     KIND = "effect"
@@ -387,6 +431,48 @@ class EffectNode(NodeE2E, unittest.TestCase):
                                "echo backend unavailable (attempt 2)", retries=2)
         self.state["dead"].append(env["correlation_id"])
         self.first.wait_line(r"handler failed; retrying.*attempt=2")
+
+
+    def test_7a_degraded_node_moves_to_a_broker_that_appears(self):
+        tansu = tansu_binary()
+        if tansu is None:
+            self.skipTest("no tansu binary (set TANSU_BIN)")
+        port = closed_port()
+        node = self.start_node({
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+            "ONEX_BUS_CONNECT_TIMEOUT_SECONDS": "1",
+            "ONEX_BUS_RECONNECT_INTERVAL_SECONDS": "1",
+        })
+        url = node.health_url()
+        wait_health(url, lambda s, d: d.get("degraded") is True, "degraded")
+        workdir = os.path.join(os.environ.get("ONEX_E2E_LOG_DIR") or "/tmp", f"late-broker-{port}")
+        broker = Broker(tansu, port, workdir)
+        client = None
+        try:
+            status, doc = wait_health(url, lambda s, d: d.get("bus") == "kafka", "the Kafka bus", timeout=60)
+            self.assertEqual((status, doc["status"], doc["degraded"], doc["state"]),
+                             (200, "healthy", False, "running"), doc)
+            client = Client(broker.address)
+            # On the new broker: a start-up introspection event, and input is handled.
+            intro = client.reader(INTROSPECTION_TOPIC)
+            hello = intro.wait_for(
+                lambda r: (decode(r) or {}).get("payload", {}).get("capabilities", {})
+                .get("metadata", {}).get("instance_id") == node.instance,
+                "introspection of the reconnected node")
+            self.assertEqual(decode(hello)["payload"]["reason"], "startup")
+            env = envelope("demo.echo-requested", {"message": "late"})
+            client.send_envelope(self.SUBSCRIBE, env)
+            out = client.reader(*self.PUBLISH).wait_for(correlated(env["correlation_id"]), "output")
+            self.assertEqual(decode(out)["payload"], {"message": "e2e:late"})
+            intro.close()
+            code = node.terminate(timeout=10)
+            self.assertEqual(code, 0, node.tail())
+        finally:
+            if client is not None:
+                client.close()
+            if node.proc.poll() is None:
+                node.terminate(timeout=10)
+            broker.stop()
 
 
 class ComputeNode(NodeE2E, unittest.TestCase):
