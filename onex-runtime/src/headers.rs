@@ -156,7 +156,10 @@ pub struct Headers {
 
 impl Headers {
     /// Encodes every present field as a `(name, value)` pair, known fields
-    /// first in declaration order, then `extra` in name order.
+    /// first in declaration order, then `extra` in name order. An `extra`
+    /// entry named like a known field that is present is left out, so a
+    /// header never goes on the wire twice (extras can carry known names when
+    /// a record's headers could not be decoded and were kept verbatim).
     pub fn to_pairs(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         let mut put = |name: &str, value: Option<String>| {
@@ -184,8 +187,11 @@ impl Headers {
         put(names::RETRY_COUNT, self.retry_count.map(|n| n.to_string()));
         put(names::MAX_RETRIES, self.max_retries.map(|n| n.to_string()));
         put(names::TTL_SECONDS, self.ttl_seconds.map(|n| n.to_string()));
+        let known = out.len();
         for (k, v) in &self.extra {
-            out.push((k.clone(), v.clone()));
+            if !out[..known].iter().any(|(name, _)| name == k) {
+                out.push((k.clone(), v.clone()));
+            }
         }
         out
     }
@@ -283,6 +289,31 @@ mod tests {
         let back =
             Headers::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_bytes()))).unwrap();
         assert_eq!(back, h);
+    }
+
+    #[test]
+    fn a_present_field_wins_over_an_extra_of_the_same_name() {
+        // Headers kept verbatim (they did not decode) and then given a real
+        // correlation id and retry count, as a dead letter is.
+        let id = Uuid::new_v4();
+        let h = Headers {
+            correlation_id: Some(id),
+            retry_count: Some(0),
+            extra: BTreeMap::from([
+                ("correlation_id".to_string(), "garbage".to_string()),
+                ("retry_count".to_string(), "7".to_string()),
+                ("message_id".to_string(), "kept".to_string()),
+            ]),
+            ..Headers::default()
+        };
+        assert_eq!(
+            h.to_pairs(),
+            vec![
+                ("correlation_id".to_string(), id.to_string()),
+                ("retry_count".to_string(), "0".to_string()),
+                ("message_id".to_string(), "kept".to_string()),
+            ]
+        );
     }
 
     #[test]
