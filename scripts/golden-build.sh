@@ -3,4 +3,4 @@
 # cargo fmt --check, sharing target/golden-build. GOLDEN_ONLY=a,b limits it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --test golden_build -- --ignored --nocapture "$@"
+cargo test --locked --test golden_build -- --nocapture "$@"

@@ -3,9 +3,10 @@
 //! target folder (`target/golden-build`) so onex-runtime and its
 //! dependencies are compiled once for all of them.
 //!
-//! Ignored by default because it compiles the runtime (rdkafka included) and
-//! every node: run it with `scripts/golden-build.sh`, which is
-//! `cargo test --test golden_build -- --ignored --nocapture`. Set
+//! Not part of a plain `cargo test` (`test = false` in Cargo.toml) because it
+//! compiles the runtime (rdkafka included) and every node: run it with
+//! `scripts/golden-build.sh`, which is
+//! `cargo test --test golden_build -- --nocapture`. Set
 //! `GOLDEN_ONLY=<stem>[,<stem>...]` to build only some crates.
 
 use std::path::{Path, PathBuf};
@@ -58,7 +59,6 @@ fn cargo(dir: &Path, args: &[&str]) -> Result<(), String> {
 }
 
 #[test]
-#[ignore = "compiles every golden crate; run scripts/golden-build.sh"]
 fn every_golden_crate_checks_lints_and_is_formatted() {
     let crates = golden_crates();
     assert!(!crates.is_empty(), "no golden crates found");

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Generates a crate for every contract of a corpus folder and builds each:
+# `cargo clippy --all-targets -- -D warnings` (which compiles the crate and
+# its tests, and fails on any warning) and `cargo fmt --check`, all sharing
+# one target folder so onex-runtime and its dependencies compile once.
+#
+#   scripts/corpus-build.sh [CONTRACTS_DIR]   (default ../shared/onex-contracts)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+corpus="${1:-${ONEX_CONTRACTS_DIR:-../shared/onex-contracts}}"
+out="$root/target/corpus"
+
+cargo build --locked --quiet --bin onex-gen
+gen="${CARGO_TARGET_DIR:-$root/target}/debug/onex-gen"
+export CARGO_TARGET_DIR="$root/target/nodes"
+rm -rf "$out"
+mkdir -p "$out"
+
+passed=0
+failed=0
+failures=()
+while IFS= read -r contract; do
+  name="$(basename "$(dirname "$contract")")__$(basename "${contract%.*}")"
+  dest="$out/$name"
+  if ! "$gen" new "$contract" -o "$dest" --runtime-path "$root/onex-runtime" >"$out/$name.log" 2>&1; then
+    failed=$((failed + 1)); failures+=("$name: generation failed (see $out/$name.log)"); continue
+  fi
+  crate="$(find "$dest" -mindepth 1 -maxdepth 1 -type d | head -n 1)"
+  if ! (cd "$crate" && cargo clippy --quiet --all-targets -- -D warnings) >>"$out/$name.log" 2>&1; then
+    failed=$((failed + 1)); failures+=("$name: clippy failed (see $out/$name.log)"); continue
+  fi
+  if ! (cd "$crate" && cargo fmt --check) >>"$out/$name.log" 2>&1; then
+    failed=$((failed + 1)); failures+=("$name: not rustfmt-clean (see $out/$name.log)"); continue
+  fi
+  passed=$((passed + 1))
+done < <(find "$corpus" -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
+
+for f in "${failures[@]+"${failures[@]}"}"; do echo "FAILED $f"; done
+echo "corpus-build: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
