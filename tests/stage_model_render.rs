@@ -1,0 +1,163 @@
+//! Runs the fixture cases of stages 3 (model), 4 (render) and 4.5 (event-bus
+//! wiring), each stage on its own:
+//!
+//! - `stages/3-model/ok/<case>.yaml` -> `<case>.expected.json`: the NodeModel
+//!   (without the contract it embeds, which stage 2's fixtures show).
+//! - `stages/4-render/ok/<case>.yaml` -> `<case>.expected.txt`: every file
+//!   stage 4 renders, with its owner, before the formatter pass.
+//! - `stages/4.5-wiring/ok/<case>.yaml` -> `<case>.expected.txt`: the files
+//!   stage 4.5 adds (the vendored runtime is listed by path only).
+//! - `stages/4-render/err/<case>/` and `stages/4.5-wiring/err/<case>/`: a
+//!   `contract.yaml` and a `templates/` override folder -> `expected.txt`,
+//!   the error.
+//!
+//! `UPDATE_EXPECT=1 cargo test --test stage_model_render` rewrites the
+//! expectations.
+
+use std::path::{Path, PathBuf};
+
+use onex_gen::fileset::FileSet;
+use onex_gen::model::{build, NodeModel};
+use onex_gen::render::{render, RenderOptions, RuntimeSource};
+use onex_gen::validate::load;
+use onex_gen::wiring::wire;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cases(dir: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml") || p.is_dir())
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no cases in {dir}");
+    out
+}
+
+/// The model of a case, with the contract path as the repository sees it.
+fn model_of(contract: &Path) -> NodeModel {
+    let validated =
+        load(contract).unwrap_or_else(|d| panic!("{} does not validate:\n{d}", contract.display()));
+    let mut c = validated.contract;
+    c.path = contract
+        .strip_prefix(root())
+        .unwrap_or(contract)
+        .to_path_buf();
+    build(&c)
+}
+
+fn options(templates: Option<PathBuf>) -> RenderOptions {
+    RenderOptions {
+        runtime: RuntimeSource::Vendored,
+        template_dir: templates,
+    }
+}
+
+fn dump(files: &FileSet, skip: impl Fn(&str) -> bool) -> String {
+    let mut out = String::new();
+    for (path, file) in files.iter() {
+        if path.starts_with("vendor/") {
+            out.push_str(&format!(
+                "=== {path} ({:?}, vendored copy of onex-runtime)\n",
+                file.owner
+            ));
+            continue;
+        }
+        if skip(path) {
+            continue;
+        }
+        out.push_str(&format!("=== {path} ({:?})\n", file.owner));
+        out.push_str(&file.contents);
+        if !file.contents.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Compares with (or, under UPDATE_EXPECT=1, rewrites) an expectation file.
+fn expect(path: &Path, actual: &str) {
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::write(path, actual).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        return;
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_EXPECT=1 to create it)",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let diff = similar::TextDiff::from_lines(expected.as_str(), actual)
+            .unified_diff()
+            .header("expected", "actual")
+            .to_string();
+        panic!("{} differs:\n{diff}", path.display());
+    }
+}
+
+#[test]
+fn stage_3_model_cases() {
+    for case in cases("stages/3-model/ok") {
+        let model = model_of(&case);
+        let mut json = serde_json::to_value(&model).expect("a model serialises");
+        json.as_object_mut().expect("an object").remove("contract");
+        let text = serde_json::to_string_pretty(&json).expect("serialises") + "\n";
+        expect(&case.with_extension("expected.json"), &text);
+    }
+}
+
+#[test]
+fn stage_4_render_cases() {
+    for case in cases("stages/4-render/ok") {
+        let files = render(&model_of(&case), &options(None))
+            .unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+        expect(
+            &case.with_extension("expected.txt"),
+            &dump(&files, |_| false),
+        );
+    }
+}
+
+#[test]
+fn stage_4_5_wiring_cases() {
+    for case in cases("stages/4.5-wiring/ok") {
+        let model = model_of(&case);
+        let before = render(&model, &options(None)).expect("stage 4 renders");
+        let after = wire(before.clone(), &model, &options(None)).expect("stage 4.5 wires");
+        let added = dump(&after, |path| before.get(path).is_some());
+        expect(&case.with_extension("expected.txt"), &added);
+    }
+}
+
+fn error_case(
+    case: &Path,
+    run: impl Fn(&NodeModel, &RenderOptions) -> Result<FileSet, onex_gen::error::GenError>,
+) {
+    let model = model_of(&case.join("contract.yaml"));
+    let templates = case.join("templates");
+    let error = match run(&model, &options(Some(templates))) {
+        Ok(_) => panic!("{}: expected an error", case.display()),
+        Err(e) => e.to_string(),
+    };
+    expect(&case.join("expected.txt"), &(error + "\n"));
+}
+
+#[test]
+fn stage_4_render_error_cases() {
+    for case in cases("stages/4-render/err") {
+        error_case(&case, render);
+    }
+}
+
+#[test]
+fn stage_4_5_wiring_error_cases() {
+    for case in cases("stages/4.5-wiring/err") {
+        error_case(&case, |model, opts| {
+            wire(render(model, &options(None))?, model, opts)
+        });
+    }
+}
