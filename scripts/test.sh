@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what it needs (tansu,
+# kafka-python; see scripts/install-tools.sh), then
+#   1. formatting and clippy -D warnings on the workspace,
+#   2. cargo test --locked on the workspace (unit, stage fixtures, golden
+#      files, corpus, regeneration, CLI, in-memory and mock-cluster tests),
+#   3. `onex-gen check golden` (the drift check CI users run),
+#   4. every golden crate and every corpus crate built with clippy -D warnings
+#      and fmt --check,
+#   5. the real-broker suites on tansu: the runtime's broker tests, the
+#      generated nodes end to end, and onex-gen serve end to end.
+# Each step that needs a broker starts its own on a free loopback port and
+# stops it by PID. Exits non-zero if any step fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "tools"
+eval "$(scripts/install-tools.sh)"
+export TANSU_BIN ONEX_PYTHON
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "onex-gen check golden"
+cargo run --locked --quiet --bin onex-gen -- check golden
+
+step "golden crates build"
+scripts/golden-build.sh
+
+step "corpus crates build"
+scripts/corpus-build.sh
+
+step "runtime on a real broker"
+scripts/broker-tests.sh
+
+step "generated nodes end to end on a real broker"
+scripts/e2e.sh
+
+if [ -x scripts/serve-e2e.sh ]; then
+  step "onex-gen serve end to end on a real broker"
+  scripts/serve-e2e.sh
+fi
+
+step "all test steps passed"
