@@ -2,6 +2,7 @@
 //! the reset timeout → closed on a success, open again on a failure.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,9 @@ struct Inner {
 pub struct CircuitBreaker {
     settings: CircuitBreakerSettings,
     inner: Mutex<Inner>,
+    /// Closed with no failure counted: the common case, answered without
+    /// taking the lock.
+    clear: AtomicBool,
 }
 
 impl CircuitBreaker {
@@ -105,6 +109,7 @@ impl CircuitBreaker {
                 half_open_in_flight: 0,
                 opens: 0,
             }),
+            clear: AtomicBool::new(true),
         }
     }
 
@@ -158,6 +163,9 @@ impl CircuitBreaker {
         now: Instant,
         correlation_id: Option<Uuid>,
     ) -> Result<(), CircuitOpenError> {
+        if self.clear.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let mut inner = self.lock();
         self.advance(&mut inner, now);
         match inner.state {
@@ -192,6 +200,9 @@ impl CircuitBreaker {
 
     /// Records a successful call: closes the circuit.
     pub fn record_success(&self) {
+        if self.clear.load(Ordering::Acquire) {
+            return;
+        }
         let mut inner = self.lock();
         if inner.state != CircuitState::Closed {
             tracing::info!("circuit breaker closed");
@@ -200,12 +211,14 @@ impl CircuitBreaker {
         inner.consecutive_failures = 0;
         inner.opened_at = None;
         inner.half_open_in_flight = 0;
+        self.clear.store(true, Ordering::Release);
     }
 
     /// Records a failed call at `now`: opens the circuit at the threshold, or
     /// at once when half-open.
     pub fn record_failure_at(&self, now: Instant) {
         let mut inner = self.lock();
+        self.clear.store(false, Ordering::Release);
         self.advance(&mut inner, now);
         inner.consecutive_failures = inner.consecutive_failures.saturating_add(1);
         let open = match inner.state {

@@ -56,11 +56,11 @@ impl Metrics {
 
     /// Records one publish latency.
     pub fn observe_publish_latency(&self, d: Duration) {
+        // Each observation lands in its own bucket only; `render` adds them
+        // up into Prometheus' cumulative buckets.
         let secs = d.as_secs_f64();
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|bound| secs <= *bound) {
+            self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros
@@ -146,11 +146,12 @@ impl Metrics {
         }
         let _ = writeln!(out, "# HELP onex_publish_latency_seconds Publish latency.");
         let _ = writeln!(out, "# TYPE onex_publish_latency_seconds histogram");
+        let mut cumulative = 0;
         for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += get(&self.latency_buckets[i]);
             let _ = writeln!(
                 out,
-                "onex_publish_latency_seconds_bucket{{node=\"{node}\",le=\"{bound}\"}} {}",
-                get(&self.latency_buckets[i])
+                "onex_publish_latency_seconds_bucket{{node=\"{node}\",le=\"{bound}\"}} {cumulative}"
             );
         }
         let count = get(&self.latency_count);

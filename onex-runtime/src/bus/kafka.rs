@@ -446,15 +446,21 @@ impl EventBus for KafkaBus {
         let pipelined = !self.inner.closed.load(Ordering::SeqCst)
             && self.inner.breaker.state() == crate::breaker::CircuitState::Closed;
         let started = Instant::now();
+        let mut valid_topic: Option<&str> = None;
         let pending: Vec<Option<DeliveryFuture>> = messages
             .iter()
             .map(|m| {
-                if !pipelined || validate_topic_name(&m.topic).is_err() {
+                if !pipelined {
                     return None;
                 }
-                let mut record = FutureRecord::<[u8], [u8]>::to(&m.topic)
-                    .payload(&m.value)
-                    .headers(to_owned_headers(&m.headers));
+                if valid_topic != Some(m.topic.as_str()) {
+                    validate_topic_name(&m.topic).ok()?;
+                    valid_topic = Some(&m.topic);
+                }
+                let mut record = FutureRecord::<[u8], [u8]>::to(&m.topic).payload(&m.value);
+                if m.headers != Headers::default() {
+                    record = record.headers(to_owned_headers(&m.headers));
+                }
                 if let Some(k) = &m.key {
                     record = record.key(k);
                 }

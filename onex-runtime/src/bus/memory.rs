@@ -260,13 +260,14 @@ impl InMemoryBus {
             value: value.to_vec(),
             headers: headers.clone(),
         };
-        log.messages.push_back(msg.clone());
+        let history_copy = (max_history > 0).then(|| msg.clone());
+        log.messages.push_back(msg);
         if log.messages.len() > retention {
             log.messages.pop_front();
             log.base += 1;
         }
         log.end.send_replace(offset + 1);
-        if max_history > 0 {
+        if let Some(msg) = history_copy {
             if state.history.len() >= max_history {
                 state.history.pop_front();
             }
