@@ -198,3 +198,99 @@ async fn invalid_topic_names_are_refused() {
         Err(BusError::Topic(_))
     ));
 }
+
+struct Quiet;
+
+#[async_trait]
+impl onex_runtime::NodeHandler for Quiet {
+    async fn handle(
+        &self,
+        _: &onex_runtime::HandlerContext,
+        _: &onex_runtime::InboundEvent,
+    ) -> Result<Vec<onex_runtime::OutboundEvent>, onex_runtime::HandlerError> {
+        Ok(vec![])
+    }
+}
+
+/// Introspection on request (answering with the request's correlation id),
+/// on the heartbeat, and on shutdown, all with the topic prefix applied.
+#[tokio::test]
+async fn introspection_on_request_heartbeat_and_shutdown() {
+    use onex_runtime::config::{ConfigSource, RuntimeConfig};
+    use onex_runtime::introspection::{INTROSPECTION_REQUEST_TOPIC, INTROSPECTION_TOPIC};
+    use onex_runtime::service::NodeService;
+    use onex_runtime::{Envelope, EventSource, NodeKind, NodeSpec};
+
+    let src = ConfigSource::from_pairs([("KAFKA_TOPIC_PREFIX", "dev.")]);
+    let config = RuntimeConfig::from_source(&src).unwrap();
+    let spec = NodeSpec {
+        name: "node_quiet_reducer".into(),
+        kind: NodeKind::Reducer,
+        version: "2.0.0".into(),
+        description: String::new(),
+        subscribe_topics: vec!["onex.evt.x.y.v1".into()],
+        publish_topics: vec![],
+        dlq_topic: None,
+        failure_topic: None,
+        consumer_group: "quiet".into(),
+        retry: RetrySettings::default(),
+        circuit_breaker: None,
+        idempotency: None,
+        handler_timeout_ms: None,
+        env: vec![],
+        capabilities: vec![],
+        tags: vec![],
+        health_path: "/health".into(),
+        heartbeat_interval_secs: 1,
+    };
+    let service = Arc::new(NodeService::new(spec, Arc::new(Quiet), config, &src).unwrap());
+    let mem = service.memory_bus();
+    let bus: Arc<dyn EventBus> = Arc::new(mem.clone());
+    let (_sub, mut rx) =
+        conformance::collect(&bus, &format!("dev.{INTROSPECTION_TOPIC}"), "watch").await;
+    service.start(bus.clone(), false).await.unwrap();
+    let reasons = |msgs: Vec<onex_runtime::bus::BusMessage>| -> Vec<(String, String)> {
+        msgs.iter()
+            .map(|m| {
+                let e = Envelope::from_bytes(&m.value).unwrap();
+                (
+                    e.payload["reason"].as_str().unwrap().to_string(),
+                    e.payload["correlation_id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let first = reasons(conformance::recv_n(&mut rx, 1, Duration::from_secs(2)).await);
+    assert_eq!(first[0].0, "startup");
+
+    let request = Envelope::new(
+        "request-introspection",
+        serde_json::json!({}),
+        EventSource::default(),
+    );
+    bus.publish_envelope(
+        &format!("dev.{INTROSPECTION_REQUEST_TOPIC}"),
+        &request,
+        None,
+    )
+    .await
+    .unwrap();
+    let answer = reasons(conformance::recv_n(&mut rx, 1, Duration::from_secs(2)).await);
+    assert_eq!(
+        answer[0],
+        ("request".to_string(), request.correlation_id.to_string())
+    );
+
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    service.spawn_heartbeat(Duration::from_millis(300), stop);
+    let beat = reasons(conformance::recv_n(&mut rx, 1, Duration::from_secs(2)).await);
+    assert_eq!(beat[0].0, "heartbeat");
+    let _ = stop_tx.send(true);
+
+    service.shutdown().await;
+    let last = mem.history(1, Some(&format!("dev.{INTROSPECTION_TOPIC}")));
+    let e = Envelope::from_bytes(&last[0].value).unwrap();
+    assert_eq!(e.payload["reason"], "shutdown");
+    assert_eq!(e.payload["current_state"], "stopping");
+    assert_eq!(e.payload["node_type"], "reducer");
+}
