@@ -358,6 +358,9 @@ async fn consume(
     settings: KafkaSettings,
     metrics: Arc<Metrics>,
 ) {
+    // A failing consumer repeats the same error every poll; log each
+    // distinct error once at warn level.
+    let mut last_error: Option<String> = None;
     loop {
         let received = tokio::select! {
             biased;
@@ -366,10 +369,17 @@ async fn consume(
         };
         match received {
             Err(e) => {
-                tracing::warn!("consumer error: {e}");
+                let text = e.to_string();
+                if last_error.as_deref() == Some(text.as_str()) {
+                    tracing::debug!("consumer error: {text}");
+                } else {
+                    tracing::warn!("consumer error: {text}");
+                    last_error = Some(text);
+                }
                 tokio::time::sleep(settings.consumer_sleep_interval).await;
             }
             Ok(m) => {
+                last_error = None;
                 let msg = to_bus_message(&m);
                 let acked = deliver_until_acked(
                     handler.as_ref(),
