@@ -80,6 +80,8 @@ macro_rules! conformance {
 conformance!(
     publish_subscribe_roundtrip,
     batch_publish_keeps_order,
+    group_members_share_without_loss,
+    no_loss_on_publisher_close,
     many_topics_without_cross_talk,
     redelivery_after_failed_handler,
     no_loss_across_close_and_reopen,
@@ -203,5 +205,54 @@ async fn unknown_topic_is_not_retried() {
         bus.breaker().state(),
         onex_runtime::breaker::CircuitState::Closed
     );
+    bus.close().await.unwrap();
+}
+
+/// librdkafka's statistics feed the consumer lag gauge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_lag_is_reported() {
+    let metrics = Arc::new(Metrics::new());
+    let bus: Arc<dyn EventBus> = Arc::new(
+        KafkaBus::connect(settings(), metrics.clone(), Duration::from_secs(10))
+            .await
+            .unwrap(),
+    );
+    let t = topics(&Broker, &bus, &["lag"]).await;
+    for i in 0..30 {
+        bus.publish(&t[0], None, format!("{i}").as_bytes(), &Headers::default())
+            .await
+            .unwrap();
+    }
+    let sub = bus
+        .subscribe(
+            &t[0],
+            &format!("lag-{}", Uuid::new_v4().simple()),
+            handler_fn(|_m: BusMessage| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok(())
+            }),
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let needle = format!("onex_consumer_lag{{node=\"n\",topic=\"{}\"}}", t[0]);
+    loop {
+        let text = metrics.render("n", 0, 0);
+        let lag = text
+            .lines()
+            .find(|l| l.starts_with(&needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<i64>().ok());
+        if let Some(lag) = lag.filter(|l| *l > 0) {
+            assert!(lag <= 30, "{lag}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no lag reported:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(sub);
     bus.close().await.unwrap();
 }

@@ -41,6 +41,8 @@ macro_rules! conformance {
 conformance!(
     publish_subscribe_roundtrip,
     batch_publish_keeps_order,
+    group_members_share_without_loss,
+    no_loss_on_publisher_close,
     many_topics_without_cross_talk,
     redelivery_after_failed_handler,
     no_loss_across_close_and_reopen,

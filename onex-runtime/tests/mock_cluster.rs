@@ -107,12 +107,14 @@ macro_rules! conformance {
     )*};
 }
 
-// Not run here: `no_loss_across_close_and_reopen` (the mock group
-// coordinator does not complete the second member's join within the test
-// window); it runs on the in-memory bus and the real broker.
+// Not run here: `no_loss_across_close_and_reopen` and
+// `group_members_share_without_loss` (the mock group coordinator does not
+// complete a second member's join within the test window); both run on the
+// in-memory bus and the real broker.
 conformance!(
     publish_subscribe_roundtrip,
     batch_publish_keeps_order,
+    no_loss_on_publisher_close,
     redelivery_after_failed_handler,
     every_group_gets_everything,
     per_key_ordering,

@@ -136,13 +136,16 @@ struct AssignmentContext {
 impl ClientContext for AssignmentContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
         for (name, topic) in &statistics.topics {
-            let lag: i64 = topic
+            // -1 means not known yet (no fetch position or watermark).
+            let known: Vec<i64> = topic
                 .partitions
                 .values()
                 .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
                 .map(|p| p.consumer_lag)
-                .sum();
-            self.metrics.set_consumer_lag(name, lag);
+                .collect();
+            if !known.is_empty() {
+                self.metrics.set_consumer_lag(name, known.iter().sum());
+            }
         }
     }
 }

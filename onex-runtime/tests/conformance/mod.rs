@@ -570,3 +570,65 @@ pub async fn batch_publish_keeps_order(b: &dyn Backend) {
     sub.unsubscribe().await;
     bus.close().await.unwrap();
 }
+
+/// Members of one group share the messages: together they see every one.
+pub async fn group_members_share_without_loss(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let t = topics(b, &bus, &["share"]).await;
+    let g = group();
+    let (s1, mut r1) = collect(&bus, &t[0], &g).await;
+    let (s2, mut r2) = collect(&bus, &t[0], &g).await;
+    for i in 0..20 {
+        bus.publish(&t[0], None, format!("{i}").as_bytes(), &Headers::default())
+            .await
+            .unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + b.patience();
+    while seen.len() < 20 {
+        let m = tokio::select! {
+            Some(m) = r1.recv() => m,
+            Some(m) = r2.recv() => m,
+            _ = tokio::time::sleep_until(deadline) => panic!("only {} of 20 seen", seen.len()),
+        };
+        seen.insert(m.offset);
+    }
+    s1.unsubscribe().await;
+    s2.unsubscribe().await;
+    bus.close().await.unwrap();
+}
+
+/// Everything published before `close` returns is delivered.
+pub async fn no_loss_on_publisher_close(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let t = topics(b, &bus, &["pubclose"]).await;
+    let batch: Vec<OutgoingMessage> = (0..200)
+        .map(|i| OutgoingMessage {
+            topic: t[0].clone(),
+            key: None,
+            value: format!("{i}").into_bytes(),
+            headers: Headers::default(),
+        })
+        .collect();
+    let (sub, mut rx) = collect(&bus, &t[0], &group()).await;
+    assert!(bus.publish_batch(&batch).await.iter().all(Result::is_ok));
+    let reader = b.bus().await;
+    // The in-memory bus is per instance: read from the same one there.
+    let reader = if reader.backend() == onex_runtime::bus::BusBackend::InMemory {
+        bus.clone()
+    } else {
+        reader
+    };
+    if !Arc::ptr_eq(&reader, &bus) {
+        sub.unsubscribe().await;
+        bus.close().await.unwrap();
+        let (sub2, mut rx2) = collect(&reader, &t[0], &group()).await;
+        assert_eq!(recv_n(&mut rx2, 200, b.patience()).await.len(), 200);
+        sub2.unsubscribe().await;
+        reader.close().await.unwrap();
+    } else {
+        assert_eq!(recv_n(&mut rx, 200, b.patience()).await.len(), 200);
+        sub.unsubscribe().await;
+        bus.close().await.unwrap();
+    }
+}
