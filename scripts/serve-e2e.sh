@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# End-to-end run of `onex-gen serve`, `request` and `registry` on a real
+# Kafka-protocol broker (tansu on loopback, started here unless
+# ONEX_TEST_KAFKA already names one).
+#
+#   scripts/serve-e2e.sh          100 requests (valid, duplicates, malformed) to two serve
+#                                 processes in one group, one killed with SIGKILL partway;
+#                                 then a generated node shows up in the registry
+#   scripts/serve-e2e.sh bench    request -> completed latency p50/p99 and requests/s
+#   scripts/serve-e2e.sh all      both
+#
+# The registry check starts a node binary generated from
+# contracts/minimal_effect.yaml (built once into target/serve-e2e; the first
+# build takes a few minutes). SERVE_E2E_NODE=inproc skips the build and uses
+# a runtime NodeService inside the test instead; ONEX_E2E_NODE_BIN=PATH uses
+# a node binary built elsewhere. SERVE_BENCH_PROFILE=release benchmarks a
+# release build (the default is the debug build cargo test makes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-e2e}"
+
+export ONEX_BROKER_STATE="${ONEX_BROKER_STATE:-${TMPDIR:-/tmp}/onex-serve-e2e-broker}"
+if [[ -z "${ONEX_TEST_KAFKA:-}" ]]; then
+  ONEX_TEST_KAFKA="$(scripts/broker.sh start)"
+  trap 'scripts/broker.sh stop' EXIT
+fi
+export ONEX_TEST_KAFKA
+echo "broker: $ONEX_TEST_KAFKA" >&2
+
+build_node() {
+  local nodes=target/serve-e2e/nodes
+  cargo build --locked -p onex-gen --bin onex-gen
+  target/debug/onex-gen new contracts/minimal_effect.yaml --runtime-path onex-runtime -o "$nodes"
+  # Pin the node's dependencies to the versions this workspace builds with.
+  cp Cargo.lock "$nodes/node_echo_effect/Cargo.lock"
+  CARGO_TARGET_DIR="$PWD/target/serve-e2e/target" \
+    cargo build --manifest-path "$nodes/node_echo_effect/Cargo.toml"
+  ONEX_E2E_NODE_BIN="$PWD/target/serve-e2e/target/debug/node-echo-effect"
+  export ONEX_E2E_NODE_BIN
+}
+
+run_e2e() {
+  if [[ -z "${ONEX_E2E_NODE_BIN:-}" && "${SERVE_E2E_NODE:-build}" != inproc ]]; then
+    build_node
+  fi
+  cargo test --locked -p onex-gen --test serve_kafka serve_end_to_end -- --nocapture --test-threads 1
+}
+
+run_bench() {
+  local profile=()
+  [[ "${SERVE_BENCH_PROFILE:-debug}" == release ]] && profile=(--release)
+  cargo test --locked "${profile[@]}" -p onex-gen --test serve_kafka serve_benchmark -- --nocapture --test-threads 1
+}
+
+case "$mode" in
+  e2e) run_e2e ;;
+  bench) run_bench ;;
+  all) run_e2e && run_bench ;;
+  *)
+    echo "usage: $0 [e2e|bench|all]" >&2
+    exit 2
+    ;;
+esac
