@@ -2,12 +2,22 @@
 //!
 //! Templates lay code out roughly; rustfmt makes it exactly what `cargo fmt`
 //! would, so generated crates pass `cargo fmt --check` as they are. All files
-//! of all crates in one generation go through a single rustfmt process (one
-//! start-up instead of one per file), with a pinned configuration so that a
-//! `rustfmt.toml` around the output folder cannot change the result.
+//! of all crates in one generation are formatted together, by one rustfmt
+//! process per core (one start-up per core instead of one per file), with a
+//! pinned configuration so that a `rustfmt.toml` around the output folder
+//! cannot change the result.
+//!
+//! rustfmt is most of the cost of a generation, and its output is a function
+//! of its version, its configuration and its input, so results are kept in a
+//! content-addressed cache (`$ONEX_GEN_CACHE`, else `$XDG_CACHE_HOME/onex-gen`,
+//! else `~/.cache/onex-gen`, under `rustfmt/`). A cache that cannot be read or
+//! written is simply not used; `ONEX_GEN_CACHE=off` turns it off.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
 
 use crate::error::GenError;
 use crate::fileset::FileSet;
@@ -17,7 +27,8 @@ use crate::fileset::FileSet;
 const RUSTFMT_CONFIG: &str =
     "edition = \"2021\"\nstyle_edition = \"2021\"\nnewline_style = \"Unix\"\n";
 
-/// Formats the Rust files of every file set in one rustfmt run.
+/// Formats the Rust files of every file set, running rustfmt only for
+/// contents the cache has not seen.
 pub fn format_filesets(sets: &mut [&mut FileSet]) -> Result<(), GenError> {
     let rust_files: Vec<(usize, String)> = sets
         .iter()
@@ -31,32 +42,72 @@ pub fn format_filesets(sets: &mut [&mut FileSet]) -> Result<(), GenError> {
     if rust_files.is_empty() {
         return Ok(());
     }
+    let cache = Cache::open()?;
+    let mut missing: Vec<(usize, String, String)> = Vec::new();
+    for (i, rel) in rust_files {
+        let contents = &sets[i].get(&rel).expect("listed above").contents;
+        let key = cache.key(contents);
+        match cache.get(&key) {
+            Some(formatted) => replace(sets[i], &rel, formatted),
+            None => missing.push((i, rel, key)),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+
     let dir = tempfile::Builder::new()
         .prefix("onex-gen-fmt-")
         .tempdir()
         .map_err(|e| GenError::io(std::env::temp_dir(), e))?;
     let config = dir.path().join("rustfmt.toml");
     std::fs::write(&config, RUSTFMT_CONFIG).map_err(|e| GenError::io(&config, e))?;
-
-    let mut paths: Vec<PathBuf> = Vec::with_capacity(rust_files.len());
-    for (i, rel) in &rust_files {
-        let path = dir.path().join(i.to_string()).join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| GenError::io(parent, e))?;
+    // rustfmt follows `mod` items, so every crate with a file to format is
+    // laid out whole (cached files included) under its own folder.
+    let mut laid_out = std::collections::BTreeSet::new();
+    for (i, _, _) in &missing {
+        if !laid_out.insert(*i) {
+            continue;
         }
-        let contents = &sets[*i].get(rel).expect("listed above").contents;
-        std::fs::write(&path, contents).map_err(|e| GenError::io(&path, e))?;
-        paths.push(path);
+        for (rel, file) in sets[*i].iter().filter(|(p, _)| is_formatted(p)) {
+            let path = dir.path().join(i.to_string()).join(rel);
+            std::fs::create_dir_all(path.parent().expect("joined above"))
+                .map_err(|e| GenError::io(dir.path(), e))?;
+            std::fs::write(&path, &file.contents).map_err(|e| GenError::io(&path, e))?;
+        }
     }
+    let paths: Vec<PathBuf> = missing
+        .iter()
+        .map(|(i, rel, _)| dir.path().join(i.to_string()).join(rel))
+        .collect();
 
-    run_rustfmt(&config, &paths)?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_process = paths.len().div_ceil(cores).max(16);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = paths
+            .chunks(per_process)
+            .map(|chunk| scope.spawn(|| run_rustfmt(&config, chunk)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(GenError::Format("a rustfmt worker panicked".into())))
+            })
+            .collect::<Result<Vec<()>, GenError>>()
+    })?;
 
-    for ((i, rel), path) in rust_files.iter().zip(&paths) {
+    for ((i, rel, key), path) in missing.iter().zip(&paths) {
         let formatted = std::fs::read_to_string(path).map_err(|e| GenError::io(path, e))?;
-        let owner = sets[*i].get(rel).expect("listed above").owner;
-        sets[*i].insert(rel.clone(), owner, formatted);
+        cache.put(key, &formatted);
+        replace(sets[*i], rel, formatted);
     }
     Ok(())
+}
+
+fn replace(set: &mut FileSet, rel: &str, contents: String) {
+    let owner = set.get(rel).expect("listed above").owner;
+    set.insert(rel, owner, contents);
 }
 
 /// Vendored runtime sources are already formatted and are copied verbatim.
@@ -64,9 +115,12 @@ fn is_formatted(path: &str) -> bool {
     path.ends_with(".rs") && !path.starts_with("vendor/")
 }
 
+fn rustfmt_program() -> std::ffi::OsString {
+    std::env::var_os("RUSTFMT").unwrap_or_else(|| "rustfmt".into())
+}
+
 fn run_rustfmt(config: &Path, files: &[PathBuf]) -> Result<(), GenError> {
-    let rustfmt = std::env::var_os("RUSTFMT").unwrap_or_else(|| "rustfmt".into());
-    // Out-of-line modules are listed explicitly, so rustfmt need not follow `mod` items.
+    let rustfmt = rustfmt_program();
     let output = Command::new(&rustfmt)
         .arg("--edition")
         .arg("2021")
@@ -74,12 +128,7 @@ fn run_rustfmt(config: &Path, files: &[PathBuf]) -> Result<(), GenError> {
         .arg(config)
         .args(files)
         .output()
-        .map_err(|e| {
-            GenError::Format(format!(
-                "could not run {}: {e} (install it with `rustup component add rustfmt`, or set RUSTFMT)",
-                Path::new(&rustfmt).display()
-            ))
-        })?;
+        .map_err(|e| not_runnable(&rustfmt, e))?;
     if !output.status.success() {
         return Err(GenError::Format(format!(
             "rustfmt rejected generated code (a template defect):\n{}",
@@ -87,4 +136,113 @@ fn run_rustfmt(config: &Path, files: &[PathBuf]) -> Result<(), GenError> {
         )));
     }
     Ok(())
+}
+
+fn not_runnable(rustfmt: &std::ffi::OsStr, e: std::io::Error) -> GenError {
+    GenError::Format(format!(
+        "could not run {}: {e} (install it with `rustup component add rustfmt`, or set RUSTFMT)",
+        Path::new(rustfmt).display()
+    ))
+}
+
+/// `rustfmt --version`, once per process: part of every cache key, so a
+/// toolchain change never serves formatting from another rustfmt.
+fn rustfmt_version() -> Result<&'static str, GenError> {
+    static VERSION: OnceLock<Result<String, String>> = OnceLock::new();
+    let version = VERSION.get_or_init(|| {
+        let rustfmt = rustfmt_program();
+        let out = Command::new(&rustfmt)
+            .arg("--version")
+            .output()
+            .map_err(|e| not_runnable(&rustfmt, e).to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "`rustfmt --version` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    });
+    version.as_deref().map_err(|e| GenError::Format(e.clone()))
+}
+
+/// Formatted outputs keyed by sha256(rustfmt version, configuration, input).
+struct Cache {
+    dir: Option<PathBuf>,
+    salt: String,
+}
+
+impl Cache {
+    fn open() -> Result<Self, GenError> {
+        let salt = format!("{}\0{RUSTFMT_CONFIG}\0", rustfmt_version()?);
+        let dir = cache_root().map(|d| d.join("rustfmt"));
+        let dir = dir.filter(|d| std::fs::create_dir_all(d).is_ok());
+        Ok(Self { dir, salt })
+    }
+
+    fn key(&self, contents: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.salt.as_bytes());
+        h.update(contents.as_bytes());
+        hex::encode(h.finalize())
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        std::fs::read_to_string(self.dir.as_ref()?.join(key)).ok()
+    }
+
+    /// Best effort: written to a temporary name then renamed, so a reader
+    /// never sees half an entry.
+    fn put(&self, key: &str, formatted: &str) {
+        let Some(dir) = &self.dir else { return };
+        let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) else {
+            return;
+        };
+        if std::io::Write::write_all(&mut tmp, formatted.as_bytes()).is_ok() {
+            let _ = tmp.persist(dir.join(key));
+        }
+    }
+}
+
+fn cache_root() -> Option<PathBuf> {
+    match std::env::var_os("ONEX_GEN_CACHE") {
+        Some(v) if v == "off" => None,
+        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+        _ => std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("onex-gen")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fileset::Owner;
+
+    #[test]
+    fn code_comes_out_as_cargo_fmt_would_write_it_with_or_without_the_cache() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::env::set_var("ONEX_GEN_CACHE", dir.path());
+        let mut set = FileSet::new();
+        set.insert("src/lib.rs", Owner::Generated, "pub fn f( )->u8{1}\n");
+        set.insert("vendor/x/src/lib.rs", Owner::Generated, "pub fn g( ){}\n");
+        let mut again = set.clone();
+        format_filesets(&mut [&mut set]).expect("formats");
+        assert_eq!(
+            set.get("src/lib.rs").unwrap().contents,
+            "pub fn f() -> u8 {\n    1\n}\n"
+        );
+        assert_eq!(
+            set.get("vendor/x/src/lib.rs").unwrap().contents,
+            "pub fn g( ){}\n"
+        );
+        let cached = std::fs::read_dir(dir.path().join("rustfmt"))
+            .expect("cache")
+            .count();
+        assert_eq!(cached, 1, "one formatted file is cached");
+        format_filesets(&mut [&mut again]).expect("formats from the cache");
+        assert_eq!(again, set);
+    }
 }

@@ -342,42 +342,70 @@ pub fn run_jobs(jobs: &[Job], cargo_check: bool) -> Vec<Result<Generation, Diagn
     let format_error = format_result.err().map(|e| e.to_string());
     let template_set_hash = crate::render::template_set_hash();
 
-    stage4
-        .into_iter()
-        .zip(jobs)
-        .map(|(r, job)| {
-            let r = r?;
-            if let Some(msg) = &format_error {
-                let mut d = r.warnings.clone();
-                d.push(Diagnostic::error(
-                    "E-FORMAT",
-                    &job.contract,
-                    Position::new(1, 1),
-                    "",
-                    format!("formatting the generated code failed: {msg}"),
-                ));
-                return Err(d);
-            }
-            let verify_opts = VerifyOptions {
-                cargo_check,
-                crate_dir: Some(r.crate_dir.clone()),
-            };
-            let files =
-                crate::verify::verify(r.files, &r.contract, &verify_opts).map_err(|mut d| {
-                    d.extend(r.warnings.clone());
-                    d
-                })?;
-            Ok(Generation {
-                node_name: r.contract.name.clone(),
-                contract: r.contract,
-                warnings: r.warnings,
-                files,
-                crate_dir: r.crate_dir,
-                render_options: r.render_options,
-                template_set_hash: template_set_hash.clone(),
-            })
+    // Stage 5 is independent per crate (and the costliest stage after
+    // rustfmt): verify on every core.
+    let work: Vec<_> = stage4.into_iter().zip(jobs).collect();
+    parallel_map(work, |(r, job)| {
+        let r = r?;
+        if let Some(msg) = &format_error {
+            let mut d = r.warnings.clone();
+            d.push(Diagnostic::error(
+                "E-FORMAT",
+                &job.contract,
+                Position::new(1, 1),
+                "",
+                format!("formatting the generated code failed: {msg}"),
+            ));
+            return Err(d);
+        }
+        let verify_opts = VerifyOptions {
+            cargo_check,
+            crate_dir: Some(r.crate_dir.clone()),
+        };
+        let files =
+            crate::verify::verify(r.files, &r.contract, &verify_opts).map_err(|mut d| {
+                d.extend(r.warnings.clone());
+                d
+            })?;
+        Ok(Generation {
+            node_name: r.contract.name.clone(),
+            contract: r.contract,
+            warnings: r.warnings,
+            files,
+            crate_dir: r.crate_dir,
+            render_options: r.render_options,
+            template_set_hash: template_set_hash.clone(),
         })
-        .collect()
+    })
+}
+
+/// `items.into_iter().map(f).collect()`, spread over the available cores,
+/// keeping the order.
+fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if cores < 2 || items.len() < 2 {
+        return items.into_iter().map(f).collect();
+    }
+    let per_thread = items.len().div_ceil(cores);
+    let mut chunks: Vec<Vec<T>> = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        chunks.push(items.by_ref().take(per_thread).collect());
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || chunk.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 fn stage_error(contract: &Path, warnings: &Diagnostics, e: GenError) -> Diagnostics {
