@@ -171,7 +171,7 @@ fn main() {
         .collect();
     write(&gens, &WriteOptions::default()).expect("writes");
     let check = median(runs, || {
-        let report = onex_gen::check::check(&[checked.clone()]);
+        let report = onex_gen::check::check(std::slice::from_ref(&checked));
         assert_eq!(report.exit_code(), 0, "freshly written crates are in sync");
     });
     let walk = median(runs, || {

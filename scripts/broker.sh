@@ -7,14 +7,12 @@
 #   scripts/broker.sh stop      stop the broker this script started (by its recorded PID only)
 #
 # The binary is $TANSU_BIN, else the one scripts/install-tools.sh builds
-# ($ONEX_TOOLS/tansu-0.6.0/bin/tansu), else $TANSU_ROOT/bin/tansu (default
-# /work/tools/tansu-0.6.0), else `tansu` on PATH. State (port, PID, log, the
+# ($ONEX_TOOLS/tansu-0.6.0/bin/tansu), else `tansu` on PATH. State (port, PID, log, the
 # broker's empty working directory) lives in $ONEX_BROKER_STATE (default
 # ${TMPDIR:-/tmp}/onex-broker). Storage is in memory: every start is empty.
 set -euo pipefail
 
 STATE_DIR="${ONEX_BROKER_STATE:-${TMPDIR:-/tmp}/onex-broker}"
-TANSU_ROOT="${TANSU_ROOT:-/work/tools/tansu-0.6.0}"
 TOOLS_TANSU="${ONEX_TOOLS:-$HOME/.cache/onex-gen}/tansu-0.6.0/bin/tansu"
 
 find_tansu() {
@@ -22,8 +20,6 @@ find_tansu() {
     echo "$TANSU_BIN"
   elif [[ -x "$TOOLS_TANSU" ]]; then
     echo "$TOOLS_TANSU"
-  elif [[ -x "$TANSU_ROOT/bin/tansu" ]]; then
-    echo "$TANSU_ROOT/bin/tansu"
   elif command -v tansu >/dev/null 2>&1; then
     command -v tansu
   else

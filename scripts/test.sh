@@ -44,9 +44,7 @@ scripts/broker-tests.sh
 step "generated nodes end to end on a real broker"
 scripts/e2e.sh
 
-if [ -x scripts/serve-e2e.sh ]; then
-  step "onex-gen serve end to end on a real broker"
-  scripts/serve-e2e.sh
-fi
+step "onex-gen serve end to end on a real broker"
+scripts/serve-e2e.sh
 
 step "all test steps passed"

@@ -345,16 +345,17 @@ impl Filter {
         if dlq::inspect(m).is_none() {
             return false;
         }
-        let error_ok = self.error_type.as_ref().map_or(true, |want| {
-            m.headers.extra.get(dlq::names::ERROR_TYPE) == Some(want)
-        });
-        let event_ok = self.event_type.as_ref().map_or(true, |want| {
+        let error_ok = self
+            .error_type
+            .as_ref()
+            .is_none_or(|want| m.headers.extra.get(dlq::names::ERROR_TYPE) == Some(want));
+        let event_ok = self.event_type.as_ref().is_none_or(|want| {
             m.headers.event_type.as_ref() == Some(want)
                 || Envelope::from_bytes(&m.value).is_ok_and(|e| &e.event_type == want)
         });
         let corr_ok = self
             .correlation_id
-            .map_or(true, |want| m.headers.correlation_id == Some(want));
+            .is_none_or(|want| m.headers.correlation_id == Some(want));
         error_ok && event_ok && corr_ok
     }
 }

@@ -37,6 +37,9 @@ pub enum GenError {
 
 impl GenError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        GenError::Io { path: path.into(), source }
+        GenError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -517,7 +517,9 @@ impl Dispatcher {
     /// failed for good. Best effort: the dead letter is the durable record,
     /// so a failed publish here is logged and does not hold the message back.
     async fn publish_failure(&self, inbound: &Envelope, failure: &Failure) {
-        let Some(topic) = &self.spec.failure_topic else { return };
+        let Some(topic) = &self.spec.failure_topic else {
+            return;
+        };
         let payload = serde_json::json!({
             "node": self.spec.name,
             "failed_event_id": inbound.event_id,

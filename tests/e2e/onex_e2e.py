@@ -333,7 +333,6 @@ def tansu_binary():
     """The tansu broker binary, or None: $TANSU_BIN, then the usual install places."""
     for candidate in (
         os.environ.get("TANSU_BIN", ""),
-        "/work/tools/tansu-0.6.0/bin/tansu",
         os.path.expanduser("~/.cache/onex-gen/tansu-0.6.0/bin/tansu"),
     ):
         if candidate and os.access(candidate, os.X_OK):
