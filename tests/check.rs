@@ -1,47 +1,18 @@
 //! `onex-gen check`: every cause of drift, the output formats and the exit codes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-const CONTRACT: &str = "\
-name: node_check_effect
-node_type: EFFECT_GENERIC
-contract_version: \"1.0.0\"
-node_version: \"1.0.0\"
-description: A minimal effect node for check tests.
-event_bus:
-  subscribe_topics:
-    - onex.cmd.check.do-thing.v1
-  publish_topics:
-    - onex.evt.check.thing-done.v1
-io_operations:
-  - operation: do_thing
-    input_fields:
-      - path: str
-    output_fields:
-      - ok: bool
-";
+mod common;
 
-fn onex_gen(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_onex-gen"))
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .expect("onex-gen runs")
-}
+use common::{onex_gen, text};
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+fn contract() -> String {
+    common::effect_contract("check")
 }
 
 fn setup() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("contract.yaml"), CONTRACT).unwrap();
+    std::fs::write(tmp.path().join("contract.yaml"), contract()).unwrap();
     let o = onex_gen(tmp.path(), &["new", "contract.yaml", "-o", "out"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     (tmp, PathBuf::from("out/node_check_effect"))
@@ -133,7 +104,7 @@ fn a_hand_edit_is_drift_with_a_unified_diff() {
 #[test]
 fn a_changed_contract_is_named_as_the_cause() {
     let (tmp, _dir) = setup();
-    let changed = CONTRACT.replace(
+    let changed = contract().replace(
         "    - onex.evt.check.thing-done.v1\n",
         "    - onex.evt.check.thing-done.v1\n    - onex.evt.check.thing-failed.v1\n",
     );

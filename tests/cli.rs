@@ -2,42 +2,13 @@
 //! schema, report and diff.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-const CONTRACT: &str = "\
-name: node_cli_effect
-node_type: EFFECT_GENERIC
-contract_version: \"1.0.0\"
-node_version: \"1.0.0\"
-description: A minimal effect node for CLI tests.
-event_bus:
-  subscribe_topics:
-    - onex.cmd.cli.do-thing.v1
-  publish_topics:
-    - onex.evt.cli.thing-done.v1
-io_operations:
-  - operation: do_thing
-    input_fields:
-      - path: str
-    output_fields:
-      - ok: bool
-";
+mod common;
 
-fn onex_gen(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_onex-gen"))
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .expect("onex-gen runs")
-}
+use common::{onex_gen, text};
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+fn contract() -> String {
+    common::effect_contract("cli")
 }
 
 fn with_contracts(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -79,7 +50,7 @@ fn schema_prints_a_json_schema() {
 #[test]
 fn validate_accepts_a_good_contract_and_locates_errors_in_a_bad_one() {
     let tmp = with_contracts(&[
-        ("good.yaml", CONTRACT),
+        ("good.yaml", &contract()),
         (
             "bad.yaml",
             "name: node_bad\nnode_type: EFFECT_GENERIC\nevent_bus:\n  publish_topics:\n    - \"not a topic!\"\n",
@@ -123,7 +94,7 @@ fn malformed_yaml_exits_2_without_writing() {
 
 #[test]
 fn new_writes_the_crate_and_reports_what_it_made() {
-    let tmp = with_contracts(&[("c.yaml", CONTRACT)]);
+    let tmp = with_contracts(&[("c.yaml", &contract())]);
     let o = onex_gen(tmp.path(), &["new", "c.yaml", "-o", "out", "--report"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -163,7 +134,7 @@ fn new_writes_the_crate_and_reports_what_it_made() {
 
 #[test]
 fn runtime_path_is_recorded_relative_to_the_crate() {
-    let tmp = with_contracts(&[("c.yaml", CONTRACT)]);
+    let tmp = with_contracts(&[("c.yaml", &contract())]);
     std::fs::create_dir_all(tmp.path().join("rt")).unwrap();
     let o = onex_gen(
         tmp.path(),
@@ -183,19 +154,19 @@ fn runtime_path_is_recorded_relative_to_the_crate() {
 
 #[test]
 fn diff_reports_breaking_changes_and_exits_1() {
-    let removed_topic = CONTRACT.replace(
+    let removed_topic = contract().replace(
         "    - onex.evt.cli.thing-done.v1\n",
         "    - onex.evt.cli.thing-finished.v1\n",
     );
     let bumped = removed_topic.replace("node_version: \"1.0.0\"", "node_version: \"2.0.0\"");
-    let new_required = CONTRACT
+    let new_required = contract()
         .replace(
             "      - path: str\n",
             "      - path: str\n      - token: str\n",
         )
         .replace("node_version: \"1.0.0\"", "node_version: \"1.1.0\"");
     let tmp = with_contracts(&[
-        ("v1.yaml", CONTRACT),
+        ("v1.yaml", &contract()),
         ("renamed.yaml", &removed_topic),
         ("bumped.yaml", &bumped),
         ("required.yaml", &new_required),
@@ -240,7 +211,7 @@ fn diff_reports_breaking_changes_and_exits_1() {
 
 #[test]
 fn new_with_json_format_prints_the_plan_as_json() {
-    let tmp = with_contracts(&[("c.yaml", CONTRACT)]);
+    let tmp = with_contracts(&[("c.yaml", &contract())]);
     let o = onex_gen(
         tmp.path(),
         &[

@@ -3,48 +3,19 @@
 //! deterministic and a failing run leaves nothing behind.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-const CONTRACT: &str = "\
-name: node_regen_effect
-node_type: EFFECT_GENERIC
-contract_version: \"1.0.0\"
-node_version: \"1.0.0\"
-description: A minimal effect node for regeneration tests.
-event_bus:
-  subscribe_topics:
-    - onex.cmd.regen.do-thing.v1
-  publish_topics:
-    - onex.evt.regen.thing-done.v1
-io_operations:
-  - operation: do_thing
-    input_fields:
-      - path: str
-    output_fields:
-      - ok: bool
-";
+mod common;
 
-fn onex_gen(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_onex-gen"))
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .expect("onex-gen runs")
-}
+use common::{onex_gen, text};
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+fn contract() -> String {
+    common::effect_contract("regen")
 }
 
 /// A temp folder with `contract.yaml`, and the crate generated from it into `out/`.
 fn setup() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("contract.yaml"), CONTRACT).unwrap();
+    std::fs::write(tmp.path().join("contract.yaml"), contract()).unwrap();
     let o = onex_gen(tmp.path(), &["new", "contract.yaml", "-o", "out"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let dir = tmp.path().join("out/node_regen_effect");
@@ -137,7 +108,7 @@ fn a_user_file_edit_survives_regeneration_byte_for_byte() {
     let edited = "// my own code, with odd bytes: \u{e9}\r\n\tkept exactly\n";
     std::fs::write(dir.join(&user), edited).unwrap();
     // Change the contract so generated files are rewritten too.
-    let changed = CONTRACT.replace("A minimal effect node", "A changed effect node");
+    let changed = contract().replace("A minimal effect node", "A changed effect node");
     std::fs::write(tmp.path().join("contract.yaml"), changed).unwrap();
     let o = onex_gen(
         tmp.path(),
@@ -225,7 +196,7 @@ fn orphans_are_removed_by_regeneration() {
 #[test]
 fn a_failing_run_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("good.yaml"), CONTRACT).unwrap();
+    std::fs::write(tmp.path().join("good.yaml"), contract()).unwrap();
     std::fs::write(
         tmp.path().join("bad.yaml"),
         "name: node_bad\nnode_type: NOT_A_KIND\nevent_bus: [\n",
@@ -246,7 +217,7 @@ fn a_failing_run_leaves_nothing_behind() {
 #[test]
 fn dry_run_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("contract.yaml"), CONTRACT).unwrap();
+    std::fs::write(tmp.path().join("contract.yaml"), contract()).unwrap();
     let o = onex_gen(
         tmp.path(),
         &["new", "contract.yaml", "-o", "out", "--dry-run"],
