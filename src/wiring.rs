@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::GenError;
 use crate::fileset::{FileSet, Owner};
-use crate::model::{FieldModel, NodeModel};
+use crate::model::{FieldModel, NodeModel, TopicModel};
 use crate::render::{RenderOptions, Renderer, RuntimeSource, VENDORED_RUNTIME};
 
 /// One variable of the runtime, for templates.
@@ -102,9 +102,6 @@ pub fn wire(
 /// generated models as payload schemas.
 pub fn asyncapi(model: &NodeModel) -> String {
     let version = model.contract.node_version.to_string();
-    let mut channels = Map::new();
-    let mut operations = Map::new();
-    let mut messages = Map::new();
     let mut schemas = Map::new();
 
     schemas.insert("OnexEnvelope".into(), envelope_schema());
@@ -128,97 +125,62 @@ pub fn asyncapi(model: &NodeModel) -> String {
     );
     let single = model.operations.len() == 1;
 
+    let mut api = Channels::default();
     for (i, t) in model.topics.subscribe.iter().enumerate() {
-        let message = format!("{}Received", pascal_id(&t.channel_id));
         let payload = if single {
             input_payload.clone()
         } else {
             json!({ "description": "One of the node's operation inputs, chosen by event_type." })
         };
-        messages.insert(
-            message.clone(),
-            message_object(&t.name, t.event_type.as_deref(), payload),
-        );
-        channels.insert(
-            t.channel_id.clone(),
-            channel(&t.name, t.description.as_deref(), &message),
-        );
-        operations.insert(
-            format!(
-                "receive{}",
-                if i == 0 {
-                    String::new()
-                } else {
-                    (i + 1).to_string()
-                }
-            ),
-            json!({
-                "action": "receive",
-                "channel": { "$ref": format!("#/channels/{}", t.channel_id) },
-                "summary": format!("Consumes {}", t.name),
-                "messages": [{ "$ref": format!("#/channels/{}/messages/{message}", t.channel_id) }],
-            }),
+        let summary = format!("Consumes {}", t.name);
+        api.add(
+            &format!("receive{}", suffix(i)),
+            "receive",
+            t,
+            "Received",
+            payload,
+            &summary,
         );
     }
     for (i, t) in model.topics.publish.iter().enumerate() {
-        if channels.contains_key(&t.channel_id) {
-            continue;
-        }
-        let message = format!("{}Sent", pascal_id(&t.channel_id));
         let payload = if single && Some(&t.name) == model.topics.result.as_ref() {
             output_payload.clone()
         } else {
             json!({ "description": format!("{} event", t.role) })
         };
-        messages.insert(
-            message.clone(),
-            message_object(&t.name, t.event_type.as_deref(), payload),
-        );
-        channels.insert(
-            t.channel_id.clone(),
-            channel(&t.name, t.description.as_deref(), &message),
-        );
-        operations.insert(
-            format!(
-                "send{}",
-                if i == 0 {
-                    String::new()
-                } else {
-                    (i + 1).to_string()
-                }
-            ),
-            json!({
-                "action": "send",
-                "channel": { "$ref": format!("#/channels/{}", t.channel_id) },
-                "summary": format!("Publishes {} ({} events)", t.name, t.role),
-                "messages": [{ "$ref": format!("#/channels/{}/messages/{message}", t.channel_id) }],
-            }),
+        let summary = format!("Publishes {} ({} events)", t.name, t.role);
+        api.add(
+            &format!("send{}", suffix(i)),
+            "send",
+            t,
+            "Sent",
+            payload,
+            &summary,
         );
     }
-    let introspection = "onex.evt.platform.node-introspection.v1";
-    let intro_id = introspection.replace(['.', '-'], "_");
-    if !channels.contains_key(&intro_id) {
-        messages.insert(
-            "NodeIntrospection".into(),
-            message_object(introspection, Some("node-introspection"), json!({ "type": "object", "description": "The node's identity, kind, topics and capabilities." })),
-        );
-        channels.insert(
-            intro_id.clone(),
-            channel(
-                introspection,
-                Some("Node introspection: on start, shutdown, heartbeat and request."),
-                "NodeIntrospection",
-            ),
-        );
-        operations.insert(
-            "sendIntrospection".into(),
-            json!({
-                "action": "send",
-                "channel": { "$ref": format!("#/channels/{intro_id}") },
-                "messages": [{ "$ref": format!("#/channels/{intro_id}/messages/NodeIntrospection") }],
-            }),
+    let introspection = TopicModel {
+        name: "onex.evt.platform.node-introspection.v1".into(),
+        event_type: Some("node-introspection".into()),
+        description: Some("Node introspection: on start, shutdown, heartbeat and request.".into()),
+        role: "introspection",
+        channel_id: "onex_evt_platform_node_introspection_v1".into(),
+    };
+    if !api.channels.contains_key(&introspection.channel_id) {
+        let payload = json!({ "type": "object", "description": "The node's identity, kind, topics and capabilities." });
+        api.add(
+            "sendIntrospection",
+            "send",
+            &introspection,
+            "Sent",
+            payload,
+            "Publishes the node's introspection events",
         );
     }
+    let Channels {
+        channels,
+        operations,
+        messages,
+    } = api;
 
     let doc = json!({
         "asyncapi": "3.0.0",
@@ -246,6 +208,66 @@ pub fn asyncapi(model: &NodeModel) -> String {
     );
     out.push_str(&to_yaml(&doc));
     out
+}
+
+/// The channels, operations and messages of an AsyncAPI document.
+#[derive(Default)]
+struct Channels {
+    channels: Map<String, Value>,
+    operations: Map<String, Value>,
+    messages: Map<String, Value>,
+}
+
+impl Channels {
+    /// An operation on `topic`; the topic's channel and message are created
+    /// the first time it is seen (a topic both consumed and published has one
+    /// channel and two operations).
+    fn add(
+        &mut self,
+        id: &str,
+        action: &str,
+        topic: &TopicModel,
+        message_suffix: &str,
+        payload: Value,
+        summary: &str,
+    ) {
+        let message = match self.channels.get(&topic.channel_id) {
+            Some(existing) => existing["messages"]
+                .as_object()
+                .and_then(|m| m.keys().next().cloned())
+                .unwrap_or_default(),
+            None => {
+                let message = format!("{}{message_suffix}", pascal_id(&topic.channel_id));
+                self.messages.insert(
+                    message.clone(),
+                    message_object(&topic.name, topic.event_type.as_deref(), payload),
+                );
+                self.channels.insert(
+                    topic.channel_id.clone(),
+                    channel(&topic.name, topic.description.as_deref(), &message),
+                );
+                message
+            }
+        };
+        self.operations.insert(
+            id.to_owned(),
+            json!({
+                "action": action,
+                "channel": { "$ref": format!("#/channels/{}", topic.channel_id) },
+                "summary": summary,
+                "messages": [{ "$ref": format!("#/channels/{}/messages/{message}", topic.channel_id) }],
+            }),
+        );
+    }
+}
+
+/// `""`, `"2"`, `"3"` ...: operation ids for the first, second, third topic.
+fn suffix(i: usize) -> String {
+    if i == 0 {
+        String::new()
+    } else {
+        (i + 1).to_string()
+    }
 }
 
 fn contract_file(model: &NodeModel) -> String {
