@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -28,6 +27,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Message};
 use tokio::sync::watch;
 
+use super::kafka_log::QuietContext;
 use super::{
     deliver_until_acked, resilient_publish, AttemptError, BusBackend, BusError, BusHealth,
     BusMessage, EventBus, MessageHandler, OutgoingMessage, PublishReceipt, Subscription, TaskGroup,
@@ -134,6 +134,14 @@ struct AssignmentContext {
 }
 
 impl ClientContext for AssignmentContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        super::kafka_log::log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        super::kafka_log::report_error(&error, reason);
+    }
+
     fn stats(&self, statistics: rdkafka::Statistics) {
         for (name, topic) in &statistics.topics {
             // -1 means not known yet (no fetch position or watermark).
@@ -174,7 +182,7 @@ pub struct KafkaBus {
 
 struct Inner {
     settings: KafkaSettings,
-    producer: FutureProducer,
+    producer: FutureProducer<QuietContext>,
     breaker: CircuitBreaker,
     metrics: Arc<Metrics>,
     closed: AtomicBool,
@@ -185,8 +193,8 @@ struct Inner {
 impl KafkaBus {
     /// Creates the producer without contacting the broker.
     pub fn new(settings: KafkaSettings, metrics: Arc<Metrics>) -> Result<Self, BusError> {
-        let producer: FutureProducer = producer_config(&settings)
-            .create()
+        let producer: FutureProducer<QuietContext> = producer_config(&settings)
+            .create_with_context(QuietContext)
             .map_err(connection_error)?;
         Ok(KafkaBus {
             inner: Arc::new(Inner {
@@ -563,8 +571,8 @@ impl EventBus for KafkaBus {
         if missing.is_empty() {
             return Ok(());
         }
-        let admin: AdminClient<DefaultClientContext> = base_client_config(&self.inner.settings)
-            .create()
+        let admin: AdminClient<QuietContext> = base_client_config(&self.inner.settings)
+            .create_with_context(QuietContext)
             .map_err(connection_error)?;
         let s = &self.inner.settings;
         let new: Vec<NewTopic<'_>> = missing

@@ -10,6 +10,7 @@
 //! - stopping a subscription lets the in-flight message finish first.
 
 pub mod kafka;
+mod kafka_log;
 pub mod memory;
 
 use std::sync::Arc;

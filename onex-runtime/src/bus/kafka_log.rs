@@ -1,0 +1,103 @@
+//! librdkafka's own logs and errors, routed into `tracing` without flooding.
+//!
+//! While a broker is unreachable librdkafka reports the same failure every
+//! reconnect attempt (every ~100 ms at first), from the producer, the
+//! consumers and the admin client alike. A node that runs degraded says so
+//! once, loudly, from the runtime; librdkafka's repeats are kept to one
+//! warning per distinct message every [`REPEAT_INTERVAL`], the rest at debug.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::ClientContext;
+
+/// How often one distinct librdkafka message may be logged at warn level.
+pub const REPEAT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Client context for producers and admin clients.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        report_error(&error, reason);
+    }
+}
+
+/// A librdkafka log line at the matching tracing level, repeats muted.
+pub fn log(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    use RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error | L::Warning => {
+            if first_in_interval(&format!("{fac}:{}", without_counters(message))) {
+                tracing::warn!(target: "librdkafka", facility = fac, "{message}");
+            } else {
+                tracing::debug!(target: "librdkafka", facility = fac, "{message}");
+            }
+        }
+        L::Notice | L::Info => tracing::debug!(target: "librdkafka", facility = fac, "{message}"),
+        L::Debug => tracing::trace!(target: "librdkafka", facility = fac, "{message}"),
+    }
+}
+
+/// A client-level librdkafka error, repeats muted.
+pub fn report_error(error: &KafkaError, reason: &str) {
+    if first_in_interval(&format!("{error:?}:{}", without_counters(reason))) {
+        tracing::warn!(target: "librdkafka", "{error}: {reason}");
+    } else {
+        tracing::debug!(target: "librdkafka", "{error}: {reason}");
+    }
+}
+
+/// librdkafka appends changing details ("1 identical error(s) suppressed",
+/// "after 0ms", "1/1 brokers are down"): digits are dropped for the key.
+fn without_counters(message: &str) -> String {
+    message.chars().filter(|c| !c.is_ascii_digit()).collect()
+}
+
+fn first_in_interval(key: &str) -> bool {
+    static SEEN: OnceLock<Mutex<HashMap<String, Instant>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let now = Instant::now();
+    match seen.get(key) {
+        Some(last) if now.duration_since(*last) < REPEAT_INTERVAL => false,
+        _ => {
+            if seen.len() > 1024 {
+                seen.retain(|_, last| now.duration_since(*last) < REPEAT_INTERVAL);
+            }
+            seen.insert(key.to_owned(), now);
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_message_is_reported_once_per_interval() {
+        let key = "test:Connect to ipv#...: Connection refused (after ms in state CONNECT)";
+        assert!(first_in_interval(key));
+        assert!(!first_in_interval(key));
+        assert!(first_in_interval("test:another message"));
+    }
+
+    #[test]
+    fn counters_do_not_make_messages_distinct() {
+        assert_eq!(
+            without_counters("1/1 brokers are down (after 0ms, 3 identical error(s) suppressed)"),
+            without_counters("0/1 brokers are down (after 12ms, 1 identical error(s) suppressed)")
+        );
+    }
+}
