@@ -275,83 +275,74 @@ pub fn load_contract(path: &Path) -> Result<(Contract, Diagnostics), Diagnostics
     Ok((validated.contract, validated.warnings))
 }
 
-/// Runs stages 1 to 5 for each job independently (rustfmt still runs once
-/// over all of them); one result per job, in order.
-pub fn run_jobs(jobs: &[Job], cargo_check: bool) -> Vec<Result<Generation, Diagnostics>> {
-    struct Rendered {
-        contract: Contract,
-        warnings: Diagnostics,
-        files: FileSet,
-        crate_dir: PathBuf,
-        render_options: RenderOptions,
-    }
+/// A contract after stages 3 to 4.5, waiting for the formatter pass and
+/// stage 5.
+#[derive(Debug)]
+pub struct Rendered {
+    pub contract: Contract,
+    pub warnings: Diagnostics,
+    pub files: FileSet,
+    pub crate_dir: PathBuf,
+    /// The options as the manifest records them (paths relative to the crate).
+    pub render_options: RenderOptions,
+    /// Where diagnostics about this contract point (its file, as given).
+    pub source: PathBuf,
+}
 
-    let mut stage4: Vec<Result<Rendered, Diagnostics>> = jobs
-        .iter()
-        .map(|job| {
-            let (contract, warnings) = load_contract(&job.contract)?;
-            let crate_dir = match &job.destination {
-                Destination::UnderDir(dir) => dir.join(contract.name.as_str()),
-                Destination::Exact(dir) => dir.clone(),
-            };
-            let render_options = RenderOptions {
-                runtime: match &job.runtime {
-                    RuntimeChoice::Vendored => RuntimeSource::Vendored,
-                    RuntimeChoice::Path(p) => {
-                        RuntimeSource::Path(manifest::relative_to(p, &crate_dir))
-                    }
-                },
-                template_dir: job
-                    .template_dir
-                    .as_ref()
-                    .map(|p| PathBuf::from(manifest::relative_to(p, &crate_dir))),
-            };
-            // Templates are read relative to the current folder, so hand the
-            // renderer a path that works from here.
-            let effective = RenderOptions {
-                runtime: render_options.runtime.clone(),
-                template_dir: job.template_dir.clone(),
-            };
-            let located = |e: GenError| stage_error(&job.contract, &warnings, e);
-            // Stages 3 and 4 see the contract path as the manifest records it
-            // (relative to the crate), so the output is the same whatever the
-            // current folder and however the path was spelled.
-            let mut for_render = contract.clone();
-            for_render.path = PathBuf::from(manifest::relative_to(&contract.path, &crate_dir));
-            let model = crate::model::build(&for_render);
-            let files = crate::render::render(&model, &effective).map_err(located)?;
-            let files = crate::wiring::wire(files, &model, &effective).map_err(located)?;
-            Ok(Rendered {
-                contract,
-                warnings,
-                files,
-                crate_dir,
-                render_options,
-            })
-        })
-        .collect();
+/// Stages 3, 4 and 4.5 for one validated contract. `recorded` options are
+/// what the manifest keeps; `effective` ones are usable from the current
+/// folder (a template folder is read from here).
+pub fn render_contract(
+    contract: Contract,
+    warnings: Diagnostics,
+    source: &Path,
+    crate_dir: PathBuf,
+    recorded: RenderOptions,
+    effective: &RenderOptions,
+) -> Result<Rendered, Diagnostics> {
+    let located = |e: GenError| stage_error(source, &warnings, e);
+    // Stages 3 and 4 see the contract path as the manifest records it
+    // (relative to the crate), so the output is the same whatever the current
+    // folder and however the path was spelled.
+    let mut for_render = contract.clone();
+    for_render.path = PathBuf::from(manifest::relative_to(&contract.path, &crate_dir));
+    let model = crate::model::build(&for_render);
+    let files = crate::render::render(&model, effective).map_err(located)?;
+    let files = crate::wiring::wire(files, &model, effective).map_err(located)?;
+    Ok(Rendered {
+        contract,
+        warnings,
+        files,
+        crate_dir,
+        render_options: recorded,
+        source: source.to_path_buf(),
+    })
+}
 
-    // The one formatter pass, over every file set that got this far.
-    let format_result = {
-        let mut sets: Vec<&mut FileSet> = stage4
+/// The one formatter pass over every file set that got this far, then stage
+/// 5 for each (on every core). One result per input, in order.
+pub fn format_and_verify(
+    rendered: Vec<Result<Rendered, Diagnostics>>,
+    cargo_check: bool,
+) -> Vec<Result<Generation, Diagnostics>> {
+    let mut rendered = rendered;
+    let format_error = {
+        let mut sets: Vec<&mut FileSet> = rendered
             .iter_mut()
             .filter_map(|r| r.as_mut().ok().map(|r| &mut r.files))
             .collect();
         crate::format::format_filesets(&mut sets)
+            .err()
+            .map(|e| e.to_string())
     };
-    let format_error = format_result.err().map(|e| e.to_string());
     let template_set_hash = crate::render::template_set_hash();
-
-    // Stage 5 is independent per crate (and the costliest stage after
-    // rustfmt): verify on every core.
-    let work: Vec<_> = stage4.into_iter().zip(jobs).collect();
-    parallel_map(work, |(r, job)| {
+    parallel_map(rendered, |r| {
         let r = r?;
         if let Some(msg) = &format_error {
             let mut d = r.warnings.clone();
             d.push(Diagnostic::error(
                 "E-FORMAT",
-                &job.contract,
+                &r.source,
                 Position::new(1, 1),
                 "",
                 format!("formatting the generated code failed: {msg}"),
@@ -377,6 +368,46 @@ pub fn run_jobs(jobs: &[Job], cargo_check: bool) -> Vec<Result<Generation, Diagn
             template_set_hash: template_set_hash.clone(),
         })
     })
+}
+
+/// Runs stages 1 to 5 for each job independently (the formatter pass still
+/// runs once over all of them); one result per job, in order.
+pub fn run_jobs(jobs: &[Job], cargo_check: bool) -> Vec<Result<Generation, Diagnostics>> {
+    let rendered = jobs
+        .iter()
+        .map(|job| {
+            let (contract, warnings) = load_contract(&job.contract)?;
+            let crate_dir = match &job.destination {
+                Destination::UnderDir(dir) => dir.join(contract.name.as_str()),
+                Destination::Exact(dir) => dir.clone(),
+            };
+            let recorded = RenderOptions {
+                runtime: match &job.runtime {
+                    RuntimeChoice::Vendored => RuntimeSource::Vendored,
+                    RuntimeChoice::Path(p) => {
+                        RuntimeSource::Path(manifest::relative_to(p, &crate_dir))
+                    }
+                },
+                template_dir: job
+                    .template_dir
+                    .as_ref()
+                    .map(|p| PathBuf::from(manifest::relative_to(p, &crate_dir))),
+            };
+            let effective = RenderOptions {
+                runtime: recorded.runtime.clone(),
+                template_dir: job.template_dir.clone(),
+            };
+            render_contract(
+                contract,
+                warnings,
+                &job.contract,
+                crate_dir,
+                recorded,
+                &effective,
+            )
+        })
+        .collect();
+    format_and_verify(rendered, cargo_check)
 }
 
 /// `items.into_iter().map(f).collect()`, spread over the available cores,

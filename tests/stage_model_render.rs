@@ -6,7 +6,7 @@
 //! - `stages/4-render/ok/<case>.yaml` -> `<case>.expected.txt`: every file
 //!   stage 4 renders, with its owner, before the formatter pass.
 //! - `stages/4.5-wiring/ok/<case>.yaml` -> `<case>.expected.txt`: the files
-//!   stage 4.5 adds (the vendored runtime is listed by path only).
+//!   stage 4.5 adds (the vendored runtime as one line).
 //! - `stages/4-render/err/<case>/` and `stages/4.5-wiring/err/<case>/`: a
 //!   `contract.yaml` and a `templates/` override folder -> `expected.txt`,
 //!   the error.
@@ -58,12 +58,15 @@ fn options(templates: Option<PathBuf>) -> RenderOptions {
 
 fn dump(files: &FileSet, skip: impl Fn(&str) -> bool) -> String {
     let mut out = String::new();
+    let mut vendored = false;
     for (path, file) in files.iter() {
-        if path.starts_with("vendor/") {
-            out.push_str(&format!(
-                "=== {path} ({:?}, vendored copy of onex-runtime)\n",
-                file.owner
-            ));
+        if path.starts_with("vendor/onex-runtime/") {
+            if !vendored {
+                out.push_str(
+                    "=== vendor/onex-runtime/** (Generated, a copy of the onex-runtime sources)\n",
+                );
+                vendored = true;
+            }
             continue;
         }
         if skip(path) {

@@ -16,7 +16,6 @@ use crate::error::GenError;
 use crate::manifest::{self, sha256_hex};
 use crate::pipeline::Generation;
 use crate::render::{RenderOptions, RuntimeSource};
-use crate::verify::VerifyOptions;
 use crate::write::{self, WriteOptions};
 
 use super::request::{GenerationRequest, RuntimeOption, REQUEST_CONTRACT_PATH};
@@ -224,47 +223,21 @@ fn render_and_verify(
     crate_dir: &Path,
     runtime: RuntimeSource,
 ) -> Result<Generation, Diagnostics> {
-    let located = |e: GenError| {
-        let mut d = warnings.clone();
-        match e {
-            GenError::Contract(diags) => d.extend(diags),
-            other => d.push(crate::diagnostic::Diagnostic::error(
-                "E-GENERATE",
-                Path::new(REQUEST_CONTRACT_PATH),
-                crate::diagnostic::Position::new(1, 1),
-                "",
-                other.to_string(),
-            )),
-        }
-        d
-    };
-    let render_options = RenderOptions {
+    let options = RenderOptions {
         runtime,
         template_dir: None,
     };
-    let mut for_render = contract.clone();
-    for_render.path = PathBuf::from(CRATE_CONTRACT_FILE);
-    let model = crate::model::build(&for_render);
-    let files = crate::render::render(&model, &render_options).map_err(located)?;
-    let mut files = crate::wiring::wire(files, &model, &render_options).map_err(located)?;
-    crate::format::format_filesets(&mut [&mut files]).map_err(located)?;
-    let verify_opts = VerifyOptions {
-        cargo_check: false,
-        crate_dir: Some(crate_dir.to_path_buf()),
-    };
-    let files = crate::verify::verify(files, &contract, &verify_opts).map_err(|mut d| {
-        d.extend(warnings.clone());
-        d
-    })?;
-    Ok(Generation {
-        node_name: contract.name.clone(),
+    let rendered = crate::pipeline::render_contract(
         contract,
         warnings,
-        files,
-        crate_dir: crate_dir.to_path_buf(),
-        render_options,
-        template_set_hash: crate::render::template_set_hash(),
-    })
+        Path::new(REQUEST_CONTRACT_PATH),
+        crate_dir.to_path_buf(),
+        options.clone(),
+        &options,
+    );
+    crate::pipeline::format_and_verify(vec![rendered], false)
+        .pop()
+        .expect("one result per input")
 }
 
 /// Writes the contract into the crate (temporary file, then rename), unless
