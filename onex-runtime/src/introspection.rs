@@ -52,6 +52,9 @@ pub struct NodeIdentity {
     pub instance_id: String,
     /// Health URL path or full URL.
     pub health_endpoint: String,
+    /// The address the health/metrics endpoint listens on, once bound (its
+    /// port may have been chosen by the system).
+    pub listen: std::sync::OnceLock<std::net::SocketAddr>,
     /// Topic prefix in force.
     pub namer: TopicNamer,
 }
@@ -81,7 +84,10 @@ pub fn payload(
             },
         },
         "tags": spec.tags,
-        "endpoints": { "health": who.health_endpoint },
+        "endpoints": match who.listen.get() {
+            Some(addr) => json!({ "health": who.health_endpoint, "metrics": "/metrics", "listen": addr.to_string() }),
+            None => json!({ "health": who.health_endpoint }),
+        },
         "current_state": current_state,
         "reason": reason.as_str(),
         "correlation_id": correlation_id,
@@ -136,4 +142,58 @@ pub fn document(spec: &NodeSpec, config: &RuntimeConfig) -> Value {
             "listen": config.health_addr.to_string(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::NodeKind;
+    use crate::retry::RetrySettings;
+
+    fn spec() -> NodeSpec {
+        NodeSpec {
+            name: "node_x_effect".into(),
+            kind: NodeKind::Effect,
+            version: "1.2.3".into(),
+            description: "x".into(),
+            subscribe_topics: vec!["onex.cmd.x.do.v1".into()],
+            publish_topics: vec!["onex.evt.x.done.v1".into()],
+            dlq_topic: None,
+            failure_topic: None,
+            consumer_group: "x".into(),
+            retry: RetrySettings::default(),
+            circuit_breaker: None,
+            idempotency: None,
+            handler_timeout_ms: None,
+            env: Vec::new(),
+            capabilities: vec!["do".into()],
+            tags: Vec::new(),
+            health_path: "/health".into(),
+            heartbeat_interval_secs: 30,
+        }
+    }
+
+    #[test]
+    fn the_event_carries_the_health_listen_address_once_bound() {
+        let who = NodeIdentity {
+            node_id: "node_x_effect".into(),
+            instance_id: "i-1".into(),
+            health_endpoint: "/health".into(),
+            listen: std::sync::OnceLock::new(),
+            namer: TopicNamer::new(""),
+        };
+        let before = payload(&spec(), &who, "running", Reason::Startup, Uuid::nil());
+        assert_eq!(before["endpoints"], json!({ "health": "/health" }));
+        who.listen
+            .set("0.0.0.0:8080".parse().expect("an address"))
+            .expect("first set");
+        let after = payload(&spec(), &who, "running", Reason::Heartbeat, Uuid::nil());
+        assert_eq!(after["endpoints"]["listen"], "0.0.0.0:8080");
+        assert_eq!(after["node_type"], "effect");
+        assert_eq!(after["reason"], "heartbeat");
+        assert_eq!(
+            after["capabilities"]["metadata"]["subscribe_topics"],
+            json!(["onex.cmd.x.do.v1"])
+        );
+    }
 }

@@ -102,6 +102,7 @@ impl NodeService {
             node_id: spec.name.clone(),
             instance_id: config.instance_id.clone(),
             health_endpoint: spec.health_path.clone(),
+            listen: std::sync::OnceLock::new(),
             namer: namer.clone(),
         };
         let dlq_explicit = spec.dlq_topic.clone().or(config.dead_letter_topic.clone());
@@ -130,6 +131,12 @@ impl NodeService {
             subscriptions: tokio::sync::Mutex::new(Vec::new()),
             state: Mutex::new("starting"),
         })
+    }
+
+    /// Records where the health endpoint listens, so introspection events
+    /// carry a reachable address (registries build health checks from it).
+    pub fn set_health_addr(&self, addr: std::net::SocketAddr) {
+        let _ = self.identity.listen.set(addr);
     }
 
     /// The node spec.

@@ -197,6 +197,7 @@ async fn run(
         }
     };
     tracing::info!(%addr, path = %service.spec().health_path, "health endpoint listening");
+    service.set_health_addr(addr);
     let health_task = tokio::spawn(health::serve(
         listener,
         service.spec().health_path.clone(),
