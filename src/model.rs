@@ -272,12 +272,14 @@ pub fn build(contract: &Contract) -> NodeModel {
         .iter()
         .map(|c| c.name.clone())
         .collect();
+    // Without declared capabilities, a node's actions are what it answers
+    // to: its operations, its state machine's triggers or its workflow's steps.
     if capabilities.is_empty() {
-        capabilities = contract
-            .operations
-            .iter()
-            .map(|o| o.name.original.clone())
-            .collect();
+        capabilities = match (&fsm, &workflow) {
+            (Some(f), _) => f.triggers.iter().map(|t| t.wire.clone()).collect(),
+            (None, Some(w)) => w.steps.iter().map(|s| s.wire.clone()).collect(),
+            (None, None) => operations.iter().map(|o| o.name.clone()).collect(),
+        };
     }
     let operation_types: Vec<String> = operations
         .iter()

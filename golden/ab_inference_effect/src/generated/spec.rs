@@ -77,7 +77,7 @@ pub fn spec() -> NodeSpec {
                 description: "GLM cloud API base URL (allowlisted for inference calls)".to_owned(),
             },
         ],
-        capabilities: vec![],
+        capabilities: vec!["execute".to_owned(), ],
         tags: vec![],
         health_path: "/health".to_owned(),
         heartbeat_interval_secs: 30,

@@ -47,7 +47,7 @@ pub fn spec() -> NodeSpec {
         handler_timeout_ms: Some(5000),
         env: vec![
         ],
-        capabilities: vec![],
+        capabilities: vec!["compute".to_owned(), ],
         tags: vec![],
         health_path: "/health".to_owned(),
         heartbeat_interval_secs: 30,

@@ -46,7 +46,7 @@ pub fn spec() -> NodeSpec {
         idempotency: None,
         handler_timeout_ms: None,
         env: vec![],
-        capabilities: vec![],
+        capabilities: vec!["compute".to_owned()],
         tags: vec![],
         health_path: "/health".to_owned(),
         heartbeat_interval_secs: 30,

@@ -56,7 +56,11 @@ pub fn spec() -> NodeSpec {
         idempotency: None,
         handler_timeout_ms: None,
         env: vec![],
-        capabilities: vec![],
+        capabilities: vec![
+            "reserve_stock".to_owned(),
+            "charge_customer".to_owned(),
+            "book_shipping".to_owned(),
+        ],
         tags: vec![],
         health_path: "/health".to_owned(),
         heartbeat_interval_secs: 30,

@@ -53,7 +53,11 @@ pub fn spec() -> NodeSpec {
         idempotency: None,
         handler_timeout_ms: None,
         env: vec![],
-        capabilities: vec![],
+        capabilities: vec![
+            "payment_captured".to_owned(),
+            "order_shipped".to_owned(),
+            "order_cancelled".to_owned(),
+        ],
         tags: vec![],
         health_path: "/health".to_owned(),
         heartbeat_interval_secs: 30,

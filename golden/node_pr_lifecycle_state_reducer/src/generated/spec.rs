@@ -57,7 +57,7 @@ pub fn spec() -> NodeSpec {
         handler_timeout_ms: Some(5000),
         env: vec![
         ],
-        capabilities: vec!["reduce_pr_state".to_owned(), ],
+        capabilities: vec!["start_received".to_owned(), "inventory_complete".to_owned(), "fixes_pending".to_owned(), "no_fixes_needed".to_owned(), "fixes_complete".to_owned(), "merge_complete".to_owned(), "error".to_owned(), ],
         tags: vec!["reducer".to_owned(), "fsm".to_owned(), "pr-lifecycle".to_owned(), "OMN-8086".to_owned(), ],
         health_path: "/health".to_owned(),
         heartbeat_interval_secs: 30,

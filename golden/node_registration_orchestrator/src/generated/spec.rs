@@ -106,7 +106,7 @@ pub fn spec() -> NodeSpec {
                 description: "Enable authentication for omnidash dashboard".to_owned(),
             },
         ],
-        capabilities: vec!["platform.node-introspection".to_owned(), "platform.runtime-tick".to_owned(), "platform.node-registration-acked".to_owned(), "platform.node-heartbeat".to_owned(), "platform.topic-catalog-query".to_owned(), "platform.request-introspection".to_owned(), ],
+        capabilities: vec!["receive_introspection".to_owned(), "read_projection".to_owned(), "evaluate_timeout".to_owned(), "compute_intents".to_owned(), "execute_postgres_registration".to_owned(), "aggregate_results".to_owned(), "publish_outcome".to_owned(), ],
         tags: vec!["orchestrator".to_owned(), "registration".to_owned(), "workflow".to_owned(), "mvp".to_owned(), ],
         health_path: "/health".to_owned(),
         heartbeat_interval_secs: 30,

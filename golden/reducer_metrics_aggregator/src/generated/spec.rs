@@ -49,7 +49,15 @@ pub fn spec() -> NodeSpec {
         idempotency: None,
         handler_timeout_ms: None,
         env: vec![],
-        capabilities: vec![],
+        capabilities: vec![
+            "collect_metrics".to_owned(),
+            "collection_complete".to_owned(),
+            "validation_success".to_owned(),
+            "validation_failed".to_owned(),
+            "aggregation_success".to_owned(),
+            "error_occurred".to_owned(),
+            "timeout".to_owned(),
+        ],
         tags: vec![
             "reducer".to_owned(),
             "fsm".to_owned(),
