@@ -86,6 +86,11 @@ class NodeE2E:
         raw value, expected error type, text expected in the reason)."""
         raise NotImplementedError
 
+    def start_in_flight(self, node):
+        """Sends input that is still being handled when SIGTERM comes; returns
+        [(envelope, expected output count)]. Only kinds with slow user code."""
+        return []
+
     # -- shared machinery ----------------------------------------------------
 
     @classmethod
@@ -272,12 +277,18 @@ class NodeE2E:
         m = re.search(r'^onex_events_dead_lettered_total\{node="%s"\} (\d+)$' % self.NODE, metrics, re.M)
         self.assertIsNotNone(m, metrics)
         self.assertEqual(int(m.group(1)), len(self.state["dead"]), "dead letters counted by /metrics")
+        in_flight = self.start_in_flight(node)
         started = time.monotonic()
         code = node.terminate(timeout=10)
         elapsed = time.monotonic() - started
         self.assertIsNotNone(code, f"no exit within 10 s of SIGTERM\n{node.tail()}")
         self.assertEqual(code, 0, f"exit code {code}\n{node.tail()}")
         self.assertLess(elapsed, 10.0)
+        # A message in flight at SIGTERM was finished and its output published.
+        for env, count in in_flight:
+            outputs = self.outputs_of(env["correlation_id"], count)
+            self.assertTrue(all(o["causation_id"] == env["event_id"] for o in outputs))
+            self.state["handled"].append((env["correlation_id"], count))
         bye = self.introspection_of(node, "shutdown")
         self.assertEqual(bye["payload"]["node_name"], self.NODE)
         ends = self.client.end_offsets(self.SUBSCRIBE)
@@ -432,6 +443,12 @@ class EffectNode(NodeE2E, unittest.TestCase):
         env = envelope("demo.echo-requested", {"repeat": "twice"})
         raw = self.client.send_envelope(self.SUBSCRIBE, env)
         return env, env["correlation_id"], raw, "invalid_input", "EchoInput"
+
+    def start_in_flight(self, node):
+        env = envelope("demo.echo-requested", {"message": "slow"})
+        self.client.send_envelope(self.SUBSCRIBE, env)
+        node.wait_line("slow echo started.*" + env["correlation_id"])
+        return [(env, 1)]
 
     def test_4a_retriable_failure_retried_then_dead_lettered(self):
         self.wait_started(self.first)

@@ -1,7 +1,8 @@
 //! The e2e test's own code for node_echo_effect (copied over the generated
 //! `src/handlers.rs`, the file a user owns): echoes the message with the
 //! contract's ECHO_PREFIX, and fails retriably for the message `unavailable`
-//! so the contract's retry policy and dead-lettering can be seen on the wire.
+//! so the contract's retry policy and dead-lettering can be seen on the wire;
+//! the message `slow` takes 3 s, long enough to be in flight at SIGTERM.
 
 use onex_runtime::{HandlerContext, HandlerError};
 
@@ -28,6 +29,13 @@ impl Operations for Handlers {
                 "echo backend unavailable (attempt {})",
                 ctx.attempt()
             )));
+        }
+        if input.message == "slow" {
+            // Still running when the test sends SIGTERM: shutdown must let it finish.
+            tracing::info!(correlation_id = %ctx.correlation_id(), "slow echo started");
+            tokio::task::spawn_blocking(|| std::thread::sleep(std::time::Duration::from_secs(3)))
+                .await
+                .map_err(|e| HandlerError::Fatal(e.to_string()))?;
         }
         let prefix = ctx.env("ECHO_PREFIX").unwrap_or_default();
         let times = usize::try_from(input.repeat.unwrap_or(1).max(1)).unwrap_or(1);
