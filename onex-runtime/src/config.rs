@@ -30,6 +30,7 @@ pub const BUS_ENV_VARS: &[(&str, &str, &str)] = &[
     ("KAFKA_AUTO_OFFSET_RESET", "latest", "where a new consumer group starts: earliest or latest"),
     ("KAFKA_ENABLE_AUTO_COMMIT", "true", "commit stored offsets in the background (offsets are stored only after a message is handled)"),
     ("KAFKA_CONSUMER_SLEEP_INTERVAL", "0.1", "seconds to pause after a consumer error (0.01-10.0)"),
+    ("KAFKA_FETCH_MAX_WAIT_MS", "100", "longest a fetch waits on the broker for new messages, in ms (1-5000); bounds a consumed event's latency"),
     ("KAFKA_ACKS", "all", "producer acknowledgements: all, 1 or 0"),
     ("KAFKA_ENABLE_IDEMPOTENCE", "true", "idempotent producer"),
     ("KAFKA_DEAD_LETTER_TOPIC", "", "dead-letter topic for every consumed topic (default <topic>.dlq)"),
@@ -327,6 +328,8 @@ pub struct KafkaSettings {
     pub enable_auto_commit: bool,
     /// Pause after a consumer error.
     pub consumer_sleep_interval: Duration,
+    /// `fetch.wait.max.ms`: how long a fetch may wait on the broker for data.
+    pub fetch_max_wait_ms: u64,
     /// Producer acknowledgements.
     pub acks: Acks,
     /// Idempotent producer.
@@ -364,6 +367,7 @@ impl Default for KafkaSettings {
             auto_offset_reset: OffsetReset::Latest,
             enable_auto_commit: true,
             consumer_sleep_interval: Duration::from_millis(100),
+            fetch_max_wait_ms: 100,
             acks: Acks::All,
             enable_idempotence: true,
             security: SecuritySettings::default(),
@@ -486,6 +490,12 @@ impl RuntimeConfig {
             )?,
             enable_auto_commit: src.flag("KAFKA_ENABLE_AUTO_COMMIT", true)?,
             consumer_sleep_interval: Duration::from_secs_f64(sleep),
+            fetch_max_wait_ms: src.parsed(
+                "KAFKA_FETCH_MAX_WAIT_MS",
+                100,
+                "an integer in 1..=5000",
+                in_range(1, 5000),
+            )?,
             acks: src.parsed("KAFKA_ACKS", Acks::All, "all, 1 or 0", any_value)?,
             enable_idempotence: src.flag("KAFKA_ENABLE_IDEMPOTENCE", true)?,
             security: SecuritySettings {

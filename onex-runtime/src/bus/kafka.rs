@@ -118,6 +118,9 @@ pub fn consumer_config(s: &KafkaSettings, group: &str) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", s.auto_offset_reset.as_str())
         .set("enable.partition.eof", "false")
+        // librdkafka's 500 ms default adds up to half a second per hop when
+        // the broker answers a waiting fetch only at the end of the wait.
+        .set("fetch.wait.max.ms", s.fetch_max_wait_ms.to_string())
         .set("statistics.interval.ms", "5000");
     c
 }
