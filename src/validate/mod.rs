@@ -90,6 +90,9 @@ pub fn validate(raw: &RawContract) -> Result<Validated, Diagnostics> {
     }
     let root = Cursor::root(&raw.root);
     let contract = build(&mut ctx, raw, &root);
+    if let Some(c) = &contract {
+        warn_if_nothing_is_consumed(&mut ctx, raw, c);
+    }
     ctx.diags.sort();
     match contract {
         Some(c) if !ctx.diags.has_errors() => Ok(Validated {
@@ -98,6 +101,30 @@ pub fn validate(raw: &RawContract) -> Result<Validated, Diagnostics> {
         }),
         _ => Err(ctx.diags),
     }
+}
+
+/// A node that consumes nothing only publishes its introspection events: that
+/// is legal (some contracts describe a node driven by other means) but worth
+/// saying, since the generated node will sit idle on the bus.
+fn warn_if_nothing_is_consumed(ctx: &mut Ctx, raw: &RawContract, c: &Contract) {
+    if !c.topics.subscribe.is_empty() {
+        return;
+    }
+    let pointer = if raw.root.get("event_bus").is_some() {
+        "/event_bus"
+    } else {
+        ""
+    };
+    ctx.diags.push(
+        Diagnostic::warning(
+            "W-NO-SUBSCRIPTIONS",
+            ctx.file,
+            raw.locate(pointer),
+            pointer,
+            "the contract names no topic to consume: the generated node publishes its introspection events but handles no input from the bus",
+        )
+        .expected("event_bus.subscribe_topics, event_bus.subscribe.topic, consumed_events, subscriptions, input_subscriptions or topics.consumes"),
+    );
 }
 
 fn schema_check(ctx: &mut Ctx, raw: &RawContract) {
@@ -567,7 +594,11 @@ mod tests {
             .collect();
         assert_eq!(
             w,
-            [("W-VERSION-DEFAULT", ""), ("W-UNKNOWN-KEY", "/frobnicate")]
+            [
+                ("W-NO-SUBSCRIPTIONS", ""),
+                ("W-VERSION-DEFAULT", ""),
+                ("W-UNKNOWN-KEY", "/frobnicate")
+            ]
         );
         let raw = parse(
             Path::new("c.yaml"),
