@@ -157,6 +157,51 @@ pub struct OutboundEvent {
     pub partition_key: Option<String>,
 }
 
+impl InboundEvent {
+    /// The envelope's payload as `T`. A payload of another shape is
+    /// [`HandlerError::InvalidInput`]: retrying cannot help, so the message
+    /// goes to the dead-letter topic.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        serde_json::from_value(self.envelope.payload.clone()).map_err(|error| {
+            HandlerError::InvalidInput(format!(
+                "payload of {:?} is not a valid {}: {error}",
+                self.envelope.event_type,
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+}
+
+impl OutboundEvent {
+    /// An event of `event_type` on `topic` carrying `payload`.
+    pub fn new(topic: &str, event_type: &str, payload: serde_json::Value) -> Self {
+        OutboundEvent {
+            topic: topic.to_owned(),
+            event_type: event_type.to_owned(),
+            payload,
+            partition_key: None,
+        }
+    }
+
+    /// An event carrying `value` serialised as its payload.
+    pub fn encode<T: serde::Serialize>(
+        topic: &str,
+        event_type: &str,
+        value: &T,
+    ) -> Result<Self, HandlerError> {
+        let payload = serde_json::to_value(value).map_err(|error| {
+            HandlerError::Fatal(format!("encoding the {event_type} payload: {error}"))
+        })?;
+        Ok(Self::new(topic, event_type, payload))
+    }
+
+    /// The same event, partitioned by `key`.
+    pub fn with_partition_key(mut self, key: impl Into<String>) -> Self {
+        self.partition_key = Some(key.into());
+        self
+    }
+}
+
 /// Why a handler failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {
@@ -624,6 +669,31 @@ impl MessageHandler for Dispatcher {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn payloads_decode_to_typed_inputs_or_are_invalid_input() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct Input {
+            n: i64,
+        }
+        let event = crate::testing::inbound("t", "e", json!({ "n": 3 }));
+        assert_eq!(event.decode::<Input>(), Ok(Input { n: 3 }));
+        let bad = crate::testing::inbound("t", "e", json!("three"));
+        assert!(
+            matches!(bad.decode::<Input>(), Err(HandlerError::InvalidInput(m)) if m.contains("Input"))
+        );
+    }
+
+    #[test]
+    fn outbound_events_encode_their_payload() {
+        let e = OutboundEvent::encode("t", "x.done", &json!({ "ok": true }))
+            .expect("encodes")
+            .with_partition_key("k");
+        assert_eq!(e.topic, "t");
+        assert_eq!(e.event_type, "x.done");
+        assert_eq!(e.payload, json!({ "ok": true }));
+        assert_eq!(e.partition_key.as_deref(), Some("k"));
+    }
 
     #[test]
     fn seen_set_is_bounded() {

@@ -7,8 +7,6 @@
 //! as the contract's retry policy says.
 
 use onex_runtime::{HandlerContext, HandlerError, InboundEvent, NodeHandler, OutboundEvent};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::spec::RESULT_TOPIC;
 
@@ -29,37 +27,23 @@ impl NodeHandler for Node {
         _ctx: &HandlerContext,
         event: &InboundEvent,
     ) -> Result<Vec<OutboundEvent>, HandlerError> {
-        let output = crate::handlers::compute(decode(event)?)?;
-        RESULT_TOPIC.map_or(Ok(Vec::new()), |topic| {
-            result(topic, "node-word-count-compute.compute.completed", &output)
-        })
+        let output = crate::handlers::compute(event.decode()?)?;
+        results(
+            RESULT_TOPIC,
+            "node-word-count-compute.compute.completed",
+            &output,
+        )
     }
 }
 
-/// The event's payload as the operation's input type.
-fn decode<T: DeserializeOwned>(event: &InboundEvent) -> Result<T, HandlerError> {
-    serde_json::from_value(event.envelope.payload.clone()).map_err(|error| {
-        HandlerError::InvalidInput(format!(
-            "payload of {:?} is not a valid {}: {error}",
-            event.envelope.event_type,
-            std::any::type_name::<T>()
-        ))
-    })
-}
-
-/// One result event.
-fn result<T: Serialize>(
-    topic: &str,
+/// The result event, when the node has a result topic.
+fn results<T: serde::Serialize>(
+    topic: Option<&str>,
     event_type: &str,
     output: &T,
 ) -> Result<Vec<OutboundEvent>, HandlerError> {
-    let payload = serde_json::to_value(output).map_err(|error| {
-        HandlerError::Fatal(format!("encoding the {event_type} result: {error}"))
-    })?;
-    Ok(vec![OutboundEvent {
-        topic: topic.to_owned(),
-        event_type: event_type.to_owned(),
-        payload,
-        partition_key: None,
-    }])
+    topic
+        .map(|t| OutboundEvent::encode(t, event_type, output))
+        .into_iter()
+        .collect()
 }

@@ -7,8 +7,6 @@
 //! as the contract's retry policy says.
 
 use onex_runtime::{HandlerContext, HandlerError, InboundEvent, NodeHandler, OutboundEvent};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::operations::Operations;
 use super::spec::RESULT_TOPIC;
@@ -48,70 +46,56 @@ impl<H: Operations> NodeHandler for Node<H> {
     ) -> Result<Vec<OutboundEvent>, HandlerError> {
         match operation_of(event) {
             Some("branch_create") => {
-                let output = self.handlers.branch_create(ctx, decode(event)?).await?;
-                RESULT_TOPIC.map_or(Ok(Vec::new()), |topic| {
-                    result(topic, "node-git-effect.branch-create.completed", &output)
-                })
+                let output = self.handlers.branch_create(ctx, event.decode()?).await?;
+                results(
+                    RESULT_TOPIC,
+                    "node-git-effect.branch-create.completed",
+                    &output,
+                )
             }
             Some("commit") => {
-                let output = self.handlers.commit(ctx, decode(event)?).await?;
-                RESULT_TOPIC.map_or(Ok(Vec::new()), |topic| {
-                    result(topic, "node-git-effect.commit.completed", &output)
-                })
+                let output = self.handlers.commit(ctx, event.decode()?).await?;
+                results(RESULT_TOPIC, "node-git-effect.commit.completed", &output)
             }
             Some("push") => {
-                let output = self.handlers.push(ctx, decode(event)?).await?;
-                RESULT_TOPIC.map_or(Ok(Vec::new()), |topic| {
-                    result(topic, "node-git-effect.push.completed", &output)
-                })
+                let output = self.handlers.push(ctx, event.decode()?).await?;
+                results(RESULT_TOPIC, "node-git-effect.push.completed", &output)
             }
             Some("pr_create") => {
-                let output = self.handlers.pr_create(ctx, decode(event)?).await?;
-                RESULT_TOPIC.map_or(Ok(Vec::new()), |topic| {
-                    result(topic, "node-git-effect.pr-create.completed", &output)
-                })
+                let output = self.handlers.pr_create(ctx, event.decode()?).await?;
+                results(RESULT_TOPIC, "node-git-effect.pr-create.completed", &output)
             }
             Some("pr_update") => {
-                let output = self.handlers.pr_update(ctx, decode(event)?).await?;
-                RESULT_TOPIC.map_or(Ok(Vec::new()), |topic| {
-                    result(topic, "node-git-effect.pr-update.completed", &output)
-                })
+                let output = self.handlers.pr_update(ctx, event.decode()?).await?;
+                results(RESULT_TOPIC, "node-git-effect.pr-update.completed", &output)
             }
             Some("pr_close") => {
-                let output = self.handlers.pr_close(ctx, decode(event)?).await?;
-                RESULT_TOPIC.map_or(Ok(Vec::new()), |topic| {
-                    result(topic, "node-git-effect.pr-close.completed", &output)
-                })
+                let output = self.handlers.pr_close(ctx, event.decode()?).await?;
+                results(RESULT_TOPIC, "node-git-effect.pr-close.completed", &output)
             }
             Some("pr_merge") => {
-                let output = self.handlers.pr_merge(ctx, decode(event)?).await?;
-                RESULT_TOPIC.map_or(Ok(Vec::new()), |topic| {
-                    result(topic, "node-git-effect.pr-merge.completed", &output)
-                })
+                let output = self.handlers.pr_merge(ctx, event.decode()?).await?;
+                results(RESULT_TOPIC, "node-git-effect.pr-merge.completed", &output)
             }
             Some("pr_list") => {
-                let output = self.handlers.pr_list(ctx, decode(event)?).await?;
-                RESULT_TOPIC.map_or(Ok(Vec::new()), |topic| {
-                    result(topic, "node-git-effect.pr-list.completed", &output)
-                })
+                let output = self.handlers.pr_list(ctx, event.decode()?).await?;
+                results(RESULT_TOPIC, "node-git-effect.pr-list.completed", &output)
             }
             Some("pr_view") => {
-                let output = self.handlers.pr_view(ctx, decode(event)?).await?;
-                RESULT_TOPIC.map_or(Ok(Vec::new()), |topic| {
-                    result(topic, "node-git-effect.pr-view.completed", &output)
-                })
+                let output = self.handlers.pr_view(ctx, event.decode()?).await?;
+                results(RESULT_TOPIC, "node-git-effect.pr-view.completed", &output)
             }
             Some("tag_create") => {
-                let output = self.handlers.tag_create(ctx, decode(event)?).await?;
-                RESULT_TOPIC.map_or(Ok(Vec::new()), |topic| {
-                    result(topic, "node-git-effect.tag-create.completed", &output)
-                })
+                let output = self.handlers.tag_create(ctx, event.decode()?).await?;
+                results(
+                    RESULT_TOPIC,
+                    "node-git-effect.tag-create.completed",
+                    &output,
+                )
             }
             Some("label_add") => {
-                let output = self.handlers.label_add(ctx, decode(event)?).await?;
-                RESULT_TOPIC.map_or(Ok(Vec::new()), |topic| {
-                    result(topic, "node-git-effect.label-add.completed", &output)
-                })
+                let output = self.handlers.label_add(ctx, event.decode()?).await?;
+                results(RESULT_TOPIC, "node-git-effect.label-add.completed", &output)
             }
             _ => Err(HandlerError::InvalidInput(format!(
                 "event type {:?} names none of this node's operations ({})",
@@ -142,30 +126,14 @@ fn operation_of(event: &InboundEvent) -> Option<&'static str> {
         .map(|(_, operation)| *operation)
 }
 
-/// The event's payload as the operation's input type.
-fn decode<T: DeserializeOwned>(event: &InboundEvent) -> Result<T, HandlerError> {
-    serde_json::from_value(event.envelope.payload.clone()).map_err(|error| {
-        HandlerError::InvalidInput(format!(
-            "payload of {:?} is not a valid {}: {error}",
-            event.envelope.event_type,
-            std::any::type_name::<T>()
-        ))
-    })
-}
-
-/// One result event.
-fn result<T: Serialize>(
-    topic: &str,
+/// The result event, when the node has a result topic.
+fn results<T: serde::Serialize>(
+    topic: Option<&str>,
     event_type: &str,
     output: &T,
 ) -> Result<Vec<OutboundEvent>, HandlerError> {
-    let payload = serde_json::to_value(output).map_err(|error| {
-        HandlerError::Fatal(format!("encoding the {event_type} result: {error}"))
-    })?;
-    Ok(vec![OutboundEvent {
-        topic: topic.to_owned(),
-        event_type: event_type.to_owned(),
-        payload,
-        partition_key: None,
-    }])
+    topic
+        .map(|t| OutboundEvent::encode(t, event_type, output))
+        .into_iter()
+        .collect()
 }

@@ -62,7 +62,7 @@ impl<H: WorkflowSteps> NodeHandler for Node<H> {
             match outcome {
                 Ok(result) => {
                     if let Some(topic) = RESULT_TOPIC {
-                        events.push(event_to(
+                        events.push(OutboundEvent::new(
                             topic,
                             STEP_COMPLETED,
                             serde_json::json!({ "workflow": WORKFLOW, "step": step.as_str(), "result": result }),
@@ -73,7 +73,7 @@ impl<H: WorkflowSteps> NodeHandler for Node<H> {
                 Err(error) => {
                     tracing::warn!(step = step.as_str(), %error, "workflow step failed");
                     if let Some(topic) = FAILURE_TOPIC.or(COMPLETION_TOPIC) {
-                        events.push(event_to(
+                        events.push(OutboundEvent::new(
                             topic,
                             WORKFLOW_FAILED,
                             serde_json::json!({
@@ -91,20 +91,15 @@ impl<H: WorkflowSteps> NodeHandler for Node<H> {
         }
         let completion = serde_json::json!({ "workflow": WORKFLOW, "status": "completed", "results": run.results });
         if let Some(topic) = COMPLETION_TOPIC {
-            events.push(event_to(topic, WORKFLOW_COMPLETED, completion.clone()));
+            events.push(OutboundEvent::new(
+                topic,
+                WORKFLOW_COMPLETED,
+                completion.clone(),
+            ));
         }
         if let Some(topic) = TERMINAL_TOPIC.filter(|t| Some(*t) != COMPLETION_TOPIC) {
-            events.push(event_to(topic, WORKFLOW_COMPLETED, completion));
+            events.push(OutboundEvent::new(topic, WORKFLOW_COMPLETED, completion));
         }
         Ok(events)
-    }
-}
-
-fn event_to(topic: &str, event_type: &str, payload: serde_json::Value) -> OutboundEvent {
-    OutboundEvent {
-        topic: topic.to_owned(),
-        event_type: event_type.to_owned(),
-        payload,
-        partition_key: None,
     }
 }

@@ -80,22 +80,15 @@ impl<H: ReducerHooks> NodeHandler for Node<H> {
         });
         let mut events = Vec::new();
         if let Some(topic) = RESULT_TOPIC {
-            events.push(OutboundEvent {
-                topic: topic.to_owned(),
-                event_type: STATE_CHANGED.to_owned(),
-                payload: change.clone(),
-                partition_key: Some(aggregate.clone()),
-            });
+            events.push(
+                OutboundEvent::new(topic, STATE_CHANGED, change.clone())
+                    .with_partition_key(&aggregate),
+            );
         }
         if let Some(topic) =
             TERMINAL_TOPIC.filter(|t| step.to.is_terminal() && Some(*t) != RESULT_TOPIC)
         {
-            events.push(OutboundEvent {
-                topic: topic.to_owned(),
-                event_type: COMPLETED.to_owned(),
-                payload: change,
-                partition_key: Some(aggregate),
-            });
+            events.push(OutboundEvent::new(topic, COMPLETED, change).with_partition_key(aggregate));
         }
         Ok(events)
     }
