@@ -31,6 +31,7 @@ use onex_runtime::bus::kafka::KafkaBus;
 use onex_runtime::bus::{BusError, BusMessage, EventBus, MessageHandler, Nack, Subscription};
 use onex_runtime::chrono;
 use onex_runtime::config::{ConfigSource, RuntimeConfig};
+use onex_runtime::http::{Request, Response};
 use onex_runtime::introspection::{INTROSPECTION_REQUEST_TOPIC, INTROSPECTION_TOPIC};
 use onex_runtime::topic::TopicNamer;
 use onex_runtime::tracing;
@@ -624,55 +625,18 @@ async fn expire_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn serve_http(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.changed() => return,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = handle_http(stream, &shared).await {
-                        tracing::debug!("registry request failed: {e}");
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!("registry accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+async fn serve_http(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let route = move |req: Request| {
+        let shared = shared.clone();
+        async move { route(&req, &shared) }
+    };
+    onex_runtime::http::serve(listener, "registry", stop, route).await;
 }
 
-/// Longest request head accepted.
-const MAX_REQUEST: usize = 8 * 1024;
-
-async fn handle_http(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    let read = async {
-        let mut buf = Vec::with_capacity(1024);
-        let mut chunk = [0u8; 1024];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        Ok::<_, std::io::Error>(buf)
-    };
-    let head = tokio::time::timeout(Duration::from_secs(5), read)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow request"))??;
-    let head = String::from_utf8_lossy(&head);
-    let mut parts = head.lines().next().unwrap_or_default().split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let json_ok = |v: Value| ("200 OK", "application/json", v.to_string());
-    let (code, content_type, body) = match (method, path) {
-        ("GET", "/nodes") => json_ok(shared.catalog().to_json()),
+/// The catalog's HTTP interface.
+fn route(req: &Request, shared: &Shared) -> Response {
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/nodes") => Response::json(&shared.catalog().to_json()),
         ("GET", p) if p.starts_with("/nodes/") => {
             let id = &p["/nodes/".len()..];
             let found: Vec<NodeEntry> = shared
@@ -682,16 +646,12 @@ async fn handle_http(mut stream: TcpStream, shared: &Shared) -> std::io::Result<
                 .cloned()
                 .collect();
             if found.is_empty() {
-                (
-                    "404 Not Found",
-                    "application/json",
-                    json!({"error": "no such node"}).to_string(),
-                )
+                Response::with_status("404 Not Found", &json!({"error": "no such node"}))
             } else {
-                json_ok(json!({"nodes": found}))
+                Response::json(&json!({"nodes": found}))
             }
         }
-        ("GET", "/health") => json_ok(json!({
+        ("GET", "/health") => Response::json(&json!({
             "status": "healthy",
             "node_id": "onex_gen_registry",
             "nodes": shared.catalog().len(),
@@ -700,7 +660,7 @@ async fn handle_http(mut stream: TcpStream, shared: &Shared) -> std::io::Result<
         ("GET", "/metrics") => {
             let s = &shared.stats;
             let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-            let text = format!(
+            Response::metrics(format!(
                 "# TYPE onex_gen_registry_nodes gauge\nonex_gen_registry_nodes {}\n\
                  # TYPE onex_gen_registry_events_total counter\nonex_gen_registry_events_total {}\n\
                  onex_gen_registry_changes_total{{change=\"added\"}} {}\n\
@@ -713,22 +673,11 @@ async fn handle_http(mut stream: TcpStream, shared: &Shared) -> std::io::Result<
                 g(&s.removed),
                 g(&s.expired),
                 g(&s.consul_errors),
-            );
-            ("200 OK", "text/plain; version=0.0.4", text)
+            ))
         }
-        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "method not allowed\n".to_string(),
-        ),
-    };
-    let response = format!(
-        "HTTP/1.1 {code}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+        ("GET", _) => Response::not_found(),
+        _ => Response::method_not_allowed(),
+    }
 }
 
 /// `onex-gen registry` flags.

@@ -1,15 +1,13 @@
 //! The node's HTTP endpoint: `GET <health path>` (JSON) and `GET /metrics`
-//! (Prometheus text). A deliberately small HTTP/1.1 server: one request per
-//! connection, GET only, bounded request size and read time.
+//! (Prometheus text), on the runtime's small HTTP server ([`crate::http`]).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use crate::http::{Request, Response};
 
 /// Overall node status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,100 +40,46 @@ pub trait HealthReport: Send + Sync + 'static {
     fn metrics(&self) -> String;
 }
 
-/// Longest request head accepted.
-const MAX_REQUEST: usize = 8 * 1024;
+pub use crate::http::bind;
 
-/// Binds the listener; the returned address has the real port when 0 was asked.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    Ok((listener, local))
-}
-
-/// Serves until `stop` turns true.
+/// Serves the health document at `health_path` and `/metrics` until `stop`
+/// turns true.
 pub async fn serve(
     listener: TcpListener,
     health_path: String,
     report: Arc<dyn HealthReport>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.changed() => break,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let report = report.clone();
-                let path = health_path.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = handle(stream, &path, report.as_ref()).await {
-                        tracing::debug!("health request failed: {e}");
-                    }
-                });
+    let route = move |req: Request| {
+        let report = report.clone();
+        let health_path = health_path.clone();
+        async move {
+            match (req.method.as_str(), req.path.as_str()) {
+                ("GET", p) if p == health_path => {
+                    let (status, doc) = report.health().await;
+                    let code = if status == Status::Unhealthy {
+                        "503 Service Unavailable"
+                    } else {
+                        "200 OK"
+                    };
+                    Response::with_status(code, &doc)
+                }
+                ("GET", "/metrics") => Response::metrics(report.metrics()),
+                ("GET", _) => Response::not_found(),
+                _ => Response::method_not_allowed(),
             }
-            Err(e) => {
-                tracing::warn!("health endpoint accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
         }
-    }
-}
-
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
-}
-
-async fn handle(
-    mut stream: TcpStream,
-    health_path: &str,
-    report: &dyn HealthReport,
-) -> std::io::Result<()> {
-    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut stream))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow request"))??;
-    let mut parts = head.lines().next().unwrap_or_default().split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let (code, content_type, body) = match (method, path) {
-        ("GET", p) if p == health_path => {
-            let (status, doc) = report.health().await;
-            let code = if status == Status::Unhealthy {
-                "503 Service Unavailable"
-            } else {
-                "200 OK"
-            };
-            (code, "application/json", doc.to_string())
-        }
-        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", report.metrics()),
-        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "method not allowed\n".to_string(),
-        ),
     };
-    let response = format!(
-        "HTTP/1.1 {code}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    crate::http::serve(listener, "health endpoint", stop, route).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     struct Fixed(Status);
 

@@ -18,6 +18,7 @@ pub mod dlq;
 pub mod envelope;
 pub mod headers;
 pub mod health;
+pub mod http;
 pub mod introspection;
 pub mod metrics;
 pub mod node;
