@@ -30,6 +30,14 @@ const RUSTFMT_CONFIG: &str =
 /// Formats the Rust files of every file set, running rustfmt only for
 /// contents the cache has not seen.
 pub fn format_filesets(sets: &mut [&mut FileSet]) -> Result<(), GenError> {
+    format_with_cache(sets, cache_root())
+}
+
+/// [`format_filesets`] with the cache under `cache_root` (`None`: no cache).
+fn format_with_cache(
+    sets: &mut [&mut FileSet],
+    cache_root: Option<PathBuf>,
+) -> Result<(), GenError> {
     let rust_files: Vec<(usize, String)> = sets
         .iter()
         .enumerate()
@@ -42,7 +50,7 @@ pub fn format_filesets(sets: &mut [&mut FileSet]) -> Result<(), GenError> {
     if rust_files.is_empty() {
         return Ok(());
     }
-    let cache = Cache::open()?;
+    let cache = Cache::open(cache_root)?;
     let mut missing: Vec<(usize, String, String)> = Vec::new();
     for (i, rel) in rust_files {
         let contents = &sets[i].get(&rel).expect("listed above").contents;
@@ -173,9 +181,9 @@ struct Cache {
 }
 
 impl Cache {
-    fn open() -> Result<Self, GenError> {
+    fn open(root: Option<PathBuf>) -> Result<Self, GenError> {
         let salt = format!("{}\0{RUSTFMT_CONFIG}\0", rustfmt_version()?);
-        let dir = cache_root().map(|d| d.join("rustfmt"));
+        let dir = root.map(|d| d.join("rustfmt"));
         let dir = dir.filter(|d| std::fs::create_dir_all(d).is_ok());
         Ok(Self { dir, salt })
     }
@@ -224,12 +232,12 @@ mod tests {
     #[test]
     fn code_comes_out_as_cargo_fmt_would_write_it_with_or_without_the_cache() {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::env::set_var("ONEX_GEN_CACHE", dir.path());
+        let root = Some(dir.path().to_path_buf());
         let mut set = FileSet::new();
         set.insert("src/lib.rs", Owner::Generated, "pub fn f( )->u8{1}\n");
         set.insert("vendor/x/src/lib.rs", Owner::Generated, "pub fn g( ){}\n");
         let mut again = set.clone();
-        format_filesets(&mut [&mut set]).expect("formats");
+        format_with_cache(&mut [&mut set], root.clone()).expect("formats");
         assert_eq!(
             set.get("src/lib.rs").unwrap().contents,
             "pub fn f() -> u8 {\n    1\n}\n"
@@ -242,7 +250,7 @@ mod tests {
             .expect("cache")
             .count();
         assert_eq!(cached, 1, "one formatted file is cached");
-        format_filesets(&mut [&mut again]).expect("formats from the cache");
+        format_with_cache(&mut [&mut again], root).expect("formats from the cache");
         assert_eq!(again, set);
     }
 }

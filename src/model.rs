@@ -344,12 +344,8 @@ fn build_operations(contract: &Contract, types: &mut TypeBuilder) -> Vec<Operati
             NodeKind::Reducer => "reduce",
             NodeKind::Orchestrator => "orchestrate",
         };
-        let input_type = node_input
-            .clone()
-            .unwrap_or_else(|| opaque(contract.input_model.as_ref().map(|m| m.name.as_str())));
-        let output_type = node_output
-            .clone()
-            .unwrap_or_else(|| opaque(contract.output_model.as_ref().map(|m| m.name.as_str())));
+        let input_type = node_input.clone().unwrap_or_else(|| OPAQUE.to_owned());
+        let output_type = node_output.clone().unwrap_or_else(|| OPAQUE.to_owned());
         ops.push(OperationModel {
             name: name.to_owned(),
             fn_name: name.to_owned(),
@@ -372,22 +368,13 @@ fn build_operations(contract: &Contract, types: &mut TypeBuilder) -> Vec<Operati
 
     for op in &contract.operations {
         let pascal = op.name.pascal();
-        let input_type = op_type(
-            types,
-            op,
-            &pascal,
-            "Input",
-            &op.input_fields,
-            op.input_model.as_ref(),
-            &node_input,
-        );
+        let input_type = op_type(types, op, &pascal, "Input", &op.input_fields, &node_input);
         let output_type = op_type(
             types,
             op,
             &pascal,
             "Output",
             &op.output_fields,
-            op.output_model.as_ref(),
             &node_output,
         );
         let mut aliases = Vec::new();
@@ -433,7 +420,6 @@ fn op_type(
     pascal: &str,
     suffix: &str,
     fields: &[Field],
-    model: Option<&crate::contract::ModelRef>,
     node_level: &Option<String>,
 ) -> String {
     if !fields.is_empty() {
@@ -443,12 +429,11 @@ fn op_type(
     if let Some(t) = node_level {
         return t.clone();
     }
-    opaque(model.map(|m| m.name.as_str()))
+    OPAQUE.to_owned()
 }
 
-fn opaque(_python_model: Option<&str>) -> String {
-    "serde_json::Value".to_owned()
-}
+/// The Rust type of a model the contract only names (a Python class): JSON.
+const OPAQUE: &str = "serde_json::Value";
 
 fn plan_topics(contract: &Contract) -> TopicPlan {
     let t = &contract.topics;

@@ -160,17 +160,7 @@ impl<'a> Renderer<'a> {
     }
 
     pub(crate) fn render(&self, template: &str) -> Result<String, GenError> {
-        let tmpl = self
-            .env()
-            .get_template(template)
-            .map_err(|source| GenError::Template {
-                name: template.to_owned(),
-                source,
-            })?;
-        tmpl.render(&self.ctx).map_err(|source| GenError::Template {
-            name: template.to_owned(),
-            source,
-        })
+        self.render_with(template, minijinja::context! {})
     }
 
     /// Renders with extra variables on top of the model's.
@@ -267,14 +257,4 @@ pub fn template_set_hash() -> String {
         hex::encode(h.finalize())
     })
     .clone()
-}
-
-/// Names of the embedded templates (for `--templates` users to copy from).
-pub fn template_names() -> impl Iterator<Item = &'static str> {
-    TEMPLATES.iter().map(|(n, _)| *n)
-}
-
-/// The embedded source of a template.
-pub fn template_source(name: &str) -> Option<&'static str> {
-    TEMPLATES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
