@@ -162,6 +162,11 @@ fn print_diagnostics(diags: &Diagnostics, format: Format) {
 }
 
 fn run_new(a: NewArgs) -> anyhow::Result<u8> {
+    if let Some(refusal) = unusable_out_dir(&a.out) {
+        eprintln!("error: -o {}: {refusal}", a.out.display());
+        eprintln!("error: nothing was written");
+        return Ok(2);
+    }
     let opts = GenerateOptions {
         out_dir: Some(a.out.clone()),
         runtime: a
@@ -238,6 +243,25 @@ fn run_new(a: NewArgs) -> anyhow::Result<u8> {
         println!("{v}");
     }
     Ok(0)
+}
+
+/// Why `dir` (or the first of its ancestors that exists) cannot hold the
+/// generated crates, checked before anything is generated.
+fn unusable_out_dir(dir: &std::path::Path) -> Option<String> {
+    let existing = dir
+        .ancestors()
+        .find(|p| p.as_os_str().is_empty() || p.exists())?;
+    if existing.as_os_str().is_empty() || existing.is_dir() {
+        return None;
+    }
+    Some(if existing == dir {
+        "is a file, not a folder (expected a folder for the generated crates; it is created if missing)".into()
+    } else {
+        format!(
+            "{} is a file, so no folder can be made under it (expected a folder for the generated crates)",
+            existing.display()
+        )
+    })
 }
 
 fn run_validate(a: ValidateArgs) -> anyhow::Result<u8> {

@@ -37,17 +37,66 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<RawContract, Diagnostics> {
     parse_with_limits(path, bytes, Limits::default())
 }
 
+/// Stage 1 from a file: reads at most the size limit (a device, a pipe or
+/// a huge file is never read whole) and parses it.
+pub fn parse_file(path: &Path) -> Result<RawContract, Diagnostics> {
+    let limits = Limits::default();
+    let bytes = read_bounded(path, limits.max_bytes)?;
+    parse_with_limits(path, &bytes, limits)
+}
+
+/// The file's bytes, or a located error: a folder, an unreadable file, or
+/// more than `max_bytes` (read no further than one byte past the limit).
+fn read_bounded(path: &Path, max_bytes: usize) -> Result<Vec<u8>, Diagnostics> {
+    use std::io::Read as _;
+    let error = |message: String, expected: &str| {
+        Diagnostics::from(
+            Diagnostic::error("E-READ", path, Position::new(1, 1), "", message).expected(expected),
+        )
+    };
+    let unreadable = |e: std::io::Error| {
+        error(
+            format!("cannot read the contract: {e}"),
+            "a readable YAML file",
+        )
+    };
+    if path.is_dir() {
+        return Err(error(
+            "the contract path is a folder".into(),
+            "the path of a contract file (YAML), not of a folder",
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() > max_bytes {
+        let mut d = Diagnostic::error(
+            yaml::YamlErrorKind::TooLarge.code(),
+            path,
+            Position::new(1, 1),
+            "",
+            format!("the file is larger than the limit of {max_bytes} bytes"),
+        );
+        d.expected = Some(format!("a contract of at most {max_bytes} bytes"));
+        return Err(d.into());
+    }
+    Ok(bytes)
+}
+
 /// Parses contract bytes with explicit limits.
 pub fn parse_with_limits(
     path: &Path,
     bytes: &[u8],
     limits: Limits,
 ) -> Result<RawContract, Diagnostics> {
-    let hash = hex::encode(Sha256::digest(bytes));
+    // The size limit comes first: nothing, not even the hash, reads a
+    // file past it.
     match yaml::load_bytes(bytes, limits) {
         Ok(root) => Ok(RawContract {
             path: path.to_path_buf(),
-            hash,
+            hash: hex::encode(Sha256::digest(bytes)),
             root,
         }),
         Err(e) => {

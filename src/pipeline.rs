@@ -258,20 +258,7 @@ pub fn collect_all(
 
 /// Stages 1 and 2 for one contract file: read, parse, validate.
 pub fn load_contract(path: &Path) -> Result<(Contract, Diagnostics), Diagnostics> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Diagnostics::from(
-            Diagnostic::error(
-                "E-READ",
-                path,
-                Position::new(1, 1),
-                "",
-                format!("cannot read the contract: {e}"),
-            )
-            .expected("a readable YAML file"),
-        )
-    })?;
-    let raw = crate::parse::parse(path, &bytes)?;
-    let validated = crate::validate::validate(&raw)?;
+    let validated = crate::validate::load(path)?;
     Ok((validated.contract, validated.warnings))
 }
 

@@ -194,6 +194,7 @@ pub enum YamlErrorKind {
     Aliases,
     MultipleDocuments,
     DuplicateKey,
+    Tag,
 }
 
 impl YamlErrorKind {
@@ -208,6 +209,7 @@ impl YamlErrorKind {
             YamlErrorKind::Aliases => "E-YAML-ALIAS",
             YamlErrorKind::MultipleDocuments => "E-YAML-DOCUMENTS",
             YamlErrorKind::DuplicateKey => "E-YAML-DUPLICATE-KEY",
+            YamlErrorKind::Tag => "E-YAML-TAG",
         }
     }
 }
@@ -289,7 +291,7 @@ pub fn load_str(text: &str, limits: Limits) -> Result<Node, YamlError> {
         if let Some(err) = builder.error.take() {
             return Err(err);
         }
-        return Err(scan_error(&e));
+        return Err(scan_error(&e, limits));
     }
     if let Some(err) = builder.error.take() {
         return Err(err);
@@ -300,8 +302,14 @@ pub fn load_str(text: &str, limits: Limits) -> Result<Node, YamlError> {
         .unwrap_or_else(|| Node::new(Value::Null, Position::new(1, 1))))
 }
 
-fn scan_error(e: &ScanError) -> YamlError {
+fn scan_error(e: &ScanError, limits: Limits) -> YamlError {
     let m = e.marker();
+    let pos = Position::new(m.line().max(1), m.col() + 1);
+    // The scanner has a nesting limit of its own, far below what would
+    // exhaust the stack; it is the same refusal as ours.
+    if e.info().contains("recursion limit") {
+        return too_deep(pos, limits.max_depth);
+    }
     YamlError::new(
         YamlErrorKind::Syntax,
         Position::new(m.line().max(1), m.col() + 1),
@@ -485,6 +493,39 @@ impl Builder {
     }
 }
 
+fn too_deep(pos: Position, max_depth: usize) -> YamlError {
+    YamlError::new(
+        YamlErrorKind::TooDeep,
+        pos,
+        format!("nesting deeper than {max_depth} levels"),
+    )
+    .expected(format!("at most {max_depth} levels of nesting"))
+}
+
+/// The tags of the YAML core schema; a contract is plain data, so any other
+/// tag (`!!python/object`, `!include`, `!custom`) is refused, not ignored.
+const CORE_TAGS: [&str; 7] = ["str", "int", "float", "bool", "null", "map", "seq"];
+
+fn check_tag(tag: Option<&yaml_rust2::parser::Tag>, pos: Position) -> Result<(), YamlError> {
+    let Some(tag) = tag else { return Ok(()) };
+    let core = matches!(tag.handle.as_str(), "!!" | "tag:yaml.org,2002:")
+        && CORE_TAGS.contains(&tag.suffix.as_str());
+    if core {
+        return Ok(());
+    }
+    let shown = if tag.handle == "tag:yaml.org,2002:" {
+        format!("!!{}", tag.suffix)
+    } else {
+        format!("{}{}", tag.handle, tag.suffix)
+    };
+    Err(YamlError::new(
+        YamlErrorKind::Tag,
+        pos,
+        format!("the YAML tag {shown} is not accepted: a contract is plain data"),
+    )
+    .expected("no tag, or one of the core schema tags !!str, !!int, !!float, !!bool, !!null, !!map, !!seq"))
+}
+
 fn pos_of(mark: Marker) -> Position {
     Position::new(mark.line().max(1), mark.col() + 1)
 }
@@ -578,28 +619,26 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
+                if let Err(mut e) = check_tag(tag.as_ref(), pos) {
+                    e.pointer = self.pointer();
+                    return self.fail(e);
+                }
                 if !self.count(1, pos) {
                     return;
                 }
                 let value = scalar_value(text, style, tag.as_ref());
                 self.push_node(Node::new(value, pos), anchor, 1);
             }
-            Event::SequenceStart(anchor, _) => {
+            Event::SequenceStart(anchor, tag) => {
+                if let Err(mut e) = check_tag(tag.as_ref(), pos) {
+                    e.pointer = self.pointer();
+                    return self.fail(e);
+                }
                 if !self.count(1, pos) {
                     return;
                 }
                 if self.stack.len() >= self.limits.max_depth {
-                    self.fail(
-                        YamlError::new(
-                            YamlErrorKind::TooDeep,
-                            pos,
-                            format!("nesting deeper than {} levels", self.limits.max_depth),
-                        )
-                        .expected(format!(
-                            "at most {} levels of nesting",
-                            self.limits.max_depth
-                        )),
-                    );
+                    self.fail(too_deep(pos, self.limits.max_depth));
                     return;
                 }
                 self.stack.push(Frame::Seq {
@@ -608,22 +647,16 @@ impl MarkedEventReceiver for Builder {
                     items: Vec::new(),
                 });
             }
-            Event::MappingStart(anchor, _) => {
+            Event::MappingStart(anchor, tag) => {
+                if let Err(mut e) = check_tag(tag.as_ref(), pos) {
+                    e.pointer = self.pointer();
+                    return self.fail(e);
+                }
                 if !self.count(1, pos) {
                     return;
                 }
                 if self.stack.len() >= self.limits.max_depth {
-                    self.fail(
-                        YamlError::new(
-                            YamlErrorKind::TooDeep,
-                            pos,
-                            format!("nesting deeper than {} levels", self.limits.max_depth),
-                        )
-                        .expected(format!(
-                            "at most {} levels of nesting",
-                            self.limits.max_depth
-                        )),
-                    );
+                    self.fail(too_deep(pos, self.limits.max_depth));
                     return;
                 }
                 self.stack.push(Frame::Map {

@@ -7,6 +7,8 @@ use crate::parse::RawContract;
 
 use super::{Ctx, Cursor};
 
+const NAME_EXPECTED: &str = "a name like node_git_effect or NodeGitEffect: ASCII letters, digits, '_', '-' or spaces, starting with a letter";
+
 const NODE_TYPE_EXPECTED: &str = "one of EFFECT_GENERIC, COMPUTE_GENERIC, REDUCER_GENERIC, ORCHESTRATOR_GENERIC (or effect, compute, reducer, orchestrator, workflow; EFFECT, COMPUTE, ...)";
 
 /// The node kind and the `node_type` spelling.
@@ -75,6 +77,20 @@ pub fn name(ctx: &mut Ctx, raw: &RawContract, root: &Cursor) -> Option<NodeName>
     for key in ["name", "node_name", "contract_name", "node_id"] {
         if let Some(c) = root.get(key) {
             let text = c.scalar().unwrap_or_default();
+            // The name becomes a folder and a crate name: text that looks like
+            // a path (`../x`, `/tmp/x`) is refused, never rewritten.
+            if let Some(bad) = text
+                .chars()
+                .find(|ch| !(ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | ' ')))
+            {
+                ctx.error(
+                    "E-NAME",
+                    &c,
+                    format!("{key} {text:?} contains {bad:?}; a node name names the crate and its folder"),
+                    NAME_EXPECTED,
+                );
+                return None;
+            }
             return match NodeName::normalise(&text) {
                 Ok(n) => Some(n),
                 Err(e) => {
@@ -82,7 +98,7 @@ pub fn name(ctx: &mut Ctx, raw: &RawContract, root: &Cursor) -> Option<NodeName>
                         "E-NAME",
                         &c,
                         format!("{key} cannot be a node name: {e}"),
-                        "a name like node_git_effect (letters, digits and '_', starting with a letter)",
+                        NAME_EXPECTED,
                     );
                     None
                 }

@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 
 use crate::contract::{Contract, Origin};
 use crate::diagnostic::{Diagnostic, Diagnostics, Position};
-use crate::parse::{parse, RawContract};
+use crate::parse::{parse_file, RawContract};
 use crate::yaml::{Node, Value};
 
 /// A validated contract and the warnings met on the way.
@@ -63,20 +63,7 @@ fn compiled_schema() -> Result<&'static CompiledSchema, String> {
 
 /// Reads and validates a contract file. An unreadable file is a diagnostic too.
 pub fn load(path: &Path) -> Result<Validated, Diagnostics> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Diagnostics::from(
-            Diagnostic::error(
-                "E-READ",
-                path,
-                Position::new(1, 1),
-                "",
-                format!("cannot read the contract: {e}"),
-            )
-            .expected("a readable YAML file"),
-        )
-    })?;
-    let raw = parse(path, &bytes)?;
-    validate(&raw)
+    validate(&parse_file(path)?)
 }
 
 /// Validates a parsed contract. On error, the diagnostics hold the errors and
@@ -559,6 +546,7 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::parse;
 
     #[test]
     fn the_schema_compiles_and_is_published() {

@@ -68,6 +68,20 @@ impl Collector {
             return self.checked(ctx, &m2);
         }
         if text.contains('*') || text.contains('{') || text.contains('$') {
+            // A pattern is skipped, but only one made of topic characters and
+            // pattern syntax: anything else is refused like a bad topic name.
+            if let Some(bad) = text.chars().find(|c| {
+                !(c.is_ascii_alphanumeric()
+                    || matches!(c, '.' | '_' | '-' | '*' | '{' | '}' | '$' | ':'))
+            }) {
+                ctx.error(
+                    "E-TOPIC-NAME",
+                    &m.at,
+                    format!("topic pattern {text:?} contains {bad:?}"),
+                    "a Kafka topic name (a-z, A-Z, 0-9, '.', '_' or '-'), or a pattern of those with '*' or {placeholder}",
+                );
+                return None;
+            }
             ctx.warning(
                 "W-UNSUPPORTED",
                 &m.at,
