@@ -12,6 +12,14 @@
 //! content-addressed cache (`$ONEX_GEN_CACHE`, else `$XDG_CACHE_HOME/onex-gen`,
 //! else `~/.cache/onex-gen`, under `rustfmt/`). A cache that cannot be read or
 //! written is simply not used; `ONEX_GEN_CACHE=off` turns it off.
+//!
+//! What comes out of the cache becomes generated code, so the cache cannot be
+//! poisoned from outside: its folder is private (0700, owned by the user; a
+//! folder that is a symlink or someone else's is not used, and one that was
+//! not private has its entries dropped before it is made private), entries
+//! are regular files read without following symlinks, and each entry carries
+//! its key and the sha256 of its content, checked on every read (an entry
+//! that does not match is ignored and rustfmt runs again).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -155,7 +163,7 @@ fn not_runnable(rustfmt: &std::ffi::OsStr, e: std::io::Error) -> GenError {
 
 /// `rustfmt --version`, once per process: part of every cache key, so a
 /// toolchain change never serves formatting from another rustfmt.
-fn rustfmt_version() -> Result<&'static str, GenError> {
+pub(crate) fn rustfmt_version() -> Result<&'static str, GenError> {
     static VERSION: OnceLock<Result<String, String>> = OnceLock::new();
     let version = VERSION.get_or_init(|| {
         let rustfmt = rustfmt_program();
@@ -180,11 +188,14 @@ struct Cache {
     salt: String,
 }
 
+/// First line of every cache entry; then the key, the sha256 of the
+/// content, and the content.
+const ENTRY_HEADER: &str = "onex-gen rustfmt cache entry v1";
+
 impl Cache {
     fn open(root: Option<PathBuf>) -> Result<Self, GenError> {
         let salt = format!("{}\0{RUSTFMT_CONFIG}\0", rustfmt_version()?);
-        let dir = root.map(|d| d.join("rustfmt"));
-        let dir = dir.filter(|d| std::fs::create_dir_all(d).is_ok());
+        let dir = root.map(|d| d.join("rustfmt")).filter(|d| private_dir(d));
         Ok(Self { dir, salt })
     }
 
@@ -195,21 +206,84 @@ impl Cache {
         hex::encode(h.finalize())
     }
 
+    /// The entry for `key`, if it is intact.
     fn get(&self, key: &str) -> Option<String> {
-        std::fs::read_to_string(self.dir.as_ref()?.join(key)).ok()
+        let text = read_no_follow(&self.dir.as_ref()?.join(key))?;
+        let rest = text.strip_prefix(ENTRY_HEADER)?.strip_prefix('\n')?;
+        let (stored_key, rest) = rest.split_once('\n')?;
+        let (digest, content) = rest.split_once('\n')?;
+        (stored_key == key && digest == hex::encode(Sha256::digest(content.as_bytes())))
+            .then(|| content.to_owned())
     }
 
-    /// Best effort: written to a temporary name then renamed, so a reader
-    /// never sees half an entry.
+    /// Best effort: written to a temporary name (0600) then renamed, so a
+    /// reader never sees half an entry.
     fn put(&self, key: &str, formatted: &str) {
         let Some(dir) = &self.dir else { return };
         let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) else {
             return;
         };
-        if std::io::Write::write_all(&mut tmp, formatted.as_bytes()).is_ok() {
+        let digest = hex::encode(Sha256::digest(formatted.as_bytes()));
+        let entry = format!("{ENTRY_HEADER}\n{key}\n{digest}\n{formatted}");
+        if std::io::Write::write_all(&mut tmp, entry.as_bytes()).is_ok() {
             let _ = tmp.persist(dir.join(key));
         }
     }
+}
+
+/// Makes `dir` a private folder of this user (0700) and says whether it can
+/// be used: not a symlink, owned by this user. A folder of this user that
+/// was readable or writable by others loses its entries first.
+#[cfg(unix)]
+fn private_dir(dir: &Path) -> bool {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+    let _ = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir);
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return false;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != me {
+        return false;
+    }
+    if meta.mode() & 0o077 != 0 {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        if std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(not(unix))]
+fn private_dir(dir: &Path) -> bool {
+    std::fs::create_dir_all(dir).is_ok()
+}
+
+/// The text of a regular file, never through a symlink.
+fn read_no_follow(path: &Path) -> Option<String> {
+    use std::io::Read as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut file = options.open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 fn cache_root() -> Option<PathBuf> {
@@ -252,5 +326,75 @@ mod tests {
         assert_eq!(cached, 1, "one formatted file is cached");
         format_with_cache(&mut [&mut again], root).expect("formats from the cache");
         assert_eq!(again, set);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_cache_is_private_and_a_poisoned_entry_is_never_used() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = Some(dir.path().to_path_buf());
+        let cache_dir = dir.path().join("rustfmt");
+        let input = "pub fn f( )->u8{1}\n";
+        let expected = "pub fn f() -> u8 {\n    1\n}\n";
+        let format = |root: Option<PathBuf>| {
+            let mut set = FileSet::new();
+            set.insert("src/lib.rs", Owner::Generated, input);
+            format_with_cache(&mut [&mut set], root).expect("formats");
+            set.get("src/lib.rs").unwrap().contents.clone()
+        };
+        assert_eq!(format(root.clone()), expected);
+        let mode = std::fs::metadata(&cache_dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        let entry = std::fs::read_dir(&cache_dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let key = entry.file_name().unwrap().to_string_lossy().into_owned();
+        let evil = "pub fn f() -> u8 {\n    std::process::exit(1)\n}\n";
+
+        // Content replaced, digest left as it was; then a digest that matches
+        // the new content but a key of another entry; then no header at all.
+        let intact = std::fs::read_to_string(&entry).unwrap();
+        let tampered = [
+            intact.replace(expected, evil),
+            format!(
+                "{ENTRY_HEADER}\n{}\n{}\n{evil}",
+                "0".repeat(64),
+                hex::encode(Sha256::digest(evil.as_bytes()))
+            ),
+            evil.to_owned(),
+        ];
+        for poison in tampered {
+            std::fs::write(&entry, &poison).unwrap();
+            assert_eq!(format(root.clone()), expected, "served {poison:?}");
+        }
+        // A symlink in place of an entry is not followed.
+        let outside = dir.path().join("outside.rs");
+        let forged = format!(
+            "{ENTRY_HEADER}\n{key}\n{}\n{evil}",
+            hex::encode(Sha256::digest(evil.as_bytes()))
+        );
+        std::fs::write(&outside, &forged).unwrap();
+        std::fs::remove_file(&entry).unwrap();
+        std::os::unix::fs::symlink(&outside, &entry).unwrap();
+        assert_eq!(format(root.clone()), expected);
+
+        // A folder others could write to loses its entries and becomes private.
+        std::fs::remove_file(&entry).unwrap();
+        std::fs::write(&entry, &forged).unwrap();
+        std::fs::set_permissions(&cache_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(format(root.clone()), expected);
+        let mode = std::fs::metadata(&cache_dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+
+        // A cache folder that is a symlink is not used at all.
+        let elsewhere = tempfile::tempdir().expect("temp dir");
+        let linked = tempfile::tempdir().expect("temp dir");
+        std::os::unix::fs::symlink(elsewhere.path(), linked.path().join("rustfmt")).unwrap();
+        assert_eq!(format(Some(linked.path().to_path_buf())), expected);
+        assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
     }
 }

@@ -12,7 +12,8 @@
 //! With `CONSUL_HTTP_ADDR` set (`host:port` or `http://host:port`; HTTPS is
 //! not supported) each instance is also registered with the Consul agent
 //! (`PUT /v1/agent/service/register`), with an HTTP check on the node's
-//! health endpoint when its URL is known, else a TTL check that the registry
+//! health endpoint when it is on the node's own advertised address (see
+//! [`health_url`]: an event cannot point Consul elsewhere), else a TTL check that the registry
 //! passes on every heartbeat; it is deregistered
 //! (`PUT /v1/agent/service/deregister/<id>`) when it shuts down or expires.
 //! `CONSUL_HTTP_TOKEN` is sent as `X-Consul-Token`. Consul itself cannot run
@@ -20,7 +21,7 @@
 //! server that records them (tests/registry.rs).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -106,29 +107,67 @@ fn text(v: &Value, k: &str) -> String {
         .to_string()
 }
 
-/// The health URL of a node: `endpoints.health` when it is a URL, or the
-/// path joined to `endpoints.listen` / `endpoints.health_addr` (`0.0.0.0`
-/// read as loopback) when the event carries a listen address.
+/// The URL Consul may check for a node: its own advertised listen address
+/// (`endpoints.listen` or `endpoints.health_addr`; `0.0.0.0` and `::` read as
+/// loopback) with its health path. A full URL in `endpoints.health` is used
+/// only when it is `http://` on exactly that address; the path must be plain
+/// (ASCII letters, digits, `/`, `-`, `_`, `.`, `~`; no `..`, query or
+/// fragment). Link-local, multicast and broadcast addresses and port 0 are
+/// never checked. Anything else gets no HTTP check (a TTL check instead), so
+/// an introspection event cannot point Consul at an arbitrary URL.
 pub fn health_url(endpoints: &Value) -> Option<String> {
     let health = endpoints.get("health").and_then(Value::as_str)?;
-    if health.starts_with("http://") || health.starts_with("https://") {
-        return Some(health.to_string());
-    }
-    let listen = ["listen", "health_addr"]
+    let listen: SocketAddr = ["listen", "health_addr"]
         .iter()
-        .find_map(|k| endpoints.get(*k).and_then(Value::as_str))?;
-    let listen: SocketAddr = listen.parse().ok()?;
-    let host = if listen.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        listen.ip().to_string()
+        .find_map(|k| endpoints.get(*k).and_then(Value::as_str))?
+        .parse()
+        .ok()?;
+    let ip = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        other => other,
     };
-    let path = if health.starts_with('/') {
+    if listen.port() == 0 || !checkable(ip) {
+        return None;
+    }
+    let addr = SocketAddr::new(ip, listen.port());
+    let path = if let Some(rest) = health.strip_prefix("http://") {
+        let (host_port, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, "/"),
+        };
+        let named: SocketAddr = host_port.parse().ok()?;
+        if named != addr {
+            return None;
+        }
+        path.to_string()
+    } else if health.contains("://") {
+        return None;
+    } else if health.starts_with('/') {
         health.to_string()
     } else {
         format!("/{health}")
     };
-    Some(format!("http://{host}:{}{path}", listen.port()))
+    let plain = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.' | '~'));
+    if !plain || path.split('/').any(|seg| seg == "..") {
+        return None;
+    }
+    Some(format!("http://{addr}{path}"))
+}
+
+/// Whether an address may be health-checked at all.
+fn checkable(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_unspecified() || v4.is_link_local() || v4.is_multicast() || v4.is_broadcast())
+        }
+        IpAddr::V6(v6) => {
+            let link_local = (v6.segments()[0] & 0xffc0) == 0xfe80;
+            !(v6.is_unspecified() || v6.is_multicast() || link_local)
+        }
+    }
 }
 
 impl Catalog {
@@ -802,10 +841,51 @@ mod tests {
             health_url(&json!({"health": "/health", "listen": "0.0.0.0:8080"})).as_deref(),
             Some("http://127.0.0.1:8080/health")
         );
+        let url = |endpoints: Value| health_url(&endpoints);
         assert_eq!(
-            health_url(&json!({"health": "http://10.0.0.1:9/h"})).as_deref(),
+            url(json!({"health": "http://10.0.0.1:9/h", "listen": "10.0.0.1:9"})).as_deref(),
             Some("http://10.0.0.1:9/h")
         );
+        assert_eq!(
+            url(json!({"health": "/h", "listen": "[::]:9"})).as_deref(),
+            Some("http://[::1]:9/h")
+        );
+        // A URL must name the node's own advertised address.
+        assert_eq!(url(json!({"health": "http://10.0.0.1:9/h"})), None);
+        for health in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.2:9/h",
+            "http://10.0.0.1:10/h",
+            "http://example.com:9/h",
+            "http://user@10.0.0.1:9/h",
+            "https://10.0.0.1:9/h",
+            "file:///etc/passwd",
+            "/h?x=http://169.254.169.254/",
+            "/../../admin",
+            "/h#x",
+            "/h%2F..",
+            "/h h",
+        ] {
+            assert_eq!(
+                url(json!({"health": health, "listen": "10.0.0.1:9"})),
+                None,
+                "{health}"
+            );
+        }
+        // Addresses that are never checked.
+        for listen in [
+            "169.254.169.254:80",
+            "224.0.0.1:80",
+            "255.255.255.255:80",
+            "[fe80::1]:80",
+            "10.0.0.1:0",
+        ] {
+            assert_eq!(
+                url(json!({"health": "/h", "listen": listen})),
+                None,
+                "{listen}"
+            );
+        }
         let mut c = Catalog::new(Duration::from_secs(10));
         let Some(Change::Added(mut e)) = c.apply(&event("startup", "i1", 0), Utc::now()) else {
             panic!("not added")

@@ -3,7 +3,6 @@
 //! agent API played by a local HTTP server that records every call (no
 //! Consul can run here).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -267,24 +266,38 @@ async fn nodes_join_leave_and_expire_with_consul_calls() {
 
     // An instance that stops heartbeating is dropped after 3 intervals,
     // with an HTTP check when its event carries a full health URL.
-    let silent = Envelope::new(
-        "node-introspection",
-        json!({
-            "node_id": "node_silent",
-            "node_name": "node_silent",
-            "node_type": "compute",
-            "node_version": "0.1.0",
-            "capabilities": {"metadata": {"instance_id": "s1"}},
-            "endpoints": {"health": "http://127.0.0.1:9/health"},
-            "reason": "startup",
-        }),
-        EventSource::default(),
+    let started = |node: &str, instance: &str, health: &str| {
+        Envelope::new(
+            "node-introspection",
+            json!({
+                "node_id": node,
+                "node_name": node,
+                "node_type": "compute",
+                "node_version": "0.1.0",
+                "capabilities": {"metadata": {"instance_id": instance}},
+                "endpoints": {"health": health, "listen": "127.0.0.1:9"},
+                "reason": "startup",
+            }),
+            EventSource::default(),
+        )
+    };
+    let silent = started("node_silent", "s1", "http://127.0.0.1:9/health");
+    // One whose health URL names another host (here a cloud metadata
+    // address): listed, but Consul gets a TTL check, not that URL.
+    let pointing = started(
+        "node_pointing",
+        "p1",
+        "http://169.254.169.254/latest/meta-data/",
     );
+    shared
+        .publish_envelope(INTROSPECTION_TOPIC, &pointing, None)
+        .await
+        .unwrap();
     shared
         .publish_envelope(INTROSPECTION_TOPIC, &silent, None)
         .await
         .unwrap();
-    until("silent listed", || reg.catalog().len() == 1).await;
+    until("silent listed", || reg.catalog().len() == 2).await;
     let joined = std::time::Instant::now();
     until("silent expired", || reg.catalog().is_empty()).await;
     assert!(
@@ -300,19 +313,25 @@ async fn nodes_join_leave_and_expire_with_consul_calls() {
             .any(|c| c.path == "/v1/agent/service/deregister/node_silent-s1")
     })
     .await;
-    let by_path: BTreeMap<String, Option<Value>> = calls
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|c| (format!("{} {}", c.method, c.path), c.body.clone()))
-        .collect();
-    let silent_reg = by_path
-        .values()
-        .filter_map(|b| b.as_ref())
-        .find(|b| b["ID"] == "node_silent-s1")
-        .unwrap();
+    let registration = |id: &str| {
+        calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.path == "/v1/agent/service/register")
+            .filter_map(|c| c.body.clone())
+            .find(|b| b["ID"] == id)
+            .unwrap_or_else(|| panic!("{id} registered"))
+    };
+    let silent_reg = registration("node_silent-s1");
     assert_eq!(silent_reg["Check"]["HTTP"], "http://127.0.0.1:9/health");
     assert_eq!(silent_reg["Port"], 9);
+    let pointing_reg = registration("node_pointing-p1");
+    assert!(pointing_reg["Check"]["TTL"].is_string(), "{pointing_reg}");
+    assert!(
+        !pointing_reg.to_string().contains("169.254"),
+        "{pointing_reg}"
+    );
     let stats = reg.stats();
     assert_eq!(
         stats

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::diagnostic::Diagnostics;
 use crate::error::GenError;
@@ -18,7 +19,7 @@ use crate::pipeline::Generation;
 use crate::render::{RenderOptions, RuntimeSource};
 use crate::write::{self, WriteOptions};
 
-use super::request::{GenerationRequest, RuntimeOption, REQUEST_CONTRACT_PATH};
+use super::request::{GenerationRequest, RequestOptions, RuntimeOption, REQUEST_CONTRACT_PATH};
 use super::root::{OutputRoot, RootError, StoredResult};
 
 /// Name of the contract copy inside a generated crate.
@@ -29,6 +30,31 @@ pub const CRATE_CONTRACT_FILE: &str = "contract.yaml";
 pub struct GeneratorSettings {
     /// Runtime folder for `options.runtime = "path"`.
     pub runtime_path: Option<PathBuf>,
+}
+
+impl GeneratorSettings {
+    /// Everything besides the request that decides what a request comes to:
+    /// the generator version, the template set (templates and vendored
+    /// runtime), the formatter, and the runtime folder when the request
+    /// asks for it. Part of every idempotency key.
+    pub fn fingerprint(&self, options: &RequestOptions) -> String {
+        let runtime = match (options.runtime, &self.runtime_path) {
+            (RuntimeOption::Path, Some(p)) => p.display().to_string(),
+            _ => String::new(),
+        };
+        let rustfmt = crate::format::rustfmt_version().unwrap_or_default();
+        let mut h = Sha256::new();
+        for part in [
+            crate::GENERATOR_VERSION,
+            &crate::render::template_set_hash(),
+            rustfmt,
+            &runtime,
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(h.finalize())
+    }
 }
 
 /// What a request came to.
@@ -96,7 +122,7 @@ pub fn answer(
     req: &GenerationRequest,
 ) -> Result<Answer, GenerateError> {
     let started = Instant::now();
-    let key = req.idempotency_key();
+    let key = req.idempotency_key(&settings.fingerprint(&req.options));
     if let Some(stored) = root.load_result(&key) {
         return Ok(replay(stored));
     }

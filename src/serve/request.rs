@@ -160,14 +160,17 @@ impl GenerationRequest {
     }
 
     /// sha256 over the contract bytes, the canonical options and the
-    /// generator version: equal keys give equal output.
-    pub fn idempotency_key(&self) -> String {
+    /// generator's fingerprint ([`super::GeneratorSettings::fingerprint`]:
+    /// version, template set, formatter, runtime folder): equal keys give
+    /// equal output, and a generator or template change never replays an
+    /// answer it did not give.
+    pub fn idempotency_key(&self, generator: &str) -> String {
         let mut h = Sha256::new();
         h.update(hex::encode(Sha256::digest(self.contract.as_bytes())));
         h.update([0]);
         h.update(self.options.canonical());
         h.update([0]);
-        h.update(crate::GENERATOR_VERSION);
+        h.update(generator);
         hex::encode(h.finalize())
     }
 }
@@ -186,7 +189,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok2.options.runtime, RuntimeOption::Path);
-        assert_ne!(ok.idempotency_key(), ok2.idempotency_key());
+        assert_ne!(ok.idempotency_key("g"), ok2.idempotency_key("g"));
 
         let err = |p: Value| GenerationRequest::from_payload(&p, 10).unwrap_err();
         assert_eq!(err(json!([1])).error_type(), "malformed_request");
@@ -215,18 +218,19 @@ mod tests {
     }
 
     #[test]
-    fn key_depends_on_contract_bytes_and_options_only() {
+    fn key_depends_on_contract_bytes_options_and_generator() {
         let a = GenerationRequest {
             contract: "name: a\n".into(),
             options: RequestOptions::default(),
         };
         let same = GenerationRequest::from_payload(&a.to_payload(), 1000).unwrap();
-        assert_eq!(a.idempotency_key(), same.idempotency_key());
+        assert_eq!(a.idempotency_key("g"), same.idempotency_key("g"));
         let b = GenerationRequest {
             contract: "name: a \n".into(),
             ..a.clone()
         };
-        assert_ne!(a.idempotency_key(), b.idempotency_key());
-        assert_eq!(a.idempotency_key().len(), 64);
+        assert_ne!(a.idempotency_key("g"), b.idempotency_key("g"));
+        assert_ne!(a.idempotency_key("g"), a.idempotency_key("h"));
+        assert_eq!(a.idempotency_key("g").len(), 64);
     }
 }
