@@ -17,6 +17,8 @@ pub struct RawContract {
     pub hash: String,
     /// The document's root node.
     pub root: Node,
+    /// What the YAML loader had to interpret (duplicate keys).
+    pub warnings: Diagnostics,
 }
 
 impl RawContract {
@@ -30,6 +32,30 @@ impl RawContract {
     pub fn locate(&self, pointer: &str) -> Position {
         self.root.locate(pointer).pos
     }
+}
+
+/// The contract files that `paths` name: a file as given; a folder, every
+/// `*.yaml` / `*.yml` file under it (hidden folders skipped), sorted, so a
+/// whole folder of contracts can be generated or reported on at once.
+pub fn contract_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        if !p.is_dir() {
+            out.push(p.clone());
+            continue;
+        }
+        let mut found: Vec<PathBuf> = walkdir::WalkDir::new(p)
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .map(walkdir::DirEntry::into_path)
+            .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect();
+        found.sort();
+        out.extend(found);
+    }
+    out
 }
 
 /// Parses contract bytes with the default [`Limits`].
@@ -93,12 +119,22 @@ pub fn parse_with_limits(
 ) -> Result<RawContract, Diagnostics> {
     // The size limit comes first: nothing, not even the hash, reads a
     // file past it.
-    match yaml::load_bytes(bytes, limits) {
-        Ok(root) => Ok(RawContract {
-            path: path.to_path_buf(),
-            hash: hex::encode(Sha256::digest(bytes)),
-            root,
-        }),
+    match yaml::load_bytes_with_warnings(bytes, limits) {
+        Ok(loaded) => {
+            let mut warnings = Diagnostics::new();
+            for w in loaded.warnings {
+                warnings.push(
+                    Diagnostic::warning(w.code, path, w.pos, w.pointer, w.message)
+                        .expected(w.expected),
+                );
+            }
+            Ok(RawContract {
+                path: path.to_path_buf(),
+                hash: hex::encode(Sha256::digest(bytes)),
+                root: loaded.root,
+                warnings,
+            })
+        }
         Err(e) => {
             let mut d = Diagnostic::error(e.kind.code(), path, e.pos, e.pointer, e.message);
             d.expected = e.expected;
@@ -132,10 +168,38 @@ mod tests {
     }
 
     #[test]
+    fn folders_expand_to_their_contracts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::create_dir_all(d.join("b/.hidden")).unwrap();
+        for f in ["b/z.yaml", "a.yml", "b/.hidden/x.yaml", "notes.txt"] {
+            std::fs::write(d.join(f), "x: 1\n").unwrap();
+        }
+        let files = contract_files(&[d.to_path_buf(), PathBuf::from("given.yaml")]);
+        assert_eq!(
+            files,
+            [
+                d.join("a.yml"),
+                d.join("b/z.yaml"),
+                PathBuf::from("given.yaml")
+            ]
+        );
+    }
+
+    #[test]
     fn errors_are_located_diagnostics() {
-        let err = parse(Path::new("c.yaml"), b"a: 1\na: 2\n").unwrap_err();
+        let err = parse(Path::new("c.yaml"), b"a: [1\n").unwrap_err();
         let d = err.iter().next().unwrap();
-        assert_eq!(d.code, "E-YAML-DUPLICATE-KEY");
+        assert_eq!(d.code, "E-YAML-SYNTAX");
+        assert_eq!(d.file, PathBuf::from("c.yaml"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_located_warnings() {
+        let raw = parse(Path::new("c.yaml"), b"a: 1\na: 2\n").unwrap();
+        assert_eq!(raw.root.get("a").unwrap().value, yaml::Value::Int(2));
+        let d = raw.warnings.iter().next().unwrap();
+        assert_eq!(d.code, "W-DUPLICATE-KEY");
         assert_eq!(d.position, Position::new(2, 1));
         assert_eq!(d.pointer, "/a");
         assert_eq!(d.file, PathBuf::from("c.yaml"));

@@ -4,7 +4,11 @@
 //! exact place in a contract. Guards against hostile input: a size limit, a
 //! nesting limit, and a limit on how much aliases may expand (so a
 //! "billion laughs" document is refused instead of filling memory). Only one
-//! document is accepted; duplicate keys are refused naming both lines.
+//! document is accepted.
+//!
+//! Duplicate keys are read as PyYAML (the ONEX platform's loader) reads them:
+//! the last value wins, at the place of the first key, and a
+//! [`YamlWarning`] names both lines.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -193,7 +197,6 @@ pub enum YamlErrorKind {
     TooDeep,
     Aliases,
     MultipleDocuments,
-    DuplicateKey,
     Tag,
 }
 
@@ -208,7 +211,6 @@ impl YamlErrorKind {
             YamlErrorKind::TooDeep => "E-YAML-DEPTH",
             YamlErrorKind::Aliases => "E-YAML-ALIAS",
             YamlErrorKind::MultipleDocuments => "E-YAML-DOCUMENTS",
-            YamlErrorKind::DuplicateKey => "E-YAML-DUPLICATE-KEY",
             YamlErrorKind::Tag => "E-YAML-TAG",
         }
     }
@@ -219,7 +221,7 @@ impl YamlErrorKind {
 pub struct YamlError {
     pub kind: YamlErrorKind,
     pub pos: Position,
-    /// JSON pointer of the place, when known (duplicate keys).
+    /// JSON pointer of the place, when known.
     pub pointer: String,
     pub message: String,
     pub expected: Option<String>,
@@ -242,8 +244,31 @@ impl YamlError {
     }
 }
 
+/// Something the loader had to interpret, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlWarning {
+    pub code: &'static str,
+    pub pos: Position,
+    /// JSON pointer of the place.
+    pub pointer: String,
+    pub message: String,
+    pub expected: String,
+}
+
+/// A loaded document and the warnings met on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub root: Node,
+    pub warnings: Vec<YamlWarning>,
+}
+
 /// Loads one YAML document from bytes. An empty document is `Null` at 1:1.
 pub fn load_bytes(bytes: &[u8], limits: Limits) -> Result<Node, YamlError> {
+    load_bytes_with_warnings(bytes, limits).map(|l| l.root)
+}
+
+/// Like [`load_bytes`], keeping the warnings.
+pub fn load_bytes_with_warnings(bytes: &[u8], limits: Limits) -> Result<Loaded, YamlError> {
     if bytes.len() > limits.max_bytes {
         return Err(YamlError::new(
             YamlErrorKind::TooLarge,
@@ -269,7 +294,7 @@ pub fn load_bytes(bytes: &[u8], limits: Limits) -> Result<Node, YamlError> {
             .expected("a UTF-8 encoded YAML file"));
         }
     };
-    load_str(text, limits)
+    load_str_with_warnings(text, limits)
 }
 
 fn position_of_end(valid: &[u8]) -> Position {
@@ -281,6 +306,11 @@ fn position_of_end(valid: &[u8]) -> Position {
 
 /// Loads one YAML document from text.
 pub fn load_str(text: &str, limits: Limits) -> Result<Node, YamlError> {
+    load_str_with_warnings(text, limits).map(|l| l.root)
+}
+
+/// Like [`load_str`], keeping the warnings.
+pub fn load_str_with_warnings(text: &str, limits: Limits) -> Result<Loaded, YamlError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     check_tabs(text)?;
     let mut builder = Builder::new(limits);
@@ -296,10 +326,14 @@ pub fn load_str(text: &str, limits: Limits) -> Result<Node, YamlError> {
     if let Some(err) = builder.error.take() {
         return Err(err);
     }
-    Ok(builder
+    let root = builder
         .root
         .take()
-        .unwrap_or_else(|| Node::new(Value::Null, Position::new(1, 1))))
+        .unwrap_or_else(|| Node::new(Value::Null, Position::new(1, 1)));
+    Ok(Loaded {
+        root,
+        warnings: builder.warnings,
+    })
 }
 
 fn scan_error(e: &ScanError, limits: Limits) -> YamlError {
@@ -381,6 +415,7 @@ struct Builder {
     nodes: usize,
     documents: usize,
     error: Option<YamlError>,
+    warnings: Vec<YamlWarning>,
 }
 
 impl Builder {
@@ -394,6 +429,7 @@ impl Builder {
             nodes: 0,
             documents: 0,
             error: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -439,36 +475,37 @@ impl Builder {
                 pending_key,
                 ..
             }) => match pending_key.take() {
-                None => {
-                    if let Some(text) = node.key_text() {
-                        if let Some((first, _)) = entries
+                None => *pending_key = Some(node),
+                Some(key) => {
+                    let text = key.key_text();
+                    let first = text.as_deref().and_then(|t| {
+                        entries
                             .iter()
-                            .find(|(k, _)| k.key_text().as_deref() == Some(text.as_str()))
-                        {
-                            let first = first.pos;
-                            let second = node.pos;
-                            let mut err = YamlError::new(
-                                YamlErrorKind::DuplicateKey,
-                                second,
-                                format!(
-                                    "duplicate key {text:?}: first at line {}, again at line {}",
-                                    first.line, second.line
+                            .position(|(k, _)| k.key_text().as_deref() == Some(t))
+                    });
+                    match (first, text) {
+                        (Some(i), Some(text)) => {
+                            let first_line = entries[i].0.pos.line;
+                            let pos = key.pos;
+                            // PyYAML keeps the last value, where the first key was.
+                            entries[i] = (key, node);
+                            let mut pointer = self.pointer();
+                            pointer.push('/');
+                            pointer.push_str(&text.replace('~', "~0").replace('/', "~1"));
+                            self.warnings.push(YamlWarning {
+                                code: "W-DUPLICATE-KEY",
+                                pos,
+                                pointer,
+                                message: format!(
+                                    "duplicate key {text:?}: first at line {first_line}, again at line {}; the value at line {} is used, as PyYAML does",
+                                    pos.line, pos.line
                                 ),
-                            )
-                            .expected("each key at most once per mapping");
-                            let mut ptr = self.pointer();
-                            ptr.push('/');
-                            ptr.push_str(&text.replace('~', "~0").replace('/', "~1"));
-                            err.pointer = ptr;
-                            self.fail(err);
-                            return;
+                                expected: "each key at most once per mapping".into(),
+                            });
                         }
-                    }
-                    if let Some(Frame::Map { pending_key, .. }) = self.stack.last_mut() {
-                        *pending_key = Some(node);
+                        _ => entries.push((key, node)),
                     }
                 }
-                Some(key) => entries.push((key, node)),
             },
         }
     }
@@ -528,6 +565,16 @@ fn check_tag(tag: Option<&yaml_rust2::parser::Tag>, pos: Position) -> Result<(),
 
 fn pos_of(mark: Marker) -> Position {
     Position::new(mark.line().max(1), mark.col() + 1)
+}
+
+/// The YAML 1.1 booleans that PyYAML resolves and the YAML 1.2 core schema
+/// leaves as strings.
+fn yaml11_bool(text: &str) -> Option<bool> {
+    match text {
+        "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Some(true),
+        "no" | "No" | "NO" | "off" | "Off" | "OFF" => Some(false),
+        _ => None,
+    }
 }
 
 fn scalar_value(text: String, style: TScalarStyle, tag: Option<&yaml_rust2::parser::Tag>) -> Value {
@@ -626,7 +673,24 @@ impl MarkedEventReceiver for Builder {
                 if !self.count(1, pos) {
                     return;
                 }
-                let value = scalar_value(text, style, tag.as_ref());
+                let yaml11_bool = (style == TScalarStyle::Plain && tag.is_none())
+                    .then(|| yaml11_bool(&text))
+                    .flatten();
+                let value = match yaml11_bool {
+                    Some(b) => {
+                        self.warnings.push(YamlWarning {
+                            code: "W-YAML11-BOOL",
+                            pos,
+                            pointer: self.pointer(),
+                            message: format!(
+                                "{text} is read as {b}, as PyYAML (YAML 1.1) reads it"
+                            ),
+                            expected: format!("{b}, or \"{text}\" quoted for the text"),
+                        });
+                        Value::Bool(b)
+                    }
+                    None => scalar_value(text, style, tag.as_ref()),
+                };
                 self.push_node(Node::new(value, pos), anchor, 1);
             }
             Event::SequenceStart(anchor, tag) => {
@@ -714,23 +778,36 @@ mod tests {
     }
 
     #[test]
-    fn scalars_resolve_like_yaml_core_schema() {
+    fn scalars_resolve_like_pyyaml() {
         let n = load("a: 1.5\nb: '1'\nc: ~\nd: no\ne: 0x10\nf: !!str 7\n").unwrap();
         assert_eq!(n.get("a").unwrap().value, Value::Float(1.5));
         assert_eq!(n.get("b").unwrap().value, Value::Str("1".into()));
         assert_eq!(n.get("c").unwrap().value, Value::Null);
-        assert_eq!(n.get("d").unwrap().value, Value::Str("no".into()));
+        assert_eq!(n.get("d").unwrap().value, Value::Bool(false));
         assert_eq!(n.get("e").unwrap().value, Value::Int(16));
         assert_eq!(n.get("f").unwrap().value, Value::Str("7".into()));
     }
 
     #[test]
-    fn duplicate_keys_name_both_lines() {
-        let e = load("a: 1\nb:\n  c: 1\n  c: 2\n").unwrap_err();
-        assert_eq!(e.kind, YamlErrorKind::DuplicateKey);
-        assert_eq!(e.pos, Position::new(4, 3));
-        assert!(e.message.contains("line 3"), "{}", e.message);
-        assert_eq!(e.pointer, "/b/c");
+    fn duplicate_keys_keep_the_last_value_and_name_both_lines() {
+        let l = load_str_with_warnings("a: 1\nb:\n  c: 1\n  d: 0\n  c: 2\n", Limits::default())
+            .unwrap();
+        let b = l.root.get("b").unwrap().as_map().unwrap();
+        let keys: Vec<_> = b.iter().map(|(k, _)| k.key_text().unwrap()).collect();
+        assert_eq!(keys, ["c", "d"], "the first key keeps its place");
+        assert_eq!(l.root.locate("/b/c").value, Value::Int(2));
+        assert_eq!(l.root.locate("/b/c").pos, Position::new(5, 6));
+        let [w] = l.warnings.as_slice() else {
+            panic!("{:?}", l.warnings)
+        };
+        assert_eq!(w.code, "W-DUPLICATE-KEY");
+        assert_eq!(w.pos, Position::new(5, 3));
+        assert_eq!(w.pointer, "/b/c");
+        assert!(
+            w.message.contains("first at line 3, again at line 5"),
+            "{}",
+            w.message
+        );
     }
 
     #[test]

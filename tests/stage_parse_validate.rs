@@ -103,6 +103,9 @@ fn parse_ok_cases() {
         };
         let mut out = format!("hash {}\n", raw.hash);
         dump(&raw.root, "", &mut out);
+        for w in raw.warnings.iter() {
+            let _ = writeln!(out, "{w}");
+        }
         check(&case.with_extension("expected.txt"), &out, &mut failures);
     }
     finish(failures);
