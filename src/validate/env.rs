@@ -3,7 +3,9 @@
 //! Sources, in order (first mention of a name wins; later ones fill in a
 //! missing description or default):
 //! - `dependencies` items of `type: environment` (the variable is `env_var`,
-//!   `key` or `name`), in list form or inside a dict form's lists;
+//!   `key` or `name`), in list form or inside a dict form's lists; a
+//!   lower-case `name` without `env_var` (`github_token`) is the upper-case
+//!   variable (`GITHUB_TOKEN`), with a `W-ENV-DERIVED` warning;
 //! - any other `dependencies` item that names an `env_var`;
 //! - `env_dependencies`: map NAME -> `{required, description, default}`;
 //! - `feature_flags[].env_var` (optional, default from `default_value`);
@@ -98,7 +100,23 @@ pub fn env_vars(ctx: &mut Ctx, root: &Cursor) -> Vec<EnvVar> {
                 let name_c = item.get_any(&["env_var", "key", "name"]);
                 match name_c {
                     Some(c) => {
-                        let name = c.scalar().unwrap_or_default();
+                        let mut name = c.scalar().unwrap_or_default();
+                        let derived = name.trim().to_ascii_uppercase();
+                        if !is_env_name(name.trim())
+                            && item.get("env_var").is_none()
+                            && is_env_name(&derived)
+                        {
+                            ctx.warning(
+                                "W-ENV-DERIVED",
+                                &c,
+                                format!(
+                                    "the environment dependency {:?} names no env_var; the variable {derived} is read",
+                                    name.trim()
+                                ),
+                                format!("env_var: {derived}"),
+                            );
+                            name = derived;
+                        }
                         env.add(
                             ctx,
                             &c,

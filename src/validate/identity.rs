@@ -31,12 +31,20 @@ pub fn kind(ctx: &mut Ctx, root: &Cursor) -> Option<(NodeKind, Option<String>)> 
             );
             return Some((NodeKind::Compute, None));
         }
-        ctx.error(
-            "E-NODE-TYPE",
-            root,
-            "the contract has no node_type",
-            NODE_TYPE_EXPECTED,
-        );
+        match not_a_node(root) {
+            Some(what) => ctx.error(
+                "E-NOT-A-NODE",
+                root,
+                format!("this is {what}, not a node contract: it has no node_type"),
+                NODE_CONTRACT_EXPECTED,
+            ),
+            None => ctx.error(
+                "E-NODE-TYPE",
+                root,
+                "the contract has no node_type",
+                NODE_TYPE_EXPECTED,
+            ),
+        }
         return None;
     };
     let text = nt.scalar().unwrap_or_default();
@@ -56,6 +64,15 @@ pub fn kind(ctx: &mut Ctx, root: &Cursor) -> Option<(NodeKind, Option<String>)> 
             );
             NodeKind::Effect
         }
+        "schema" | "model" => {
+            ctx.error(
+                "E-NOT-A-NODE",
+                &nt,
+                format!("node_type {text:?} declares a {normal} document, not a node"),
+                NODE_CONTRACT_EXPECTED,
+            );
+            return None;
+        }
         _ => {
             ctx.error(
                 "E-NODE-TYPE",
@@ -67,6 +84,34 @@ pub fn kind(ctx: &mut Ctx, root: &Cursor) -> Option<(NodeKind, Option<String>)> 
         }
     };
     Some((kind, Some(text)))
+}
+
+const NODE_CONTRACT_EXPECTED: &str = "a node contract: a mapping with node_type effect, compute, reducer or orchestrator (or *_GENERIC), which onex-gen turns into a node crate";
+
+/// What a document without a node_type is, when its keys say so: the ONEX
+/// repositories keep handler, ticket, wire-schema and other contracts next to
+/// node contracts.
+fn not_a_node(root: &Cursor) -> Option<String> {
+    let has = |k: &str| root.node.get(k).is_some();
+    if has("handler_id") || (has("handler_name") && has("handler_type")) {
+        return Some("a handler contract (handler_id)".into());
+    }
+    if has("ticket_id") || (has("ticket") && !has("name")) {
+        return Some("a ticket contract".into());
+    }
+    if has("topic") && (has("required_fields") || has("optional_fields")) {
+        return Some("a wire schema of a topic (topic, required_fields)".into());
+    }
+    if has("projector") || (has("projection") && !has("event_bus")) {
+        return Some("a projector contract".into());
+    }
+    if let Some(t) = root.get("contract_type").and_then(|c| c.scalar()) {
+        return Some(format!("a {t:?} contract (contract_type)"));
+    }
+    if has("validators") || (has("rules") && !has("name")) {
+        return Some("a validation contract".into());
+    }
+    None
 }
 
 /// The node name from `name`, `node_name`, `contract_name` or `node_id` (in

@@ -1,8 +1,12 @@
 //! Stage 2: validate. A [`RawContract`] becomes a [`Contract`].
 //!
-//! Three layers, in order:
+//! First, a document that is not a node contract at all (a schema, a handler
+//! contract, ...) is refused with one error saying so. Then three layers, in
+//! order:
 //! 1. the JSON Schema in `schema/contract.schema.json` checks the shape of
-//!    every section onex-gen reads (its errors stop validation);
+//!    every section onex-gen reads, after what the platform's own loader
+//!    accepts beyond it (null sections, pydantic's lax coercions; see
+//!    [`lax`]) has been resolved with warnings; its errors stop validation;
 //! 2. normalisation turns every dialect the real ONEX contracts use into the
 //!    one [`Contract`] shape (see `stages/2-validate/README.md` for the
 //!    decisions);
@@ -14,6 +18,7 @@
 mod env;
 mod fsm;
 mod identity;
+mod lax;
 mod ops;
 mod policy;
 mod topics;
@@ -23,7 +28,7 @@ mod workflow;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use crate::contract::{Contract, Origin};
+use crate::contract::{Contract, NodeKind, Origin};
 use crate::diagnostic::{Diagnostic, Diagnostics, Position};
 use crate::parse::{parse_file, RawContract};
 use crate::yaml::{Node, Value};
@@ -70,16 +75,8 @@ pub fn load(path: &Path) -> Result<Validated, Diagnostics> {
 /// any warnings, sorted by position.
 pub fn validate(raw: &RawContract) -> Result<Validated, Diagnostics> {
     let mut ctx = Ctx::new(&raw.path);
-    schema_check(&mut ctx, raw);
-    if ctx.diags.has_errors() {
-        ctx.diags.sort();
-        return Err(ctx.diags);
-    }
-    let root = Cursor::root(&raw.root);
-    let contract = build(&mut ctx, raw, &root);
-    if let Some(c) = &contract {
-        warn_if_nothing_is_consumed(&mut ctx, raw, c);
-    }
+    ctx.diags.extend(raw.warnings.clone());
+    let contract = check_and_build(&mut ctx, raw);
     ctx.diags.sort();
     match contract {
         Some(c) if !ctx.diags.has_errors() => Ok(Validated {
@@ -90,31 +87,14 @@ pub fn validate(raw: &RawContract) -> Result<Validated, Diagnostics> {
     }
 }
 
-/// A node that consumes nothing only publishes its introspection events: that
-/// is legal (some contracts describe a node driven by other means) but worth
-/// saying, since the generated node will sit idle on the bus.
-fn warn_if_nothing_is_consumed(ctx: &mut Ctx, raw: &RawContract, c: &Contract) {
-    if !c.topics.subscribe.is_empty() {
-        return;
-    }
-    let pointer = if raw.root.get("event_bus").is_some() {
-        "/event_bus"
+fn check_and_build(ctx: &mut Ctx, raw: &RawContract) -> Option<Contract> {
+    let kind = if raw.root.as_map().is_some() {
+        // One clear error for a document that is not a node, not a cascade
+        // of schema errors about sections it was never meant to have.
+        Some(identity::kind(ctx, &Cursor::root(&raw.root))?)
     } else {
-        ""
+        None
     };
-    ctx.diags.push(
-        Diagnostic::warning(
-            "W-NO-SUBSCRIPTIONS",
-            ctx.file,
-            raw.locate(pointer),
-            pointer,
-            "the contract names no topic to consume: the generated node publishes its introspection events but handles no input from the bus",
-        )
-        .expected("event_bus.subscribe_topics, event_bus.subscribe.topic, consumed_events, subscriptions, input_subscriptions or topics.consumes"),
-    );
-}
-
-fn schema_check(ctx: &mut Ctx, raw: &RawContract) {
     let compiled = match compiled_schema() {
         Ok(c) => c,
         Err(e) => {
@@ -125,10 +105,48 @@ fn schema_check(ctx: &mut Ctx, raw: &RawContract) {
                 "",
                 e,
             ));
-            return;
+            return None;
         }
     };
-    let instance = raw.to_json();
+    let mut root = raw.root.clone();
+    lax::resolve(ctx, &mut root, &compiled.validator);
+    schema_check(ctx, compiled, &root);
+    if ctx.diags.has_errors() {
+        return None;
+    }
+    let cursor = Cursor::root(&root);
+    let (kind, node_type) = kind?;
+    let contract = build(ctx, raw, &cursor, kind, node_type)?;
+    warn_if_nothing_is_consumed(ctx, &root, &contract);
+    Some(contract)
+}
+
+/// A node that consumes nothing only publishes its introspection events: that
+/// is legal (some contracts describe a node driven by other means) but worth
+/// saying, since the generated node will sit idle on the bus.
+fn warn_if_nothing_is_consumed(ctx: &mut Ctx, root: &Node, c: &Contract) {
+    if !c.topics.subscribe.is_empty() {
+        return;
+    }
+    let pointer = if root.get("event_bus").is_some() {
+        "/event_bus"
+    } else {
+        ""
+    };
+    ctx.diags.push(
+        Diagnostic::warning(
+            "W-NO-SUBSCRIPTIONS",
+            ctx.file,
+            root.locate(pointer).pos,
+            pointer,
+            "the contract names no topic to consume: the generated node publishes its introspection events but handles no input from the bus",
+        )
+        .expected("event_bus.subscribe_topics, event_bus.subscribe.topic, consumed_events, subscriptions, input_subscriptions or topics.consumes"),
+    );
+}
+
+fn schema_check(ctx: &mut Ctx, compiled: &CompiledSchema, root: &Node) {
+    let instance = root.to_json();
     let mut seen = std::collections::BTreeSet::new();
     for err in compiled.validator.iter_errors(&instance) {
         let pointer = err.instance_path().as_str().to_owned();
@@ -137,7 +155,8 @@ fn schema_check(ctx: &mut Ctx, raw: &RawContract) {
             continue;
         }
         let expected = schema_expected(&compiled.schema, &err);
-        let mut d = Diagnostic::error("E-SCHEMA", ctx.file, raw.locate(&pointer), pointer, message);
+        let position = root.locate(&pointer).pos;
+        let mut d = Diagnostic::error("E-SCHEMA", ctx.file, position, pointer, message);
         d.expected = expected;
         ctx.diags.push(d);
     }
@@ -305,16 +324,13 @@ const DOCUMENTATION_KEYS: &[&str] = &[
     "node_not_implemented",
 ];
 
-fn build(ctx: &mut Ctx, raw: &RawContract, root: &Cursor) -> Option<Contract> {
-    if !root.is_map() {
-        ctx.error(
-            "E-SCHEMA",
-            root,
-            format!("the contract is {}", root.node.kind_name()),
-            "a mapping of contract keys",
-        );
-        return None;
-    }
+fn build(
+    ctx: &mut Ctx,
+    raw: &RawContract,
+    root: &Cursor,
+    kind: NodeKind,
+    node_type: Option<String>,
+) -> Option<Contract> {
     for (key, _) in root.entries() {
         let k = key.node.key_text().unwrap_or_default();
         if !READ_KEYS.contains(&k.as_str()) && !DOCUMENTATION_KEYS.contains(&k.as_str()) {
@@ -326,7 +342,6 @@ fn build(ctx: &mut Ctx, raw: &RawContract, root: &Cursor) -> Option<Contract> {
             );
         }
     }
-    let (kind, node_type) = identity::kind(ctx, root)?;
     let name = identity::name(ctx, raw, root)?;
     let (contract_version, node_version) = identity::versions(ctx, root);
     let (inputs, outputs) = ops::node_fields(ctx, root);
@@ -594,7 +609,7 @@ mod tests {
         )
         .unwrap();
         let d = validate(&raw).unwrap_err();
-        assert!(d.has_errors());
-        assert!(d.iter().any(|x| x.code == "W-UNKNOWN-KEY"));
+        let codes: Vec<_> = d.iter().map(|x| x.code).collect();
+        assert_eq!(codes, ["E-NODE-TYPE"], "one error, no cascade: {d}");
     }
 }

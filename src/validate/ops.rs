@@ -1,7 +1,8 @@
 //! Node-level fields and operations.
 //!
 //! Operations come from the first of these that the contract has:
-//! `io_operations`, top-level `operations`, `handler_routing.handlers`,
+//! `io_operations`, top-level `operations` (each a list, or a map of name to
+//! spec with a `W-OPERATIONS-MAP` warning), `handler_routing.handlers`,
 //! `effect_operations.operations`. Duplicate names in an explicit operation
 //! list are an error; handler_routing may route one operation from several
 //! topics or backends, so repeated handler operations are merged.
@@ -14,28 +15,39 @@ use super::{Ctx, Cursor};
 
 /// Node-level inputs and outputs: `inputs`/`outputs`, then legacy
 /// `input`/`output` field maps, then legacy JSON Schema
-/// `input_state`/`output_state`.
+/// `input_state`/`output_state`, then the `fields` of an inline
+/// `input_model`/`output_model`.
 pub fn node_fields(ctx: &mut Ctx, root: &Cursor) -> (Vec<Field>, Vec<Field>) {
-    let side = |ctx: &mut Ctx, map_keys: [&str; 2], schema_key: &str| -> Vec<Field> {
+    let side = |ctx: &mut Ctx, map_keys: [&str; 2], schema_key: &str, model_key: &str| {
         if let Some(m) = root.get_any(&map_keys).filter(Cursor::is_map) {
             return fields_from_map(ctx, &m);
         }
         if let Some(s) = root.get(schema_key).filter(Cursor::is_map) {
             return fields_from_json_schema(ctx, &s);
         }
-        Vec::new()
+        // A model described inline: `input_model: {name, fields: {...}}`.
+        if let Some(f) = root
+            .get(model_key)
+            .and_then(|m| m.get("fields"))
+            .filter(Cursor::is_map)
+        {
+            return fields_from_map(ctx, &f);
+        }
+        Vec::<Field>::new()
     };
-    let inputs = side(ctx, ["inputs", "input"], "input_state");
-    let outputs = side(ctx, ["outputs", "output"], "output_state");
+    let inputs = side(ctx, ["inputs", "input"], "input_state", "input_model");
+    let outputs = side(ctx, ["outputs", "output"], "output_state", "output_model");
     (inputs, outputs)
 }
 
 pub fn operations(ctx: &mut Ctx, root: &Cursor) -> Vec<Operation> {
-    if let Some(list) = root.get("io_operations").filter(Cursor::is_seq) {
-        return explicit(ctx, &list);
-    }
-    if let Some(list) = root.get("operations").filter(Cursor::is_seq) {
-        return explicit(ctx, &list);
+    for key in ["io_operations", "operations"] {
+        if let Some(list) = root.get(key).filter(Cursor::is_seq) {
+            return explicit(ctx, &list);
+        }
+        if let Some(map) = root.get(key).filter(Cursor::is_map) {
+            return keyed(ctx, &map);
+        }
     }
     if let Some(handlers) = root
         .get("handler_routing")
@@ -120,6 +132,53 @@ fn explicit(ctx: &mut Ctx, list: &Cursor) -> Vec<Operation> {
         push_unique(ctx, &mut out, op, &item);
     }
     out
+}
+
+/// Operations as a map of name to spec (legacy omniintelligence contracts):
+/// each key is the operation name, and `input`/`output` field maps stand for
+/// `input_fields`/`output_fields`.
+fn keyed(ctx: &mut Ctx, map: &Cursor) -> Vec<Operation> {
+    ctx.warning(
+        "W-OPERATIONS-MAP",
+        map,
+        "operations are given as a map of name to spec; each key is read as an operation name",
+        "a list of {operation: name, description, input_fields, output_fields}",
+    );
+    let mut out: Vec<Operation> = Vec::new();
+    for (key, spec) in map.entries() {
+        let name = key.node.key_text().unwrap_or_default();
+        let Some(mut op) = bare(ctx, &key, &name) else {
+            continue;
+        };
+        op.description = spec.get("description").and_then(|d| d.scalar());
+        op.input_fields = keyed_fields(ctx, &spec, "input_fields", "input");
+        op.output_fields = keyed_fields(ctx, &spec, "output_fields", "output");
+        op.input_model = spec
+            .get("input_model")
+            .and_then(|m| parse_model_ref(ctx, &m));
+        op.output_model = spec
+            .get("output_model")
+            .and_then(|m| parse_model_ref(ctx, &m));
+        op.idempotent = spec.get("idempotent").and_then(|b| b.bool());
+        op.timeout_ms = timeout_ms(&spec);
+        op.event_type = spec.get("event_type").and_then(|e| e.scalar());
+        if let Some(t) = spec.get("output_topic") {
+            op.output_topic = topic_name(ctx, &t);
+        }
+        push_unique(ctx, &mut out, op, &key);
+    }
+    out
+}
+
+/// `list_key` as a field list, else `map_key` as a field map.
+fn keyed_fields(ctx: &mut Ctx, spec: &Cursor, list_key: &str, map_key: &str) -> Vec<Field> {
+    if let Some(list) = spec.get(list_key) {
+        return fields_from_list(ctx, &list);
+    }
+    spec.get(map_key)
+        .filter(Cursor::is_map)
+        .map(|m| fields_from_map(ctx, &m))
+        .unwrap_or_default()
 }
 
 fn bare(ctx: &mut Ctx, at: &Cursor, name: &str) -> Option<Operation> {

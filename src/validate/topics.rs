@@ -162,8 +162,14 @@ impl Collector {
 }
 
 /// One list item: a topic string, or a mapping naming the topic under one of
-/// `keys`.
-fn mention<'a>(item: &Cursor<'a>, keys: &[&str], source: TopicSource) -> Option<Mention<'a>> {
+/// `keys` (`topic` first; a `{name, description}` entry names its topic under
+/// `name`, which is said with a `W-TOPIC-ENTRY` warning).
+fn mention<'a>(
+    ctx: &mut Ctx,
+    item: &Cursor<'a>,
+    keys: &[&str],
+    source: TopicSource,
+) -> Option<Mention<'a>> {
     if let Some(text) = item.scalar() {
         return Some(Mention {
             at: item.clone(),
@@ -174,6 +180,14 @@ fn mention<'a>(item: &Cursor<'a>, keys: &[&str], source: TopicSource) -> Option<
         });
     }
     let at = item.get_any(keys)?;
+    if at.ptr.ends_with("/name") {
+        ctx.warning(
+            "W-TOPIC-ENTRY",
+            &at,
+            "the topic of this entry is given as name; it is read as the topic",
+            "{topic: onex.evt.x.y.v1, description: ...}",
+        );
+    }
     Some(Mention {
         text: at.scalar()?,
         at,
@@ -201,17 +215,22 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
     if let Some(bus) = root.get("event_bus") {
         if let Some(list) = bus.get("subscribe_topics") {
             for item in list_items(&list) {
-                if let Some(m) = mention(&item, TOPIC, S::EventBusList) {
+                if let Some(m) = mention(ctx, &item, TOPIC, S::EventBusList) {
                     col.subscribe(ctx, m);
                 }
             }
         }
         if let Some(sub) = bus.get("subscribe") {
-            if let Some(m) = mention(&sub, TOPIC, S::EventBusMap) {
-                col.subscribe(ctx, m);
-            }
-            if let Some(g) = sub.get("consumer_group").and_then(|g| g.scalar()) {
-                col.topics.consumer_group.get_or_insert(g);
+            // `{topic, consumer_group}`, or omnibase_core's nested shape: a
+            // list of `{topic, description}` maps.
+            let entries = if sub.is_seq() { sub.items() } else { vec![sub] };
+            for entry in entries {
+                if let Some(m) = mention(ctx, &entry, TOPIC, S::EventBusMap) {
+                    col.subscribe(ctx, m);
+                }
+                if let Some(g) = entry.get("consumer_group").and_then(|g| g.scalar()) {
+                    col.topics.consumer_group.get_or_insert(g);
+                }
             }
         }
         if let Some(meta) = bus.get("subscribe_topic_metadata") {
@@ -232,25 +251,33 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
         }
         if let Some(list) = bus.get("publish_topics") {
             for item in list_items(&list) {
-                if let Some(m) = mention(&item, TOPIC, S::EventBusList) {
+                if let Some(m) = mention(ctx, &item, TOPIC, S::EventBusList) {
                     col.publish(ctx, m, PublishRole::Event);
                 }
             }
         }
         if let Some(publish) = bus.get("publish") {
             if let Some(s) = publish.get("success_topic") {
-                if let Some(m) = mention(&s, TOPIC, S::EventBusMap) {
+                if let Some(m) = mention(ctx, &s, TOPIC, S::EventBusMap) {
                     col.publish(ctx, m, PublishRole::Success);
                 }
             }
             if let Some(f) = publish.get("failure_topic") {
-                if let Some(m) = mention(&f, TOPIC, S::EventBusMap) {
+                if let Some(m) = mention(ctx, &f, TOPIC, S::EventBusMap) {
                     col.publish(ctx, m, PublishRole::Failure);
                 }
             }
-            if publish.scalar().is_some() || publish.is_seq() {
-                for item in list_items(&publish) {
-                    if let Some(m) = mention(&item, TOPIC, S::EventBusMap) {
+            let single = publish.is_map()
+                && publish.get("success_topic").is_none()
+                && publish.get("failure_topic").is_none();
+            let items = if single {
+                vec![publish.clone()]
+            } else {
+                list_items(&publish)
+            };
+            if publish.scalar().is_some() || publish.is_seq() || single {
+                for item in items {
+                    if let Some(m) = mention(ctx, &item, TOPIC, S::EventBusMap) {
                         col.publish(ctx, m, PublishRole::Event);
                     }
                 }
@@ -274,7 +301,7 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
             }
         }
         if let Some(base) = bus.get("topic_base") {
-            if let Some(m) = mention(&base, TOPIC, S::EventBusMap) {
+            if let Some(m) = mention(ctx, &base, TOPIC, S::EventBusMap) {
                 col.publish(ctx, m, PublishRole::Event);
             }
         }
@@ -337,14 +364,14 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
     ];
     if let Some(list) = root.get("consumed_events") {
         for item in list.items() {
-            if let Some(m) = mention(&item, EVENT_TOPIC, S::ConsumedEvents) {
+            if let Some(m) = mention(ctx, &item, EVENT_TOPIC, S::ConsumedEvents) {
                 col.subscribe(ctx, m);
             }
         }
     }
     if let Some(list) = root.get("event_sources") {
         for item in list_items(&list) {
-            if let Some(m) = mention(&item, TOPIC, S::ConsumedEvents) {
+            if let Some(m) = mention(ctx, &item, TOPIC, S::ConsumedEvents) {
                 col.subscribe(ctx, m);
             }
             if let Some(g) = item.get("consumer_group").and_then(|g| g.scalar()) {
@@ -355,14 +382,14 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
     if let Some(subs) = root.get("subscriptions") {
         let list = subs.get("topics").unwrap_or(subs);
         for item in list_items(&list) {
-            if let Some(m) = mention(&item, TOPIC, S::Subscriptions) {
+            if let Some(m) = mention(ctx, &item, TOPIC, S::Subscriptions) {
                 col.subscribe(ctx, m);
             }
         }
     }
     if let Some(list) = root.get("input_subscriptions") {
         for item in list_items(&list) {
-            if let Some(m) = mention(&item, TOPIC, S::InputSubscriptions) {
+            if let Some(m) = mention(ctx, &item, TOPIC, S::InputSubscriptions) {
                 col.subscribe(ctx, m);
             }
         }
@@ -371,7 +398,7 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
         for key in ["consumes", "subscribes"] {
             if let Some(list) = t.get(key) {
                 for item in list_items(&list) {
-                    if let Some(m) = mention(&item, TOPIC, S::Topics) {
+                    if let Some(m) = mention(ctx, &item, TOPIC, S::Topics) {
                         col.subscribe(ctx, m);
                     }
                 }
@@ -381,21 +408,21 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
 
     if let Some(list) = root.get("published_events") {
         for item in list.items() {
-            if let Some(m) = mention(&item, EVENT_TOPIC, S::PublishedEvents) {
+            if let Some(m) = mention(ctx, &item, EVENT_TOPIC, S::PublishedEvents) {
                 col.publish(ctx, m, PublishRole::Event);
             }
         }
     }
     if let Some(list) = root.get("event_outputs") {
         for item in list_items(&list) {
-            if let Some(m) = mention(&item, TOPIC, S::PublishedEvents) {
+            if let Some(m) = mention(ctx, &item, TOPIC, S::PublishedEvents) {
                 col.publish(ctx, m, PublishRole::Event);
             }
         }
     }
     if let Some(list) = root.get("output_models") {
         for item in list.items() {
-            if let Some(mut m) = mention(&item, &["topic"], S::PublishedEvents) {
+            if let Some(mut m) = mention(ctx, &item, &["topic"], S::PublishedEvents) {
                 if m.event_type.is_none() {
                     m.event_type = item.get("name").and_then(|n| n.scalar());
                 }
@@ -406,7 +433,7 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
     if let Some(list) = root.get("publications") {
         let list = list.get("topics").unwrap_or(list);
         for item in list_items(&list) {
-            if let Some(m) = mention(&item, TOPIC, S::Publications) {
+            if let Some(m) = mention(ctx, &item, TOPIC, S::Publications) {
                 col.publish(ctx, m, PublishRole::Event);
             }
         }
@@ -415,7 +442,7 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
         for key in ["produces", "publishes"] {
             if let Some(list) = t.get(key) {
                 for item in list_items(&list) {
-                    if let Some(m) = mention(&item, TOPIC, S::Topics) {
+                    if let Some(m) = mention(ctx, &item, TOPIC, S::Topics) {
                         col.publish(ctx, m, PublishRole::Event);
                     }
                 }
@@ -440,7 +467,7 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
     }
     if let Some(t) = root.get("terminal_event") {
         for item in list_items(&t) {
-            if let Some(m) = mention(&item, TOPIC, S::TerminalEvent) {
+            if let Some(m) = mention(ctx, &item, TOPIC, S::TerminalEvent) {
                 col.publish(ctx, m, PublishRole::Terminal);
             }
         }

@@ -5,6 +5,14 @@
 //! `ModelGitResult`) and JSON-Schema-style field specs (`type: string`,
 //! `format: uuid`, `type: array` + `items`, `enum: [...]`). Both become a
 //! [`FieldType`].
+//!
+//! Real contracts also write types the way a person explains them; each of
+//! these is read with a warning saying how:
+//! - JSON Schema type lists, `type: [str, "null"]` -> `str | None`
+//!   (`W-FIELD-TYPE-LIST`);
+//! - prose, `"bool (default False) - Return only metadata"` -> `bool`, default
+//!   `false`, the rest kept as the description; `"UUID or string"` ->
+//!   `UUID | string` (`W-FIELD-TYPE-PROSE`).
 
 use crate::contract::{Field, FieldType, Ident};
 
@@ -167,6 +175,165 @@ fn split_top(s: &str, sep: char) -> Result<Vec<String>, String> {
     Ok(parts)
 }
 
+/// A type read from contract text, and what reading it left over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadType {
+    pub ty: FieldType,
+    /// The type part of the text.
+    pub type_text: String,
+    /// Prose after the type, for the field's description.
+    pub rest: Option<String>,
+    /// A default named in the prose (`(default False)`).
+    pub default: Option<serde_json::Value>,
+}
+
+/// Reads type text: strictly when it is a type, else as prose that starts
+/// with one (see [`prose_type`]), with a `W-FIELD-TYPE-PROSE` warning at `at`.
+pub fn read_type(ctx: &mut Ctx, at: &Cursor, text: &str) -> Result<ReadType, String> {
+    let strict_error = match parse_type(text) {
+        Ok(ty) => {
+            return Ok(ReadType {
+                ty,
+                type_text: text.to_owned(),
+                rest: None,
+                default: None,
+            })
+        }
+        Err(e) => e,
+    };
+    let Some(read) = prose_type(text) else {
+        return Err(strict_error);
+    };
+    let mut said = format!("the type {:?} is read as {}", text.trim(), read.type_text);
+    if let Some(d) = &read.default {
+        said.push_str(&format!(" with default {d}"));
+    }
+    if read.rest.is_some() {
+        said.push_str("; the rest is kept as the description");
+    }
+    ctx.warning("W-FIELD-TYPE-PROSE", at, said, TYPE_EXPECTED);
+    Ok(read)
+}
+
+/// Type prose: `A or B` where every part is a type is the union `A | B`;
+/// otherwise the longest leading text that is a type is the type, a
+/// `(default X)` in the rest is its default and the rest is a description.
+/// A bare leading word that is no known type and no `Model...`/`Enum...`
+/// name is not taken for a type (`The input` is prose, not a model `The`).
+pub fn prose_type(text: &str) -> Option<ReadType> {
+    let t = text.trim();
+    let parts: Vec<&str> = t.split(" or ").map(str::trim).collect();
+    if parts.len() > 1 && parts.iter().all(|p| plausible_type(p).is_some()) {
+        let union = parts.join(" | ");
+        let ty = parse_type(&union).ok()?;
+        return Some(ReadType {
+            ty,
+            type_text: union,
+            rest: None,
+            default: None,
+        });
+    }
+    let boundaries = t
+        .char_indices()
+        .filter(|(_, c)| c.is_whitespace() || "(,;:-\u{2014}\u{2013}".contains(*c))
+        .map(|(i, _)| i)
+        .collect::<Vec<_>>();
+    for &end in boundaries.iter().rev() {
+        let head = t[..end].trim_end();
+        let Some(ty) = plausible_type(head) else {
+            continue;
+        };
+        let tail = t[end..].trim();
+        let (default, rest) = take_default(tail);
+        let rest = rest
+            .trim_start_matches(|c: char| c.is_whitespace() || "-:,;\u{2014}\u{2013}".contains(c))
+            .trim()
+            .to_owned();
+        return Some(ReadType {
+            ty,
+            type_text: head.to_owned(),
+            rest: (!rest.is_empty()).then_some(rest),
+            default,
+        });
+    }
+    None
+}
+
+fn plausible_type(text: &str) -> Option<FieldType> {
+    let ty = parse_type(text).ok()?;
+    match &ty {
+        FieldType::Named(n) if !(n.starts_with("Model") || n.starts_with("Enum")) => None,
+        _ => Some(ty),
+    }
+}
+
+/// Takes `(default X)`, `(default: X)` or `(default=X)` out of prose.
+fn take_default(text: &str) -> (Option<serde_json::Value>, String) {
+    let lower = text.to_ascii_lowercase();
+    let Some(start) = lower.find("(default") else {
+        return (None, text.to_owned());
+    };
+    let Some(len) = text[start..].find(')') else {
+        return (None, text.to_owned());
+    };
+    let inner = text[start + "(default".len()..start + len]
+        .trim_start_matches([':', '=', ' '])
+        .trim();
+    let value = match inner {
+        "True" | "true" => serde_json::Value::Bool(true),
+        "False" | "false" => serde_json::Value::Bool(false),
+        "None" | "null" => serde_json::Value::Null,
+        _ => {
+            if let Ok(i) = inner.parse::<i64>() {
+                i.into()
+            } else if let Ok(f) = inner.parse::<f64>() {
+                serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)
+            } else {
+                let unquoted = inner
+                    .strip_prefix('\'')
+                    .and_then(|s| s.strip_suffix('\''))
+                    .or_else(|| inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')));
+                match unquoted {
+                    Some(s) => s.into(),
+                    None => return (None, text.to_owned()),
+                }
+            }
+        }
+    };
+    let rest = format!("{} {}", &text[..start], &text[start + len + 1..]);
+    (Some(value), rest.trim().to_owned())
+}
+
+/// A JSON Schema list of types, `[str, "null"]`, as type text `str | None`.
+fn type_list_text(list: &Cursor) -> Option<String> {
+    let names: Vec<String> = list.items().iter().filter_map(Cursor::scalar).collect();
+    if names.is_empty() || names.len() != list.items().len() {
+        return None;
+    }
+    let parts: Vec<&str> = names
+        .iter()
+        .map(|n| match n.as_str() {
+            "null" | "None" | "none" => "None",
+            "string" => "str",
+            "integer" => "int",
+            "number" => "float",
+            "boolean" => "bool",
+            "array" => "list",
+            "object" => "dict",
+            other => other,
+        })
+        .collect();
+    Some(parts.join(" | "))
+}
+
+/// Joins a description with the prose left over from reading a type.
+fn describe(description: Option<String>, rest: Option<String>) -> Option<String> {
+    match (description, rest) {
+        (Some(d), Some(r)) => Some(format!("{d} ({r})")),
+        (d, r) => d.or(r),
+    }
+}
+
 /// `type` values that mean a JSON Schema spec rather than type text.
 const JSON_SCHEMA_TYPES: &[&str] = &[
     "string", "integer", "number", "boolean", "array", "object", "objec", "null", "enum",
@@ -279,30 +446,49 @@ pub fn field_from_text(
     default: Option<serde_json::Value>,
 ) -> Option<Field> {
     let ident = field_ident(ctx, at, name)?;
-    let ty = match parse_type(text) {
-        Ok(t) => t,
+    let read = match read_type(ctx, at, text) {
+        Ok(r) => r,
         Err(e) => {
             ctx.error("E-FIELD-TYPE", at, e, TYPE_EXPECTED);
             return None;
         }
     };
-    let optional = matches!(ty, FieldType::Optional(_));
+    let optional = matches!(read.ty, FieldType::Optional(_));
+    let default = default.or(read.default);
     Some(Field {
         name: ident,
-        ty,
+        ty: read.ty,
         required: required.unwrap_or(!optional && default.is_none()),
-        description,
+        description: describe(description, read.rest),
         default,
-        type_text: text.to_owned(),
+        type_text: read.type_text,
     })
 }
 
 /// A map of field name -> spec (`inputs`/`outputs`, legacy `input`/`output`).
 /// A spec is a mapping (`{type, description, required, default}` or JSON
 /// Schema style) or a bare type text.
+///
+/// A map that is itself a JSON Schema object (`type: object`, `properties`)
+/// gives the fields of its properties. A `description` key whose value is not
+/// a type describes the section and is no field (`W-SECTION-DESCRIPTION`): an
+/// `input:` holding only a description has no fields.
 pub fn fields_from_map(ctx: &mut Ctx, map: &Cursor) -> Vec<Field> {
+    if is_json_schema_object(map) {
+        return fields_from_json_schema(ctx, map);
+    }
     let mut out = Vec::new();
     for (key, spec) in map.entries() {
+        if key_name(&key) == "description" && spec.scalar().is_some_and(|t| parse_type(&t).is_err())
+        {
+            ctx.warning(
+                "W-SECTION-DESCRIPTION",
+                &key,
+                "this description describes the section; it is not a field",
+                "fields as name: type, e.g. repo: str",
+            );
+            continue;
+        }
         if let Some(text) = spec.scalar() {
             if let Some(f) = field_from_text(ctx, &key, &key_name(&key), &text, None, None, None) {
                 out.push(f);
@@ -315,6 +501,31 @@ pub fn fields_from_map(ctx: &mut Ctx, map: &Cursor) -> Vec<Field> {
     }
     check_duplicate_fields(ctx, map, &out);
     out
+}
+
+/// Keys a JSON Schema object may carry besides its properties.
+const JSON_SCHEMA_OBJECT_KEYS: &[&str] = &[
+    "type",
+    "description",
+    "title",
+    "properties",
+    "required",
+    "optional",
+    "additionalProperties",
+    "$schema",
+    "object_type",
+];
+
+fn is_json_schema_object(map: &Cursor) -> bool {
+    let entries = map.entries();
+    let object_type = map
+        .get("type")
+        .and_then(|t| t.scalar())
+        .is_some_and(|t| matches!(t.as_str(), "object" | "objec" | "dict"));
+    (object_type || map.get("properties").is_some_and(|p| p.is_map()))
+        && entries
+            .iter()
+            .all(|(k, _)| JSON_SCHEMA_OBJECT_KEYS.contains(&key_name(k).as_str()))
 }
 
 fn key_name(c: &Cursor) -> String {
@@ -331,25 +542,58 @@ pub fn field_from_spec(
     required_list: Option<&[String]>,
 ) -> Option<Field> {
     let ident = field_ident(ctx, at, name)?;
-    let description = spec.get("description").and_then(|c| c.scalar());
-    let default = spec.get("default").map(|c| c.node.to_json());
+    let mut description = spec.get("description").and_then(|c| c.scalar());
+    let mut default = spec.get("default").map(|c| c.node.to_json());
     let declared_required = spec.get("required").and_then(|c| c.bool());
     let ty_node = spec.get("type");
+    let listed = ty_node.as_ref().filter(|t| t.is_seq()).map(|t| {
+        let text = type_list_text(t);
+        (t.clone(), text)
+    });
     let python_style = ty_node
         .as_ref()
         .and_then(|t| t.scalar())
         .is_some_and(|t| !JSON_SCHEMA_TYPES.contains(&t.as_str()));
-    let (ty, type_text) = if python_style {
-        let text = ty_node
-            .as_ref()
-            .and_then(|t| t.scalar())
-            .unwrap_or_default();
-        match parse_type(&text) {
-            Ok(t) => (t, text),
+    let (ty, type_text) = if let Some((t, text)) = listed {
+        let read = text.as_deref().map(|x| (x, parse_type(x)));
+        match read {
+            Some((x, Ok(ty))) => {
+                ctx.warning(
+                    "W-FIELD-TYPE-LIST",
+                    &t,
+                    format!("the type list {} is read as {x}", t.node),
+                    TYPE_EXPECTED,
+                );
+                (ty, x.to_owned())
+            }
+            Some((_, Err(e))) => {
+                ctx.error("E-FIELD-TYPE", &t, e, TYPE_EXPECTED);
+                return None;
+            }
+            None => {
+                ctx.error(
+                    "E-FIELD-TYPE",
+                    &t,
+                    format!(
+                        "the type list {} holds something other than type names",
+                        t.node
+                    ),
+                    TYPE_EXPECTED,
+                );
+                return None;
+            }
+        }
+    } else if python_style {
+        let t = ty_node.as_ref()?;
+        let text = t.scalar().unwrap_or_default();
+        match read_type(ctx, t, &text) {
+            Ok(read) => {
+                description = describe(description, read.rest);
+                default = default.or(read.default);
+                (read.ty, read.type_text)
+            }
             Err(e) => {
-                if let Some(t) = &ty_node {
-                    ctx.error("E-FIELD-TYPE", t, e, TYPE_EXPECTED);
-                }
+                ctx.error("E-FIELD-TYPE", t, e, TYPE_EXPECTED);
                 return None;
             }
         }
@@ -396,7 +640,37 @@ pub fn fields_from_json_schema(ctx: &mut Ctx, schema: &Cursor) -> Vec<Field> {
             }
         }
         check_duplicate_fields(ctx, &props, &out);
+        return out;
     }
+    // No properties: `required` and `optional` name fields of unknown type.
+    for (list_key, is_required) in [("required", true), ("optional", false)] {
+        let Some(list) = schema.get(list_key) else {
+            continue;
+        };
+        for item in list.items() {
+            let Some(name) = item.scalar() else {
+                continue;
+            };
+            let Some(ident) = field_ident(ctx, &item, &name) else {
+                continue;
+            };
+            ctx.warning(
+                "W-FIELD-UNTYPED",
+                &item,
+                format!("field {name:?} is named without a type; it is carried as JSON"),
+                "properties: {name: {type: ...}}",
+            );
+            out.push(Field {
+                name: ident,
+                ty: FieldType::Json,
+                required: is_required,
+                description: None,
+                default: None,
+                type_text: String::new(),
+            });
+        }
+    }
+    check_duplicate_fields(ctx, schema, &out);
     out
 }
 
