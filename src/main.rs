@@ -70,7 +70,7 @@ enum CheckFormat {
 
 #[derive(Debug, Args)]
 struct NewArgs {
-    /// Contract files (YAML).
+    /// Contract files (YAML), or folders of them.
     #[arg(required = true)]
     contracts: Vec<PathBuf>,
     /// Folder the crates go into (each in DIR/<node name>/).
@@ -82,7 +82,8 @@ struct NewArgs {
     /// Overwrite generated files that were edited by hand (user-owned files are always kept).
     #[arg(long)]
     force: bool,
-    /// Print what was generated from each contract, with a summary line.
+    /// Print what was generated from each contract, what was interpreted and
+    /// what was ignored, with a summary line.
     #[arg(long)]
     report: bool,
     /// Depend on onex-runtime at this path (relative to the current folder)
@@ -175,7 +176,8 @@ fn run_new(a: NewArgs) -> anyhow::Result<u8> {
         template_dir: a.templates,
         cargo_check: a.cargo_check,
     };
-    let gens = match pipeline::generate(&a.contracts, &opts) {
+    let contracts = onex_gen::parse::contract_files(&a.contracts);
+    let gens = match pipeline::generate(&contracts, &opts) {
         Ok(g) => g,
         Err(diags) => {
             print_diagnostics(&diags, a.format);
@@ -190,7 +192,15 @@ fn run_new(a: NewArgs) -> anyhow::Result<u8> {
     for g in &gens {
         warnings.extend(g.warnings.clone());
     }
-    if !a.report {
+    if a.report {
+        // The report comes first: it says how each contract was read, which
+        // holds even when writing then refuses (two contracts, one folder).
+        let reports: Vec<ContractReport> = gens.iter().map(ContractReport::of).collect();
+        match a.format {
+            Format::Text => print!("{}", report::render_text(&reports)),
+            Format::Json => print!("{}", report::render_json(&reports)),
+        }
+    } else {
         print_diagnostics(&warnings, a.format);
     }
     let wopts = WriteOptions {
@@ -205,7 +215,7 @@ fn run_new(a: NewArgs) -> anyhow::Result<u8> {
         }
         Err(e) => return Err(e).context("writing the generated crates"),
     };
-    if a.format == Format::Text {
+    if a.format == Format::Text && !a.report {
         let mut out = std::io::stdout().lock();
         for p in &plans {
             let verb = if a.dry_run { "would write" } else { "wrote" };
@@ -232,13 +242,7 @@ fn run_new(a: NewArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    if a.report {
-        let reports: Vec<ContractReport> = gens.iter().map(ContractReport::of).collect();
-        match a.format {
-            Format::Text => print!("{}", report::render_text(&reports)),
-            Format::Json => print!("{}", report::render_json(&reports)),
-        }
-    } else if a.format == Format::Json {
+    if a.format == Format::Json && !a.report {
         let v = serde_json::json!({ "dry_run": a.dry_run, "crates": plans });
         println!("{v}");
     }
@@ -267,7 +271,7 @@ fn unusable_out_dir(dir: &std::path::Path) -> Option<String> {
 fn run_validate(a: ValidateArgs) -> anyhow::Result<u8> {
     let mut all = Diagnostics::new();
     let mut failed = false;
-    for path in &a.contracts {
+    for path in &onex_gen::parse::contract_files(&a.contracts) {
         match pipeline::load_contract(path) {
             Ok((contract, warnings)) => {
                 all.extend(warnings);

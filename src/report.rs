@@ -1,11 +1,35 @@
-//! `onex-gen new --report`: what onex-gen made of each contract.
+//! `onex-gen new --report`: what onex-gen made of each contract, and how
+//! faithfully it was read: every place where onex-gen had to interpret the
+//! contract (a dialect, a null section, a type written as prose) and every
+//! place it ignored (a key it does not read, a policy it cannot honour).
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use crate::contract::{FieldType, NodeKind};
+use crate::diagnostic::Diagnostic;
 use crate::pipeline::Generation;
+
+/// How a warning bears on the reading of a contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// onex-gen read the place, in a way it had to choose.
+    Interpreted,
+    /// onex-gen did not use the place at all.
+    Ignored,
+    /// Read as written; worth knowing about the node.
+    Note,
+}
+
+/// Which [`Reading`] a warning code stands for.
+pub fn reading(code: &str) -> Reading {
+    match code {
+        "W-UNKNOWN-KEY" | "W-UNSUPPORTED" | "W-MODEL-REF" => Reading::Ignored,
+        "W-NO-SUBSCRIPTIONS" | "W-TOPIC-TAXONOMY" | "W-FSM-UNREACHABLE" => Reading::Note,
+        _ => Reading::Interpreted,
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContractReport {
@@ -22,7 +46,12 @@ pub struct ContractReport {
     pub topics_published: Vec<String>,
     pub env_vars: Vec<String>,
     pub files: usize,
-    pub warnings: Vec<String>,
+    /// Warnings where onex-gen had to interpret the contract.
+    pub interpreted: Vec<String>,
+    /// Warnings about what onex-gen ignored.
+    pub ignored: Vec<String>,
+    /// Other warnings.
+    pub notes: Vec<String>,
 }
 
 impl ContractReport {
@@ -88,9 +117,18 @@ impl ContractReport {
                 .collect(),
             env_vars: c.env.iter().map(|e| e.name.clone()).collect(),
             files: g.files.files().len(),
-            warnings: g.warnings.iter().map(ToString::to_string).collect(),
+            interpreted: of_reading(g.warnings.iter(), Reading::Interpreted),
+            ignored: of_reading(g.warnings.iter(), Reading::Ignored),
+            notes: of_reading(g.warnings.iter(), Reading::Note),
         }
     }
+}
+
+fn of_reading<'a>(warnings: impl Iterator<Item = &'a Diagnostic>, r: Reading) -> Vec<String> {
+    warnings
+        .filter(|w| reading(w.code) == r)
+        .map(ToString::to_string)
+        .collect()
 }
 
 fn list(items: &[String]) -> String {
@@ -153,9 +191,20 @@ pub fn render_text(reports: &[ContractReport]) -> String {
             list(&r.env_vars)
         );
         let _ = writeln!(out, "  files: {}", r.files);
-        let _ = writeln!(out, "  warnings: {}", r.warnings.len());
-        for w in &r.warnings {
-            let _ = writeln!(out, "    {w}");
+        for (title, items) in [
+            ("interpreted", &r.interpreted),
+            ("ignored", &r.ignored),
+            ("notes", &r.notes),
+        ] {
+            let _ = writeln!(
+                out,
+                "  {title} ({}){}",
+                items.len(),
+                if items.is_empty() { "" } else { ":" }
+            );
+            for w in items {
+                let _ = writeln!(out, "    {w}");
+            }
         }
     }
     let _ = writeln!(out, "{}", summary(reports));
@@ -165,7 +214,7 @@ pub fn render_text(reports: &[ContractReport]) -> String {
 pub fn summary(reports: &[ContractReport]) -> String {
     let sum = |f: fn(&ContractReport) -> usize| reports.iter().map(f).sum::<usize>();
     format!(
-        "report: {} contract(s), {} operation(s), {} model(s), {} state(s), {} transition(s), {} workflow step(s), {} topic(s) consumed, {} published, {} env var(s), {} file(s), {} warning(s)",
+        "report: {} contract(s), {} operation(s), {} model(s), {} state(s), {} transition(s), {} workflow step(s), {} topic(s) consumed, {} published, {} env var(s), {} file(s); {} place(s) interpreted, {} ignored, {} note(s)",
         reports.len(),
         sum(|r| r.operations.len()),
         sum(|r| r.models.len()),
@@ -176,7 +225,9 @@ pub fn summary(reports: &[ContractReport]) -> String {
         sum(|r| r.topics_published.len()),
         sum(|r| r.env_vars.len()),
         sum(|r| r.files),
-        sum(|r| r.warnings.len()),
+        sum(|r| r.interpreted.len()),
+        sum(|r| r.ignored.len()),
+        sum(|r| r.notes.len()),
     )
 }
 
@@ -207,7 +258,9 @@ mod tests {
             topics_published: vec![],
             env_vars: vec!["X".into()],
             files: 9,
-            warnings: vec!["w".into()],
+            interpreted: vec!["c.yaml:3:1: warning[W-NULL-VALUE] at /event_bus: empty".into()],
+            ignored: vec![],
+            notes: vec!["n".into(), "m".into()],
         }
     }
 
@@ -223,10 +276,24 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("  publishes (0): -"), "{text}");
+        assert!(
+            text.contains("  interpreted (1):\n    c.yaml:3:1: warning[W-NULL-VALUE]"),
+            "{text}"
+        );
+        assert!(text.contains("  ignored (0)\n"), "{text}");
         assert!(text.trim_end().ends_with(
-            "report: 2 contract(s), 2 operation(s), 0 model(s), 4 state(s), 2 transition(s), 0 workflow step(s), 2 topic(s) consumed, 0 published, 2 env var(s), 18 file(s), 2 warning(s)"
+            "report: 2 contract(s), 2 operation(s), 0 model(s), 4 state(s), 2 transition(s), 0 workflow step(s), 2 topic(s) consumed, 0 published, 2 env var(s), 18 file(s); 2 place(s) interpreted, 0 ignored, 4 note(s)"
         ), "{text}");
         let json: serde_json::Value = serde_json::from_str(&render_json(&[sample()])).unwrap();
         assert_eq!(json["contracts"][0]["kind"], "reducer");
+        assert_eq!(json["contracts"][0]["notes"][1], "m");
+    }
+
+    #[test]
+    fn warnings_are_sorted_by_how_they_bear_on_the_reading() {
+        assert_eq!(reading("W-UNKNOWN-KEY"), Reading::Ignored);
+        assert_eq!(reading("W-NULL-VALUE"), Reading::Interpreted);
+        assert_eq!(reading("W-FIELD-TYPE-PROSE"), Reading::Interpreted);
+        assert_eq!(reading("W-NO-SUBSCRIPTIONS"), Reading::Note);
     }
 }
