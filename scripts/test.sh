@@ -35,6 +35,9 @@ cargo run --locked --quiet --bin onex-gen -- check golden
 step "golden crates build"
 scripts/golden-build.sh
 
+step "two crates sampled from every accepted contract form build and pass their tests"
+cargo test --locked --test forms_build -- --nocapture
+
 step "corpus crates build"
 scripts/corpus-build.sh
 

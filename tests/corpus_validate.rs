@@ -403,3 +403,58 @@ fn topics_from_every_layout() {
     .unwrap();
     assert_eq!(session.idempotency, Some(Idempotency::EventId));
 }
+
+/// Real node contracts from the OmniNode-ai repositories beyond
+/// `../shared/onex-contracts` (provenance in `SOURCES.tsv` beside them).
+fn omninode_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/omninode")
+}
+
+#[test]
+fn real_omninode_contracts_generate_or_are_refused_as_not_nodes() {
+    let dir = omninode_dir();
+    let files = onex_gen::parse::contract_files(std::slice::from_ref(&dir));
+    assert!(files.len() >= 10, "{files:?}");
+    let sources = std::fs::read_to_string(dir.join("SOURCES.tsv")).unwrap();
+    let provenance: std::collections::BTreeSet<String> = sources
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            (cols.len() == 3 && cols[2].len() == 40)
+                .then(|| format!("{}/{}", cols[0], cols[1].replace('/', "__")))
+        })
+        .collect();
+    let mut nodes = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&dir).unwrap().to_string_lossy().to_string();
+        assert!(
+            provenance.contains(&rel),
+            "{rel} has no provenance line (repo, path, commit) in SOURCES.tsv"
+        );
+        match load(f) {
+            Ok(v) => {
+                for w in v.warnings.iter() {
+                    assert!(w.position.line >= 1 && w.expected.is_some(), "{w}");
+                }
+                nodes.push(f.clone());
+            }
+            Err(d) => {
+                let errors: Vec<_> = d.errors().collect();
+                assert!(
+                    errors.len() == 1 && errors[0].code == "E-NOT-A-NODE",
+                    "{} is neither generated nor refused as not a node:\n{d}",
+                    f.display()
+                );
+            }
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = onex_gen::pipeline::GenerateOptions {
+        out_dir: Some(tmp.path().to_path_buf()),
+        ..Default::default()
+    };
+    if let Err(d) = onex_gen::pipeline::generate(&nodes, &opts) {
+        panic!("real contracts that validate do not generate:\n{d}");
+    }
+}
