@@ -88,9 +88,14 @@ pub fn validate(raw: &RawContract) -> Result<Validated, Diagnostics> {
 }
 
 fn check_and_build(ctx: &mut Ctx, raw: &RawContract) -> Option<Contract> {
-    let kind = if raw.root.as_map().is_some() {
-        // One clear error for a document that is not a node, not a cascade
-        // of schema errors about sections it was never meant to have.
+    // One clear error for a document that is not a node, not a cascade of
+    // schema errors about sections it was never meant to have. A node_type
+    // that is not even text is the schema's to report, with the rest.
+    let node_type_is_text = raw
+        .root
+        .get("node_type")
+        .is_none_or(|n| matches!(n.value, Value::Str(_) | Value::Null));
+    let kind = if raw.root.as_map().is_some() && node_type_is_text {
         Some(identity::kind(ctx, &Cursor::root(&raw.root))?)
     } else {
         None
