@@ -14,7 +14,8 @@
 # Generated crates share one target folder, ONEX_E2E_TARGET (default
 # target/e2e), so rdkafka builds once. ONEX_E2E_KEEP=1 keeps the temporary
 # folder (generated crates, node logs). The last line printed is
-# `N passed, M failed`; the exit status is non-zero on any failure.
+# `N passed, M failed, K skipped` (a required scenario that skipped counts as
+# failed); the exit status is non-zero on any failure.
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -52,10 +53,10 @@ trap on_exit EXIT
 trap 'exit 130' INT TERM
 
 # Stops what was started and prints the summary line last.
-finish() { # passed failed
+finish() { # passed failed [skipped]
   finished=1
   cleanup
-  echo "$1 passed, $2 failed"
+  echo "$1 passed, $2 failed, ${3:-0} skipped"
   [[ $2 -eq 0 && $1 -gt 0 ]]
   exit $?
 }
@@ -81,8 +82,7 @@ fi
 target="${ONEX_E2E_TARGET:-$root/target/e2e}"
 
 echo "== building onex-gen" >&2
-cargo build --quiet -p onex-gen --bin onex-gen >&2 || setup_failed "cargo build -p onex-gen"
-gen="$root/target/debug/onex-gen"
+gen="$(scripts/cargo-bin.sh onex-gen onex-gen --quiet)" || setup_failed "cargo build -p onex-gen"
 
 for k in "${kinds[@]}"; do
   out="$work/nodes/$k"
@@ -109,14 +109,16 @@ echo "== broker $ONEX_TEST_KAFKA" >&2
 mkdir -p "$work/logs"
 ONEX_TEST_KAFKA="$ONEX_TEST_KAFKA" ONEX_E2E_BIN_DIR="$target/debug" ONEX_E2E_LOG_DIR="$work/logs" \
   timeout 600 "$ONEX_PYTHON" tests/e2e/run.py "${kinds[@]}" 2>&1 | tee "$work/result.txt" >&2
-summary="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$work/result.txt" | tail -1)"
+summary="$(grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$work/result.txt" | tail -1)"
 if [[ -z "$summary" ]]; then
   echo "the test runner ended without a summary" >&2
   finish 0 1
 fi
 passed="${summary%% passed*}"
 failed="${summary#*passed, }"
-failed="${failed%% failed}"
+failed="${failed%% failed*}"
+skipped=0
+[[ "$summary" == *skipped ]] && skipped="$(sed -E 's/.*failed, ([0-9]+) skipped$/\1/' <<<"$summary")"
 if [[ $failed -ne 0 && -d "$work/logs" ]]; then
   for log in "$work/logs"/*.log; do
     [[ -f "$log" ]] || continue
@@ -124,4 +126,4 @@ if [[ $failed -ne 0 && -d "$work/logs" ]]; then
     grep -v 'librdkafka' "$log" | tail -20 >&2
   done
 fi
-finish "$passed" "$failed"
+finish "$passed" "$failed" "$skipped"

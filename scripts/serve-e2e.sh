@@ -28,9 +28,9 @@ export ONEX_TEST_KAFKA
 echo "broker: $ONEX_TEST_KAFKA" >&2
 
 build_node() {
-  local nodes=target/serve-e2e/nodes
-  cargo build --locked -p onex-gen --bin onex-gen
-  target/debug/onex-gen new contracts/minimal_effect.yaml --runtime-path onex-runtime -o "$nodes"
+  local nodes=target/serve-e2e/nodes gen
+  gen="$(scripts/cargo-bin.sh onex-gen onex-gen)"
+  "$gen" new contracts/minimal_effect.yaml --runtime-path onex-runtime -o "$nodes"
   # Pin the node's dependencies to the versions this workspace builds with.
   cp Cargo.lock "$nodes/node_echo_effect/Cargo.lock"
   CARGO_TARGET_DIR="$PWD/target/serve-e2e/target" \
@@ -39,17 +39,34 @@ build_node() {
   export ONEX_E2E_NODE_BIN
 }
 
+# Runs the serve_kafka tests whose name is exactly $1 and fails unless
+# exactly one ran and passed (a filter that matches nothing is a failure,
+# not a pass).
+run_exact() { # test name, cargo test flags...
+  local name="$1" log status=0
+  shift
+  log="$(mktemp)"
+  cargo test --locked "$@" -p onex-gen --test serve_kafka -- --exact "$name" --nocapture --test-threads 1 \
+    2>&1 | tee "$log" || status=$?
+  if ! grep -qE '^test result: ok\. 1 passed; 0 failed' "$log"; then
+    echo "serve-e2e: expected exactly one test named '$name' to run and pass" >&2
+    status=1
+  fi
+  rm -f "$log"
+  return "$status"
+}
+
 run_e2e() {
   if [[ -z "${ONEX_E2E_NODE_BIN:-}" && "${SERVE_E2E_NODE:-build}" != inproc ]]; then
     build_node
   fi
-  cargo test --locked -p onex-gen --test serve_kafka serve_end_to_end -- --nocapture --test-threads 1
+  run_exact serve_end_to_end
 }
 
 run_bench() {
   local profile=()
   [[ "${SERVE_BENCH_PROFILE:-debug}" == release ]] && profile=(--release)
-  cargo test --locked "${profile[@]}" -p onex-gen --test serve_kafka serve_benchmark -- --nocapture --test-threads 1
+  run_exact serve_benchmark "${profile[@]}"
 }
 
 case "$mode" in

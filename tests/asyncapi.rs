@@ -2,6 +2,8 @@
 //! golden crates' and the one generated from every corpus contract, checked
 //! against the specification's own JSON Schema (schemas/asyncapi-3.0.0.json).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use onex_gen::pipeline::{run_jobs, Destination, Job, RuntimeChoice};
@@ -50,9 +52,7 @@ fn golden_asyncapi_documents_are_valid() {
 
 #[test]
 fn corpus_asyncapi_documents_are_valid() {
-    let corpus = std::env::var_os("ONEX_CONTRACTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/onex-contracts"));
+    let corpus = common::shared_corpus();
     let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&corpus)
         .into_iter()
         .filter_map(Result::ok)
@@ -60,6 +60,7 @@ fn corpus_asyncapi_documents_are_valid() {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     files.sort();
+    assert_eq!(files.len(), 61, "contracts under {}", corpus.display());
     let jobs: Vec<Job> = files
         .iter()
         .enumerate()

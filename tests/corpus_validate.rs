@@ -1,10 +1,13 @@
 //! Every real ONEX contract in the corpus validates, with the content a
 //! person reading it would find there.
 //!
-//! The folder is `../shared/onex-contracts` next to the repository, or
-//! `ONEX_CONTRACTS_DIR`.
+//! The folder is `../shared/onex-contracts` next to the repository: these
+//! tests pin its content, so they fail when it is missing or when
+//! `ONEX_CONTRACTS_DIR` names another folder.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 
 use onex_gen::contract::{
     Contract, FieldType, FromState, Idempotency, NodeKind, PublishRole, TopicSource,
@@ -12,10 +15,7 @@ use onex_gen::contract::{
 use onex_gen::validate::{load, Validated};
 
 fn corpus_dir() -> PathBuf {
-    match std::env::var_os("ONEX_CONTRACTS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/onex-contracts"),
-    }
+    common::shared_corpus()
 }
 
 fn contract_files() -> Vec<PathBuf> {
@@ -35,10 +35,6 @@ fn corpus(name: &str) -> Validated {
         Ok(v) => v,
         Err(d) => panic!("{} does not validate:\n{d}", path.display()),
     }
-}
-
-fn uses_default_dir() -> bool {
-    std::env::var_os("ONEX_CONTRACTS_DIR").is_none()
 }
 
 #[test]
@@ -71,31 +67,27 @@ fn every_corpus_contract_validates() {
         files.len(),
         failures.join("\n")
     );
-    if uses_default_dir() {
-        assert_eq!(files.len(), 61);
-        assert_eq!(kinds.values().sum::<usize>(), 61);
-        for k in [
-            NodeKind::Effect,
-            NodeKind::Compute,
-            NodeKind::Reducer,
-            NodeKind::Orchestrator,
-        ] {
-            assert!(kinds.get(&k).copied().unwrap_or(0) >= 5, "{k}: {kinds:?}");
-        }
+    assert_eq!(files.len(), 61);
+    assert_eq!(kinds.values().sum::<usize>(), 61);
+    for k in [
+        NodeKind::Effect,
+        NodeKind::Compute,
+        NodeKind::Reducer,
+        NodeKind::Orchestrator,
+    ] {
+        assert!(kinds.get(&k).copied().unwrap_or(0) >= 5, "{k}: {kinds:?}");
     }
 }
 
-fn contract(name: &str) -> Option<Contract> {
-    uses_default_dir().then(|| corpus(name).contract)
+fn contract(name: &str) -> Contract {
+    corpus(name).contract
 }
 
 #[test]
 fn pr_lifecycle_reducer_state_machine() {
-    let Some(c) = contract(
+    let c = contract(
         "omnimarket/src__omnimarket__nodes__node_pr_lifecycle_state_reducer__contract.yaml",
-    ) else {
-        return;
-    };
+    );
     assert_eq!(c.kind, NodeKind::Reducer);
     assert_eq!(c.node_type.as_deref(), Some("reducer"));
     let sm = c.state_machine.expect("state machine");
@@ -139,11 +131,9 @@ fn pr_lifecycle_reducer_state_machine() {
 
 #[test]
 fn registration_orchestrator_workflow_in_order() {
-    let Some(c) = contract(
+    let c = contract(
         "omnibase_infra/src__omnibase_infra__nodes__node_registration_orchestrator__contract.yaml",
-    ) else {
-        return;
-    };
+    );
     assert_eq!(c.kind, NodeKind::Orchestrator);
     let wf = c.workflow.expect("workflow");
     assert_eq!(wf.name, "node_registration_workflow");
@@ -176,10 +166,7 @@ fn registration_orchestrator_workflow_in_order() {
 
 #[test]
 fn git_effect_operations_and_policies() {
-    let Some(c) = contract("omniclaude/src__omniclaude__nodes__node_git_effect__contract.yaml")
-    else {
-        return;
-    };
+    let c = contract("omniclaude/src__omniclaude__nodes__node_git_effect__contract.yaml");
     assert_eq!(c.kind, NodeKind::Effect);
     let ops: Vec<&str> = c.operations.iter().map(|o| o.name.rust.as_str()).collect();
     assert_eq!(
@@ -235,11 +222,7 @@ fn git_effect_operations_and_policies() {
 
 #[test]
 fn ab_inference_env_vars() {
-    let Some(c) =
-        contract("omnimarket/src__omnimarket__nodes__node_ab_inference_effect__contract.yaml")
-    else {
-        return;
-    };
+    let c = contract("omnimarket/src__omnimarket__nodes__node_ab_inference_effect__contract.yaml");
     let names: Vec<&str> = c.env.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(
         names,
@@ -255,24 +238,20 @@ fn ab_inference_env_vars() {
     assert_eq!(c.performance.timeout_ms, Some(120_000));
     let vector = contract(
         "omnibase_infra/src__omnibase_infra__nodes__node_vector_store_effect__contract.yaml",
-    )
-    .unwrap();
+    );
     assert_eq!(vector.env.len(), 1);
     assert_eq!(vector.env[0].name, "QDRANT_URL");
     assert!(vector.env[0].required);
     let generation =
-        contract("omnimarket/src__omnimarket__nodes__node_generation_consumer__contract.yaml")
-            .unwrap();
+        contract("omnimarket/src__omnimarket__nodes__node_generation_consumer__contract.yaml");
     assert!(generation.env.iter().any(|e| e.name == "LLM_CODER_URL"));
 }
 
 #[test]
 fn skill_orchestrator_success_and_failure_topics() {
-    let Some(c) = contract(
+    let c = contract(
         "omniclaude/src__omniclaude__nodes__node_skill_generate_node_orchestrator__contract.yaml",
-    ) else {
-        return;
-    };
+    );
     let publish: Vec<(&str, PublishRole)> = c
         .topics
         .publish
@@ -303,19 +282,15 @@ fn skill_orchestrator_success_and_failure_topics() {
     );
     // success_topic: null leaves the published topic an ordinary event.
     let watcher =
-        contract("omniclaude/src__omniclaude__nodes__node_github_pr_watcher_effect__contract.yaml")
-            .unwrap();
+        contract("omniclaude/src__omniclaude__nodes__node_github_pr_watcher_effect__contract.yaml");
     let roles: Vec<PublishRole> = watcher.topics.publish.iter().map(|p| p.role).collect();
     assert_eq!(roles, [PublishRole::Event, PublishRole::Failure]);
 }
 
 #[test]
 fn legacy_and_nameless_contracts() {
-    let Some(stamper) =
-        contract("omnibase/src__omnibase__nodes__stamper_node__v1_0_0__stamper_node_contract.yaml")
-    else {
-        return;
-    };
+    let stamper =
+        contract("omnibase/src__omnibase__nodes__stamper_node__v1_0_0__stamper_node_contract.yaml");
     assert_eq!(stamper.kind, NodeKind::Compute);
     assert_eq!(stamper.node_type, None);
     assert_eq!(stamper.name.as_str(), "stamper_node");
@@ -337,8 +312,7 @@ fn legacy_and_nameless_contracts() {
 
     let debug = contract(
         "omniclaude/HISTORICAL-c06a6a6f3c__contracts__debug_loop__debug_loop_orchestrator.yaml",
-    )
-    .unwrap();
+    );
     assert_eq!(debug.name.as_str(), "debug_loop_orchestrator");
     assert_eq!(debug.contract_version.to_string(), "2.0.0");
     assert_eq!(debug.workflow.map(|w| w.steps.len()), Some(9));
@@ -351,10 +325,7 @@ fn legacy_and_nameless_contracts() {
 
 #[test]
 fn topics_from_every_layout() {
-    let Some(wiring) = contract("omnibase_core/contracts__runtime__event_bus_wiring_effect.yaml")
-    else {
-        return;
-    };
+    let wiring = contract("omnibase_core/contracts__runtime__event_bus_wiring_effect.yaml");
     assert!(wiring
         .topics
         .subscribe
@@ -363,13 +334,12 @@ fn topics_from_every_layout() {
     assert_eq!(wiring.topics.subscribe.len(), 3);
     assert_eq!(wiring.topics.publish.len(), 4);
     let hook =
-        contract("omniclaude/src__omniclaude__hooks__contracts__contract_hook_tool_executed.yaml")
-            .unwrap();
+        contract("omniclaude/src__omniclaude__hooks__contracts__contract_hook_tool_executed.yaml");
     assert_eq!(
         hook.topics.publish[0].binding.topic.as_str(),
         "onex.evt.omniclaude.tool-executed.v1"
     );
-    let kafka = contract("omnibase_core/examples__contracts__effect__kafka_produce.yaml").unwrap();
+    let kafka = contract("omnibase_core/examples__contracts__effect__kafka_produce.yaml");
     assert_eq!(kafka.operations.len(), 3);
     assert!(kafka
         .topics
@@ -378,16 +348,14 @@ fn topics_from_every_layout() {
         .all(|p| p.binding.source == TopicSource::IoOperation));
     let registry = contract(
         "omnibase_infra/src__omnibase_infra__nodes__node_registration_reducer__contract.yaml",
-    )
-    .unwrap();
+    );
     assert!(matches!(
         registry.idempotency,
         Some(Idempotency::HashFields { .. })
     ));
     let policy = contract(
         "omniintelligence/src__omniintelligence__nodes__node_policy_state_reducer__contract.yaml",
-    )
-    .unwrap();
+    );
     assert_eq!(
         policy.topics.subscribe[0].topic.as_str(),
         "onex.evt.omnimemory.reward-assigned.v1"
@@ -399,8 +367,7 @@ fn topics_from_every_layout() {
     assert_eq!(policy.topics.publish.len(), 2);
     let session = contract(
         "omnibase_infra/src__omnibase_infra__nodes__node_session_lifecycle_reducer__contract.yaml",
-    )
-    .unwrap();
+    );
     assert_eq!(session.idempotency, Some(Idempotency::EventId));
 }
 

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)] // each test target uses its own subset
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// A minimal effect contract for node `node_<area>_effect` with topics under
@@ -47,4 +47,30 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// The real contract corpus, `../shared/onex-contracts` beside the
+/// repository. Tests that pin its content call this: it fails when the
+/// folder is missing, or when `ONEX_CONTRACTS_DIR` names another one (those
+/// tests would otherwise pass without checking anything).
+pub fn shared_corpus() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/onex-contracts");
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    if let Some(other) = std::env::var_os("ONEX_CONTRACTS_DIR") {
+        let other = PathBuf::from(other);
+        assert_eq!(
+            canonical(&other),
+            canonical(&dir),
+            "ONEX_CONTRACTS_DIR names {}, but these tests pin the content of {}; unset it \
+             (scripts/corpus-build.sh DIR builds crates from another folder)",
+            other.display(),
+            dir.display()
+        );
+    }
+    assert!(
+        dir.is_dir(),
+        "the contract corpus {} is missing (the 61 real contracts beside the repository)",
+        dir.display()
+    );
+    dir
 }
