@@ -36,7 +36,8 @@ impl RawContract {
 
 /// The contract files that `paths` name: a file as given; a folder, every
 /// `*.yaml` / `*.yml` file under it (hidden folders skipped), sorted, so a
-/// whole folder of contracts can be generated or reported on at once.
+/// whole folder of contracts can be generated or reported on at once. A
+/// folder with no contract in it stays as given, for stage 1 to refuse.
 pub fn contract_files(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for p in paths {
@@ -53,6 +54,11 @@ pub fn contract_files(paths: &[PathBuf]) -> Vec<PathBuf> {
             .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
             .collect();
         found.sort();
+        if found.is_empty() {
+            // Stage 1 refuses it with a located error instead of a run that
+            // generates nothing and succeeds.
+            out.push(p.clone());
+        }
         out.extend(found);
     }
     out
@@ -88,8 +94,8 @@ fn read_bounded(path: &Path, max_bytes: usize) -> Result<Vec<u8>, Diagnostics> {
     };
     if path.is_dir() {
         return Err(error(
-            "the contract path is a folder".into(),
-            "the path of a contract file (YAML), not of a folder",
+            "the folder holds no contract (*.yaml or *.yml)".into(),
+            "a contract file, or a folder of contract files",
         ));
     }
     let file = std::fs::File::open(path).map_err(unreadable)?;

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use onex_gen::contract::{
     Contract, FieldType, FromState, Idempotency, NodeKind, PublishRole, TopicSource,

@@ -7,7 +7,7 @@
 //! nesting, non-UTF-8, YAML tags, an empty file, a non-mapping document,
 //! wrong types everywhere, path-like node names, topics with spaces or shell
 //! characters, undeclared FSM states...), plus what cannot be a fixture: a
-//! 100 MB file, an endless device, a folder given as the contract, and an
+//! 100 MB file, an endless device, a folder with no contract in it, and an
 //! output path that is a file. A byte-order mark and CR LF line ends are
 //! accepted.
 
@@ -206,13 +206,13 @@ fn an_endless_device_is_refused() {
 }
 
 #[test]
-fn a_folder_given_as_the_contract_is_refused() {
+fn a_folder_without_contracts_is_refused() {
     let work = tempfile::tempdir().unwrap();
     let folder = work.path().join("contract.yaml");
     std::fs::create_dir(&folder).unwrap();
     let mut table = Vec::new();
     assert_refused(
-        "folder as contract",
+        "folder without contracts",
         &folder,
         folder.to_str().unwrap(),
         &mut table,
