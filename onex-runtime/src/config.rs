@@ -30,6 +30,7 @@ pub const BUS_ENV_VARS: &[(&str, &str, &str)] = &[
     ("KAFKA_AUTO_OFFSET_RESET", "latest", "where a new consumer group starts: earliest or latest"),
     ("KAFKA_ENABLE_AUTO_COMMIT", "true", "commit stored offsets in the background (offsets are stored only after a message is handled)"),
     ("KAFKA_CONSUMER_SLEEP_INTERVAL", "0.1", "seconds to pause after a consumer error (0.01-10.0)"),
+    ("KAFKA_SESSION_TIMEOUT_MS", "", "consumer session timeout in ms (1000-300000; default: librdkafka's 45000): how long a crashed member keeps its partitions"),
     ("KAFKA_FETCH_MAX_WAIT_MS", "100", "longest a fetch waits on the broker for new messages, in ms (1-5000); bounds a consumed event's latency"),
     ("KAFKA_ACKS", "all", "producer acknowledgements: all, 1 or 0"),
     ("KAFKA_ENABLE_IDEMPOTENCE", "true", "idempotent producer"),
@@ -41,7 +42,7 @@ pub const BUS_ENV_VARS: &[(&str, &str, &str)] = &[
     ("ONEX_CONSUMER_GROUP", "", "consumer group override (default: the contract's)"),
     ("ONEX_HEALTH_ADDR", "0.0.0.0:8080", "health/metrics HTTP listen address"),
     ("ONEX_HEALTH_PORT", "", "health/metrics port, overrides the port of ONEX_HEALTH_ADDR; 0 = ephemeral (the bound port is logged)"),
-    ("ONEX_INSTANCE_ID", "", "instance id of this process (default: random)"),
+    ("ONEX_INSTANCE_ID", "", "instance id of this process (default: random); when set, consumers are static group members, so a restarted process gets its partitions back at once"),
     ("ONEX_HEARTBEAT_INTERVAL_SECONDS", "", "introspection heartbeat interval in seconds (default: the contract's; 0 = off)"),
     ("ONEX_TOPIC_VALIDATION", "warn", "ONEX topic taxonomy check: reject, warn or off"),
     ("ONEX_SKIP_EVENT_BUS", "false", "run on the in-memory bus on purpose"),
@@ -50,7 +51,7 @@ pub const BUS_ENV_VARS: &[(&str, &str, &str)] = &[
     ("ONEX_TOPIC_REPLICATION", "1", "replication factor of topics created at start-up (1-10)"),
     ("ONEX_BUS_CONNECT_TIMEOUT_SECONDS", "5", "how long to wait for Kafka at start before running degraded (0.1-300)"),
     ("ONEX_BUS_RECONNECT_INTERVAL_SECONDS", "10", "seconds between reconnect attempts while degraded (1-3600)"),
-    ("ONEX_AGGREGATION_WINDOW_SECONDS", "3600", "reducers forget an aggregate untouched for this long"),
+    ("ONEX_AGGREGATION_WINDOW_SECONDS", "0", "reducers publish one aggregated state per aggregate per window of this many seconds (0 = one state change per input)"),
     ("RUST_LOG", "info", "log filter (tracing EnvFilter syntax)"),
 ];
 
@@ -340,6 +341,10 @@ pub struct KafkaSettings {
     pub topic_partitions: i32,
     /// Replication factor of created topics.
     pub topic_replication: i32,
+    /// `session.timeout.ms`, unless librdkafka's default.
+    pub session_timeout_ms: Option<u32>,
+    /// Static group membership: the stable id consumers join with.
+    pub group_instance_id: Option<String>,
 }
 
 impl KafkaSettings {
@@ -373,6 +378,8 @@ impl Default for KafkaSettings {
             security: SecuritySettings::default(),
             topic_partitions: 1,
             topic_replication: 1,
+            session_timeout_ms: None,
+            group_instance_id: None,
         }
     }
 }
@@ -516,6 +523,16 @@ impl RuntimeConfig {
                 "an integer in 1..=10",
                 in_range(1, 10),
             )?,
+            session_timeout_ms: match src.get("KAFKA_SESSION_TIMEOUT_MS") {
+                None => None,
+                Some(_) => Some(src.parsed(
+                    "KAFKA_SESSION_TIMEOUT_MS",
+                    45_000,
+                    "an integer in 1000..=300000",
+                    in_range(1000, 300_000),
+                )?),
+            },
+            group_instance_id: src.get("ONEX_INSTANCE_ID"),
         };
         if kafka.acks != Acks::All && kafka.enable_idempotence {
             return Err(ConfigError::Invalid {

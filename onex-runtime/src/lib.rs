@@ -27,13 +27,14 @@ pub mod request;
 pub mod retry;
 pub mod service;
 pub mod startup;
+pub mod state;
 pub mod testing;
 pub mod topic;
 
 pub use envelope::{Envelope, EventSource};
 pub use node::{
-    CircuitBreakerSettings, EnvVarSpec, HandlerContext, HandlerError, Idempotency, InboundEvent,
-    NodeHandler, NodeKind, NodeSpec, OutboundEvent, RetrySettings,
+    CircuitBreakerSettings, EnvVarSpec, Failure, HandlerContext, HandlerError, Idempotency,
+    InboundEvent, NodeHandler, NodeKind, NodeSpec, OutboundEvent, RetrySettings,
 };
 pub use startup::run_main;
 

@@ -26,9 +26,11 @@ pub use crate::retry::RetrySettings;
 
 use crate::breaker::CircuitBreaker;
 use crate::bus::{BusMessage, EventBus, MessageHandler, Nack};
-use crate::dlq::{dead_letter, Failure};
+use crate::dlq::dead_letter;
+pub use crate::dlq::Failure;
 use crate::envelope::{Envelope, EventSource};
 use crate::metrics::{inc, Metrics};
+use crate::state::{output_event_id, snapshot_topic, StateContext, StateKeeper};
 use crate::topic::TopicNamer;
 
 /// The four ONEX node kinds.
@@ -284,6 +286,23 @@ pub trait NodeHandler: Send + Sync + 'static {
         ctx: &HandlerContext,
         event: &InboundEvent,
     ) -> Result<Vec<OutboundEvent>, HandlerError>;
+
+    /// The state this handler keeps on the bus, if it keeps any (reducers,
+    /// orchestrators). The runtime then restores it before handling, skips
+    /// inputs applied before, derives the ids of published events from the
+    /// input and writes the state after publishing them; see [`crate::state`].
+    fn state_keeper(&self) -> Option<&dyn StateKeeper> {
+        None
+    }
+
+    /// The event announcing on the failure topic that `event` failed for
+    /// good, when the handler words it itself; `None` publishes the
+    /// runtime's generic failure event (when the contract names a failure
+    /// topic).
+    fn failure_event(&self, event: &InboundEvent, failure: &Failure) -> Option<OutboundEvent> {
+        let _ = (event, failure);
+        None
+    }
 }
 
 /// Remembers recently handled messages (bounded, oldest forgotten first).
@@ -355,6 +374,7 @@ pub struct Dispatcher {
     breaker: Option<Arc<CircuitBreaker>>,
     seen: Option<Arc<Mutex<SeenSet>>>,
     metrics: Arc<Metrics>,
+    state: Option<StateContext>,
 }
 
 /// Shared state of all dispatchers of one node.
@@ -418,9 +438,21 @@ impl DispatchShared {
         self.breaker.as_deref()
     }
 
+    /// The physical snapshot topic, when the handler keeps state.
+    pub fn state_topic(&self) -> Option<String> {
+        self.handler
+            .state_keeper()
+            .map(|_| self.namer.physical(&snapshot_topic(&self.spec)))
+    }
+
     /// A dispatcher for the logical topic `consumed`, publishing on `bus`.
     pub fn dispatcher(&self, consumed: &str, bus: Arc<dyn EventBus>) -> Dispatcher {
+        let state = self.state_topic().map(|topic| StateContext {
+            bus: bus.clone(),
+            topic,
+        });
         Dispatcher {
+            state,
             spec: self.spec.clone(),
             handler: self.handler.clone(),
             bus,
@@ -546,9 +578,12 @@ impl Dispatcher {
         inbound: &Envelope,
         outputs: Vec<OutboundEvent>,
     ) -> Result<(), Nack> {
-        for out in outputs {
-            let env =
+        for (index, out) in outputs.into_iter().enumerate() {
+            let mut env =
                 Envelope::caused_by(inbound, out.event_type, out.payload, self.source.clone());
+            if self.state.is_some() {
+                env.event_id = output_event_id(&self.spec.name, inbound, index);
+            }
             let topic = self.namer.physical(&out.topic);
             self.bus
                 .publish_envelope(&topic, &env, out.partition_key.as_deref())
@@ -561,7 +596,23 @@ impl Dispatcher {
     /// Tells the failure topic, when the contract names one, that a message
     /// failed for good. Best effort: the dead letter is the durable record,
     /// so a failed publish here is logged and does not hold the message back.
-    async fn publish_failure(&self, inbound: &Envelope, failure: &Failure) {
+    async fn publish_failure(&self, event: &InboundEvent, failure: &Failure) {
+        let inbound = &event.envelope;
+        if let Some(out) = self.handler.failure_event(event, failure) {
+            let mut env =
+                Envelope::caused_by(inbound, out.event_type, out.payload, self.source.clone());
+            // One failure announcement per input, whatever the retries.
+            env.event_id = output_event_id(&self.spec.name, inbound, usize::MAX);
+            let topic = self.namer.physical(&out.topic);
+            if let Err(e) = self
+                .bus
+                .publish_envelope(&topic, &env, out.partition_key.as_deref())
+                .await
+            {
+                tracing::warn!(node = %self.spec.name, %topic, "publishing the failure event failed: {e}");
+            }
+            return;
+        }
         let Some(topic) = &self.spec.failure_topic else {
             return;
         };
@@ -617,6 +668,12 @@ impl Dispatcher {
 
 #[async_trait]
 impl MessageHandler for Dispatcher {
+    async fn on_revoked(&self, topic: &str, partitions: &[i32]) {
+        if let Some(keeper) = self.handler.state_keeper() {
+            keeper.revoked(topic, partitions);
+        }
+    }
+
     async fn on_message(&self, msg: &BusMessage) -> Result<(), Nack> {
         let envelope = match Envelope::from_bytes(&msg.value) {
             Ok(e) => e,
@@ -651,10 +708,30 @@ impl MessageHandler for Dispatcher {
             headers: msg.headers.clone(),
             envelope,
         };
+        let keeper = self.handler.state_keeper().zip(self.state.as_ref());
+        if let Some((keeper, ctx)) = keeper {
+            if !keeper.admit(ctx, &event).await? {
+                inc(&self.metrics.duplicates_skipped);
+                return Ok(());
+            }
+        }
         match self.run_handler(&event).await {
-            Outcome::Done(outputs) => self.publish_outputs(&event.envelope, outputs).await?,
+            Outcome::Done(outputs) => {
+                let published = self.publish_outputs(&event.envelope, outputs).await;
+                match (keeper, published) {
+                    (Some((keeper, _)), Ok(())) => keeper.commit(&event).await?,
+                    (Some((keeper, _)), Err(nack)) => {
+                        keeper.abandon(&event);
+                        return Err(nack);
+                    }
+                    (None, published) => published?,
+                }
+            }
             Outcome::Failed(failure) => {
-                self.publish_failure(&event.envelope, &failure).await;
+                if let Some((keeper, _)) = keeper {
+                    keeper.abandon(&event);
+                }
+                self.publish_failure(&event, &failure).await;
                 self.dead_letter(msg, failure).await?
             }
         }

@@ -217,6 +217,16 @@ impl NodeService {
         if self.config.create_topics && bus.backend() == BusBackend::Kafka {
             bus.ensure_topics(&self.topics()).await?;
         }
+        if let Some(snapshot) = self.shared.state_topic() {
+            // Co-partitioned with the consumed topics: as many partitions
+            // as the widest of them.
+            let mut partitions = 1;
+            for logical in &self.shared.spec.subscribe_topics {
+                let topic = self.shared.namer.physical(logical);
+                partitions = partitions.max(bus.partition_count(&topic).await?);
+            }
+            bus.ensure_compacted_topic(&snapshot, partitions).await?;
+        }
         let mut subs = Vec::new();
         for logical in &self.shared.spec.subscribe_topics {
             let topic = self.shared.namer.physical(logical);

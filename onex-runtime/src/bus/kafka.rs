@@ -110,8 +110,12 @@ pub fn producer_config(s: &KafkaSettings) -> ClientConfig {
     c
 }
 
-/// Consumer configuration for `group`: offsets stored by the runtime only.
-pub fn consumer_config(s: &KafkaSettings, group: &str) -> ClientConfig {
+/// Consumer configuration for `group` consuming `topic`: offsets stored by
+/// the runtime only. With a stable instance id the consumer is a static
+/// member (`group.instance.id` = instance id + topic, unique within the
+/// group), so a restarted process takes its partitions back without a
+/// rebalance.
+pub fn consumer_config(s: &KafkaSettings, group: &str, topic: &str) -> ClientConfig {
     let mut c = base_client_config(s);
     c.set("group.id", group)
         .set("enable.auto.commit", s.enable_auto_commit.to_string())
@@ -122,6 +126,14 @@ pub fn consumer_config(s: &KafkaSettings, group: &str) -> ClientConfig {
         // the broker answers a waiting fetch only at the end of the wait.
         .set("fetch.wait.max.ms", s.fetch_max_wait_ms.to_string())
         .set("statistics.interval.ms", "5000");
+    if let Some(ms) = s.session_timeout_ms {
+        c.set("session.timeout.ms", ms.to_string());
+        // librdkafka wants the heartbeat well inside the session.
+        c.set("heartbeat.interval.ms", (ms / 3).max(100).to_string());
+    }
+    if let Some(instance) = &s.group_instance_id {
+        c.set("group.instance.id", format!("{instance}.{topic}"));
+    }
     c
 }
 
@@ -133,6 +145,8 @@ fn connection_error(e: KafkaError) -> BusError {
 /// consumer lag from librdkafka's statistics.
 struct AssignmentContext {
     assigned: watch::Sender<bool>,
+    /// Partitions taken away, for the consumer loop to tell its handler.
+    revoked: tokio::sync::mpsc::UnboundedSender<Vec<(String, i32)>>,
     metrics: Arc<Metrics>,
 }
 
@@ -162,6 +176,18 @@ impl ClientContext for AssignmentContext {
 }
 
 impl ConsumerContext for AssignmentContext {
+    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let lost = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            // The receiver lives as long as the consumer loop.
+            let _ = self.revoked.send(lost);
+        }
+    }
+
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
@@ -251,6 +277,7 @@ impl KafkaBus {
     async fn send_once(
         &self,
         topic: &str,
+        partition: Option<i32>,
         key: Option<&[u8]>,
         value: &[u8],
         headers: &OwnedHeaders,
@@ -260,6 +287,9 @@ impl KafkaBus {
             .headers(headers.clone());
         if let Some(k) = key {
             record = record.key(k);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
         }
         match self
             .inner
@@ -310,6 +340,34 @@ impl KafkaBus {
         .unwrap_or(false)
     }
 
+    /// Creates topics; one that exists already is fine.
+    async fn create_topics(&self, new: &[NewTopic<'_>]) -> Result<(), BusError> {
+        let admin: AdminClient<QuietContext> = base_client_config(&self.inner.settings)
+            .create_with_context(QuietContext)
+            .map_err(connection_error)?;
+        let opts = AdminOptions::new()
+            .operation_timeout(Some(Timeout::After(self.inner.settings.timeout)));
+        let results = admin
+            .create_topics(new.iter(), &opts)
+            .await
+            .map_err(connection_error)?;
+        for r in results {
+            match r {
+                Ok(name) => tracing::info!(topic = %name, "topic created"),
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    tracing::debug!(topic = %name, "topic exists")
+                }
+                Err((name, code)) => {
+                    return Err(BusError::NonRetriable {
+                        topic: name,
+                        message: format!("creating topic failed: {code}"),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn running_subscriptions(&self) -> usize {
         let mut subs = self
             .inner
@@ -319,6 +377,47 @@ impl KafkaBus {
         subs.retain(|(_, _, stop)| !*stop.borrow() && !stop.is_closed());
         subs.len()
     }
+}
+
+/// Reads `topic`/`partition` from its low to its high watermark.
+fn read_partition_blocking(
+    config: ClientConfig,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<Vec<BusMessage>, BusError> {
+    let consumer: BaseConsumer<QuietContext> = config
+        .create_with_context(QuietContext)
+        .map_err(connection_error)?;
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, Timeout::After(timeout))
+        .map_err(connection_error)?;
+    let mut out = Vec::new();
+    if high <= low {
+        return Ok(out);
+    }
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(low))
+        .map_err(connection_error)?;
+    consumer.assign(&tpl).map_err(connection_error)?;
+    let deadline = Instant::now() + timeout;
+    let mut next = low;
+    while next < high {
+        if Instant::now() > deadline {
+            return Err(BusError::Connection(format!(
+                "reading {topic}/{partition} stopped at offset {next} of {high} after {timeout:?}"
+            )));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                next = m.offset() + 1;
+                out.push(to_bus_message(&m));
+            }
+            Some(Err(e)) => tracing::debug!(topic, partition, "reading state: {e}"),
+            None => {}
+        }
+    }
+    Ok(out)
 }
 
 fn to_owned_headers(h: &Headers) -> OwnedHeaders {
@@ -365,9 +464,26 @@ fn to_bus_message(m: &BorrowedMessage<'_>) -> BusMessage {
     }
 }
 
+/// Tells `handler` about partitions revoked since the last call.
+async fn report_revoked(
+    handler: &dyn MessageHandler,
+    revoked: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<(String, i32)>>,
+) {
+    while let Ok(lost) = revoked.try_recv() {
+        let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+        for (topic, partition) in lost {
+            by_topic.entry(topic).or_default().push(partition);
+        }
+        for (topic, partitions) in by_topic {
+            handler.on_revoked(&topic, &partitions).await;
+        }
+    }
+}
+
 async fn consume(
     consumer: StreamConsumer<AssignmentContext>,
     handler: Arc<dyn MessageHandler>,
+    mut revoked: tokio::sync::mpsc::UnboundedReceiver<Vec<(String, i32)>>,
     mut stop: watch::Receiver<bool>,
     settings: KafkaSettings,
     metrics: Arc<Metrics>,
@@ -394,6 +510,7 @@ async fn consume(
             }
             Ok(m) => {
                 last_error = None;
+                report_revoked(handler.as_ref(), &mut revoked).await;
                 let msg = to_bus_message(&m);
                 let acked = deliver_until_acked(
                     handler.as_ref(),
@@ -428,6 +545,7 @@ async fn consume(
         Err(e) => tracing::warn!("final commit failed: {e}"),
     }
     consumer.unsubscribe();
+    report_revoked(handler.as_ref(), &mut revoked).await;
 }
 
 #[async_trait]
@@ -455,7 +573,7 @@ impl EventBus for KafkaBus {
             &self.inner.breaker,
             &self.inner.settings.publish_retry,
             &self.inner.metrics,
-            || self.send_once(topic, key, value, owned),
+            || self.send_once(topic, None, key, value, owned),
         )
         .await
     }
@@ -515,6 +633,102 @@ impl EventBus for KafkaBus {
         out
     }
 
+    async fn publish_to_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: &[u8],
+        headers: &Headers,
+    ) -> Result<PublishReceipt, BusError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(BusError::Closed);
+        }
+        validate_topic_name(topic)?;
+        let owned = to_owned_headers(headers);
+        let owned = &owned;
+        resilient_publish(
+            topic,
+            headers.correlation_id,
+            &self.inner.breaker,
+            &self.inner.settings.publish_retry,
+            &self.inner.metrics,
+            || self.send_once(topic, Some(partition), Some(key), value, owned),
+        )
+        .await
+    }
+
+    /// Reads with a group-less consumer assigned to the one partition, up
+    /// to the high watermark read first.
+    async fn read_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<BusMessage>, BusError> {
+        validate_topic_name(topic)?;
+        let mut config = base_client_config(&self.inner.settings);
+        config
+            .set("group.id", "onex-state-restore")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "10");
+        let timeout = self.inner.settings.timeout;
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || {
+            read_partition_blocking(config, &topic, partition, timeout)
+        })
+        .await
+        .map_err(|e| BusError::Connection(e.to_string()))?
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<i32, BusError> {
+        validate_topic_name(topic)?;
+        let producer = self.inner.producer.clone();
+        let timeout = self.inner.settings.timeout;
+        let name = topic.to_string();
+        let count = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&name), Timeout::After(timeout))
+                .map(|md| {
+                    md.topics()
+                        .iter()
+                        .find(|t| t.name() == name)
+                        .map_or(0, |t| t.partitions().len())
+                })
+        })
+        .await
+        .map_err(|e| BusError::Connection(e.to_string()))?
+        .map_err(connection_error)?;
+        if count == 0 {
+            return Err(BusError::NonRetriable {
+                topic: topic.to_string(),
+                message: "unknown topic".into(),
+            });
+        }
+        i32::try_from(count).map_err(|_| BusError::NonRetriable {
+            topic: topic.to_string(),
+            message: format!("{count} partitions"),
+        })
+    }
+
+    async fn ensure_compacted_topic(&self, topic: &str, partitions: i32) -> Result<(), BusError> {
+        validate_topic_name(topic)?;
+        let existing = self.topic_names(self.inner.settings.timeout).await?;
+        if existing.iter().any(|t| t == topic) {
+            return Ok(());
+        }
+        let s = &self.inner.settings;
+        let new = NewTopic::new(
+            topic,
+            partitions.max(1),
+            TopicReplication::Fixed(s.topic_replication),
+        )
+        .set("cleanup.policy", "compact");
+        self.create_topics(&[new]).await
+    }
+
     async fn subscribe(
         &self,
         topic: &str,
@@ -527,10 +741,12 @@ impl EventBus for KafkaBus {
         validate_topic_name(topic)?;
         let guard = self.inner.tasks.guard().ok_or(BusError::Closed)?;
         let (assigned_tx, mut assigned) = watch::channel(false);
+        let (revoked_tx, revoked) = tokio::sync::mpsc::unbounded_channel();
         let consumer: StreamConsumer<AssignmentContext> =
-            consumer_config(&self.inner.settings, group)
+            consumer_config(&self.inner.settings, group, topic)
                 .create_with_context(AssignmentContext {
                     assigned: assigned_tx,
+                    revoked: revoked_tx,
                     metrics: self.inner.metrics.clone(),
                 })
                 .map_err(connection_error)?;
@@ -540,7 +756,7 @@ impl EventBus for KafkaBus {
         let metrics = self.inner.metrics.clone();
         let task = tokio::spawn(async move {
             let _guard = guard;
-            consume(consumer, handler, stop, settings, metrics).await;
+            consume(consumer, handler, revoked, stop, settings, metrics).await;
         });
         self.inner
             .subscribers
@@ -574,9 +790,6 @@ impl EventBus for KafkaBus {
         if missing.is_empty() {
             return Ok(());
         }
-        let admin: AdminClient<QuietContext> = base_client_config(&self.inner.settings)
-            .create_with_context(QuietContext)
-            .map_err(connection_error)?;
         let s = &self.inner.settings;
         let new: Vec<NewTopic<'_>> = missing
             .iter()
@@ -588,26 +801,7 @@ impl EventBus for KafkaBus {
                 )
             })
             .collect();
-        let opts = AdminOptions::new().operation_timeout(Some(Timeout::After(s.timeout)));
-        let results = admin
-            .create_topics(new.iter(), &opts)
-            .await
-            .map_err(connection_error)?;
-        for r in results {
-            match r {
-                Ok(name) => tracing::info!(topic = %name, "topic created"),
-                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    tracing::debug!(topic = %name, "topic exists")
-                }
-                Err((name, code)) => {
-                    return Err(BusError::NonRetriable {
-                        topic: name,
-                        message: format!("creating topic failed: {code}"),
-                    })
-                }
-            }
-        }
-        Ok(())
+        self.create_topics(&new).await
     }
 
     async fn health(&self) -> BusHealth {
@@ -684,7 +878,7 @@ mod tests {
         assert_eq!(p.get("acks"), Some("all"));
         assert_eq!(p.get("enable.idempotence"), Some("true"));
         assert_eq!(p.get("reconnect.backoff.max.ms"), Some("2000"));
-        let c = consumer_config(&s, "g");
+        let c = consumer_config(&s, "g", "t");
         assert_eq!(c.get("group.id"), Some("g"));
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("auto.offset.reset"), Some("latest"));

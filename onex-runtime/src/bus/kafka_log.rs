@@ -17,7 +17,8 @@ use rdkafka::ClientContext;
 /// How often one distinct librdkafka message may be logged at warn level.
 pub const REPEAT_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Client context for producers and admin clients.
+/// Client context for producers, admin clients and the group-less
+/// consumers that read state back.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QuietContext;
 
@@ -30,6 +31,8 @@ impl ClientContext for QuietContext {
         report_error(&error, reason);
     }
 }
+
+impl rdkafka::consumer::ConsumerContext for QuietContext {}
 
 /// A librdkafka log line at the matching tracing level, repeats muted.
 pub fn log(level: RDKafkaLogLevel, fac: &str, message: &str) {

@@ -344,6 +344,50 @@ impl EventBus for InMemoryBus {
         .await
     }
 
+    /// Every topic has the one partition 0.
+    async fn publish_to_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: &[u8],
+        headers: &Headers,
+    ) -> Result<PublishReceipt, BusError> {
+        if partition != 0 {
+            return Err(BusError::NonRetriable {
+                topic: topic.to_string(),
+                message: format!("the in-memory bus has no partition {partition}"),
+            });
+        }
+        self.publish(topic, Some(key), value, headers).await
+    }
+
+    async fn read_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<BusMessage>, BusError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(BusError::Closed);
+        }
+        let state = self.state();
+        Ok(match state.topics.get(topic) {
+            Some(log) if partition == 0 => log.messages.iter().cloned().collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<i32, BusError> {
+        validate_topic_name(topic)?;
+        Ok(1)
+    }
+
+    /// Nothing is ever compacted in memory: readers keep the last record
+    /// of each key, which is what compaction would leave.
+    async fn ensure_compacted_topic(&self, topic: &str, _partitions: i32) -> Result<(), BusError> {
+        self.ensure_topics(&[topic.to_string()]).await
+    }
+
     async fn subscribe(
         &self,
         topic: &str,

@@ -159,6 +159,13 @@ impl Nack {
 pub trait MessageHandler: Send + Sync + 'static {
     /// Handles one message. `Ok` acknowledges it; `Err` has it delivered again.
     async fn on_message(&self, msg: &BusMessage) -> Result<(), Nack>;
+
+    /// The subscription lost these partitions of `topic` (a rebalance gave
+    /// them to another member of the group, or the consumer is stopping).
+    /// Called between messages, before any message of a later assignment.
+    async fn on_revoked(&self, topic: &str, partitions: &[i32]) {
+        let _ = (topic, partitions);
+    }
 }
 
 /// A [`MessageHandler`] from an async closure.
@@ -297,6 +304,33 @@ pub trait EventBus: Send + Sync + 'static {
         }
         out
     }
+
+    /// Publishes one record to a chosen partition of `topic`, with retries
+    /// and the circuit breaker (state records go to the partition of the
+    /// input they follow).
+    async fn publish_to_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: &[u8],
+        headers: &Headers,
+    ) -> Result<PublishReceipt, BusError>;
+
+    /// Every record of one partition, from the start of the log to its end
+    /// at the time of the call, in offset order.
+    async fn read_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<BusMessage>, BusError>;
+
+    /// How many partitions `topic` has.
+    async fn partition_count(&self, topic: &str) -> Result<i32, BusError>;
+
+    /// Creates `topic` as a compacted topic (`cleanup.policy=compact`) with
+    /// `partitions` partitions, unless it exists.
+    async fn ensure_compacted_topic(&self, topic: &str, partitions: i32) -> Result<(), BusError>;
 
     /// Starts consuming `topic` as member of `group`.
     async fn subscribe(

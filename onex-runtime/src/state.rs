@@ -1,0 +1,534 @@
+//! Durable keyed state on the bus, the way Kafka Streams keeps a store: a
+//! compacted snapshot topic (`onex.snapshot.<producer>.<name>.v1`) that
+//! the node creates itself, with one record per key, co-partitioned with
+//! the consumed topics (the record following an input goes to the input's
+//! partition number).
+//!
+//! How an input is applied once:
+//! 1. Before the first input of a partition is handled, that partition of
+//!    the snapshot topic is read from its start (the last record of each
+//!    key wins, so this is right whether or not the broker ever compacts).
+//!    A revoked partition is forgotten and read again when it comes back.
+//! 2. Every record carries the position (topic, partition, offset) of the
+//!    input that wrote it; an input at or below the highest applied
+//!    position of its partition is acknowledged without being handled.
+//! 3. The handler computes the new state without changing the store
+//!    ([`StateStore::stage`]); the runtime publishes the handler's events
+//!    (with ids derived from the input, see [`output_event_id`]), then
+//!    writes the staged records ([`StateKeeper::commit`]), then acknowledges
+//!    the input. A crash before the records are written replays the input
+//!    from the same state and publishes events with the same ids, which a
+//!    consumer dropping duplicate ids sees once; a crash after it skips the
+//!    input.
+//!
+//! Inputs that share state must share a partition: the aggregate key is the
+//! record key, and consumed topics have the same partition count.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OwnedMutexGuard;
+use uuid::Uuid;
+
+use crate::bus::{EventBus, Nack};
+use crate::envelope::Envelope;
+use crate::headers::Headers;
+use crate::node::{InboundEvent, NodeSpec};
+use crate::topic::parse_onex_topic;
+
+/// Namespace of the ids derived from inputs ([`output_event_id`]).
+const OUTPUT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f6e_6578_2d73_7461_7465_2d6f_7574_7075);
+
+/// The id of the `index`-th event a node publishes for `inbound`: the same
+/// input always yields the same ids, so a consumer can drop a re-published
+/// duplicate.
+pub fn output_event_id(node: &str, inbound: &Envelope, index: usize) -> Uuid {
+    let name = format!("{node}/{}/{index}", inbound.event_id);
+    Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes())
+}
+
+/// The logical snapshot topic of a node: `onex.snapshot.<producer>.<name>.v1`,
+/// where the producer is that of the node's first ONEX topic (published,
+/// else consumed; `onex` when none follows the taxonomy) and the name is the
+/// node's name in kebab case.
+pub fn snapshot_topic(spec: &NodeSpec) -> String {
+    let producer = spec
+        .publish_topics
+        .iter()
+        .chain(&spec.subscribe_topics)
+        .find_map(|t| parse_onex_topic(t).ok().map(|t| t.producer.to_string()))
+        .unwrap_or_else(|| "onex".to_string());
+    let name: String = spec
+        .name
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '-' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '-',
+        })
+        .collect();
+    format!("onex.snapshot.{producer}.{name}.v1")
+}
+
+/// Where an input was consumed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InputPosition {
+    /// Physical topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+impl InputPosition {
+    /// The position of `event`.
+    pub fn of(event: &InboundEvent) -> Self {
+        InputPosition {
+            topic: event.topic.clone(),
+            partition: event.partition,
+            offset: event.offset,
+        }
+    }
+}
+
+/// One record of the snapshot topic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record<S> {
+    key: String,
+    state: S,
+    input: InputPosition,
+    /// Whether the input is fully applied (false for the progress a
+    /// workflow records between its steps).
+    applied: bool,
+}
+
+/// The bus and snapshot topic a store works with, given by the runtime.
+#[derive(Clone)]
+pub struct StateContext {
+    /// The bus the node runs on.
+    pub bus: Arc<dyn EventBus>,
+    /// Physical snapshot topic.
+    pub topic: String,
+}
+
+/// What the runtime asks of a handler that keeps state (see the module docs
+/// for the order of calls). After `admit` returned `true`, exactly one of
+/// `commit` and `abandon` follows for that input.
+#[async_trait]
+pub trait StateKeeper: Send + Sync {
+    /// Restores the input's partition if needed and waits for the input's
+    /// turn; `false` when the input was applied already.
+    async fn admit(&self, ctx: &StateContext, event: &InboundEvent) -> Result<bool, Nack>;
+
+    /// Writes what the handler staged for `event`. The runtime calls it
+    /// after the handler's events are published.
+    async fn commit(&self, event: &InboundEvent) -> Result<(), Nack>;
+
+    /// Drops what the handler staged for `event` (it failed, or its events
+    /// could not be published).
+    fn abandon(&self, event: &InboundEvent);
+
+    /// Forgets the state of partitions the node no longer owns.
+    fn revoked(&self, topic: &str, partitions: &[i32]);
+}
+
+/// The restored part of one partition.
+#[derive(Debug)]
+struct Partition<S> {
+    entries: HashMap<String, S>,
+    /// Highest applied offset per consumed topic.
+    applied: HashMap<String, i64>,
+}
+
+impl<S> Default for Partition<S> {
+    fn default() -> Self {
+        Partition {
+            entries: HashMap::new(),
+            applied: HashMap::new(),
+        }
+    }
+}
+
+struct Inner<S> {
+    ctx: Option<StateContext>,
+    partitions: HashMap<i32, Partition<S>>,
+    staged: Vec<(String, S)>,
+    /// The input whose turn it is, and the turn itself.
+    turn: Option<(InputPosition, OwnedMutexGuard<()>)>,
+}
+
+/// Keyed state restored from and written to the snapshot topic.
+pub struct StateStore<S> {
+    inner: Mutex<Inner<S>>,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<S> Default for StateStore<S> {
+    fn default() -> Self {
+        StateStore {
+            inner: Mutex::new(Inner {
+                ctx: None,
+                partitions: HashMap::new(),
+                staged: Vec::new(),
+                turn: None,
+            }),
+            turn: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+}
+
+fn same_bus(a: &Arc<dyn EventBus>, b: &Arc<dyn EventBus>) -> bool {
+    std::ptr::eq(Arc::as_ptr(a) as *const (), Arc::as_ptr(b) as *const ())
+}
+
+impl<S> StateStore<S>
+where
+    S: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<S>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The committed state of `key` in `partition`.
+    pub fn get(&self, partition: i32, key: &str) -> Option<S> {
+        self.lock()
+            .partitions
+            .get(&partition)
+            .and_then(|p| p.entries.get(key).cloned())
+    }
+
+    /// The latest state of `key` in any partition, staged or committed.
+    pub fn latest(&self, key: &str) -> Option<S> {
+        let inner = self.lock();
+        if let Some((_, s)) = inner.staged.iter().rev().find(|(k, _)| k == key) {
+            return Some(s.clone());
+        }
+        inner
+            .partitions
+            .values()
+            .find_map(|p| p.entries.get(key).cloned())
+    }
+
+    /// Records `state` as the new state of `key`, to be written when the
+    /// input is committed.
+    pub fn stage(&self, key: &str, state: S) {
+        let mut inner = self.lock();
+        inner.staged.retain(|(k, _)| k != key);
+        inner.staged.push((key.to_string(), state));
+    }
+
+    /// Writes `state` for `key` now, without marking `event` applied (a
+    /// workflow's progress between steps).
+    pub async fn record_progress(
+        &self,
+        event: &InboundEvent,
+        key: &str,
+        state: S,
+    ) -> Result<(), Nack> {
+        let Some(ctx) = self.lock().ctx.clone() else {
+            // Not attached to a bus (handler called directly, in tests).
+            return Ok(());
+        };
+        self.write(&ctx, event, key, &state, false).await?;
+        self.lock()
+            .partitions
+            .entry(event.partition)
+            .or_default()
+            .entries
+            .insert(key.to_string(), state);
+        Ok(())
+    }
+
+    async fn write(
+        &self,
+        ctx: &StateContext,
+        event: &InboundEvent,
+        key: &str,
+        state: &S,
+        applied: bool,
+    ) -> Result<(), Nack> {
+        let record = Record {
+            key: key.to_string(),
+            state,
+            input: InputPosition::of(event),
+            applied,
+        };
+        let value = serde_json::to_vec(&record)
+            .map_err(|e| Nack::new(format!("encoding the state of {key}: {e}")))?;
+        let headers = Headers {
+            content_type: Some("application/json".into()),
+            correlation_id: Some(event.envelope.correlation_id),
+            ..Headers::default()
+        };
+        ctx.bus
+            .publish_to_partition(
+                &ctx.topic,
+                event.partition,
+                key.as_bytes(),
+                &value,
+                &headers,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| Nack::new(format!("writing the state of {key} to {}: {e}", ctx.topic)))
+    }
+
+    async fn restore(&self, ctx: &StateContext, partition: i32) -> Result<(), Nack> {
+        let started = std::time::Instant::now();
+        let records = ctx
+            .bus
+            .read_partition(&ctx.topic, partition)
+            .await
+            .map_err(|e| Nack::new(format!("restoring {}/{partition}: {e}", ctx.topic)))?;
+        let mut restored = Partition::default();
+        for msg in &records {
+            match serde_json::from_slice::<Record<S>>(&msg.value) {
+                Ok(r) => {
+                    if r.applied {
+                        let top = restored.applied.entry(r.input.topic).or_insert(-1);
+                        *top = (*top).max(r.input.offset);
+                    }
+                    restored.entries.insert(r.key, r.state);
+                }
+                Err(e) => tracing::error!(
+                    topic = %ctx.topic,
+                    partition,
+                    offset = msg.offset,
+                    "state record skipped, it does not decode: {e}"
+                ),
+            }
+        }
+        tracing::info!(
+            topic = %ctx.topic,
+            partition,
+            records = records.len(),
+            keys = restored.entries.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "state restored"
+        );
+        self.lock().partitions.insert(partition, restored);
+        Ok(())
+    }
+
+    fn release_turn(&self, event: &InboundEvent) {
+        let mut inner = self.lock();
+        inner.staged.clear();
+        if inner
+            .turn
+            .as_ref()
+            .is_some_and(|(pos, _)| *pos == InputPosition::of(event))
+        {
+            inner.turn = None;
+        }
+    }
+}
+
+#[async_trait]
+impl<S> StateKeeper for StateStore<S>
+where
+    S: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    async fn admit(&self, ctx: &StateContext, event: &InboundEvent) -> Result<bool, Nack> {
+        let position = InputPosition::of(event);
+        let holds_turn = self
+            .lock()
+            .turn
+            .as_ref()
+            .is_some_and(|(pos, _)| *pos == position);
+        if !holds_turn {
+            let guard = self.turn.clone().lock_owned().await;
+            let mut inner = self.lock();
+            inner.turn = Some((position.clone(), guard));
+        }
+        let restored = {
+            let mut inner = self.lock();
+            inner.staged.clear();
+            let same = inner
+                .ctx
+                .as_ref()
+                .is_some_and(|c| same_bus(&c.bus, &ctx.bus) && c.topic == ctx.topic);
+            if !same {
+                // A new bus (degraded start, then Kafka): its offsets are
+                // another log's, so everything is read again.
+                inner.partitions.clear();
+                inner.ctx = Some(ctx.clone());
+            }
+            inner.partitions.contains_key(&event.partition)
+        };
+        if !restored {
+            if let Err(e) = self.restore(ctx, event.partition).await {
+                self.release_turn(event);
+                return Err(e);
+            }
+        }
+        let applied = self
+            .lock()
+            .partitions
+            .get(&event.partition)
+            .and_then(|p| p.applied.get(&event.topic).copied())
+            .unwrap_or(-1);
+        if event.offset <= applied {
+            tracing::debug!(
+                topic = %event.topic,
+                partition = event.partition,
+                offset = event.offset,
+                applied,
+                "input applied before; skipped"
+            );
+            self.release_turn(event);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    async fn commit(&self, event: &InboundEvent) -> Result<(), Nack> {
+        let (ctx, staged) = {
+            let mut inner = self.lock();
+            (inner.ctx.clone(), std::mem::take(&mut inner.staged))
+        };
+        let Some(ctx) = ctx else {
+            self.release_turn(event);
+            return Ok(());
+        };
+        for (key, state) in &staged {
+            if let Err(e) = self.write(&ctx, event, key, state, true).await {
+                self.release_turn(event);
+                return Err(e);
+            }
+        }
+        {
+            let mut inner = self.lock();
+            let partition = inner.partitions.entry(event.partition).or_default();
+            for (key, state) in staged {
+                partition.entries.insert(key, state);
+            }
+            let top = partition.applied.entry(event.topic.clone()).or_insert(-1);
+            *top = (*top).max(event.offset);
+        }
+        self.release_turn(event);
+        Ok(())
+    }
+
+    fn abandon(&self, event: &InboundEvent) {
+        self.release_turn(event);
+    }
+
+    fn revoked(&self, topic: &str, partitions: &[i32]) {
+        let mut inner = self.lock();
+        for p in partitions {
+            if inner.partitions.remove(p).is_some() {
+                tracing::info!(
+                    topic,
+                    partition = p,
+                    "partition revoked; its state is forgotten"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::memory::InMemoryBus;
+    use serde_json::json;
+
+    fn event(offset: i64) -> InboundEvent {
+        let mut e = crate::testing::inbound("in", "t", json!({}));
+        e.offset = offset;
+        e
+    }
+
+    fn ctx(bus: &InMemoryBus) -> StateContext {
+        StateContext {
+            bus: Arc::new(bus.clone()),
+            topic: "onex.snapshot.demo.node.v1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn committed_state_is_restored_and_applied_inputs_are_skipped() {
+        let bus = InMemoryBus::default();
+        let ctx = ctx(&bus);
+        let store: StateStore<i64> = StateStore::new();
+        assert!(store.admit(&ctx, &event(0)).await.unwrap());
+        store.stage("a", 1);
+        store.commit(&event(0)).await.unwrap();
+        assert!(store.admit(&ctx, &event(1)).await.unwrap());
+        store.stage("a", 2);
+        store.commit(&event(1)).await.unwrap();
+
+        // A new process on the same log.
+        let again: StateStore<i64> = StateStore::new();
+        assert!(
+            !again.admit(&ctx, &event(1)).await.unwrap(),
+            "offset 1 was applied"
+        );
+        assert_eq!(again.get(0, "a"), Some(2));
+        assert!(again.admit(&ctx, &event(2)).await.unwrap());
+        again.abandon(&event(2));
+    }
+
+    #[tokio::test]
+    async fn abandoned_input_changes_nothing_and_is_handled_again() {
+        let bus = InMemoryBus::default();
+        let ctx = ctx(&bus);
+        let store: StateStore<i64> = StateStore::new();
+        assert!(store.admit(&ctx, &event(0)).await.unwrap());
+        store.stage("a", 1);
+        assert_eq!(store.latest("a"), Some(1));
+        store.abandon(&event(0));
+        assert_eq!(store.get(0, "a"), None);
+        assert!(store.admit(&ctx, &event(0)).await.unwrap());
+        store.abandon(&event(0));
+    }
+
+    #[tokio::test]
+    async fn progress_is_kept_without_marking_the_input_applied() {
+        let bus = InMemoryBus::default();
+        let ctx = ctx(&bus);
+        let store: StateStore<i64> = StateStore::new();
+        assert!(store.admit(&ctx, &event(5)).await.unwrap());
+        store.record_progress(&event(5), "w", 1).await.unwrap();
+        // The process dies here; the input comes again.
+        let again: StateStore<i64> = StateStore::new();
+        assert!(again.admit(&ctx, &event(5)).await.unwrap());
+        assert_eq!(again.get(0, "w"), Some(1));
+        again.abandon(&event(5));
+    }
+
+    #[tokio::test]
+    async fn revoked_partitions_are_read_again() {
+        let bus = InMemoryBus::default();
+        let ctx = ctx(&bus);
+        let store: StateStore<i64> = StateStore::new();
+        assert!(store.admit(&ctx, &event(0)).await.unwrap());
+        store.stage("a", 1);
+        store.commit(&event(0)).await.unwrap();
+        // Another member applies offset 1 while this one does not own the partition.
+        store.revoked("in", &[0]);
+        let other: StateStore<i64> = StateStore::new();
+        assert!(other.admit(&ctx, &event(1)).await.unwrap());
+        other.stage("a", 7);
+        other.commit(&event(1)).await.unwrap();
+        assert!(!store.admit(&ctx, &event(1)).await.unwrap());
+        assert_eq!(store.get(0, "a"), Some(7));
+    }
+
+    #[test]
+    fn ids_derive_from_the_input() {
+        let env = Envelope::new("t", json!({}), Default::default());
+        assert_eq!(output_event_id("n", &env, 0), output_event_id("n", &env, 0));
+        assert_ne!(output_event_id("n", &env, 0), output_event_id("n", &env, 1));
+        assert_ne!(output_event_id("n", &env, 0), output_event_id("m", &env, 0));
+    }
+}
