@@ -23,6 +23,7 @@ pub mod introspection;
 pub mod metrics;
 pub mod node;
 pub mod publisher;
+pub mod reducer;
 pub mod request;
 pub mod retry;
 pub mod service;
@@ -30,6 +31,7 @@ pub mod startup;
 pub mod state;
 pub mod testing;
 pub mod topic;
+pub mod workflow;
 
 pub use envelope::{Envelope, EventSource};
 pub use node::{

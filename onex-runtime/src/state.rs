@@ -218,10 +218,20 @@ where
             .find_map(|p| p.entries.get(key).cloned())
     }
 
-    /// Records `state` as the new state of `key`, to be written when the
-    /// input is committed.
-    pub fn stage(&self, key: &str, state: S) {
+    /// Records `state` as the new state of `key` in `partition`, to be
+    /// written when the input is committed. A store that was never given a
+    /// bus (a handler called directly, as in unit tests) takes it at once.
+    pub fn stage(&self, partition: i32, key: &str, state: S) {
         let mut inner = self.lock();
+        if inner.ctx.is_none() {
+            inner
+                .partitions
+                .entry(partition)
+                .or_default()
+                .entries
+                .insert(key.to_string(), state);
+            return;
+        }
         inner.staged.retain(|(k, _)| k != key);
         inner.staged.push((key.to_string(), state));
     }
@@ -234,11 +244,10 @@ where
         key: &str,
         state: S,
     ) -> Result<(), Nack> {
-        let Some(ctx) = self.lock().ctx.clone() else {
-            // Not attached to a bus (handler called directly, in tests).
-            return Ok(());
-        };
-        self.write(&ctx, event, key, &state, false).await?;
+        let ctx = self.lock().ctx.clone();
+        if let Some(ctx) = ctx {
+            self.write(&ctx, event, key, &state, false).await?;
+        }
         self.lock()
             .partitions
             .entry(event.partition)
@@ -461,10 +470,10 @@ mod tests {
         let ctx = ctx(&bus);
         let store: StateStore<i64> = StateStore::new();
         assert!(store.admit(&ctx, &event(0)).await.unwrap());
-        store.stage("a", 1);
+        store.stage(0, "a", 1);
         store.commit(&event(0)).await.unwrap();
         assert!(store.admit(&ctx, &event(1)).await.unwrap());
-        store.stage("a", 2);
+        store.stage(0, "a", 2);
         store.commit(&event(1)).await.unwrap();
 
         // A new process on the same log.
@@ -484,7 +493,7 @@ mod tests {
         let ctx = ctx(&bus);
         let store: StateStore<i64> = StateStore::new();
         assert!(store.admit(&ctx, &event(0)).await.unwrap());
-        store.stage("a", 1);
+        store.stage(0, "a", 1);
         assert_eq!(store.latest("a"), Some(1));
         store.abandon(&event(0));
         assert_eq!(store.get(0, "a"), None);
@@ -512,13 +521,13 @@ mod tests {
         let ctx = ctx(&bus);
         let store: StateStore<i64> = StateStore::new();
         assert!(store.admit(&ctx, &event(0)).await.unwrap());
-        store.stage("a", 1);
+        store.stage(0, "a", 1);
         store.commit(&event(0)).await.unwrap();
         // Another member applies offset 1 while this one does not own the partition.
         store.revoked("in", &[0]);
         let other: StateStore<i64> = StateStore::new();
         assert!(other.admit(&ctx, &event(1)).await.unwrap());
-        other.stage("a", 7);
+        other.stage(0, "a", 7);
         other.commit(&event(1)).await.unwrap();
         assert!(!store.admit(&ctx, &event(1)).await.unwrap());
         assert_eq!(store.get(0, "a"), Some(7));

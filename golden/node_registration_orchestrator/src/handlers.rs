@@ -3,9 +3,13 @@
 //! `src/generated/`, and the compiler then points at what to add here.
 //!
 //! Each method carries out one step of the `node_registration_workflow` workflow;
-//! the generated code runs them in dependency order, publishes a stage event
-//! after each and a completion event at the end. An `Err` stops the workflow
-//! and publishes a failure event. The starting versions only report success.
+//! the runtime runs them in dependency order, keeps each run's progress on
+//! the bus (a finished step is never run again for the same input), and
+//! publishes a stage event per step and a completion event at the end. An
+//! `Err` stops the run at that step: `Retriable` ones are retried with the
+//! contract's backoff; a workflow that still fails is dead-lettered and
+//! announced as failed. Pass `run.idempotency_key(step)` to the systems a
+//! step calls. The starting versions only report success.
 
 use onex_runtime::{HandlerContext, HandlerError};
 
@@ -27,7 +31,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(correlation_id = %run.correlation_id, "step receive_introspection");
+        tracing::info!(key = %run.idempotency_key("receive_introspection"), "step receive_introspection");
         Ok(serde_json::json!({ "step": "receive_introspection", "status": "completed" }))
     }
 
@@ -36,7 +40,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(correlation_id = %run.correlation_id, "step read_projection");
+        tracing::info!(key = %run.idempotency_key("read_projection"), "step read_projection");
         Ok(serde_json::json!({ "step": "read_projection", "status": "completed" }))
     }
 
@@ -45,7 +49,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(correlation_id = %run.correlation_id, "step evaluate_timeout");
+        tracing::info!(key = %run.idempotency_key("evaluate_timeout"), "step evaluate_timeout");
         Ok(serde_json::json!({ "step": "evaluate_timeout", "status": "completed" }))
     }
 
@@ -54,7 +58,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(correlation_id = %run.correlation_id, "step compute_intents");
+        tracing::info!(key = %run.idempotency_key("compute_intents"), "step compute_intents");
         Ok(serde_json::json!({ "step": "compute_intents", "status": "completed" }))
     }
 
@@ -63,7 +67,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(correlation_id = %run.correlation_id, "step execute_postgres_registration");
+        tracing::info!(key = %run.idempotency_key("execute_postgres_registration"), "step execute_postgres_registration");
         Ok(serde_json::json!({ "step": "execute_postgres_registration", "status": "completed" }))
     }
 
@@ -72,7 +76,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(correlation_id = %run.correlation_id, "step aggregate_results");
+        tracing::info!(key = %run.idempotency_key("aggregate_results"), "step aggregate_results");
         Ok(serde_json::json!({ "step": "aggregate_results", "status": "completed" }))
     }
 
@@ -81,7 +85,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(correlation_id = %run.correlation_id, "step publish_outcome");
+        tracing::info!(key = %run.idempotency_key("publish_outcome"), "step publish_outcome");
         Ok(serde_json::json!({ "step": "publish_outcome", "status": "completed" }))
     }
 }

@@ -6,10 +6,10 @@
 //! commits the offset only after that; an `Err` is retried or dead-lettered
 //! as the contract's retry policy says.
 
-use onex_runtime::aggregate::{aggregate_key, AggregateStore};
-use onex_runtime::{HandlerContext, HandlerError, InboundEvent, NodeHandler, OutboundEvent};
+use onex_runtime::reducer::{FsmReducer, FsmTable, ReducerEvents};
+use onex_runtime::InboundEvent;
 
-use super::fsm::{transition, ReducerHooks, State, TransitionError};
+use super::fsm::{transition, ReducerHooks, State, TransitionError, Trigger};
 use super::spec::{RESULT_TOPIC, TERMINAL_TOPIC};
 
 /// The event type of a state-change event.
@@ -18,78 +18,53 @@ pub const STATE_CHANGED: &str = "node-order-status-reducer.state-changed";
 /// The event type published to the terminal topic when an aggregate reaches a terminal state.
 pub const COMPLETED: &str = "node-order-status-reducer.completed";
 
-/// The node: moves one `order_status_fsm` state machine per aggregate.
-pub struct Node<H> {
-    hooks: H,
-    aggregates: AggregateStore<State>,
-}
+/// The node: moves one `order_status_fsm` state machine per aggregate, its
+/// state kept on the bus by the runtime's reducer.
+pub type Node<H> = FsmReducer<Table, H>;
 
-impl<H: ReducerHooks> Node<H> {
-    pub fn new(hooks: H) -> Self {
-        Self {
-            hooks,
-            aggregates: AggregateStore::from_env(),
-        }
+/// The contract's state machine, as the runtime's reducer drives it.
+pub struct Table;
+
+impl<H: ReducerHooks> FsmTable<H> for Table {
+    type State = State;
+    type Trigger = Trigger;
+    const MACHINE: &'static str = "order_status_fsm";
+    const INITIAL: State = State::INITIAL;
+    const EVENTS: ReducerEvents = ReducerEvents {
+        state_changed: STATE_CHANGED,
+        completed: COMPLETED,
+        result_topic: RESULT_TOPIC,
+        terminal_topic: TERMINAL_TOPIC,
+    };
+
+    fn is_terminal(state: State) -> bool {
+        state.is_terminal()
     }
 
-    /// The current state of an aggregate.
-    pub fn state_of(&self, aggregate: &str) -> State {
-        self.aggregates.get(aggregate).unwrap_or(State::INITIAL)
+    fn trigger_for(hooks: &H, event: &InboundEvent) -> Option<Trigger> {
+        hooks.trigger_for(event)
     }
-}
 
-#[onex_runtime::async_trait]
-impl<H: ReducerHooks> NodeHandler for Node<H> {
-    async fn handle(
-        &self,
-        _ctx: &HandlerContext,
+    fn next(
+        hooks: &H,
+        from: State,
+        trigger: Trigger,
         event: &InboundEvent,
-    ) -> Result<Vec<OutboundEvent>, HandlerError> {
-        let trigger = self.hooks.trigger_for(event).ok_or_else(|| {
-            HandlerError::InvalidInput(format!(
-                "event type {:?} fires no trigger of the order_status_fsm state machine",
-                event.envelope.event_type
-            ))
-        })?;
-        let aggregate = aggregate_key(event);
-        let from = self.state_of(&aggregate);
-        let step = transition(from, trigger)
-            .map_err(|error| HandlerError::InvalidInput(error.to_string()))?;
+    ) -> Result<State, String> {
+        let step = transition(from, trigger).map_err(|error| error.to_string())?;
         if let Some(guard) = step
             .guards
             .iter()
             .copied()
-            .find(|guard| !self.hooks.guard(*guard, event))
+            .find(|guard| !hooks.guard(*guard, event))
         {
-            let error = TransitionError::GuardRejected {
+            return Err(TransitionError::GuardRejected {
                 from,
                 trigger,
                 guard,
-            };
-            return Err(HandlerError::InvalidInput(error.to_string()));
+            }
+            .to_string());
         }
-        self.aggregates.set(&aggregate, step.to);
-        tracing::info!(%aggregate, %from, to = %step.to, %trigger, "state changed");
-
-        let change = serde_json::json!({
-            "aggregate_id": aggregate,
-            "from_state": from,
-            "to_state": step.to,
-            "trigger": trigger,
-            "terminal": step.to.is_terminal(),
-        });
-        let mut events = Vec::new();
-        if let Some(topic) = RESULT_TOPIC {
-            events.push(
-                OutboundEvent::new(topic, STATE_CHANGED, change.clone())
-                    .with_partition_key(&aggregate),
-            );
-        }
-        if let Some(topic) =
-            TERMINAL_TOPIC.filter(|t| step.to.is_terminal() && Some(*t) != RESULT_TOPIC)
-        {
-            events.push(OutboundEvent::new(topic, COMPLETED, change).with_partition_key(aggregate));
-        }
-        Ok(events)
+        Ok(step.to)
     }
 }

@@ -8,6 +8,8 @@ use std::future::Future;
 
 use onex_runtime::{HandlerContext, HandlerError};
 
+pub use onex_runtime::workflow::WorkflowRun;
+
 /// The workflow's steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WorkflowStep {
@@ -66,39 +68,24 @@ impl WorkflowStep {
     }
 }
 
+impl AsRef<str> for WorkflowStep {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
 impl fmt::Display for WorkflowStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-/// One run of the workflow: the triggering event's payload and the results
-/// of the steps completed so far.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkflowRun {
-    pub correlation_id: uuid::Uuid,
-    pub input: serde_json::Value,
-    pub results: serde_json::Map<String, serde_json::Value>,
-}
-
-impl WorkflowRun {
-    pub fn new(correlation_id: uuid::Uuid, input: serde_json::Value) -> Self {
-        Self {
-            correlation_id,
-            input,
-            results: serde_json::Map::new(),
-        }
-    }
-
-    /// The result of a completed step.
-    pub fn result(&self, step: WorkflowStep) -> Option<&serde_json::Value> {
-        self.results.get(step.as_str())
-    }
-}
-
 /// The hooks carrying out each step. A step's `Ok` value is recorded in the
-/// run and published in its stage event; an `Err` publishes a failure event
-/// and stops the workflow.
+/// run (durably: a step that finished is never run again for the same
+/// input) and published in its stage event. An `Err` stops the run at that
+/// step: `Retriable` errors are retried with the contract's backoff, and a
+/// workflow that still fails is dead-lettered and announced as failed. Pass
+/// `run.idempotency_key(step)` to the systems a step calls.
 pub trait WorkflowSteps: Send + Sync + 'static {
     /// Receive introspection, tick, or ack events
     fn receive_introspection(

@@ -6,100 +6,54 @@
 //! commits the offset only after that; an `Err` is retried or dead-lettered
 //! as the contract's retry policy says.
 
-use onex_runtime::{HandlerContext, HandlerError, InboundEvent, NodeHandler, OutboundEvent};
+use onex_runtime::workflow::{
+    StepFuture, WorkflowDriver, WorkflowEvents, WorkflowRun, WorkflowTable,
+};
+use onex_runtime::HandlerContext;
 
 use super::spec::{COMPLETION_TOPIC, FAILURE_TOPIC, RESULT_TOPIC, TERMINAL_TOPIC};
-use super::workflow::{WorkflowRun, WorkflowStep, WorkflowSteps};
+use super::workflow::{WorkflowStep, WorkflowSteps};
 
 /// The workflow's name in the contract.
 pub const WORKFLOW: &str = "node_skill_generate_node_orchestrator_workflow";
 
-/// Event type of the event published after each completed step.
+/// Event type of the event published for each completed step.
 pub const STEP_COMPLETED: &str = "node-skill-generate-node-orchestrator.step-completed";
 
 /// Event type of the event published when every step has completed.
 pub const WORKFLOW_COMPLETED: &str = "node-skill-generate-node-orchestrator.workflow-completed";
 
-/// Event type of the event published when a step fails.
+/// Event type of the event published when the workflow fails for good.
 pub const WORKFLOW_FAILED: &str = "node-skill-generate-node-orchestrator.workflow-failed";
 
-/// The node: runs the workflow once per consumed event.
-pub struct Node<H> {
-    steps: H,
-}
+/// The node: runs the workflow once per consumed event, its progress kept on
+/// the bus by the runtime's orchestrator driver.
+pub type Node<H> = WorkflowDriver<Table, H>;
 
-impl<H: WorkflowSteps> Node<H> {
-    pub fn new(steps: H) -> Self {
-        Self { steps }
-    }
+/// The contract's workflow, as the runtime's driver runs it.
+pub struct Table;
 
-    async fn run_step(
-        &self,
-        step: WorkflowStep,
-        ctx: &HandlerContext,
-        run: &WorkflowRun,
-    ) -> Result<serde_json::Value, HandlerError> {
-        match step {
-            WorkflowStep::SkillRequested => self.steps.skill_requested(ctx, run).await,
-        }
-    }
-}
+impl<H: WorkflowSteps> WorkflowTable<H> for Table {
+    const EVENTS: WorkflowEvents = WorkflowEvents {
+        workflow: WORKFLOW,
+        step_completed: STEP_COMPLETED,
+        workflow_completed: WORKFLOW_COMPLETED,
+        workflow_failed: WORKFLOW_FAILED,
+        result_topic: RESULT_TOPIC,
+        completion_topic: COMPLETION_TOPIC,
+        terminal_topic: TERMINAL_TOPIC,
+        failure_topic: FAILURE_TOPIC,
+    };
+    const STEPS: &'static [&'static str] = &["skill_requested"];
 
-#[onex_runtime::async_trait]
-impl<H: WorkflowSteps> NodeHandler for Node<H> {
-    async fn handle(
-        &self,
-        ctx: &HandlerContext,
-        event: &InboundEvent,
-    ) -> Result<Vec<OutboundEvent>, HandlerError> {
-        let mut run = WorkflowRun::new(
-            event.envelope.correlation_id,
-            event.envelope.payload.clone(),
-        );
-        let mut events = Vec::new();
-        for step in WorkflowStep::ORDER {
-            let outcome = self.run_step(step, ctx, &run).await;
-            match outcome {
-                Ok(result) => {
-                    if let Some(topic) = RESULT_TOPIC {
-                        events.push(OutboundEvent::new(
-                            topic,
-                            STEP_COMPLETED,
-                            serde_json::json!({ "workflow": WORKFLOW, "step": step.as_str(), "result": result }),
-                        ));
-                    }
-                    run.results.insert(step.as_str().to_owned(), result);
-                }
-                Err(error) => {
-                    tracing::warn!(step = step.as_str(), %error, "workflow step failed");
-                    if let Some(topic) = FAILURE_TOPIC.or(COMPLETION_TOPIC) {
-                        events.push(OutboundEvent::new(
-                            topic,
-                            WORKFLOW_FAILED,
-                            serde_json::json!({
-                                "workflow": WORKFLOW,
-                                "status": "failed",
-                                "failed_step": step.as_str(),
-                                "error": error.to_string(),
-                                "completed_steps": run.results.keys().collect::<Vec<_>>(),
-                            }),
-                        ));
-                    }
-                    return Ok(events);
-                }
-            }
+    fn run_step<'a>(
+        hooks: &'a H,
+        step: usize,
+        ctx: &'a HandlerContext,
+        run: &'a WorkflowRun,
+    ) -> StepFuture<'a> {
+        match WorkflowStep::ORDER[step] {
+            WorkflowStep::SkillRequested => Box::pin(hooks.skill_requested(ctx, run)),
         }
-        let completion = serde_json::json!({ "workflow": WORKFLOW, "status": "completed", "results": run.results });
-        if let Some(topic) = COMPLETION_TOPIC {
-            events.push(OutboundEvent::new(
-                topic,
-                WORKFLOW_COMPLETED,
-                completion.clone(),
-            ));
-        }
-        if let Some(topic) = TERMINAL_TOPIC.filter(|t| Some(*t) != COMPLETION_TOPIC) {
-            events.push(OutboundEvent::new(topic, WORKFLOW_COMPLETED, completion));
-        }
-        Ok(events)
     }
 }
