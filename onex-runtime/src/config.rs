@@ -42,7 +42,8 @@ pub const BUS_ENV_VARS: &[(&str, &str, &str)] = &[
     ("ONEX_CONSUMER_GROUP", "", "consumer group override (default: the contract's)"),
     ("ONEX_HEALTH_ADDR", "0.0.0.0:8080", "health/metrics HTTP listen address"),
     ("ONEX_HEALTH_PORT", "", "health/metrics port, overrides the port of ONEX_HEALTH_ADDR; 0 = ephemeral (the bound port is logged)"),
-    ("ONEX_INSTANCE_ID", "", "instance id of this process (default: random); when set, consumers are static group members, so a restarted process gets its partitions back at once"),
+    ("ONEX_INSTANCE_ID", "", "instance id of this process (default: random)"),
+    ("KAFKA_STATIC_MEMBERSHIP", "false", "join consumer groups as a static member (group.instance.id from ONEX_INSTANCE_ID, which must then be set and stable across restarts): a restarted process gets its partitions back without waiting for its old session to expire"),
     ("ONEX_HEARTBEAT_INTERVAL_SECONDS", "", "introspection heartbeat interval in seconds (default: the contract's; 0 = off)"),
     ("ONEX_TOPIC_VALIDATION", "warn", "ONEX topic taxonomy check: reject, warn or off"),
     ("ONEX_SKIP_EVENT_BUS", "false", "run on the in-memory bus on purpose"),
@@ -51,7 +52,7 @@ pub const BUS_ENV_VARS: &[(&str, &str, &str)] = &[
     ("ONEX_TOPIC_REPLICATION", "1", "replication factor of topics created at start-up (1-10)"),
     ("ONEX_BUS_CONNECT_TIMEOUT_SECONDS", "5", "how long to wait for Kafka at start before running degraded (0.1-300)"),
     ("ONEX_BUS_RECONNECT_INTERVAL_SECONDS", "10", "seconds between reconnect attempts while degraded (1-3600)"),
-    ("ONEX_AGGREGATION_WINDOW_SECONDS", "0", "reducers publish one aggregated state per aggregate per window of this many seconds (0 = one state change per input)"),
+    ("ONEX_DURABLE_STATE", "true", "reducers and orchestrators keep their state on the bus (snapshot topic) and apply each input once; false keeps it in process memory only (lost on restart)"),
     ("RUST_LOG", "info", "log filter (tracing EnvFilter syntax)"),
 ];
 
@@ -427,6 +428,8 @@ pub struct RuntimeConfig {
     pub connect_timeout: Duration,
     /// `ONEX_BUS_RECONNECT_INTERVAL_SECONDS`.
     pub reconnect_interval: Duration,
+    /// `ONEX_DURABLE_STATE`.
+    pub durable_state: bool,
     /// `RUST_LOG`.
     pub log_filter: String,
 }
@@ -478,7 +481,7 @@ impl RuntimeConfig {
             "a number in 0.01..=10.0",
             in_range(0.01, 10.0),
         )?;
-        let kafka = KafkaSettings {
+        let mut kafka = KafkaSettings {
             bootstrap_servers: src
                 .get("KAFKA_BOOTSTRAP_SERVERS")
                 .unwrap_or_else(|| "localhost:9092".into()),
@@ -532,8 +535,22 @@ impl RuntimeConfig {
                     in_range(1000, 300_000),
                 )?),
             },
-            group_instance_id: src.get("ONEX_INSTANCE_ID"),
+            group_instance_id: None,
         };
+        if src.flag("KAFKA_STATIC_MEMBERSHIP", false)? {
+            match src.get("ONEX_INSTANCE_ID") {
+                Some(id) => kafka.group_instance_id = Some(id),
+                None => {
+                    return Err(ConfigError::Invalid {
+                        name: "KAFKA_STATIC_MEMBERSHIP".into(),
+                        value: "true".into(),
+                        expected:
+                            "false unless ONEX_INSTANCE_ID is set to an id stable across restarts"
+                                .into(),
+                    })
+                }
+            }
+        }
         if kafka.acks != Acks::All && kafka.enable_idempotence {
             return Err(ConfigError::Invalid {
                 name: "KAFKA_ACKS".into(),
@@ -607,6 +624,7 @@ impl RuntimeConfig {
             create_topics: src.flag("ONEX_CREATE_TOPICS", true)?,
             connect_timeout: Duration::from_secs_f64(connect),
             reconnect_interval: Duration::from_secs_f64(reconnect),
+            durable_state: src.flag("ONEX_DURABLE_STATE", true)?,
             log_filter: src.get("RUST_LOG").unwrap_or_else(|| "info".into()),
         })
     }
@@ -615,6 +633,24 @@ impl RuntimeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn static_membership_needs_a_stable_instance_id() {
+        let on = ConfigSource::from_pairs([("KAFKA_STATIC_MEMBERSHIP", "true")]);
+        let err = RuntimeConfig::from_source(&on).unwrap_err();
+        assert!(err.to_string().contains("ONEX_INSTANCE_ID"), "{err}");
+        let with_id = ConfigSource::from_pairs([
+            ("KAFKA_STATIC_MEMBERSHIP", "true"),
+            ("ONEX_INSTANCE_ID", "orders-1"),
+            ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
+        ]);
+        let c = RuntimeConfig::from_source(&with_id).unwrap();
+        assert_eq!(c.kafka.group_instance_id.as_deref(), Some("orders-1"));
+        assert_eq!(c.kafka.session_timeout_ms, Some(6000));
+        let plain =
+            RuntimeConfig::from_source(&ConfigSource::from_pairs([("ONEX_INSTANCE_ID", "x")]));
+        assert_eq!(plain.unwrap().kafka.group_instance_id, None);
+    }
 
     #[test]
     fn defaults() {

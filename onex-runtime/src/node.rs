@@ -398,6 +398,7 @@ pub struct DispatchShared {
     pub metrics: Arc<Metrics>,
     breaker: Option<Arc<CircuitBreaker>>,
     seen: Option<Arc<Mutex<SeenSet>>>,
+    durable_state: bool,
 }
 
 impl DispatchShared {
@@ -430,7 +431,15 @@ impl DispatchShared {
             group,
             dlq_explicit,
             metrics,
+            durable_state: true,
         }
+    }
+
+    /// Whether a handler that keeps state keeps it on the bus (the
+    /// default) or only in process memory.
+    pub fn with_durable_state(mut self, durable: bool) -> Self {
+        self.durable_state = durable;
+        self
     }
 
     /// The handler circuit breaker, if the spec enables one.
@@ -442,6 +451,7 @@ impl DispatchShared {
     pub fn state_topic(&self) -> Option<String> {
         self.handler
             .state_keeper()
+            .filter(|_| self.durable_state)
             .map(|_| self.namer.physical(&snapshot_topic(&self.spec)))
     }
 

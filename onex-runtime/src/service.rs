@@ -116,7 +116,8 @@ impl NodeService {
             group,
             dlq_explicit,
             metrics.clone(),
-        );
+        )
+        .with_durable_state(config.durable_state);
         let placeholder: Arc<dyn EventBus> = Arc::new(InMemoryBus::with_metrics(
             MemoryBusSettings::default(),
             metrics.clone(),

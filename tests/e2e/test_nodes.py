@@ -34,6 +34,7 @@ import os
 import re
 import socket
 import subprocess
+import tempfile
 import time
 import unittest
 import uuid
@@ -599,6 +600,123 @@ class ReducerNode(NodeE2E, unittest.TestCase):
         self.check_dead_letter(record, raw, env["correlation_id"], "invalid_input", "amount_positive")
         self.state["dead"].append(env["correlation_id"])
 
+    # -- durable state (run after the shared tests: they stop every node) ----
+
+    def send_orders(self, orders, trigger, extra=None):
+        """One event per order; returns their correlation ids."""
+        cids = []
+        for order in orders:
+            env = envelope(f"demo.order.{trigger}", {"aggregate_id": order, **(extra or {})})
+            self.client.send_envelope(self.SUBSCRIBE, env, key=order)
+            cids.append(env["correlation_id"])
+        return cids
+
+    def changes_of(self, orders):
+        """State-change records of these orders in topic order: [(event id, payload)]."""
+        wanted = set(orders)
+        out = []
+        for r in self.reader(self.STATUS).records:
+            env = decode(r)
+            if isinstance(env, dict) and (env.get("payload") or {}).get("aggregate_id") in wanted:
+                out.append((env["event_id"], env["payload"]))
+        return out
+
+    def wait_changes(self, orders, count, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            distinct = {eid for eid, _ in self.changes_of(orders)}
+            if len(distinct) >= count:
+                return distinct
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(distinct)} of {count} state changes within {timeout} s")
+            self.reader(self.STATUS).poll()
+
+    def restart_after_sigkill(self, node, instance, orders, extra=None):
+        """SIGKILL, restart under the same identity; seconds until the restarted
+        node publishes a change it had not published before the kill."""
+        before = {eid for eid, _ in self.changes_of(orders)}
+        node.kill()
+        started = time.monotonic()
+        node = self.start_node(durable_env(instance, extra))
+        node.instance = instance
+        deadline = started + 60
+        while not {eid for eid, _ in self.changes_of(orders)} - before:
+            if time.monotonic() > deadline:
+                raise AssertionError("the restarted node published nothing within 60 s\n" + node.tail())
+            self.reader(self.STATUS).poll()
+        return node, time.monotonic() - started
+
+    def check_each_transition_once(self, orders, cids):
+        # Zero dead letters for these inputs.
+        dead = [r for r in self.reader(self.DLQ).drain()
+                if headers_dict(r).get("correlation_id") in set(cids)]
+        self.assertEqual(dead, [], "dead letters for the orders")
+        # A consumer dropping duplicate ids sees each transition once, in order.
+        self.reader(self.STATUS).drain()
+        seen, by_order, duplicates = {}, {}, 0
+        for eid, payload in self.changes_of(orders):
+            if eid in seen:
+                self.assertEqual(seen[eid], payload, "a re-published event id carries the same change")
+                duplicates += 1
+                continue
+            seen[eid] = payload
+            by_order.setdefault(payload["aggregate_id"], []).append((payload["from_state"], payload["to_state"]))
+        for order in orders:
+            self.assertEqual(by_order.get(order), [("pending", "paid"), ("paid", "shipped")], order)
+        return duplicates
+
+    def test_9c_two_sigkills_mid_stream(self):
+        self.stop_running_nodes()
+        instance = "e2e-reducer-durable"
+        orders = [f"order-{uuid.uuid4()}" for _ in range(200)]
+        node = self.start_node(durable_env(instance))
+        node.instance = instance
+        self.wait_started(node)
+        cids = self.send_orders(orders[:70], "payment_captured", {"amount": 10})
+        self.wait_changes(orders, 20)
+        node, first = self.restart_after_sigkill(node, instance, orders)
+        cids += self.send_orders(orders[70:140], "payment_captured", {"amount": 10})
+        self.wait_changes(orders, 90)
+        node, second = self.restart_after_sigkill(node, instance, orders)
+        cids += self.send_orders(orders[140:], "payment_captured", {"amount": 10})
+        self.wait_changes(orders, 200)
+        # Legal only from `paid`, the state reached (partly) before the kills.
+        cids += self.send_orders(orders, "order_shipped")
+        self.wait_changes(orders, 400)
+        duplicates = self.check_each_transition_once(orders, cids)
+        print(f"\n  reducer: back {first:.1f} s and {second:.1f} s after each SIGKILL; "
+              f"{duplicates} re-published duplicate(s) dropped by id")
+        self.assertEqual(node.terminate(timeout=10), 0, node.tail())
+
+    def test_9d_two_instances_one_killed(self):
+        self.stop_running_nodes()
+        orders = [f"order-{uuid.uuid4()}" for _ in range(100)]
+        pair = [f"e2e-reducer-pair-{i}" for i in range(2)]
+        nodes = []
+        for instance in pair:
+            node = self.start_node(durable_env(instance))
+            node.instance = instance
+            self.wait_started(node)
+            nodes.append(node)
+        cids = self.send_orders(orders[:50], "payment_captured", {"amount": 10})
+        self.wait_changes(orders, 10)
+        # Kill the member that owns the partition; the other takes it over
+        # (rebalance), restores the state and goes on.
+        wanted = set(orders)
+        owners = {decode(r)["source"]["instance_id"] for r in self.reader(self.STATUS).records
+                  if (decode(r).get("payload") or {}).get("aggregate_id") in wanted}
+        self.assertEqual(len(owners), 1, owners)
+        owner = next(n for n in nodes if n.instance in owners)
+        other = next(n for n in nodes if n is not owner)
+        owner.kill()
+        cids += self.send_orders(orders[50:], "payment_captured", {"amount": 10})
+        self.wait_changes(orders, 100, timeout=90)
+        cids += self.send_orders(orders, "order_shipped")
+        self.wait_changes(orders, 200, timeout=90)
+        self.check_each_transition_once(orders, cids)
+        self.assertTrue(any("state restored" in line for line in other.lines), other.tail())
+        self.assertEqual(other.terminate(timeout=10), 0, other.tail())
+
 
 class OrchestratorNode(NodeE2E, unittest.TestCase):
     NODE = "node_order_fulfilment_orchestrator"
@@ -643,24 +761,122 @@ class OrchestratorNode(NodeE2E, unittest.TestCase):
     def test_4a_failing_step_stops_the_workflow(self):
         self.wait_started(self.first)
         env = envelope("demo.fulfil-order", {"order_id": "o-declined", "card": "declined"})
-        self.client.send_envelope(self.SUBSCRIBE, env)
-        outputs = self.outputs_of(env["correlation_id"], 2)
-        for out in outputs:
-            self.assertEqual(out["causation_id"], env["event_id"])
-        # (Two topics: arrival order between them is not defined.)
-        by_type = {o["event_type"]: o for o in outputs}
-        step = by_type["node-order-fulfilment-orchestrator.step-completed"]
-        failed = by_type["node-order-fulfilment-orchestrator.workflow-failed"]
-        self.assertEqual(step["payload"]["step"], "reserve_stock")
+        raw = self.client.send_envelope(self.SUBSCRIBE, env)
+        # A failed workflow is not acknowledged as handled: it is dead-lettered ...
+        record = self.dead_letter(env["correlation_id"])
+        self.check_dead_letter(record, raw, env["correlation_id"], "fatal", "card declined")
+        self.state["dead"].append(env["correlation_id"])
+        # ... and announced on the failure topic (here the completion topic).
+        (failed,) = self.outputs_of(env["correlation_id"], 1)
+        self.assertEqual(failed["causation_id"], env["event_id"])
         self.assertEqual(failed["event_type"], "node-order-fulfilment-orchestrator.workflow-failed")
         self.assertEqual(failed["payload"]["status"], "failed")
+        self.assertEqual(failed["payload"]["workflow_id"], env["event_id"])
         self.assertEqual(failed["payload"]["failed_step"], "charge_customer")
         self.assertEqual(failed["payload"]["completed_steps"], ["reserve_stock"])
         self.assertIn("card declined", failed["payload"]["error"])
-        # Shipping never ran: nothing more for this workflow run.
+        # Shipping never ran, and no stage event was published.
         published = [r for r in self.reader(*self.PUBLISH).drain() if correlated(env["correlation_id"])(r)]
-        self.assertEqual(len(published), 2)
-        self.state["handled"].append((env["correlation_id"], 2))
+        self.assertEqual(len(published), 1)
+
+    # -- durable progress (run after the shared tests: they stop every node) --
+
+    SNAPSHOT = "onex.snapshot.demo.node-order-fulfilment-orchestrator.v1"
+
+    @classmethod
+    def durable_node(cls):
+        """A node that keeps its instance id across restarts (static member)."""
+        if not hasattr(cls, "step_log"):
+            cls.step_log = os.path.join(tempfile.mkdtemp(prefix="onex-e2e-steps-"), "steps.log")
+        node = cls.start_node(durable_env("e2e-orchestrator-durable", {"E2E_STEP_LOG": cls.step_log}))
+        node.instance = "e2e-orchestrator-durable"
+        return node
+
+    def step_runs(self, workflow_id):
+        """[(step, attempt, unix ms, outcome)] of one workflow, in the order they ran."""
+        try:
+            with open(self.step_log, encoding="utf-8") as f:
+                lines = f.read().split("\n")
+        except FileNotFoundError:
+            return []
+        runs = []
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 4 and parts[0].startswith(f"{workflow_id}:"):
+                runs.append((parts[0].split(":", 1)[1], int(parts[1]), int(parts[2]), parts[3]))
+        return runs
+
+    def test_9c_killed_between_steps_resumes_at_the_second(self):
+        self.stop_running_nodes()
+        node = self.durable_node()
+        self.wait_started(node)
+        env = envelope("demo.fulfil-order", {"order_id": f"order-{uuid.uuid4()}", "charge_delay_ms": 3000})
+        self.client.send_envelope(self.SUBSCRIBE, env)
+        # The first step's progress is on the snapshot topic: kill during the second.
+        self.reader(self.SNAPSHOT).wait_for(lambda r: r.key == env["event_id"].encode(), "progress record")
+        self.assertEqual([s for s, *_ in self.step_runs(env["event_id"])], ["reserve_stock"])
+        node.kill()
+        restarted_at = time.monotonic()
+        node = self.durable_node()
+        outputs = self.outputs_of(env["correlation_id"], 4)
+        print(f"\n  orchestrator: completion {time.monotonic() - restarted_at:.1f} s after the restart "
+              "(a 3 s step included)")
+        done = [o for o in outputs if o["event_type"].endswith("workflow-completed")]
+        self.assertEqual(len(done), 1)
+        self.assertEqual(sorted(done[0]["payload"]["results"]), sorted(self.STEPS))
+        runs = self.step_runs(env["event_id"])
+        self.assertEqual([s for s, *_ in runs], self.STEPS, "each step ran once, reserve_stock before the kill")
+        self.assertEqual(node.terminate(timeout=10), 0, node.tail())
+
+    def test_9d_failing_step_retried_with_backoff(self):
+        self.stop_running_nodes()
+        node = self.durable_node()
+        self.wait_started(node)
+        env = envelope("demo.fulfil-order", {"order_id": f"order-{uuid.uuid4()}", "charge_failures": 2})
+        self.client.send_envelope(self.SUBSCRIBE, env)
+        outputs = self.outputs_of(env["correlation_id"], 4)
+        self.assertTrue(any(o["event_type"].endswith("workflow-completed") for o in outputs))
+        runs = self.step_runs(env["event_id"])
+        charges = [(attempt, ms, outcome) for step, attempt, ms, outcome in runs if step == "charge_customer"]
+        self.assertEqual([(a, o) for a, _, o in charges], [(0, "failed"), (1, "failed"), (2, "done")])
+        # The contract's backoff: 100 ms, then 200 ms, each with 10% jitter.
+        gaps = [later[1] - earlier[1] for earlier, later in zip(charges, charges[1:])]
+        self.assertGreaterEqual(gaps[0], 90, gaps)
+        self.assertGreaterEqual(gaps[1], 180, gaps)
+        self.assertEqual([s for s, *_ in runs if s != "charge_customer"], ["reserve_stock", "book_shipping"],
+                         "reserve_stock is not run again by the retries")
+        self.assertEqual(node.terminate(timeout=10), 0, node.tail())
+
+    def test_9e_always_failing_step_dead_lettered_and_announced(self):
+        self.stop_running_nodes()
+        node = self.durable_node()
+        self.wait_started(node)
+        env = envelope("demo.fulfil-order", {"order_id": f"order-{uuid.uuid4()}", "charge_failures": 99})
+        raw = self.client.send_envelope(self.SUBSCRIBE, env)
+        record = self.dead_letter(env["correlation_id"])
+        self.check_dead_letter(record, raw, env["correlation_id"], "retriable", "payment provider", retries=3)
+        (failed,) = self.outputs_of(env["correlation_id"], 1)
+        self.assertEqual(failed["event_type"], "node-order-fulfilment-orchestrator.workflow-failed")
+        self.assertEqual(failed["payload"]["failed_step"], "charge_customer")
+        self.assertEqual(failed["payload"]["completed_steps"], ["reserve_stock"])
+        self.assertEqual(failed["payload"]["retry_count"], 3)
+        runs = self.step_runs(env["event_id"])
+        self.assertEqual([(s, a, o) for s, a, _, o in runs],
+                         [("reserve_stock", 0, "done")] + [("charge_customer", a, "failed") for a in range(4)])
+        self.assertEqual(node.terminate(timeout=10), 0, node.tail())
+
+
+def durable_env(instance, extra=None):
+    """Settings of a node restarted under the same identity: static group
+    membership from a stable instance id, and a short session for the case
+    the broker does not honour it."""
+    env = {
+        "ONEX_INSTANCE_ID": instance,
+        "KAFKA_STATIC_MEMBERSHIP": "true",
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+    }
+    env.update(extra or {})
+    return env
 
 
 KINDS = {
