@@ -100,6 +100,31 @@ impl EventBus for NodeView {
     ) -> Result<PublishReceipt, BusError> {
         self.0.publish(topic, key, value, headers).await
     }
+    async fn publish_to_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: &[u8],
+        headers: &Headers,
+    ) -> Result<PublishReceipt, BusError> {
+        self.0
+            .publish_to_partition(topic, partition, key, value, headers)
+            .await
+    }
+    async fn read_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<onex_runtime::bus::BusMessage>, BusError> {
+        self.0.read_partition(topic, partition).await
+    }
+    async fn partition_count(&self, topic: &str) -> Result<i32, BusError> {
+        self.0.partition_count(topic).await
+    }
+    async fn ensure_compacted_topic(&self, topic: &str, partitions: i32) -> Result<(), BusError> {
+        self.0.ensure_compacted_topic(topic, partitions).await
+    }
     async fn subscribe(
         &self,
         topic: &str,
