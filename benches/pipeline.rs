@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use onex_gen::fileset::FileSet;
 use onex_gen::pipeline::{load_contract, run_jobs, Destination, Job, RuntimeChoice};
-use onex_gen::write::{write, WriteOptions};
+use onex_gen::stages::write::{write, WriteOptions};
 use sha2::{Digest, Sha256};
 
 fn corpus() -> Vec<PathBuf> {
@@ -171,7 +171,7 @@ fn main() {
         .collect();
     write(&gens, &WriteOptions::default()).expect("writes");
     let check = median(runs, || {
-        let report = onex_gen::check::check(std::slice::from_ref(&checked));
+        let report = onex_gen::commands::check::check(std::slice::from_ref(&checked));
         assert_eq!(report.exit_code(), 0, "freshly written crates are in sync");
     });
     let walk = median(runs, || {

@@ -46,7 +46,7 @@ run_exact() { # test name, cargo test flags...
   local name="$1" log status=0
   shift
   log="$(mktemp)"
-  cargo test --locked "$@" -p onex-gen --test serve_kafka -- --exact "$name" --nocapture --test-threads 1 \
+  cargo test --locked "$@" -p onex-gen-bus --test serve_kafka -- --exact "$name" --nocapture --test-threads 1 \
     2>&1 | tee "$log" || status=$?
   if ! grep -qE '^test result: ok\. 1 passed; 0 failed' "$log"; then
     echo "serve-e2e: expected exactly one test named '$name' to run and pass" >&2

@@ -1,27 +1,26 @@
 //! onex-gen: turns ONEX node contracts into complete Rust node crates.
+//!
+//! The pipeline's stages live in [`stages`], in pipeline order; [`pipeline`]
+//! runs them. [`commands`] holds what the other commands do with the
+//! pipeline (drift check, contract diff, the `new --report`). The commands
+//! that talk to a Kafka bus (serve, request, registry, bus) are a separate
+//! crate, `onex-gen-bus`, so this library links no Kafka client.
 
-pub mod bus_cli;
-pub mod check;
+pub mod commands;
 pub mod contract;
 pub mod diagnostic;
-pub mod diff;
 pub mod error;
 pub mod fileset;
-pub mod format;
 pub mod manifest;
-pub mod model;
-pub mod parse;
 pub mod pipeline;
-pub mod registry;
-pub mod render;
-pub mod report;
-pub mod request_cli;
-pub mod serve;
-pub mod validate;
-pub mod verify;
-pub mod wiring;
-pub mod write;
+pub mod stages;
 pub mod yaml;
+
+/// Every bus/runtime variable a generated node's runtime reads:
+/// `(name, default or "", meaning)`. The same file onex-runtime compiles, so
+/// the two cannot disagree, without linking the runtime (and its Kafka client).
+#[path = "../onex-runtime/src/bus_env.rs"]
+pub mod bus_env;
 
 /// The generator version recorded in every @generated header and manifest.
 pub const GENERATOR_VERSION: &str = env!("CARGO_PKG_VERSION");

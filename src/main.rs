@@ -4,19 +4,20 @@
 //! change; 2 invalid input (located diagnostics on stderr, or JSON lines on
 //! stdout with `--format json`) or any other error.
 
+use std::ffi::OsString;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use onex_gen::check::{self, OutputFormat};
+use onex_gen::commands::check::{self, OutputFormat};
+use onex_gen::commands::report::{self, ContractReport};
 use onex_gen::diagnostic::Diagnostics;
 use onex_gen::error::GenError;
 use onex_gen::pipeline::{self, GenerateOptions, RuntimeChoice};
-use onex_gen::report::{self, ContractReport};
-use onex_gen::write::{self, Action, WriteOptions};
+use onex_gen::stages::write::{self, Action, WriteOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,14 +46,25 @@ enum Command {
     Check(CheckArgs),
     /// Report breaking changes between two versions of a contract.
     Diff(DiffArgs),
-    /// Publish, consume and inspect ONEX events on the bus.
-    Bus(onex_gen::bus_cli::BusArgs),
-    /// Generate nodes from requests on the bus until stopped (SIGINT/SIGTERM).
-    Serve(onex_gen::serve::ServeArgs),
-    /// Ask a running `serve` to generate CONTRACT and wait for the answer.
-    Request(onex_gen::request_cli::RequestArgs),
-    /// Keep a catalog of live nodes from their introspection events, served as JSON over HTTP.
-    Registry(onex_gen::registry::RegistryArgs),
+    /// Publish, consume and inspect ONEX events on the bus (runs onex-gen-bus).
+    #[command(disable_help_flag = true)]
+    Bus(BusCommand),
+    /// Generate nodes from requests on the bus until stopped (runs onex-gen-bus).
+    #[command(disable_help_flag = true)]
+    Serve(BusCommand),
+    /// Ask a running `serve` to generate CONTRACT and wait for the answer (runs onex-gen-bus).
+    #[command(disable_help_flag = true)]
+    Request(BusCommand),
+    /// Keep a catalog of live nodes from their introspection events (runs onex-gen-bus).
+    #[command(disable_help_flag = true)]
+    Registry(BusCommand),
+}
+
+/// The arguments of a bus-facing command, passed on to `onex-gen-bus` as they are.
+#[derive(Debug, Args)]
+struct BusCommand {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<OsString>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,10 +148,10 @@ fn main() -> ExitCode {
         }
         Command::Check(a) => run_check(a),
         Command::Diff(a) => run_diff(a),
-        Command::Bus(a) => onex_gen::bus_cli::run(a).map(|code| u8::try_from(code).unwrap_or(2)),
-        Command::Serve(a) => onex_gen::serve::run_cli(a),
-        Command::Request(a) => onex_gen::request_cli::run_cli(a),
-        Command::Registry(a) => onex_gen::registry::run_cli(a),
+        Command::Bus(a) => run_bus_command("bus", a),
+        Command::Serve(a) => run_bus_command("serve", a),
+        Command::Request(a) => run_bus_command("request", a),
+        Command::Registry(a) => run_bus_command("registry", a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -176,7 +188,7 @@ fn run_new(a: NewArgs) -> anyhow::Result<u8> {
         template_dir: a.templates,
         cargo_check: a.cargo_check,
     };
-    let contracts = onex_gen::parse::contract_files(&a.contracts);
+    let contracts = onex_gen::stages::parse::contract_files(&a.contracts);
     let gens = match pipeline::generate(&contracts, &opts) {
         Ok(g) => g,
         Err(diags) => {
@@ -271,7 +283,7 @@ fn unusable_out_dir(dir: &std::path::Path) -> Option<String> {
 fn run_validate(a: ValidateArgs) -> anyhow::Result<u8> {
     let mut all = Diagnostics::new();
     let mut failed = false;
-    for path in &onex_gen::parse::contract_files(&a.contracts) {
+    for path in &onex_gen::stages::parse::contract_files(&a.contracts) {
         match pipeline::load_contract(path) {
             Ok((contract, warnings)) => {
                 all.extend(warnings);
@@ -295,7 +307,7 @@ fn run_validate(a: ValidateArgs) -> anyhow::Result<u8> {
 }
 
 fn run_schema() -> anyhow::Result<u8> {
-    println!("{}", onex_gen::validate::contract_schema());
+    println!("{}", onex_gen::stages::validate::contract_schema());
     Ok(0)
 }
 
@@ -311,7 +323,7 @@ fn run_check(a: CheckArgs) -> anyhow::Result<u8> {
 }
 
 fn run_diff(a: DiffArgs) -> anyhow::Result<u8> {
-    match onex_gen::diff::diff_files(&a.old, &a.new) {
+    match onex_gen::commands::diff::diff_files(&a.old, &a.new) {
         Ok(r) => {
             match a.format {
                 Format::Text => print!("{}", r.render_text()),
@@ -323,5 +335,64 @@ fn run_diff(a: DiffArgs) -> anyhow::Result<u8> {
             print_diagnostics(&diags, a.format);
             Ok(2)
         }
+    }
+}
+
+/// The binary that holds the bus-facing commands.
+const BUS_BINARY: &str = "onex-gen-bus";
+
+/// Runs `onex-gen-bus COMMAND ARGS...` (found beside this executable, else on
+/// PATH) and returns its exit status, the way git and cargo run external
+/// subcommands. The bus commands live in their own crate so that the
+/// generator links no Kafka client.
+fn run_bus_command(command: &str, a: BusCommand) -> anyhow::Result<u8> {
+    let Some(binary) = find_bus_binary() else {
+        eprintln!(
+            "error: `onex-gen {command}` needs the {BUS_BINARY} binary (the bus-facing commands, \
+             built apart so that onex-gen links no Kafka client), and it is neither beside \
+             this executable nor on PATH.\n\
+             Build it from the onex-gen repository with `cargo build --locked -p {BUS_BINARY}` \
+             (it lands beside onex-gen in target/) or install it with \
+             `cargo install --locked --path {BUS_BINARY}`."
+        );
+        return Ok(2);
+    };
+    let status = std::process::Command::new(&binary)
+        .arg(command)
+        .args(&a.args)
+        .status()
+        .with_context(|| format!("running {}", binary.display()))?;
+    // A signal-terminated child has no code; report it as a failure.
+    Ok(status
+        .code()
+        .and_then(|c| u8::try_from(c).ok())
+        .unwrap_or(2))
+}
+
+fn find_bus_binary() -> Option<PathBuf> {
+    let name = format!("{BUS_BINARY}{}", std::env::consts::EXE_SUFFIX);
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&name)));
+    let on_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|dir| dir.join(&name))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    beside.into_iter().chain(on_path).find(|p| is_executable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        path.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        path.is_file()
     }
 }

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::GenError;
 use crate::fileset::{FileSet, Owner};
-use crate::render::RuntimeSource;
+use crate::stages::render::RuntimeSource;
 
 /// Where the manifest lives inside a generated crate.
 pub const MANIFEST_PATH: &str = ".onex-gen/manifest.json";

@@ -1,6 +1,6 @@
 //! The pipeline driver: runs stages 1 to 5 for every contract, with one
 //! rustfmt pass across all of them, and hands stage 6 a [`Generation`] per
-//! contract. Stage 6 ([`crate::write`]) is separate so that `check` can run
+//! contract. Stage 6 ([`crate::stages::write`]) is separate so that `check` can run
 //! the same generation in memory and never write.
 //!
 //! All or nothing: [`generate`] returns either a generation for every contract
@@ -21,8 +21,8 @@ use crate::diagnostic::{Diagnostic, Diagnostics, Position};
 use crate::error::GenError;
 use crate::fileset::FileSet;
 use crate::manifest::{self, ContractRecord, Manifest, RecordedOptions};
-use crate::render::{RenderOptions, RuntimeSource};
-use crate::verify::{VerifiedFileSet, VerifyOptions};
+use crate::stages::render::{RenderOptions, RuntimeSource};
+use crate::stages::verify::{VerifiedFileSet, VerifyOptions};
 
 /// One stage of the pipeline, as `onex-gen stages` prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -258,7 +258,7 @@ pub fn collect_all(
 
 /// Stages 1 and 2 for one contract file: read, parse, validate.
 pub fn load_contract(path: &Path) -> Result<(Contract, Diagnostics), Diagnostics> {
-    let validated = crate::validate::load(path)?;
+    let validated = crate::stages::validate::load(path)?;
     Ok((validated.contract, validated.warnings))
 }
 
@@ -293,9 +293,9 @@ pub fn render_contract(
     // folder and however the path was spelled.
     let mut for_render = contract.clone();
     for_render.path = PathBuf::from(manifest::relative_to(&contract.path, &crate_dir));
-    let model = crate::model::build(&for_render);
-    let files = crate::render::render(&model, effective).map_err(located)?;
-    let files = crate::wiring::wire(files, &model, effective).map_err(located)?;
+    let model = crate::stages::model::build(&for_render);
+    let files = crate::stages::render::render(&model, effective).map_err(located)?;
+    let files = crate::stages::wiring::wire(files, &model, effective).map_err(located)?;
     Ok(Rendered {
         contract,
         warnings,
@@ -318,11 +318,11 @@ pub fn format_and_verify(
             .iter_mut()
             .filter_map(|r| r.as_mut().ok().map(|r| &mut r.files))
             .collect();
-        crate::format::format_filesets(&mut sets)
+        crate::stages::format::format_filesets(&mut sets)
             .err()
             .map(|e| e.to_string())
     };
-    let template_set_hash = crate::render::template_set_hash();
+    let template_set_hash = crate::stages::render::template_set_hash();
     parallel_map(rendered, |r| {
         let r = r?;
         if let Some(msg) = &format_error {
@@ -340,11 +340,12 @@ pub fn format_and_verify(
             cargo_check,
             crate_dir: Some(r.crate_dir.clone()),
         };
-        let files =
-            crate::verify::verify(r.files, &r.contract, &verify_opts).map_err(|mut d| {
+        let files = crate::stages::verify::verify(r.files, &r.contract, &verify_opts).map_err(
+            |mut d| {
                 d.extend(r.warnings.clone());
                 d
-            })?;
+            },
+        )?;
         Ok(Generation {
             node_name: r.contract.name.clone(),
             contract: r.contract,

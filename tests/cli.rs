@@ -235,3 +235,46 @@ fn new_with_json_format_prints_the_plan_as_json() {
         .any(|a| a["path"] == "Cargo.toml" && a["action"] == "create"));
     assert!(!tmp.path().join("out").exists());
 }
+
+/// `onex-gen serve|request|registry|bus` run the `onex-gen-bus` binary found
+/// beside `onex-gen` (or on PATH), with the arguments as given, and pass its
+/// exit status on; without it they say how to get it and exit 2.
+#[cfg(unix)]
+#[test]
+fn bus_commands_run_the_bus_binary_or_say_how_to_get_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::process::Command;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let gen = tmp.path().join("onex-gen");
+    std::fs::copy(env!("CARGO_BIN_EXE_onex-gen"), &gen).unwrap();
+    let empty_path = tmp.path().join("empty");
+    std::fs::create_dir(&empty_path).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(&gen)
+            .args(args)
+            .env("PATH", &empty_path)
+            .output()
+            .unwrap()
+    };
+
+    let o = run(&["serve", "--output-root", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("onex-gen-bus") && err.contains("cargo build --locked -p onex-gen-bus"),
+        "{err}"
+    );
+
+    let bus = tmp.path().join("onex-gen-bus");
+    std::fs::write(&bus, "#!/bin/sh\necho \"got: $*\"\nexit 7\n").unwrap();
+    std::fs::set_permissions(&bus, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for command in ["serve", "request", "registry", "bus"] {
+        let o = run(&[command, "--help", "a b", "-x"]);
+        assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            format!("got: {command} --help a b -x\n")
+        );
+    }
+}

@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use onex_gen::contract::NodeKind;
-use onex_gen::parse::parse;
 use onex_gen::pipeline::{self, GenerateOptions, RuntimeChoice};
-use onex_gen::validate::validate;
+use onex_gen::stages::parse::parse;
+use onex_gen::stages::validate::validate;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use onex_gen::contract::{
     Contract, FieldType, FromState, Idempotency, NodeKind, PublishRole, TopicSource,
 };
-use onex_gen::validate::{load, Validated};
+use onex_gen::stages::validate::{load, Validated};
 
 fn corpus_dir() -> PathBuf {
     common::shared_corpus()
@@ -380,7 +380,7 @@ fn omninode_dir() -> PathBuf {
 #[test]
 fn real_omninode_contracts_generate_or_are_refused_as_not_nodes() {
     let dir = omninode_dir();
-    let files = onex_gen::parse::contract_files(std::slice::from_ref(&dir));
+    let files = onex_gen::stages::parse::contract_files(std::slice::from_ref(&dir));
     assert!(files.len() >= 10, "{files:?}");
     let sources = std::fs::read_to_string(dir.join("SOURCES.tsv")).unwrap();
     let provenance: std::collections::BTreeSet<String> = sources

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use onex_gen::pipeline::{self, GenerateOptions, RuntimeChoice};
-use onex_gen::write::{self, WriteOptions};
+use onex_gen::stages::write::{self, WriteOptions};
 use proptest::strategy::{Strategy, ValueTree};
 
 fn root() -> PathBuf {

@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use onex_gen::check::unified_diff;
+use onex_gen::commands::check::unified_diff;
 use onex_gen::manifest::MANIFEST_PATH;
 use onex_gen::pipeline::{run_jobs, Destination, Generation, Job, RuntimeChoice};
-use onex_gen::write::{write, WriteOptions};
+use onex_gen::stages::write::{write, WriteOptions};
 
 /// Files a build leaves in a golden crate; not part of the expectation.
 const IGNORED: &[&str] = &["Cargo.lock", "target"];

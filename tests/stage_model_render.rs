@@ -17,10 +17,10 @@
 use std::path::{Path, PathBuf};
 
 use onex_gen::fileset::FileSet;
-use onex_gen::model::{build, NodeModel};
-use onex_gen::render::{render, RenderOptions, RuntimeSource};
-use onex_gen::validate::load;
-use onex_gen::wiring::wire;
+use onex_gen::stages::model::{build, NodeModel};
+use onex_gen::stages::render::{render, RenderOptions, RuntimeSource};
+use onex_gen::stages::validate::load;
+use onex_gen::stages::wiring::wire;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -12,8 +12,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use onex_gen::parse::parse;
-use onex_gen::validate::validate;
+use onex_gen::stages::parse::parse;
+use onex_gen::stages::validate::validate;
 use onex_gen::yaml::{Node, Value};
 
 fn root() -> PathBuf {

@@ -13,6 +13,7 @@
 pub mod aggregate;
 pub mod breaker;
 pub mod bus;
+mod bus_env;
 pub mod config;
 pub mod dlq;
 pub mod envelope;

@@ -27,18 +27,18 @@ use crate::diagnostic::{Diagnostic, Diagnostics, Position};
 use crate::fileset::FileSet;
 
 /// The Compose Specification schema (see `schemas/README.md` for provenance).
-pub const COMPOSE_SCHEMA: &str = include_str!("../schemas/compose-spec.json");
+pub const COMPOSE_SCHEMA: &str = include_str!("../../schemas/compose-spec.json");
 
 /// Files every generated crate must contain.
 pub const REQUIRED_FILES: &[&str] = &["Cargo.toml", "src/main.rs", ".env.template", "compose.yaml"];
 
 /// Environment variables onex-runtime reads at start-up
-/// (`onex_runtime::config::BUS_ENV_VARS`). They never appear as literals in
+/// (`crate::bus_env::BUS_ENV_VARS`). They never appear as literals in
 /// generated code, yet every `.env.template` must list them.
 pub fn runtime_env_vars() -> &'static [String] {
     static VARS: OnceLock<Vec<String>> = OnceLock::new();
     VARS.get_or_init(|| {
-        onex_runtime::config::BUS_ENV_VARS
+        crate::bus_env::BUS_ENV_VARS
             .iter()
             .map(|(name, _, _)| (*name).to_owned())
             .collect()
@@ -415,7 +415,7 @@ mod tests {
             vars.iter().any(|v| v == "KAFKA_BOOTSTRAP_SERVERS"),
             "{vars:?}"
         );
-        assert_eq!(vars.len(), onex_runtime::config::BUS_ENV_VARS.len());
+        assert_eq!(vars.len(), crate::bus_env::BUS_ENV_VARS.len());
     }
 
     #[test]

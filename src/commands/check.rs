@@ -24,7 +24,7 @@ use crate::diagnostic::Diagnostics;
 use crate::fileset::Owner;
 use crate::manifest::{sha256_hex, Manifest, MANIFEST_PATH};
 use crate::pipeline::{Destination, Generation, Job, RuntimeChoice};
-use crate::render::RuntimeSource;
+use crate::stages::render::RuntimeSource;
 
 /// The folder whose every file must be generated.
 pub const GENERATED_DIR: &str = "src/generated/";

@@ -23,7 +23,7 @@ use crate::error::GenError;
 use crate::fileset::Owner;
 use crate::manifest::{sha256_hex, Manifest, MANIFEST_PATH};
 use crate::pipeline::Generation;
-use crate::verify::VerifiedFileSet;
+use crate::stages::verify::VerifiedFileSet;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteOptions {

@@ -163,7 +163,7 @@ fn not_runnable(rustfmt: &std::ffi::OsStr, e: std::io::Error) -> GenError {
 
 /// `rustfmt --version`, once per process: part of every cache key, so a
 /// toolchain change never serves formatting from another rustfmt.
-pub(crate) fn rustfmt_version() -> Result<&'static str, GenError> {
+pub fn rustfmt_version() -> Result<&'static str, GenError> {
     static VERSION: OnceLock<Result<String, String>> = OnceLock::new();
     let version = VERSION.get_or_init(|| {
         let rustfmt = rustfmt_program();

@@ -46,7 +46,7 @@ pub use generate::{answer, Answer, GeneratorSettings, Outcome};
 pub use request::{GenerationRequest, RequestOptions, RuntimeOption};
 pub use root::OutputRoot;
 
-use crate::diagnostic::Diagnostics;
+use onex_gen::diagnostic::Diagnostics;
 
 /// Topic requests are consumed from.
 pub const REQUEST_TOPIC: &str = "onex.cmd.onex-gen.node-generation-requested.v1";
@@ -109,7 +109,7 @@ impl ServeConfig {
         NodeSpec {
             name: SERVICE_NODE_NAME.into(),
             kind: NodeKind::Effect,
-            version: crate::GENERATOR_VERSION.into(),
+            version: onex_gen::GENERATOR_VERSION.into(),
             description: "Generates ONEX node crates from contracts received on the bus".into(),
             subscribe_topics: vec![self.topics.request.clone()],
             publish_topics: vec![self.topics.completed.clone(), self.topics.failed.clone()],
@@ -482,7 +482,7 @@ impl ServeArgs {
                 runtime_path: self
                     .runtime_path
                     .as_ref()
-                    .map(|p| crate::manifest::absolute(p)),
+                    .map(|p| onex_gen::manifest::absolute(p)),
             },
         }
     }

@@ -19,8 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use onex_gen::request_cli::Requester;
-use onex_gen::serve::{GenerationRequest, RequestOptions, RuntimeOption, ServeTopics};
+use onex_gen_bus::request::Requester;
+use onex_gen_bus::serve::{GenerationRequest, RequestOptions, RuntimeOption, ServeTopics};
 use onex_runtime::bus::kafka::KafkaBus;
 use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Subscription};
 use onex_runtime::config::{KafkaSettings, OffsetReset};
@@ -31,7 +31,7 @@ use onex_runtime::{Envelope, EventSource};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const MINIMAL: &str = include_str!("../contracts/minimal_effect.yaml");
+const MINIMAL: &str = include_str!("../../contracts/minimal_effect.yaml");
 const MAX_CONTRACT: usize = 16 * 1024;
 
 fn bootstrap() -> String {
@@ -321,7 +321,11 @@ async fn serve_end_to_end() {
         node_id: "e2e".into(),
     };
     let envelope = |payload: Value| {
-        let env = Envelope::new(onex_gen::serve::REQUEST_EVENT_TYPE, payload, src.clone());
+        let env = Envelope::new(
+            onex_gen_bus::serve::REQUEST_EVENT_TYPE,
+            payload,
+            src.clone(),
+        );
         (env.to_bytes(), Some(env.correlation_id))
     };
     let valid: Vec<(String, String)> = (0..55)
@@ -811,7 +815,7 @@ async fn serve_benchmark() {
     ])
     .await
     .unwrap();
-    let runtime = Path::new(env!("CARGO_MANIFEST_DIR")).join("onex-runtime");
+    let runtime = Path::new(env!("CARGO_MANIFEST_DIR")).join("../onex-runtime");
     let mut procs = vec![
         spawn_serve("bench-a", work.path(), &root, &t, &group, Some(&runtime)),
         spawn_serve("bench-b", work.path(), &root, &t, &group, Some(&runtime)),

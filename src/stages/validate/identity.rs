@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::contract::{Capability, ModelRef, NodeKind, NodeName, Version};
-use crate::parse::RawContract;
+use crate::stages::parse::RawContract;
 
 use super::{Ctx, Cursor};
 

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use onex_gen::request_cli::{Requester, Response};
-use onex_gen::serve::{self, BusChoice, GenerationRequest, RequestOptions, ServeConfig};
+use onex_gen_bus::request::{Requester, Response};
+use onex_gen_bus::serve::{self, BusChoice, GenerationRequest, RequestOptions, ServeConfig};
 use onex_runtime::bus::memory::InMemoryBus;
 use onex_runtime::bus::EventBus;
 use onex_runtime::config::{ConfigSource, RuntimeConfig};
@@ -17,7 +17,7 @@ use onex_runtime::{Envelope, EventSource};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const MINIMAL: &str = include_str!("../contracts/minimal_effect.yaml");
+const MINIMAL: &str = include_str!("../../contracts/minimal_effect.yaml");
 const WAIT: Duration = Duration::from_secs(60);
 
 fn contract_named(name: &str) -> String {
@@ -126,7 +126,7 @@ async fn a_valid_request_generates_once_and_a_repeat_is_replayed() {
         onex_gen::manifest::sha256_hex(manifest.as_bytes())
     );
     // The crate is what `onex-gen check` expects: no drift.
-    let report = onex_gen::check::check(std::slice::from_ref(&crate_dir));
+    let report = onex_gen::commands::check::check(std::slice::from_ref(&crate_dir));
     assert_eq!(report.exit_code(), 0, "{report:?}");
 
     let mtime = std::fs::metadata(crate_dir.join("Cargo.toml"))
@@ -320,7 +320,7 @@ async fn nothing_is_written_outside_the_root() {
 /// replayed; the request is generated afresh and then replayed under its own key.
 #[test]
 fn a_stale_answer_is_never_replayed() {
-    use onex_gen::serve::root::StoredResult;
+    use onex_gen_bus::serve::root::StoredResult;
     let tmp = tempfile::tempdir().unwrap();
     let root = serve::OutputRoot::open(&tmp.path().join("out")).unwrap();
     let settings = serve::GeneratorSettings::default();

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::contract::NodeKind;
 use crate::error::GenError;
 use crate::fileset::{FileSet, Owner};
-use crate::model::NodeModel;
+use crate::stages::model::NodeModel;
 
 /// Templates embedded at build time: `(name, source)`, sorted by name.
 const TEMPLATES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/templates.rs"));
@@ -147,7 +147,7 @@ impl<'a> Renderer<'a> {
             contract_file => contract_file,
             runtime_path => opts.runtime.dependency_path(),
             vendored => opts.runtime == RuntimeSource::Vendored,
-            bus_env => Value::from(Serde(crate::wiring::bus_env_vars())),
+            bus_env => Value::from(Serde(crate::stages::wiring::bus_env_vars())),
         };
         Ok(Self { env, ctx })
     }

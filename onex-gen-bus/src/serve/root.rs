@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::contract::NodeName;
+use onex_gen::contract::NodeName;
 
 /// Folder under the root that holds the service's own state.
 pub const STATE_DIR: &str = ".onex-serve";

@@ -1,7 +1,7 @@
 //! Generation of one request: stages 1 to 6 for contract bytes, into the
 //! output root, under the node's lock, remembered by idempotency key.
 //!
-//! This follows [`crate::pipeline::run_jobs`] stage for stage, except that
+//! This follows [`onex_gen::pipeline::run_jobs`] stage for stage, except that
 //! stage 1 reads the request's bytes (under [`REQUEST_CONTRACT_PATH`]) instead
 //! of a file, and the contract is written into the crate as `contract.yaml`,
 //! where the manifest records it, so `onex-gen check` works on the result.
@@ -12,12 +12,12 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::diagnostic::Diagnostics;
-use crate::error::GenError;
-use crate::manifest::{self, sha256_hex};
-use crate::pipeline::Generation;
-use crate::render::{RenderOptions, RuntimeSource};
-use crate::write::{self, WriteOptions};
+use onex_gen::diagnostic::Diagnostics;
+use onex_gen::error::GenError;
+use onex_gen::manifest::{self, sha256_hex};
+use onex_gen::pipeline::Generation;
+use onex_gen::stages::render::{RenderOptions, RuntimeSource};
+use onex_gen::stages::write::{self, WriteOptions};
 
 use super::request::{GenerationRequest, RequestOptions, RuntimeOption, REQUEST_CONTRACT_PATH};
 use super::root::{OutputRoot, RootError, StoredResult};
@@ -42,11 +42,11 @@ impl GeneratorSettings {
             (RuntimeOption::Path, Some(p)) => p.display().to_string(),
             _ => String::new(),
         };
-        let rustfmt = crate::format::rustfmt_version().unwrap_or_default();
+        let rustfmt = onex_gen::stages::format::rustfmt_version().unwrap_or_default();
         let mut h = Sha256::new();
         for part in [
-            crate::GENERATOR_VERSION,
-            &crate::render::template_set_hash(),
+            onex_gen::GENERATOR_VERSION,
+            &onex_gen::stages::render::template_set_hash(),
             rustfmt,
             &runtime,
         ] {
@@ -99,7 +99,7 @@ pub fn failed_payload(
         "message": message,
         "diagnostics": diagnostics.iter().collect::<Vec<_>>(),
         "idempotency_key": key,
-        "generator_version": crate::GENERATOR_VERSION,
+        "generator_version": onex_gen::GENERATOR_VERSION,
         "duration_ms": started.elapsed().as_millis() as u64,
     })
 }
@@ -130,8 +130,8 @@ pub fn answer(
     let fail = |t: &str, m: &str, d: &Diagnostics| failed_payload(t, m, d, Some(&key), started);
 
     // Stages 1 and 2, from the bytes.
-    let validated = crate::parse::parse(Path::new(REQUEST_CONTRACT_PATH), bytes)
-        .and_then(|raw| crate::validate::validate(&raw));
+    let validated = onex_gen::stages::parse::parse(Path::new(REQUEST_CONTRACT_PATH), bytes)
+        .and_then(|raw| onex_gen::stages::validate::validate(&raw));
     let validated = match validated {
         Ok(v) => v,
         Err(mut diags) => {
@@ -211,7 +211,7 @@ pub fn answer(
                 "crate_dir": name.as_str(),
                 "contract_sha256": sha256_hex(bytes),
                 "idempotency_key": key,
-                "generator_version": crate::GENERATOR_VERSION,
+                "generator_version": onex_gen::GENERATOR_VERSION,
                 "manifest_sha256": sha256_hex(manifest_json.as_bytes()),
                 "files": files,
                 "warnings": warnings.iter().collect::<Vec<_>>(),
@@ -244,7 +244,7 @@ fn replay(stored: StoredResult) -> Answer {
 
 /// Stages 3, 4, 4.5, the formatter pass and 5 for one validated contract.
 fn render_and_verify(
-    contract: crate::contract::Contract,
+    contract: onex_gen::contract::Contract,
     warnings: Diagnostics,
     crate_dir: &Path,
     runtime: RuntimeSource,
@@ -253,7 +253,7 @@ fn render_and_verify(
         runtime,
         template_dir: None,
     };
-    let rendered = crate::pipeline::render_contract(
+    let rendered = onex_gen::pipeline::render_contract(
         contract,
         warnings,
         Path::new(REQUEST_CONTRACT_PATH),
@@ -261,7 +261,7 @@ fn render_and_verify(
         options.clone(),
         &options,
     );
-    crate::pipeline::format_and_verify(vec![rendered], false)
+    onex_gen::pipeline::format_and_verify(vec![rendered], false)
         .pop()
         .expect("one result per input")
 }

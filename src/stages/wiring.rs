@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value};
 
 use crate::error::GenError;
 use crate::fileset::{FileSet, Owner};
-use crate::model::{FieldModel, NodeModel, TopicModel};
-use crate::render::{RenderOptions, Renderer, RuntimeSource, VENDORED_RUNTIME};
+use crate::stages::model::{FieldModel, NodeModel, TopicModel};
+use crate::stages::render::{RenderOptions, Renderer, RuntimeSource, VENDORED_RUNTIME};
 
 /// One variable of the runtime, for templates.
 #[derive(Debug, Clone, Serialize)]
@@ -24,7 +24,7 @@ pub struct BusEnvVar {
 
 /// Every variable onex-runtime reads, with its default and meaning.
 pub fn bus_env_vars() -> Vec<BusEnvVar> {
-    onex_runtime::config::BUS_ENV_VARS
+    crate::bus_env::BUS_ENV_VARS
         .iter()
         .map(|(name, default, description)| BusEnvVar {
             name,
@@ -289,7 +289,7 @@ fn channel(address: &str, description: Option<&str>, message: &str) -> Value {
         "messages": { message: { "$ref": format!("#/components/messages/{message}") } },
     });
     if let Some(d) = description {
-        c["description"] = Value::String(crate::model::one_line(d));
+        c["description"] = Value::String(crate::stages::model::one_line(d));
     }
     c
 }

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use onex_gen::registry::{self, ConsulClient, RegistryConfig};
+use onex_gen_bus::registry::{self, ConsulClient, RegistryConfig};
 use onex_runtime::breaker::CircuitBreaker;
 use onex_runtime::bus::memory::InMemoryBus;
 use onex_runtime::bus::{

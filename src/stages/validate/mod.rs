@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 
 use crate::contract::{Contract, NodeKind, Origin};
 use crate::diagnostic::{Diagnostic, Diagnostics, Position};
-use crate::parse::{parse_file, RawContract};
+use crate::stages::parse::{parse_file, RawContract};
 use crate::yaml::{Node, Value};
 
 /// A validated contract and the warnings met on the way.
@@ -40,7 +40,7 @@ pub struct Validated {
     pub warnings: Diagnostics,
 }
 
-const SCHEMA: &str = include_str!("../../schema/contract.schema.json");
+const SCHEMA: &str = include_str!("../../../schema/contract.schema.json");
 
 /// The contract JSON Schema (for `onex-gen schema`).
 pub fn contract_schema() -> &'static str {
@@ -566,7 +566,7 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::parse;
+    use crate::stages::parse::parse;
 
     #[test]
     fn the_schema_compiles_and_is_published() {
