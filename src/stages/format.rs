@@ -10,7 +10,7 @@
 //! rustfmt is most of the cost of a generation, and its output is a function
 //! of its version, its configuration and its input, so results are kept in a
 //! content-addressed cache (`$ONEX_GEN_CACHE`, else `$XDG_CACHE_HOME/onex-gen`,
-//! else `~/.cache/onex-gen`, under `rustfmt/`). A cache that cannot be read or
+//! else `~/.cache/onex-gen`, under `rustfmt-v2/`). A cache that cannot be read or
 //! written is simply not used; `ONEX_GEN_CACHE=off` turns it off.
 //!
 //! What comes out of the cache becomes generated code, so the cache cannot be
@@ -188,6 +188,10 @@ struct Cache {
     salt: String,
 }
 
+/// The cache's folder under the cache root. Entries of the unchecked
+/// format that earlier versions wrote under `rustfmt/` are never read.
+const CACHE_FOLDER: &str = "rustfmt-v2";
+
 /// First line of every cache entry; then the key, the sha256 of the
 /// content, and the content.
 const ENTRY_HEADER: &str = "onex-gen rustfmt cache entry v1";
@@ -195,7 +199,9 @@ const ENTRY_HEADER: &str = "onex-gen rustfmt cache entry v1";
 impl Cache {
     fn open(root: Option<PathBuf>) -> Result<Self, GenError> {
         let salt = format!("{}\0{RUSTFMT_CONFIG}\0", rustfmt_version()?);
-        let dir = root.map(|d| d.join("rustfmt")).filter(|d| private_dir(d));
+        let dir = root
+            .map(|d| d.join(CACHE_FOLDER))
+            .filter(|d| private_dir(d));
         Ok(Self { dir, salt })
     }
 
@@ -320,7 +326,7 @@ mod tests {
             set.get("vendor/x/src/lib.rs").unwrap().contents,
             "pub fn g( ){}\n"
         );
-        let cached = std::fs::read_dir(dir.path().join("rustfmt"))
+        let cached = std::fs::read_dir(dir.path().join(CACHE_FOLDER))
             .expect("cache")
             .count();
         assert_eq!(cached, 1, "one formatted file is cached");
@@ -334,7 +340,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().expect("temp dir");
         let root = Some(dir.path().to_path_buf());
-        let cache_dir = dir.path().join("rustfmt");
+        let cache_dir = dir.path().join(CACHE_FOLDER);
         let input = "pub fn f( )->u8{1}\n";
         let expected = "pub fn f() -> u8 {\n    1\n}\n";
         let format = |root: Option<PathBuf>| {
@@ -393,7 +399,7 @@ mod tests {
         // A cache folder that is a symlink is not used at all.
         let elsewhere = tempfile::tempdir().expect("temp dir");
         let linked = tempfile::tempdir().expect("temp dir");
-        std::os::unix::fs::symlink(elsewhere.path(), linked.path().join("rustfmt")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), linked.path().join(CACHE_FOLDER)).unwrap();
         assert_eq!(format(Some(linked.path().to_path_buf())), expected);
         assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
     }
