@@ -1,12 +1,32 @@
-//! Helpers for testing node handlers without a bus: a handler context and an
-//! inbound event built the way the runtime builds them.
+//! Helpers for testing nodes without a broker.
+//!
+//! - [`context`], [`context_with_env`] and [`inbound`] call a handler
+//!   directly, with a context and an event built the way the runtime builds
+//!   them.
+//! - [`TestNode`] runs a node as [`crate::run_main`] does, with the same
+//!   dispatcher, retries and dead-letter topics, on an in-memory bus:
+//!   a test sends events to the node's topics as another node would and
+//!   reads back what the node published. Generated `tests/node.rs` files
+//!   check with it what the contract fixes (routing, transitions, workflow
+//!   order, dead letters, required variables), so they stay a few lines each.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use crate::bus::memory::InMemoryBus;
+use crate::bus::{BusMessage, EventBus};
+use crate::config::{ConfigSource, RuntimeConfig};
+use crate::dlq::{self, DeadLetterInfo};
 use crate::envelope::{Envelope, EventSource};
-use crate::node::{HandlerContext, InboundEvent};
+use crate::introspection::{INTROSPECTION_REQUEST_TOPIC, INTROSPECTION_TOPIC};
+use crate::node::{HandlerContext, InboundEvent, NodeHandler, NodeSpec};
+use crate::service::{NodeService, StartupError};
+
+/// How long [`TestNode`] waits by default for what it expects before failing.
+pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A context for a first attempt, with no environment variables set.
 pub fn context() -> HandlerContext {
@@ -22,14 +42,17 @@ pub fn context_with_env<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) 
     HandlerContext::new("test-node", env, Uuid::new_v4(), 0)
 }
 
-/// An event of `event_type` carrying `payload`, as consumed from `topic`.
-pub fn inbound(topic: &str, event_type: &str, payload: serde_json::Value) -> InboundEvent {
-    let source = EventSource {
+fn test_source() -> EventSource {
+    EventSource {
         service: "test".to_owned(),
         instance_id: "test".to_owned(),
         node_id: "test".to_owned(),
-    };
-    let envelope = Envelope::new(event_type, payload, source);
+    }
+}
+
+/// An event of `event_type` carrying `payload`, as consumed from `topic`.
+pub fn inbound(topic: &str, event_type: &str, payload: serde_json::Value) -> InboundEvent {
+    let envelope = Envelope::new(event_type, payload, test_source());
     let headers = envelope.headers();
     InboundEvent {
         topic: topic.to_owned(),
@@ -38,5 +61,323 @@ pub fn inbound(topic: &str, event_type: &str, payload: serde_json::Value) -> Inb
         key: None,
         envelope,
         headers,
+    }
+}
+
+/// A node running on an in-memory bus, as `run_main` runs it.
+pub struct TestNode {
+    service: Arc<NodeService>,
+    bus: InMemoryBus,
+    wait: Duration,
+}
+
+impl TestNode {
+    /// Starts `handler` as `spec` describes, with every variable the
+    /// contract requires set to a placeholder. Panics if the node cannot
+    /// start.
+    pub async fn start(spec: NodeSpec, handler: Arc<dyn NodeHandler>) -> TestNode {
+        let required: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .filter(|v| v.required)
+            .map(|v| (v.name.clone(), format!("test-{}", v.name.to_lowercase())))
+            .collect();
+        let env: Vec<(&str, &str)> = required
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let name = spec.name.clone();
+        match TestNode::start_with_env(spec, handler, &env).await {
+            Ok(node) => node,
+            Err(e) => panic!("{name} does not start with its required variables set: {e}"),
+        }
+    }
+
+    /// Starts `handler` as `spec` describes with exactly these variables
+    /// (nothing from the process environment); fails as the node would.
+    pub async fn start_with_env(
+        spec: NodeSpec,
+        handler: Arc<dyn NodeHandler>,
+        env: &[(&str, &str)],
+    ) -> Result<TestNode, StartupError> {
+        let source = ConfigSource::from_pairs(env.iter().copied());
+        let config = RuntimeConfig::from_source(&source)?;
+        let service = Arc::new(NodeService::new(spec, handler, config, &source)?);
+        let bus = service.memory_bus();
+        let shared: Arc<dyn EventBus> = Arc::new(bus.clone());
+        service.start(shared, false).await?;
+        Ok(TestNode {
+            service,
+            bus,
+            wait: WAIT,
+        })
+    }
+
+    /// Waits at most `wait` (instead of [`WAIT`]) for what a test expects.
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// The bus the node runs on.
+    pub fn bus(&self) -> &InMemoryBus {
+        &self.bus
+    }
+
+    /// Publishes an envelope of `event_type` with `payload` on `topic`, as
+    /// another node would; returns it (for its ids).
+    pub async fn send(
+        &self,
+        topic: &str,
+        event_type: &str,
+        payload: serde_json::Value,
+    ) -> Envelope {
+        let envelope = Envelope::new(event_type, payload, test_source());
+        self.send_envelope(topic, &envelope, None).await;
+        envelope
+    }
+
+    /// Publishes `envelope` on `topic` with an optional message key.
+    pub async fn send_envelope(&self, topic: &str, envelope: &Envelope, key: Option<&str>) {
+        if let Err(e) = self.bus.publish_envelope(topic, envelope, key).await {
+            panic!("publishing to {topic}: {e}");
+        }
+    }
+
+    /// Publishes bytes that are not an ONEX envelope on `topic`.
+    pub async fn send_raw(&self, topic: &str, value: &[u8]) {
+        if let Err(e) = self
+            .bus
+            .publish(topic, None, value, &Default::default())
+            .await
+        {
+            panic!("publishing to {topic}: {e}");
+        }
+    }
+
+    /// Waits until `count` messages were published on `topic` and returns
+    /// them; panics, naming everything the node did publish, if they do not
+    /// come in time.
+    pub async fn published(&self, topic: &str, count: usize) -> Vec<BusMessage> {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let got = self.bus.history(usize::MAX, Some(topic));
+            if got.len() >= count {
+                return got;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "expected {count} message(s) on {topic} within {:?}, got {}; \
+                     the node published: {:?}",
+                    self.wait,
+                    got.len(),
+                    self.published_summary()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The envelopes of the first `count` messages published on `topic`
+    /// (waiting for them as [`TestNode::published`] does).
+    pub async fn events(&self, topic: &str, count: usize) -> Vec<Envelope> {
+        self.published(topic, count)
+            .await
+            .iter()
+            .take(count)
+            .map(|m| {
+                Envelope::from_bytes(&m.value).unwrap_or_else(|e| {
+                    panic!("{topic} carries something else than an envelope: {e}")
+                })
+            })
+            .collect()
+    }
+
+    /// The dead letter for the `index`th message sent to `consumed`, read
+    /// from `dlq_topic` (waiting for it).
+    pub async fn dead_letter(&self, dlq_topic: &str, index: usize) -> DeadLetterInfo {
+        let msgs = self.published(dlq_topic, index + 1).await;
+        dlq::inspect(&msgs[index])
+            .unwrap_or_else(|| panic!("the message on {dlq_topic} has no dead-letter headers"))
+    }
+
+    /// Waits until the node has handled every message on the topics it
+    /// consumes (its group's committed offsets reached their ends).
+    pub async fn settle(&self) {
+        let group = self
+            .service
+            .config()
+            .consumer_group
+            .clone()
+            .unwrap_or_else(|| self.service.spec().consumer_group.clone());
+        let topics = self.service.spec().subscribe_topics.clone();
+        let deadline = Instant::now() + self.wait;
+        for topic in topics {
+            loop {
+                let end = self.bus.topic_offset(&topic);
+                let done = end == 0
+                    || self
+                        .bus
+                        .committed_offset(&group, &topic)
+                        .await
+                        .is_some_and(|c| c >= end);
+                if done {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    panic!(
+                        "the node did not finish the messages on {topic} within {:?}",
+                        self.wait
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    /// `(topic, event type)` of everything the node published, in order,
+    /// leaving out introspection and what the test itself sent.
+    pub fn published_summary(&self) -> Vec<(String, String)> {
+        let consumed = &self.service.spec().subscribe_topics;
+        self.bus
+            .history(usize::MAX, None)
+            .into_iter()
+            .filter(|m| {
+                m.topic != INTROSPECTION_TOPIC
+                    && m.topic != INTROSPECTION_REQUEST_TOPIC
+                    && !consumed.contains(&m.topic)
+            })
+            .map(|m| {
+                let event_type = Envelope::from_bytes(&m.value)
+                    .map(|e| e.event_type)
+                    .unwrap_or_else(|_| "(not an envelope)".to_owned());
+                (m.topic, event_type)
+            })
+            .collect()
+    }
+
+    /// Stops the node as a shutdown signal would.
+    pub async fn stop(self) {
+        self.service.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::{EnvVarSpec, HandlerError, NodeKind, OutboundEvent, RetrySettings};
+
+    fn spec(env: Vec<EnvVarSpec>) -> NodeSpec {
+        NodeSpec {
+            name: "node_t".into(),
+            kind: NodeKind::Effect,
+            version: "1.0.0".into(),
+            description: String::new(),
+            subscribe_topics: vec!["onex.cmd.t.in.v1".into()],
+            publish_topics: vec!["onex.evt.t.out.v1".into()],
+            dlq_topic: Some("onex.dlq.t.v1".into()),
+            failure_topic: None,
+            consumer_group: "t".into(),
+            retry: RetrySettings {
+                max_retries: 0,
+                initial_delay_ms: 1,
+                max_delay_ms: 1,
+                multiplier: 1.0,
+                jitter: 0.0,
+            },
+            circuit_breaker: None,
+            idempotency: None,
+            handler_timeout_ms: None,
+            env,
+            capabilities: vec![],
+            tags: vec![],
+            health_path: "/health".into(),
+            heartbeat_interval_secs: 30,
+        }
+    }
+
+    /// Answers `ping` with `pong`; refuses everything else.
+    struct Pong;
+
+    #[async_trait::async_trait]
+    impl NodeHandler for Pong {
+        async fn handle(
+            &self,
+            ctx: &HandlerContext,
+            event: &InboundEvent,
+        ) -> Result<Vec<OutboundEvent>, HandlerError> {
+            if event.envelope.event_type != "ping" {
+                return Err(HandlerError::InvalidInput("not a ping".into()));
+            }
+            let who = ctx.env("WHO").unwrap_or("nobody").to_owned();
+            Ok(vec![OutboundEvent::new(
+                "onex.evt.t.out.v1",
+                "pong",
+                serde_json::json!({ "who": who }),
+            )])
+        }
+    }
+
+    fn who(required: bool) -> Vec<EnvVarSpec> {
+        vec![EnvVarSpec {
+            name: "WHO".into(),
+            required,
+            default: None,
+            description: String::new(),
+        }]
+    }
+
+    #[tokio::test]
+    async fn a_node_answers_on_its_topics_and_dead_letters_what_it_refuses() {
+        let node = TestNode::start(spec(who(true)), Arc::new(Pong)).await;
+        let sent = node
+            .send("onex.cmd.t.in.v1", "ping", serde_json::json!({}))
+            .await;
+        let out = node.events("onex.evt.t.out.v1", 1).await;
+        assert_eq!(out[0].event_type, "pong");
+        assert_eq!(out[0].correlation_id, sent.correlation_id);
+        assert_eq!(out[0].payload["who"], "test-who");
+
+        node.send_raw("onex.cmd.t.in.v1", b"not json").await;
+        node.send("onex.cmd.t.in.v1", "pang", serde_json::json!({}))
+            .await;
+        let first = node.dead_letter("onex.dlq.t.v1", 0).await;
+        assert_eq!(first.original_topic, "onex.cmd.t.in.v1");
+        let second = node.dead_letter("onex.dlq.t.v1", 1).await;
+        assert!(second.reason.unwrap_or_default().contains("not a ping"));
+        node.settle().await;
+        assert_eq!(
+            node.published_summary(),
+            [
+                ("onex.evt.t.out.v1".to_owned(), "pong".to_owned()),
+                ("onex.dlq.t.v1".to_owned(), "(not an envelope)".to_owned()),
+                ("onex.dlq.t.v1".to_owned(), "pang".to_owned()),
+            ]
+        );
+        node.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_missing_required_variable_stops_the_start() {
+        let err = TestNode::start_with_env(spec(who(true)), Arc::new(Pong), &[])
+            .await
+            .err()
+            .expect("WHO is required");
+        assert!(err.to_string().contains("WHO"), "{err}");
+        let node = TestNode::start_with_env(spec(who(false)), Arc::new(Pong), &[])
+            .await
+            .expect("WHO is optional");
+        node.stop().await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "expected 1 message(s) on onex.evt.t.nothing.v1")]
+    async fn waiting_for_what_never_comes_fails_and_says_what_came() {
+        let node = TestNode::start(spec(who(false)), Arc::new(Pong))
+            .await
+            .with_wait(Duration::from_millis(200));
+        node.send("onex.cmd.t.in.v1", "ping", serde_json::json!({}))
+            .await;
+        node.published("onex.evt.t.nothing.v1", 1).await;
     }
 }
