@@ -14,6 +14,10 @@ pub enum Owner {
     Generated,
     /// Created once with working defaults, never overwritten.
     User,
+    /// Generated, and the user may edit it (Cargo.toml, lib.rs, README.md,
+    /// ...): stage 6 keeps the base it generated last and merges its
+    /// changes with the user's on regeneration.
+    Shared,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -233,16 +233,25 @@ fn run_new(a: NewArgs) -> anyhow::Result<u8> {
             let verb = if a.dry_run { "would write" } else { "wrote" };
             writeln!(
                 out,
-                "{verb} {} ({}: {} created, {} updated, {} unchanged, {} user-owned kept, {} removed{})",
+                "{verb} {} ({}: {} created, {} updated, {} merged, {} unchanged, {} user-owned kept, {} removed{}{})",
                 p.crate_dir.display(),
                 p.node_name,
                 p.count(Action::Create),
                 p.count(Action::Update) + p.count(Action::Overwrite),
+                p.count(Action::Merge),
                 p.count(Action::Unchanged),
-                p.count(Action::KeepUser),
+                p.count(Action::KeepUser) + p.count(Action::KeepEdits),
                 p.count(Action::Remove),
                 if p.count(Action::Overwrite) > 0 {
                     format!(", {} hand edit(s) overwritten", p.count(Action::Overwrite))
+                } else {
+                    String::new()
+                },
+                if p.count(Action::ConflictMarkers) > 0 {
+                    format!(
+                        ", {} file(s) with conflict markers to resolve",
+                        p.count(Action::ConflictMarkers)
+                    )
                 } else {
                     String::new()
                 }

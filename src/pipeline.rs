@@ -350,7 +350,7 @@ pub fn format_and_verify(
             node_name: r.contract.name.clone(),
             contract: r.contract,
             warnings: r.warnings,
-            files,
+            files: files.shared(),
             crate_dir: r.crate_dir,
             render_options: r.render_options,
             template_set_hash: template_set_hash.clone(),

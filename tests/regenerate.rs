@@ -228,3 +228,413 @@ fn dry_run_writes_nothing() {
     assert!(out.contains("Cargo.toml"), "{out}");
     assert!(!tmp.path().join("out").exists());
 }
+
+/// Inserts `line` after the first line of `text` that starts with `after`.
+fn insert_after(text: &str, after: &str, line: &str) -> String {
+    let mut out = String::new();
+    let mut done = false;
+    for l in text.split_inclusive('\n') {
+        out.push_str(l);
+        if !done && l.starts_with(after) {
+            out.push_str(line);
+            out.push('\n');
+            done = true;
+        }
+    }
+    assert!(done, "no line starting with {after:?} in:\n{text}");
+    out
+}
+
+fn read(dir: &Path, path: &str) -> String {
+    std::fs::read_to_string(dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The contract with another description and version, and a second
+/// published topic: Cargo.toml, Cargo.lock, lib.rs, README.md and more change.
+fn changed_contract() -> String {
+    contract()
+        .replace(
+            "A minimal effect node for regen tests.",
+            "An effect node for regen tests, changed.",
+        )
+        .replace("node_version: \"1.0.0\"", "node_version: \"1.1.0\"")
+        .replace(
+            "    - onex.evt.regen.thing-done.v1\n",
+            "    - onex.evt.regen.thing-done.v1\n    - onex.evt.regen.thing-audited.v1\n",
+        )
+}
+
+/// A user's dependency as cargo would record it after `cargo add url`.
+fn add_user_dependency(dir: &Path) {
+    let toml = insert_after(&read(dir, "Cargo.toml"), "uuid = ", "url = \"2\"");
+    std::fs::write(dir.join("Cargo.toml"), toml).unwrap();
+    let lock = read(dir, "Cargo.lock");
+    let root = "name = \"node-regen-effect\"";
+    assert!(lock.contains(root), "{lock}");
+    let mut edited = String::new();
+    let mut in_root = false;
+    for l in lock.split_inclusive('\n') {
+        if l.starts_with("name = ") {
+            in_root = l.trim_end() == root;
+        }
+        if in_root && l.starts_with(" \"uuid") {
+            edited.push_str(" \"url\",\n");
+        }
+        edited.push_str(l);
+    }
+    edited.push_str(
+        "\n[[package]]\nname = \"url\"\nversion = \"2.5.4\"\n\
+         source = \"registry+https://github.com/rust-lang/crates.io-index\"\n\
+         checksum = \"32f8b686cadd1473f4bd0117a5d28d36b1ade384ea9b5069a1c40aefed7fda60\"\n",
+    );
+    std::fs::write(dir.join("Cargo.lock"), edited).unwrap();
+}
+
+#[test]
+fn user_dependency_module_and_handler_edits_survive_a_contract_change() {
+    let (tmp, dir) = setup();
+    add_user_dependency(&dir);
+    let lib = read(&dir, "src/lib.rs") + "pub mod db;\n";
+    std::fs::write(dir.join("src/lib.rs"), &lib).unwrap();
+    let db = "//! My database access.\n\npub fn connect() {}\n";
+    std::fs::write(dir.join("src/db.rs"), db).unwrap();
+    let handlers = read(&dir, "src/handlers.rs").replace("Ok(", "Ok(/* mine */ ");
+    std::fs::write(dir.join("src/handlers.rs"), &handlers).unwrap();
+    std::fs::create_dir_all(dir.join("tests/support")).unwrap();
+    let mine = "#[test]\nfn mine() {}\n";
+    std::fs::write(dir.join("tests/mine.rs"), mine).unwrap();
+    std::fs::write(dir.join("tests/support/mod.rs"), "// helpers\n").unwrap();
+
+    // The user's edits are theirs: check is clean and names the edited files.
+    let o = onex_gen(tmp.path(), &["check", "out", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        report["crates"][0]["user_edits"],
+        serde_json::json!(["Cargo.lock", "Cargo.toml", "src/lib.rs"]),
+        "{}",
+        text(&o)
+    );
+
+    std::fs::write(tmp.path().join("contract.yaml"), changed_contract()).unwrap();
+    // check reports what the generator changes, not the user's lines.
+    let o = onex_gen(tmp.path(), &["check", "out"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("+version = \"1.1.0\""), "{out}");
+    assert!(!out.contains("-url"), "a user's line is no drift: {out}");
+    assert!(!out.contains("-pub mod db;"), "{out}");
+    assert!(out.contains("Cargo.toml: has your edits"), "{out}");
+
+    let o = onex_gen(tmp.path(), &["new", "contract.yaml", "-o", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("3 merged"),
+        "{}",
+        text(&o)
+    );
+
+    let toml = read(&dir, "Cargo.toml");
+    assert!(toml.contains("url = \"2\""), "{toml}");
+    assert!(toml.contains("version = \"1.1.0\""), "{toml}");
+    assert!(toml.contains("changed."), "{toml}");
+    let lock = read(&dir, "Cargo.lock");
+    assert!(lock.contains("name = \"url\""), "{lock}");
+    assert!(lock.contains("\"url\",\n"), "{lock}");
+    assert!(
+        lock.contains("name = \"node-regen-effect\"\nversion = \"1.1.0\""),
+        "{lock}"
+    );
+    let lib_now = read(&dir, "src/lib.rs");
+    assert!(lib_now.contains("pub mod db;"), "{lib_now}");
+    assert!(lib_now.contains("changed."), "{lib_now}");
+    assert!(read(&dir, "README.md").contains("thing-audited"));
+    assert_eq!(read(&dir, "src/db.rs"), db);
+    assert_eq!(read(&dir, "src/handlers.rs"), handlers);
+    assert_eq!(read(&dir, "tests/mine.rs"), mine);
+    assert_eq!(read(&dir, "tests/support/mod.rs"), "// helpers\n");
+
+    // In sync again, the user's edits still named and never orphans.
+    let o = onex_gen(tmp.path(), &["check", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("src/lib.rs: has your edits"), "{out}");
+    assert!(!out.contains("tests/mine.rs"), "{out}");
+    assert!(!out.contains("src/db.rs"), "{out}");
+
+    // And a second run changes nothing.
+    let before = snapshot(&dir);
+    let o = onex_gen(tmp.path(), &["new", "contract.yaml", "-o", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[test]
+fn a_conflict_is_reported_with_exit_1_and_nothing_changes() {
+    let (tmp, dir) = setup();
+    // The user and the contract change the same line of Cargo.toml.
+    let toml = read(&dir, "Cargo.toml").replace(
+        "description = \"A minimal effect node for regen tests.\"",
+        "description = \"My own description.\"",
+    );
+    assert!(toml.contains("My own description."));
+    std::fs::write(dir.join("Cargo.toml"), &toml).unwrap();
+    std::fs::write(tmp.path().join("contract.yaml"), changed_contract()).unwrap();
+    let before = snapshot(&dir);
+    let outside_before: Vec<_> = std::fs::read_dir(tmp.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+
+    let o = onex_gen(tmp.path(), &["new", "contract.yaml", "-o", "out"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("nothing was written"), "{err}");
+    assert!(
+        err.contains("Cargo.toml: your edits and onex-gen's changes touch the same lines"),
+        "{err}"
+    );
+    assert!(err.contains("<<<<<<< yours (on disk)"), "{err}");
+    assert!(
+        err.contains("description = \"My own description.\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("description = \"An effect node for regen tests, changed.\""),
+        "{err}"
+    );
+    assert!(err.contains(">>>>>>> onex-gen (generated now)"), "{err}");
+    assert_eq!(snapshot(&dir), before, "nothing changed");
+    let outside: Vec<_> = std::fs::read_dir(tmp.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outside, outside_before, "no staging folder left");
+
+    let o = onex_gen(tmp.path(), &["check", "out", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let finding = v["crates"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "Cargo.toml")
+        .expect("a Cargo.toml finding")
+        .clone();
+    assert_eq!(
+        finding["causes"],
+        serde_json::json!(["contract_changed", "conflict"])
+    );
+
+    // --force writes the conflict markers for the user to resolve; check
+    // points at them until they are gone.
+    let o = onex_gen(
+        tmp.path(),
+        &["new", "contract.yaml", "-o", "out", "--force"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let toml = read(&dir, "Cargo.toml");
+    assert!(toml.contains("<<<<<<< yours (on disk)\n"), "{toml}");
+    let o = onex_gen(tmp.path(), &["check", "out"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("unresolved conflict markers"),
+        "{}",
+        text(&o)
+    );
+    let resolved = toml
+        .lines()
+        .filter(|l| {
+            !l.starts_with("<<<<<<< ")
+                && !l.starts_with("||||||| ")
+                && !l.starts_with("=======")
+                && !l.starts_with(">>>>>>> ")
+                && !l.contains("A minimal effect node")
+                && !l.contains("changed.")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    std::fs::write(dir.join("Cargo.toml"), resolved).unwrap();
+    let o = onex_gen(tmp.path(), &["check", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn edits_to_generated_folders_stay_drift() {
+    let (tmp, dir) = setup();
+    std::fs::write(dir.join("src/generated/mine.rs"), "// mine\n").unwrap();
+    let o = onex_gen(tmp.path(), &["check", "out"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("unknown file inside a generated folder"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A small xorshift generator, seeded from the clock (the seed is printed so
+/// a failing run can be repeated with ONEX_CRASH_SEED).
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Self {
+        let seed = std::env::var("ONEX_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("crash test seed: {seed} (ONEX_CRASH_SEED)");
+        Rng(seed)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn restore(dir: &Path, files: &[(String, Vec<u8>)]) {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    for (rel, bytes) in files {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+}
+
+fn stage_folders(out: &Path) -> usize {
+    std::fs::read_dir(out)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".onex-gen-stage-")
+        })
+        .count()
+}
+
+/// SIGKILL at a random moment of `onex-gen new` over an existing crate (with
+/// user edits to merge), 100 times: the crate is always exactly the old one
+/// or exactly the new one, manifest included, and the next run cleans up.
+#[cfg(unix)]
+#[test]
+fn sigkill_during_new_leaves_the_old_or_the_new_crate() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let (tmp, dir) = setup();
+    add_user_dependency(&dir);
+    let lib = read(&dir, "src/lib.rs") + "pub mod db;\n";
+    std::fs::write(dir.join("src/lib.rs"), lib).unwrap();
+    std::fs::write(dir.join("src/db.rs"), "pub fn connect() {}\n").unwrap();
+    let old = snapshot(&dir);
+    std::fs::write(tmp.path().join("contract.yaml"), changed_contract()).unwrap();
+
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_onex-gen"))
+            .current_dir(tmp.path())
+            .args(["new", "contract.yaml", "-o", "out"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("onex-gen starts")
+    };
+    // How long an uninterrupted run takes here (the fastest of three).
+    let mut full = Duration::MAX;
+    let mut new = Vec::new();
+    for _ in 0..3 {
+        restore(&dir, &old);
+        let started = Instant::now();
+        assert!(run().wait().unwrap().success());
+        full = full.min(started.elapsed());
+        new = snapshot(&dir);
+    }
+    assert_ne!(new, old);
+    assert!(
+        new.iter()
+            .any(|(p, b)| p == "Cargo.toml" && String::from_utf8_lossy(b).contains("url = \"2\"")),
+        "the new crate merged the user's edits"
+    );
+
+    let out = tmp.path().join("out");
+    let mut rng = Rng::new();
+    let (mut was_old, mut was_new, mut finished, mut mid_write) = (0, 0, 0, 0);
+    for i in 0..100 {
+        restore(&dir, &old);
+        // Half the kills anywhere in the run, half in its last third, where
+        // the crate is staged and swapped in.
+        let at = if i % 2 == 0 {
+            rng.unit()
+        } else {
+            0.66 + 0.4 * rng.unit()
+        };
+        let mut child = run();
+        std::thread::sleep(full.mul_f64(at));
+        let exited_already = child.try_wait().unwrap().is_some();
+        let _ = child.kill();
+        child.wait().unwrap();
+        let now = snapshot(&dir);
+        if stage_folders(&out) > 0 {
+            mid_write += 1;
+            for e in std::fs::read_dir(&out).unwrap() {
+                let e = e.unwrap();
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".onex-gen-stage-")
+                {
+                    std::fs::remove_dir_all(e.path()).unwrap();
+                }
+            }
+        }
+        if now == old {
+            was_old += 1;
+        } else if now == new {
+            if exited_already {
+                finished += 1;
+            } else {
+                was_new += 1;
+            }
+        } else {
+            let differs: Vec<&str> = now
+                .iter()
+                .filter(|f| !old.contains(f) && !new.contains(f))
+                .map(|(p, _)| p.as_str())
+                .collect();
+            panic!(
+                "kill {i} at {:.0}% of a run left a crate that is neither old nor new \
+                 (files matching neither: {differs:?})",
+                at * 100.0
+            );
+        }
+    }
+    eprintln!(
+        "crash test: 100 kills: {was_old} left the old crate, {was_new} the new one, \
+         {finished} runs had finished; {mid_write} kills left a staging folder \
+         (killed while staging or swapping); an uninterrupted run took {full:?}"
+    );
+    assert!(was_old > 0, "no kill landed before the swap");
+    assert!(was_new + finished > 0, "no run got as far as the swap");
+
+    // The next run finishes the job and removes what a killed run left.
+    restore(&dir, &old);
+    let stale = out.join(".onex-gen-stage-node_regen_effect-killed/crate/src");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("lib.rs"), "// half written\n").unwrap();
+    let o = onex_gen(tmp.path(), &["new", "contract.yaml", "-o", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(snapshot(&dir), new);
+    assert_eq!(stage_folders(&out), 0, "stale staging folders are removed");
+}

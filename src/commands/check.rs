@@ -4,6 +4,12 @@
 //!
 //! Causes, most specific first:
 //! - `edited_by_hand`: a generated file's hash on disk differs from the manifest;
+//! - `conflict`: a shared file (one the user may edit, see
+//!   [`crate::stages::write::SHARED_FILES`]) whose edits and the generator's changes
+//!   touch the same lines, so `onex-gen new` would stop;
+//! - `unresolved_conflict`: a shared file still holding the conflict markers
+//!   `onex-gen new --force` wrote;
+//! - `no_base`: a shared file the user edited, with no base to merge with;
 //! - `contract_changed`: the contract's hash differs from the manifest;
 //! - `generator_changed`: the generator version or template set hash differs;
 //! - `missing`: a file onex-gen generates is not on disk;
@@ -12,6 +18,10 @@
 //!   generates nor recorded.
 //!
 //! User-owned files are never drift (they are the user's), unless missing.
+//! Neither are the user's edits to shared files: for those `check` reports
+//! what the generator would change (the diff from disk to the merge `new`
+//! would write) and, apart from drift, which files carry edits of the user's.
+//! Files the user adds outside `src/generated/` are not looked at.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -25,6 +35,7 @@ use crate::fileset::Owner;
 use crate::manifest::{sha256_hex, Manifest, MANIFEST_PATH};
 use crate::pipeline::{Destination, Generation, Job, RuntimeChoice};
 use crate::stages::render::RuntimeSource;
+use crate::stages::write::{merge_shared, SharedOutcome, BASE_DIR};
 
 /// The folder whose every file must be generated.
 pub const GENERATED_DIR: &str = "src/generated/";
@@ -33,6 +44,9 @@ pub const GENERATED_DIR: &str = "src/generated/";
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     EditedByHand,
+    Conflict,
+    UnresolvedConflict,
+    NoBase,
     ContractChanged,
     GeneratorChanged,
     Missing,
@@ -44,6 +58,9 @@ impl Cause {
     pub fn describe(self) -> &'static str {
         match self {
             Cause::EditedByHand => "generated file edited by hand (its hash differs from the manifest)",
+            Cause::Conflict => "your edits and the generator's changes touch the same lines: `onex-gen new` would stop with the conflict",
+            Cause::UnresolvedConflict => "unresolved conflict markers (written by `onex-gen new --force`)",
+            Cause::NoBase => "edited, and no base to merge the generator's changes with (.onex-gen/base/ copy missing or altered)",
             Cause::ContractChanged => "contract changed since generation (its hash differs from the manifest)",
             Cause::GeneratorChanged => "generator or templates changed since generation (version or template set hash differs)",
             Cause::Missing => "generated file missing",
@@ -55,6 +72,9 @@ impl Cause {
     fn hint(self) -> &'static str {
         match self {
             Cause::EditedByHand => "move the change into a user-owned file (src/handlers.rs) or the contract, then run `onex-gen new`",
+            Cause::Conflict => "make your edit and the contract agree, or run `onex-gen new --force` and resolve the conflict markers it writes",
+            Cause::UnresolvedConflict => "keep the lines you want between the markers and delete the markers",
+            Cause::NoBase => "run `onex-gen new --force` (it overwrites your edits), then redo them",
             Cause::ContractChanged | Cause::GeneratorChanged | Cause::Missing | Cause::Orphan => {
                 "run `onex-gen new` on the contract to regenerate"
             }
@@ -92,6 +112,8 @@ pub enum CrateStatus {
 pub struct CrateCheck {
     pub crate_dir: PathBuf,
     pub node_name: Option<String>,
+    /// Shared files the user edited (never drift: `onex-gen new` keeps them).
+    pub user_edits: Vec<String>,
     #[serde(flatten)]
     pub status: CrateStatus,
 }
@@ -174,6 +196,16 @@ impl CheckReport {
             OutputFormat::Github => {
                 let mut out = String::new();
                 for c in &self.crates {
+                    for path in &c.user_edits {
+                        let file = c.crate_dir.join(path);
+                        let _ = writeln!(
+                            out,
+                            "::notice file={},title={}::{}",
+                            escape_property(&file.to_string_lossy()),
+                            escape_property("onex-gen check: your edits"),
+                            escape_data("has your edits; `onex-gen new` keeps them")
+                        );
+                    }
                     match &c.status {
                         CrateStatus::InSync => {}
                         CrateStatus::Drift { findings } => {
@@ -181,7 +213,7 @@ impl CheckReport {
                                 let file = c.crate_dir.join(&f.path);
                                 let causes: Vec<&str> =
                                     f.causes.iter().map(|c| c.describe()).collect();
-                                let hint = f.causes.first().map_or("", |c| c.hint());
+                                let hint = f.causes.last().map_or("", |c| c.hint());
                                 let _ = writeln!(
                                     out,
                                     "::error file={},line={},title={}::{}",
@@ -237,14 +269,17 @@ impl CheckReport {
             match &c.status {
                 CrateStatus::InSync => {
                     let _ = writeln!(out, "{dir}: in sync");
+                    write_user_edits(&mut out, &c.user_edits);
                 }
                 CrateStatus::Drift { findings } => {
                     let _ = writeln!(out, "{dir}: drift in {} file(s)", findings.len());
+                    write_user_edits(&mut out, &c.user_edits);
                     for f in findings {
                         for cause in &f.causes {
                             let _ = writeln!(out, "  {}: {}", f.path, cause.describe());
                         }
-                        if let Some(cause) = f.causes.first() {
+                        // Causes go from the general to the specific.
+                        if let Some(cause) = f.causes.last() {
                             let _ = writeln!(out, "    hint: {}", cause.hint());
                         }
                         for line in f.diff.lines() {
@@ -268,6 +303,35 @@ impl CheckReport {
         }
         let _ = writeln!(out, "{}", self.summary());
         out
+    }
+}
+
+/// Whether a text holds the markers of a conflicted merge.
+fn has_conflict_markers(text: &str) -> bool {
+    let marker = format!("<<<<<<< {}", crate::merge::OURS_LABEL);
+    text.lines().any(|l| l == marker)
+}
+
+/// The conflicting regions of a file, and the line of the first.
+fn conflict_lines(path: &str, text: &str) -> (String, usize) {
+    let excerpts = crate::merge::conflict_excerpts(text, 0);
+    let line = excerpts.first().map_or(1, |(l, _)| *l);
+    let mut out = String::new();
+    for (l, region) in excerpts {
+        let _ = writeln!(out, "{path}:{l}:");
+        for r in region.lines() {
+            let _ = writeln!(out, "  {r}");
+        }
+    }
+    (out, line)
+}
+
+fn write_user_edits(out: &mut String, edits: &[String]) {
+    for path in edits {
+        let _ = writeln!(
+            out,
+            "  {path}: has your edits (not drift: `onex-gen new` keeps them)"
+        );
     }
 }
 
@@ -386,6 +450,7 @@ fn error(
     CrateCheck {
         crate_dir: dir.to_path_buf(),
         node_name,
+        user_edits: Vec::new(),
         status: CrateStatus::Error {
             message,
             diagnostics,
@@ -436,46 +501,94 @@ pub fn compare(crate_dir: &Path, old: &Manifest, gen: &Generation) -> CrateCheck
         .collect();
     expected.push((MANIFEST_PATH, Owner::Generated, &manifest_json));
 
+    let mut user_edits = Vec::new();
     for (path, owner, contents) in &expected {
+        // Bases are bookkeeping, checked through the files they are the base of.
+        if path.starts_with(BASE_DIR) {
+            continue;
+        }
         let disk = std::fs::read(crate_dir.join(path)).ok();
-        match disk {
-            None => findings.push(finding(path, vec![Cause::Missing], "", contents)),
-            Some(_) if *owner == Owner::User => {}
-            Some(bytes) => {
-                if bytes == contents.as_bytes() {
-                    continue;
+        let Some(bytes) = disk else {
+            findings.push(finding(path, vec![Cause::Missing], "", contents));
+            continue;
+        };
+        if *owner == Owner::User || bytes == contents.as_bytes() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let recorded = if *path == MANIFEST_PATH {
+            None
+        } else {
+            old.file(path)
+        };
+        if *owner == Owner::Shared {
+            match recorded {
+                Some(r) if r.sha256 == sha256_hex(&bytes) => {
+                    findings.push(finding(path, upstream_or_generator(), &text, contents));
                 }
-                let text = String::from_utf8_lossy(&bytes);
-                let recorded = if *path == MANIFEST_PATH {
-                    None
-                } else {
-                    old.file(path)
-                };
-                let causes = match recorded {
-                    Some(r) if r.sha256 != sha256_hex(&bytes) => vec![Cause::EditedByHand],
-                    Some(_) => upstream_or_generator(),
-                    None if *path == MANIFEST_PATH => {
-                        if upstream.is_empty() && manifest_json != old.to_json() {
-                            upstream_or_generator()
-                        } else if upstream.is_empty() {
-                            vec![Cause::EditedByHand]
-                        } else {
-                            upstream.clone()
+                Some(r) => {
+                    user_edits.push((*path).to_owned());
+                    if has_conflict_markers(&text) {
+                        let (diff, line) = conflict_lines(path, &text);
+                        findings.push(Finding {
+                            path: (*path).to_owned(),
+                            causes: vec![Cause::UnresolvedConflict],
+                            diff,
+                            line,
+                        });
+                        continue;
+                    }
+                    let mut causes = upstream_or_generator();
+                    match merge_shared(crate_dir, r, &bytes, contents) {
+                        SharedOutcome::Keep => {}
+                        SharedOutcome::Merged(m) => {
+                            findings.push(finding(path, causes, &text, &m));
+                        }
+                        SharedOutcome::Conflict(m) => {
+                            causes.push(Cause::Conflict);
+                            findings.push(finding(path, causes, &text, &m));
+                        }
+                        SharedOutcome::NoBase => {
+                            causes.push(Cause::NoBase);
+                            findings.push(finding(path, causes, &text, contents));
                         }
                     }
-                    None => vec![Cause::UnknownFile],
-                };
-                findings.push(finding(path, causes, &text, contents));
+                }
+                None => findings.push(finding(path, vec![Cause::UnknownFile], &text, contents)),
             }
+            continue;
         }
+        let causes = match recorded {
+            Some(r) if r.sha256 != sha256_hex(&bytes) => vec![Cause::EditedByHand],
+            Some(_) => upstream_or_generator(),
+            None if *path == MANIFEST_PATH => {
+                if upstream.is_empty() && manifest_json != old.to_json() {
+                    upstream_or_generator()
+                } else if upstream.is_empty() {
+                    vec![Cause::EditedByHand]
+                } else {
+                    upstream.clone()
+                }
+            }
+            None => vec![Cause::UnknownFile],
+        };
+        findings.push(finding(path, causes, &text, contents));
     }
 
     let expected_paths: BTreeSet<&str> = expected.iter().map(|(p, _, _)| *p).collect();
     for rec in &old.files {
-        if rec.owner != Owner::Generated || expected_paths.contains(rec.path.as_str()) {
+        if rec.owner == Owner::User
+            || rec.path.starts_with(BASE_DIR)
+            || expected_paths.contains(rec.path.as_str())
+        {
             continue;
         }
         if let Ok(bytes) = std::fs::read(crate_dir.join(&rec.path)) {
+            if rec.owner == Owner::Shared && sha256_hex(&bytes) != rec.sha256 {
+                // No longer generated, but edited: `new` leaves it to the user.
+                user_edits.push(rec.path.clone());
+                continue;
+            }
             let text = String::from_utf8_lossy(&bytes);
             findings.push(finding(&rec.path, vec![Cause::Orphan], &text, ""));
         }
@@ -505,9 +618,11 @@ pub fn compare(crate_dir: &Path, old: &Manifest, gen: &Generation) -> CrateCheck
     }
 
     findings.sort_by(|a, b| a.path.cmp(&b.path));
+    user_edits.sort();
     CrateCheck {
         crate_dir: crate_dir.to_path_buf(),
         node_name: Some(gen.node_name.to_string()),
+        user_edits,
         status: if findings.is_empty() {
             CrateStatus::InSync
         } else {
@@ -580,6 +695,7 @@ mod tests {
         r.crates.push(CrateCheck {
             crate_dir: "a".into(),
             node_name: None,
+            user_edits: Vec::new(),
             status: CrateStatus::Drift { findings: vec![] },
         });
         assert_eq!(r.exit_code(), 1);

@@ -63,6 +63,12 @@ pub fn render(model: &NodeModel, opts: &RenderOptions) -> Result<FileSet, GenErr
     let mut files = FileSet::new();
     renderer.emit(&mut files, "Cargo.toml", "Cargo.toml.j2", Owner::Generated)?;
     renderer.emit(&mut files, ".gitignore", "gitignore.j2", Owner::Generated)?;
+    renderer.emit(
+        &mut files,
+        ".dockerignore",
+        "dockerignore.j2",
+        Owner::Generated,
+    )?;
     renderer.emit(&mut files, "src/lib.rs", "lib.rs.j2", Owner::Generated)?;
     if !model.structs.is_empty() || !model.enums.is_empty() {
         renderer.emit(

@@ -58,6 +58,12 @@ impl VerifiedFileSet {
         self.0
     }
 
+    /// Stage 6's ownership rules applied ([`crate::stages::write::share`]): owners
+    /// change and base copies of verified files are added; no text changes.
+    pub fn shared(self) -> Self {
+        Self(crate::stages::write::share(self.0))
+    }
+
     /// For stage 6's own tests, which write hand-made file sets.
     #[cfg(test)]
     pub(crate) fn unchecked(files: FileSet) -> Self {

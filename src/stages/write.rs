@@ -1,17 +1,31 @@
 //! Stage 6: write — VerifiedFileSet -> disk + manifest.
 //!
-//! - All or nothing, across every crate of a run: every crate is planned (and
-//!   every conflict found) before anything is written; new contents are staged
-//!   in a temporary folder beside the destination and then moved into place;
-//!   if any move fails, every change already made is undone.
-//! - A crate that does not exist yet is staged whole and moved with one rename.
-//! - Unchanged files are not rewritten (their mtime is kept).
-//! - User-owned files are created once and never touched again, even with `force`.
-//! - Generated files edited by hand (disk hash differs from the manifest), and
-//!   files at a generated path that onex-gen did not write, are a conflict:
-//!   nothing is written unless `force`.
-//! - Generated files in the old manifest that are no longer generated
-//!   (orphans) are removed.
+//! - All or nothing: every crate of a run is planned (and every conflict
+//!   found) before anything is written.
+//! - Crash-safe: a crate is staged whole in a folder beside it (unchanged and
+//!   user files hard-linked, new contents written) and swapped in with one
+//!   atomic exchange of the two folders, so a crate is always the old one or
+//!   the new one, with its manifest, whenever the process dies. A failure
+//!   after some crates of a run were swapped swaps them back.
+//! - Unchanged files are not rewritten (their mtime is kept), and a run that
+//!   changes nothing touches nothing.
+//! - Three kinds of file ([`Owner`]):
+//!   - generated (`src/generated/`, `tests/node.rs`, the vendored runtime):
+//!     onex-gen's alone; a hand edit (disk hash differs from the manifest),
+//!     or a file at such a path that onex-gen did not write, is a conflict:
+//!     nothing is written unless `force`;
+//!   - user-owned (`src/handlers.rs`, `tests/handlers.rs`): created once,
+//!     never touched again, even with `force`;
+//!   - shared ([`SHARED_FILES`]: Cargo.toml, Cargo.lock, lib.rs, main.rs,
+//!     README.md, ...): the user may edit them. The text generated last is
+//!     kept in `.onex-gen/base/`; a regeneration merges the user's edits
+//!     with the generator's changes ([`crate::merge`]). When both changed
+//!     the same lines nothing is written (exit 1) and the conflict is shown
+//!     with markers, unless `force`, which writes the file with the markers
+//!     for the user to resolve.
+//! - Files the user added (anywhere but `src/generated/`) are never touched.
+//!   Generated files in the old manifest that are no longer generated
+//!   (orphans) are removed; a shared one the user edited is left to them.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -20,14 +34,68 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::GenError;
-use crate::fileset::Owner;
-use crate::manifest::{sha256_hex, Manifest, MANIFEST_PATH};
+use crate::fileset::{FileSet, Owner};
+use crate::manifest::{sha256_hex, FileRecord, Manifest, MANIFEST_PATH};
+use crate::merge::{self, Merged};
 use crate::pipeline::Generation;
 use crate::stages::verify::VerifiedFileSet;
 
+/// Generated files the user may edit; onex-gen merges its changes with theirs.
+pub const SHARED_FILES: &[&str] = &[
+    ".dockerignore",
+    ".env.template",
+    ".gitignore",
+    "Cargo.lock",
+    "Cargo.toml",
+    "Dockerfile",
+    "README.md",
+    "compose.yaml",
+    "src/lib.rs",
+    "src/main.rs",
+];
+
+/// Where the base of every shared file is kept: the text onex-gen generated
+/// for it last, the common ancestor of the next merge.
+pub const BASE_DIR: &str = ".onex-gen/base/";
+
+/// The base copy of a shared file.
+pub fn base_path(path: &str) -> String {
+    format!("{BASE_DIR}{path}")
+}
+
+/// What stage 6 adds to a generation's files before anything is written:
+/// the crate's `Cargo.lock`, derived from its `Cargo.toml`
+/// ([`crate::lockfile::for_manifest`]); the ownership rules (the files in
+/// [`SHARED_FILES`] become [`Owner::Shared`]); and the base copy of each
+/// shared file under [`BASE_DIR`] (a generated file, recorded in the
+/// manifest like any other, so `check` and the golden files see exactly
+/// what is written).
+pub fn share(mut files: FileSet) -> FileSet {
+    // Stage 5 verified that Cargo.toml parses with a package name and version.
+    let lock = files
+        .get("Cargo.toml")
+        .and_then(|m| crate::lockfile::for_manifest(&m.contents).ok());
+    if let Some(lock) = lock {
+        files.insert("Cargo.lock", Owner::Generated, lock);
+    }
+    let mut bases = Vec::new();
+    for (path, file) in files.files.iter_mut() {
+        if file.owner == Owner::Generated && SHARED_FILES.contains(&path.as_str()) {
+            file.owner = Owner::Shared;
+            bases.push((base_path(path), file.contents.clone()));
+        }
+    }
+    for (path, contents) in bases {
+        files.insert(path, Owner::Generated, contents);
+    }
+    files
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteOptions {
-    /// Overwrite generated files edited by hand (user-owned files are still kept).
+    /// Overwrite generated files edited by hand, and write shared files
+    /// whose merge conflicts with conflict markers (user-owned files are
+    /// still kept).
     pub force: bool,
     /// Plan only; touch nothing.
     pub dry_run: bool,
@@ -42,8 +110,17 @@ pub enum Action {
     Unchanged,
     /// A user-owned file that exists: left exactly as it is.
     KeepUser,
-    /// A generated file edited by hand, overwritten because of `force`.
+    /// A shared file the user edited and the generator has nothing new for
+    /// (or no longer generates): left as it is.
+    KeepEdits,
+    /// A shared file the user edited, the generator's changes merged in.
+    Merge,
+    /// A generated file edited by hand (or a shared one without a base to
+    /// merge with), overwritten because of `force`.
     Overwrite,
+    /// A shared file whose merge conflicts, written with conflict markers
+    /// because of `force`.
+    ConflictMarkers,
     /// An orphan: generated before, no longer generated.
     Remove,
 }
@@ -55,9 +132,26 @@ impl fmt::Display for Action {
             Action::Update => "update",
             Action::Unchanged => "unchanged",
             Action::KeepUser => "keep (user-owned)",
+            Action::KeepEdits => "keep (your edits)",
+            Action::Merge => "merge (your edits kept)",
             Action::Overwrite => "overwrite (hand edit, --force)",
+            Action::ConflictMarkers => "conflict markers written (--force)",
             Action::Remove => "remove (no longer generated)",
         })
+    }
+}
+
+impl Action {
+    /// Whether the file gets new contents.
+    fn writes(self) -> bool {
+        matches!(
+            self,
+            Action::Create
+                | Action::Update
+                | Action::Overwrite
+                | Action::Merge
+                | Action::ConflictMarkers
+        )
     }
 }
 
@@ -65,6 +159,9 @@ impl fmt::Display for Action {
 pub struct FileAction {
     pub path: String,
     pub action: Action,
+    /// What a merge produced (for `Merge` and `ConflictMarkers`).
+    #[serde(skip)]
+    pub merged: Option<String>,
 }
 
 /// The plan (and, after a write, the record) for one crate.
@@ -84,9 +181,12 @@ impl CratePlan {
 
     /// Whether the write changes anything on disk.
     pub fn changes_anything(&self) -> bool {
-        self.actions
-            .iter()
-            .any(|a| !matches!(a.action, Action::Unchanged | Action::KeepUser))
+        self.actions.iter().any(|a| {
+            !matches!(
+                a.action,
+                Action::Unchanged | Action::KeepUser | Action::KeepEdits
+            )
+        })
     }
 }
 
@@ -114,6 +214,50 @@ pub fn write(gens: &[Generation], opts: &WriteOptions) -> Result<Vec<CratePlan>,
     write_crates(&writes, opts)
 }
 
+/// The base of a shared file as onex-gen recorded it: `Some` only when the
+/// copy in `.onex-gen/base/` is the one the manifest vouches for.
+pub fn recorded_base(crate_dir: &Path, record: &FileRecord) -> Option<String> {
+    let bytes = std::fs::read(crate_dir.join(base_path(&record.path))).ok()?;
+    (sha256_hex(&bytes) == record.sha256)
+        .then(|| String::from_utf8(bytes).ok())
+        .flatten()
+}
+
+/// What regenerating a shared file the user edited gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedOutcome {
+    /// Nothing new from the generator: the user's text stays.
+    Keep,
+    /// The merge of both.
+    Merged(String),
+    /// Both changed the same lines: the text with conflict markers.
+    Conflict(String),
+    /// No base to merge with (missing or altered), or a side is not text.
+    NoBase,
+}
+
+/// Merges a shared file the user edited (`disk` differs from the record)
+/// with the generator's `new` text.
+pub fn merge_shared(
+    crate_dir: &Path,
+    record: &FileRecord,
+    disk: &[u8],
+    new: &str,
+) -> SharedOutcome {
+    if record.sha256 == sha256_hex(new.as_bytes()) {
+        return SharedOutcome::Keep;
+    }
+    let (Some(base), Ok(ours)) = (recorded_base(crate_dir, record), std::str::from_utf8(disk))
+    else {
+        return SharedOutcome::NoBase;
+    };
+    match merge::merge(&record.path, &base, ours, new) {
+        Merged::Clean(m) if m == ours => SharedOutcome::Keep,
+        Merged::Clean(m) => SharedOutcome::Merged(m),
+        Merged::Conflict(m) => SharedOutcome::Conflict(m),
+    }
+}
+
 /// Plans one crate against what is on disk; `Err` lists every conflict.
 pub fn plan(w: &CrateWrite<'_>, opts: &WriteOptions) -> Result<CratePlan, Vec<String>> {
     let dir = &w.crate_dir;
@@ -126,6 +270,13 @@ pub fn plan(w: &CrateWrite<'_>, opts: &WriteOptions) -> Result<CratePlan, Vec<St
     let mut conflicts = Vec::new();
     let mut actions = Vec::new();
     let files = w.files.files();
+    let mut push = |path: &str, action: Action, merged: Option<String>| {
+        actions.push(FileAction {
+            path: path.to_owned(),
+            action,
+            merged,
+        })
+    };
 
     for (path, file) in files.iter() {
         let dest = dir.join(path);
@@ -134,66 +285,91 @@ pub fn plan(w: &CrateWrite<'_>, opts: &WriteOptions) -> Result<CratePlan, Vec<St
         } else {
             read_if_exists(&dest).map_err(|e| vec![e])?
         };
-        let action = match (file.owner, on_disk) {
-            (_, None) => Action::Create,
-            (Owner::User, Some(_)) => Action::KeepUser,
-            (Owner::Generated, Some(bytes)) => {
-                if bytes == file.contents.as_bytes() {
-                    Action::Unchanged
-                } else {
-                    let disk_hash = sha256_hex(&bytes);
-                    let recorded = old.as_ref().and_then(|m| m.file(path));
-                    match recorded {
-                        Some(r) if r.sha256 == disk_hash => Action::Update,
-                        Some(_) if opts.force => Action::Overwrite,
-                        Some(_) => {
-                            conflicts.push(format!(
-                                "{}: generated file was edited by hand (its hash differs from the manifest); \
-                                 move the change into a user-owned file, or pass --force to overwrite it",
-                                dest.display()
-                            ));
-                            continue;
-                        }
-                        None if opts.force => Action::Overwrite,
-                        None => {
-                            conflicts.push(format!(
-                                "{}: exists but was not written by onex-gen (not in the manifest); \
-                                 remove it, or pass --force to overwrite it",
-                                dest.display()
-                            ));
-                            continue;
-                        }
-                    }
-                }
-            }
+        let Some(bytes) = on_disk else {
+            push(path, Action::Create, None);
+            continue;
         };
-        actions.push(FileAction {
-            path: path.clone(),
-            action,
-        });
+        if file.owner == Owner::User {
+            push(path, Action::KeepUser, None);
+            continue;
+        }
+        if bytes == file.contents.as_bytes() {
+            push(path, Action::Unchanged, None);
+            continue;
+        }
+        // Bases are bookkeeping: always brought up to date.
+        if path.starts_with(BASE_DIR) {
+            push(path, Action::Update, None);
+            continue;
+        }
+        let recorded = old.as_ref().and_then(|m| m.file(path));
+        let Some(record) = recorded else {
+            if opts.force {
+                push(path, Action::Overwrite, None);
+            } else {
+                conflicts.push(format!(
+                    "{}: exists but was not written by onex-gen (not in the manifest); \
+                     remove it, or pass --force to overwrite it",
+                    dest.display()
+                ));
+            }
+            continue;
+        };
+        if record.sha256 == sha256_hex(&bytes) {
+            push(path, Action::Update, None);
+            continue;
+        }
+        if file.owner == Owner::Generated {
+            if opts.force {
+                push(path, Action::Overwrite, None);
+            } else {
+                conflicts.push(format!(
+                    "{}: generated file was edited by hand (its hash differs from the manifest); \
+                     move the change into a user-owned file, or pass --force to overwrite it",
+                    dest.display()
+                ));
+            }
+            continue;
+        }
+        match merge_shared(dir, record, &bytes, &file.contents) {
+            SharedOutcome::Keep => push(path, Action::KeepEdits, None),
+            SharedOutcome::Merged(m) => push(path, Action::Merge, Some(m)),
+            SharedOutcome::Conflict(m) if opts.force => {
+                push(path, Action::ConflictMarkers, Some(m))
+            }
+            SharedOutcome::Conflict(m) => conflicts.push(conflict_message(&dest, path, &m)),
+            SharedOutcome::NoBase if opts.force => push(path, Action::Overwrite, None),
+            SharedOutcome::NoBase => conflicts.push(format!(
+                "{}: edited, and there is no base to merge onex-gen's changes with \
+                 ({} is missing or altered); pass --force to overwrite your edits",
+                dest.display(),
+                base_path(path)
+            )),
+        }
     }
 
     if let Some(old) = &old {
         for rec in &old.files {
-            if rec.owner != Owner::Generated || files.get(&rec.path).is_some() {
+            if rec.owner == Owner::User || files.get(&rec.path).is_some() {
                 continue;
             }
             let dest = dir.join(&rec.path);
             let Some(bytes) = read_if_exists(&dest).map_err(|e| vec![e])? else {
                 continue;
             };
-            if sha256_hex(&bytes) != rec.sha256 && !opts.force {
+            let edited = sha256_hex(&bytes) != rec.sha256 && !rec.path.starts_with(BASE_DIR);
+            if !edited || opts.force && rec.owner == Owner::Generated {
+                push(&rec.path, Action::Remove, None);
+            } else if rec.owner == Owner::Shared {
+                // No longer generated, but edited: it is the user's now.
+                push(&rec.path, Action::KeepEdits, None);
+            } else {
                 conflicts.push(format!(
                     "{}: is no longer generated, but was edited by hand so it is not removed; \
                      delete it yourself, or pass --force",
                     dest.display()
                 ));
-                continue;
             }
-            actions.push(FileAction {
-                path: rec.path.clone(),
-                action: Action::Remove,
-            });
         }
     }
 
@@ -207,10 +383,7 @@ pub fn plan(w: &CrateWrite<'_>, opts: &WriteOptions) -> Result<CratePlan, Vec<St
         Some(b) if b == manifest_json.as_bytes() => Action::Unchanged,
         Some(_) => Action::Update,
     };
-    actions.push(FileAction {
-        path: MANIFEST_PATH.to_owned(),
-        action: manifest_action,
-    });
+    push(MANIFEST_PATH, manifest_action, None);
     actions.sort_by(|a, b| a.path.cmp(&b.path));
 
     if conflicts.is_empty() {
@@ -223,6 +396,26 @@ pub fn plan(w: &CrateWrite<'_>, opts: &WriteOptions) -> Result<CratePlan, Vec<St
     } else {
         Err(conflicts)
     }
+}
+
+/// A merge conflict, with each conflicting region between its markers.
+fn conflict_message(dest: &Path, path: &str, conflicted: &str) -> String {
+    let excerpts = merge::conflict_excerpts(conflicted, 2);
+    let mut msg = format!(
+        "{}: your edits and onex-gen's changes touch the same lines ({} conflict(s)); \
+         change the file or the contract so they agree and run again, or pass --force \
+         to write the file with these conflict markers and resolve them there:",
+        dest.display(),
+        excerpts.len()
+    );
+    for (line, text) in excerpts {
+        msg.push_str(&format!("\n    {path}:{line}:"));
+        for l in text.lines() {
+            msg.push_str("\n      ");
+            msg.push_str(l);
+        }
+    }
+    msg
 }
 
 fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, String> {
@@ -269,10 +462,14 @@ pub fn write_crates(
     let result = (|| {
         let mut staged = Vec::new();
         for (w, p) in writes.iter().zip(&plans) {
-            staged.push(tx.stage(w, p)?);
+            if p.changes_anything() {
+                staged.push(Some(tx.stage(w, p)?));
+            } else {
+                staged.push(None);
+            }
         }
-        for ((w, p), stage) in writes.iter().zip(&plans).zip(&staged) {
-            tx.commit(w, p, *stage)?;
+        for stage in staged.into_iter().flatten() {
+            tx.commit(stage)?;
         }
         Ok(())
     })();
@@ -293,16 +490,30 @@ pub fn write_crates(
 enum Undo {
     /// A folder that did not exist before.
     CreatedDir(PathBuf),
-    /// A file that did not exist before.
-    CreatedFile(PathBuf),
-    /// `original` was moved to `backup`.
-    Replaced { original: PathBuf, backup: PathBuf },
+    /// `crate_dir` and the staged folder `staged` were exchanged.
+    Exchanged { crate_dir: PathBuf, staged: PathBuf },
+}
+
+/// A crate staged whole beside its folder, ready to be swapped in.
+#[derive(Debug)]
+struct Staged {
+    /// `<stage>/crate`: the new crate.
+    root: PathBuf,
+    /// The real crate folder (symbolic links resolved).
+    crate_dir: PathBuf,
+    fresh: bool,
+    node_name: String,
 }
 
 #[derive(Debug, Default)]
 struct Transaction {
     journal: Vec<Undo>,
     staging: Vec<tempfile::TempDir>,
+}
+
+/// The prefix of a crate's staging folders, beside the crate.
+fn stage_prefix(node_name: &str) -> String {
+    format!(".onex-gen-stage-{node_name}-")
 }
 
 impl Transaction {
@@ -324,100 +535,99 @@ impl Transaction {
         Ok(())
     }
 
-    /// Writes every new or changed file (and the manifest) into a staging
-    /// folder beside the crate; returns the staging folder's index.
-    fn stage(&mut self, w: &CrateWrite<'_>, p: &CratePlan) -> Result<usize, GenError> {
-        let parent = match w.crate_dir.parent() {
+    /// Builds the new crate in a staging folder beside the crate: every
+    /// file of the old crate that stays as it is hard-linked (copied where
+    /// links are not possible), every new or changed file written, the
+    /// manifest last.
+    fn stage(&mut self, w: &CrateWrite<'_>, p: &CratePlan) -> Result<Staged, GenError> {
+        let crate_dir = if w.crate_dir.is_symlink() {
+            std::fs::canonicalize(&w.crate_dir).map_err(|e| GenError::io(&w.crate_dir, e))?
+        } else {
+            w.crate_dir.clone()
+        };
+        let parent = match crate_dir.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         self.create_dirs(&parent)?;
+        remove_stale_stages(&parent, &crate_dir, &p.node_name);
         let stage = tempfile::Builder::new()
-            .prefix(&format!(".onex-gen-stage-{}-", p.node_name))
+            .prefix(&stage_prefix(&p.node_name))
             .tempdir_in(&parent)
             .map_err(|e| GenError::io(&parent, e))?;
         let root = stage.path().join("crate");
-        std::fs::create_dir(&root).map_err(|e| GenError::io(&root, e))?;
-        std::fs::create_dir(stage.path().join("backup"))
-            .map_err(|e| GenError::io(stage.path(), e))?;
+        let fresh = p.fresh && !crate_dir.exists();
+        let replaced: BTreeSet<&str> = p
+            .actions
+            .iter()
+            .filter(|a| a.action.writes() || a.action == Action::Remove)
+            .map(|a| a.path.as_str())
+            .collect();
+        if fresh {
+            std::fs::create_dir(&root).map_err(|e| GenError::io(&root, e))?;
+        } else {
+            mirror(&crate_dir, &root, &replaced)?;
+        }
         let manifest_json = w.manifest.to_json();
         for a in &p.actions {
-            if !matches!(
-                a.action,
-                Action::Create | Action::Update | Action::Overwrite
-            ) {
+            if !a.action.writes() {
                 continue;
             }
-            let contents: &[u8] = if a.path == MANIFEST_PATH {
-                manifest_json.as_bytes()
+            let contents: &str = if a.path == MANIFEST_PATH {
+                &manifest_json
+            } else if let Some(m) = &a.merged {
+                m
             } else {
                 match w.files.files().get(&a.path) {
-                    Some(f) => f.contents.as_bytes(),
+                    Some(f) => &f.contents,
                     None => continue,
                 }
             };
-            let dest = root.join(&a.path);
-            if let Some(d) = dest.parent() {
-                std::fs::create_dir_all(d).map_err(|e| GenError::io(d, e))?;
-            }
-            std::fs::write(&dest, contents).map_err(|e| GenError::io(&dest, e))?;
-        }
-        self.staging.push(stage);
-        Ok(self.staging.len() - 1)
-    }
-
-    /// Moves the staged files into place.
-    fn commit(&mut self, w: &CrateWrite<'_>, p: &CratePlan, stage: usize) -> Result<(), GenError> {
-        #[cfg(test)]
-        if tests::FAIL_COMMIT_OF.with(|f| f.borrow().as_deref() == Some(p.node_name.as_str())) {
-            return Err(GenError::Conflict(format!(
-                "injected failure committing {}",
-                p.node_name
-            )));
-        }
-        let stage_root = self.staging[stage].path().to_path_buf();
-        let staged = stage_root.join("crate");
-        let backup = stage_root.join("backup");
-        if p.fresh && !w.crate_dir.exists() {
-            rename(&staged, &w.crate_dir)?;
-            self.journal.push(Undo::CreatedDir(w.crate_dir.clone()));
-            return Ok(());
+            write_new(&root.join(&a.path), contents)?;
         }
         for a in &p.actions {
-            let dest = w.crate_dir.join(&a.path);
-            match a.action {
-                Action::Create | Action::Update | Action::Overwrite => {
-                    if let Some(d) = dest.parent() {
-                        self.create_dirs(d)?;
-                    }
-                    if dest.exists() {
-                        let b = backup.join(&a.path);
-                        if let Some(d) = b.parent() {
-                            std::fs::create_dir_all(d).map_err(|e| GenError::io(d, e))?;
-                        }
-                        rename(&dest, &b)?;
-                        self.journal.push(Undo::Replaced {
-                            original: dest.clone(),
-                            backup: b,
-                        });
-                    }
-                    rename(&staged.join(&a.path), &dest)?;
-                    self.journal.push(Undo::CreatedFile(dest));
-                }
-                Action::Remove => {
-                    let b = backup.join(&a.path);
-                    if let Some(d) = b.parent() {
-                        std::fs::create_dir_all(d).map_err(|e| GenError::io(d, e))?;
-                    }
-                    rename(&dest, &b)?;
-                    self.journal.push(Undo::Replaced {
-                        original: dest.clone(),
-                        backup: b,
-                    });
-                    remove_empty_parents(&dest, &w.crate_dir);
-                }
-                Action::Unchanged | Action::KeepUser => {}
+            if a.action == Action::Remove {
+                remove_empty_parents(&root.join(&a.path), &root);
             }
+        }
+        self.staging.push(stage);
+        Ok(Staged {
+            root,
+            crate_dir,
+            fresh,
+            node_name: p.node_name.clone(),
+        })
+    }
+
+    /// Swaps the staged crate in: one rename for a new crate, one atomic
+    /// exchange of the two folders for an existing one.
+    fn commit(&mut self, s: Staged) -> Result<(), GenError> {
+        #[cfg(test)]
+        if tests::FAIL_COMMIT_OF.with(|f| f.borrow().as_deref() == Some(s.node_name.as_str())) {
+            return Err(GenError::Conflict(format!(
+                "injected failure committing {}",
+                s.node_name
+            )));
+        }
+        if s.fresh {
+            rename_new(&s.root, &s.crate_dir)?;
+            self.journal.push(Undo::CreatedDir(s.crate_dir));
+        } else {
+            exchange(&s.root, &s.crate_dir).map_err(|e| GenError::Io {
+                path: s.crate_dir.clone(),
+                source: std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "swapping in the new {} crate from {}: {e}",
+                        s.node_name,
+                        s.root.display()
+                    ),
+                ),
+            })?;
+            self.journal.push(Undo::Exchanged {
+                crate_dir: s.crate_dir,
+                staged: s.root,
+            });
         }
         Ok(())
     }
@@ -426,25 +636,98 @@ impl Transaction {
         while let Some(step) = self.journal.pop() {
             let _ = match step {
                 Undo::CreatedDir(d) => std::fs::remove_dir_all(&d),
-                Undo::CreatedFile(f) => std::fs::remove_file(&f),
-                Undo::Replaced { original, backup } => {
-                    if let Some(d) = original.parent() {
-                        let _ = std::fs::create_dir_all(d);
-                    }
-                    std::fs::rename(&backup, &original)
-                }
+                Undo::Exchanged { crate_dir, staged } => exchange(&staged, &crate_dir),
             };
         }
         self.staging.clear();
     }
 
+    /// Drops the staging folders, which now hold the old crates.
     fn finish(&mut self) {
         self.journal.clear();
         self.staging.clear();
     }
 }
 
-fn rename(from: &Path, to: &Path) -> Result<(), GenError> {
+/// Removes staging folders a killed run left beside the crate. If a run
+/// died between the two renames of [`exchange`]'s fallback, the old crate
+/// is put back first.
+fn remove_stale_stages(parent: &Path, crate_dir: &Path, node_name: &str) {
+    let prefix = stage_prefix(node_name);
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let old = e.path().join(OLD_CRATE);
+        if !crate_dir.exists() && old.is_dir() {
+            let _ = std::fs::rename(&old, crate_dir);
+        }
+        let _ = std::fs::remove_dir_all(e.path());
+    }
+}
+
+/// Recreates the tree `from` at `to` with hard links to its files, except
+/// the files at the `skip` paths (`/`-separated, relative).
+fn mirror(from: &Path, to: &Path, skip: &BTreeSet<&str>) -> Result<(), GenError> {
+    for entry in walkdir::WalkDir::new(from).follow_links(false) {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(from).to_path_buf();
+            GenError::io(path, std::io::Error::other(e.to_string()))
+        })?;
+        let rel = entry
+            .path()
+            .strip_prefix(from)
+            .expect("walkdir stays under its root");
+        let dest = to.join(rel);
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir(&dest).map_err(|e| GenError::io(&dest, e))?;
+            if let Ok(meta) = entry.metadata() {
+                let _ = std::fs::set_permissions(&dest, meta.permissions());
+            }
+        } else if kind.is_symlink() {
+            let target =
+                std::fs::read_link(entry.path()).map_err(|e| GenError::io(entry.path(), e))?;
+            symlink(&target, &dest).map_err(|e| GenError::io(&dest, e))?;
+        } else {
+            let rel_str = rel.to_string_lossy().replace('\\', "/");
+            if skip.contains(rel_str.as_str()) {
+                continue;
+            }
+            if std::fs::hard_link(entry.path(), &dest).is_err() {
+                std::fs::copy(entry.path(), &dest).map_err(|e| GenError::io(entry.path(), e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(not(unix))]
+fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
+    let resolved = link.parent().unwrap_or(Path::new(".")).join(target);
+    if resolved.is_dir() {
+        std::os::windows::fs::symlink_dir(target, link)
+    } else {
+        std::os::windows::fs::symlink_file(target, link)
+    }
+}
+
+fn write_new(dest: &Path, contents: &str) -> Result<(), GenError> {
+    if let Some(d) = dest.parent() {
+        std::fs::create_dir_all(d).map_err(|e| GenError::io(d, e))?;
+    }
+    std::fs::write(dest, contents).map_err(|e| GenError::io(dest, e))
+}
+
+fn rename_new(from: &Path, to: &Path) -> Result<(), GenError> {
     std::fs::rename(from, to).map_err(|e| GenError::Io {
         path: to.to_path_buf(),
         source: std::io::Error::new(
@@ -452,6 +735,78 @@ fn rename(from: &Path, to: &Path) -> Result<(), GenError> {
             format!("moving {} into place: {e}", from.display()),
         ),
     })
+}
+
+/// Where [`exchange`]'s fallback parks the old crate inside the stage.
+const OLD_CRATE: &str = "old";
+
+/// Swaps the folders `a` and `b` in one atomic step (Linux `renameat2`
+/// with `RENAME_EXCHANGE`, macOS `renamex_np` with `RENAME_SWAP`). Where the
+/// system or file system cannot, it falls back to two renames through
+/// `<a's parent>/old`; a run killed between them leaves `b` missing and the
+/// old folder in the stage, which the next run puts back.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    match exchange_atomic(a, b) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(code) if code == libc::EINVAL || code == libc::ENOSYS || code == libc::ENOTSUP
+            ) =>
+        {
+            let parked = a.parent().unwrap_or(Path::new(".")).join(OLD_CRATE);
+            std::fs::rename(b, &parked)?;
+            if let Err(e) = std::fs::rename(a, b) {
+                let _ = std::fs::rename(&parked, b);
+                return Err(e);
+            }
+            std::fs::rename(&parked, a)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn exchange_atomic(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let a = std::ffi::CString::new(a.as_os_str().as_bytes())?;
+    let b = std::ffi::CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: both paths are NUL-terminated strings that outlive the call;
+    // renameat2 only reads them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(target_os = "macos")]
+fn exchange_atomic(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let a = std::ffi::CString::new(a.as_os_str().as_bytes())?;
+    let b = std::ffi::CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: both paths are NUL-terminated strings that outlive the call.
+    let rc = unsafe { libc::renamex_np(a.as_ptr(), b.as_ptr(), libc::RENAME_SWAP) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+fn exchange_atomic(_a: &Path, _b: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
 /// Removes folders emptied by an orphan's removal, up to (not including) `root`.
@@ -719,7 +1074,7 @@ mod tests {
             };
             fs.insert(rel, owner, text);
         }
-        VerifiedFileSet::unchecked(fs)
+        VerifiedFileSet::unchecked(fs).shared()
     }
 
     /// Runs the fixture cases in `stages/6-write/cases/` (see its README).
@@ -767,7 +1122,7 @@ mod tests {
             }
             got.push_str("-- after:\n");
             for (rel, text) in read_tree(&dir) {
-                let shown = if rel == MANIFEST_PATH {
+                let shown = if rel == MANIFEST_PATH || rel.ends_with("Cargo.lock") {
                     "{...}".to_owned()
                 } else {
                     text.lines().collect::<Vec<_>>().join(" | ")

@@ -4,7 +4,10 @@
 //! openai_compatible and anthropic protocols.
 //!
 //! `generated` is rewritten by onex-gen from the contract (ab_inference_effect.yaml);
-//! `handlers` is yours and is never overwritten.
+//! `handlers` is yours and is never overwritten. So are modules you add below:
+//! `onex-gen new` merges its changes to this file with yours.
 
 pub mod generated;
 pub mod handlers;
+
+// Your modules.

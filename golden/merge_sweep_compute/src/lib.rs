@@ -6,7 +6,10 @@
 //! failure history with escalation thresholds (STUCK, CHRONIC, RECIDIVIST).
 //!
 //! `generated` is rewritten by onex-gen from the contract (merge_sweep_compute.yaml);
-//! `handlers` is yours and is never overwritten.
+//! `handlers` is yours and is never overwritten. So are modules you add below:
+//! `onex-gen new` merges its changes to this file with yours.
 
 pub mod generated;
 pub mod handlers;
+
+// Your modules.

@@ -7,7 +7,10 @@
 //! flip while preserving authorization semantics.
 //!
 //! `generated` is rewritten by onex-gen from the contract (node_auth_gate_compute.yaml);
-//! `handlers` is yours and is never overwritten.
+//! `handlers` is yours and is never overwritten. So are modules you add below:
+//! `onex-gen new` merges its changes to this file with yours.
 
 pub mod generated;
 pub mod handlers;
+
+// Your modules.

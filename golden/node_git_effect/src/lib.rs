@@ -6,7 +6,10 @@
 //! a mandatory ticket stamp block.
 //!
 //! `generated` is rewritten by onex-gen from the contract (node_git_effect.yaml);
-//! `handlers` is yours and is never overwritten.
+//! `handlers` is yours and is never overwritten. So are modules you add below:
+//! `onex-gen new` merges its changes to this file with yours.
 
 pub mod generated;
 pub mod handlers;
+
+// Your modules.

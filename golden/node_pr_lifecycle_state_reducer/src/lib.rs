@@ -5,7 +5,10 @@
 //! enabled. No side effects — only computes state transitions and emits intent events.
 //!
 //! `generated` is rewritten by onex-gen from the contract (node_pr_lifecycle_state_reducer.yaml);
-//! `handlers` is yours and is never overwritten.
+//! `handlers` is yours and is never overwritten. So are modules you add below:
+//! `onex-gen new` merges its changes to this file with yours.
 
 pub mod generated;
 pub mod handlers;
+
+// Your modules.

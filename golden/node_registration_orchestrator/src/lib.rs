@@ -5,7 +5,10 @@
 //! annotations only; workflow, topics, and payload semantics are unchanged.
 //!
 //! `generated` is rewritten by onex-gen from the contract (node_registration_orchestrator.yaml);
-//! `handlers` is yours and is never overwritten.
+//! `handlers` is yours and is never overwritten. So are modules you add below:
+//! `onex-gen new` merges its changes to this file with yours.
 
 pub mod generated;
 pub mod handlers;
+
+// Your modules.

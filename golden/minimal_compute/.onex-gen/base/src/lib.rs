@@ -1,0 +1,12 @@
+//! node_word_count_compute: an ONEX compute node.
+//!
+//! Counts the words of a text.
+//!
+//! `generated` is rewritten by onex-gen from the contract (minimal_compute.yaml);
+//! `handlers` is yours and is never overwritten. So are modules you add below:
+//! `onex-gen new` merges its changes to this file with yours.
+
+pub mod generated;
+pub mod handlers;
+
+// Your modules.
