@@ -304,10 +304,13 @@ pub struct KafkaSettings {
     pub topic_partitions: i32,
     /// Replication factor of created topics.
     pub topic_replication: i32,
-    /// `session.timeout.ms`, unless librdkafka's default.
-    pub session_timeout_ms: Option<u32>,
+    /// `session.timeout.ms` of consumers.
+    pub session_timeout_ms: u32,
     /// Static group membership: the stable id consumers join with.
     pub group_instance_id: Option<String>,
+    /// `client.id` of every client (the instance id), so the broker's logs
+    /// and group member ids name the process.
+    pub client_id: Option<String>,
 }
 
 impl KafkaSettings {
@@ -341,11 +344,18 @@ impl Default for KafkaSettings {
             security: SecuritySettings::default(),
             topic_partitions: 1,
             topic_replication: 1,
-            session_timeout_ms: None,
+            session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
             group_instance_id: None,
+            client_id: None,
         }
     }
 }
+
+/// Consumer session timeout unless `KAFKA_SESSION_TIMEOUT_MS` says
+/// otherwise: the smallest a stock Kafka broker accepts
+/// (`group.min.session.timeout.ms`), so a crashed member's partitions move
+/// within seconds instead of librdkafka's 45.
+pub const DEFAULT_SESSION_TIMEOUT_MS: u32 = 6_000;
 
 /// Publish retry policy from the retry count and the base delay in seconds:
 /// the delay doubles per retry, capped at 32 times the base, with 10% jitter.
@@ -488,16 +498,14 @@ impl RuntimeConfig {
                 "an integer in 1..=10",
                 in_range(1, 10),
             )?,
-            session_timeout_ms: match src.get("KAFKA_SESSION_TIMEOUT_MS") {
-                None => None,
-                Some(_) => Some(src.parsed(
-                    "KAFKA_SESSION_TIMEOUT_MS",
-                    45_000,
-                    "an integer in 1000..=300000",
-                    in_range(1000, 300_000),
-                )?),
-            },
+            session_timeout_ms: src.parsed(
+                "KAFKA_SESSION_TIMEOUT_MS",
+                DEFAULT_SESSION_TIMEOUT_MS,
+                "an integer in 1000..=300000",
+                in_range(1000, 300_000),
+            )?,
             group_instance_id: None,
+            client_id: src.get("ONEX_INSTANCE_ID"),
         };
         if src.flag("KAFKA_STATIC_MEMBERSHIP", false)? {
             match src.get("ONEX_INSTANCE_ID") {
@@ -608,10 +616,13 @@ mod tests {
         ]);
         let c = RuntimeConfig::from_source(&with_id).unwrap();
         assert_eq!(c.kafka.group_instance_id.as_deref(), Some("orders-1"));
-        assert_eq!(c.kafka.session_timeout_ms, Some(6000));
+        assert_eq!(c.kafka.session_timeout_ms, 6000);
         let plain =
-            RuntimeConfig::from_source(&ConfigSource::from_pairs([("ONEX_INSTANCE_ID", "x")]));
-        assert_eq!(plain.unwrap().kafka.group_instance_id, None);
+            RuntimeConfig::from_source(&ConfigSource::from_pairs([("ONEX_INSTANCE_ID", "x")]))
+                .unwrap();
+        assert_eq!(plain.kafka.group_instance_id, None);
+        assert_eq!(plain.kafka.client_id.as_deref(), Some("x"));
+        assert_eq!(plain.kafka.session_timeout_ms, DEFAULT_SESSION_TIMEOUT_MS);
     }
 
     #[test]

@@ -109,6 +109,19 @@ class Client:
         self.send_raw(topic, value, envelope_headers(env), key)
         return value
 
+    def send_envelopes(self, topic, items):
+        """Sends [(envelope, key)] back to back and waits for all of them
+        once, so the node sees a burst it cannot keep pace with."""
+        futures = [
+            self.producer.send(topic, value=json.dumps(env).encode(),
+                               key=key.encode() if isinstance(key, str) else key,
+                               headers=envelope_headers(env))
+            for env, key in items
+        ]
+        self.producer.flush(timeout=WAIT)
+        for f in futures:
+            f.get(timeout=WAIT)
+
     def send_raw(self, topic, value, headers=None, key=None):
         future = self.producer.send(
             topic,

@@ -83,6 +83,9 @@ pub fn base_client_config(s: &KafkaSettings) -> ClientConfig {
             "socket.timeout.ms",
             s.timeout.as_millis().max(10).to_string(),
         );
+    if let Some(id) = &s.client_id {
+        c.set("client.id", id);
+    }
     if let Some(p) = &s.security.protocol {
         c.set("security.protocol", p.to_ascii_lowercase());
     }
@@ -126,11 +129,10 @@ pub fn consumer_config(s: &KafkaSettings, group: &str, topic: &str) -> ClientCon
         // the broker answers a waiting fetch only at the end of the wait.
         .set("fetch.wait.max.ms", s.fetch_max_wait_ms.to_string())
         .set("statistics.interval.ms", "5000");
-    if let Some(ms) = s.session_timeout_ms {
-        c.set("session.timeout.ms", ms.to_string());
+    let session = s.session_timeout_ms;
+    c.set("session.timeout.ms", session.to_string())
         // librdkafka wants the heartbeat well inside the session.
-        c.set("heartbeat.interval.ms", (ms / 3).max(100).to_string());
-    }
+        .set("heartbeat.interval.ms", (session / 3).max(100).to_string());
     if let Some(instance) = &s.group_instance_id {
         c.set("group.instance.id", format!("{instance}.{topic}"));
     }
@@ -191,16 +193,35 @@ impl ConsumerContext for AssignmentContext {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                tracing::info!(
+                    topics = %topics_of(tpl),
+                    partitions = tpl.count(),
+                    "partitions assigned"
+                );
                 self.assigned.send_replace(true);
             }
             Rebalance::Revoke(tpl) => {
-                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                tracing::info!(
+                    topics = %topics_of(tpl),
+                    partitions = tpl.count(),
+                    "partitions revoked"
+                );
                 self.assigned.send_replace(false);
             }
             Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
         }
     }
+}
+
+/// The topics of a partition list, for the logs: `a,b` (empty when none).
+fn topics_of(tpl: &rdkafka::TopicPartitionList) -> String {
+    let mut topics: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| e.topic().to_string())
+        .collect();
+    topics.dedup();
+    topics.join(",")
 }
 
 /// The Kafka event bus. Cheap to clone.
@@ -882,6 +903,9 @@ mod tests {
         assert_eq!(c.get("group.id"), Some("g"));
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("auto.offset.reset"), Some("latest"));
+        assert_eq!(c.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(c.get("heartbeat.interval.ms"), Some("2000"));
+        assert_eq!(c.get("group.instance.id"), None);
         assert_eq!(c.get("sasl.password"), None);
     }
 }
