@@ -6,36 +6,23 @@
 //! (every requester sees every answer; it keeps only its own). One requester
 //! can have many requests in flight.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use onex_runtime::async_trait;
 use onex_runtime::bus::kafka::KafkaBus;
-use onex_runtime::bus::{BusError, BusMessage, EventBus, MessageHandler, Nack, Subscription};
+use onex_runtime::bus::{BusError, EventBus};
 use onex_runtime::config::{ConfigSource, RuntimeConfig};
+use onex_runtime::request::RequestClient;
+pub use onex_runtime::request::RequestError;
 use onex_runtime::uuid::Uuid;
 use onex_runtime::{Envelope, EventSource};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use crate::serve::{
     GenerationRequest, RequestOptions, RuntimeOption, ServeTopics, COMPLETED_TOPIC, FAILED_TOPIC,
     REQUEST_EVENT_TYPE, REQUEST_TOPIC,
 };
-
-/// Why a request got no answer.
-#[derive(Debug, thiserror::Error)]
-pub enum RequestError {
-    #[error(transparent)]
-    Bus(#[from] BusError),
-    #[error("no answer within {timeout:?} (correlation_id {correlation_id})")]
-    Timeout {
-        correlation_id: Uuid,
-        timeout: Duration,
-    },
-}
 
 /// The service's answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,37 +36,11 @@ pub struct Response {
     pub request: Envelope,
 }
 
-type Pending = Arc<Mutex<HashMap<Uuid, oneshot::Sender<(bool, Envelope)>>>>;
-
-struct Router {
-    pending: Pending,
-    completed: bool,
-}
-
-#[async_trait]
-impl MessageHandler for Router {
-    async fn on_message(&self, msg: &BusMessage) -> Result<(), Nack> {
-        if let Ok(env) = Envelope::from_bytes(&msg.value) {
-            let waiter = self
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&env.correlation_id);
-            if let Some(tx) = waiter {
-                let _ = tx.send((self.completed, env));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Sends generation requests and awaits their answers.
+/// Sends generation requests and awaits their answers: onex-runtime's
+/// request/response client following the completed and failed topics.
 pub struct Requester {
-    bus: Arc<dyn EventBus>,
-    request_topic: String,
-    source: EventSource,
-    pending: Pending,
-    subscriptions: Vec<Subscription>,
+    client: RequestClient,
+    topics: ServeTopics,
 }
 
 impl Requester {
@@ -89,25 +50,16 @@ impl Requester {
         topics: &ServeTopics,
         group: &str,
     ) -> Result<Self, BusError> {
-        let pending: Pending = Arc::default();
-        let mut subscriptions = Vec::new();
-        for (topic, completed) in [(&topics.completed, true), (&topics.failed, false)] {
-            let router = Arc::new(Router {
-                pending: pending.clone(),
-                completed,
-            });
-            subscriptions.push(bus.subscribe(topic, group, router).await?);
-        }
+        let source = EventSource {
+            service: "onex-gen-request".into(),
+            instance_id: Uuid::new_v4().to_string(),
+            node_id: "onex-gen-request".into(),
+        };
+        let answers = [topics.completed.as_str(), topics.failed.as_str()];
+        let client = RequestClient::following(bus, &answers, group, source).await?;
         Ok(Requester {
-            bus,
-            request_topic: topics.request.clone(),
-            source: EventSource {
-                service: "onex-gen-request".into(),
-                instance_id: Uuid::new_v4().to_string(),
-                node_id: "onex-gen-request".into(),
-            },
-            pending,
-            subscriptions,
+            client,
+            topics: topics.clone(),
         })
     }
 
@@ -117,7 +69,8 @@ impl Requester {
         req: &GenerationRequest,
         timeout: Duration,
     ) -> Result<Response, RequestError> {
-        let env = Envelope::new(REQUEST_EVENT_TYPE, req.to_payload(), self.source.clone());
+        let source = self.client.source().clone();
+        let env = Envelope::new(REQUEST_EVENT_TYPE, req.to_payload(), source);
         self.request_envelope(env, timeout).await
     }
 
@@ -127,42 +80,20 @@ impl Requester {
         env: Envelope,
         timeout: Duration,
     ) -> Result<Response, RequestError> {
-        let correlation_id = env.correlation_id;
-        let (tx, rx) = oneshot::channel();
-        self.lock().insert(correlation_id, tx);
-        if let Err(e) = self
-            .bus
-            .publish_envelope(&self.request_topic, &env, None)
-            .await
-        {
-            self.lock().remove(&correlation_id);
-            return Err(e.into());
-        }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok((completed, envelope))) => Ok(Response {
-                completed,
-                envelope,
-                request: env,
-            }),
-            _ => {
-                self.lock().remove(&correlation_id);
-                Err(RequestError::Timeout {
-                    correlation_id,
-                    timeout,
-                })
-            }
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<(bool, Envelope)>>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+        let reply = self
+            .client
+            .send(&self.topics.request, env.clone(), timeout)
+            .await?;
+        Ok(Response {
+            completed: reply.topic == self.topics.completed,
+            envelope: reply.envelope,
+            request: env,
+        })
     }
 
     /// Stops following the answer topics.
     pub async fn close(self) {
-        for s in self.subscriptions {
-            s.unsubscribe().await;
-        }
+        self.client.close().await;
     }
 }
 

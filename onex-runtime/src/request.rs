@@ -36,32 +36,49 @@ pub enum RequestError {
     NoReplyTopic,
 }
 
-type Pending = Arc<Mutex<HashMap<Uuid, oneshot::Sender<Envelope>>>>;
+type Pending = Arc<Mutex<HashMap<Uuid, oneshot::Sender<Reply>>>>;
 
-/// Sends requests and matches responses by correlation id.
+/// A response, with the topic it arrived on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The topic the response was read from.
+    pub topic: String,
+    /// The response (correlation id = the request's).
+    pub envelope: Envelope,
+}
+
+/// Sends requests and matches responses by correlation id. Responses come
+/// either on a reply topic the request names (`metadata.reply_to`, see
+/// [`RequestClient::new`]) or on fixed answer topics of the responder's own
+/// (see [`RequestClient::following`]); one client can have many requests in
+/// flight.
 pub struct RequestClient {
     bus: Arc<dyn EventBus>,
-    reply_topic: String,
+    reply_topic: Option<String>,
     source: EventSource,
     pending: Pending,
-    subscription: Subscription,
+    subscriptions: Vec<Subscription>,
 }
 
 struct ResponseRouter {
+    topic: String,
     pending: Pending,
 }
 
 #[async_trait]
 impl MessageHandler for ResponseRouter {
     async fn on_message(&self, msg: &BusMessage) -> Result<(), Nack> {
-        if let Ok(env) = Envelope::from_bytes(&msg.value) {
+        if let Ok(envelope) = Envelope::from_bytes(&msg.value) {
             let waiter = self
                 .pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&env.correlation_id);
+                .remove(&envelope.correlation_id);
             if let Some(tx) = waiter {
-                let _ = tx.send(env);
+                let _ = tx.send(Reply {
+                    topic: self.topic.clone(),
+                    envelope,
+                });
             }
         }
         Ok(())
@@ -70,30 +87,49 @@ impl MessageHandler for ResponseRouter {
 
 impl RequestClient {
     /// Listens for responses on `reply_topic` as `group` (use a group unique
-    /// to this process so every instance sees its own answers).
+    /// to this process so every instance sees its own answers); every
+    /// request names `reply_topic` in its `metadata.reply_to`.
     pub async fn new(
         bus: Arc<dyn EventBus>,
         reply_topic: &str,
         group: &str,
         source: EventSource,
     ) -> Result<Self, BusError> {
+        let mut client = Self::following(bus, &[reply_topic], group, source).await?;
+        client.reply_topic = Some(reply_topic.to_owned());
+        Ok(client)
+    }
+
+    /// Listens for responses on each of `answer_topics` as `group` (unique to
+    /// this process): for a responder that answers on topics of its own
+    /// rather than on a reply topic the request names.
+    pub async fn following(
+        bus: Arc<dyn EventBus>,
+        answer_topics: &[&str],
+        group: &str,
+        source: EventSource,
+    ) -> Result<Self, BusError> {
         let pending: Pending = Arc::default();
-        let subscription = bus
-            .subscribe(
-                reply_topic,
-                group,
-                Arc::new(ResponseRouter {
-                    pending: pending.clone(),
-                }),
-            )
-            .await?;
+        let mut subscriptions = Vec::new();
+        for topic in answer_topics {
+            let router = Arc::new(ResponseRouter {
+                topic: (*topic).to_owned(),
+                pending: pending.clone(),
+            });
+            subscriptions.push(bus.subscribe(topic, group, router).await?);
+        }
         Ok(RequestClient {
             bus,
-            reply_topic: reply_topic.to_string(),
+            reply_topic: None,
             source,
             pending,
-            subscription,
+            subscriptions,
         })
+    }
+
+    /// The source this client's requests carry.
+    pub fn source(&self) -> &EventSource {
+        &self.source
     }
 
     /// Publishes a request to `topic` and waits up to `timeout` for the
@@ -105,9 +141,23 @@ impl RequestClient {
         payload: Value,
         timeout: Duration,
     ) -> Result<Envelope, RequestError> {
-        let mut env = Envelope::new(event_type, payload, self.source.clone());
-        env.metadata
-            .insert(REPLY_TO.into(), Value::String(self.reply_topic.clone()));
+        let env = Envelope::new(event_type, payload, self.source.clone());
+        Ok(self.send(topic, env, timeout).await?.envelope)
+    }
+
+    /// Publishes a prepared request envelope to `topic` (adding the reply
+    /// topic, if this client has one) and waits up to `timeout` for the
+    /// response with its correlation id.
+    pub async fn send(
+        &self,
+        topic: &str,
+        mut env: Envelope,
+        timeout: Duration,
+    ) -> Result<Reply, RequestError> {
+        if let Some(reply_topic) = &self.reply_topic {
+            env.metadata
+                .insert(REPLY_TO.into(), Value::String(reply_topic.clone()));
+        }
         let correlation_id = env.correlation_id;
         let (tx, rx) = oneshot::channel();
         self.lock().insert(correlation_id, tx);
@@ -116,7 +166,7 @@ impl RequestClient {
             return Err(e.into());
         }
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(reply)) => Ok(reply),
             _ => {
                 self.lock().remove(&correlation_id);
                 Err(RequestError::Timeout {
@@ -127,13 +177,15 @@ impl RequestClient {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Envelope>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Reply>>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stops listening for responses.
     pub async fn close(self) {
-        self.subscription.unsubscribe().await;
+        for s in self.subscriptions {
+            s.unsubscribe().await;
+        }
     }
 }
 
@@ -163,36 +215,47 @@ mod tests {
     use crate::bus::memory::InMemoryBus;
     use serde_json::json;
 
+    /// A responder on `topic`: `answer(request)` gives the topic and payload
+    /// of the answer (`None`: the request's reply topic).
+    async fn responder(
+        bus: &Arc<dyn EventBus>,
+        topic: &str,
+        answer: fn(&Envelope) -> (Option<&'static str>, Value),
+    ) -> Subscription {
+        let responder_bus = bus.clone();
+        let handler = handler_fn(move |m: BusMessage| {
+            let bus = responder_bus.clone();
+            async move {
+                let req = Envelope::from_bytes(&m.value).map_err(|e| Nack::new(e.to_string()))?;
+                let (topic, payload) = answer(&req);
+                let source = EventSource::default();
+                let sent = match topic {
+                    None => respond(bus.as_ref(), &req, "answered", payload, source)
+                        .await
+                        .map(drop),
+                    Some(topic) => {
+                        let answer = Envelope::caused_by(&req, "answered", payload, source);
+                        bus.publish_envelope(topic, &answer, None)
+                            .await
+                            .map(drop)
+                            .map_err(RequestError::from)
+                    }
+                };
+                sent.map_err(|e| Nack::new(e.to_string()))
+            }
+        });
+        bus.subscribe(topic, "server", handler).await.unwrap()
+    }
+
     #[tokio::test]
     async fn request_gets_the_matching_response() {
         let bus: Arc<dyn EventBus> = Arc::new(InMemoryBus::default());
-        let responder_bus = bus.clone();
-        let _server = bus
-            .subscribe(
-                "onex.cmd.svc.add.v1",
-                "server",
-                handler_fn(move |m: BusMessage| {
-                    let bus = responder_bus.clone();
-                    async move {
-                        let req =
-                            Envelope::from_bytes(&m.value).map_err(|e| Nack::new(e.to_string()))?;
-                        let sum = req.payload["a"].as_i64().unwrap_or(0)
-                            + req.payload["b"].as_i64().unwrap_or(0);
-                        respond(
-                            bus.as_ref(),
-                            &req,
-                            "added",
-                            json!({"sum": sum}),
-                            EventSource::default(),
-                        )
-                        .await
-                        .map_err(|e| Nack::new(e.to_string()))?;
-                        Ok(())
-                    }
-                }),
-            )
-            .await
-            .unwrap();
+        let _server = responder(&bus, "onex.cmd.svc.add.v1", |req| {
+            let sum =
+                req.payload["a"].as_i64().unwrap_or(0) + req.payload["b"].as_i64().unwrap_or(0);
+            (None, json!({ "sum": sum }))
+        })
+        .await;
         let client = RequestClient::new(
             bus.clone(),
             "onex.evt.svc.add-replies.v1",
@@ -211,7 +274,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resp.payload["sum"], 5);
-        assert_eq!(resp.event_type, "added");
+        assert_eq!(resp.event_type, "answered");
 
         let err = client
             .request(
@@ -223,6 +286,44 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, RequestError::Timeout { .. }));
+        client.close().await;
+    }
+
+    /// A responder with answer topics of its own: the reply says which one.
+    #[tokio::test]
+    async fn following_answer_topics_tells_which_topic_answered() {
+        let bus: Arc<dyn EventBus> = Arc::new(InMemoryBus::default());
+        let _server = responder(&bus, "onex.cmd.svc.check.v1", |req| {
+            assert!(!req.metadata.contains_key(REPLY_TO));
+            let topic = if req.payload["ok"] == true {
+                "onex.evt.svc.passed.v1"
+            } else {
+                "onex.evt.svc.failed.v1"
+            };
+            (Some(topic), json!({}))
+        })
+        .await;
+        let client = RequestClient::following(
+            bus.clone(),
+            &["onex.evt.svc.passed.v1", "onex.evt.svc.failed.v1"],
+            "client-1",
+            EventSource::default(),
+        )
+        .await
+        .unwrap();
+        for (ok, topic) in [
+            (true, "onex.evt.svc.passed.v1"),
+            (false, "onex.evt.svc.failed.v1"),
+        ] {
+            let req = Envelope::new("check", json!({ "ok": ok }), EventSource::default());
+            let id = req.correlation_id;
+            let reply = client
+                .send("onex.cmd.svc.check.v1", req, Duration::from_secs(2))
+                .await
+                .unwrap();
+            assert_eq!(reply.topic, topic);
+            assert_eq!(reply.envelope.correlation_id, id);
+        }
         client.close().await;
     }
 
