@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use onex_gen::fileset::FileSet;
-use onex_gen::pipeline::{load_contract, run_jobs, Destination, Job, RuntimeChoice};
+use onex_gen::pipeline::{run_jobs, Destination, Job, RuntimeChoice};
+use onex_gen::stages::validate::load;
 use onex_gen::stages::write::{write, WriteOptions};
 use sha2::{Digest, Sha256};
 
@@ -133,7 +134,7 @@ fn main() {
 
     let validate = median(runs, || {
         for c in &contracts {
-            std::hint::black_box(load_contract(c).expect("valid"));
+            std::hint::black_box(load(c).expect("valid"));
         }
     });
     let generate = median(runs, || {

@@ -39,16 +39,6 @@ impl NodeKind {
             NodeKind::Orchestrator => "orchestrator",
         }
     }
-
-    /// The ONEX `EnumNodeType` spelling.
-    pub fn generic_name(self) -> &'static str {
-        match self {
-            NodeKind::Effect => "EFFECT_GENERIC",
-            NodeKind::Compute => "COMPUTE_GENERIC",
-            NodeKind::Reducer => "REDUCER_GENERIC",
-            NodeKind::Orchestrator => "ORCHESTRATOR_GENERIC",
-        }
-    }
 }
 
 impl fmt::Display for NodeKind {
@@ -412,6 +402,13 @@ pub struct ErrorType {
     pub name: String,
     pub description: Option<String>,
     pub recoverable: Option<bool>,
+}
+
+/// Whether `s` is an environment variable name: `[A-Z_][A-Z0-9_]*`.
+pub fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// An environment variable the node reads.

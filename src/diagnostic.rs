@@ -7,6 +7,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+/// How a command prints what it found (`--format`): for people, as JSON, or
+/// as GitHub Actions workflow commands (annotations on the lines concerned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+    Github,
+}
+
 /// A 1-based position in a source file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
 pub struct Position {
@@ -98,31 +108,61 @@ impl Diagnostic {
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).expect("a diagnostic always serialises")
     }
-}
 
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// The diagnostic as a GitHub Actions workflow command (for `--format
+    /// github`): an annotation at its file, line and column.
+    pub fn to_github_line(&self) -> String {
+        format!(
+            "::{} file={},line={},col={},title={}::{}",
+            self.severity,
+            github_property(&self.file.to_string_lossy()),
+            self.position.line,
+            self.position.col,
+            github_property(self.code),
+            github_data(&self.detail())
+        )
+    }
+
+    /// What the diagnostic says, without its file and position: `at POINTER:
+    /// MESSAGE (expected ...)`.
+    fn detail(&self) -> String {
         let pointer = if self.pointer.is_empty() {
             "/"
         } else {
             &self.pointer
         };
+        match &self.expected {
+            Some(expected) => format!("at {pointer}: {} (expected {expected})", self.message),
+            None => format!("at {pointer}: {}", self.message),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}:{}:{}: {}[{}] at {}: {}",
+            "{}:{}:{}: {}[{}] {}",
             self.file.display(),
             self.position.line,
             self.position.col,
             self.severity,
             self.code,
-            pointer,
-            self.message
-        )?;
-        if let Some(expected) = &self.expected {
-            write!(f, " (expected {expected})")?;
-        }
-        Ok(())
+            self.detail()
+        )
     }
+}
+
+/// Text escaped for the message of a GitHub Actions workflow command.
+pub fn github_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Text escaped for a property (`file=`, `title=`) of a workflow command.
+pub fn github_property(s: &str) -> String {
+    github_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
 /// An ordered collection of diagnostics.

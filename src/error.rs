@@ -2,13 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::diagnostic::Diagnostics;
-
 #[derive(Debug, thiserror::Error)]
 pub enum GenError {
-    /// The contract is invalid; the diagnostics say where and why.
-    #[error("invalid contract:\n{0}")]
-    Contract(Diagnostics),
     #[error("template {name}: {source}")]
     Template {
         name: String,
@@ -21,9 +16,6 @@ pub enum GenError {
         #[source]
         source: std::io::Error,
     },
-    /// Generated output failed verification (stage 5).
-    #[error("generated {path} failed verification: {message}")]
-    Verify { path: String, message: String },
     /// rustfmt could not be run or rejected generated code.
     #[error("formatting generated code: {0}")]
     Format(String),

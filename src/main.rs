@@ -1,22 +1,26 @@
 //! The `onex-gen` command line: a thin clap layer over the library.
 //!
 //! Exit codes: 0 ok; 1 drift, refusal to overwrite, or a breaking contract
-//! change; 2 invalid input (located diagnostics on stderr, or JSON lines on
-//! stdout with `--format json`) or any other error.
+//! change; 2 invalid input (located diagnostics on stderr, JSON lines on
+//! stdout with `--format json`, GitHub annotations on stdout with `--format
+//! github`) or any other error. Output to a reader that goes away
+//! (`onex-gen schema | head`) ends quietly.
 
 use std::ffi::OsString;
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
-use onex_gen::commands::check::{self, OutputFormat};
+use onex_gen::commands::check;
 use onex_gen::commands::report::{self, ContractReport};
-use onex_gen::diagnostic::Diagnostics;
+use onex_gen::diagnostic::{Diagnostics, OutputFormat};
 use onex_gen::error::GenError;
 use onex_gen::pipeline::{self, GenerateOptions, RuntimeChoice};
+use onex_gen::stages::validate::Validated;
 use onex_gen::stages::write::{self, Action, WriteOptions};
 
 #[derive(Debug, Parser)]
@@ -67,19 +71,6 @@ struct BusCommand {
     args: Vec<OsString>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum CheckFormat {
-    Text,
-    Json,
-    Github,
-}
-
 #[derive(Debug, Args)]
 struct NewArgs {
     /// Contract files (YAML), or folders of them.
@@ -109,7 +100,7 @@ struct NewArgs {
     #[arg(long)]
     cargo_check: bool,
     #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    format: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -117,7 +108,7 @@ struct ValidateArgs {
     #[arg(required = true)]
     contracts: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    format: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -125,7 +116,7 @@ struct CheckArgs {
     /// Crate folders, or folders to search for crates (default: the current folder).
     paths: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
-    format: CheckFormat,
+    format: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -133,7 +124,7 @@ struct DiffArgs {
     old: PathBuf,
     new: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    format: OutputFormat,
 }
 
 fn main() -> ExitCode {
@@ -142,10 +133,7 @@ fn main() -> ExitCode {
         Command::New(a) => run_new(a),
         Command::Validate(a) => run_validate(a),
         Command::Schema => run_schema(),
-        Command::Stages => {
-            print!("{}", pipeline::stage_table());
-            Ok(0)
-        }
+        Command::Stages => out(pipeline::stage_table()).map(|()| 0),
         Command::Check(a) => run_check(a),
         Command::Diff(a) => run_diff(a),
         Command::Bus(a) => run_bus_command("bus", a),
@@ -162,16 +150,31 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_diagnostics(diags: &Diagnostics, format: Format) {
-    match format {
-        Format::Text => eprint!("{diags}"),
-        Format::Json => {
-            let mut out = std::io::stdout().lock();
-            for d in diags.iter() {
-                let _ = writeln!(out, "{}", d.to_json_line());
-            }
-        }
+/// Writes `text` to stdout. A reader that has gone away (`onex-gen schema |
+/// head`) is not an error: the output just ends.
+fn out(text: impl AsRef<str>) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_ref().as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
     }
+}
+
+/// Diagnostics for people on stderr, or as JSON lines or GitHub annotations
+/// on stdout.
+fn print_diagnostics(diags: &Diagnostics, format: OutputFormat) -> anyhow::Result<()> {
+    let line = match format {
+        OutputFormat::Text => {
+            let _ = write!(std::io::stderr(), "{diags}");
+            return Ok(());
+        }
+        OutputFormat::Json => |d: &onex_gen::diagnostic::Diagnostic| d.to_json_line(),
+        OutputFormat::Github => |d: &onex_gen::diagnostic::Diagnostic| d.to_github_line(),
+    };
+    out(diags.iter().map(|d| line(d) + "\n").collect::<String>())
 }
 
 fn run_new(a: NewArgs) -> anyhow::Result<u8> {
@@ -192,9 +195,9 @@ fn run_new(a: NewArgs) -> anyhow::Result<u8> {
     let gens = match pipeline::generate(&contracts, &opts) {
         Ok(g) => g,
         Err(diags) => {
-            print_diagnostics(&diags, a.format);
+            print_diagnostics(&diags, a.format)?;
             let errors = diags.errors().count();
-            if a.format == Format::Text {
+            if a.format != OutputFormat::Json {
                 eprintln!("error: {errors} error(s); nothing was written");
             }
             return Ok(2);
@@ -208,12 +211,12 @@ fn run_new(a: NewArgs) -> anyhow::Result<u8> {
         // The report comes first: it says how each contract was read, which
         // holds even when writing then refuses (two contracts, one folder).
         let reports: Vec<ContractReport> = gens.iter().map(ContractReport::of).collect();
-        match a.format {
-            Format::Text => print!("{}", report::render_text(&reports)),
-            Format::Json => print!("{}", report::render_json(&reports)),
-        }
+        out(match a.format {
+            OutputFormat::Json => report::render_json(&reports),
+            OutputFormat::Text | OutputFormat::Github => report::render_text(&reports),
+        })?;
     } else {
-        print_diagnostics(&warnings, a.format);
+        print_diagnostics(&warnings, a.format)?;
     }
     let wopts = WriteOptions {
         force: a.force,
@@ -227,12 +230,12 @@ fn run_new(a: NewArgs) -> anyhow::Result<u8> {
         }
         Err(e) => return Err(e).context("writing the generated crates"),
     };
-    if a.format == Format::Text && !a.report {
-        let mut out = std::io::stdout().lock();
+    if a.format != OutputFormat::Json && !a.report {
+        let mut text = String::new();
         for p in &plans {
             let verb = if a.dry_run { "would write" } else { "wrote" };
             writeln!(
-                out,
+                text,
                 "{verb} {} ({}: {} created, {} updated, {} merged, {} unchanged, {} user-owned kept, {} removed{}{})",
                 p.crate_dir.display(),
                 p.node_name,
@@ -258,14 +261,15 @@ fn run_new(a: NewArgs) -> anyhow::Result<u8> {
             )?;
             if a.dry_run {
                 for fa in &p.actions {
-                    writeln!(out, "  {:<32} {}", fa.action.to_string(), fa.path)?;
+                    writeln!(text, "  {:<32} {}", fa.action.to_string(), fa.path)?;
                 }
             }
         }
+        out(text)?;
     }
-    if a.format == Format::Json && !a.report {
+    if a.format == OutputFormat::Json && !a.report {
         let v = serde_json::json!({ "dry_run": a.dry_run, "crates": plans });
-        println!("{v}");
+        out(format!("{v}\n"))?;
     }
     Ok(0)
 }
@@ -292,17 +296,19 @@ fn unusable_out_dir(dir: &std::path::Path) -> Option<String> {
 fn run_validate(a: ValidateArgs) -> anyhow::Result<u8> {
     let mut all = Diagnostics::new();
     let mut failed = false;
+    let mut oks = String::new();
     for path in &onex_gen::stages::parse::contract_files(&a.contracts) {
-        match pipeline::load_contract(path) {
-            Ok((contract, warnings)) => {
+        match onex_gen::stages::validate::load(path) {
+            Ok(Validated { contract, warnings }) => {
                 all.extend(warnings);
-                if a.format == Format::Text {
-                    println!(
+                if a.format != OutputFormat::Json {
+                    writeln!(
+                        oks,
                         "ok: {} ({}, {})",
                         path.display(),
                         contract.name,
                         contract.kind
-                    );
+                    )?;
                 }
             }
             Err(diags) => {
@@ -311,37 +317,36 @@ fn run_validate(a: ValidateArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    print_diagnostics(&all, a.format);
+    out(oks)?;
+    print_diagnostics(&all, a.format)?;
     Ok(if failed { 2 } else { 0 })
 }
 
 fn run_schema() -> anyhow::Result<u8> {
-    println!("{}", onex_gen::stages::validate::contract_schema());
+    out(format!(
+        "{}\n",
+        onex_gen::stages::validate::contract_schema()
+    ))?;
     Ok(0)
 }
 
 fn run_check(a: CheckArgs) -> anyhow::Result<u8> {
     let report = check::check(&a.paths);
-    let format = match a.format {
-        CheckFormat::Text => OutputFormat::Text,
-        CheckFormat::Json => OutputFormat::Json,
-        CheckFormat::Github => OutputFormat::Github,
-    };
-    print!("{}", report.render(format));
+    out(report.render(a.format))?;
     Ok(u8::try_from(report.exit_code()).unwrap_or(2))
 }
 
 fn run_diff(a: DiffArgs) -> anyhow::Result<u8> {
     match onex_gen::commands::diff::diff_files(&a.old, &a.new) {
         Ok(r) => {
-            match a.format {
-                Format::Text => print!("{}", r.render_text()),
-                Format::Json => print!("{}", r.render_json()),
-            }
+            out(match a.format {
+                OutputFormat::Json => r.render_json(),
+                OutputFormat::Text | OutputFormat::Github => r.render_text(),
+            })?;
             Ok(u8::try_from(r.exit_code()).unwrap_or(1))
         }
         Err(diags) => {
-            print_diagnostics(&diags, a.format);
+            print_diagnostics(&diags, a.format)?;
             Ok(2)
         }
     }

@@ -22,6 +22,7 @@ use crate::error::GenError;
 use crate::fileset::FileSet;
 use crate::manifest::{self, ContractRecord, Manifest, RecordedOptions};
 use crate::stages::render::{RenderOptions, RuntimeSource};
+use crate::stages::validate::{self, Validated};
 use crate::stages::verify::{VerifiedFileSet, VerifyOptions};
 
 /// One stage of the pipeline, as `onex-gen stages` prints it.
@@ -31,7 +32,7 @@ pub struct Stage {
     pub name: &'static str,
     pub input: &'static str,
     pub output: &'static str,
-    /// The module that implements it.
+    /// The module under `src/stages/` that implements it.
     pub module: &'static str,
     pub owns: &'static str,
 }
@@ -77,6 +78,14 @@ pub const STAGES: &[Stage] = &[
         output: "FileSet",
         module: "wiring",
         owns: "bus start-up, introspection publishing, startup binary, .env.template, compose entry",
+    },
+    Stage {
+        number: "-",
+        name: "rustfmt",
+        input: "FileSet",
+        output: "FileSet",
+        module: "format",
+        owns: "every .rs file of a run through rustfmt at once, with a pinned configuration and a content-addressed cache, so generated code is exactly what cargo fmt gives",
     },
     Stage {
         number: "5",
@@ -256,12 +265,6 @@ pub fn collect_all(
     Err(all)
 }
 
-/// Stages 1 and 2 for one contract file: read, parse, validate.
-pub fn load_contract(path: &Path) -> Result<(Contract, Diagnostics), Diagnostics> {
-    let validated = crate::stages::validate::load(path)?;
-    Ok((validated.contract, validated.warnings))
-}
-
 /// A contract after stages 3 to 4.5, waiting for the formatter pass and
 /// stage 5.
 #[derive(Debug)]
@@ -364,7 +367,7 @@ pub fn run_jobs(jobs: &[Job], cargo_check: bool) -> Vec<Result<Generation, Diagn
     let rendered = jobs
         .iter()
         .map(|job| {
-            let (contract, warnings) = load_contract(&job.contract)?;
+            let Validated { contract, warnings } = validate::load(&job.contract)?;
             let crate_dir = match &job.destination {
                 Destination::UnderDir(dir) => dir.join(contract.name.as_str()),
                 Destination::Exact(dir) => dir.clone(),
@@ -429,16 +432,13 @@ fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> V
 
 fn stage_error(contract: &Path, warnings: &Diagnostics, e: GenError) -> Diagnostics {
     let mut d = warnings.clone();
-    match e {
-        GenError::Contract(diags) => d.extend(diags),
-        other => d.push(Diagnostic::error(
-            "E-GENERATE",
-            contract,
-            Position::new(1, 1),
-            "",
-            other.to_string(),
-        )),
-    }
+    d.push(Diagnostic::error(
+        "E-GENERATE",
+        contract,
+        Position::new(1, 1),
+        "",
+        e.to_string(),
+    ));
     d
 }
 
@@ -457,6 +457,7 @@ mod tests {
                 "model",
                 "render",
                 "event-bus wiring",
+                "rustfmt",
                 "verify",
                 "write"
             ]
@@ -469,6 +470,13 @@ mod tests {
         );
         assert!(table.contains("VerifiedFileSet -> disk + manifest"));
         assert_eq!(table.lines().count(), STAGES.len() + 1);
+        // The table and the source layout agree: one module per stage.
+        let stages = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/stages");
+        for s in STAGES {
+            let file = stages.join(format!("{}.rs", s.module));
+            let folder = stages.join(s.module).join("mod.rs");
+            assert!(file.is_file() || folder.is_file(), "{}", s.module);
+        }
     }
 
     #[test]

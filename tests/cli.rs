@@ -278,3 +278,42 @@ fn bus_commands_run_the_bus_binary_or_say_how_to_get_it() {
         );
     }
 }
+
+/// A reader that goes away (`onex-gen schema | head`) ends the output
+/// quietly: exit 0, no panic.
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    use std::process::{Command, Stdio};
+    for args in [&["schema"][..], &["stages"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_onex-gen"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is written
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o));
+        assert!(o.stderr.is_empty(), "{args:?}: {}", text(&o));
+    }
+}
+
+/// `--format github` prints every diagnostic as a GitHub Actions annotation
+/// at its file, line and column.
+#[test]
+fn validate_with_github_format_prints_annotations() {
+    let tmp = with_contracts(&[(
+        "bad.yaml",
+        "name: node_bad\nnode_type: EFFECT_GENERIC\nevent_bus:\n  publish_topics:\n    - \"not a topic!\"\n",
+    )]);
+    let o = onex_gen(tmp.path(), &["validate", "bad.yaml", "--format", "github"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines().any(|l| l.starts_with(
+            "::error file=bad.yaml,line=5,col=7,title=E-TOPIC-NAME::at /event_bus/publish_topics/0: "
+        )),
+        "{out}"
+    );
+    assert!(o.stderr.is_empty(), "{}", text(&o));
+}

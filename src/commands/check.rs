@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
-use crate::diagnostic::Diagnostics;
+use crate::diagnostic::{github_data, github_property, Diagnostics, OutputFormat};
 use crate::fileset::Owner;
 use crate::manifest::{sha256_hex, Manifest, MANIFEST_PATH};
 use crate::pipeline::{Destination, Generation, Job, RuntimeChoice};
@@ -125,14 +125,6 @@ pub struct CheckReport {
     pub errors: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OutputFormat {
-    #[default]
-    Text,
-    Json,
-    Github,
-}
-
 impl CheckReport {
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty()
@@ -201,9 +193,9 @@ impl CheckReport {
                         let _ = writeln!(
                             out,
                             "::notice file={},title={}::{}",
-                            escape_property(&file.to_string_lossy()),
-                            escape_property("onex-gen check: your edits"),
-                            escape_data("has your edits; `onex-gen new` keeps them")
+                            github_property(&file.to_string_lossy()),
+                            github_property("onex-gen check: your edits"),
+                            github_data("has your edits; `onex-gen new` keeps them")
                         );
                     }
                     match &c.status {
@@ -217,10 +209,10 @@ impl CheckReport {
                                 let _ = writeln!(
                                     out,
                                     "::error file={},line={},title={}::{}",
-                                    escape_property(&file.to_string_lossy()),
+                                    github_property(&file.to_string_lossy()),
                                     f.line,
-                                    escape_property("onex-gen check: drift"),
-                                    escape_data(&format!(
+                                    github_property("onex-gen check: drift"),
+                                    github_data(&format!(
                                         "{}; {hint}\n{}",
                                         causes.join("; "),
                                         f.diff
@@ -236,25 +228,18 @@ impl CheckReport {
                                 let _ = writeln!(
                                     out,
                                     "::error file={}::{}",
-                                    escape_property(&c.crate_dir.to_string_lossy()),
-                                    escape_data(message)
+                                    github_property(&c.crate_dir.to_string_lossy()),
+                                    github_data(message)
                                 );
                             }
                             for d in diagnostics.errors() {
-                                let _ = writeln!(
-                                    out,
-                                    "::error file={},line={},col={}::{}",
-                                    escape_property(&d.file.to_string_lossy()),
-                                    d.position.line,
-                                    d.position.col,
-                                    escape_data(&d.to_string())
-                                );
+                                let _ = writeln!(out, "{}", d.to_github_line());
                             }
                         }
                     }
                 }
                 for e in &self.errors {
-                    let _ = writeln!(out, "::error::{}", escape_data(e));
+                    let _ = writeln!(out, "::error::{}", github_data(e));
                 }
                 out.push_str(&self.render_text());
                 out
@@ -333,16 +318,6 @@ fn write_user_edits(out: &mut String, edits: &[String]) {
             "  {path}: has your edits (not drift: `onex-gen new` keeps them)"
         );
     }
-}
-
-fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-fn escape_property(s: &str) -> String {
-    escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
 /// Every folder under `root` holding `.onex-gen/manifest.json`, sorted;
@@ -684,8 +659,8 @@ mod tests {
 
     #[test]
     fn github_annotations_are_escaped() {
-        assert_eq!(escape_data("a%b\nc"), "a%25b%0Ac");
-        assert_eq!(escape_property("a:b,c"), "a%3Ab%2Cc");
+        assert_eq!(github_data("a%b\nc"), "a%25b%0Ac");
+        assert_eq!(github_property("a:b,c"), "a%3Ab%2Cc");
     }
 
     #[test]

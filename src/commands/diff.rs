@@ -109,10 +109,10 @@ impl DiffReport {
 
 /// Loads (stages 1-2) and compares two contract files.
 pub fn diff_files(old: &Path, new: &Path) -> Result<DiffReport, Diagnostics> {
-    let a = crate::pipeline::load_contract(old);
-    let b = crate::pipeline::load_contract(new);
+    let a = crate::stages::validate::load(old);
+    let b = crate::stages::validate::load(new);
     match (a, b) {
-        (Ok((a, _)), Ok((b, _))) => Ok(diff_contracts(&a, &b)),
+        (Ok(a), Ok(b)) => Ok(diff_contracts(&a.contract, &b.contract)),
         (a, b) => {
             let mut d = Diagnostics::new();
             for r in [a, b] {

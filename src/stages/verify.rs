@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use proc_macro2::{TokenStream, TokenTree};
 
-use crate::contract::Contract;
+use crate::contract::{is_env_name, Contract};
 use crate::diagnostic::{Diagnostic, Diagnostics, Position};
 use crate::fileset::FileSet;
 
@@ -261,12 +261,6 @@ fn string_literal(lit: &str) -> Option<String> {
     (!inner.contains('\\')).then(|| inner.to_owned())
 }
 
-fn is_env_name(s: &str) -> bool {
-    let mut cs = s.chars();
-    matches!(cs.next(), Some(c) if c.is_ascii_uppercase() || c == '_')
-        && cs.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-}
-
 /// The variable names a `.env.template` lists: `NAME=value` and commented
 /// `# NAME=value` lines (an optional `export ` is allowed).
 pub fn env_template_names(text: &str) -> BTreeSet<String> {
@@ -467,8 +461,9 @@ mod tests {
         let update = std::env::var_os("UPDATE_GOLDEN").is_some();
         let mut failures = Vec::new();
         for case in cases {
-            let (contract, _) = crate::pipeline::load_contract(&case.join("contract.yaml"))
-                .unwrap_or_else(|d| panic!("{}: contract: {d}", case.display()));
+            let contract = crate::stages::validate::load(&case.join("contract.yaml"))
+                .unwrap_or_else(|d| panic!("{}: contract: {d}", case.display()))
+                .contract;
             let crate_dir = case.join("crate");
             let mut files = FileSet::new();
             for e in walkdir::WalkDir::new(&crate_dir)

@@ -13,18 +13,12 @@
 //! - `environment_variables.required_variables` / `optional_variables`
 //!   (runtime host configuration contracts).
 
-use crate::contract::EnvVar;
+use crate::contract::{is_env_name, EnvVar};
 
 use super::{Ctx, Cursor};
 
 const ENV_EXPECTED: &str =
     "an environment variable name matching [A-Z_][A-Z0-9_]*, e.g. QDRANT_URL";
-
-pub fn is_env_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_uppercase() || c == '_')
-        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-}
 
 #[derive(Default)]
 struct Env {
