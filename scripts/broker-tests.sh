@@ -13,6 +13,15 @@ echo "broker at $addr" >&2
 
 ONEX_TEST_KAFKA="$addr" cargo test -p onex-runtime --test kafka_broker -- --test-threads=2
 
+# TLS: a second broker behind the TLS proxy, with a CA made here.
+tls_state="$ONEX_BROKER_STATE-tls"
+tls_addr="$(ONEX_BROKER_STATE="$tls_state" ONEX_BROKER_TLS=1 scripts/broker.sh start)"
+trap 'ONEX_BROKER_STATE="$tls_state" scripts/broker.sh stop; scripts/broker.sh stop' EXIT
+echo "TLS broker at $tls_addr" >&2
+cargo build -q -p onex-runtime --example echo_node
+ONEX_TEST_KAFKA_TLS="$tls_addr" ONEX_TEST_TLS_DIR="$tls_state/tls" \
+  cargo test -p onex-runtime --test kafka_tls -- --test-threads=2
+
 if [[ -n "${ONEX_PYTHON:-}" ]] && "$ONEX_PYTHON" -c 'import kafka' 2>/dev/null; then
   ONEX_TEST_KAFKA="$addr" cargo run -q -p onex-runtime --example wire_publish >"$ONEX_BROKER_STATE/published.json"
   "$ONEX_PYTHON" scripts/broker_wire_check.py "$addr" "$ONEX_BROKER_STATE/published.json"

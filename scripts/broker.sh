@@ -10,6 +10,13 @@
 # ($ONEX_TOOLS/tansu-0.6.0/bin/tansu), else `tansu` on PATH. State (port, PID, log, the
 # broker's empty working directory) lives in $ONEX_BROKER_STATE (default
 # ${TMPDIR:-/tmp}/onex-broker). Storage is in memory: every start is empty.
+#
+# With ONEX_BROKER_TLS=1, `start` also makes a test CA and a server
+# certificate for 127.0.0.1 with openssl (in $ONEX_BROKER_STATE/tls: ca.pem,
+# server.pem, server.key, and other-ca.pem, a CA that signed nothing), puts
+# scripts/tls_proxy.py in front of the broker, has the broker advertise the
+# proxy's address, and prints that address: clients reach the broker over
+# TLS only. `stop` stops both, each by its recorded PID.
 set -euo pipefail
 
 STATE_DIR="${ONEX_BROKER_STATE:-${TMPDIR:-/tmp}/onex-broker}"
@@ -43,10 +50,54 @@ running_pid() {
   echo "$pid"
 }
 
+make_certs() { # dir
+  local dir="$1" ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 2 -subj "/CN=onex-gen test CA"
+    openssl req -x509 "${ec[@]}" -keyout other-ca.key -out other-ca.pem -days 2 -subj "/CN=onex-gen other CA"
+    openssl req "${ec[@]}" -keyout server.key -out server.csr -subj "/CN=localhost"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+      -out server.pem -days 2 -extfile server.ext
+  ) >"$dir/openssl.log" 2>&1 || {
+    echo "making test certificates failed:" >&2
+    cat "$dir/openssl.log" >&2
+    return 1
+  }
+}
+
+start_proxy() { # listen-port target-port
+  local script_dir
+  script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  python3 "$script_dir/tls_proxy.py" --listen "127.0.0.1:$1" --target "127.0.0.1:$2" \
+    --cert "$STATE_DIR/tls/server.pem" --key "$STATE_DIR/tls/server.key" \
+    >"$STATE_DIR/proxy.log" 2>&1 &
+  echo $! >"$STATE_DIR/proxy.pid"
+  for _ in $(seq 1 100); do
+    if ! kill -0 "$(cat "$STATE_DIR/proxy.pid")" 2>/dev/null; then
+      echo "TLS proxy exited at start; log:" >&2
+      tail -20 "$STATE_DIR/proxy.log" >&2
+      return 1
+    fi
+    if accepts "$1"; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "TLS proxy did not accept connections on port $1 within 10 s" >&2
+  return 1
+}
+
+client_port() {
+  if [[ -f "$STATE_DIR/client_port" ]]; then cat "$STATE_DIR/client_port"; else cat "$STATE_DIR/port"; fi
+}
+
 cmd_start() {
   if pid="$(running_pid)"; then
     echo "broker already running (pid $pid)" >&2
-    echo "127.0.0.1:$(cat "$STATE_DIR/port")"
+    echo "127.0.0.1:$(client_port)"
     return 0
   fi
   local bin
@@ -56,13 +107,19 @@ cmd_start() {
   fi
   rm -rf "$STATE_DIR"
   mkdir -p "$STATE_DIR/work"
-  local port
+  local port advertised
   port="$(free_port)"
+  advertised="$port"
+  if [[ "${ONEX_BROKER_TLS:-0}" == 1 ]]; then
+    make_certs "$STATE_DIR/tls"
+    advertised="$(free_port)"
+    echo "$advertised" >"$STATE_DIR/client_port"
+  fi
   (
     cd "$STATE_DIR/work"
     exec "$bin" broker \
       --listener-url "tcp://127.0.0.1:$port" \
-      --advertised-listener-url "tcp://127.0.0.1:$port" \
+      --advertised-listener-url "tcp://127.0.0.1:$advertised" \
       --storage-engine "memory://tansu/"
   ) >"$STATE_DIR/broker.log" 2>&1 &
   local pid=$!
@@ -75,7 +132,10 @@ cmd_start() {
       return 1
     fi
     if accepts "$port"; then
-      echo "127.0.0.1:$port"
+      if [[ "$advertised" != "$port" ]]; then
+        start_proxy "$advertised" "$port" || { cmd_stop; return 1; }
+      fi
+      echo "127.0.0.1:$advertised"
       return 0
     fi
     sleep 0.1
@@ -87,23 +147,31 @@ cmd_start() {
 
 cmd_status() {
   if pid="$(running_pid)"; then
-    echo "127.0.0.1:$(cat "$STATE_DIR/port")"
+    echo "127.0.0.1:$(client_port)"
   else
     echo "not running" >&2
     return 1
   fi
 }
 
+stop_pid() { # pid
+  local pid="$1"
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
 cmd_stop() {
+  if [[ -f "$STATE_DIR/proxy.pid" ]]; then
+    stop_pid "$(cat "$STATE_DIR/proxy.pid")"
+    rm -f "$STATE_DIR/proxy.pid" "$STATE_DIR/client_port"
+    echo "TLS proxy stopped" >&2
+  fi
   if pid="$(running_pid)"; then
-    kill "$pid"
-    for _ in $(seq 1 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -9 "$pid"
-    fi
+    stop_pid "$pid"
     echo "stopped (pid $pid)" >&2
   else
     echo "not running" >&2

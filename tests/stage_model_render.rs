@@ -164,3 +164,22 @@ fn stage_4_5_wiring_error_cases() {
         });
     }
 }
+
+/// A contract with operations but no input topic gets a derived command
+/// topic, consumed, named in the spec, the README and the AsyncAPI document.
+#[test]
+fn operations_without_an_input_topic_get_a_command_topic() {
+    let m = model_of(&root().join("contracts/node_git_effect.yaml"));
+    let topic = "onex.cmd.git.node-git-effect.v1";
+    assert_eq!(m.topics.command.as_deref(), Some(topic));
+    assert_eq!(m.topics.subscribe.len(), 1);
+    assert_eq!(m.topics.subscribe[0].name, topic);
+    let golden = root().join("golden/node_git_effect");
+    let read = |p: &str| std::fs::read_to_string(golden.join(p)).unwrap();
+    assert!(read("src/generated/spec.rs").contains(&format!("command_topic: Some(\"{topic}\"")));
+    assert!(read("README.md").contains("ONEX_COMMAND_TOPIC"));
+    assert!(read("asyncapi.yaml").contains(topic));
+    // A contract that declares its input topic keeps it.
+    let m = model_of(&root().join("contracts/minimal_effect.yaml"));
+    assert_eq!(m.topics.command, None);
+}

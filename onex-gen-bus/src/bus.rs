@@ -167,9 +167,8 @@ pub async fn run_on(
             }
             let correlation_id = correlation_id.unwrap_or_else(Uuid::new_v4);
             let source = EventSource {
-                service: "onex-gen".into(),
-                instance_id: format!("onex-gen-{}", std::process::id()),
                 node_id: "onex-gen-bus".into(),
+                ..EventSource::new("onex-gen", format!("onex-gen-{}", std::process::id()))
             };
             for _ in 0..count {
                 let env = Envelope::new(event_type.clone(), payload.clone(), source.clone())
@@ -240,7 +239,7 @@ pub async fn run_on(
                     "dlq_offset": m.offset,
                     "to": msg.topic,
                     "correlation_id": msg.headers.correlation_id,
-                    "error_type": m.headers.extra.get(dlq::names::ERROR_TYPE),
+                    "error_type": dlq::inspect(&m).and_then(|i| i.error_type),
                     "dry_run": dry_run,
                 });
                 if !dry_run {
@@ -342,20 +341,20 @@ struct Filter {
 
 impl Filter {
     fn matches(&self, m: &BusMessage) -> bool {
-        if dlq::inspect(m).is_none() {
+        let Some(info) = dlq::inspect(m) else {
             return false;
-        }
+        };
         let error_ok = self
             .error_type
             .as_ref()
-            .is_none_or(|want| m.headers.extra.get(dlq::names::ERROR_TYPE) == Some(want));
-        let event_ok = self.event_type.as_ref().is_none_or(|want| {
-            m.headers.event_type.as_ref() == Some(want)
-                || Envelope::from_bytes(&m.value).is_ok_and(|e| &e.event_type == want)
-        });
+            .is_none_or(|want| info.error_type.as_ref() == Some(want));
+        let event_ok = self
+            .event_type
+            .as_ref()
+            .is_none_or(|want| info.event_type.as_ref() == Some(want));
         let corr_ok = self
             .correlation_id
-            .is_none_or(|want| m.headers.correlation_id == Some(want));
+            .is_none_or(|want| info.correlation_id == Some(want));
         error_ok && event_ok && corr_ok
     }
 }
@@ -366,6 +365,7 @@ mod tests {
     use onex_runtime::bus::memory::InMemoryBus;
     use onex_runtime::bus::BusMessage;
     use onex_runtime::dlq::{dead_letter, Failure};
+    use onex_runtime::headers::Headers;
 
     fn bus() -> Arc<dyn EventBus> {
         Arc::new(InMemoryBus::default())
@@ -519,5 +519,72 @@ mod tests {
         assert_eq!(back.len(), 1);
         assert_eq!(back[0]["envelope"]["correlation_id"], keep.to_string());
         assert!(back[0]["headers"].get("dlq_error_type").is_none());
+    }
+
+    /// A dead letter as an ONEX Python service writes it (the document
+    /// only: no exact bytes, no original headers) is replayed too.
+    #[tokio::test]
+    async fn replay_dlq_reads_the_python_services_dead_letters() {
+        let bus = bus();
+        let namer = TopicNamer::default();
+        let cid = Uuid::new_v4();
+        let original = Envelope::new("thing", json!({"n": 1}), EventSource::default())
+            .with_correlation_id(cid);
+        let doc = json!({
+            "original_topic": "onex.evt.t.in.v1",
+            "original_message": {
+                "key": "k-1",
+                "value": String::from_utf8(original.to_bytes()).unwrap(),
+                "offset": 12,
+                "partition": 0
+            },
+            "failure_reason": "ValueError: bad",
+            "failure_timestamp": "2025-10-18T10:00:00.123456+00:00",
+            "correlation_id": cid.to_string(),
+            "retry_count": 3,
+            "error_type": "ValueError"
+        });
+        bus.publish(
+            "onex.evt.t.in.v1.dlq",
+            Some(b"k-1"),
+            doc.to_string().as_bytes(),
+            &Headers::default(),
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        let replay = BusCommand::ReplayDlq {
+            dlq_topic: "onex.evt.t.in.v1.dlq".into(),
+            error_type: Some("ValueError".into()),
+            event_type: Some("thing".into()),
+            correlation_id: Some(cid),
+            dry_run: false,
+            group: None,
+            max: None,
+            idle_secs: 1,
+        };
+        run_on(&bus, &namer, replay, &mut out).await.unwrap();
+        assert_eq!(
+            lines(&out).last().unwrap()["replayed"],
+            1,
+            "{:?}",
+            lines(&out)
+        );
+        let mut out = Vec::new();
+        let consume = BusCommand::Consume {
+            topic: "onex.evt.t.in.v1".into(),
+            group: None,
+            max: None,
+            idle_secs: 1,
+        };
+        run_on(&bus, &namer, consume, &mut out).await.unwrap();
+        let back = lines(&out);
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0]["key"], "k-1");
+        assert_eq!(
+            back[0]["envelope"]["event_id"],
+            original.event_id.to_string()
+        );
+        assert_eq!(back[0]["headers"]["correlation_id"], cid.to_string());
     }
 }

@@ -626,11 +626,7 @@ pub async fn start(
     }
     let subscription = bus.subscribe(&topic, &cfg.group, shared.clone()).await?;
     // Ask every running node to introspect now.
-    let source = EventSource {
-        service: "onex-gen-registry".into(),
-        instance_id: Uuid::new_v4().to_string(),
-        node_id: "onex-gen-registry".into(),
-    };
+    let source = EventSource::new("onex-gen-registry", Uuid::new_v4().to_string());
     let ask = Envelope::new("request-introspection", json!({}), source);
     if let Err(e) = bus.publish_envelope(&request_topic, &ask, None).await {
         tracing::warn!("asking nodes to introspect failed: {e}");

@@ -50,11 +50,7 @@ impl Requester {
         topics: &ServeTopics,
         group: &str,
     ) -> Result<Self, BusError> {
-        let source = EventSource {
-            service: "onex-gen-request".into(),
-            instance_id: Uuid::new_v4().to_string(),
-            node_id: "onex-gen-request".into(),
-        };
+        let source = EventSource::new("onex-gen-request", Uuid::new_v4().to_string());
         let answers = [topics.completed.as_str(), topics.failed.as_str()];
         let client = RequestClient::following(bus, &answers, group, source).await?;
         Ok(Requester {

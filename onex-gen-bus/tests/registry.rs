@@ -183,6 +183,8 @@ fn spec() -> NodeSpec {
         tags: vec!["t1".into()],
         health_path: "/health".into(),
         heartbeat_interval_secs: 0,
+        contract_version: "1.0.0".into(),
+        command_topic: None,
     }
 }
 

@@ -24,6 +24,7 @@ use onex_gen_bus::serve::{GenerationRequest, RequestOptions, RuntimeOption, Serv
 use onex_runtime::bus::kafka::KafkaBus;
 use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Subscription};
 use onex_runtime::config::{KafkaSettings, OffsetReset};
+use onex_runtime::dlq;
 use onex_runtime::headers::Headers;
 use onex_runtime::metrics::Metrics;
 use onex_runtime::uuid::Uuid;
@@ -265,7 +266,7 @@ enum Expect {
     Completed { name: String, contract: String },
     /// A failed event of this error type.
     Failed(&'static str),
-    /// A dead letter whose value is this.
+    /// A dead letter of a record whose value is this.
     DeadLetter(Vec<u8>),
 }
 
@@ -315,11 +316,7 @@ async fn serve_end_to_end() {
 
     // 100 requests: 55 distinct valid, 15 duplicates, 30 malformed.
     let mut plan: Vec<(Expect, Vec<u8>, Option<Uuid>)> = Vec::new();
-    let src = EventSource {
-        service: "e2e".into(),
-        instance_id: run.clone(),
-        node_id: "e2e".into(),
-    };
+    let src = EventSource::new("e2e", run.clone());
     let envelope = |payload: Value| {
         let env = Envelope::new(
             onex_gen_bus::serve::REQUEST_EVENT_TYPE,
@@ -428,7 +425,7 @@ async fn serve_end_to_end() {
         let dl: BTreeSet<Vec<u8>> = all
             .iter()
             .filter(|m| m.topic == dlq(&t))
-            .map(|m| m.value.clone())
+            .filter_map(|m| dlq::replay(m).map(|original| original.value))
             .collect();
         (
             want_cids.difference(&cids).count(),
@@ -692,6 +689,8 @@ async fn registry_sees_a_started_node(run: &str, logs: &Path) {
                 tags: vec![],
                 health_path: "/health".into(),
                 heartbeat_interval_secs: 1,
+                contract_version: "1.0.0".into(),
+                command_topic: None,
             };
             struct Noop;
             #[onex_runtime::async_trait]

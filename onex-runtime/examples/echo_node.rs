@@ -35,6 +35,7 @@ impl NodeHandler for Echo {
                 "prefix": ctx.env("ECHO_PREFIX"),
             }),
             partition_key: None,
+            headers: Default::default(),
         }])
     }
 }
@@ -72,6 +73,8 @@ fn spec() -> NodeSpec {
         tags: vec!["example".into()],
         health_path: "/health".into(),
         heartbeat_interval_secs: 30,
+        contract_version: "1.0.0".into(),
+        command_topic: None,
     }
 }
 

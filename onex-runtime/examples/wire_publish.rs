@@ -28,11 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     bus.ensure_topics(&[TOPIC.to_string()]).await?;
-    let source = EventSource {
-        service: "wire_publish".into(),
-        instance_id: "1".into(),
-        node_id: "wire_publish".into(),
-    };
+    let source = EventSource::new("wire_publish", "1");
     let env = Envelope::new("wire.checked", json!({"hello": "wire"}), source);
     let mut headers = env.headers();
     headers.priority = Some(Priority::High);

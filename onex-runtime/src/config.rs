@@ -18,6 +18,21 @@ use crate::topic::TopicValidation;
 
 pub use crate::bus_env::BUS_ENV_VARS;
 
+/// Seed-style lower-case keys a `--config` YAML file may use, and the
+/// variables they set: every `KAFKA_*` variable is also accepted as its
+/// lower-case name without the prefix (`bootstrap_servers`, `environment`,
+/// `group`, `timeout_seconds`, ... `dead_letter_topic`).
+pub fn variable_for_config_key(key: &str) -> Option<&'static str> {
+    if key.chars().any(|c| c.is_ascii_uppercase()) {
+        return None;
+    }
+    let wanted = format!("KAFKA_{}", key.to_ascii_uppercase());
+    BUS_ENV_VARS
+        .iter()
+        .map(|(name, _, _)| *name)
+        .find(|name| *name == wanted)
+}
+
 /// A bad configuration value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -78,17 +93,48 @@ impl ConfigSource {
         }
     }
 
-    /// Adds the values of a config file (lower precedence than the environment).
+    /// Adds the values of a config file (lower precedence than the
+    /// environment). Keys are variable names (`KAFKA_GROUP`) or the
+    /// lower-case names of the `KAFKA_*` settings (`group`,
+    /// `bootstrap_servers`, see [`variable_for_config_key`]); a value
+    /// written `${VAR:-default}` is `VAR` from the environment, else
+    /// `default`. An unknown lower-case key is an error.
     pub fn with_file(mut self, path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        self.file = parse_config_file(&text).map_err(|message| ConfigError::File {
+        let file_error = |message: String| ConfigError::File {
             path: path.display().to_string(),
             message,
-        })?;
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+        let mut values = BTreeMap::new();
+        for (key, value) in parse_config_file(&text).map_err(file_error)? {
+            let name = if key.chars().any(|c| c.is_ascii_lowercase()) {
+                variable_for_config_key(&key)
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        file_error(format!(
+                            "unknown key `{key}`; lower-case keys are the KAFKA_* settings \
+                         without the prefix, e.g. bootstrap_servers, environment, group, \
+                         timeout_seconds, dead_letter_topic"
+                        ))
+                    })?
+            } else {
+                key
+            };
+            let value = self.substitute(&value);
+            values.insert(name, value);
+        }
+        self.file = values;
         Ok(self)
+    }
+
+    /// `${VAR:-default}` or `${VAR}` resolved against the environment and
+    /// the overrides; any other text as it is.
+    fn substitute(&self, value: &str) -> String {
+        let Some(inner) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) else {
+            return value.to_string();
+        };
+        let (name, default) = inner.split_once(":-").unwrap_or((inner, ""));
+        self.get(name).unwrap_or_else(|| default.to_string())
     }
 
     /// Sets a value that wins over every other source (command-line flags).
@@ -174,11 +220,12 @@ pub fn parse_config_file(text: &str) -> Result<BTreeMap<String, String>, String>
             return Err(format!("line {}: bad key `{key}`", i + 1));
         }
         let value = trimmed[split + 1..].trim();
-        let value = value
+        let quoted = value
             .strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))
-            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-            .unwrap_or(value);
+            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')));
+        // An unquoted value ends at a ` #` comment.
+        let value = quoted.unwrap_or_else(|| value.split(" #").next().unwrap_or(value).trim());
         out.insert(key.to_string(), value.to_string());
     }
     Ok(out)
@@ -248,30 +295,206 @@ impl FromStr for Acks {
     }
 }
 
-/// Kafka security settings (password never printed by `Debug`).
+/// How the client talks to the brokers (`security.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecurityProtocol {
+    /// No TLS, no authentication.
+    #[default]
+    Plaintext,
+    /// TLS.
+    Ssl,
+    /// SASL authentication without TLS.
+    SaslPlaintext,
+    /// SASL authentication over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// librdkafka spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether the client authenticates with SASL.
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+impl FromStr for SecurityProtocol {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "plaintext" => Ok(SecurityProtocol::Plaintext),
+            "ssl" => Ok(SecurityProtocol::Ssl),
+            "sasl_plaintext" => Ok(SecurityProtocol::SaslPlaintext),
+            "sasl_ssl" => Ok(SecurityProtocol::SaslSsl),
+            _ => Err(()),
+        }
+    }
+}
+
+/// SASL mechanisms the runtime supports.
+pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+/// Kafka security settings (passwords never printed by `Debug`).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct SecuritySettings {
     /// `security.protocol`.
-    pub protocol: Option<String>,
-    /// `sasl.mechanism`.
+    pub protocol: SecurityProtocol,
+    /// `sasl.mechanism` (one of [`SASL_MECHANISMS`]).
     pub sasl_mechanism: Option<String>,
     /// `sasl.username`.
     pub sasl_username: Option<String>,
     /// `sasl.password`.
     pub sasl_password: Option<String>,
+    /// `ssl.ca.location`.
+    pub ssl_ca_location: Option<String>,
+    /// `ssl.certificate.location`.
+    pub ssl_certificate_location: Option<String>,
+    /// `ssl.key.location`.
+    pub ssl_key_location: Option<String>,
+    /// `ssl.key.password`.
+    pub ssl_key_password: Option<String>,
 }
 
 impl std::fmt::Debug for SecuritySettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
         f.debug_struct("SecuritySettings")
             .field("protocol", &self.protocol)
             .field("sasl_mechanism", &self.sasl_mechanism)
             .field("sasl_username", &self.sasl_username)
-            .field(
-                "sasl_password",
-                &self.sasl_password.as_ref().map(|_| "<redacted>"),
-            )
+            .field("sasl_password", &redacted(&self.sasl_password))
+            .field("ssl_ca_location", &self.ssl_ca_location)
+            .field("ssl_certificate_location", &self.ssl_certificate_location)
+            .field("ssl_key_location", &self.ssl_key_location)
+            .field("ssl_key_password", &redacted(&self.ssl_key_password))
             .finish()
+    }
+}
+
+impl SecuritySettings {
+    /// Reads and checks the security variables: a known protocol; with SASL
+    /// a supported mechanism, a user name and a password; TLS files only
+    /// with a TLS protocol, each readable, certificate and key together.
+    fn from_source(src: &ConfigSource) -> Result<Self, ConfigError> {
+        let protocol: SecurityProtocol = src.parsed(
+            "KAFKA_SECURITY_PROTOCOL",
+            SecurityProtocol::Plaintext,
+            "plaintext, ssl, sasl_plaintext or sasl_ssl",
+            any_value,
+        )?;
+        let invalid = |name: &str, value: &str, expected: String| ConfigError::Invalid {
+            name: name.to_string(),
+            value: value.to_string(),
+            expected,
+        };
+        let mechanism = src.get("KAFKA_SASL_MECHANISM");
+        let sasl_mechanism = match (&mechanism, protocol.uses_sasl()) {
+            (Some(m), true) => {
+                let upper = m.trim().to_ascii_uppercase();
+                if !SASL_MECHANISMS.contains(&upper.as_str()) {
+                    return Err(invalid(
+                        "KAFKA_SASL_MECHANISM",
+                        m,
+                        "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512".into(),
+                    ));
+                }
+                Some(upper)
+            }
+            (None, true) => {
+                return Err(ConfigError::Missing(format!(
+                    "KAFKA_SASL_MECHANISM (KAFKA_SECURITY_PROTOCOL={} needs one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)",
+                    protocol.as_str()
+                )))
+            }
+            (Some(m), false) => {
+                return Err(invalid(
+                    "KAFKA_SASL_MECHANISM",
+                    m,
+                    format!(
+                        "unset while KAFKA_SECURITY_PROTOCOL is {} (SASL needs sasl_plaintext or sasl_ssl)",
+                        protocol.as_str()
+                    ),
+                ))
+            }
+            (None, false) => None,
+        };
+        let settings = SecuritySettings {
+            protocol,
+            sasl_mechanism,
+            sasl_username: src.get("KAFKA_SASL_USERNAME"),
+            sasl_password: src.get("KAFKA_SASL_PASSWORD"),
+            ssl_ca_location: src.get("KAFKA_SSL_CA_LOCATION"),
+            ssl_certificate_location: src.get("KAFKA_SSL_CERTIFICATE_LOCATION"),
+            ssl_key_location: src.get("KAFKA_SSL_KEY_LOCATION"),
+            ssl_key_password: src.get("KAFKA_SSL_KEY_PASSWORD"),
+        };
+        if protocol.uses_sasl() {
+            for (name, value) in [
+                ("KAFKA_SASL_USERNAME", &settings.sasl_username),
+                ("KAFKA_SASL_PASSWORD", &settings.sasl_password),
+            ] {
+                if value.is_none() {
+                    return Err(ConfigError::Missing(format!(
+                        "{name} (KAFKA_SECURITY_PROTOCOL={} authenticates with SASL)",
+                        protocol.as_str()
+                    )));
+                }
+            }
+        }
+        let files = [
+            ("KAFKA_SSL_CA_LOCATION", &settings.ssl_ca_location),
+            (
+                "KAFKA_SSL_CERTIFICATE_LOCATION",
+                &settings.ssl_certificate_location,
+            ),
+            ("KAFKA_SSL_KEY_LOCATION", &settings.ssl_key_location),
+        ];
+        for (name, value) in files {
+            let Some(path) = value else { continue };
+            if !protocol.uses_tls() {
+                return Err(invalid(
+                    name,
+                    path,
+                    format!(
+                        "unset while KAFKA_SECURITY_PROTOCOL is {} (TLS files need ssl or sasl_ssl)",
+                        protocol.as_str()
+                    ),
+                ));
+            }
+            if let Err(e) = std::fs::File::open(path) {
+                return Err(invalid(name, path, format!("a readable PEM file ({e})")));
+            }
+        }
+        match (
+            &settings.ssl_certificate_location,
+            &settings.ssl_key_location,
+        ) {
+            (Some(_), None) => Err(ConfigError::Missing(
+                "KAFKA_SSL_KEY_LOCATION (KAFKA_SSL_CERTIFICATE_LOCATION is set)".into(),
+            )),
+            (None, Some(key)) => Err(invalid(
+                "KAFKA_SSL_KEY_LOCATION",
+                key,
+                "set together with KAFKA_SSL_CERTIFICATE_LOCATION".into(),
+            )),
+            _ => Ok(settings),
+        }
     }
 }
 
@@ -308,8 +531,9 @@ pub struct KafkaSettings {
     pub session_timeout_ms: u32,
     /// Static group membership: the stable id consumers join with.
     pub group_instance_id: Option<String>,
-    /// `client.id` of every client (the instance id), so the broker's logs
-    /// and group member ids name the process.
+    /// `client.id` of every client, so the broker's logs and group member
+    /// ids name the process: the instance id, and `{service}-{instance}`
+    /// once a node service runs on the bus.
     pub client_id: Option<String>,
 }
 
@@ -382,8 +606,15 @@ pub struct RuntimeConfig {
     pub group: String,
     /// `KAFKA_DEAD_LETTER_TOPIC`.
     pub dead_letter_topic: Option<String>,
-    /// `ONEX_CONSUMER_GROUP`.
+    /// `ONEX_CONSUMER_GROUP`, else `KAFKA_CONSUMER_GROUP`.
     pub consumer_group: Option<String>,
+    /// `SERVICE_NAME`.
+    pub service_name: Option<String>,
+    /// `SERVICE_VERSION`.
+    pub service_version: Option<String>,
+    /// `ONEX_COMMAND_TOPIC`: where a node with operations but no declared
+    /// input topic takes its commands (default: its derived command topic).
+    pub command_topic: Option<String>,
     /// Health/metrics listen address.
     pub health_addr: SocketAddr,
     /// `ONEX_INSTANCE_ID`.
@@ -404,6 +635,41 @@ pub struct RuntimeConfig {
     pub durable_state: bool,
     /// `RUST_LOG`.
     pub log_filter: String,
+}
+
+/// `HOST:PORT[,HOST:PORT...]` with numeric ports.
+fn check_bootstrap_servers(servers: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| ConfigError::Invalid {
+        name: "KAFKA_BOOTSTRAP_SERVERS".into(),
+        value: servers.to_string(),
+        expected: format!("HOST:PORT[,HOST:PORT...] ({why})"),
+    };
+    for entry in servers.split(',').map(str::trim) {
+        // An optional scheme, as some deployments write it.
+        let hostport = entry.rsplit("://").next().unwrap_or(entry);
+        let Some((host, port)) = hostport.rsplit_once(':') else {
+            return Err(bad(&format!("`{entry}` has no port")));
+        };
+        if host.is_empty() {
+            return Err(bad(&format!("`{entry}` has no host")));
+        }
+        if port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(bad(&format!("`{entry}` has no valid port")));
+        }
+    }
+    Ok(())
+}
+
+/// Python logging levels as a tracing filter.
+fn log_level_filter(level: &str) -> Option<&'static str> {
+    match level.trim().to_ascii_uppercase().as_str() {
+        "TRACE" => Some("trace"),
+        "DEBUG" => Some("debug"),
+        "INFO" => Some("info"),
+        "WARNING" | "WARN" => Some("warn"),
+        "ERROR" | "CRITICAL" | "FATAL" => Some("error"),
+        _ => None,
+    }
 }
 
 fn any_value<T>(_: &T) -> bool {
@@ -480,12 +746,7 @@ impl RuntimeConfig {
             )?,
             acks: src.parsed("KAFKA_ACKS", Acks::All, "all, 1 or 0", any_value)?,
             enable_idempotence: src.flag("KAFKA_ENABLE_IDEMPOTENCE", true)?,
-            security: SecuritySettings {
-                protocol: src.get("KAFKA_SECURITY_PROTOCOL"),
-                sasl_mechanism: src.get("KAFKA_SASL_MECHANISM"),
-                sasl_username: src.get("KAFKA_SASL_USERNAME"),
-                sasl_password: src.get("KAFKA_SASL_PASSWORD"),
-            },
+            security: SecuritySettings::from_source(src)?,
             topic_partitions: src.parsed(
                 "ONEX_TOPIC_PARTITIONS",
                 1,
@@ -528,16 +789,7 @@ impl RuntimeConfig {
                 expected: "all while KAFKA_ENABLE_IDEMPOTENCE is true".into(),
             });
         }
-        if let Some(p) = &kafka.security.protocol {
-            let ok = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
-            if !ok.contains(&p.to_ascii_lowercase().as_str()) {
-                return Err(ConfigError::Invalid {
-                    name: "KAFKA_SECURITY_PROTOCOL".into(),
-                    value: p.clone(),
-                    expected: "plaintext, ssl, sasl_plaintext or sasl_ssl".into(),
-                });
-            }
-        }
+        check_bootstrap_servers(&kafka.bootstrap_servers)?;
 
         let mut health_addr: SocketAddr = src.parsed(
             "ONEX_HEALTH_ADDR",
@@ -545,11 +797,23 @@ impl RuntimeConfig {
             "HOST:PORT with a numeric host, e.g. 0.0.0.0:8080",
             any_value,
         )?;
-        if src.get("ONEX_HEALTH_PORT").is_some() {
-            let port: u16 =
-                src.parsed("ONEX_HEALTH_PORT", 8080, "a port in 0..=65535", any_value)?;
-            health_addr.set_port(port);
+        for name in ["SERVICE_PORT", "ONEX_HEALTH_PORT"] {
+            if src.get(name).is_some() {
+                let port: u16 = src.parsed(name, 8080, "a port in 0..=65535", any_value)?;
+                health_addr.set_port(port);
+            }
         }
+        let log_filter = match (src.get("RUST_LOG"), src.get("LOG_LEVEL")) {
+            (Some(filter), _) => filter,
+            (None, Some(level)) => log_level_filter(&level)
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "LOG_LEVEL".into(),
+                    value: level.clone(),
+                    expected: "DEBUG, INFO, WARNING, ERROR or CRITICAL".into(),
+                })?
+                .to_string(),
+            (None, None) => "info".into(),
+        };
         let connect: f64 = src.parsed(
             "ONEX_BUS_CONNECT_TIMEOUT_SECONDS",
             5.0,
@@ -570,7 +834,12 @@ impl RuntimeConfig {
                 .unwrap_or_else(|| "local".into()),
             group: src.get("KAFKA_GROUP").unwrap_or_else(|| "default".into()),
             dead_letter_topic: src.get("KAFKA_DEAD_LETTER_TOPIC"),
-            consumer_group: src.get("ONEX_CONSUMER_GROUP"),
+            consumer_group: src
+                .get("ONEX_CONSUMER_GROUP")
+                .or_else(|| src.get("KAFKA_CONSUMER_GROUP")),
+            service_name: src.get("SERVICE_NAME"),
+            service_version: src.get("SERVICE_VERSION"),
+            command_topic: src.get("ONEX_COMMAND_TOPIC"),
             health_addr,
             instance_id: src
                 .get("ONEX_INSTANCE_ID")
@@ -595,7 +864,7 @@ impl RuntimeConfig {
             connect_timeout: Duration::from_secs_f64(connect),
             reconnect_interval: Duration::from_secs_f64(reconnect),
             durable_state: src.flag("ONEX_DURABLE_STATE", true)?,
-            log_filter: src.get("RUST_LOG").unwrap_or_else(|| "info".into()),
+            log_filter,
         })
     }
 }
@@ -729,6 +998,187 @@ mod tests {
         std::fs::remove_file(&dir).ok();
         assert_eq!(c.group, "from-flag");
         assert_eq!(c.environment, "file-env");
+    }
+
+    fn error_of(pairs: &[(&str, &str)]) -> String {
+        RuntimeConfig::from_source(&ConfigSource::from_pairs(pairs.iter().copied()))
+            .expect_err("refused")
+            .to_string()
+    }
+
+    /// Bad security settings are refused at start, naming the variable.
+    #[test]
+    fn security_settings_fail_fast() {
+        let ca = std::env::temp_dir().join(format!("onex-ca-{}.pem", uuid::Uuid::new_v4()));
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let ca = ca.to_str().unwrap().to_string();
+        for (pairs, needles) in [
+            (
+                vec![("KAFKA_SECURITY_PROTOCOL", "tls")],
+                vec!["KAFKA_SECURITY_PROTOCOL", "sasl_ssl"],
+            ),
+            (
+                vec![("KAFKA_SECURITY_PROTOCOL", "sasl_ssl")],
+                vec!["KAFKA_SASL_MECHANISM", "SCRAM-SHA-256"],
+            ),
+            (
+                vec![
+                    ("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext"),
+                    ("KAFKA_SASL_MECHANISM", "GSSAPI"),
+                ],
+                vec!["KAFKA_SASL_MECHANISM", "GSSAPI"],
+            ),
+            (
+                vec![
+                    ("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext"),
+                    ("KAFKA_SASL_MECHANISM", "PLAIN"),
+                ],
+                vec!["KAFKA_SASL_USERNAME"],
+            ),
+            (
+                vec![
+                    ("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext"),
+                    ("KAFKA_SASL_MECHANISM", "PLAIN"),
+                    ("KAFKA_SASL_USERNAME", "u"),
+                ],
+                vec!["KAFKA_SASL_PASSWORD"],
+            ),
+            (
+                vec![("KAFKA_SASL_MECHANISM", "PLAIN")],
+                vec!["KAFKA_SASL_MECHANISM", "plaintext"],
+            ),
+            (
+                vec![
+                    ("KAFKA_SECURITY_PROTOCOL", "ssl"),
+                    ("KAFKA_SSL_CA_LOCATION", "/nonexistent/ca.pem"),
+                ],
+                vec!["KAFKA_SSL_CA_LOCATION", "/nonexistent/ca.pem", "readable"],
+            ),
+            (
+                vec![("KAFKA_SSL_CA_LOCATION", ca.as_str())],
+                vec!["KAFKA_SSL_CA_LOCATION", "ssl or sasl_ssl"],
+            ),
+            (
+                vec![
+                    ("KAFKA_SECURITY_PROTOCOL", "ssl"),
+                    ("KAFKA_SSL_CERTIFICATE_LOCATION", ca.as_str()),
+                ],
+                vec!["KAFKA_SSL_KEY_LOCATION"],
+            ),
+            (
+                vec![("KAFKA_BOOTSTRAP_SERVERS", "localhost")],
+                vec!["KAFKA_BOOTSTRAP_SERVERS", "no port"],
+            ),
+            (
+                vec![("KAFKA_BOOTSTRAP_SERVERS", "a:1,b:x")],
+                vec!["KAFKA_BOOTSTRAP_SERVERS", "b:x"],
+            ),
+            (vec![("LOG_LEVEL", "LOUD")], vec!["LOG_LEVEL", "WARNING"]),
+            (vec![("SERVICE_PORT", "http")], vec!["SERVICE_PORT"]),
+        ] {
+            let err = error_of(&pairs);
+            for needle in needles {
+                assert!(err.contains(needle), "{pairs:?}: {err}");
+            }
+        }
+        let ok = RuntimeConfig::from_source(&ConfigSource::from_pairs([
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("KAFKA_SASL_MECHANISM", "scram-sha-512"),
+            ("KAFKA_SASL_USERNAME", "u"),
+            ("KAFKA_SASL_PASSWORD", "p"),
+            ("KAFKA_SSL_CA_LOCATION", ca.as_str()),
+            ("KAFKA_BOOTSTRAP_SERVERS", "b1:9093, SASL_SSL://b2:9093"),
+        ]))
+        .unwrap();
+        std::fs::remove_file(&ca).ok();
+        let sec = &ok.kafka.security;
+        assert_eq!(sec.protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(sec.sasl_mechanism.as_deref(), Some("SCRAM-SHA-512"));
+        assert_eq!(sec.ssl_ca_location.as_deref(), Some(ca.as_str()));
+    }
+
+    /// The .env keys of the ONEX services' deployments.
+    #[test]
+    fn service_env_keys_are_honoured() {
+        let c = RuntimeConfig::from_source(&ConfigSource::from_pairs([
+            ("KAFKA_CONSUMER_GROUP", "orders"),
+            ("SERVICE_NAME", "order-service"),
+            ("SERVICE_VERSION", "2.1.0"),
+            ("SERVICE_PORT", "9100"),
+            ("LOG_LEVEL", "WARNING"),
+        ]))
+        .unwrap();
+        assert_eq!(c.consumer_group.as_deref(), Some("orders"));
+        assert_eq!(c.service_name.as_deref(), Some("order-service"));
+        assert_eq!(c.service_version.as_deref(), Some("2.1.0"));
+        assert_eq!(c.health_addr.port(), 9100);
+        assert_eq!(c.log_filter, "warn");
+        // The ONEX_ names win where both are set; RUST_LOG wins over LOG_LEVEL.
+        let c = RuntimeConfig::from_source(&ConfigSource::from_pairs([
+            ("KAFKA_CONSUMER_GROUP", "orders"),
+            ("ONEX_CONSUMER_GROUP", "mine"),
+            ("SERVICE_PORT", "9100"),
+            ("ONEX_HEALTH_PORT", "9200"),
+            ("LOG_LEVEL", "ERROR"),
+            ("RUST_LOG", "debug"),
+        ]))
+        .unwrap();
+        assert_eq!(c.consumer_group.as_deref(), Some("mine"));
+        assert_eq!(c.health_addr.port(), 9200);
+        assert_eq!(c.log_filter, "debug");
+    }
+
+    /// A YAML file in the event bus configuration's own shape: lower-case
+    /// keys, `${VAR:-default}` values, comments.
+    #[test]
+    fn yaml_with_lower_case_keys() {
+        let path = std::env::temp_dir().join(format!("onex-bus-{}.yaml", uuid::Uuid::new_v4()));
+        std::fs::write(
+            &path,
+            "# KafkaEventBus configuration\n\
+             bootstrap_servers: \"${TEST_UNSET_SERVERS:-broker:19092}\"\n\
+             environment: \"${TEST_ENVIRONMENT:-local}\"\n\
+             group: billing\n\
+             timeout_seconds: ${KAFKA_TIMEOUT_SECONDS:-45}  # seconds\n\
+             max_retry_attempts: 5\n\
+             enable_auto_commit: false\n\
+             dead_letter_topic: onex.dlq.billing.failed.v1\n\
+             GITHUB_TOKEN: x\n",
+        )
+        .unwrap();
+        let mut src = ConfigSource::default().with_file(&path).unwrap();
+        src.set("TEST_ENVIRONMENT", "staging");
+        let src = src.with_file(&path).unwrap();
+        let c = RuntimeConfig::from_source(&src).unwrap();
+        assert_eq!(c.kafka.bootstrap_servers, "broker:19092");
+        assert_eq!(c.environment, "staging");
+        assert_eq!(c.group, "billing");
+        assert_eq!(c.kafka.timeout, Duration::from_secs(45));
+        assert_eq!(c.kafka.publish_retry.max_retries, 5);
+        assert!(!c.kafka.enable_auto_commit);
+        assert_eq!(
+            c.dead_letter_topic.as_deref(),
+            Some("onex.dlq.billing.failed.v1")
+        );
+        assert_eq!(src.get("GITHUB_TOKEN").as_deref(), Some("x"));
+        // Fail fast: an unknown key, and a bad value named by its variable.
+        std::fs::write(&path, "bootstrap_server: x:1\n").unwrap();
+        let err = ConfigSource::default()
+            .with_file(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown key `bootstrap_server`"), "{err}");
+        std::fs::write(&path, "timeout_seconds: 0\n").unwrap();
+        let err = RuntimeConfig::from_source(&ConfigSource::default().with_file(&path).unwrap())
+            .unwrap_err()
+            .to_string();
+        std::fs::remove_file(&path).ok();
+        assert!(err.contains("KAFKA_TIMEOUT_SECONDS"), "{err}");
+        assert_eq!(
+            variable_for_config_key("ssl_ca_location"),
+            Some("KAFKA_SSL_CA_LOCATION")
+        );
+        assert_eq!(variable_for_config_key("Group"), None);
     }
 
     #[test]

@@ -1,28 +1,44 @@
 //! Dead-letter messages.
 //!
-//! A dead letter is the original record, byte for byte (same key, same
-//! value, same headers), republished to the dead-letter topic with these
-//! extra headers describing the failure:
+//! A dead letter's value is the JSON document the ONEX services write to
+//! their dead-letter topics:
 //!
-//! | header | meaning |
-//! |---|---|
-//! | `dlq_original_topic` | topic the message was consumed from |
-//! | `dlq_original_partition`, `dlq_original_offset` | its position there |
-//! | `dlq_consumer_group` | the group that gave up on it |
-//! | `dlq_reason` | the failure message |
-//! | `dlq_error_type` | `invalid_input`, `retriable`, `fatal`, `decode_error`, `timeout` or `circuit_open` |
-//! | `dlq_retry_count` | retries made before giving up (also in the standard `retry_count` header) |
-//! | `dlq_failed_at` | RFC 3339 time of the final failure |
-//! | `dlq_node` | node name |
+//! ```json
+//! {
+//!   "original_topic": "onex.cmd.x.do.v1",
+//!   "original_message": {"key": "k", "value": "{...}", "offset": 41, "partition": 0},
+//!   "failure_reason": "fatal failure: ...",
+//!   "failure_timestamp": "2025-10-18T10:00:00.123456Z",
+//!   "correlation_id": "1b1e1c4d-...",
+//!   "retry_count": 3,
+//!   "error_type": "fatal",
+//!   "consumer_group": "x",
+//!   "node": "node_x_effect"
+//! }
+//! ```
 //!
-//! The standard `correlation_id` header is kept (or taken from the envelope
-//! when the original record had none), so a dead letter can be traced, and
-//! the message can be replayed unchanged onto its original topic.
+//! `key` and `value` are the original bytes as UTF-8 text; bytes that are
+//! not UTF-8 are also kept exactly in `key_base64` / `value_base64`, and the
+//! original record's headers in `original_message.headers`, so that a
+//! replay puts the very same record back. `error_type` is one of
+//! `invalid_input`, `retriable`, `fatal`, `decode_error`, `timeout`,
+//! `circuit_open` or `publish_failed`.
+//!
+//! The record keeps the original key and headers and repeats the document in
+//! `dlq_*` headers ([`names`]), so tools that read headers only still see why
+//! a message failed.
 
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::bus::{BusMessage, OutgoingMessage};
+use crate::envelope::format_timestamp;
+use crate::headers::Headers;
 
 /// Header names added to dead letters.
 pub mod names {
@@ -61,7 +77,147 @@ pub struct Failure {
     pub correlation_id: Option<Uuid>,
 }
 
-/// The dead letter for `original`, to be published to `dlq_topic`.
+/// The consumed record inside a dead letter.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct OriginalMessage {
+    /// The key as UTF-8 text (invalid bytes replaced), if there was one.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The value as UTF-8 text (invalid bytes replaced).
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Offset in the original topic.
+    #[serde(default)]
+    pub offset: Option<i64>,
+    /// Partition of the original topic.
+    #[serde(default)]
+    pub partition: Option<i32>,
+    /// The exact key bytes, when they are not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_base64: Option<String>,
+    /// The exact value bytes, when they are not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_base64: Option<String>,
+    /// The original record's headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The dead-letter document (the record's value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Topic the message was consumed from, and is replayed onto.
+    pub original_topic: String,
+    /// The message itself.
+    pub original_message: OriginalMessage,
+    /// The failure message.
+    #[serde(default)]
+    pub failure_reason: String,
+    /// When it finally failed (ISO 8601).
+    #[serde(default)]
+    pub failure_timestamp: Option<String>,
+    /// Correlation id of the message, if known.
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+    /// Retries made before giving up.
+    #[serde(default)]
+    pub retry_count: Option<u32>,
+    /// Failure class.
+    #[serde(default)]
+    pub error_type: Option<String>,
+    /// The consumer group that gave up on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_group: Option<String>,
+    /// The node that gave up on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+fn text_and_exact(bytes: &[u8]) -> (String, Option<String>) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_string(), None),
+        Err(_) => (
+            String::from_utf8_lossy(bytes).into_owned(),
+            Some(BASE64.encode(bytes)),
+        ),
+    }
+}
+
+fn exact(text: Option<&String>, base64: Option<&String>) -> Option<Vec<u8>> {
+    match base64.and_then(|b| BASE64.decode(b).ok()) {
+        Some(bytes) => Some(bytes),
+        None => text.map(|t| t.as_bytes().to_vec()),
+    }
+}
+
+impl DeadLetter {
+    /// The document for `original`, failed as `failure`.
+    pub fn new(original: &BusMessage, group: &str, node: &str, failure: &Failure) -> Self {
+        let (key, key_base64) = match original.key.as_deref().map(text_and_exact) {
+            Some((text, exact)) => (Some(text), exact),
+            None => (None, None),
+        };
+        let (value, value_base64) = text_and_exact(&original.value);
+        let correlation_id = failure.correlation_id.or(original.headers.correlation_id);
+        DeadLetter {
+            original_topic: original.topic.clone(),
+            original_message: OriginalMessage {
+                key,
+                value: Some(value),
+                offset: Some(original.offset),
+                partition: Some(original.partition),
+                key_base64,
+                value_base64,
+                headers: original.headers.to_pairs().into_iter().collect(),
+            },
+            failure_reason: failure.reason.clone(),
+            failure_timestamp: Some(format_timestamp(&failure.failed_at)),
+            correlation_id: correlation_id.map(|c| c.to_string()),
+            retry_count: Some(failure.retry_count),
+            error_type: Some(failure.error_type.clone()),
+            consumer_group: Some(group.to_string()),
+            node: Some(node.to_string()),
+        }
+    }
+
+    /// Reads a dead-letter record's value; `None` if it is not one.
+    pub fn parse(value: &[u8]) -> Option<Self> {
+        serde_json::from_slice(value).ok()
+    }
+
+    /// The JSON bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Plain data with string keys always serialises.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The message that puts the original record back on its topic: the
+    /// same key, value and headers.
+    pub fn replay(&self) -> OutgoingMessage {
+        let m = &self.original_message;
+        let value = exact(m.value.as_ref(), m.value_base64.as_ref()).unwrap_or_default();
+        let key = exact(m.key.as_ref(), m.key_base64.as_ref());
+        let mut headers =
+            Headers::from_pairs(m.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())))
+                .unwrap_or_else(|_| Headers {
+                    extra: m.headers.clone(),
+                    ..Headers::default()
+                });
+        if headers.correlation_id.is_none() {
+            headers.correlation_id = self.correlation_id.as_deref().and_then(|c| c.parse().ok());
+        }
+        OutgoingMessage {
+            topic: self.original_topic.clone(),
+            key,
+            value,
+            headers,
+        }
+    }
+}
+
+/// The dead letter for `original`, to be published to `dlq_topic`: the
+/// document as value, the original key, the original headers plus the
+/// `dlq_*` headers.
 pub fn dead_letter(
     original: &BusMessage,
     dlq_topic: &str,
@@ -69,10 +225,12 @@ pub fn dead_letter(
     node: &str,
     failure: &Failure,
 ) -> OutgoingMessage {
+    let document = DeadLetter::new(original, group, node, failure);
     let mut headers = original.headers.clone();
     if headers.correlation_id.is_none() {
         headers.correlation_id = failure.correlation_id;
     }
+    headers.content_type = Some(crate::envelope::ENVELOPE_CONTENT_TYPE.to_string());
     headers.retry_count = Some(failure.retry_count);
     let extra = [
         (names::ORIGINAL_TOPIC, original.topic.clone()),
@@ -82,7 +240,7 @@ pub fn dead_letter(
         (names::REASON, failure.reason.clone()),
         (names::ERROR_TYPE, failure.error_type.clone()),
         (names::RETRY_COUNT, failure.retry_count.to_string()),
-        (names::FAILED_AT, failure.failed_at.to_rfc3339()),
+        (names::FAILED_AT, format_timestamp(&failure.failed_at)),
         (names::NODE, node.to_string()),
     ];
     for (k, v) in extra {
@@ -91,7 +249,7 @@ pub fn dead_letter(
     OutgoingMessage {
         topic: dlq_topic.to_string(),
         key: original.key.clone(),
-        value: original.value.clone(),
+        value: document.to_bytes(),
         headers,
     }
 }
@@ -107,41 +265,55 @@ pub struct DeadLetterInfo {
     pub reason: Option<String>,
     /// Retries made.
     pub retry_count: Option<u32>,
+    /// Correlation id of the failed message.
+    pub correlation_id: Option<Uuid>,
+    /// Event type of the failed message, if it was an envelope.
+    pub event_type: Option<String>,
 }
 
-/// Reads the dead-letter headers of `msg`; `None` if it is not a dead letter.
+/// Reads a dead letter; `None` if `msg` is not one.
 pub fn inspect(msg: &BusMessage) -> Option<DeadLetterInfo> {
-    let extra = &msg.headers.extra;
+    let doc = DeadLetter::parse(&msg.value)?;
+    let original = doc.replay();
+    let event_type = original.headers.event_type.clone().or_else(|| {
+        crate::envelope::Envelope::from_bytes(&original.value)
+            .ok()
+            .map(|e| e.event_type)
+    });
     Some(DeadLetterInfo {
-        original_topic: extra.get(names::ORIGINAL_TOPIC)?.clone(),
-        error_type: extra.get(names::ERROR_TYPE).cloned(),
-        reason: extra.get(names::REASON).cloned(),
-        retry_count: extra.get(names::RETRY_COUNT).and_then(|v| v.parse().ok()),
+        original_topic: doc.original_topic,
+        error_type: doc.error_type,
+        reason: Some(doc.failure_reason).filter(|r| !r.is_empty()),
+        retry_count: doc.retry_count,
+        correlation_id: original.headers.correlation_id,
+        event_type,
     })
 }
 
-/// The message to replay a dead letter onto its original topic: the
-/// original record with the dead-letter headers removed.
+/// The message to replay a dead letter onto its original topic; `None` if
+/// `msg` is not a dead letter.
 pub fn replay(msg: &BusMessage) -> Option<OutgoingMessage> {
-    let info = inspect(msg)?;
-    let mut headers = msg.headers.clone();
-    headers.extra.retain(|k, _| !k.starts_with("dlq_"));
-    headers.retry_count = None;
-    Some(OutgoingMessage {
-        topic: info.original_topic,
-        key: msg.key.clone(),
-        value: msg.value.clone(),
-        headers,
-    })
+    DeadLetter::parse(&msg.value).map(|d| d.replay())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::headers::Headers;
+    use serde_json::{json, Value};
+
+    fn delivered(dl: &OutgoingMessage) -> BusMessage {
+        BusMessage {
+            topic: dl.topic.clone(),
+            partition: 0,
+            offset: 0,
+            key: dl.key.clone(),
+            value: dl.value.clone(),
+            headers: dl.headers.clone(),
+        }
+    }
 
     #[test]
-    fn dead_letter_round_trip() {
+    fn dead_letter_document_and_replay() {
         let cid = Uuid::new_v4();
         let original = BusMessage {
             topic: "onex.evt.a.b.v1".into(),
@@ -155,40 +327,112 @@ mod tests {
             }
             .with_extra("x-custom", "1"),
         };
+        let failed_at = Utc::now();
         let failure = Failure {
             error_type: "fatal".into(),
             reason: "boom".into(),
             retry_count: 3,
-            failed_at: Utc::now(),
+            failed_at,
             correlation_id: Some(cid),
         };
         let dl = dead_letter(&original, "onex.evt.a.b.v1.dlq", "g", "node", &failure);
-        assert_eq!(dl.value, original.value);
         assert_eq!(dl.key, original.key);
         assert_eq!(dl.headers.correlation_id, Some(cid));
-        assert_eq!(dl.headers.retry_count, Some(3));
         assert_eq!(dl.headers.extra["dlq_original_offset"], "41");
+        let doc: Value = serde_json::from_slice(&dl.value).unwrap();
+        assert_eq!(
+            doc,
+            json!({
+                "original_topic": "onex.evt.a.b.v1",
+                "original_message": {
+                    "key": "k",
+                    "value": "{\"x\":1}",
+                    "offset": 41,
+                    "partition": 2,
+                    "headers": {"event_type": "t", "x-custom": "1"}
+                },
+                "failure_reason": "boom",
+                "failure_timestamp": format_timestamp(&failed_at),
+                "correlation_id": cid.to_string(),
+                "retry_count": 3,
+                "error_type": "fatal",
+                "consumer_group": "g",
+                "node": "node"
+            })
+        );
 
-        let delivered = BusMessage {
-            topic: dl.topic.clone(),
-            partition: 0,
-            offset: 0,
-            key: dl.key.clone(),
-            value: dl.value.clone(),
-            headers: dl.headers.clone(),
-        };
-        let info = inspect(&delivered).unwrap();
+        let info = inspect(&delivered(&dl)).unwrap();
         assert_eq!(info.original_topic, "onex.evt.a.b.v1");
         assert_eq!(info.error_type.as_deref(), Some("fatal"));
         assert_eq!(info.retry_count, Some(3));
-        let back = replay(&delivered).unwrap();
+        assert_eq!(info.event_type.as_deref(), Some("t"));
+        let back = replay(&delivered(&dl)).unwrap();
         assert_eq!(back.topic, original.topic);
+        assert_eq!(back.key, original.key);
         assert_eq!(back.value, original.value);
+        assert_eq!(back.headers.event_type.as_deref(), Some("t"));
         assert_eq!(
             back.headers.extra.get("x-custom").map(String::as_str),
             Some("1")
         );
         assert!(back.headers.extra.keys().all(|k| !k.starts_with("dlq_")));
         assert!(inspect(&original).is_none());
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_replay_exactly() {
+        let original = BusMessage {
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+            key: Some(vec![0xff, 0x00]),
+            value: vec![0x80, b'a', 0xfe],
+            headers: Headers::default(),
+        };
+        let failure = Failure {
+            error_type: "decode_error".into(),
+            reason: "not json".into(),
+            retry_count: 0,
+            failed_at: Utc::now(),
+            correlation_id: None,
+        };
+        let dl = dead_letter(&original, "t.dlq", "g", "n", &failure);
+        let back = replay(&delivered(&dl)).unwrap();
+        assert_eq!(back.key, original.key);
+        assert_eq!(back.value, original.value);
+    }
+
+    /// A dead letter written by an ONEX Python service: no headers inside,
+    /// no exact bytes, a null key.
+    #[test]
+    fn reads_dead_letters_of_the_python_services() {
+        let cid = Uuid::new_v4();
+        let value = json!({
+            "original_topic": "dev.orders.v1",
+            "original_message": {"key": null, "value": "{\"event_type\": \"order.created\"}", "offset": 7, "partition": 0},
+            "failure_reason": "ValueError: bad",
+            "failure_type": "deserialization_error",
+            "failure_timestamp": "2025-10-18T10:00:00.123456+00:00",
+            "correlation_id": cid.to_string(),
+            "retry_count": 0,
+            "error_type": "ValueError"
+        });
+        let msg = BusMessage {
+            topic: "dev.dlq.orders.v1".into(),
+            partition: 0,
+            offset: 0,
+            key: None,
+            value: value.to_string().into_bytes(),
+            headers: Headers::default(),
+        };
+        let info = inspect(&msg).unwrap();
+        assert_eq!(info.error_type.as_deref(), Some("ValueError"));
+        assert_eq!(info.correlation_id, Some(cid));
+        assert_eq!(info.event_type.as_deref(), Some("order.created"));
+        let back = replay(&msg).unwrap();
+        assert_eq!(back.topic, "dev.orders.v1");
+        assert_eq!(back.key, None);
+        assert_eq!(back.value, b"{\"event_type\": \"order.created\"}");
+        assert_eq!(back.headers.correlation_id, Some(cid));
     }
 }

@@ -91,6 +91,8 @@ pub mod names {
     pub const EVENT_TYPE: &str = "event_type";
     /// Schema version of the payload.
     pub const SCHEMA_VERSION: &str = "schema_version";
+    /// Intended recipient.
+    pub const DESTINATION: &str = "destination";
     /// Distributed trace id.
     pub const TRACE_ID: &str = "trace_id";
     /// Span id.
@@ -130,6 +132,8 @@ pub struct Headers {
     pub event_type: Option<String>,
     /// Schema version of the payload.
     pub schema_version: Option<String>,
+    /// Intended recipient.
+    pub destination: Option<String>,
     /// Distributed trace id.
     pub trace_id: Option<String>,
     /// Span id.
@@ -173,10 +177,16 @@ impl Headers {
             self.correlation_id.map(|u| u.to_string()),
         );
         put(names::MESSAGE_ID, self.message_id.map(|u| u.to_string()));
-        put(names::TIMESTAMP, self.timestamp.map(|t| t.to_rfc3339()));
+        put(
+            names::TIMESTAMP,
+            self.timestamp
+                .as_ref()
+                .map(crate::envelope::format_timestamp),
+        );
         put(names::SOURCE, self.source.clone());
         put(names::EVENT_TYPE, self.event_type.clone());
         put(names::SCHEMA_VERSION, self.schema_version.clone());
+        put(names::DESTINATION, self.destination.clone());
         put(names::TRACE_ID, self.trace_id.clone());
         put(names::SPAN_ID, self.span_id.clone());
         put(names::PARENT_SPAN_ID, self.parent_span_id.clone());
@@ -216,15 +226,13 @@ impl Headers {
                 }
                 names::MESSAGE_ID => h.message_id = Some(value.parse().map_err(|_| invalid())?),
                 names::TIMESTAMP => {
-                    h.timestamp = Some(
-                        DateTime::parse_from_rfc3339(&value)
-                            .map_err(|_| invalid())?
-                            .with_timezone(&Utc),
-                    )
+                    h.timestamp =
+                        Some(crate::envelope::parse_timestamp(&value).ok_or_else(invalid)?)
                 }
                 names::SOURCE => h.source = Some(value.clone()),
                 names::EVENT_TYPE => h.event_type = Some(value.clone()),
                 names::SCHEMA_VERSION => h.schema_version = Some(value.clone()),
+                names::DESTINATION => h.destination = Some(value.clone()),
                 names::TRACE_ID => h.trace_id = Some(value.clone()),
                 names::SPAN_ID => h.span_id = Some(value.clone()),
                 names::PARENT_SPAN_ID => h.parent_span_id = Some(value.clone()),
@@ -267,6 +275,7 @@ mod tests {
             source: Some("svc".into()),
             event_type: Some("thing.created".into()),
             schema_version: Some("1.0.0".into()),
+            destination: Some("node_y".into()),
             trace_id: Some("t".into()),
             span_id: Some("s".into()),
             parent_span_id: Some("p".into()),
@@ -285,7 +294,7 @@ mod tests {
     fn round_trip_keeps_every_field() {
         let h = full();
         let pairs = h.to_pairs();
-        assert_eq!(pairs.len(), 18);
+        assert_eq!(pairs.len(), 19);
         let back =
             Headers::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_bytes()))).unwrap();
         assert_eq!(back, h);
@@ -314,6 +323,62 @@ mod tests {
                 ("message_id".to_string(), "kept".to_string()),
             ]
         );
+    }
+
+    /// The header set an ONEX Python service writes for a `ModelEventHeaders`
+    /// (every field as UTF-8 text, `datetime.isoformat()` timestamps).
+    #[test]
+    fn decodes_the_python_services_header_set() {
+        let cid = Uuid::new_v4();
+        let mid = Uuid::new_v4();
+        let cid_text = cid.to_string();
+        let mid_text = mid.to_string();
+        let pairs: Vec<(&str, &[u8])> = vec![
+            ("content_type", b"application/json"),
+            ("correlation_id", cid_text.as_bytes()),
+            ("message_id", mid_text.as_bytes()),
+            ("timestamp", b"2025-10-18T10:00:00.123456+00:00"),
+            ("source", b"order-service"),
+            ("event_type", b"order.created"),
+            ("schema_version", b"1.0.0"),
+            ("priority", b"high"),
+            ("retry_count", b"1"),
+            ("max_retries", b"3"),
+            ("destination", b"billing"),
+            ("trace_id", b"trace-1"),
+            ("span_id", b"span-2"),
+            ("parent_span_id", b"span-1"),
+            ("operation_name", b"create_order"),
+            ("routing_key", b"orders.us-east"),
+            ("partition_key", b"order-42"),
+            ("ttl_seconds", b"300"),
+        ];
+        let h = Headers::from_pairs(pairs.iter().copied()).unwrap();
+        assert!(h.extra.is_empty(), "{:?}", h.extra);
+        assert_eq!(h.correlation_id, Some(cid));
+        assert_eq!(h.message_id, Some(mid));
+        assert_eq!(h.priority, Some(Priority::High));
+        assert_eq!(h.retry_count, Some(1));
+        assert_eq!(h.max_retries, Some(3));
+        assert_eq!(h.ttl_seconds, Some(300));
+        assert_eq!(h.destination.as_deref(), Some("billing"));
+        assert_eq!(h.routing_key.as_deref(), Some("orders.us-east"));
+        assert_eq!(h.parent_span_id.as_deref(), Some("span-1"));
+        assert_eq!(h.operation_name.as_deref(), Some("create_order"));
+        // Written back, every value is the one read.
+        let again = h.to_pairs();
+        for (name, value) in &pairs {
+            let written = again.iter().find(|(n, _)| n == name).expect(name);
+            if *name == "timestamp" {
+                assert_eq!(written.1, "2025-10-18T10:00:00.123456Z");
+            } else {
+                assert_eq!(written.1.as_bytes(), *value, "{name}");
+            }
+        }
+        // A naive timestamp is read as UTC.
+        let naive =
+            Headers::from_pairs([("timestamp", b"2025-10-18T10:00:00".as_slice())]).unwrap();
+        assert_eq!(naive.timestamp.unwrap().timestamp(), 1_760_781_600);
     }
 
     #[test]

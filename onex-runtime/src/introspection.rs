@@ -99,10 +99,10 @@ pub fn payload(
 /// wire the node, without touching the bus.
 pub fn document(spec: &NodeSpec, config: &RuntimeConfig) -> Value {
     let namer = TopicNamer::new(config.topic_prefix.clone());
-    let dlq_explicit = spec
-        .dlq_topic
+    let dlq_explicit = config
+        .dead_letter_topic
         .as_deref()
-        .or(config.dead_letter_topic.as_deref());
+        .or(spec.dlq_topic.as_deref());
     let group = config
         .consumer_group
         .clone()
@@ -112,8 +112,19 @@ pub fn document(spec: &NodeSpec, config: &RuntimeConfig) -> Value {
         "node_name": spec.name,
         "node_type": spec.kind.as_str(),
         "node_version": spec.version,
+        "contract_version": spec.contract_version,
+        "service_name": config.service_name.as_deref().unwrap_or(&spec.name),
+        "service_version": config.service_version.as_deref().unwrap_or(&spec.version),
         "description": spec.description,
+        "flags": crate::startup::FLAGS.iter().map(|(flag, value, meaning)| json!({
+            "flag": flag,
+            "value": if value.is_empty() { Value::Null } else { json!(value) },
+            "description": meaning,
+        })).collect::<Vec<_>>(),
         "topics": {
+            "command": spec.command_topic.as_deref().map(|t| namer.physical(t)),
+            "broadcast": namer.physical(&format!("{}.broadcast", config.environment)),
+            "group": namer.physical(&format!("{}.{}", config.environment, config.group)),
             "subscribe": spec.subscribe_topics.iter().map(|t| namer.physical(t)).collect::<Vec<_>>(),
             "publish": spec.publish_topics.iter().map(|t| namer.physical(t)).collect::<Vec<_>>(),
             "dead_letter": spec.subscribe_topics.iter().map(|t| namer.dlq(t, dlq_explicit)).collect::<Vec<_>>(),
@@ -170,6 +181,8 @@ mod tests {
             tags: Vec::new(),
             health_path: "/health".into(),
             heartbeat_interval_secs: 30,
+            contract_version: "1.0.0".into(),
+            command_topic: None,
         }
     }
 

@@ -168,7 +168,73 @@ impl Metrics {
             out,
             "onex_publish_latency_seconds_count{{node=\"{node}\"}} {count}"
         );
+        self.render_event_bus_names(&mut out, node, breaker_state, count);
         out
+    }
+
+    /// The event bus metrics under the names the ONEX Python services
+    /// report them by (`events_published`, `events_failed`,
+    /// `avg_publish_time_ms`, `circuit_breaker_status`, `events_sent_to_dlq`,
+    /// `retries_attempted`), so one dashboard reads both.
+    fn render_event_bus_names(&self, out: &mut String, node: &str, breaker_state: u8, count: u64) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let avg_ms = if count == 0 {
+            0.0
+        } else {
+            get(&self.latency_sum_micros) as f64 / count as f64 / 1000.0
+        };
+        let status = match breaker_state {
+            0 => "closed",
+            1 => "half_open",
+            _ => "open",
+        };
+        let rows: [(&str, &str, &str, String); 6] = [
+            (
+                "events_published",
+                "counter",
+                "Events published.",
+                get(&self.published).to_string(),
+            ),
+            (
+                "events_failed",
+                "counter",
+                "Events whose publish failed for good.",
+                get(&self.publish_failed).to_string(),
+            ),
+            (
+                "avg_publish_time_ms",
+                "gauge",
+                "Mean publish time in milliseconds.",
+                format!("{avg_ms:.3}"),
+            ),
+            (
+                "circuit_breaker_status",
+                "gauge",
+                "Publish circuit: 0 closed, 1 half-open, 2 open (state label).",
+                breaker_state.to_string(),
+            ),
+            (
+                "events_sent_to_dlq",
+                "counter",
+                "Messages sent to a dead-letter topic.",
+                get(&self.dead_lettered).to_string(),
+            ),
+            (
+                "retries_attempted",
+                "counter",
+                "Publish and handler retries.",
+                get(&self.retries).to_string(),
+            ),
+        ];
+        for (name, kind, help, value) in rows {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            if name == "circuit_breaker_status" {
+                let _ = writeln!(out, "{name}{{node=\"{node}\",state=\"{status}\"}} {value}");
+            } else {
+                let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
+            }
+        }
     }
 }
 
@@ -193,6 +259,18 @@ mod tests {
         assert!(text.contains("le=\"10\"} 1"));
         assert!(text.contains("le=\"+Inf\"} 2"));
         assert!(!text.contains("onex_consumer_lag"));
+        // The names the ONEX Python services use.
+        assert!(text.contains("# TYPE events_published counter\nevents_published{node=\"n\"} 2\n"));
+        assert!(text.contains("events_failed{node=\"n\"} 0\n"));
+        assert!(
+            text.contains(
+                "# TYPE avg_publish_time_ms gauge\navg_publish_time_ms{node=\"n\"} 10001.500\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("circuit_breaker_status{node=\"n\",state=\"open\"} 2\n"));
+        assert!(text.contains("events_sent_to_dlq{node=\"n\"} 1\n"));
+        assert!(text.contains("retries_attempted{node=\"n\"} 0\n"));
         m.set_consumer_lag("t", 7);
         assert!(m
             .render("n", 0, 0)

@@ -25,7 +25,7 @@ pub use crate::headers::Headers;
 pub use crate::retry::RetrySettings;
 
 use crate::breaker::CircuitBreaker;
-use crate::bus::{BusMessage, EventBus, MessageHandler, Nack};
+use crate::bus::{BusError, BusMessage, EventBus, MessageHandler, Nack, OutgoingMessage};
 use crate::dlq::dead_letter;
 pub use crate::dlq::Failure;
 use crate::envelope::{Envelope, EventSource};
@@ -127,6 +127,12 @@ pub struct NodeSpec {
     pub health_path: String,
     /// Introspection heartbeat interval (0 = off).
     pub heartbeat_interval_secs: u64,
+    /// Version of the contract the node was generated from.
+    pub contract_version: String,
+    /// The command topic derived for a contract that declares operations
+    /// but no input topic (`onex.cmd.<producer>.<node>.v1`, also in
+    /// `subscribe_topics`); `ONEX_COMMAND_TOPIC` replaces it.
+    pub command_topic: Option<String>,
 }
 
 /// A consumed event, as given to the handler.
@@ -155,8 +161,11 @@ pub struct OutboundEvent {
     pub event_type: String,
     /// Payload.
     pub payload: serde_json::Value,
-    /// Partition key.
+    /// Partition key: the record key, and the `partition_key` header.
     pub partition_key: Option<String>,
+    /// Headers added to the standard ones (names the runtime does not set,
+    /// or standard ones such as `priority` or `routing_key` given as text).
+    pub headers: BTreeMap<String, String>,
 }
 
 impl InboundEvent {
@@ -182,6 +191,7 @@ impl OutboundEvent {
             event_type: event_type.to_owned(),
             payload,
             partition_key: None,
+            headers: BTreeMap::new(),
         }
     }
 
@@ -201,6 +211,49 @@ impl OutboundEvent {
     pub fn with_partition_key(mut self, key: impl Into<String>) -> Self {
         self.partition_key = Some(key.into());
         self
+    }
+
+    /// The same event with one more header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// The record for this event, caused by `inbound`: correlation and trace
+    /// carried over, causation id = the inbound event id, the topic prefixed;
+    /// `event_id` when given, else a fresh one.
+    pub fn into_message(
+        self,
+        inbound: &Envelope,
+        event_id: Option<Uuid>,
+        source: &EventSource,
+        namer: &TopicNamer,
+    ) -> OutgoingMessage {
+        let OutboundEvent {
+            topic,
+            event_type,
+            payload,
+            partition_key,
+            headers,
+        } = self;
+        let mut envelope = Envelope::caused_by(inbound, event_type, payload, source.clone());
+        if let Some(id) = event_id {
+            envelope.event_id = id;
+        }
+        let mut message =
+            OutgoingMessage::envelope(namer.physical(&topic), &envelope, partition_key.as_deref());
+        if !headers.is_empty() {
+            let mut pairs = message.headers.to_pairs();
+            pairs.retain(|(name, _)| !headers.contains_key(name));
+            pairs.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+            match Headers::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_bytes()))) {
+                Ok(decoded) => message.headers = decoded,
+                // A standard header given a value of the wrong shape travels
+                // as text, next to the runtime's own.
+                Err(_) => message.headers.extra.extend(headers),
+            }
+        }
+        message
     }
 }
 
@@ -583,22 +636,45 @@ impl Dispatcher {
         }
     }
 
+    /// Publishes the handler's results. A result that cannot be published
+    /// (after the bus's own retries) is reported as the failure that
+    /// dead-letters the inbound message, so it is not redelivered forever.
     async fn publish_outputs(
         &self,
         inbound: &Envelope,
         outputs: Vec<OutboundEvent>,
-    ) -> Result<(), Nack> {
+    ) -> Result<(), Failure> {
         for (index, out) in outputs.into_iter().enumerate() {
-            let mut env =
-                Envelope::caused_by(inbound, out.event_type, out.payload, self.source.clone());
-            if self.state.is_some() {
-                env.event_id = output_event_id(&self.spec.name, inbound, index);
-            }
+            // With durable state a result's id is derived from its input, so
+            // a result published again after a crash is recognisably the same.
+            let event_id = self
+                .state
+                .is_some()
+                .then(|| output_event_id(&self.spec.name, inbound, index));
             let topic = self.namer.physical(&out.topic);
-            self.bus
-                .publish_envelope(&topic, &env, out.partition_key.as_deref())
+            let message = out.into_message(inbound, event_id, &self.source, &self.namer);
+            if let Err(e) = self
+                .bus
+                .publish(
+                    &message.topic,
+                    message.key.as_deref(),
+                    &message.value,
+                    &message.headers,
+                )
                 .await
-                .map_err(|e| Nack::new(format!("publishing output to {topic} failed: {e}")))?;
+            {
+                let retry_count = match &e {
+                    BusError::Transient { attempts, .. } => attempts.saturating_sub(1),
+                    _ => 0,
+                };
+                return Err(Failure {
+                    error_type: "publish_failed".into(),
+                    reason: format!("publishing a result to {topic} failed: {e}"),
+                    retry_count,
+                    failed_at: Utc::now(),
+                    correlation_id: Some(inbound.correlation_id),
+                });
+            }
         }
         Ok(())
     }
@@ -685,7 +761,7 @@ impl MessageHandler for Dispatcher {
     }
 
     async fn on_message(&self, msg: &BusMessage) -> Result<(), Nack> {
-        let envelope = match Envelope::from_bytes(&msg.value) {
+        let envelope = match Envelope::from_record(&msg.value, &msg.headers) {
             Ok(e) => e,
             Err(e) => {
                 let failure = Failure {
@@ -725,25 +801,24 @@ impl MessageHandler for Dispatcher {
                 return Ok(());
             }
         }
-        match self.run_handler(&event).await {
-            Outcome::Done(outputs) => {
-                let published = self.publish_outputs(&event.envelope, outputs).await;
-                match (keeper, published) {
-                    (Some((keeper, _)), Ok(())) => keeper.commit(&event).await?,
-                    (Some((keeper, _)), Err(nack)) => {
-                        keeper.abandon(&event);
-                        return Err(nack);
+        let failed = match self.run_handler(&event).await {
+            Outcome::Done(outputs) => match self.publish_outputs(&event.envelope, outputs).await {
+                Ok(()) => {
+                    if let Some((keeper, _)) = keeper {
+                        keeper.commit(&event).await?;
                     }
-                    (None, published) => published?,
+                    None
                 }
+                Err(failure) => Some(failure),
+            },
+            Outcome::Failed(failure) => Some(failure),
+        };
+        if let Some(failure) = failed {
+            if let Some((keeper, _)) = keeper {
+                keeper.abandon(&event);
             }
-            Outcome::Failed(failure) => {
-                if let Some((keeper, _)) = keeper {
-                    keeper.abandon(&event);
-                }
-                self.publish_failure(&event, &failure).await;
-                self.dead_letter(msg, failure).await?
-            }
+            self.publish_failure(&event, &failure).await;
+            self.dead_letter(msg, failure).await?
         }
         if let Some((k, seen)) = key {
             seen.lock().unwrap_or_else(|p| p.into_inner()).insert(k);

@@ -40,6 +40,19 @@ pub enum StartupError {
     Bus(#[from] BusError),
 }
 
+/// Replaces a node's derived command topic by `ONEX_COMMAND_TOPIC`.
+pub fn apply_command_topic(spec: &mut NodeSpec, config: &RuntimeConfig) {
+    let (Some(derived), Some(chosen)) = (&spec.command_topic, &config.command_topic) else {
+        return;
+    };
+    for t in &mut spec.subscribe_topics {
+        if t == derived {
+            t.clone_from(chosen);
+        }
+    }
+    spec.command_topic = Some(chosen.clone());
+}
+
 /// Introspection requests older than this are ignored (they would otherwise
 /// be answered again by every new consumer group reading from the start).
 const STALE_REQUEST: Duration = Duration::from_secs(60);
@@ -61,11 +74,18 @@ impl NodeService {
     /// prepares the node; nothing is connected yet. The bus starts as an
     /// in-memory one until [`NodeService::start`] is given the real one.
     pub fn new(
-        spec: NodeSpec,
+        mut spec: NodeSpec,
         handler: Arc<dyn NodeHandler>,
-        config: RuntimeConfig,
+        mut config: RuntimeConfig,
         source: &ConfigSource,
     ) -> Result<Self, StartupError> {
+        apply_command_topic(&mut spec, &config);
+        let service_name = config
+            .service_name
+            .clone()
+            .unwrap_or_else(|| spec.name.clone());
+        // The Kafka client.id: `{service}-{instance}`.
+        config.kafka.client_id = Some(format!("{service_name}-{}", config.instance_id));
         let mut env = BTreeMap::new();
         for var in &spec.env {
             match source.get(&var.name).or_else(|| var.default.clone()) {
@@ -81,10 +101,10 @@ impl NodeService {
         for t in spec.subscribe_topics.iter().chain(&spec.publish_topics) {
             check_topic(t, mode)?;
         }
-        if let Some(d) = spec
-            .dlq_topic
+        if let Some(d) = config
+            .dead_letter_topic
             .as_deref()
-            .or(config.dead_letter_topic.as_deref())
+            .or(spec.dlq_topic.as_deref())
         {
             check_topic(d, mode)?;
         }
@@ -94,9 +114,9 @@ impl NodeService {
             .unwrap_or_else(|| spec.consumer_group.clone());
         let metrics = Arc::new(Metrics::new());
         let source_id = EventSource {
-            service: spec.name.clone(),
-            instance_id: config.instance_id.clone(),
             node_id: spec.name.clone(),
+            ..EventSource::new(service_name, config.instance_id.clone())
+                .with_node_type(spec.kind.as_str())
         };
         let identity = NodeIdentity {
             node_id: spec.name.clone(),
@@ -105,7 +125,8 @@ impl NodeService {
             listen: std::sync::OnceLock::new(),
             namer: namer.clone(),
         };
-        let dlq_explicit = spec.dlq_topic.clone().or(config.dead_letter_topic.clone());
+        // KAFKA_DEAD_LETTER_TOPIC, when set, wins over the contract's choice.
+        let dlq_explicit = config.dead_letter_topic.clone().or(spec.dlq_topic.clone());
         let spec = Arc::new(spec);
         let shared = DispatchShared::new(
             spec,
@@ -411,16 +432,25 @@ impl HealthReport for NodeService {
         } else {
             Status::Healthy
         };
+        let circuit_state = match (h.circuit, handler_circuit) {
+            (crate::breaker::CircuitState::Closed, Some(c)) => c,
+            (c, _) => c,
+        };
         let doc = json!({
             "status": status.as_str(),
+            "healthy": status == Status::Healthy,
             "node_id": self.identity.node_id,
             "instance_id": self.identity.instance_id,
             "node_version": self.shared.spec.version,
+            "service_version": self.config.service_version.as_deref().unwrap_or(&self.shared.spec.version),
             "state": self.current_state(),
             "bus": h.backend.as_str(),
             "degraded": degraded,
+            "circuit_state": circuit_state.as_str(),
             "circuit": h.circuit.as_str(),
             "handler_circuit": handler_circuit.map(|c| c.as_str()),
+            "subscriber_count": h.subscribers,
+            "topic_count": h.topics,
             "subscribers": h.subscribers,
             "topics": h.topics,
             "detail": h.detail,

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 use crate::bus::kafka::KafkaBus;
-use crate::bus::EventBus;
+use crate::bus::{BusError, EventBus};
 use crate::config::{ConfigSource, RuntimeConfig};
 use crate::health;
 use crate::introspection;
@@ -36,7 +36,21 @@ pub struct Flags {
     pub config: Option<PathBuf>,
     /// `--help`.
     pub help: bool,
+    /// `--version`.
+    pub version: bool,
 }
+
+/// The command-line flags of every node: `(flag, value name, meaning)`;
+/// `--help` prints them and `--introspect` lists them.
+pub const FLAGS: &[(&str, &str, &str)] = &[
+    ("--serve", "", "run the node: consume, handle and publish until SIGINT or SIGTERM (the default)"),
+    ("--introspect", "", "print the node's introspection document as JSON and exit"),
+    ("--version", "", "print the node version and the contract version, and exit"),
+    ("--kafka-servers", "LIST", "Kafka bootstrap servers (overrides KAFKA_BOOTSTRAP_SERVERS)"),
+    ("--skip-event-bus", "", "run on the in-memory bus"),
+    ("--config", "FILE", "read settings from FILE: KEY=VALUE lines, or flat YAML with variable names or the lower-case KAFKA_* keys (bootstrap_servers, group, ...)"),
+    ("-h, --help", "", "print this help"),
+];
 
 /// Parses the flags (without the program name).
 pub fn parse_flags<I: IntoIterator<Item = String>>(args: I) -> Result<Flags, String> {
@@ -55,6 +69,9 @@ pub fn parse_flags<I: IntoIterator<Item = String>>(args: I) -> Result<Flags, Str
         };
         match name.as_str() {
             "--introspect" => flags.introspect = true,
+            // The normal mode, accepted as the ONEX Python nodes document it.
+            "--serve" => {}
+            "--version" | "-V" => flags.version = true,
             "--skip-event-bus" => flags.skip_event_bus = true,
             "--help" | "-h" => flags.help = true,
             "--kafka-servers" => flags.kafka_servers = Some(value("--kafka-servers")?),
@@ -66,48 +83,90 @@ pub fn parse_flags<I: IntoIterator<Item = String>>(args: I) -> Result<Flags, Str
 }
 
 fn usage(spec: &NodeSpec) -> String {
-    format!(
-        "{name} {version} ({kind} node)\n{description}\n\n\
-         USAGE: {name} [OPTIONS]\n\n\
-         OPTIONS:\n\
-         \x20 --introspect            print the node's introspection document as JSON and exit\n\
-         \x20 --kafka-servers LIST    Kafka bootstrap servers (overrides KAFKA_BOOTSTRAP_SERVERS)\n\
-         \x20 --skip-event-bus        run on the in-memory bus\n\
-         \x20 --config FILE           read settings from FILE (KEY=VALUE lines or flat YAML)\n\
-         \x20 -h, --help              print this help\n\n\
-         Settings come from the environment (see --introspect for the list).\n",
+    let mut out = format!(
+        "{name} {version} ({kind} node)\n{description}\n\nUSAGE: {name} [OPTIONS]\n\nOPTIONS:\n",
         name = spec.name,
         version = spec.version,
         kind = spec.kind,
         description = spec.description,
+    );
+    for (flag, value, meaning) in FLAGS {
+        let left = if value.is_empty() {
+            flag.to_string()
+        } else {
+            format!("{flag} {value}")
+        };
+        out.push_str(&format!("  {left:<22}  {meaning}\n"));
+    }
+    out.push_str("\nSettings come from the environment (see --introspect for the list).\n");
+    out
+}
+
+/// What `--version` prints: the node version and the version of the
+/// contract it was generated from.
+pub fn version_line(spec: &NodeSpec) -> String {
+    format!(
+        "{} {} (contract version {})",
+        spec.name, spec.version, spec.contract_version
     )
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
+/// SIGINT and SIGTERM, listened for from the moment this is made: a signal
+/// that arrives while the node is still starting is not lost and does not
+/// kill the process before a graceful shutdown.
+#[cfg(unix)]
+struct ShutdownSignals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+#[cfg(unix)]
+impl ShutdownSignals {
+    fn listen() -> Self {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                let _ = tokio::signal::ctrl_c().await;
-            }
+        let listen = |kind: SignalKind| {
+            signal(kind)
+                .inspect_err(|e| tracing::warn!("cannot listen for {kind:?}: {e}"))
+                .ok()
+        };
+        ShutdownSignals {
+            interrupt: listen(SignalKind::interrupt()),
+            terminate: listen(SignalKind::terminate()),
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn received(mut self) {
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.interrupt) => {}
+            _ = next(&mut self.terminate) => {}
+        }
+    }
+}
+
+#[cfg(not(unix))]
+struct ShutdownSignals;
+
+#[cfg(not(unix))]
+impl ShutdownSignals {
+    fn listen() -> Self {
+        ShutdownSignals
+    }
+
+    async fn received(self) {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
 
 /// The whole startup binary of a node; see the crate docs.
-pub async fn run_main(spec: NodeSpec, handler: Arc<dyn NodeHandler>) -> ExitCode {
+pub async fn run_main(mut spec: NodeSpec, handler: Arc<dyn NodeHandler>) -> ExitCode {
     let flags = match parse_flags(std::env::args().skip(1)) {
         Ok(f) => f,
         Err(e) => {
@@ -117,6 +176,10 @@ pub async fn run_main(spec: NodeSpec, handler: Arc<dyn NodeHandler>) -> ExitCode
     };
     if flags.help {
         print!("{}", usage(&spec));
+        return ExitCode::SUCCESS;
+    }
+    if flags.version {
+        println!("{}", version_line(&spec));
         return ExitCode::SUCCESS;
     }
     let mut source = ConfigSource::from_env();
@@ -142,6 +205,7 @@ pub async fn run_main(spec: NodeSpec, handler: Arc<dyn NodeHandler>) -> ExitCode
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    crate::service::apply_command_topic(&mut spec, &config);
     if flags.introspect {
         let doc = introspection::document(&spec, &config);
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -177,6 +241,7 @@ async fn run(
             .heartbeat_interval_secs
             .unwrap_or(spec.heartbeat_interval_secs),
     );
+    let signals = ShutdownSignals::listen();
     let node_name = spec.name.clone();
     tracing::info!(node_id = %node_name, version = %spec.version, "node starting");
     let service = match NodeService::new(spec, handler, config, source) {
@@ -217,6 +282,18 @@ async fn run(
         .await
         {
             Ok(k) => (Arc::new(k), false),
+            Err(e @ (BusError::Config(_) | BusError::Security(_))) => {
+                // Waiting cannot fix a refused configuration, certificate
+                // or login: stop instead of running degraded.
+                tracing::error!(
+                    servers = %config.kafka.bootstrap_servers,
+                    protocol = config.kafka.security.protocol.as_str(),
+                    "cannot start: {e}"
+                );
+                eprintln!("error: {e}");
+                let _ = stop_tx.send(true);
+                return Err(EXIT_CONFIG);
+            }
             Err(e) => {
                 tracing::error!(
                     servers = %config.kafka.bootstrap_servers,
@@ -237,7 +314,7 @@ async fn run(
         service.spawn_reconnect(stop.clone());
     }
 
-    shutdown_signal().await;
+    signals.received().await;
     tracing::info!("shutdown signal received");
     let _ = stop_tx.send(true);
     service.shutdown().await;
@@ -270,11 +347,14 @@ mod tests {
                 kafka_servers: Some("h:1,h:2".into()),
                 skip_event_bus: true,
                 config: Some("x.env".into()),
-                help: false
+                help: false,
+                version: false,
             }
         );
         assert!(parse_flags(args(&["--kafka-servers"])).is_err());
         assert!(parse_flags(args(&["--bogus"])).is_err());
         assert!(parse_flags(args(&["-h"])).unwrap().help);
+        assert_eq!(parse_flags(args(&["--serve"])).unwrap(), Flags::default());
+        assert!(parse_flags(args(&["--version"])).unwrap().version);
     }
 }

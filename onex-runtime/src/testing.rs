@@ -43,11 +43,7 @@ pub fn context_with_env<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) 
 }
 
 fn test_source() -> EventSource {
-    EventSource {
-        service: "test".to_owned(),
-        instance_id: "test".to_owned(),
-        node_id: "test".to_owned(),
-    }
+    EventSource::new("test", "test")
 }
 
 /// An event of `event_type` carrying `payload`, as consumed from `topic`.
@@ -248,9 +244,12 @@ impl TestNode {
                     && !consumed.contains(&m.topic)
             })
             .map(|m| {
-                let event_type = Envelope::from_bytes(&m.value)
-                    .map(|e| e.event_type)
-                    .unwrap_or_else(|_| "(not an envelope)".to_owned());
+                // A dead letter is summed up by the event it holds.
+                let event_type = match dlq::inspect(&m) {
+                    Some(letter) => letter.event_type,
+                    None => Envelope::from_bytes(&m.value).ok().map(|e| e.event_type),
+                };
+                let event_type = event_type.unwrap_or_else(|| "(not an envelope)".to_owned());
                 (m.topic, event_type)
             })
             .collect()
@@ -293,6 +292,8 @@ mod tests {
             tags: vec![],
             health_path: "/health".into(),
             heartbeat_interval_secs: 30,
+            contract_version: "1.0.0".into(),
+            command_topic: None,
         }
     }
 

@@ -91,6 +91,8 @@ conformance!(
     concurrent_close_without_deadlock,
     node_dispatch_retry_dlq_and_introspection,
     retries_run_out_then_dead_letter,
+    unpublishable_result_is_dead_lettered,
+    python_service_envelopes_are_handled,
 );
 
 /// A handler that never succeeds leaves the offset uncommitted: a consumer

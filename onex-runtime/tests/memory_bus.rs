@@ -52,6 +52,8 @@ conformance!(
     concurrent_close_without_deadlock,
     node_dispatch_retry_dlq_and_introspection,
     retries_run_out_then_dead_letter,
+    unpublishable_result_is_dead_lettered,
+    python_service_envelopes_are_handled,
 );
 
 fn fast_bus(threshold: u32) -> InMemoryBus {
@@ -244,6 +246,8 @@ async fn introspection_on_request_heartbeat_and_shutdown() {
         tags: vec![],
         health_path: "/health".into(),
         heartbeat_interval_secs: 1,
+        contract_version: "1.0.0".into(),
+        command_topic: None,
     };
     let service = Arc::new(NodeService::new(spec, Arc::new(Quiet), config, &src).unwrap());
     let mem = service.memory_bus();

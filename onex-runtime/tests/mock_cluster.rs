@@ -290,6 +290,8 @@ async fn degraded_node_reconnects_to_kafka() {
         tags: vec![],
         health_path: "/health".into(),
         heartbeat_interval_secs: 0,
+        contract_version: "1.0.0".into(),
+        command_topic: None,
     };
     let service = Arc::new(NodeService::new(spec, Arc::new(Noop), config, &src).unwrap());
     // Start as if Kafka had been unreachable.

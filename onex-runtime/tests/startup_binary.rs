@@ -1,6 +1,8 @@
 //! `run_main` as a process: flags, exit codes, health endpoint, signals.
 //! Runs the `echo_node` example, built here.
 
+mod conformance;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -10,28 +12,7 @@ use std::time::{Duration, Instant};
 fn example() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap();
-            let dir = exe.parent().unwrap().parent().unwrap();
-            let path = dir.join("examples").join("echo_node");
-            if !path.exists() {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-                let status = Command::new(cargo)
-                    .args([
-                        "build",
-                        "--manifest-path",
-                        manifest,
-                        "--example",
-                        "echo_node",
-                    ])
-                    .status()
-                    .unwrap();
-                assert!(status.success(), "building the echo_node example failed");
-            }
-            assert!(path.exists(), "{} missing", path.display());
-            path
-        })
+        .get_or_init(|| conformance::example_binary("echo_node"))
         .clone()
 }
 
@@ -69,8 +50,86 @@ fn introspect_prints_the_document_without_a_bus() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert!(bus.contains(&"KAFKA_BOOTSTRAP_SERVERS"));
+    for name in [
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_SSL_CA_LOCATION",
+        "KAFKA_SSL_CERTIFICATE_LOCATION",
+        "KAFKA_SSL_KEY_LOCATION",
+        "KAFKA_DEAD_LETTER_TOPIC",
+        "KAFKA_CONSUMER_GROUP",
+        "SERVICE_NAME",
+        "LOG_LEVEL",
+    ] {
+        assert!(bus.contains(&name), "{name} missing from {bus:?}");
+    }
     assert_eq!(doc["endpoints"]["health"], "/health");
+    let flags: Vec<&str> = doc["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["flag"].as_str().unwrap())
+        .collect();
+    for flag in [
+        "--serve",
+        "--introspect",
+        "--version",
+        "--kafka-servers",
+        "--config",
+    ] {
+        assert!(flags.contains(&flag), "{flag} missing from {flags:?}");
+    }
+    assert_eq!(doc["contract_version"], "1.0.0");
+}
+
+#[test]
+fn version_prints_node_and_contract_version() {
+    let out = node().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "node_echo_compute 1.0.0 (contract version 1.0.0)\n"
+    );
+}
+
+/// Configuration that cannot work stops the node at start with exit 2 and
+/// the variable named, before any connection attempt; only an unreachable
+/// broker leads to the in-memory fallback (see the next test).
+#[test]
+fn bad_security_configuration_exits_2_naming_the_variable() {
+    for (pairs, needle) in [
+        (
+            vec![("KAFKA_SECURITY_PROTOCOL", "tls")],
+            "KAFKA_SECURITY_PROTOCOL",
+        ),
+        (
+            vec![
+                ("KAFKA_SECURITY_PROTOCOL", "ssl"),
+                ("KAFKA_SSL_CA_LOCATION", "/nonexistent/ca.pem"),
+            ],
+            "KAFKA_SSL_CA_LOCATION",
+        ),
+        (
+            vec![("KAFKA_SECURITY_PROTOCOL", "sasl_ssl")],
+            "KAFKA_SASL_MECHANISM",
+        ),
+        (
+            vec![("KAFKA_BOOTSTRAP_SERVERS", "no-port-here")],
+            "KAFKA_BOOTSTRAP_SERVERS",
+        ),
+    ] {
+        let mut cmd = node();
+        cmd.args(["--serve"])
+            .env("ECHO_TOKEN", "t")
+            .env("ONEX_HEALTH_ADDR", "127.0.0.1:0");
+        for (k, v) in &pairs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{pairs:?}: {err}");
+        assert!(err.contains(needle), "{pairs:?}: {err}");
+        assert!(!err.contains("DEGRADED"), "{err}");
+    }
 }
 
 #[test]
@@ -111,7 +170,7 @@ fn degraded_start_health_and_graceful_sigterm() {
         .env("ONEX_HEALTH_PORT", "0")
         .env("ONEX_HEALTH_ADDR", "127.0.0.1:8080")
         .env("ONEX_BUS_CONNECT_TIMEOUT_SECONDS", "1")
-        .args(["--kafka-servers", "127.0.0.1:1"])
+        .args(["--serve", "--kafka-servers", "127.0.0.1:1"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -143,6 +202,10 @@ fn degraded_start_health_and_graceful_sigterm() {
     let body: serde_json::Value =
         serde_json::from_str(health.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(body["status"], "degraded");
+    assert_eq!(body["healthy"], false);
+    assert_eq!(body["circuit_state"], "closed");
+    assert!(body["subscriber_count"].as_u64().is_some(), "{body}");
+    assert!(body["topic_count"].as_u64().is_some(), "{body}");
     assert_eq!(body["bus"], "in_memory");
     assert_eq!(body["degraded"], true);
     let metrics = get(port, "/metrics");
@@ -150,6 +213,19 @@ fn degraded_start_health_and_graceful_sigterm() {
         metrics.contains("onex_events_published_total{node=\"node_echo_compute\"}"),
         "{metrics}"
     );
+    for name in [
+        "events_published",
+        "events_failed",
+        "avg_publish_time_ms",
+        "circuit_breaker_status",
+        "events_sent_to_dlq",
+        "retries_attempted",
+    ] {
+        assert!(
+            metrics.contains(&format!("\n{name}{{node=\"node_echo_compute\"")),
+            "{name} missing: {metrics}"
+        );
+    }
 
     let pid = child.id().to_string();
     assert!(Command::new("kill")

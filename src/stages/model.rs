@@ -129,6 +129,9 @@ pub struct TopicPlan {
     /// Workflow completion events: success topic, else terminal, else result topic.
     pub completion: Option<String>,
     pub dlq: Option<String>,
+    /// The command topic derived for a node with operations but no declared
+    /// input topic (also the one entry of `subscribe`); see [`command_topic`].
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -235,7 +238,21 @@ pub struct BreakerModel {
 pub fn build(contract: &Contract) -> NodeModel {
     let mut types = TypeBuilder::default();
     let operations = build_operations(contract, &mut types);
-    let topics = plan_topics(contract);
+    let mut topics = plan_topics(contract);
+    if topics.subscribe.is_empty() && !operations.is_empty() {
+        let name = command_topic(contract);
+        topics.subscribe.push(TopicModel {
+            channel_id: name.replace(['.', '-'], "_"),
+            name: name.clone(),
+            event_type: None,
+            description: Some(
+                "Commands for the node's operations (derived: the contract declares no input topic; ONEX_COMMAND_TOPIC overrides it)."
+                    .to_owned(),
+            ),
+            role: "consume",
+        });
+        topics.command = Some(name);
+    }
     let fsm = contract.state_machine.as_ref().map(build_fsm);
     let workflow = build_workflow(contract);
 
@@ -494,7 +511,35 @@ fn plan_topics(contract: &Contract) -> TopicPlan {
         terminal,
         completion,
         dlq: t.dlq.first().map(|d| d.to_string()),
+        command: None,
     }
+}
+
+/// `onex.cmd.<producer>.<node>.v1`, the node name in kebab case. The
+/// producer is that of the first ONEX-taxonomy topic the contract publishes
+/// (other than the platform's), else the node's domain: its name without
+/// the `node_` prefix and the kind suffix (`node_git_effect` -> `git`).
+pub fn command_topic(contract: &Contract) -> String {
+    let name = contract.name.as_str();
+    let node = name.replace('_', "-");
+    let domain = || {
+        let bare = name.strip_prefix("node_").unwrap_or(name);
+        let bare = ["_effect", "_compute", "_reducer", "_orchestrator"]
+            .iter()
+            .find_map(|suffix| bare.strip_suffix(suffix))
+            .filter(|b| !b.is_empty())
+            .unwrap_or(bare);
+        bare.replace('_', "-")
+    };
+    let producer = contract
+        .topics
+        .publish
+        .iter()
+        .filter_map(|p| p.binding.topic.onex_taxonomy())
+        .map(|t| t.producer)
+        .find(|p| p != "platform")
+        .unwrap_or_else(domain);
+    format!("onex.cmd.{producer}.{node}.v1")
 }
 
 fn channel_id(topic: &TopicName) -> String {

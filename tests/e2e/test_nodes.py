@@ -29,6 +29,7 @@ Environment: ONEX_TEST_KAFKA (bootstrap HOST:PORT), ONEX_E2E_BIN_DIR (folder
 of the built node binaries), optionally ONEX_E2E_LOG_DIR (node logs).
 """
 
+import base64
 import json
 import os
 import re
@@ -189,7 +190,20 @@ class NodeE2E:
 
     def check_dead_letter(self, record, raw, correlation_id, error_type, reason_text, retries=0):
         h = headers_dict(record)
-        self.assertEqual(record.value, raw, "the dead letter is the original record, byte for byte")
+        # The value is the dead-letter document the ONEX services write.
+        doc = json.loads(record.value)
+        self.assertEqual(doc["original_topic"], self.SUBSCRIBE)
+        original = doc["original_message"]
+        exact = original.get("value_base64")
+        value = base64.b64decode(exact) if exact else original["value"].encode("utf-8")
+        self.assertEqual(value, raw, "the dead letter holds the original record, byte for byte")
+        self.assertIsInstance(original["offset"], int)
+        self.assertIsInstance(original["partition"], int)
+        self.assertEqual(doc["correlation_id"], str(correlation_id))
+        self.assertEqual(doc["error_type"], error_type)
+        self.assertIn(reason_text, doc["failure_reason"])
+        self.assertEqual(doc["retry_count"], retries)
+        self.assertEqual(parse_rfc3339(doc["failure_timestamp"]), parse_rfc3339(h["dlq_failed_at"]))
         self.assertEqual(h.get("correlation_id"), str(correlation_id))
         self.assertEqual(h.get("dlq_error_type"), error_type, h)
         self.assertIn(reason_text, h.get("dlq_reason", ""), h)

@@ -23,7 +23,7 @@ fn input_topic() -> &'static str {
 fn spec_matches_the_contract() {
     let spec = spec();
     assert_eq!(spec.name, "reducer_metrics_aggregator");
-    assert_eq!(spec.subscribe_topics.len(), 0);
+    assert_eq!(spec.subscribe_topics.len(), 1);
     assert_eq!(spec.publish_topics.len(), 0);
     assert_eq!(spec.env.len(), 0);
 }

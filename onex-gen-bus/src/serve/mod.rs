@@ -132,6 +132,8 @@ impl ServeConfig {
             tags: vec!["onex-gen".into(), "generator".into()],
             health_path: "/health".into(),
             heartbeat_interval_secs: 30,
+            contract_version: env!("CARGO_PKG_VERSION").into(),
+            command_topic: None,
         }
     }
 }
@@ -201,6 +203,7 @@ impl ServeHandler {
             event_type: event_type.into(),
             payload: outcome.payload().clone(),
             partition_key: None,
+            headers: Default::default(),
         }
     }
 }

@@ -86,17 +86,21 @@ pub fn base_client_config(s: &KafkaSettings) -> ClientConfig {
     if let Some(id) = &s.client_id {
         c.set("client.id", id);
     }
-    if let Some(p) = &s.security.protocol {
-        c.set("security.protocol", p.to_ascii_lowercase());
-    }
-    if let Some(m) = &s.security.sasl_mechanism {
-        c.set("sasl.mechanism", m);
-    }
-    if let Some(u) = &s.security.sasl_username {
-        c.set("sasl.username", u);
-    }
-    if let Some(p) = &s.security.sasl_password {
-        c.set("sasl.password", p);
+    let sec = &s.security;
+    c.set("security.protocol", sec.protocol.as_str());
+    let optional = [
+        ("sasl.mechanism", &sec.sasl_mechanism),
+        ("sasl.username", &sec.sasl_username),
+        ("sasl.password", &sec.sasl_password),
+        ("ssl.ca.location", &sec.ssl_ca_location),
+        ("ssl.certificate.location", &sec.ssl_certificate_location),
+        ("ssl.key.location", &sec.ssl_key_location),
+        ("ssl.key.password", &sec.ssl_key_password),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            c.set(key, v);
+        }
     }
     c
 }
@@ -141,6 +145,11 @@ pub fn consumer_config(s: &KafkaSettings, group: &str, topic: &str) -> ClientCon
 
 fn connection_error(e: KafkaError) -> BusError {
     BusError::Connection(e.to_string())
+}
+
+/// librdkafka refuses a configuration only when the client is created.
+fn config_error(e: KafkaError) -> BusError {
+    BusError::Config(e.to_string())
 }
 
 /// Consumer context that reports when partitions are assigned, and the
@@ -233,6 +242,8 @@ pub struct KafkaBus {
 struct Inner {
     settings: KafkaSettings,
     producer: FutureProducer<QuietContext>,
+    /// The producer's context, which records TLS and SASL failures.
+    context: QuietContext,
     breaker: CircuitBreaker,
     metrics: Arc<Metrics>,
     closed: AtomicBool,
@@ -243,14 +254,16 @@ struct Inner {
 impl KafkaBus {
     /// Creates the producer without contacting the broker.
     pub fn new(settings: KafkaSettings, metrics: Arc<Metrics>) -> Result<Self, BusError> {
+        let context = QuietContext::default();
         let producer: FutureProducer<QuietContext> = producer_config(&settings)
-            .create_with_context(QuietContext)
-            .map_err(connection_error)?;
+            .create_with_context(context.clone())
+            .map_err(config_error)?;
         Ok(KafkaBus {
             inner: Arc::new(Inner {
                 breaker: CircuitBreaker::new(settings.breaker.clone()),
                 settings,
                 producer,
+                context,
                 metrics,
                 closed: AtomicBool::new(false),
                 subscribers: Mutex::new(Vec::new()),
@@ -260,13 +273,21 @@ impl KafkaBus {
     }
 
     /// Creates the bus and checks that a broker answers within `timeout`.
+    /// A broker that cannot be reached is [`BusError::Connection`]; one
+    /// reached whose TLS certificate or SASL login is refused is
+    /// [`BusError::Security`], which waiting will not fix.
     pub async fn connect(
         settings: KafkaSettings,
         metrics: Arc<Metrics>,
         timeout: Duration,
     ) -> Result<Self, BusError> {
         let bus = Self::new(settings, metrics)?;
-        bus.topic_names(timeout).await?;
+        if let Err(e) = bus.topic_names(timeout).await {
+            return Err(match bus.inner.context.security_failure() {
+                Some(reason) => BusError::Security(reason),
+                None => e,
+            });
+        }
         tracing::info!(servers = %bus.inner.settings.bootstrap_servers, "connected to Kafka");
         Ok(bus)
     }
@@ -364,8 +385,8 @@ impl KafkaBus {
     /// Creates topics; one that exists already is fine.
     async fn create_topics(&self, new: &[NewTopic<'_>]) -> Result<(), BusError> {
         let admin: AdminClient<QuietContext> = base_client_config(&self.inner.settings)
-            .create_with_context(QuietContext)
-            .map_err(connection_error)?;
+            .create_with_context(QuietContext::default())
+            .map_err(config_error)?;
         let opts = AdminOptions::new()
             .operation_timeout(Some(Timeout::After(self.inner.settings.timeout)));
         let results = admin
@@ -408,8 +429,8 @@ fn read_partition_blocking(
     timeout: Duration,
 ) -> Result<Vec<BusMessage>, BusError> {
     let consumer: BaseConsumer<QuietContext> = config
-        .create_with_context(QuietContext)
-        .map_err(connection_error)?;
+        .create_with_context(QuietContext::default())
+        .map_err(config_error)?;
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, Timeout::After(timeout))
         .map_err(connection_error)?;
@@ -770,7 +791,7 @@ impl EventBus for KafkaBus {
                     revoked: revoked_tx,
                     metrics: self.inner.metrics.clone(),
                 })
-                .map_err(connection_error)?;
+                .map_err(config_error)?;
         consumer.subscribe(&[topic]).map_err(connection_error)?;
         let (stop_tx, stop) = watch::channel(false);
         let settings = self.inner.settings.clone();
@@ -907,5 +928,64 @@ mod tests {
         assert_eq!(c.get("heartbeat.interval.ms"), Some("2000"));
         assert_eq!(c.get("group.instance.id"), None);
         assert_eq!(c.get("sasl.password"), None);
+        assert_eq!(c.get("security.protocol"), Some("plaintext"));
+        assert_eq!(c.get("client.id"), None);
+    }
+
+    #[test]
+    fn tls_sasl_and_client_id_reach_librdkafka() {
+        use crate::config::{SecurityProtocol, SecuritySettings};
+        let mut s = KafkaSettings::new("127.0.0.1:1");
+        s.client_id = Some("node_x-i-1".into());
+        s.security = SecuritySettings {
+            protocol: SecurityProtocol::SaslSsl,
+            sasl_mechanism: Some("SCRAM-SHA-512".into()),
+            sasl_username: Some("u".into()),
+            sasl_password: Some("p".into()),
+            ssl_ca_location: Some("/ca.pem".into()),
+            ssl_certificate_location: Some("/cert.pem".into()),
+            ssl_key_location: Some("/key.pem".into()),
+            ssl_key_password: Some("k".into()),
+        };
+        for c in [producer_config(&s), consumer_config(&s, "g", "t")] {
+            for (key, value) in [
+                ("client.id", "node_x-i-1"),
+                ("security.protocol", "sasl_ssl"),
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("sasl.username", "u"),
+                ("sasl.password", "p"),
+                ("ssl.ca.location", "/ca.pem"),
+                ("ssl.certificate.location", "/cert.pem"),
+                ("ssl.key.location", "/key.pem"),
+                ("ssl.key.password", "k"),
+            ] {
+                assert_eq!(c.get(key), Some(value), "{key}");
+            }
+        }
+    }
+
+    /// librdkafka is built with TLS and SCRAM: creating a client with every
+    /// protocol and mechanism succeeds (it fails with "not built with
+    /// OpenSSL support" otherwise).
+    #[test]
+    fn every_protocol_and_mechanism_creates_a_client() {
+        use crate::config::SecurityProtocol as P;
+        for (protocol, mechanism) in [
+            (P::Plaintext, None),
+            (P::Ssl, None),
+            (P::SaslPlaintext, Some("PLAIN")),
+            (P::SaslPlaintext, Some("SCRAM-SHA-256")),
+            (P::SaslSsl, Some("SCRAM-SHA-512")),
+            (P::SaslSsl, Some("PLAIN")),
+        ] {
+            let mut s = KafkaSettings::new("127.0.0.1:1");
+            s.security.protocol = protocol;
+            s.security.sasl_mechanism = mechanism.map(str::to_string);
+            s.security.sasl_username = mechanism.map(|_| "u".to_string());
+            s.security.sasl_password = mechanism.map(|_| "p".to_string());
+            let made: Result<FutureProducer<QuietContext>, _> =
+                producer_config(&s).create_with_context(QuietContext::default());
+            assert!(made.is_ok(), "{protocol:?} {mechanism:?}: {:?}", made.err());
+        }
     }
 }

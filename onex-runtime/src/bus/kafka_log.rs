@@ -7,20 +7,33 @@
 //! warning per distinct message every [`REPEAT_INTERVAL`], the rest at debug.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientContext;
 
 /// How often one distinct librdkafka message may be logged at warn level.
 pub const REPEAT_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Client context for producers, admin clients and the group-less
-/// consumers that read state back.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct QuietContext;
+/// Client context for producers and admin clients. It remembers the last
+/// TLS or SASL failure, so that a refused certificate or login can be told
+/// apart from a broker that is not there.
+#[derive(Debug, Clone, Default)]
+pub struct QuietContext {
+    security_failure: Arc<Mutex<Option<String>>>,
+}
+
+impl QuietContext {
+    /// The last TLS handshake or SASL authentication failure, if any.
+    pub fn security_failure(&self) -> Option<String> {
+        self.security_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
 
 impl ClientContext for QuietContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
@@ -28,11 +41,26 @@ impl ClientContext for QuietContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if is_security_failure(&error) {
+            *self
+                .security_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+        }
         report_error(&error, reason);
     }
 }
 
 impl rdkafka::consumer::ConsumerContext for QuietContext {}
+
+/// TLS (`SSL handshake failed: ... certificate verify failed`) and SASL
+/// (`SASL authentication error`) failures.
+pub fn is_security_failure(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::SSL | RDKafkaErrorCode::Authentication)
+    )
+}
 
 /// A librdkafka log line at the matching tracing level, repeats muted.
 pub fn log(level: RDKafkaLogLevel, fac: &str, message: &str) {

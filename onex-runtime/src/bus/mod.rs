@@ -132,9 +132,16 @@ pub enum BusError {
         /// Last cause.
         message: String,
     },
-    /// Connecting or configuring the client failed.
+    /// The broker could not be reached.
     #[error("event bus connection: {0}")]
     Connection(String),
+    /// The client configuration was refused (no waiting fixes it).
+    #[error("event bus configuration: {0}")]
+    Config(String),
+    /// The broker was reached but the TLS handshake or the SASL login
+    /// failed (wrong CA, expired certificate, bad credentials).
+    #[error("event bus security: {0}")]
+    Security(String),
 }
 
 /// A handler's refusal of a message: it will be delivered again.

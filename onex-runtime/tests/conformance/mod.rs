@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Nack, OutgoingMessage, Subscription};
 use onex_runtime::config::{ConfigSource, RuntimeConfig};
+use onex_runtime::dlq::DeadLetter;
 use onex_runtime::headers::{Headers, Priority};
 use onex_runtime::introspection::{INTROSPECTION_REQUEST_TOPIC, INTROSPECTION_TOPIC};
 use onex_runtime::service::NodeService;
@@ -108,11 +109,7 @@ fn group() -> String {
 }
 
 fn source() -> EventSource {
-    EventSource {
-        service: "conformance".into(),
-        instance_id: "i".into(),
-        node_id: "conformance".into(),
-    }
+    EventSource::new("conformance", "i")
 }
 
 /// Payload, key and every header arrive intact.
@@ -382,6 +379,7 @@ impl NodeHandler for Echo {
             event_type: "echoed".into(),
             payload: json!({"echo": event.envelope.payload, "greeting": ctx.env("GREETING")}),
             partition_key: Some("k".into()),
+            headers: Default::default(),
         }])
     }
 }
@@ -417,6 +415,8 @@ fn spec(input: &str, output: &str, max_retries: u32) -> NodeSpec {
         tags: vec!["test".into()],
         health_path: "/health".into(),
         heartbeat_interval_secs: 0,
+        contract_version: "1.0.0".into(),
+        command_topic: None,
     }
 }
 
@@ -434,16 +434,41 @@ async fn node(
     service
 }
 
-/// The node path end to end: introspection on start; handler output
-/// published with correlation preserved and causation set; a transient
-/// failure retried; a poison message dead-lettered with its failure headers;
-/// a duplicate skipped.
-pub async fn node_dispatch_retry_dlq_and_introspection(b: &dyn Backend) {
-    let bus = b.bus().await;
-    let t = topics(b, &bus, &["in", "out"]).await;
+/// The path of an example of this crate, built when missing.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--manifest-path", manifest, "--example", name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the {name} example failed");
+    }
+    assert!(path.exists(), "{} missing", path.display());
+    path
+}
+
+/// Fresh topics for a node (as [`topics`]), its dead-letter topic (the
+/// first one's) and the introspection topics; returns the topics and the
+/// dead-letter topic.
+pub async fn node_topics(
+    b: &dyn Backend,
+    bus: &Arc<dyn EventBus>,
+    names: &[&str],
+) -> (Vec<String>, String) {
+    let t = topics(b, bus, names).await;
     let dlq = format!("{}.dlq", t[0]);
     b.create_topics(
-        &bus,
+        bus,
         &[
             dlq.clone(),
             INTROSPECTION_TOPIC.to_string(),
@@ -451,6 +476,16 @@ pub async fn node_dispatch_retry_dlq_and_introspection(b: &dyn Backend) {
         ],
     )
     .await;
+    (t, dlq)
+}
+
+/// The node path end to end: introspection on start; handler output
+/// published with correlation preserved and causation set; a transient
+/// failure retried; a poison message dead-lettered with its failure headers;
+/// a duplicate skipped.
+pub async fn node_dispatch_retry_dlq_and_introspection(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let (t, dlq) = node_topics(b, &bus, &["in", "out"]).await;
     let (isub, mut intro) = collect(&bus, INTROSPECTION_TOPIC, &group()).await;
     let (osub, mut out) = collect(&bus, &t[1], &group()).await;
     let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
@@ -493,7 +528,16 @@ pub async fn node_dispatch_retry_dlq_and_introspection(b: &dyn Backend) {
     let poison = Envelope::new("thing", json!({"kind": "poison"}), source());
     bus.publish_envelope(&t[0], &poison, None).await.unwrap();
     let d = recv_n(&mut dead, 1, b.patience()).await.remove(0);
-    assert_eq!(Envelope::from_bytes(&d.value).unwrap(), poison);
+    let doc = DeadLetter::parse(&d.value).expect("the value is the dead-letter document");
+    assert_eq!(doc.original_topic, t[0]);
+    assert_eq!(doc.error_type.as_deref(), Some("fatal"));
+    assert_eq!(doc.retry_count, Some(0));
+    assert_eq!(doc.correlation_id, Some(poison.correlation_id.to_string()));
+    assert!(doc.failure_reason.contains("poison"), "{doc:?}");
+    assert!(doc.original_message.offset.is_some_and(|o| o >= 0));
+    let original = doc.replay();
+    assert_eq!(original.topic, t[0]);
+    assert_eq!(Envelope::from_bytes(&original.value).unwrap(), poison);
     let x: &BTreeMap<String, String> = &d.headers.extra;
     assert_eq!(x["dlq_error_type"], "fatal");
     assert_eq!(x["dlq_original_topic"], t[0]);
@@ -514,17 +558,7 @@ pub async fn node_dispatch_retry_dlq_and_introspection(b: &dyn Backend) {
 /// `max_retries` retries.
 pub async fn retries_run_out_then_dead_letter(b: &dyn Backend) {
     let bus = b.bus().await;
-    let t = topics(b, &bus, &["flaky", "flaky-out"]).await;
-    let dlq = format!("{}.dlq", t[0]);
-    b.create_topics(
-        &bus,
-        &[
-            dlq.clone(),
-            INTROSPECTION_TOPIC.to_string(),
-            INTROSPECTION_REQUEST_TOPIC.to_string(),
-        ],
-    )
-    .await;
+    let (t, dlq) = node_topics(b, &bus, &["flaky", "flaky-out"]).await;
     let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
     let handler = Arc::new(Echo {
         out_topic: t[1].clone(),
@@ -545,6 +579,107 @@ pub async fn retries_run_out_then_dead_letter(b: &dyn Backend) {
     assert!(started.elapsed() >= Duration::from_millis(70));
     service.shutdown().await;
     dsub.unsubscribe().await;
+}
+
+/// A result that cannot be published is dead-lettered with the input, and
+/// the input is acknowledged: it is not delivered again and again.
+pub async fn unpublishable_result_is_dead_lettered(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let (t, dlq) = node_topics(b, &bus, &["unpublishable", "unpublishable-out"]).await;
+    let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
+    let handler = Arc::new(Echo {
+        // Kafka refuses the name, so every publish of the result fails.
+        out_topic: "no topic has this name!".into(),
+        calls: AtomicU32::new(0),
+        fail_first: 0,
+        fatal_on: None,
+    });
+    let service = node(b, spec(&t[0], &t[1], 2), handler.clone(), bus.clone()).await;
+    let input = Envelope::new("thing", json!({"n": 1}), source());
+    bus.publish_envelope(&t[0], &input, None).await.unwrap();
+    let d = recv_n(&mut dead, 1, b.patience()).await.remove(0);
+    let doc = DeadLetter::parse(&d.value).expect("a dead-letter document");
+    assert_eq!(doc.error_type.as_deref(), Some("publish_failed"));
+    assert!(
+        doc.failure_reason.contains("no topic has this name!"),
+        "{doc:?}"
+    );
+    assert_eq!(Envelope::from_bytes(&doc.replay().value).unwrap(), input);
+    expect_silence(&mut dead, Duration::from_millis(500)).await;
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 1, "not redelivered");
+    service.shutdown().await;
+    dsub.unsubscribe().await;
+}
+
+/// Events in the envelope forms of the ONEX Python services (epoch-seconds
+/// timestamp and `source{service,node_type,node_id}`; ISO timestamp,
+/// `source{service,instance_id}`, causation id and trace metadata) are
+/// handled, and the result carries the caller's trace.
+pub async fn python_service_envelopes_are_handled(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let (t, _) = node_topics(b, &bus, &["pyforms", "pyforms-out"]).await;
+    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
+    let handler = Arc::new(Echo {
+        out_topic: t[1].clone(),
+        calls: AtomicU32::new(0),
+        fail_first: 0,
+        fatal_on: None,
+    });
+    let service = node(b, spec(&t[0], &t[1], 0), handler.clone(), bus.clone()).await;
+    let legacy_cid = Uuid::new_v4();
+    let legacy = json!({
+        "event_id": Uuid::new_v4(),
+        "event_type": "thing",
+        "correlation_id": legacy_cid,
+        "timestamp": 1_760_781_600.5,
+        "source": {"service": "py-legacy", "node_type": "effect", "node_id": "node-1"},
+        "payload": {"form": "epoch"}
+    });
+    let standard_cid = Uuid::new_v4();
+    let standard = json!({
+        "event_id": Uuid::new_v4(),
+        "event_type": "thing",
+        "correlation_id": standard_cid,
+        "causation_id": Uuid::new_v4(),
+        "timestamp": "2025-10-18T10:00:00.000Z",
+        "version": "1.0.0",
+        "source": {"service": "py-standard", "instance_id": "instance-123"},
+        "metadata": {"trace_id": "trace-from-python", "span_id": "span-from-python"},
+        "payload": {"form": "iso"}
+    });
+    for value in [&legacy, &standard] {
+        bus.publish(
+            &t[0],
+            None,
+            value.to_string().as_bytes(),
+            &Headers::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let got = recv_n(&mut out, 2, b.patience()).await;
+    let envs: Vec<Envelope> = got
+        .iter()
+        .map(|m| Envelope::from_bytes(&m.value).unwrap())
+        .collect();
+    let by_cid = |cid: Uuid| {
+        envs.iter()
+            .find(|e| e.correlation_id == cid)
+            .expect("result")
+    };
+    assert_eq!(by_cid(legacy_cid).payload["echo"]["form"], "epoch");
+    let answer = by_cid(standard_cid);
+    assert_eq!(answer.payload["echo"]["form"], "iso");
+    assert_eq!(answer.trace_id(), Some("trace-from-python"));
+    assert_eq!(answer.metadata["parent_span_id"], "span-from-python");
+    let headers = &got
+        .iter()
+        .find(|m| m.headers.correlation_id == Some(standard_cid))
+        .expect("headers")
+        .headers;
+    assert_eq!(headers.trace_id.as_deref(), Some("trace-from-python"));
+    service.shutdown().await;
+    osub.unsubscribe().await;
 }
 
 /// A batch arrives complete and in order.

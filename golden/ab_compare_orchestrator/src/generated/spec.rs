@@ -60,5 +60,7 @@ pub fn spec() -> NodeSpec {
         tags: vec!["orchestrator".to_owned(), "ab-compare".to_owned(), "llm".to_owned(), "cost".to_owned(), "OMN-10477".to_owned(), ],
         health_path: "/health".to_owned(),
         heartbeat_interval_secs: 30,
+        contract_version: "1.0.0".to_owned(),
+        command_topic: None,
     }
 }

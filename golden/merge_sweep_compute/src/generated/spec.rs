@@ -51,5 +51,7 @@ pub fn spec() -> NodeSpec {
         tags: vec![],
         health_path: "/health".to_owned(),
         heartbeat_interval_secs: 30,
+        contract_version: "2.0.0".to_owned(),
+        command_topic: None,
     }
 }

@@ -8,7 +8,7 @@ use onex_runtime::{NodeKind, NodeSpec, RetrySettings};
 pub const NODE_NAME: &str = "node_auth_gate_compute";
 
 /// Topics the node consumes.
-pub const SUBSCRIBE_TOPICS: &[&str] = &[];
+pub const SUBSCRIBE_TOPICS: &[&str] = &["onex.cmd.auth-gate.node-auth-gate-compute.v1"];
 
 /// Topics the node publishes to.
 pub const PUBLISH_TOPICS: &[&str] = &[];
@@ -51,5 +51,7 @@ pub fn spec() -> NodeSpec {
         tags: vec!["compute".to_owned(), "authorization".to_owned(), "auth-gate".to_owned(), "security".to_owned(), "pure-function".to_owned(), ],
         health_path: "/health".to_owned(),
         heartbeat_interval_secs: 30,
+        contract_version: "1.0.1".to_owned(),
+        command_topic: Some("onex.cmd.auth-gate.node-auth-gate-compute.v1".to_owned()),
     }
 }

@@ -8,7 +8,7 @@ use onex_runtime::{NodeKind, NodeSpec, RetrySettings};
 pub const NODE_NAME: &str = "node_git_effect";
 
 /// Topics the node consumes.
-pub const SUBSCRIBE_TOPICS: &[&str] = &[];
+pub const SUBSCRIBE_TOPICS: &[&str] = &["onex.cmd.git.node-git-effect.v1"];
 
 /// Topics the node publishes to.
 pub const PUBLISH_TOPICS: &[&str] = &[];
@@ -47,5 +47,7 @@ pub fn spec() -> NodeSpec {
         tags: vec!["effect".to_owned(), "git".to_owned(), "github".to_owned(), "pull-request".to_owned(), "merge-queue".to_owned(), "tag".to_owned(), "label".to_owned(), ],
         health_path: "/health".to_owned(),
         heartbeat_interval_secs: 30,
+        contract_version: "1.1.0".to_owned(),
+        command_topic: Some("onex.cmd.git.node-git-effect.v1".to_owned()),
     }
 }

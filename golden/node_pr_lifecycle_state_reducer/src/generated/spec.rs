@@ -61,5 +61,7 @@ pub fn spec() -> NodeSpec {
         tags: vec!["reducer".to_owned(), "fsm".to_owned(), "pr-lifecycle".to_owned(), "OMN-8086".to_owned(), ],
         health_path: "/health".to_owned(),
         heartbeat_interval_secs: 30,
+        contract_version: "1.0.0".to_owned(),
+        command_topic: None,
     }
 }

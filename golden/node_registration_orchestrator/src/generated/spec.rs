@@ -110,5 +110,7 @@ pub fn spec() -> NodeSpec {
         tags: vec!["orchestrator".to_owned(), "registration".to_owned(), "workflow".to_owned(), "mvp".to_owned(), ],
         health_path: "/health".to_owned(),
         heartbeat_interval_secs: 30,
+        contract_version: "1.1.1".to_owned(),
+        command_topic: None,
     }
 }

@@ -56,5 +56,7 @@ pub fn spec() -> NodeSpec {
         tags: vec!["orchestrator".to_owned(), "skill".to_owned(), "generate_node".to_owned(), ],
         health_path: "/health".to_owned(),
         heartbeat_interval_secs: 30,
+        contract_version: "1.0.0".to_owned(),
+        command_topic: None,
     }
 }

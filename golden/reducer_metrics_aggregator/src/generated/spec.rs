@@ -8,7 +8,8 @@ use onex_runtime::{NodeKind, NodeSpec, RetrySettings};
 pub const NODE_NAME: &str = "reducer_metrics_aggregator";
 
 /// Topics the node consumes.
-pub const SUBSCRIBE_TOPICS: &[&str] = &[];
+pub const SUBSCRIBE_TOPICS: &[&str] =
+    &["onex.cmd.reducer-metrics-aggregator.reducer-metrics-aggregator.v1"];
 
 /// Topics the node publishes to.
 pub const PUBLISH_TOPICS: &[&str] = &[];
@@ -66,5 +67,9 @@ pub fn spec() -> NodeSpec {
         ],
         health_path: "/health".to_owned(),
         heartbeat_interval_secs: 30,
+        contract_version: "1.1.0".to_owned(),
+        command_topic: Some(
+            "onex.cmd.reducer-metrics-aggregator.reducer-metrics-aggregator.v1".to_owned(),
+        ),
     }
 }
