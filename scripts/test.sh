@@ -10,11 +10,43 @@
 #   5. the real-broker suites on tansu: the runtime's broker tests, the
 #      generated nodes end to end, and onex-gen serve end to end.
 # Each step that needs a broker starts its own on a free loopback port and
-# stops it by PID. Exits non-zero if any step fails.
+# stops it by PID. Exits non-zero if any step fails. Prints the wall time of
+# each step as it ends and a summary of all of them on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Per-step wall time: each step's duration is printed when the next one
+# starts, and a summary of all steps when the script exits (passing or not).
+step_names=()
+step_secs=()
+step_started=0
+step_name=""
+end_step() {
+  [[ -n "$step_name" ]] || return 0
+  local took=$((SECONDS - step_started))
+  step_names+=("$step_name")
+  step_secs+=("$took")
+  printf '<== %s: %d s\n' "$step_name" "$took"
+  step_name=""
+}
+step() {
+  end_step
+  printf '\n==> %s\n' "$*"
+  step_name="$*"
+  step_started=$SECONDS
+}
+summary() {
+  local status=$?
+  end_step
+  printf '\nstep durations (wall time):\n'
+  local i
+  for i in "${!step_names[@]}"; do
+    printf '  %6d s  %s\n' "${step_secs[$i]}" "${step_names[$i]}"
+  done
+  printf '  %6d s  total\n' "$SECONDS"
+  return "$status"
+}
+trap summary EXIT
 
 step "tools"
 eval "$(scripts/install-tools.sh)"
@@ -26,7 +58,10 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test"
+step "cargo test: build"
+cargo test --workspace --locked --no-run
+
+step "cargo test: run"
 cargo test --workspace --locked
 
 step "onex-gen check golden"
@@ -50,4 +85,5 @@ scripts/e2e.sh
 step "onex-gen serve end to end on a real broker"
 scripts/serve-e2e.sh
 
-step "all test steps passed"
+end_step
+printf '\nall test steps passed\n'
