@@ -7,12 +7,14 @@
 # on onex.cmd.demo.echo-requested.v1 and answering on
 # onex.evt.demo.echo-completed.v1:
 #   generated     the node onex-gen generates from contracts/minimal_effect.yaml,
-#                 with bench/node/handlers.rs as its handler (echo the message)
+#                 with the end-to-end tests' echo handler (tests/e2e/handlers/effect.rs)
 #   handwritten   onex-runtime/examples/bench_handwritten.rs: the plain rdkafka loop
 #                 consume -> handle -> publish, await the ack -> commit
 #   pipelined     the same program with BENCH_IN_FLIGHT=1000: up to 1000 publishes
 #                 awaiting their ack, offsets still committed in order after them
-# All use acks=all, idempotence, no auto-commit, fetch.wait.max.ms=100.
+#   handwritten-linger5  the plain loop with librdkafka's default 5 ms linger (what the
+#                 runtime had before it set linger.ms=0); not run unless named
+# All use acks=all, idempotence, no linger, no auto-commit, fetch.wait.max.ms=100.
 #
 # Per service and round, each on a fresh, empty tansu broker:
 #   throughput  BENCH_EVENTS requests (default 100000) loaded first, then the
@@ -52,7 +54,7 @@ build() {
   local nodes="$dir/nodes"
   "$ROOT/target/release/onex-gen" new "$ROOT/contracts/minimal_effect.yaml" \
     --runtime-path "$ROOT/onex-runtime" -o "$nodes" --force >/dev/null
-  cp "$ROOT/bench/node/handlers.rs" "$nodes/node_echo_effect/src/handlers.rs"
+  cp "$ROOT/tests/e2e/handlers/effect.rs" "$nodes/node_echo_effect/src/handlers.rs"
   # The node's dependencies at the versions this workspace builds with.
   cp "$ROOT/Cargo.lock" "$nodes/node_echo_effect/Cargo.lock"
   # Same target folder as the workspace: librdkafka is built once.
@@ -75,6 +77,10 @@ start_service() {
       ;;
     handwritten)
       KAFKA_BOOTSTRAP_SERVERS="$servers" BENCH_IN_FLIGHT=1 \
+        "$ROOT/target/release/examples/bench_handwritten" >"$dir/$name.log" 2>&1 &
+      ;;
+    handwritten-linger5)
+      KAFKA_BOOTSTRAP_SERVERS="$servers" BENCH_IN_FLIGHT=1 BENCH_LINGER_MS=5 \
         "$ROOT/target/release/examples/bench_handwritten" >"$dir/$name.log" 2>&1 &
       ;;
     pipelined)
@@ -112,6 +118,24 @@ else:
 ' "$q"
 }
 
+# Service $1 on a fresh broker, fed $4 requests at $5/s; the RESULT line
+# (and for the generated node its own publish histogram) goes to the raw file
+# as kind $3.
+paced_case() { # service round kind events rate
+  local name="$1" round="$2" kind="$3" servers pid f node_p95=n/a node_p99=n/a
+  log "round $round, $name: $4 requests at $5/s"
+  servers="$(broker_start)"
+  pid="$(start_service "$name" "$servers")"
+  f="$dir/$name-$round-$kind.txt"
+  KAFKA_BOOTSTRAP_SERVERS="$servers" "$DRIVER" paced "$4" "$5" "$DRAIN" >"$f"
+  if [[ "$name" == generated ]]; then
+    node_p95="$(node_publish_quantile 0.95)"
+    node_p99="$(node_publish_quantile 0.99)"
+  fi
+  stop_pid "$pid"
+  echo "$name $round $kind $(grep '^RESULT' "$f") node_publish_p95_ms=$node_p95 node_publish_p99_ms=$node_p99" >>"$raw"
+}
+
 one_round() { # service round
   local name="$1" round="$2" servers pid f
   log "round $round, $name: throughput over $EVENTS requests"
@@ -124,26 +148,8 @@ one_round() { # service round
   stop_pid "$pid"
   echo "$name $round throughput $(grep '^RESULT' "$f")" >>"$raw"
 
-  log "round $round, $name: latency at $LAT_RATE/s"
-  servers="$(broker_start)"
-  pid="$(start_service "$name" "$servers")"
-  f="$dir/$name-$round-latency.txt"
-  KAFKA_BOOTSTRAP_SERVERS="$servers" "$DRIVER" paced "$LAT_EVENTS" "$LAT_RATE" "$DRAIN" >"$f"
-  stop_pid "$pid"
-  echo "$name $round latency $(grep '^RESULT' "$f")" >>"$raw"
-
-  log "round $round, $name: fixed rate $RATE/s for $RATE_SECONDS s"
-  servers="$(broker_start)"
-  pid="$(start_service "$name" "$servers")"
-  f="$dir/$name-$round-rate.txt"
-  KAFKA_BOOTSTRAP_SERVERS="$servers" "$DRIVER" paced "$((RATE * RATE_SECONDS))" "$RATE" "$DRAIN" >"$f"
-  local node_p95=n/a node_p99=n/a
-  if [[ "$name" == generated ]]; then
-    node_p95="$(node_publish_quantile 0.95)"
-    node_p99="$(node_publish_quantile 0.99)"
-  fi
-  stop_pid "$pid"
-  echo "$name $round rate $(grep '^RESULT' "$f") node_publish_p95_ms=$node_p95 node_publish_p99_ms=$node_p99" >>"$raw"
+  paced_case "$name" "$round" latency "$LAT_EVENTS" "$LAT_RATE"
+  paced_case "$name" "$round" rate "$((RATE * RATE_SECONDS))" "$RATE"
   broker_stop
 }
 

@@ -5,6 +5,8 @@
 
 RAW lines: `SERVICE ROUND KIND RESULT key=value ... [key=value ...]`.
 Medians over rounds; ratios against the hand-written service when it ran.
+A latency quantile that falls on a request not answered before the drain
+time ran out shows as "not all answered".
 """
 
 import statistics
@@ -38,7 +40,7 @@ def main():
         if v is None:
             return "n/a"
         if v == float("inf"):
-            return "unanswered"
+            return "not all answered"
         return f"{v:,.0f}{unit}" if v >= 100 else f"{v:.1f}{unit}"
 
     base = "handwritten" if "handwritten" in services else services[0]
@@ -56,6 +58,7 @@ def main():
         rate_runs = runs.get((s, "rate"), [])
         answered = "/".join(f"{r.get('answered')}/{r.get('events')}" for r in rate_runs) or "n/a"
         node_p95 = rate_runs[-1].get("node_publish_p95_ms", "n/a") if rate_runs else "n/a"
+        node_p95 = "n/a" if node_p95 == "n/a" else f"{node_p95} ms"
         print(
             f"| {s} | {show(tput)} | {tput / btput:.2f}x |" if tput and btput else f"| {s} | {show(tput)} | n/a |",
             end="",
@@ -64,7 +67,7 @@ def main():
             f" {show(p50, ' ms')} | {show(p99, ' ms')} | "
             + (f"{p99 / bp99:.2f}x" if p99 and bp99 and p99 != float('inf') else "n/a")
             + f" | {answered} | {show(med(s, 'rate', 'e2e_p95_ms'), ' ms')} | {show(med(s, 'rate', 'e2e_p99_ms'), ' ms')}"
-            + f" | {show(med(s, 'rate', 'publish_p95_ms'), ' ms')} | {node_p95} ms |"
+            + f" | {show(med(s, 'rate', 'publish_p95_ms'), ' ms')} | {node_p95} |"
         )
 
 

@@ -27,12 +27,18 @@ import tempfile
 TIME = "/usr/bin/time"
 
 
+def shell(command):
+    """A lone command replaces the shell (its figures are its own); a list of
+    commands runs under it."""
+    return command if any(op in command for op in ("&&", ";", "|")) else "exec " + command
+
+
 def run_once(prepare, command):
     if prepare:
         subprocess.run(["bash", "-c", prepare], check=True)
     with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
         proc = subprocess.run(
-            [TIME, "-f", "%e %U %S %M", "-o", out.name, "bash", "-c", "exec " + command],
+            [TIME, "-f", "%e %U %S %M", "-o", out.name, "bash", "-c", shell(command)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

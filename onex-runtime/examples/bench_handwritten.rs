@@ -3,8 +3,8 @@
 //! its message, publish the result envelope (same correlation id, causation id
 //! = the inbound event id), and commit the offset once the publish is
 //! acknowledged. Producer and consumer settings are the runtime's: `acks=all`,
-//! idempotence, no auto-commit, `fetch.wait.max.ms` 100, 30 s delivery
-//! timeout.
+//! idempotence, no linger, no auto-commit, `fetch.wait.max.ms` 100, 30 s
+//! delivery timeout.
 //!
 //! ```sh
 //! KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 cargo run --release -p onex-runtime --example bench_handwritten
@@ -130,13 +130,17 @@ async fn main() {
         .create()
         .expect("consumer");
     consumer.subscribe(&[INPUT]).expect("subscribe");
-    let producer: FutureProducer = ClientConfig::new()
+    let mut producer_config = ClientConfig::new();
+    producer_config
         .set("bootstrap.servers", &servers)
         .set("acks", "all")
         .set("enable.idempotence", "true")
-        .set("message.timeout.ms", "30000")
-        .create()
-        .expect("producer");
+        .set("message.timeout.ms", "30000");
+    // No linger, as the runtime's producer; BENCH_LINGER_MS=5 gives
+    // librdkafka's default.
+    let linger = std::env::var("BENCH_LINGER_MS").unwrap_or_else(|_| "0".into());
+    producer_config.set("linger.ms", linger);
+    let producer: FutureProducer = producer_config.create().expect("producer");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");

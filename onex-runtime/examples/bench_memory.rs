@@ -114,7 +114,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let events: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let events: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let (mut bus, mut mpsc) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
