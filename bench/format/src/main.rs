@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const RUSTFMT_CONFIG: &str = "edition = \"2021\"\nstyle_edition = \"2021\"\nnewline_style = \"Unix\"\n";
+const RUSTFMT_CONFIG: &str =
+    "edition = \"2021\"\nstyle_edition = \"2021\"\nnewline_style = \"Unix\"\n";
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -117,7 +118,11 @@ fn main() {
         let started = Instant::now();
         let out = rustfmt(&dir, &laid, false);
         rustfmt_times.push(started.elapsed());
-        assert!(out.status.success(), "rustfmt failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "rustfmt failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     let mut pretty_times = Vec::new();
@@ -134,7 +139,11 @@ fn main() {
         pretty_times.push(started.elapsed());
     }
 
-    let identical = pretty.iter().zip(&originals).filter(|(a, b)| a.1 == b.1).count();
+    let identical = pretty
+        .iter()
+        .zip(&originals)
+        .filter(|(a, b)| a.1 == b.1)
+        .count();
     // One `rustfmt --check` over prettyplease's files; it names each file it
     // would change ("Diff in PATH:LINE:").
     let dir = tmp.join("check");
