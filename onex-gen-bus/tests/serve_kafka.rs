@@ -180,7 +180,7 @@ impl Drop for Proc {
 }
 
 fn onex_gen() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_onex-gen"));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_onex-gen-bus"));
     c.env("RUST_LOG", "info,rdkafka=warn");
     c
 }

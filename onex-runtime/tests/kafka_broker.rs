@@ -66,6 +66,24 @@ impl Backend for Broker {
             ("KAFKA_AUTO_OFFSET_RESET".into(), "earliest".into()),
         ]
     }
+    async fn create_partitioned_topic(
+        &self,
+        _bus: &Arc<dyn EventBus>,
+        topic: &str,
+        partitions: i32,
+    ) -> i32 {
+        let mut s = settings();
+        s.topic_partitions = partitions;
+        let admin = KafkaBus::connect(s, Arc::new(Metrics::new()), Duration::from_secs(10))
+            .await
+            .expect("broker reachable");
+        admin
+            .ensure_topics(&[topic.to_string()])
+            .await
+            .expect("create topic");
+        admin.close().await.unwrap();
+        partitions
+    }
 }
 
 macro_rules! conformance {

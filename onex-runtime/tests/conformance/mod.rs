@@ -35,6 +35,17 @@ pub trait Backend: Send + Sync {
     async fn create_topics(&self, bus: &Arc<dyn EventBus>, topics: &[String]) {
         bus.ensure_topics(topics).await.expect("create topics");
     }
+    /// Creates `topic` with `partitions` partitions where the backend has
+    /// partitions; returns how many the topic has.
+    async fn create_partitioned_topic(
+        &self,
+        bus: &Arc<dyn EventBus>,
+        topic: &str,
+        _partitions: i32,
+    ) -> i32 {
+        self.create_topics(bus, &[topic.to_string()]).await;
+        1
+    }
 }
 
 /// A topic name no other test uses.
@@ -706,28 +717,84 @@ pub async fn batch_publish_keeps_order(b: &dyn Backend) {
     bus.close().await.unwrap();
 }
 
-/// Members of one group share the messages: together they see every one.
+/// Members of one group share a topic's partitions (at least 3 where the
+/// backend has partitions): each member gets a share, together they see
+/// every message once, and no offset reaches two members.
 pub async fn group_members_share_without_loss(b: &dyn Backend) {
     let bus = b.bus().await;
-    let t = topics(b, &bus, &["share"]).await;
+    let t = topic("share");
+    let partitions = b.create_partitioned_topic(&bus, &t, 3).await;
     let g = group();
-    let (s1, mut r1) = collect(&bus, &t[0], &g).await;
-    let (s2, mut r2) = collect(&bus, &t[0], &g).await;
-    for i in 0..20 {
-        bus.publish(&t[0], None, format!("{i}").as_bytes(), &Headers::default())
+    let (s1, mut r1) = collect(&bus, &t, &g).await;
+    let (s2, mut r2) = collect(&bus, &t, &g).await;
+    let mut got: [Vec<BusMessage>; 2] = Default::default();
+    let mut sent = 0usize;
+    let deadline = tokio::time::Instant::now() + b.patience();
+    // Rounds of 30 messages with distinct keys (spread over the partitions)
+    // until both members hold a share.
+    while got.iter().any(Vec::is_empty) {
+        assert!(
+            sent < 300,
+            "after {sent} messages one member still has none: {} / {}",
+            got[0].len(),
+            got[1].len()
+        );
+        for i in sent..sent + 30 {
+            bus.publish(
+                &t,
+                Some(format!("key-{i}").as_bytes()),
+                format!("{i}").as_bytes(),
+                &Headers::default(),
+            )
             .await
             .unwrap();
+        }
+        sent += 30;
+        while got[0].len() + got[1].len() < sent {
+            tokio::select! {
+                Some(m) = r1.recv() => got[0].push(m),
+                Some(m) = r2.recv() => got[1].push(m),
+                _ = tokio::time::sleep_until(deadline) => panic!(
+                    "only {} of {sent} delivered",
+                    got[0].len() + got[1].len()
+                ),
+            }
+        }
     }
-    let mut seen = std::collections::BTreeSet::new();
-    let deadline = tokio::time::Instant::now() + b.patience();
-    while seen.len() < 20 {
-        let m = tokio::select! {
-            Some(m) = r1.recv() => m,
-            Some(m) = r2.recv() => m,
-            _ = tokio::time::sleep_until(deadline) => panic!("only {} of 20 seen", seen.len()),
-        };
-        seen.insert(m.offset);
+    // Anything delivered twice would arrive now.
+    let settle = tokio::time::Instant::now() + Duration::from_millis(500);
+    loop {
+        tokio::select! {
+            Some(m) = r1.recv() => got[0].push(m),
+            Some(m) = r2.recv() => got[1].push(m),
+            _ = tokio::time::sleep_until(settle) => break,
+        }
     }
+    let offsets = |ms: &[BusMessage]| -> std::collections::BTreeSet<(i32, i64)> {
+        ms.iter().map(|m| (m.partition, m.offset)).collect()
+    };
+    let (o1, o2) = (offsets(&got[0]), offsets(&got[1]));
+    let both: Vec<_> = o1.intersection(&o2).collect();
+    assert!(
+        both.is_empty(),
+        "offsets delivered to both members: {both:?}"
+    );
+    assert_eq!(o1.len(), got[0].len(), "a member got an offset twice");
+    assert_eq!(o2.len(), got[1].len(), "a member got an offset twice");
+    let values: std::collections::BTreeSet<Vec<u8>> =
+        got.iter().flatten().map(|m| m.value.clone()).collect();
+    assert_eq!(values.len(), sent, "messages lost or duplicated");
+    let used: std::collections::BTreeSet<i32> = o1.iter().chain(&o2).map(|(p, _)| *p).collect();
+    assert_eq!(
+        used.len(),
+        usize::try_from(partitions).unwrap(),
+        "partitions used: {used:?}"
+    );
+    eprintln!(
+        "{sent} messages over {partitions} partition(s): {} to one member, {} to the other",
+        got[0].len(),
+        got[1].len()
+    );
     s1.unsubscribe().await;
     s2.unsubscribe().await;
     bus.close().await.unwrap();
