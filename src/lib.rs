@@ -11,6 +11,7 @@ pub mod contract;
 pub mod diagnostic;
 pub mod error;
 pub mod fileset;
+pub mod fuzzing;
 pub mod lockfile;
 pub mod manifest;
 pub mod merge;

@@ -242,7 +242,9 @@ fn schema_expected(
         K::Maximum { limit } => format!("a value <= {limit}"),
         K::Pattern { pattern } => format!("text matching {pattern}"),
         K::MinLength { limit } => format!("at least {limit} characters"),
-        _ => return None,
+        // Every error says what would be accepted, even where the schema has
+        // no description (found by fuzzing: a capability in an unknown form).
+        _ => "a form the contract schema accepts here (see `onex-gen schema`)".to_owned(),
     })
 }
 
