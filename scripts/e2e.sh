@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# End to end: generate the four minimal contracts (contracts/minimal_*.yaml)
+# End to end: generate the five minimal contracts (contracts/minimal_*.yaml)
 # with the vendored runtime, put the test's user code
 # (tests/e2e/handlers/<kind>.rs) in place of each crate's src/handlers.rs,
 # build each node crate, and run tests/e2e against a real Kafka-protocol
 # broker with kafka-python as the outside client.
 #
-#   scripts/e2e.sh [effect|compute|reducer|orchestrator ...]   (default: all four)
+#   scripts/e2e.sh [effect|compute|reducer|orchestrator|windowed ...]   (default: all five)
 #
 # The broker is ONEX_TEST_KAFKA (HOST:PORT) when set; otherwise this script
 # starts one with scripts/broker.sh (its own state folder) and stops it
@@ -21,7 +21,7 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-all_kinds=(effect compute reducer orchestrator)
+all_kinds=(effect compute reducer orchestrator windowed)
 kinds=("$@")
 [[ ${#kinds[@]} -eq 0 ]] && kinds=("${all_kinds[@]}")
 

@@ -553,6 +553,9 @@ pub struct Contract {
     pub health_check: HealthCheck,
     pub idempotency: Option<Idempotency>,
     pub performance: Performance,
+    /// `aggregation.windowing`: a reducer publishes one aggregated state per
+    /// aggregate per tumbling window of this many milliseconds.
+    pub aggregation_window_ms: Option<u64>,
     pub capabilities: Vec<Capability>,
     pub tags: Vec<String>,
     pub author: Option<String>,

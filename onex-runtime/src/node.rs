@@ -30,7 +30,7 @@ use crate::dlq::dead_letter;
 pub use crate::dlq::Failure;
 use crate::envelope::{Envelope, EventSource};
 use crate::metrics::{inc, Metrics};
-use crate::state::{output_event_id, snapshot_topic, StateContext, StateKeeper};
+use crate::state::{output_event_id, snapshot_topic, window_event_id, StateContext, StateKeeper};
 use crate::topic::TopicNamer;
 
 /// The four ONEX node kinds.
@@ -537,6 +537,72 @@ enum Outcome {
 }
 
 impl Dispatcher {
+    /// Publishes the handler's aggregation windows that have closed, then
+    /// records them closed (see [`crate::reducer`]); returns how many. A
+    /// failed publish leaves them open for the next call, which publishes
+    /// the same ids.
+    pub async fn flush_windows(&self) -> Result<usize, Nack> {
+        let Some(keeper) = self.handler.state_keeper() else {
+            return Ok(0);
+        };
+        let Some(due) = keeper.due_windows(Utc::now().timestamp_millis()).await else {
+            return Ok(0);
+        };
+        for w in &due.windows {
+            for (index, out) in w.events.iter().enumerate() {
+                let mut env = Envelope::new(
+                    out.event_type.clone(),
+                    out.payload.clone(),
+                    self.source.clone(),
+                )
+                .with_correlation_id(w.correlation_id);
+                env.causation_id = Some(w.causation_id);
+                env.event_id = window_event_id(&self.spec.name, &w.key, w.start_ms, index);
+                let topic = self.namer.physical(&out.topic);
+                self.bus
+                    .publish_envelope(&topic, &env, out.partition_key.as_deref())
+                    .await
+                    .map_err(|e| {
+                        Nack::new(format!(
+                            "publishing the window of {} to {topic} failed: {e}",
+                            w.key
+                        ))
+                    })?;
+            }
+        }
+        let count = due.windows.len();
+        keeper.windows_published(due).await?;
+        Ok(count)
+    }
+
+    /// When the handler has an aggregation window: publishes closed windows
+    /// every tenth of it (50 ms to 1 s) for as long as the dispatcher is in
+    /// use.
+    pub fn spawn_window_flush(self: &Arc<Self>) {
+        let Some(window) = self.handler.state_keeper().and_then(|k| k.window()) else {
+            return;
+        };
+        let tick = (window / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let dispatcher = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(tick).await;
+                let Some(d) = dispatcher.upgrade() else {
+                    break;
+                };
+                match d.flush_windows().await {
+                    Ok(0) => {}
+                    Ok(windows) => tracing::debug!(windows, "aggregation windows published"),
+                    Err(nack) => tracing::warn!(
+                        node = %d.spec.name,
+                        "aggregation windows stay open: {}",
+                        nack.reason
+                    ),
+                }
+            }
+        });
+    }
+
     /// The physical dead-letter topic.
     pub fn dlq_topic(&self) -> &str {
         &self.dlq_topic
@@ -757,6 +823,22 @@ impl MessageHandler for Dispatcher {
     async fn on_revoked(&self, topic: &str, partitions: &[i32]) {
         if let Some(keeper) = self.handler.state_keeper() {
             keeper.revoked(topic, partitions);
+        }
+    }
+
+    async fn on_assigned(&self, topic: &str, partitions: &[i32]) {
+        if let Some((keeper, ctx)) = self.handler.state_keeper().zip(self.state.as_ref()) {
+            // Restored now rather than at the partition's first input, so
+            // its open aggregation windows are published even if no input
+            // comes. A failure here is retried at the first input.
+            if let Err(nack) = keeper.assigned(ctx, partitions).await {
+                tracing::warn!(
+                    topic,
+                    ?partitions,
+                    "restoring state on assignment: {}",
+                    nack.reason
+                );
+            }
         }
     }
 

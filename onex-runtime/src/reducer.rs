@@ -4,22 +4,39 @@
 //! A generated crate provides the contract's tables and the user's hooks:
 //! [`FsmReducer`] drives a state machine ([`FsmTable`]), [`JsonReducer`] a
 //! JSON state that the user's [`Reduce`] computes.
+//!
+//! **Aggregation window.** A table with a window (`WINDOW_MS`, from the
+//! contract's `aggregation.windowing.window_size_ms`) publishes nothing per
+//! input: each input still moves the aggregate's state once, durably, and
+//! opens or extends the aggregate's tumbling window (`[k * W, (k + 1) * W)`
+//! of wall-clock time, from its first input). When a window has closed, the
+//! runtime publishes one aggregated state per aggregate that changed in it
+//! (`window: {start_ms, end_ms, inputs}`, the state before its first input
+//! and after its last), with ids derived from the aggregate and the window
+//! ([`crate::state::window_event_id`]), and then records the window closed.
+//! The open window is part of the aggregate's durable state, so a restarted
+//! or new owner of the partition publishes it; a crash between publishing
+//! and recording publishes the same ids again.
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::aggregate::aggregate_key;
+use crate::bus::Nack;
 use crate::node::{HandlerContext, HandlerError, InboundEvent, NodeHandler, OutboundEvent};
-use crate::state::{StateKeeper, StateStore};
+use crate::state::{DueWindow, DueWindows, StateContext, StateKeeper, StateStore};
 
 /// What a reducer publishes, and where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReducerEvents {
-    /// Event type of a state change.
+    /// Event type of a state change (or, under an aggregation window, of
+    /// the aggregated state of a window).
     pub state_changed: &'static str,
     /// Event type published when an aggregate reaches a terminal state.
     pub completed: &'static str,
@@ -27,6 +44,199 @@ pub struct ReducerEvents {
     pub result_topic: Option<&'static str>,
     /// Where terminal states are announced (the contract's `terminal_event`).
     pub terminal_topic: Option<&'static str>,
+}
+
+/// What a reducer keeps per aggregate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Kept<S> {
+    /// The aggregate's state.
+    pub state: S,
+    /// Under an aggregation window: the window not published yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<OpenWindow<S>>,
+}
+
+/// An aggregation window that has inputs and is not published yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenWindow<S> {
+    /// Start, milliseconds since the epoch (a multiple of the window).
+    pub start_ms: i64,
+    /// Inputs applied in it.
+    pub inputs: u64,
+    /// The state before its first input.
+    pub before: S,
+    /// Correlation id of its first input.
+    pub correlation_id: Uuid,
+    /// Event id of its first input.
+    pub causation_id: Uuid,
+}
+
+/// Milliseconds since the epoch, now.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Builds what a closed window publishes: `(key, kept state)` to events.
+type WindowEvents<S> = fn(&str, &Kept<S>, &OpenWindow<S>, i64) -> Vec<OutboundEvent>;
+
+/// The aggregates of a reducer: durable state per aggregate, and the
+/// aggregation windows when the table has one.
+struct Aggregates<S> {
+    store: StateStore<Kept<S>>,
+    window_ms: Option<i64>,
+    window_events: WindowEvents<S>,
+}
+
+impl<S> Aggregates<S>
+where
+    S: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn new(window_ms: Option<u64>, window_events: WindowEvents<S>) -> Self {
+        Aggregates {
+            store: StateStore::new(),
+            window_ms: window_ms
+                .filter(|ms| *ms > 0)
+                .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+            window_events,
+        }
+    }
+
+    fn current(&self, event: &InboundEvent, aggregate: &str) -> Option<Kept<S>> {
+        self.store.get(event.partition, aggregate)
+    }
+
+    /// Stages `after` as the aggregate's state; returns whether the input
+    /// publishes nothing itself (a window collects it).
+    fn apply(
+        &self,
+        event: &InboundEvent,
+        aggregate: &str,
+        kept: Option<Kept<S>>,
+        before: S,
+        after: S,
+    ) -> bool {
+        let Some(window_ms) = self.window_ms else {
+            let kept = Kept {
+                state: after,
+                window: None,
+            };
+            self.store.stage(event.partition, aggregate, kept);
+            return false;
+        };
+        let window = match kept.and_then(|k| k.window) {
+            // A window that closed but is not published yet takes the
+            // input: it is published on the next tick, with it.
+            Some(open) => OpenWindow {
+                inputs: open.inputs + 1,
+                ..open
+            },
+            None => {
+                let now = now_ms();
+                OpenWindow {
+                    start_ms: now - now.rem_euclid(window_ms),
+                    inputs: 1,
+                    before,
+                    correlation_id: event.envelope.correlation_id,
+                    causation_id: event.envelope.event_id,
+                }
+            }
+        };
+        let kept = Kept {
+            state: after,
+            window: Some(window),
+        };
+        self.store.stage(event.partition, aggregate, kept);
+        true
+    }
+
+    fn latest(&self, aggregate: &str) -> Option<S> {
+        self.store.latest(aggregate).map(|k| k.state)
+    }
+}
+
+#[async_trait]
+impl<S> StateKeeper for Aggregates<S>
+where
+    S: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    async fn admit(&self, ctx: &StateContext, event: &InboundEvent) -> Result<bool, Nack> {
+        self.store.admit(ctx, event).await
+    }
+
+    async fn commit(&self, event: &InboundEvent) -> Result<(), Nack> {
+        self.store.commit(event).await
+    }
+
+    fn abandon(&self, event: &InboundEvent) {
+        self.store.abandon(event)
+    }
+
+    fn revoked(&self, topic: &str, partitions: &[i32]) {
+        self.store.revoked(topic, partitions)
+    }
+
+    async fn assigned(&self, ctx: &StateContext, partitions: &[i32]) -> Result<(), Nack> {
+        self.store.assigned(ctx, partitions).await
+    }
+
+    fn window(&self) -> Option<Duration> {
+        self.window_ms
+            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+    }
+
+    async fn due_windows(&self, now_ms: i64) -> Option<DueWindows> {
+        let window_ms = self.window_ms?;
+        let turn = self.store.take_turn().await;
+        let windows: Vec<DueWindow> = self
+            .store
+            .entries()
+            .into_iter()
+            .filter_map(|(partition, key, kept)| {
+                let open = kept.window.clone()?;
+                let end_ms = open.start_ms.saturating_add(window_ms);
+                (end_ms <= now_ms).then(|| DueWindow {
+                    partition,
+                    events: (self.window_events)(&key, &kept, &open, end_ms),
+                    key,
+                    start_ms: open.start_ms,
+                    correlation_id: open.correlation_id,
+                    causation_id: open.causation_id,
+                })
+            })
+            .collect();
+        if windows.is_empty() {
+            return None;
+        }
+        Some(DueWindows::new(windows, turn))
+    }
+
+    async fn windows_published(&self, due: DueWindows) -> Result<(), Nack> {
+        for w in &due.windows {
+            let Some(kept) = self.store.get(w.partition, &w.key) else {
+                continue;
+            };
+            let closed = Kept {
+                state: kept.state,
+                window: None,
+            };
+            self.store
+                .write_now(w.partition, &w.key, closed, w.correlation_id)
+                .await?;
+        }
+        drop(due);
+        Ok(())
+    }
+}
+
+/// The `window` object of an aggregated state.
+fn window_json<S>(open: &OpenWindow<S>, end_ms: i64) -> serde_json::Value {
+    serde_json::json!({
+        "start_ms": open.start_ms,
+        "end_ms": end_ms,
+        "inputs": open.inputs,
+    })
 }
 
 /// A contract's state machine, with the user's hooks `H` answering what the
@@ -42,6 +252,8 @@ pub trait FsmTable<H>: Send + Sync + 'static {
     const INITIAL: Self::State;
     /// What is published.
     const EVENTS: ReducerEvents;
+    /// The aggregation window in milliseconds, if the contract has one.
+    const WINDOW_MS: Option<u64> = None;
 
     /// Whether no transition leaves `state`.
     fn is_terminal(state: Self::State) -> bool;
@@ -58,10 +270,52 @@ pub trait FsmTable<H>: Send + Sync + 'static {
     ) -> Result<Self::State, String>;
 }
 
+/// The events of a state change (per input) or of a window (`window` set):
+/// the change on the result topic, and the completion on the terminal topic
+/// when the state is terminal.
+fn fsm_events<T: FsmTable<H>, H>(
+    aggregate: &str,
+    mut change: serde_json::Value,
+    to: T::State,
+) -> Vec<OutboundEvent> {
+    let terminal = T::is_terminal(to);
+    change["terminal"] = serde_json::Value::Bool(terminal);
+    let events = T::EVENTS;
+    let mut out = Vec::new();
+    if let Some(topic) = events.result_topic {
+        out.push(
+            OutboundEvent::new(topic, events.state_changed, change.clone())
+                .with_partition_key(aggregate),
+        );
+    }
+    if let Some(topic) = events
+        .terminal_topic
+        .filter(|t| terminal && Some(*t) != events.result_topic)
+    {
+        out.push(OutboundEvent::new(topic, events.completed, change).with_partition_key(aggregate));
+    }
+    out
+}
+
+fn fsm_window_events<T: FsmTable<H>, H>(
+    aggregate: &str,
+    kept: &Kept<T::State>,
+    open: &OpenWindow<T::State>,
+    end_ms: i64,
+) -> Vec<OutboundEvent> {
+    let change = serde_json::json!({
+        "aggregate_id": aggregate,
+        "from_state": open.before,
+        "to_state": kept.state,
+        "window": window_json(open, end_ms),
+    });
+    fsm_events::<T, H>(aggregate, change, kept.state)
+}
+
 /// A reducer moving one `T` state machine per aggregate.
 pub struct FsmReducer<T: FsmTable<H>, H> {
     hooks: H,
-    store: StateStore<T::State>,
+    aggregates: Aggregates<T::State>,
     table: PhantomData<fn() -> T>,
 }
 
@@ -70,14 +324,14 @@ impl<T: FsmTable<H>, H: Send + Sync + 'static> FsmReducer<T, H> {
     pub fn new(hooks: H) -> Self {
         FsmReducer {
             hooks,
-            store: StateStore::new(),
+            aggregates: Aggregates::new(T::WINDOW_MS, fsm_window_events::<T, H>),
             table: PhantomData,
         }
     }
 
     /// The latest state of an aggregate.
     pub fn state_of(&self, aggregate: &str) -> T::State {
-        self.store.latest(aggregate).unwrap_or(T::INITIAL)
+        self.aggregates.latest(aggregate).unwrap_or(T::INITIAL)
     }
 }
 
@@ -96,43 +350,24 @@ impl<T: FsmTable<H>, H: Send + Sync + 'static> NodeHandler for FsmReducer<T, H> 
             ))
         })?;
         let aggregate = aggregate_key(event);
-        let from = self
-            .store
-            .get(event.partition, &aggregate)
-            .unwrap_or(T::INITIAL);
+        let kept = self.aggregates.current(event, &aggregate);
+        let from = kept.as_ref().map_or(T::INITIAL, |k| k.state);
         let to = T::next(&self.hooks, from, trigger, event).map_err(HandlerError::InvalidInput)?;
-        self.store.stage(event.partition, &aggregate, to);
         tracing::info!(%aggregate, %from, %to, %trigger, "state changed");
-
-        let terminal = T::is_terminal(to);
+        if self.aggregates.apply(event, &aggregate, kept, from, to) {
+            return Ok(Vec::new());
+        }
         let change = serde_json::json!({
             "aggregate_id": aggregate,
             "from_state": from,
             "to_state": to,
             "trigger": trigger,
-            "terminal": terminal,
         });
-        let events = T::EVENTS;
-        let mut out = Vec::new();
-        if let Some(topic) = events.result_topic {
-            out.push(
-                OutboundEvent::new(topic, events.state_changed, change.clone())
-                    .with_partition_key(&aggregate),
-            );
-        }
-        if let Some(topic) = events
-            .terminal_topic
-            .filter(|t| terminal && Some(*t) != events.result_topic)
-        {
-            out.push(
-                OutboundEvent::new(topic, events.completed, change).with_partition_key(aggregate),
-            );
-        }
-        Ok(out)
+        Ok(fsm_events::<T, H>(&aggregate, change, to))
     }
 
     fn state_keeper(&self) -> Option<&dyn StateKeeper> {
-        Some(&self.store)
+        Some(&self.aggregates)
     }
 }
 
@@ -150,12 +385,36 @@ pub trait Reduce: Send + Sync + 'static {
 pub trait ReducerTable: Send + Sync + 'static {
     /// Event type and topics.
     const EVENTS: ReducerEvents;
+    /// The aggregation window in milliseconds, if the contract has one.
+    const WINDOW_MS: Option<u64> = None;
+}
+
+fn json_window_events<T: ReducerTable>(
+    aggregate: &str,
+    kept: &Kept<serde_json::Value>,
+    open: &OpenWindow<serde_json::Value>,
+    end_ms: i64,
+) -> Vec<OutboundEvent> {
+    let events = T::EVENTS;
+    let change = serde_json::json!({
+        "aggregate_id": aggregate,
+        "state": kept.state,
+        "before": open.before,
+        "window": window_json(open, end_ms),
+    });
+    events
+        .result_topic
+        .map(|topic| {
+            OutboundEvent::new(topic, events.state_changed, change).with_partition_key(aggregate)
+        })
+        .into_iter()
+        .collect()
 }
 
 /// A reducer keeping one JSON state per aggregate, computed by `H`.
 pub struct JsonReducer<T, H> {
     reducer: H,
-    store: StateStore<serde_json::Value>,
+    aggregates: Aggregates<serde_json::Value>,
     table: PhantomData<fn() -> T>,
 }
 
@@ -164,14 +423,14 @@ impl<T: ReducerTable, H: Reduce> JsonReducer<T, H> {
     pub fn new(reducer: H) -> Self {
         JsonReducer {
             reducer,
-            store: StateStore::new(),
+            aggregates: Aggregates::new(T::WINDOW_MS, json_window_events::<T>),
             table: PhantomData,
         }
     }
 
     /// The latest state of an aggregate (`null` when it has none yet).
     pub fn state_of(&self, aggregate: &str) -> serde_json::Value {
-        self.store
+        self.aggregates
             .latest(aggregate)
             .unwrap_or(serde_json::Value::Null)
     }
@@ -185,12 +444,17 @@ impl<T: ReducerTable, H: Reduce> NodeHandler for JsonReducer<T, H> {
         event: &InboundEvent,
     ) -> Result<Vec<OutboundEvent>, HandlerError> {
         let aggregate = aggregate_key(event);
-        let current = self
-            .store
-            .get(event.partition, &aggregate)
-            .unwrap_or(serde_json::Value::Null);
+        let kept = self.aggregates.current(event, &aggregate);
+        let current = kept
+            .as_ref()
+            .map_or(serde_json::Value::Null, |k| k.state.clone());
         let state = self.reducer.reduce(&current, event)?;
-        self.store.stage(event.partition, &aggregate, state.clone());
+        if self
+            .aggregates
+            .apply(event, &aggregate, kept, current, state.clone())
+        {
+            return Ok(Vec::new());
+        }
         let change = serde_json::json!({ "aggregate_id": aggregate, "state": state });
         let events = T::EVENTS;
         Ok(events
@@ -204,7 +468,7 @@ impl<T: ReducerTable, H: Reduce> NodeHandler for JsonReducer<T, H> {
     }
 
     fn state_keeper(&self) -> Option<&dyn StateKeeper> {
-        Some(&self.store)
+        Some(&self.aggregates)
     }
 }
 
@@ -277,13 +541,18 @@ mod tests {
         e
     }
 
-    #[tokio::test]
-    async fn the_state_moves_only_when_committed() {
+    /// A snapshot topic on a fresh in-memory bus.
+    fn light_context() -> StateContext {
         let bus: Arc<dyn EventBus> = Arc::new(InMemoryBus::default());
-        let ctx = StateContext {
+        StateContext {
             bus,
             topic: "onex.snapshot.demo.light.v1".into(),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn the_state_moves_only_when_committed() {
+        let ctx = light_context();
         let node: FsmReducer<Light, ()> = FsmReducer::new(());
         let keeper = node.state_keeper().expect("keeps state");
         let on = event("on", "l1", 0);
@@ -322,5 +591,173 @@ mod tests {
         let refused = fresh.handle(&crate::testing::context(), &on).await;
         assert!(matches!(refused, Err(HandlerError::InvalidInput(m)) if m.contains("Broken")));
         fresh.state_keeper().unwrap().abandon(&on);
+    }
+
+    /// The light, publishing once per 1 s window.
+    struct WindowedLight;
+
+    impl FsmTable<()> for WindowedLight {
+        type State = Lamp;
+        type Trigger = &'static str;
+        const MACHINE: &'static str = "light";
+        const INITIAL: Lamp = Lamp::Off;
+        const EVENTS: ReducerEvents = Light::EVENTS_OF_LIGHT;
+        const WINDOW_MS: Option<u64> = Some(1000);
+
+        fn is_terminal(state: Lamp) -> bool {
+            <Light as FsmTable<()>>::is_terminal(state)
+        }
+
+        fn trigger_for(hooks: &(), event: &InboundEvent) -> Option<&'static str> {
+            <Light as FsmTable<()>>::trigger_for(hooks, event)
+        }
+
+        fn next(
+            hooks: &(),
+            from: Lamp,
+            trigger: &'static str,
+            event: &InboundEvent,
+        ) -> Result<Lamp, String> {
+            <Light as FsmTable<()>>::next(hooks, from, trigger, event)
+        }
+    }
+
+    impl Light {
+        const EVENTS_OF_LIGHT: ReducerEvents = <Light as FsmTable<()>>::EVENTS;
+    }
+
+    /// Handles `event` as the runtime does: admit, handle, commit.
+    async fn apply<N: NodeHandler>(
+        node: &N,
+        ctx: &StateContext,
+        event: &InboundEvent,
+    ) -> Vec<OutboundEvent> {
+        let keeper = node.state_keeper().expect("keeps state");
+        assert!(keeper.admit(ctx, event).await.unwrap());
+        let out = node
+            .handle(&crate::testing::context(), event)
+            .await
+            .unwrap();
+        keeper.commit(event).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_window_publishes_one_aggregated_state_per_aggregate() {
+        let ctx = light_context();
+        let node: FsmReducer<WindowedLight, ()> = FsmReducer::new(());
+        let keeper = node.state_keeper().unwrap();
+        assert_eq!(keeper.window(), Some(Duration::from_secs(1)));
+        for (offset, (trigger, lamp)) in [("on", "l1"), ("off", "l1"), ("on", "l1"), ("on", "l2")]
+            .into_iter()
+            .enumerate()
+        {
+            let out = apply(&node, &ctx, &event(trigger, lamp, offset as i64)).await;
+            assert!(out.is_empty(), "a window publishes nothing per input");
+        }
+        assert_eq!(node.state_of("l1"), Lamp::On);
+        let first = node
+            .aggregates
+            .store
+            .get(0, "l1")
+            .and_then(|k| k.window)
+            .expect("an open window");
+        let end = first.start_ms + 1000;
+        assert_eq!(first.inputs, 3);
+        assert!(
+            keeper.due_windows(end - 1).await.is_none(),
+            "not closed yet"
+        );
+
+        // Closed: one event per aggregate, the state before and after.
+        let due = keeper.due_windows(end).await.expect("closed windows");
+        let keys: Vec<&str> = due.windows.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(keys, ["l1", "l2"]);
+        let l1 = due.windows[0].clone();
+        assert_eq!(l1.events.len(), 1);
+        assert_eq!(
+            l1.events[0].payload,
+            json!({
+                "aggregate_id": "l1",
+                "from_state": "off",
+                "to_state": "on",
+                "terminal": false,
+                "window": { "start_ms": first.start_ms, "end_ms": end, "inputs": 3 },
+            })
+        );
+
+        // A new process before the windows were recorded as published
+        // finds them again, with the same first input (so the same ids).
+        let fresh: FsmReducer<WindowedLight, ()> = FsmReducer::new(());
+        let later = event("on", "l3", 4);
+        apply(&fresh, &ctx, &later).await;
+        drop(due);
+        let again = keeper.due_windows(end).await.unwrap();
+        let fresh_due = fresh
+            .state_keeper()
+            .unwrap()
+            .due_windows(end)
+            .await
+            .unwrap();
+        let l1_fresh = fresh_due.windows.iter().find(|w| w.key == "l1").unwrap();
+        assert_eq!(
+            (l1_fresh.start_ms, l1_fresh.causation_id, &l1_fresh.events),
+            (l1.start_ms, l1.causation_id, &again.windows[0].events)
+        );
+        drop(fresh_due);
+
+        // Recorded: nothing is due any more, here or in a new process.
+        keeper.windows_published(again).await.unwrap();
+        assert!(keeper.due_windows(end).await.is_none());
+        let restarted: FsmReducer<WindowedLight, ()> = FsmReducer::new(());
+        apply(&restarted, &ctx, &event("off", "l2", 5)).await;
+        let left = restarted
+            .state_keeper()
+            .unwrap()
+            .due_windows(i64::MAX)
+            .await
+            .expect("the new windows");
+        let keys: Vec<&str> = left.windows.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["l2", "l3"],
+            "l1 was published; l2 has a new input, l3 one of its own"
+        );
+        assert_eq!(restarted.state_of("l1"), Lamp::On);
+    }
+
+    #[tokio::test]
+    async fn an_input_waits_while_windows_are_published() {
+        let ctx = light_context();
+        let node: FsmReducer<WindowedLight, ()> = FsmReducer::new(());
+        apply(&node, &ctx, &event("on", "l1", 0)).await;
+        let due = node
+            .state_keeper()
+            .unwrap()
+            .due_windows(i64::MAX)
+            .await
+            .unwrap();
+        let next = event("off", "l1", 1);
+        let admitted = tokio::time::timeout(
+            Duration::from_millis(100),
+            node.state_keeper().unwrap().admit(&ctx, &next),
+        )
+        .await;
+        assert!(
+            admitted.is_err(),
+            "the input was admitted during the publish"
+        );
+        node.state_keeper()
+            .unwrap()
+            .windows_published(due)
+            .await
+            .unwrap();
+        assert!(node
+            .state_keeper()
+            .unwrap()
+            .admit(&ctx, &next)
+            .await
+            .unwrap());
+        node.state_keeper().unwrap().abandon(&next);
     }
 }

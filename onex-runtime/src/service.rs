@@ -253,6 +253,7 @@ impl NodeService {
         for logical in &self.shared.spec.subscribe_topics {
             let topic = self.shared.namer.physical(logical);
             let handler = Arc::new(self.shared.dispatcher(logical, bus.clone()));
+            handler.spawn_window_flush();
             subs.push(bus.subscribe(&topic, &self.shared.group, handler).await?);
         }
         let requests = self.shared.namer.physical(INTROSPECTION_REQUEST_TOPIC);

@@ -36,7 +36,7 @@ use uuid::Uuid;
 use crate::bus::{EventBus, Nack};
 use crate::envelope::Envelope;
 use crate::headers::Headers;
-use crate::node::{InboundEvent, NodeSpec};
+use crate::node::{InboundEvent, NodeSpec, OutboundEvent};
 use crate::topic::parse_onex_topic;
 
 /// Namespace of the ids derived from inputs ([`output_event_id`]).
@@ -47,6 +47,14 @@ const OUTPUT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f6e_6578_2d73_7461_7465_2d6
 /// duplicate.
 pub fn output_event_id(node: &str, inbound: &Envelope, index: usize) -> Uuid {
     let name = format!("{node}/{}/{index}", inbound.event_id);
+    Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes())
+}
+
+/// The id of the `index`-th event a node publishes when the aggregation
+/// window starting at `start_ms` closes for `key`: the same window always
+/// yields the same ids, whichever process publishes it.
+pub fn window_event_id(node: &str, key: &str, start_ms: i64, index: usize) -> Uuid {
+    let name = format!("{node}/window/{key}/{start_ms}/{index}");
     Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes())
 }
 
@@ -134,6 +142,71 @@ pub trait StateKeeper: Send + Sync {
 
     /// Forgets the state of partitions the node no longer owns.
     fn revoked(&self, topic: &str, partitions: &[i32]);
+
+    /// Restores the partitions the node was given that it has not restored
+    /// yet (else this happens at their first input).
+    async fn assigned(&self, ctx: &StateContext, partitions: &[i32]) -> Result<(), Nack> {
+        let _ = (ctx, partitions);
+        Ok(())
+    }
+
+    /// The aggregation window, when the handler publishes once per window
+    /// instead of once per input.
+    fn window(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Waits for the turn and returns the windows that closed by `now_ms`
+    /// (milliseconds since the epoch), with what to publish for each; `None`
+    /// when none did. The runtime publishes their events, then hands them
+    /// to [`StateKeeper::windows_published`]; dropping them instead gives
+    /// the turn back and leaves the windows open.
+    async fn due_windows(&self, now_ms: i64) -> Option<DueWindows> {
+        let _ = now_ms;
+        None
+    }
+
+    /// Records that the events of `due` were published, and gives the turn
+    /// back.
+    async fn windows_published(&self, due: DueWindows) -> Result<(), Nack> {
+        drop(due);
+        Ok(())
+    }
+}
+
+/// Closed aggregation windows still to publish, holding the turn: no input
+/// is handled until they are published and recorded, or dropped.
+pub struct DueWindows {
+    /// The windows.
+    pub windows: Vec<DueWindow>,
+    _turn: OwnedMutexGuard<()>,
+}
+
+impl DueWindows {
+    /// `windows`, holding `turn` ([`StateStore::take_turn`]).
+    pub fn new(windows: Vec<DueWindow>, turn: OwnedMutexGuard<()>) -> Self {
+        DueWindows {
+            windows,
+            _turn: turn,
+        }
+    }
+}
+
+/// One aggregate's closed window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueWindow {
+    /// Partition of the snapshot topic (and of the inputs).
+    pub partition: i32,
+    /// The aggregate.
+    pub key: String,
+    /// Start of the window, milliseconds since the epoch.
+    pub start_ms: i64,
+    /// Correlation id of the window's first input.
+    pub correlation_id: Uuid,
+    /// Event id of the window's first input.
+    pub causation_id: Uuid,
+    /// What to publish.
+    pub events: Vec<OutboundEvent>,
 }
 
 /// The restored part of one partition.
@@ -183,6 +256,19 @@ impl<S> Default for StateStore<S> {
 
 fn same_bus(a: &Arc<dyn EventBus>, b: &Arc<dyn EventBus>) -> bool {
     std::ptr::eq(Arc::as_ptr(a) as *const (), Arc::as_ptr(b) as *const ())
+}
+
+/// Makes `ctx` the store's bus and topic. A new bus (degraded start, then
+/// Kafka) has another log's offsets, so everything is read again.
+fn adopt<S>(inner: &mut Inner<S>, ctx: &StateContext) {
+    let same = inner
+        .ctx
+        .as_ref()
+        .is_some_and(|c| same_bus(&c.bus, &ctx.bus) && c.topic == ctx.topic);
+    if !same {
+        inner.partitions.clear();
+        inner.ctx = Some(ctx.clone());
+    }
 }
 
 impl<S> StateStore<S>
@@ -265,30 +351,97 @@ where
         state: &S,
         applied: bool,
     ) -> Result<(), Nack> {
+        let input = InputPosition::of(event);
+        self.write_at(
+            ctx,
+            input,
+            event.envelope.correlation_id,
+            key,
+            state,
+            applied,
+        )
+        .await
+    }
+
+    async fn write_at(
+        &self,
+        ctx: &StateContext,
+        input: InputPosition,
+        correlation_id: Uuid,
+        key: &str,
+        state: &S,
+        applied: bool,
+    ) -> Result<(), Nack> {
+        let partition = input.partition;
         let record = Record {
             key: key.to_string(),
             state,
-            input: InputPosition::of(event),
+            input,
             applied,
         };
         let value = serde_json::to_vec(&record)
             .map_err(|e| Nack::new(format!("encoding the state of {key}: {e}")))?;
         let headers = Headers {
             content_type: Some("application/json".into()),
-            correlation_id: Some(event.envelope.correlation_id),
+            correlation_id: Some(correlation_id),
             ..Headers::default()
         };
         ctx.bus
-            .publish_to_partition(
-                &ctx.topic,
-                event.partition,
-                key.as_bytes(),
-                &value,
-                &headers,
-            )
+            .publish_to_partition(&ctx.topic, partition, key.as_bytes(), &value, &headers)
             .await
             .map(|_| ())
             .map_err(|e| Nack::new(format!("writing the state of {key} to {}: {e}", ctx.topic)))
+    }
+
+    /// Waits until no input holds the turn, and holds it until the guard is
+    /// dropped.
+    pub async fn take_turn(&self) -> OwnedMutexGuard<()> {
+        self.turn.clone().lock_owned().await
+    }
+
+    /// Every committed entry of the partitions this process holds, as
+    /// `(partition, key, state)`, sorted.
+    pub fn entries(&self) -> Vec<(i32, String, S)> {
+        let inner = self.lock();
+        let mut out: Vec<(i32, String, S)> = inner
+            .partitions
+            .iter()
+            .flat_map(|(p, part)| {
+                part.entries
+                    .iter()
+                    .map(move |(k, s)| (*p, k.clone(), s.clone()))
+            })
+            .collect();
+        out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        out
+    }
+
+    /// Writes `state` for `key` now, for no input (an aggregation window
+    /// closed), while the caller holds the turn ([`StateStore::take_turn`]).
+    pub async fn write_now(
+        &self,
+        partition: i32,
+        key: &str,
+        state: S,
+        correlation_id: Uuid,
+    ) -> Result<(), Nack> {
+        let ctx = self.lock().ctx.clone();
+        if let Some(ctx) = ctx {
+            let input = InputPosition {
+                topic: String::new(),
+                partition,
+                offset: -1,
+            };
+            self.write_at(&ctx, input, correlation_id, key, &state, false)
+                .await?;
+        }
+        self.lock()
+            .partitions
+            .entry(partition)
+            .or_default()
+            .entries
+            .insert(key.to_string(), state);
+        Ok(())
     }
 
     async fn restore(&self, ctx: &StateContext, partition: i32) -> Result<(), Nack> {
@@ -361,16 +514,7 @@ where
         let restored = {
             let mut inner = self.lock();
             inner.staged.clear();
-            let same = inner
-                .ctx
-                .as_ref()
-                .is_some_and(|c| same_bus(&c.bus, &ctx.bus) && c.topic == ctx.topic);
-            if !same {
-                // A new bus (degraded start, then Kafka): its offsets are
-                // another log's, so everything is read again.
-                inner.partitions.clear();
-                inner.ctx = Some(ctx.clone());
-            }
+            adopt(&mut inner, ctx);
             inner.partitions.contains_key(&event.partition)
         };
         if !restored {
@@ -429,6 +573,21 @@ where
 
     fn abandon(&self, event: &InboundEvent) {
         self.release_turn(event);
+    }
+
+    async fn assigned(&self, ctx: &StateContext, partitions: &[i32]) -> Result<(), Nack> {
+        let _turn = self.take_turn().await;
+        for partition in partitions {
+            let restored = {
+                let mut inner = self.lock();
+                adopt(&mut inner, ctx);
+                inner.partitions.contains_key(partition)
+            };
+            if !restored {
+                self.restore(ctx, *partition).await?;
+            }
+        }
+        Ok(())
     }
 
     fn revoked(&self, topic: &str, partitions: &[i32]) {
@@ -531,6 +690,24 @@ mod tests {
         other.commit(&event(1)).await.unwrap();
         assert!(!store.admit(&ctx, &event(1)).await.unwrap());
         assert_eq!(store.get(0, "a"), Some(7));
+    }
+
+    #[tokio::test]
+    async fn an_assigned_partition_is_restored_before_any_input() {
+        let bus = InMemoryBus::default();
+        let ctx = ctx(&bus);
+        let store: StateStore<i64> = StateStore::new();
+        assert!(store.admit(&ctx, &event(0)).await.unwrap());
+        store.stage(0, "a", 3);
+        store.commit(&event(0)).await.unwrap();
+        let other: StateStore<i64> = StateStore::new();
+        assert_eq!(other.get(0, "a"), None);
+        other.assigned(&ctx, &[0]).await.unwrap();
+        assert_eq!(other.get(0, "a"), Some(3));
+        assert!(
+            !other.admit(&ctx, &event(0)).await.unwrap(),
+            "offset 0 was applied"
+        );
     }
 
     #[test]

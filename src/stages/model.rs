@@ -41,6 +41,8 @@ pub struct NodeModel {
     /// Rust expression for `Option<onex_runtime::Idempotency>`.
     pub idempotency: String,
     pub handler_timeout_ms: Option<u64>,
+    /// The reducer's aggregation window in milliseconds.
+    pub aggregation_window_ms: Option<u64>,
     pub capabilities: Vec<String>,
     pub tags: Vec<String>,
     pub health_path: String,
@@ -335,6 +337,7 @@ pub fn build(contract: &Contract) -> NodeModel {
         breaker,
         idempotency,
         handler_timeout_ms: contract.performance.timeout_ms,
+        aggregation_window_ms: contract.aggregation_window_ms,
         capabilities,
         tags: contract.tags.clone(),
         health_path: contract.health_check.endpoint.clone(),

@@ -161,9 +161,23 @@ fn config_error(e: KafkaError) -> BusError {
 /// consumer lag from librdkafka's statistics.
 struct AssignmentContext {
     assigned: watch::Sender<bool>,
-    /// Partitions taken away, for the consumer loop to tell its handler.
-    revoked: tokio::sync::mpsc::UnboundedSender<Vec<(String, i32)>>,
+    /// Partitions taken away and given, in order, for the consumer loop to
+    /// tell its handler.
+    rebalances: tokio::sync::mpsc::UnboundedSender<Rebalanced>,
     metrics: Arc<Metrics>,
+}
+
+/// A change of the partitions a consumer owns.
+enum Rebalanced {
+    Revoked(Vec<(String, i32)>),
+    Assigned(Vec<(String, i32)>),
+}
+
+fn partitions_of(tpl: &rdkafka::TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
 }
 
 impl ClientContext for AssignmentContext {
@@ -194,13 +208,10 @@ impl ClientContext for AssignmentContext {
 impl ConsumerContext for AssignmentContext {
     fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            let lost = tpl
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect();
             // The receiver lives as long as the consumer loop.
-            let _ = self.revoked.send(lost);
+            let _ = self
+                .rebalances
+                .send(Rebalanced::Revoked(partitions_of(tpl)));
         }
     }
 
@@ -212,6 +223,11 @@ impl ConsumerContext for AssignmentContext {
                     partitions = tpl.count(),
                     "partitions assigned"
                 );
+                if tpl.count() > 0 {
+                    let _ = self
+                        .rebalances
+                        .send(Rebalanced::Assigned(partitions_of(tpl)));
+                }
                 self.assigned.send_replace(true);
             }
             Rebalance::Revoke(tpl) => {
@@ -511,26 +527,39 @@ fn to_bus_message(m: &BorrowedMessage<'_>) -> BusMessage {
     }
 }
 
-/// Tells `handler` about partitions revoked since the last call.
-async fn report_revoked(
-    handler: &dyn MessageHandler,
-    revoked: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<(String, i32)>>,
-) {
-    while let Ok(lost) = revoked.try_recv() {
-        let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
-        for (topic, partition) in lost {
-            by_topic.entry(topic).or_default().push(partition);
-        }
-        for (topic, partitions) in by_topic {
+/// Tells `handler` about one change of the partitions it owns.
+async fn report_rebalance(handler: &dyn MessageHandler, change: Rebalanced) {
+    let (revoked, parts) = match change {
+        Rebalanced::Revoked(parts) => (true, parts),
+        Rebalanced::Assigned(parts) => (false, parts),
+    };
+    let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+    for (topic, partition) in parts {
+        by_topic.entry(topic).or_default().push(partition);
+    }
+    for (topic, partitions) in by_topic {
+        if revoked {
             handler.on_revoked(&topic, &partitions).await;
+        } else {
+            handler.on_assigned(&topic, &partitions).await;
         }
+    }
+}
+
+/// Tells `handler` about every change since the last call, in order.
+async fn report_rebalances(
+    handler: &dyn MessageHandler,
+    rebalances: &mut tokio::sync::mpsc::UnboundedReceiver<Rebalanced>,
+) {
+    while let Ok(change) = rebalances.try_recv() {
+        report_rebalance(handler, change).await;
     }
 }
 
 async fn consume(
     consumer: StreamConsumer<AssignmentContext>,
     handler: Arc<dyn MessageHandler>,
-    mut revoked: tokio::sync::mpsc::UnboundedReceiver<Vec<(String, i32)>>,
+    mut rebalances: tokio::sync::mpsc::UnboundedReceiver<Rebalanced>,
     mut stop: watch::Receiver<bool>,
     settings: KafkaSettings,
     metrics: Arc<Metrics>,
@@ -542,6 +571,10 @@ async fn consume(
         let received = tokio::select! {
             biased;
             _ = stop.changed() => break,
+            Some(change) = rebalances.recv() => {
+                report_rebalance(handler.as_ref(), change).await;
+                continue;
+            }
             r = consumer.recv() => r,
         };
         match received {
@@ -557,7 +590,7 @@ async fn consume(
             }
             Ok(m) => {
                 last_error = None;
-                report_revoked(handler.as_ref(), &mut revoked).await;
+                report_rebalances(handler.as_ref(), &mut rebalances).await;
                 let msg = to_bus_message(&m);
                 let acked = deliver_until_acked(
                     handler.as_ref(),
@@ -592,7 +625,7 @@ async fn consume(
         Err(e) => tracing::warn!("final commit failed: {e}"),
     }
     consumer.unsubscribe();
-    report_revoked(handler.as_ref(), &mut revoked).await;
+    report_rebalances(handler.as_ref(), &mut rebalances).await;
 }
 
 #[async_trait]
@@ -788,12 +821,12 @@ impl EventBus for KafkaBus {
         validate_topic_name(topic)?;
         let guard = self.inner.tasks.guard().ok_or(BusError::Closed)?;
         let (assigned_tx, mut assigned) = watch::channel(false);
-        let (revoked_tx, revoked) = tokio::sync::mpsc::unbounded_channel();
+        let (rebalances_tx, rebalances) = tokio::sync::mpsc::unbounded_channel();
         let consumer: StreamConsumer<AssignmentContext> =
             consumer_config(&self.inner.settings, group, topic)
                 .create_with_context(AssignmentContext {
                     assigned: assigned_tx,
-                    revoked: revoked_tx,
+                    rebalances: rebalances_tx,
                     metrics: self.inner.metrics.clone(),
                 })
                 .map_err(config_error)?;
@@ -803,7 +836,7 @@ impl EventBus for KafkaBus {
         let metrics = self.inner.metrics.clone();
         let task = tokio::spawn(async move {
             let _guard = guard;
-            consume(consumer, handler, revoked, stop, settings, metrics).await;
+            consume(consumer, handler, rebalances, stop, settings, metrics).await;
         });
         self.inner
             .subscribers

@@ -173,6 +173,12 @@ pub trait MessageHandler: Send + Sync + 'static {
     async fn on_revoked(&self, topic: &str, partitions: &[i32]) {
         let _ = (topic, partitions);
     }
+
+    /// The subscription was given these partitions of `topic`. Called
+    /// between messages, before any message of them.
+    async fn on_assigned(&self, topic: &str, partitions: &[i32]) {
+        let _ = (topic, partitions);
+    }
 }
 
 /// A [`MessageHandler`] from an async closure.

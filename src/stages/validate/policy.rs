@@ -2,7 +2,7 @@
 //! idempotency, performance.
 
 use crate::contract::{
-    CircuitBreakerPolicy, ErrorType, HealthCheck, Idempotency, Performance, RetryPolicy,
+    CircuitBreakerPolicy, ErrorType, HealthCheck, Idempotency, NodeKind, Performance, RetryPolicy,
 };
 
 use super::{Ctx, Cursor};
@@ -319,5 +319,56 @@ pub fn performance(root: &Cursor) -> Performance {
         .map(|s| s.saturating_mul(1000));
     Performance {
         timeout_ms: from_perf.or(from_descriptor).or(from_routing),
+    }
+}
+
+/// The platform's window length when `windowing` gives none
+/// (omnibase_core's `ModelWindowingStrategy.window_size_ms`).
+const DEFAULT_WINDOW_MS: u64 = 60_000;
+
+/// The aggregation window of a reducer, from the platform's aggregation
+/// subcontract: `aggregation.windowing` with `windowing_enabled: true`,
+/// `window_type: tumbling` and `window_size_ms` (default 60000). Other
+/// window types are read as tumbling with a warning; so is a window on a
+/// node that is not a reducer, which is ignored.
+pub fn aggregation_window(ctx: &mut Ctx, root: &Cursor, kind: NodeKind) -> Option<u64> {
+    let aggregation = root.get("aggregation")?;
+    let windowing = aggregation.get("windowing")?;
+    let enabled = windowing.get("windowing_enabled").and_then(|v| v.bool());
+    if enabled != Some(true) {
+        if windowing.get("window_size_ms").is_some() {
+            ctx.warning(
+                "W-UNSUPPORTED",
+                &windowing,
+                "windowing is off unless windowing_enabled is true (as on the platform); the reducer publishes once per input",
+                "windowing_enabled: true",
+            );
+        }
+        return None;
+    }
+    if kind != NodeKind::Reducer {
+        let at = root.key("aggregation").unwrap_or(aggregation);
+        ctx.warning(
+            "W-UNSUPPORTED",
+            &at,
+            format!("only reducers aggregate; the window of this {kind} node is ignored"),
+            "aggregation on a reducer",
+        );
+        return None;
+    }
+    if let Some(t) = windowing.get("window_type") {
+        if t.scalar().as_deref() != Some("tumbling") {
+            ctx.warning(
+                "W-UNSUPPORTED",
+                &t,
+                "only tumbling windows are supported; the window is tumbling",
+                "window_type: tumbling",
+            );
+        }
+    }
+    match windowing.get("window_size_ms") {
+        None => Some(DEFAULT_WINDOW_MS),
+        // Anything else was reported by the schema check.
+        Some(size) => size.u64().filter(|ms| *ms > 0),
     }
 }

@@ -1,0 +1,12 @@
+//! node_customer_totals_reducer: an ONEX reducer node.
+//!
+//! Sums each customer's orders and publishes the totals once per window.
+//!
+//! `generated` is rewritten by onex-gen from the contract (minimal_windowed.yaml);
+//! `handlers` is yours and is never overwritten. So are modules you add below:
+//! `onex-gen new` merges its changes to this file with yours.
+
+pub mod generated;
+pub mod handlers;
+
+// Your modules.
