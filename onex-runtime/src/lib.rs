@@ -17,6 +17,7 @@ mod bus_env;
 pub mod config;
 pub mod dlq;
 pub mod envelope;
+pub mod handler_bus;
 pub mod headers;
 pub mod health;
 pub mod http;

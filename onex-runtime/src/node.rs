@@ -25,10 +25,13 @@ pub use crate::headers::Headers;
 pub use crate::retry::RetrySettings;
 
 use crate::breaker::CircuitBreaker;
-use crate::bus::{BusError, BusMessage, EventBus, MessageHandler, Nack, OutgoingMessage};
+use crate::bus::{
+    BusError, BusMessage, EventBus, MessageHandler, Nack, OutgoingMessage, PublishReceipt,
+};
 use crate::dlq::dead_letter;
 pub use crate::dlq::Failure;
 use crate::envelope::{Envelope, EventSource};
+use crate::handler_bus::HandlerBus;
 use crate::metrics::{inc, Metrics};
 use crate::state::{output_event_id, snapshot_topic, window_event_id, StateContext, StateKeeper};
 use crate::topic::TopicNamer;
@@ -282,13 +285,28 @@ impl HandlerError {
     }
 }
 
-/// What a handler can see while handling one message.
-#[derive(Debug, Clone)]
+/// What a handler can see and do while handling one message: its contract
+/// environment, the message's correlation id and attempt number, and the
+/// bus (publish to declared topics, batches, request/response, broadcasts
+/// and group commands; see [`HandlerBus`]).
+#[derive(Clone)]
 pub struct HandlerContext {
     node_name: Arc<str>,
     env: Arc<BTreeMap<String, String>>,
     correlation_id: Uuid,
     attempt: u32,
+    bus: Option<(Arc<HandlerBus>, Arc<Envelope>)>,
+}
+
+impl fmt::Debug for HandlerContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerContext")
+            .field("node_name", &self.node_name)
+            .field("correlation_id", &self.correlation_id)
+            .field("attempt", &self.attempt)
+            .field("bus", &self.bus.is_some())
+            .finish()
+    }
 }
 
 impl HandlerContext {
@@ -304,7 +322,80 @@ impl HandlerContext {
             env: Arc::new(env),
             correlation_id,
             attempt,
+            bus: None,
         }
+    }
+
+    /// The same context with bus access, handling `inbound` (tests use this
+    /// to give a handler an in-memory bus).
+    pub fn with_bus(mut self, bus: Arc<HandlerBus>, inbound: Envelope) -> Self {
+        self.correlation_id = inbound.correlation_id;
+        self.bus = Some((bus, Arc::new(inbound)));
+        self
+    }
+
+    fn on_bus(&self) -> Result<(&HandlerBus, &Envelope), HandlerError> {
+        self.bus
+            .as_ref()
+            .map(|(bus, inbound)| (bus.as_ref(), inbound.as_ref()))
+            .ok_or_else(|| HandlerError::Fatal("this handler context has no event bus".into()))
+    }
+
+    /// Publishes `event` now (to a topic the contract declares), in the
+    /// flow of the message being handled. Use [`OutboundEvent::with_header`]
+    /// and [`OutboundEvent::with_partition_key`] for headers and the key.
+    pub async fn publish(&self, event: OutboundEvent) -> Result<PublishReceipt, HandlerError> {
+        let (bus, inbound) = self.on_bus()?;
+        bus.publish(inbound, event).await
+    }
+
+    /// Publishes `events` in order, pipelined.
+    pub async fn publish_batch(
+        &self,
+        events: Vec<OutboundEvent>,
+    ) -> Result<Vec<PublishReceipt>, HandlerError> {
+        let (bus, inbound) = self.on_bus()?;
+        bus.publish_batch(inbound, events).await
+    }
+
+    /// Sends a request to a declared `topic` and waits up to `timeout` for
+    /// the responder's answer (the envelope with the request's correlation
+    /// id on this node's reply topic). No answer in time is
+    /// [`HandlerError::Retriable`].
+    pub async fn request(
+        &self,
+        topic: &str,
+        event_type: &str,
+        payload: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<Envelope, HandlerError> {
+        let (bus, inbound) = self.on_bus()?;
+        bus.request(inbound, topic, event_type, payload, timeout)
+            .await
+    }
+
+    /// Sends `command` to every node of `target_environment` (default:
+    /// `KAFKA_ENVIRONMENT`).
+    pub async fn broadcast_to_environment(
+        &self,
+        command: &str,
+        payload: serde_json::Value,
+        target_environment: Option<&str>,
+    ) -> Result<PublishReceipt, HandlerError> {
+        let (bus, _) = self.on_bus()?;
+        bus.broadcast_to_environment(command, payload, target_environment)
+            .await
+    }
+
+    /// Sends `command` to the nodes of `target_group` in this environment.
+    pub async fn send_to_group(
+        &self,
+        command: &str,
+        payload: serde_json::Value,
+        target_group: &str,
+    ) -> Result<PublishReceipt, HandlerError> {
+        let (bus, _) = self.on_bus()?;
+        bus.send_to_group(command, payload, target_group).await
     }
 
     /// A contract environment variable (its value, else its default).
@@ -419,6 +510,8 @@ pub struct Dispatcher {
     spec: Arc<NodeSpec>,
     handler: Arc<dyn NodeHandler>,
     bus: Arc<dyn EventBus>,
+    handler_bus: Arc<HandlerBus>,
+    commands_only: bool,
     namer: TopicNamer,
     source: EventSource,
     env: Arc<BTreeMap<String, String>>,
@@ -508,8 +601,10 @@ impl DispatchShared {
             .map(|_| self.namer.physical(&snapshot_topic(&self.spec)))
     }
 
-    /// A dispatcher for the logical topic `consumed`, publishing on `bus`.
-    pub fn dispatcher(&self, consumed: &str, bus: Arc<dyn EventBus>) -> Dispatcher {
+    /// A dispatcher for the logical topic `consumed`, publishing on the bus
+    /// of `handler_bus`.
+    pub fn dispatcher(&self, consumed: &str, handler_bus: Arc<HandlerBus>) -> Dispatcher {
+        let bus = handler_bus.bus().clone();
         let state = self.state_topic().map(|topic| StateContext {
             bus: bus.clone(),
             topic,
@@ -519,6 +614,8 @@ impl DispatchShared {
             spec: self.spec.clone(),
             handler: self.handler.clone(),
             bus,
+            handler_bus,
+            commands_only: false,
             namer: self.namer.clone(),
             source: self.source.clone(),
             env: self.env.clone(),
@@ -537,6 +634,7 @@ enum Outcome {
 }
 
 impl Dispatcher {
+<<<<<<< HEAD
     /// Publishes the handler's aggregation windows that have closed, then
     /// records them closed (see [`crate::reducer`]); returns how many. A
     /// failed publish leaves them open for the next call, which publishes
@@ -601,6 +699,15 @@ impl Dispatcher {
                 }
             }
         });
+=======
+    /// The same dispatcher for broadcast and group commands: a command this
+    /// node does not handle (its handler finds the input invalid) is
+    /// acknowledged and left alone instead of dead-lettered, since every
+    /// node of the environment or group receives every command.
+    pub fn for_commands(mut self) -> Self {
+        self.commands_only = true;
+        self
+>>>>>>> 2520cc4 (Handlers use the bus: HandlerContext publishes to declared topics (key, headers), publishes batches, sends requests and awaits the correlated answer, broadcasts to its environment and sends to groups)
     }
 
     /// The physical dead-letter topic.
@@ -662,6 +769,7 @@ impl Dispatcher {
             env: self.env.clone(),
             correlation_id,
             attempt,
+            bus: Some((self.handler_bus.clone(), Arc::new(event.envelope.clone()))),
         };
         let call = self.handler.handle(&ctx, event);
         let result = match self.spec.handler_timeout_ms {
@@ -710,6 +818,13 @@ impl Dispatcher {
         inbound: &Envelope,
         outputs: Vec<OutboundEvent>,
     ) -> Result<(), Failure> {
+        let reply_to = inbound
+            .metadata
+            .get(crate::request::REPLY_TO)
+            .and_then(serde_json::Value::as_str);
+        if let Some(reply_to) = reply_to {
+            self.reply(inbound, reply_to, &outputs).await?;
+        }
         for (index, out) in outputs.into_iter().enumerate() {
             // With durable state a result's id is derived from its input, so
             // a result published again after a crash is recognisably the same.
@@ -737,6 +852,50 @@ impl Dispatcher {
                     error_type: "publish_failed".into(),
                     reason: format!("publishing a result to {topic} failed: {e}"),
                     retry_count,
+                    failed_at: Utc::now(),
+                    correlation_id: Some(inbound.correlation_id),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers a request that names a reply topic: every result goes there
+    /// too (a request with no result gets `<event type>.completed`), with
+    /// the request's correlation id.
+    async fn reply(
+        &self,
+        inbound: &Envelope,
+        reply_to: &str,
+        outputs: &[OutboundEvent],
+    ) -> Result<(), Failure> {
+        let answers: Vec<Envelope> = if outputs.is_empty() {
+            let event_type = format!("{}.completed", inbound.event_type);
+            vec![Envelope::caused_by(
+                inbound,
+                event_type,
+                serde_json::json!({}),
+                self.source.clone(),
+            )]
+        } else {
+            outputs
+                .iter()
+                .map(|o| {
+                    Envelope::caused_by(
+                        inbound,
+                        o.event_type.clone(),
+                        o.payload.clone(),
+                        self.source.clone(),
+                    )
+                })
+                .collect()
+        };
+        for answer in answers {
+            if let Err(e) = self.bus.publish_envelope(reply_to, &answer, None).await {
+                return Err(Failure {
+                    error_type: "publish_failed".into(),
+                    reason: format!("answering on {reply_to} failed: {e}"),
+                    retry_count: 0,
                     failed_at: Utc::now(),
                     correlation_id: Some(inbound.correlation_id),
                 });
@@ -898,6 +1057,14 @@ impl MessageHandler for Dispatcher {
         if let Some(failure) = failed {
             if let Some((keeper, _)) = keeper {
                 keeper.abandon(&event);
+            }
+            if self.commands_only && failure.error_type == "invalid_input" {
+                tracing::debug!(
+                    node = %self.spec.name,
+                    command = %event.envelope.event_type,
+                    "a broadcast or group command this node does not handle: ignored"
+                );
+                return Ok(());
             }
             self.publish_failure(&event, &failure).await;
             self.dead_letter(msg, failure).await?

@@ -17,6 +17,7 @@ use crate::bus::memory::{InMemoryBus, MemoryBusSettings};
 use crate::bus::{BusBackend, BusError, BusMessage, EventBus, MessageHandler, Nack, Subscription};
 use crate::config::{ConfigError, ConfigSource, RuntimeConfig};
 use crate::envelope::{Envelope, EventSource};
+use crate::handler_bus::{reply_topic, HandlerBus, HandlerBusSettings};
 use crate::health::{HealthReport, Status};
 use crate::introspection::{
     self, NodeIdentity, Reason, INTROSPECTION_EVENT_TYPE, INTROSPECTION_REQUEST_TOPIC,
@@ -206,8 +207,37 @@ impl NodeService {
         )
     }
 
+    /// `<environment>.broadcast` and `<environment>.<group>` (logical): the
+    /// topics of `broadcast_to_environment` and `send_to_group` that reach
+    /// this node (`KAFKA_ENVIRONMENT`, `KAFKA_GROUP`).
+    pub fn command_topics(&self) -> Vec<String> {
+        let env = &self.config.environment;
+        vec![
+            format!("{env}.broadcast"),
+            format!("{env}.{}", self.config.group),
+        ]
+    }
+
+    fn handler_bus_settings(&self) -> HandlerBusSettings {
+        let spec = &self.shared.spec;
+        HandlerBusSettings {
+            namer: self.shared.namer.clone(),
+            source: self.shared.source.clone(),
+            declared: spec
+                .subscribe_topics
+                .iter()
+                .chain(&spec.publish_topics)
+                .cloned()
+                .collect(),
+            environment: self.config.environment.clone(),
+            group: self.config.group.clone(),
+            instance_id: self.identity.instance_id.clone(),
+        }
+    }
+
     /// Every physical topic the node touches: consumed, published,
-    /// dead-letter and introspection topics.
+    /// dead-letter and introspection topics, its broadcast, group and reply
+    /// topics.
     pub fn topics(&self) -> Vec<String> {
         let spec = &self.shared.spec;
         let namer = &self.shared.namer;
@@ -224,7 +254,14 @@ impl NodeService {
             .chain([
                 namer.physical(INTROSPECTION_TOPIC),
                 namer.physical(INTROSPECTION_REQUEST_TOPIC),
+                namer.physical(&reply_topic(&spec.name)),
             ])
+            .chain(self.command_topics().iter().flat_map(|t| {
+                [
+                    namer.physical(t),
+                    namer.dlq(t, self.shared.dlq_explicit.as_deref()),
+                ]
+            }))
             .collect();
         out.sort();
         out.dedup();
@@ -249,12 +286,31 @@ impl NodeService {
             }
             bus.ensure_compacted_topic(&snapshot, partitions).await?;
         }
+        let handler_bus = Arc::new(HandlerBus::new(bus.clone(), self.handler_bus_settings()));
         let mut subs = Vec::new();
         for logical in &self.shared.spec.subscribe_topics {
             let topic = self.shared.namer.physical(logical);
+<<<<<<< HEAD
             let handler = Arc::new(self.shared.dispatcher(logical, bus.clone()));
             handler.spawn_window_flush();
+=======
+            let handler = Arc::new(self.shared.dispatcher(logical, handler_bus.clone()));
+>>>>>>> 2520cc4 (Handlers use the bus: HandlerContext publishes to declared topics (key, headers), publishes batches, sends requests and awaits the correlated answer, broadcasts to its environment and sends to groups)
             subs.push(bus.subscribe(&topic, &self.shared.group, handler).await?);
+        }
+        // Broadcasts to the environment and commands to the group reach
+        // every instance: each reads them with a group of its own.
+        for logical in self.command_topics() {
+            let topic = self.shared.namer.physical(&logical);
+            let dispatcher = self
+                .shared
+                .dispatcher(&logical, handler_bus.clone())
+                .for_commands();
+            let group = format!(
+                "{}.{logical}.{}",
+                self.shared.group, self.identity.instance_id
+            );
+            subs.push(bus.subscribe(&topic, &group, Arc::new(dispatcher)).await?);
         }
         let requests = self.shared.namer.physical(INTROSPECTION_REQUEST_TOPIC);
         let group = format!(

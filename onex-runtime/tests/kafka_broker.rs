@@ -111,6 +111,7 @@ conformance!(
     retries_run_out_then_dead_letter,
     unpublishable_result_is_dead_lettered,
     python_service_envelopes_are_handled,
+    handlers_use_the_bus,
 );
 
 /// A handler that never succeeds leaves the offset uncommitted: a consumer

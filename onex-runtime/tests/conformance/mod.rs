@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Nack, OutgoingMessage, Subscription};
@@ -691,6 +691,193 @@ pub async fn python_service_envelopes_are_handled(b: &dyn Backend) {
     assert_eq!(headers.trace_id.as_deref(), Some("trace-from-python"));
     service.shutdown().await;
     osub.unsubscribe().await;
+}
+
+/// A node that adds two numbers (answers requests on their reply topic)
+/// and records every command it sees.
+struct Adder {
+    out_topic: String,
+    commands: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl NodeHandler for Adder {
+    async fn handle(
+        &self,
+        _ctx: &HandlerContext,
+        event: &InboundEvent,
+    ) -> Result<Vec<OutboundEvent>, HandlerError> {
+        let p = &event.envelope.payload;
+        if event.envelope.event_type != "add" {
+            self.commands
+                .lock()
+                .unwrap()
+                .push(event.envelope.event_type.clone());
+            return Err(HandlerError::InvalidInput("not an add".into()));
+        }
+        let sum = p["a"].as_i64().unwrap_or(0) + p["b"].as_i64().unwrap_or(0);
+        Ok(vec![OutboundEvent::new(
+            &self.out_topic,
+            "added",
+            json!({ "sum": sum }),
+        )])
+    }
+}
+
+/// A node whose handler uses the bus: publishes with a key and headers,
+/// publishes a batch, asks the adder over request/response, broadcasts to
+/// its environment and sends to a group, and refuses an undeclared topic.
+struct Caller {
+    notes: String,
+    adder: String,
+}
+
+#[async_trait]
+impl NodeHandler for Caller {
+    async fn handle(
+        &self,
+        ctx: &HandlerContext,
+        _event: &InboundEvent,
+    ) -> Result<Vec<OutboundEvent>, HandlerError> {
+        let note = OutboundEvent::new(&self.notes, "noted", json!({"n": 0}))
+            .with_partition_key("note-key")
+            .with_header("x-note", "1")
+            .with_header("priority", "high");
+        ctx.publish(note).await?;
+        let batch = (1..=2)
+            .map(|n| OutboundEvent::new(&self.notes, "noted", json!({ "n": n })))
+            .collect();
+        assert_eq!(ctx.publish_batch(batch).await?.len(), 2);
+        let undeclared = ctx
+            .publish(OutboundEvent::new(
+                "onex.evt.nobody.nothing.v1",
+                "x",
+                json!({}),
+            ))
+            .await;
+        assert!(
+            matches!(undeclared, Err(HandlerError::Fatal(ref m)) if m.contains("not declared"))
+        );
+        let answer = ctx
+            .request(
+                &self.adder,
+                "add",
+                json!({"a": 2, "b": 3}),
+                Duration::from_secs(30),
+            )
+            .await?;
+        ctx.broadcast_to_environment("reload", json!({"scope": "all"}), None)
+            .await?;
+        ctx.send_to_group("drain", json!({}), "adders").await?;
+        Ok(vec![OutboundEvent::new(
+            &self.notes,
+            "answered",
+            json!({ "sum": answer.payload["sum"], "answer_type": answer.event_type }),
+        )])
+    }
+}
+
+/// Handlers use the bus through their context; the answer of a request
+/// arrives within the handler call; broadcasts and group commands reach the
+/// nodes of the environment and group, which ignore commands they do not
+/// handle instead of dead-lettering them.
+pub async fn handlers_use_the_bus(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let (t, _) = node_topics(
+        b,
+        &bus,
+        &["caller-in", "caller-notes", "adder-in", "adder-out"],
+    )
+    .await;
+    let environment = format!("env{}", Uuid::new_v4().simple());
+    let mut pairs = b.node_config();
+    pairs.push(("KAFKA_ENVIRONMENT".into(), environment.clone()));
+    let adder_pairs = [pairs.clone(), vec![("KAFKA_GROUP".into(), "adders".into())]].concat();
+    let start = |s: NodeSpec, handler: Arc<dyn NodeHandler>, pairs: Vec<(String, String)>| {
+        let bus = bus.clone();
+        async move {
+            let src = ConfigSource::from_pairs(pairs);
+            let config = RuntimeConfig::from_source(&src).unwrap();
+            let service = Arc::new(NodeService::new(s, handler, config, &src).unwrap());
+            service.start(bus, false).await.expect("node start");
+            service
+        }
+    };
+    let adder = Arc::new(Adder {
+        out_topic: t[3].clone(),
+        commands: Mutex::new(Vec::new()),
+    });
+    let mut adder_spec = spec(&t[2], &t[3], 0);
+    adder_spec.name = "node_adder_compute".into();
+    let adder_node = start(adder_spec, adder.clone(), adder_pairs).await;
+    let caller = Arc::new(Caller {
+        notes: t[1].clone(),
+        adder: t[2].clone(),
+    });
+    let mut cs = spec(&t[0], &t[1], 0);
+    cs.name = "node_caller_orchestrator".into();
+    cs.publish_topics.push(t[2].clone());
+    let caller_node = start(cs, caller, pairs).await;
+    let (nsub, mut notes) = collect(&bus, &t[1], &group()).await;
+    let mut input = Envelope::new("go", json!({}), source());
+    input.metadata.insert("trace_id".into(), json!("trace-go"));
+    bus.publish_envelope(&t[0], &input, None).await.unwrap();
+    let got = recv_n(&mut notes, 4, b.patience()).await;
+    let envs: Vec<Envelope> = got
+        .iter()
+        .map(|m| Envelope::from_bytes(&m.value).unwrap())
+        .collect();
+    for e in &envs {
+        assert_eq!(e.correlation_id, input.correlation_id, "{e:?}");
+        assert_eq!(e.causation_id, Some(input.event_id));
+        assert_eq!(e.trace_id(), Some("trace-go"));
+    }
+    let keyed = got
+        .iter()
+        .find(|m| m.key.as_deref() == Some(&b"note-key"[..]))
+        .expect("keyed note");
+    assert_eq!(
+        keyed.headers.extra.get("x-note").map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        keyed.headers.priority,
+        Some(onex_runtime::headers::Priority::High)
+    );
+    let ns: Vec<i64> = envs
+        .iter()
+        .filter(|e| e.event_type == "noted")
+        .map(|e| e.payload["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ns, [0, 1, 2]);
+    let answered = envs
+        .iter()
+        .find(|e| e.event_type == "answered")
+        .expect("answered");
+    assert_eq!(answered.payload["sum"], 5);
+    assert_eq!(answered.payload["answer_type"], "added");
+    // The broadcast and the group command reached the adder, which ignored
+    // them: nothing dead-lettered.
+    let deadline = tokio::time::Instant::now() + b.patience();
+    loop {
+        let seen = adder.commands.lock().unwrap().clone();
+        if seen.contains(&"reload".to_string()) && seen.contains(&"drain".to_string()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "commands seen: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dlq_of_broadcast = format!("{environment}.broadcast.dlq");
+    let (dsub, mut dead) = collect(&bus, &dlq_of_broadcast, &group()).await;
+    expect_silence(&mut dead, Duration::from_millis(300)).await;
+    caller_node.shutdown().await;
+    adder_node.shutdown().await;
+    for s in [nsub, dsub] {
+        s.unsubscribe().await;
+    }
 }
 
 /// A batch arrives complete and in order.

@@ -1,0 +1,217 @@
+//! What a handler may do on the bus while it handles a message, through its
+//! [`HandlerContext`](crate::node::HandlerContext): publish to any topic the
+//! contract declares (with a key and headers), publish a batch, send a
+//! request and await the correlated response with a timeout, and send
+//! environment broadcasts and group commands.
+//!
+//! Everything published this way continues the flow of the message being
+//! handled: same correlation id and trace, causation id = its event id. A
+//! request starts a correlation of its own (so that several can be in
+//! flight) but keeps the trace. Requests name this node's reply topic,
+//! `onex.evt.<node>.replies.v1`, which every instance reads with a group of
+//! its own; the responder answers there (a generated node does so for every
+//! request that names a reply topic).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use crate::bus::{BusError, EventBus, PublishReceipt};
+use crate::envelope::{Envelope, EventSource};
+use crate::node::{HandlerError, OutboundEvent};
+use crate::publisher::Router;
+use crate::request::{RequestClient, RequestError};
+use crate::topic::TopicNamer;
+
+/// The bus as the handlers of one node see it.
+pub struct HandlerBus {
+    bus: Arc<dyn EventBus>,
+    namer: TopicNamer,
+    source: EventSource,
+    declared: BTreeSet<String>,
+    router: Router,
+    reply_topic: String,
+    reply_group: String,
+    requests: OnceCell<RequestClient>,
+}
+
+/// Where a node's handlers may publish, and who they are.
+#[derive(Debug, Clone)]
+pub struct HandlerBusSettings {
+    /// Topic prefix.
+    pub namer: TopicNamer,
+    /// Source stamped on what handlers publish.
+    pub source: EventSource,
+    /// The logical topics the contract declares (consumed and published).
+    pub declared: BTreeSet<String>,
+    /// `KAFKA_ENVIRONMENT`.
+    pub environment: String,
+    /// `KAFKA_GROUP`.
+    pub group: String,
+    /// The process's instance id (its reply group is its own).
+    pub instance_id: String,
+}
+
+/// The reply topic of a node (logical): `onex.evt.<node>.replies.v1`.
+pub fn reply_topic(node_name: &str) -> String {
+    format!("onex.evt.{}.replies.v1", node_name.replace('_', "-"))
+}
+
+fn bus_failure(e: BusError) -> HandlerError {
+    match e {
+        BusError::NonRetriable { .. } | BusError::Topic(_) | BusError::Config(_) => {
+            HandlerError::Fatal(e.to_string())
+        }
+        _ => HandlerError::Retriable(e.to_string()),
+    }
+}
+
+impl HandlerBus {
+    /// Handler access to `bus` for a node.
+    pub fn new(bus: Arc<dyn EventBus>, s: HandlerBusSettings) -> Self {
+        let node = s.source.node_id.clone();
+        HandlerBus {
+            router: Router::new(bus.clone(), s.namer.clone(), &s.environment, &s.group),
+            reply_topic: s.namer.physical(&reply_topic(&node)),
+            reply_group: format!("{node}.replies.{}", s.instance_id),
+            bus,
+            namer: s.namer,
+            source: s.source,
+            declared: s.declared,
+            requests: OnceCell::new(),
+        }
+    }
+
+    /// The bus itself.
+    pub fn bus(&self) -> &Arc<dyn EventBus> {
+        &self.bus
+    }
+
+    /// The physical reply topic of this node.
+    pub fn physical_reply_topic(&self) -> &str {
+        &self.reply_topic
+    }
+
+    fn check_declared(&self, topic: &str) -> Result<(), HandlerError> {
+        if self.declared.contains(topic) {
+            Ok(())
+        } else {
+            Err(HandlerError::Fatal(format!(
+                "topic `{topic}` is not declared by the contract (declared: {})",
+                self.declared.iter().cloned().collect::<Vec<_>>().join(", ")
+            )))
+        }
+    }
+
+    /// Publishes `event`, caused by `inbound`.
+    pub async fn publish(
+        &self,
+        inbound: &Envelope,
+        event: OutboundEvent,
+    ) -> Result<PublishReceipt, HandlerError> {
+        self.check_declared(&event.topic)?;
+        let m = event.into_message(inbound, None, &self.source, &self.namer);
+        self.bus
+            .publish(&m.topic, m.key.as_deref(), &m.value, &m.headers)
+            .await
+            .map_err(bus_failure)
+    }
+
+    /// Publishes `events` in order, caused by `inbound`; fails on the first
+    /// that could not be published.
+    pub async fn publish_batch(
+        &self,
+        inbound: &Envelope,
+        events: Vec<OutboundEvent>,
+    ) -> Result<Vec<PublishReceipt>, HandlerError> {
+        for e in &events {
+            self.check_declared(&e.topic)?;
+        }
+        let messages: Vec<_> = events
+            .into_iter()
+            .map(|e| e.into_message(inbound, None, &self.source, &self.namer))
+            .collect();
+        self.bus
+            .publish_batch(&messages)
+            .await
+            .into_iter()
+            .map(|r| r.map_err(bus_failure))
+            .collect()
+    }
+
+    async fn client(&self) -> Result<&RequestClient, HandlerError> {
+        self.requests
+            .get_or_try_init(|| async {
+                if self.bus.backend() == crate::bus::BusBackend::Kafka {
+                    self.bus
+                        .ensure_topics(std::slice::from_ref(&self.reply_topic))
+                        .await?;
+                }
+                RequestClient::new(
+                    self.bus.clone(),
+                    &self.reply_topic,
+                    &self.reply_group,
+                    self.source.clone(),
+                )
+                .await
+            })
+            .await
+            .map_err(bus_failure)
+    }
+
+    /// Sends a request of `event_type` to the declared `topic` and waits up
+    /// to `timeout` for the answer. No answer in time is a retriable failure.
+    pub async fn request(
+        &self,
+        inbound: &Envelope,
+        topic: &str,
+        event_type: &str,
+        payload: Value,
+        timeout: Duration,
+    ) -> Result<Envelope, HandlerError> {
+        self.check_declared(topic)?;
+        let client = self.client().await?;
+        // A correlation of its own, in the caller's trace.
+        let mut request = Envelope::caused_by(inbound, event_type, payload, self.source.clone());
+        request.correlation_id = uuid::Uuid::new_v4();
+        let physical = self.namer.physical(topic);
+        match client.send(&physical, request, timeout).await {
+            Ok(reply) => Ok(reply.envelope),
+            Err(RequestError::Bus(e)) => Err(bus_failure(e)),
+            Err(e) => Err(HandlerError::Retriable(format!(
+                "request to {physical} failed: {e}"
+            ))),
+        }
+    }
+
+    /// Sends `command` to every node of `target_environment` (default: this
+    /// node's, `KAFKA_ENVIRONMENT`) on `<environment>.broadcast`.
+    pub async fn broadcast_to_environment(
+        &self,
+        command: &str,
+        payload: Value,
+        target_environment: Option<&str>,
+    ) -> Result<PublishReceipt, HandlerError> {
+        self.router
+            .broadcast_to_environment(command, payload, target_environment)
+            .await
+            .map_err(bus_failure)
+    }
+
+    /// Sends `command` to the nodes of `target_group` on
+    /// `<environment>.<target_group>`.
+    pub async fn send_to_group(
+        &self,
+        command: &str,
+        payload: Value,
+        target_group: &str,
+    ) -> Result<PublishReceipt, HandlerError> {
+        self.router
+            .send_to_group(command, payload, target_group)
+            .await
+            .map_err(bus_failure)
+    }
+}
