@@ -206,7 +206,7 @@ fn state_machines_and_workflows_are_generated_whole() {
             }
             let tests = file(&g, "tests/node.rs");
             assert!(
-                tests.contains("fn every_declared_transition_is_allowed"),
+                tests.contains("fn declared_transitions_are_taken_and_an_undeclared_one_refused"),
                 "{at}"
             );
         }

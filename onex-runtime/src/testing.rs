@@ -24,6 +24,7 @@ use crate::envelope::{Envelope, EventSource};
 use crate::introspection::{INTROSPECTION_REQUEST_TOPIC, INTROSPECTION_TOPIC};
 use crate::node::{HandlerContext, InboundEvent, NodeHandler, NodeSpec};
 use crate::service::{NodeService, StartupError};
+use crate::topic::TopicNamer;
 
 /// How long [`TestNode`] waits by default for what it expects before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -255,10 +256,221 @@ impl TestNode {
             .collect()
     }
 
+    /// Where the node dead-letters what it consumed from `consumed`.
+    pub fn dlq_topic(&self, consumed: &str) -> String {
+        let spec = self.service.spec();
+        let config = self.service.config();
+        let explicit = spec
+            .dlq_topic
+            .as_deref()
+            .or(config.dead_letter_topic.as_deref());
+        TopicNamer::new(config.topic_prefix.clone()).dlq(consumed, explicit)
+    }
+
     /// Stops the node as a shutdown signal would.
     pub async fn stop(self) {
         self.service.shutdown().await;
     }
+}
+
+/// Every variable in `required` is needed for the node to start, and no
+/// other: started without one of them it refuses, naming it; started with
+/// exactly these it runs. `handler` makes a fresh handler per start.
+pub async fn assert_requires_env(
+    spec: &NodeSpec,
+    handler: impl Fn() -> Arc<dyn NodeHandler>,
+    required: &[&str],
+) {
+    let value = |name: &str| format!("test-{}", name.to_lowercase());
+    let values: Vec<(String, String)> =
+        required.iter().map(|n| (n.to_string(), value(n))).collect();
+    for missing in required {
+        let env: Vec<(&str, &str)> = values
+            .iter()
+            .filter(|(n, _)| n != missing)
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        match TestNode::start_with_env(spec.clone(), handler(), &env).await {
+            Ok(node) => {
+                node.stop().await;
+                panic!(
+                    "{} started without {missing}, which the contract requires",
+                    spec.name
+                );
+            }
+            Err(e) => assert!(
+                e.to_string().contains(missing),
+                "{} refused to start without {missing}, but said: {e}",
+                spec.name
+            ),
+        }
+    }
+    let env: Vec<(&str, &str)> = values
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    match TestNode::start_with_env(spec.clone(), handler(), &env).await {
+        Ok(node) => node.stop().await,
+        Err(e) => panic!(
+            "{} does not start with only {required:?} set: {e}",
+            spec.name
+        ),
+    }
+}
+
+/// A message on `consumed` that is no ONEX envelope is dead-lettered on
+/// `dlq` (naming where it came from and why), and nothing else is published.
+pub async fn assert_poison_is_dead_lettered(node: &TestNode, consumed: &str, dlq: &str) {
+    let before = node.published_summary().len();
+    node.send_raw(consumed, b"\x00 not an ONEX envelope").await;
+    let letters = node.published(dlq, 1).await;
+    let info = dlq::inspect(letters.last().expect("one dead letter"))
+        .unwrap_or_else(|| panic!("the message on {dlq} carries no dead-letter headers"));
+    assert_eq!(
+        info.original_topic, consumed,
+        "the dead letter names its topic"
+    );
+    assert!(
+        info.reason.as_deref().is_some_and(|r| !r.is_empty()),
+        "the dead letter says why: {info:?}"
+    );
+    node.settle().await;
+    let after = node.published_summary();
+    assert_eq!(
+        after.len(),
+        before + 1,
+        "only the dead letter was published: {:?}",
+        &after[before..]
+    );
+}
+
+/// A declared transition: `(from, trigger, to)`, by their contract names.
+pub type Transition<'a> = (&'a str, &'a str, &'a str);
+
+/// How [`assert_transitions`] reaches a state machine.
+pub enum Drive<'a> {
+    /// Through a running node: events sent to `consumed`, refusals read
+    /// from `dlq`.
+    Bus {
+        /// The node.
+        node: &'a TestNode,
+        /// The topic it consumes.
+        consumed: &'a str,
+        /// Where it dead-letters.
+        dlq: &'a str,
+    },
+    /// By calling the handler as the runtime does (for a node that
+    /// consumes no topic, so that nothing on the bus can move it).
+    Direct(&'a dyn NodeHandler),
+}
+
+impl Drive<'_> {
+    /// Fires `trigger` for `aggregate`; whether the node accepted it.
+    async fn fire(&self, aggregate: &str, trigger: &str) -> bool {
+        let payload = serde_json::json!({ "aggregate_id": aggregate, "trigger": trigger });
+        match self {
+            Drive::Bus {
+                node,
+                consumed,
+                dlq,
+            } => {
+                let letters = node.bus.history(usize::MAX, Some(dlq)).len();
+                node.send(consumed, trigger, payload).await;
+                node.settle().await;
+                node.bus.history(usize::MAX, Some(dlq)).len() == letters
+            }
+            Drive::Direct(handler) => handler
+                .handle(&context(), &inbound("direct", trigger, payload))
+                .await
+                .is_ok(),
+        }
+    }
+}
+
+/// Drives a state machine: for every declared transition, a fresh
+/// aggregate is moved from `initial` to the transition's `from` state along
+/// declared transitions, then fired with its trigger, and `state_of` must
+/// then say `to`; for every `refused` `(from, trigger)` pair the event must
+/// be refused (dead-lettered, on the bus) and the aggregate stay put. An
+/// event fires the trigger named by its event type and payload `trigger`,
+/// for the aggregate in payload `aggregate_id`. Returns the transitions
+/// whose `from` state no declared path reaches (they cannot be driven from
+/// outside).
+pub async fn assert_transitions<'a>(
+    drive: Drive<'_>,
+    initial: &str,
+    declared: &[Transition<'a>],
+    refused: &[(&'a str, &'a str)],
+    state_of: impl Fn(&str) -> String,
+) -> Vec<Transition<'a>> {
+    let path_to = |target: &str| -> Option<Vec<&'a str>> {
+        let mut paths: BTreeMap<&str, Vec<&'a str>> = BTreeMap::new();
+        paths.insert(initial, Vec::new());
+        let mut frontier = std::collections::VecDeque::from([initial]);
+        while let Some(state) = frontier.pop_front() {
+            for (from, trigger, to) in declared {
+                if *from == state && !paths.contains_key(to) {
+                    let mut p = paths[state].clone();
+                    p.push(trigger);
+                    paths.insert(to, p);
+                    frontier.push_back(to);
+                }
+            }
+        }
+        paths.get(target).cloned()
+    };
+    let walk = |aggregate: String, path: Vec<&'a str>, to: &'a str| {
+        let drive = &drive;
+        let state_of = &state_of;
+        async move {
+            for step in path {
+                assert!(
+                    drive.fire(&aggregate, step).await,
+                    "{step} on the way to {to} was refused"
+                );
+            }
+            assert_eq!(
+                state_of(&aggregate),
+                to,
+                "reached {to} along declared transitions"
+            );
+        }
+    };
+    let mut unreachable = Vec::new();
+    for (i, (from, trigger, to)) in declared.iter().enumerate() {
+        let Some(path) = path_to(from) else {
+            unreachable.push((*from, *trigger, *to));
+            continue;
+        };
+        let aggregate = format!("declared-{i}");
+        walk(aggregate.clone(), path, from).await;
+        assert!(
+            drive.fire(&aggregate, trigger).await,
+            "{trigger} in state {from} is declared, but was refused"
+        );
+        assert_eq!(
+            state_of(&aggregate),
+            *to,
+            "{trigger} in state {from} is declared to lead to {to}"
+        );
+    }
+    for (i, (from, trigger)) in refused.iter().enumerate() {
+        let Some(path) = path_to(from) else {
+            continue;
+        };
+        let aggregate = format!("refused-{i}");
+        walk(aggregate.clone(), path, from).await;
+        assert!(
+            !drive.fire(&aggregate, trigger).await,
+            "{trigger} in state {from} is not declared, but was accepted"
+        );
+        assert_eq!(
+            state_of(&aggregate),
+            *from,
+            "{trigger} in state {from} is not declared: the state stays"
+        );
+    }
+    unreachable
 }
 
 #[cfg(test)]

@@ -121,6 +121,12 @@ pub fn render(model: &NodeModel, opts: &RenderOptions) -> Result<FileSet, GenErr
         "tests/node.rs.j2",
         Owner::Generated,
     )?;
+    renderer.emit(
+        &mut files,
+        "tests/handlers.rs",
+        "tests/handlers.rs.j2",
+        Owner::User,
+    )?;
     Ok(files)
 }
 

@@ -1,0 +1,25 @@
+//! Tests of your handlers for ab_compare_orchestrator. onex-gen created this file once
+//! and never overwrites it: change these tests as your handlers grow. (The
+//! contract's own guarantees are checked in `tests/node.rs`, generated.)
+//!
+//! The starting tests call the node the way the runtime does, without a bus,
+//! and check that the starting handlers accept the examples.
+
+use onex_runtime::testing::{context, inbound};
+use onex_runtime::NodeHandler;
+
+use ab_compare_orchestrator::generated::node::Node;
+use ab_compare_orchestrator::handlers::Handlers;
+
+#[tokio::test]
+async fn the_workflow_completes() {
+    let event = inbound(
+        "onex.cmd.omnimarket.ab-compare-start.v1",
+        "test.start",
+        serde_json::json!({ "task": "test" }),
+    );
+    Node::new(Handlers::new())
+        .handle(&context(), &event)
+        .await
+        .expect("every step succeeds");
+}
