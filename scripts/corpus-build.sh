@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Generates a crate for every contract of a corpus folder and builds each:
-# `cargo clippy --all-targets -- -D warnings` (which compiles the crate and
-# its tests, and fails on any warning) and `cargo fmt --check`, all sharing
-# one target folder so onex-runtime and its dependencies compile once.
+# `cargo fmt --check`, `cargo clippy --all-targets -- -D warnings` (fails on
+# any warning) and `cargo test` (the crate's own tests: what its contract
+# fixes, and its starting handlers), all --locked --offline against the
+# crate's generated Cargo.lock, sharing one target folder so onex-runtime
+# and its dependencies compile once. Fails when any crate fails, and when it
+# built nothing.
 #
 #   scripts/corpus-build.sh [CONTRACTS_DIR]   (default ../shared/onex-contracts)
 set -euo pipefail
@@ -27,15 +30,22 @@ while IFS= read -r contract; do
     failed=$((failed + 1)); failures+=("$name: generation failed (see $out/$name.log)"); continue
   fi
   crate="$(find "$dest" -mindepth 1 -maxdepth 1 -type d | head -n 1)"
-  if ! (cd "$crate" && cargo clippy --quiet --all-targets -- -D warnings) >>"$out/$name.log" 2>&1; then
-    failed=$((failed + 1)); failures+=("$name: clippy failed (see $out/$name.log)"); continue
-  fi
   if ! (cd "$crate" && cargo fmt --check) >>"$out/$name.log" 2>&1; then
     failed=$((failed + 1)); failures+=("$name: not rustfmt-clean (see $out/$name.log)"); continue
+  fi
+  if ! (cd "$crate" && cargo clippy --locked --offline --quiet --all-targets -- -D warnings) >>"$out/$name.log" 2>&1; then
+    failed=$((failed + 1)); failures+=("$name: clippy failed (see $out/$name.log)"); continue
+  fi
+  if ! (cd "$crate" && cargo test --locked --offline --quiet) >>"$out/$name.log" 2>&1; then
+    failed=$((failed + 1)); failures+=("$name: its tests failed (see $out/$name.log)"); continue
   fi
   passed=$((passed + 1))
 done < <(find "$corpus" -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
 
 for f in "${failures[@]+"${failures[@]}"}"; do echo "FAILED $f"; done
 echo "corpus-build: $passed passed, $failed failed"
+if [ "$passed" -eq 0 ]; then
+  echo "corpus-build: built nothing from $corpus" >&2
+  exit 1
+fi
 [ "$failed" -eq 0 ]

@@ -5,8 +5,8 @@
 #   2. cargo test --locked on the workspace (unit, stage fixtures, golden
 #      files, corpus, regeneration, CLI, in-memory and mock-cluster tests),
 #   3. `onex-gen check golden` (the drift check CI users run),
-#   4. every golden crate and every corpus crate built with clippy -D warnings
-#      and fmt --check,
+#   4. every golden crate and every corpus crate built with clippy -D warnings,
+#      fmt --check and its own cargo test,
 #   5. the real-broker suites on tansu: the runtime's broker tests, the
 #      generated nodes end to end, and onex-gen serve end to end.
 # Each step that needs a broker starts its own on a free loopback port and
