@@ -634,7 +634,6 @@ enum Outcome {
 }
 
 impl Dispatcher {
-<<<<<<< HEAD
     /// Publishes the handler's aggregation windows that have closed, then
     /// records them closed (see [`crate::reducer`]); returns how many. A
     /// failed publish leaves them open for the next call, which publishes
@@ -699,7 +698,8 @@ impl Dispatcher {
                 }
             }
         });
-=======
+    }
+
     /// The same dispatcher for broadcast and group commands: a command this
     /// node does not handle (its handler finds the input invalid) is
     /// acknowledged and left alone instead of dead-lettered, since every
@@ -707,7 +707,6 @@ impl Dispatcher {
     pub fn for_commands(mut self) -> Self {
         self.commands_only = true;
         self
->>>>>>> 2520cc4 (Handlers use the bus: HandlerContext publishes to declared topics (key, headers), publishes batches, sends requests and awaits the correlated answer, broadcasts to its environment and sends to groups)
     }
 
     /// The physical dead-letter topic.

@@ -290,12 +290,8 @@ impl NodeService {
         let mut subs = Vec::new();
         for logical in &self.shared.spec.subscribe_topics {
             let topic = self.shared.namer.physical(logical);
-<<<<<<< HEAD
-            let handler = Arc::new(self.shared.dispatcher(logical, bus.clone()));
-            handler.spawn_window_flush();
-=======
             let handler = Arc::new(self.shared.dispatcher(logical, handler_bus.clone()));
->>>>>>> 2520cc4 (Handlers use the bus: HandlerContext publishes to declared topics (key, headers), publishes batches, sends requests and awaits the correlated answer, broadcasts to its environment and sends to groups)
+            handler.spawn_window_flush();
             subs.push(bus.subscribe(&topic, &self.shared.group, handler).await?);
         }
         // Broadcasts to the environment and commands to the group reach
