@@ -33,7 +33,11 @@ BF="$ROOT/target/bench-format/release/bench-format"
 mapfile -t contracts < <(find "$CONTRACTS" -name '*.yaml' | sort)
 ONEX_GEN_CACHE=off "$OG" new "$ROOT/contracts/minimal_effect.yaml" --runtime-path "$ROOT/onex-runtime" \
   -o "$dir/one" >/dev/null
-ONEX_GEN_CACHE=off "$OG" new "${contracts[@]}" --runtime-path "$ROOT/onex-runtime" -o "$dir/all" >/dev/null
+# One folder per contract: historical versions share a node name.
+for i in "${!contracts[@]}"; do
+  ONEX_GEN_CACHE=off "$OG" new "${contracts[$i]}" --runtime-path "$ROOT/onex-runtime" \
+    -o "$dir/all/$i" >/dev/null 2>&1
+done
 
 {
   echo "## The formatter stage"
@@ -44,7 +48,7 @@ ONEX_GEN_CACHE=off "$OG" new "${contracts[@]}" --runtime-path "$ROOT/onex-runtim
   echo "| crates | input | rustfmt process | prettyplease in-process | speed-up | byte-identical to rustfmt | rejected by rustfmt --check | comment lines dropped |"
   echo "|---|---|---|---|---|---|---|---|"
   "$BF" --runs "$RUNS" --label "minimal_effect" "$dir/one"/*/
-  "$BF" --runs "$RUNS" --label "${#contracts[@]} corpus crates" "$dir/all"/*/
+  "$BF" --runs "$RUNS" --label "${#contracts[@]} corpus crates" "$dir/all"/*/*/
   echo
   python3 "$ROOT/bench/lib/pairs.py" --runs "$RUNS" --warmup 1 \
     --title "### onex-gen new contracts/minimal_effect.yaml: rustfmt process against the warm cache" \
