@@ -16,6 +16,7 @@ pub mod lockfile;
 pub mod manifest;
 pub mod merge;
 pub mod pipeline;
+pub mod rust;
 pub mod stages;
 pub mod yaml;
 

@@ -13,6 +13,9 @@ use crate::contract::{
     Contract, Field, FieldType, FromState, Idempotency, NodeKind, Operation, PublishRole,
     TopicName, TopicSource,
 };
+use crate::rust::{
+    doc_code, doc_text, f64_literal, Code, Expr, RustType, SerdeDefault, SerdeField,
+};
 
 /// Everything the templates need, derived from a validated contract.
 #[derive(Debug, Clone, Serialize)]
@@ -26,7 +29,9 @@ pub struct NodeModel {
     pub pascal: String,
     pub kind: NodeKind,
     /// The contract description folded into doc-comment lines.
-    pub doc: Vec<String>,
+    pub doc: Vec<Code>,
+    /// The contract description on one line (for string literals and manifests).
+    pub description: String,
     pub structs: Vec<StructModel>,
     pub enums: Vec<EnumModel>,
     pub operations: Vec<OperationModel>,
@@ -39,7 +44,7 @@ pub struct NodeModel {
     pub retry: RetryModel,
     pub breaker: Option<BreakerModel>,
     /// Rust expression for `Option<onex_runtime::Idempotency>`.
-    pub idempotency: String,
+    pub idempotency: Code,
     pub handler_timeout_ms: Option<u64>,
     /// The reducer's aggregation window in milliseconds.
     pub aggregation_window_ms: Option<u64>,
@@ -54,7 +59,7 @@ pub struct NodeModel {
 #[derive(Debug, Clone, Serialize)]
 pub struct StructModel {
     pub name: String,
-    pub doc: Vec<String>,
+    pub doc: Vec<Code>,
     pub fields: Vec<FieldModel>,
 }
 
@@ -62,24 +67,33 @@ pub struct StructModel {
 pub struct FieldModel {
     /// Rust identifier.
     pub ident: String,
-    /// Wire name, when it differs from the identifier.
-    pub rename: Option<String>,
+    /// Wire name (the contract's spelling).
+    pub wire: String,
     /// Rust type.
-    pub ty: String,
-    pub doc: Vec<String>,
-    /// `#[serde(default)]` and friends, without the surrounding `#[serde(...)]`.
-    pub serde: Vec<String>,
-    /// Name of the function giving the field's contract default, when it has one.
+    pub ty: RustType,
+    pub doc: Vec<Code>,
+    /// The field's description on one line.
+    pub description: String,
+    /// How serde reads and writes the field (renders as its `#[serde(...)]`).
+    pub serde: SerdeField,
+    /// The function giving the field's contract default, when it has one.
     pub default_fn: Option<DefaultFn>,
-    /// A Rust expression of the field's type: the value used by generated tests and defaults.
-    pub example: String,
+    /// A value of the field's type: the value used by generated tests.
+    pub example: Expr,
+}
+
+impl FieldModel {
+    /// Whether a message must carry the field.
+    pub fn required(&self) -> bool {
+        self.serde.default == SerdeDefault::Required && !matches!(self.ty, RustType::Option(_))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DefaultFn {
     pub name: String,
-    pub ty: String,
-    pub expr: String,
+    pub ty: RustType,
+    pub expr: Expr,
 }
 
 /// A generated string enum (from `Literal[...]` or a JSON Schema `enum`).
@@ -102,9 +116,9 @@ pub struct OperationModel {
     pub name: String,
     /// Rust function name.
     pub fn_name: String,
-    pub doc: Vec<String>,
-    pub input_type: String,
-    pub output_type: String,
+    pub doc: Vec<Code>,
+    pub input_type: RustType,
+    pub output_type: RustType,
     /// Extra names this operation answers to (its declared event_type).
     pub aliases: Vec<String>,
     /// The event type of a successful result, e.g. `git-effect.branch-create.completed`.
@@ -112,9 +126,9 @@ pub struct OperationModel {
     /// Topic for this operation's result (falls back to the node's result topic).
     pub result_topic: Option<String>,
     /// A Rust expression building an example input (for generated tests).
-    pub example_input: String,
+    pub example_input: Expr,
     /// A Rust expression for the starting-point result in the user's handler file.
-    pub default_output: String,
+    pub default_output: Expr,
 }
 
 /// Which topic each kind of outgoing event goes to.
@@ -149,7 +163,7 @@ pub struct TopicModel {
 #[derive(Debug, Clone, Serialize)]
 pub struct FsmModel {
     pub name: String,
-    pub doc: Vec<String>,
+    pub doc: Vec<Code>,
     pub states: Vec<StateModel>,
     pub triggers: Vec<TriggerModel>,
     pub initial: String,
@@ -168,7 +182,7 @@ pub struct FsmModel {
 pub struct StateModel {
     pub ident: String,
     pub wire: String,
-    pub doc: Vec<String>,
+    pub doc: Vec<Code>,
     pub terminal: bool,
 }
 
@@ -193,7 +207,7 @@ pub struct GuardModel {
     pub ident: String,
     /// The condition's name in the contract.
     pub wire: String,
-    pub doc: Vec<String>,
+    pub doc: Vec<Code>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -207,7 +221,7 @@ pub struct StepModel {
     pub ident: String,
     pub wire: String,
     pub fn_name: String,
-    pub doc: Vec<String>,
+    pub doc: Vec<Code>,
     pub depends_on: Vec<String>,
 }
 
@@ -264,18 +278,7 @@ pub fn build(contract: &Contract) -> NodeModel {
         reset_timeout_ms: contract.circuit_breaker.reset_timeout_ms,
         half_open_max_requests: contract.circuit_breaker.half_open_max_requests,
     });
-    let idempotency = match &contract.idempotency {
-        None => "None".to_owned(),
-        Some(Idempotency::EventId) => "Some(Idempotency::EventId)".to_owned(),
-        Some(Idempotency::HashFields { fields }) => format!(
-            "Some(Idempotency::HashFields(vec![{}]))",
-            fields
-                .iter()
-                .map(|f| format!("{}.to_owned()", rust_str(f)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
+    let idempotency = idempotency_code(contract.idempotency.as_ref());
     let env = contract
         .env
         .iter()
@@ -283,7 +286,7 @@ pub fn build(contract: &Contract) -> NodeModel {
             name: e.name.clone(),
             required: e.required,
             default: e.default.clone(),
-            description: e.description.as_deref().map(one_line).unwrap_or_default(),
+            description: e.description.as_deref().map(doc_text).unwrap_or_default(),
         })
         .collect();
     let mut capabilities: Vec<String> = contract
@@ -302,7 +305,7 @@ pub fn build(contract: &Contract) -> NodeModel {
     }
     let operation_types: Vec<String> = operations
         .iter()
-        .flat_map(|o| [o.input_type.clone(), o.output_type.clone()])
+        .flat_map(|o| [o.input_type.to_string(), o.output_type.to_string()])
         .filter(|t| types.structs.iter().any(|s| &s.name == t))
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -318,7 +321,8 @@ pub fn build(contract: &Contract) -> NodeModel {
         lib: contract.name.to_string(),
         pascal: contract.name.pascal(),
         kind: contract.kind,
-        doc: doc_lines(contract.description.as_deref().unwrap_or("")),
+        doc: doc_code(contract.description.as_deref().unwrap_or("")),
+        description: doc_text(contract.description.as_deref().unwrap_or("")),
         structs: types.structs,
         enums: types.enums,
         operations,
@@ -355,6 +359,8 @@ fn build_operations(contract: &Contract, types: &mut TypeBuilder) -> Vec<Operati
         .then(|| types.add_struct("NodeInput", "Node-level input.", &contract.inputs));
     let node_output = (!contract.outputs.is_empty())
         .then(|| types.add_struct("NodeOutput", "Node-level output.", &contract.outputs));
+    let node_input = node_input.map(RustType::Struct);
+    let node_output = node_output.map(RustType::Struct);
 
     let mut ops: Vec<OperationModel> = Vec::new();
     if contract.operations.is_empty() {
@@ -364,18 +370,18 @@ fn build_operations(contract: &Contract, types: &mut TypeBuilder) -> Vec<Operati
             NodeKind::Reducer => "reduce",
             NodeKind::Orchestrator => "orchestrate",
         };
-        let input_type = node_input.clone().unwrap_or_else(|| OPAQUE.to_owned());
-        let output_type = node_output.clone().unwrap_or_else(|| OPAQUE.to_owned());
+        let input_type = node_input.clone().unwrap_or(RustType::Json);
+        let output_type = node_output.clone().unwrap_or(RustType::Json);
         ops.push(OperationModel {
             name: name.to_owned(),
             fn_name: name.to_owned(),
-            doc: doc_lines(
+            doc: doc_code(
                 contract
                     .description
                     .as_deref()
                     .unwrap_or("The node's single operation."),
             ),
-            example_input: types.example_for(&input_type),
+            example_input: types.example_value(&input_type),
             default_output: default_output(&output_type, name),
             input_type,
             output_type,
@@ -406,8 +412,8 @@ fn build_operations(contract: &Contract, types: &mut TypeBuilder) -> Vec<Operati
         ops.push(OperationModel {
             name: op.name.original.clone(),
             fn_name: op.name.rust.clone(),
-            doc: doc_lines(op.description.as_deref().unwrap_or("")),
-            example_input: types.example_for(&input_type),
+            doc: doc_code(op.description.as_deref().unwrap_or("")),
+            example_input: types.example_value(&input_type),
             default_output: default_output(&output_type, &op.name.original),
             input_type,
             output_type,
@@ -423,14 +429,13 @@ fn build_operations(contract: &Contract, types: &mut TypeBuilder) -> Vec<Operati
     ops
 }
 
-fn default_output(output_type: &str, operation: &str) -> String {
-    if output_type == "serde_json::Value" {
-        format!(
-            "serde_json::json!({{ \"operation\": {}, \"status\": \"completed\" }})",
-            rust_str(operation)
-        )
-    } else {
-        format!("{output_type}::default()")
+fn default_output(output_type: &RustType, operation: &str) -> Expr {
+    match output_type {
+        RustType::Json => Expr::Json(serde_json::json!({
+            "operation": operation,
+            "status": "completed",
+        })),
+        other => Expr::DefaultOf(other.to_string()),
     }
 }
 
@@ -440,20 +445,32 @@ fn op_type(
     pascal: &str,
     suffix: &str,
     fields: &[Field],
-    node_level: &Option<String>,
-) -> String {
+    node_level: &Option<RustType>,
+) -> RustType {
     if !fields.is_empty() {
         let doc = format!("{} of the `{}` operation.", suffix, op.name.original);
-        return types.add_struct(&format!("{pascal}{suffix}"), &doc, fields);
+        return RustType::Struct(types.add_struct(&format!("{pascal}{suffix}"), &doc, fields));
     }
-    if let Some(t) = node_level {
-        return t.clone();
-    }
-    OPAQUE.to_owned()
+    node_level.clone().unwrap_or(RustType::Json)
 }
 
-/// The Rust type of a model the contract only names (a Python class): JSON.
-const OPAQUE: &str = "serde_json::Value";
+/// `Option<onex_runtime::Idempotency>` as a Rust expression.
+fn idempotency_code(idempotency: Option<&Idempotency>) -> Code {
+    let expr = match idempotency {
+        None => Expr::Path("None"),
+        Some(Idempotency::EventId) => {
+            Expr::Some(Box::new(Expr::Path("onex_runtime::Idempotency::EventId")))
+        }
+        Some(Idempotency::HashFields { fields }) => {
+            let fields = fields.iter().map(|f| Expr::Str(f.clone())).collect();
+            Expr::Some(Box::new(Expr::Call(
+                "onex_runtime::Idempotency::HashFields",
+                vec![Expr::Vec(fields)],
+            )))
+        }
+    };
+    expr.code()
+}
 
 fn plan_topics(contract: &Contract) -> TopicPlan {
     let t = &contract.topics;
@@ -556,7 +573,7 @@ fn build_fsm(sm: &crate::contract::StateMachine) -> FsmModel {
         .map(|s| StateModel {
             ident: s.name.pascal(),
             wire: s.name.original.clone(),
-            doc: doc_lines(s.description.as_deref().unwrap_or("")),
+            doc: doc_code(s.description.as_deref().unwrap_or("")),
             terminal: s.terminal || sm.terminal.iter().any(|t| t.original == s.name.original),
         })
         .collect();
@@ -584,10 +601,10 @@ fn build_fsm(sm: &crate::contract::StateMachine) -> FsmModel {
                 guards.push(GuardModel {
                     ident: g.pascal(),
                     wire: g.original.clone(),
-                    doc: vec![format!(
+                    doc: doc_code(&format!(
                         "`{}`, checked on trigger `{}`.",
                         g.original, t.trigger.original
-                    )],
+                    )),
                 });
             }
         }
@@ -642,7 +659,7 @@ fn build_fsm(sm: &crate::contract::StateMachine) -> FsmModel {
 
     FsmModel {
         name: sm.name.clone(),
-        doc: doc_lines(&format!("States of the `{}` state machine.", sm.name)),
+        doc: doc_code(&format!("States of the `{}` state machine.", sm.name)),
         initial: sm.initial.pascal(),
         states,
         triggers,
@@ -665,7 +682,7 @@ fn build_workflow(contract: &Contract) -> Option<WorkflowModel> {
         ident: ident.pascal(),
         wire: wire.to_owned(),
         fn_name: ident.rust.clone(),
-        doc: doc_lines(desc.unwrap_or("")),
+        doc: doc_code(desc.unwrap_or("")),
         depends_on: deps,
     };
     match &contract.workflow {
@@ -740,7 +757,7 @@ impl TypeBuilder {
         let fields = fields.iter().map(|f| self.field(&name, f)).collect();
         self.structs.push(StructModel {
             name: name.clone(),
-            doc: doc_lines(doc),
+            doc: doc_code(doc),
             fields,
         });
         name
@@ -748,81 +765,80 @@ impl TypeBuilder {
 
     fn field(&mut self, owner: &str, f: &Field) -> FieldModel {
         let base_ty = self.rust_type(owner, &f.name.pascal(), &f.ty);
-        let optional_by_type = matches!(f.ty, FieldType::Optional(_));
-        let mut serde = Vec::new();
+        let mut serde = SerdeField {
+            rename: (f.name.rust != f.name.original).then(|| f.name.original.clone()),
+            ..SerdeField::default()
+        };
         let mut default_fn = None;
-        let ty = if optional_by_type {
-            serde.push("default".to_owned());
-            serde.push("skip_serializing_if = \"Option::is_none\"".to_owned());
-            base_ty.clone()
+        let ty = if matches!(f.ty, FieldType::Optional(_)) {
+            serde.default = SerdeDefault::TypeDefault;
+            serde.skip_none = true;
+            base_ty
         } else if f.required {
-            base_ty.clone()
-        } else if let Some(expr) = f.default.as_ref().and_then(|d| default_expr(&f.ty, d)) {
-            let fn_name = format!(
+            base_ty
+        } else if let Some(expr) = f.default.as_ref().and_then(|d| base_ty.literal(d)) {
+            let name = format!(
                 "default_{}_{}",
                 crate::contract::to_snake_case(owner),
                 f.name.rust.trim_end_matches('_')
             );
-            serde.push(format!("default = \"{fn_name}\""));
+            serde.default = SerdeDefault::Function(name.clone());
             default_fn = Some(DefaultFn {
-                name: fn_name,
+                name,
                 ty: base_ty.clone(),
                 expr,
             });
-            base_ty.clone()
+            base_ty
         } else if matches!(f.ty, FieldType::List(_) | FieldType::Map(_)) {
-            serde.push("default".to_owned());
-            base_ty.clone()
+            serde.default = SerdeDefault::TypeDefault;
+            base_ty
         } else {
-            serde.push("default".to_owned());
-            serde.push("skip_serializing_if = \"Option::is_none\"".to_owned());
-            format!("Option<{base_ty}>")
+            serde.default = SerdeDefault::TypeDefault;
+            serde.skip_none = true;
+            RustType::Option(Box::new(base_ty))
         };
-        let mut doc = doc_lines(f.description.as_deref().unwrap_or(""));
+        let mut notes: Vec<String> = f.description.iter().cloned().collect();
         if let FieldType::Named(model) = &f.ty {
-            doc.push(format!(
-                "Carries a `{model}` as JSON: the contract names the model but does not define it."
+            notes.push(format!(
+                "A `{model}` as JSON (the contract names this model but does not define it)."
             ));
         }
         if let Some(d) = &f.default {
             if default_fn.is_none() {
-                doc.push(format!("Contract default: `{d}`."));
+                notes.push(format!("Contract default: `{d}`."));
             }
         }
-        let rename = (f.name.rust != f.name.original).then(|| f.name.original.clone());
         let example = self.example_value(&ty);
         FieldModel {
             ident: f.name.rust.clone(),
-            rename,
+            wire: f.name.original.clone(),
             ty,
-            doc,
+            doc: notes.iter().flat_map(|n| doc_code(n)).collect(),
+            description: doc_text(&notes.join(" ")),
             serde,
             default_fn,
             example,
         }
     }
 
-    fn rust_type(&mut self, owner: &str, field_pascal: &str, ty: &FieldType) -> String {
+    fn rust_type(&mut self, owner: &str, field_pascal: &str, ty: &FieldType) -> RustType {
         match ty {
-            FieldType::String => "String".into(),
-            FieldType::Integer => "i64".into(),
-            FieldType::Float => "f64".into(),
-            FieldType::Bool => "bool".into(),
-            FieldType::Uuid => "uuid::Uuid".into(),
-            FieldType::DateTime => "chrono::DateTime<chrono::Utc>".into(),
-            FieldType::Date => "chrono::NaiveDate".into(),
-            FieldType::Json | FieldType::Named(_) => "serde_json::Value".into(),
+            FieldType::String => RustType::String,
+            FieldType::Integer => RustType::I64,
+            FieldType::Float => RustType::F64,
+            FieldType::Bool => RustType::Bool,
+            FieldType::Uuid => RustType::Uuid,
+            FieldType::DateTime => RustType::DateTime,
+            FieldType::Date => RustType::Date,
+            FieldType::Json | FieldType::Named(_) => RustType::Json,
             FieldType::List(inner) => {
-                format!("Vec<{}>", self.rust_type(owner, field_pascal, inner))
+                RustType::Vec(Box::new(self.rust_type(owner, field_pascal, inner)))
             }
             FieldType::Map(inner) => {
-                format!(
-                    "std::collections::BTreeMap<String, {}>",
-                    self.rust_type(owner, field_pascal, inner)
-                )
+                RustType::Map(Box::new(self.rust_type(owner, field_pascal, inner)))
             }
             FieldType::Optional(inner) => {
-                format!("Option<{}>", self.rust_type(owner, field_pascal, inner))
+                RustType::Option(Box::new(self.rust_type(owner, field_pascal, inner)))
             }
             FieldType::Enum(values) => {
                 let name = self.unique(&format!("{owner}{field_pascal}"));
@@ -850,149 +866,35 @@ impl TypeBuilder {
                     name: name.clone(),
                     variants,
                 });
-                name
+                RustType::Enum(name)
             }
         }
     }
 
-    /// An example value of a Rust type, as an expression (used by generated tests).
-    fn example_value(&self, ty: &str) -> String {
+    /// An example value of a type (used by generated tests): an enum's first
+    /// variant, a struct with example fields.
+    fn example_value(&self, ty: &RustType) -> Expr {
         match ty {
-            "String" => "\"example\".to_owned()".into(),
-            "i64" => "1".into(),
-            "f64" => "1.0".into(),
-            "bool" => "true".into(),
-            "uuid::Uuid" => "uuid::Uuid::nil()".into(),
-            "chrono::DateTime<chrono::Utc>" => "chrono::DateTime::UNIX_EPOCH".into(),
-            "chrono::NaiveDate" => "chrono::NaiveDate::default()".into(),
-            "serde_json::Value" => "serde_json::Value::Null".into(),
-            t if t.starts_with("Option<") => "None".into(),
-            t if t.starts_with("Vec<") => "Vec::new()".into(),
-            t if t.starts_with("std::collections::BTreeMap<") => {
-                "std::collections::BTreeMap::new()".into()
-            }
-            t => match self.enums.iter().find(|e| e.name == t) {
-                Some(e) => format!(
-                    "{}::{}",
-                    e.name,
+            RustType::Enum(name) => match self.enums.iter().find(|e| &e.name == name) {
+                Some(e) => Expr::Variant(
+                    e.name.clone(),
                     e.variants
                         .first()
-                        .map(|v| v.ident.as_str())
-                        .unwrap_or("Value")
+                        .map_or_else(|| "Value".to_owned(), |v| v.ident.clone()),
                 ),
-                None => format!("{t}::default()"),
+                None => ty.example(),
             },
+            RustType::Struct(name) => match self.structs.iter().find(|s| &s.name == name) {
+                Some(s) => Expr::Struct(
+                    s.name.clone(),
+                    s.fields
+                        .iter()
+                        .map(|f| (f.ident.clone(), f.example.clone()))
+                        .collect(),
+                ),
+                None => ty.example(),
+            },
+            other => other.example(),
         }
-    }
-
-    fn example_for(&self, ty: &str) -> String {
-        match self.structs.iter().find(|s| s.name == ty) {
-            Some(s) if s.fields.is_empty() => format!("{} {{}}", s.name),
-            Some(s) => {
-                let fields: Vec<String> = s
-                    .fields
-                    .iter()
-                    .map(|f| format!("{}: {}", f.ident, f.example))
-                    .collect();
-                format!("{} {{ {} }}", s.name, fields.join(", "))
-            }
-            None => self.example_value(ty),
-        }
-    }
-}
-
-/// A Rust expression for a contract default, when the type allows a literal.
-fn default_expr(ty: &FieldType, value: &serde_json::Value) -> Option<String> {
-    use serde_json::Value;
-    match (ty, value) {
-        (FieldType::String, Value::String(s)) => Some(format!("{}.to_owned()", rust_str(s))),
-        (FieldType::Integer, Value::Number(n)) => n.as_i64().map(|i| i.to_string()),
-        (FieldType::Float, Value::Number(n)) => n.as_f64().map(f64_literal),
-        (FieldType::Bool, Value::Bool(b)) => Some(b.to_string()),
-        (FieldType::List(inner), Value::Array(items)) => {
-            let parts: Option<Vec<String>> = items.iter().map(|i| default_expr(inner, i)).collect();
-            parts.map(|p| {
-                if p.is_empty() {
-                    "Vec::new()".to_owned()
-                } else {
-                    format!("vec![{}]", p.join(", "))
-                }
-            })
-        }
-        _ => None,
-    }
-}
-
-/// A Rust string literal for `s`.
-pub fn rust_str(s: &str) -> String {
-    format!("{s:?}")
-}
-
-pub fn f64_literal(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.1}")
-    } else {
-        format!("{v}")
-    }
-}
-
-/// Collapses free text to one line.
-pub fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Free text folded into doc-comment lines of at most ~90 characters. Text is
-/// collapsed to one paragraph so that list-looking lines in a contract cannot
-/// turn into malformed Markdown in the generated docs.
-pub fn doc_lines(s: &str) -> Vec<String> {
-    let text = one_line(s);
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split(' ').filter(|w| !w.is_empty()) {
-        if !line.is_empty() && line.len() + 1 + word.len() > 90 {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn doc_lines_wrap_and_collapse() {
-        assert_eq!(doc_lines("  a\n - b  "), vec!["a - b".to_owned()]);
-        let long = "word ".repeat(40);
-        let lines = doc_lines(&long);
-        assert!(lines.len() > 1);
-        assert!(lines.iter().all(|l| l.len() <= 90));
-    }
-
-    #[test]
-    fn float_literals_are_rust_floats() {
-        assert_eq!(f64_literal(2.0), "2.0");
-        assert_eq!(f64_literal(0.1), "0.1");
-    }
-
-    #[test]
-    fn defaults_become_expressions() {
-        let v = serde_json::json!(["all"]);
-        assert_eq!(
-            default_expr(&FieldType::List(Box::new(FieldType::String)), &v).as_deref(),
-            Some("vec![\"all\".to_owned()]")
-        );
-        assert_eq!(
-            default_expr(&FieldType::Bool, &serde_json::json!(false)).as_deref(),
-            Some("false")
-        );
-        assert_eq!(default_expr(&FieldType::Json, &serde_json::json!({})), None);
     }
 }

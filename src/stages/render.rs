@@ -213,12 +213,67 @@ fn configure(env: &mut Environment<'_>) {
             .build()
             .expect("the default delimiters are valid"),
     );
-    env.set_auto_escape_callback(|_| AutoEscape::None);
-    env.add_filter("rust_str", |s: String| format!("{s:?}"));
+    // Rust templates escape "as Rust": what the filters and the model's Rust
+    // rendering give (and what macros compose from it) is safe; any other
+    // text is refused unless it is a plain name or number.
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".rs.j2") {
+            AutoEscape::Custom(RUST_ESCAPE.into())
+        } else {
+            AutoEscape::None
+        }
+    });
+    env.set_formatter(|out, state, value| {
+        if state.auto_escape() == &AutoEscape::Custom(RUST_ESCAPE.into()) {
+            refuse_raw_text(state.name(), value)?;
+            return write!(out, "{value}").map_err(minijinja::Error::from);
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
+    // Contract text reaches Rust only through these (crate::rust).
+    env.add_filter("rust_str", |s: String| {
+        Value::from_safe_string(crate::rust::rust_str(&s))
+    });
+    env.add_filter("doc", |s: String| {
+        Value::from_safe_string(crate::rust::doc_text(&s))
+    });
+    env.add_filter("doc_lines", |s: String| {
+        crate::rust::doc_lines(&s)
+            .into_iter()
+            .map(Value::from_safe_string)
+            .collect::<Vec<_>>()
+    });
     env.add_filter("json_str", |s: String| {
         serde_json::to_string(&s).unwrap_or_default()
     });
     env.add_filter("kebab", |s: String| s.replace('_', "-"));
+}
+
+/// The auto-escape mode of `.rs` templates.
+const RUST_ESCAPE: &str = "rust";
+
+/// Refuses to write text into a Rust file that did not come through the
+/// escaping filters or the model's Rust rendering (`crate::rust`), unless it
+/// is a plain name or number: a template that forgot a filter fails on the
+/// first contract whose text would have become code, with the template's
+/// name, instead of emitting that code.
+fn refuse_raw_text(template: &str, value: &Value) -> Result<(), minijinja::Error> {
+    if value.is_safe() {
+        return Ok(());
+    }
+    let Some(text) = value.as_str() else {
+        return Ok(());
+    };
+    if crate::rust::is_plain_token_text(text) {
+        return Ok(());
+    }
+    Err(minijinja::Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        format!(
+            "{template} writes {text:?} into Rust code unescaped; \
+             pass it through rust_str, doc or doc_lines"
+        ),
+    ))
 }
 
 fn embedded_environment() -> &'static Environment<'static> {

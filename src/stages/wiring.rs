@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::GenError;
 use crate::fileset::{FileSet, Owner};
+use crate::rust::RustType;
 use crate::stages::model::{FieldModel, NodeModel, TopicModel};
 use crate::stages::render::{RenderOptions, Renderer, RuntimeSource, VENDORED_RUNTIME};
 
@@ -106,7 +107,7 @@ pub fn asyncapi(model: &NodeModel) -> String {
 
     schemas.insert("OnexEnvelope".into(), envelope_schema());
     for s in &model.structs {
-        schemas.insert(s.name.clone(), struct_schema(model, &s.fields));
+        schemas.insert(s.name.clone(), struct_schema(&s.fields));
     }
     for e in &model.enums {
         schemas.insert(
@@ -115,14 +116,8 @@ pub fn asyncapi(model: &NodeModel) -> String {
         );
     }
 
-    let input_payload = payload_ref(
-        model,
-        model.operations.first().map(|o| o.input_type.as_str()),
-    );
-    let output_payload = payload_ref(
-        model,
-        model.operations.first().map(|o| o.output_type.as_str()),
-    );
+    let input_payload = payload_ref(model.operations.first().map(|o| &o.input_type));
+    let output_payload = payload_ref(model.operations.first().map(|o| &o.output_type));
     let single = model.operations.len() == 1;
 
     let mut api = Channels::default();
@@ -187,7 +182,7 @@ pub fn asyncapi(model: &NodeModel) -> String {
         "info": {
             "title": model.lib,
             "version": version,
-            "description": model.doc.join(" "),
+            "description": model.description,
         },
         "defaultContentType": "application/json",
         "servers": {
@@ -289,7 +284,7 @@ fn channel(address: &str, description: Option<&str>, message: &str) -> Value {
         "messages": { message: { "$ref": format!("#/components/messages/{message}") } },
     });
     if let Some(d) = description {
-        c["description"] = Value::String(crate::stages::model::one_line(d));
+        c["description"] = Value::String(crate::rust::doc_text(d));
     }
     c
 }
@@ -305,13 +300,15 @@ fn message_object(topic: &str, event_type: Option<&str>, payload: Value) -> Valu
     })
 }
 
-fn payload_ref(model: &NodeModel, ty: Option<&str>) -> Value {
+fn payload_ref(ty: Option<&RustType>) -> Value {
     match ty {
-        Some(t) if model.structs.iter().any(|s| s.name == t) => {
-            json!({ "$ref": format!("#/components/schemas/{t}") })
-        }
+        Some(RustType::Struct(name)) => schema_ref(name),
         _ => json!({ "description": "Any JSON value." }),
     }
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
 fn envelope_schema() -> Value {
@@ -372,55 +369,24 @@ fn headers_schema() -> Value {
     json!({ "type": "object", "properties": props })
 }
 
-fn struct_schema(model: &NodeModel, fields: &[FieldModel]) -> Value {
+fn struct_schema(fields: &[FieldModel]) -> Value {
     let mut props = Map::new();
     let mut required = Vec::new();
     for f in fields {
-        let wire = f.rename.clone().unwrap_or_else(|| f.ident.clone());
-        let mut schema = type_schema(model, &f.ty);
-        if !f.doc.is_empty() {
-            schema["description"] = Value::String(f.doc.join(" "));
+        let mut schema = f.ty.json_schema(&schema_ref);
+        if !f.description.is_empty() {
+            schema["description"] = Value::String(f.description.clone());
         }
-        if !f.ty.starts_with("Option<") && f.serde.is_empty() {
-            required.push(Value::String(wire.clone()));
+        if f.required() {
+            required.push(Value::String(f.wire.clone()));
         }
-        props.insert(wire, schema);
+        props.insert(f.wire.clone(), schema);
     }
     let mut s = json!({ "type": "object", "properties": props });
     if !required.is_empty() {
         s["required"] = Value::Array(required);
     }
     s
-}
-
-fn type_schema(model: &NodeModel, ty: &str) -> Value {
-    if let Some(inner) = ty.strip_prefix("Option<").and_then(|t| t.strip_suffix('>')) {
-        return type_schema(model, inner);
-    }
-    if let Some(inner) = ty.strip_prefix("Vec<").and_then(|t| t.strip_suffix('>')) {
-        return json!({ "type": "array", "items": type_schema(model, inner) });
-    }
-    if let Some(inner) = ty
-        .strip_prefix("std::collections::BTreeMap<String, ")
-        .and_then(|t| t.strip_suffix('>'))
-    {
-        return json!({ "type": "object", "additionalProperties": type_schema(model, inner) });
-    }
-    match ty {
-        "String" => json!({ "type": "string" }),
-        "i64" => json!({ "type": "integer" }),
-        "f64" => json!({ "type": "number" }),
-        "bool" => json!({ "type": "boolean" }),
-        "uuid::Uuid" => json!({ "type": "string", "format": "uuid" }),
-        "chrono::DateTime<chrono::Utc>" => json!({ "type": "string", "format": "date-time" }),
-        "chrono::NaiveDate" => json!({ "type": "string", "format": "date" }),
-        t if model.enums.iter().any(|e| e.name == t)
-            || model.structs.iter().any(|s| s.name == t) =>
-        {
-            json!({ "$ref": format!("#/components/schemas/{t}") })
-        }
-        _ => json!({}),
-    }
 }
 
 /// A small, deterministic YAML emitter for JSON values: block style, every
