@@ -31,7 +31,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("ModelAbCompareStart"), "step ModelAbCompareStart");
+        tracing::info!(key = %run.idempotency_key("ModelAbCompareStart"), step = "ModelAbCompareStart");
         Ok(serde_json::json!({ "step": "ModelAbCompareStart", "status": "completed" }))
     }
 }

@@ -28,7 +28,7 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: serde_json::Value,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "execute");
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "execute");
         Ok(serde_json::json!({ "operation": "execute", "status": "completed" }))
     }
 }

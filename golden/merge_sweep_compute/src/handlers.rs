@@ -10,8 +10,8 @@ use onex_runtime::HandlerError;
 
 /// Org-wide PR sweep. Classifies open PRs into merge-ready (Track A), thread-resolution
 /// (Track A-resolve), and needs-polish (Track B) queues. Enables GitHub auto-merge on ready
-/// PRs, resolves review threads, and dispatches polish work on fixable PRs. Tracks cross-run
-/// failure history with escalation thresholds (STUCK, CHRONIC, RECIDIVIST).
+/// PRs, resolves review threads, and dispatches polish work on fixable PRs. Tracks
+/// cross-run failure history with escalation thresholds (STUCK, CHRONIC, RECIDIVIST).
 pub fn compute(input: serde_json::Value) -> Result<serde_json::Value, HandlerError> {
     Ok(input)
 }

@@ -2,8 +2,8 @@
 //!
 //! Org-wide PR sweep. Classifies open PRs into merge-ready (Track A), thread-resolution
 //! (Track A-resolve), and needs-polish (Track B) queues. Enables GitHub auto-merge on ready
-//! PRs, resolves review threads, and dispatches polish work on fixable PRs. Tracks cross-run
-//! failure history with escalation thresholds (STUCK, CHRONIC, RECIDIVIST).
+//! PRs, resolves review threads, and dispatches polish work on fixable PRs. Tracks
+//! cross-run failure history with escalation thresholds (STUCK, CHRONIC, RECIDIVIST).
 //!
 //! `generated` is rewritten by onex-gen from the contract (merge_sweep_compute.yaml);
 //! `handlers` is yours and is never overwritten. So are modules you add below:

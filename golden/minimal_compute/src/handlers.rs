@@ -12,6 +12,6 @@ use crate::generated::models::{NodeInput, NodeOutput};
 
 /// Counts the words of a text.
 pub fn compute(input: NodeInput) -> Result<NodeOutput, HandlerError> {
-    tracing::debug!(?input, "compute");
+    tracing::debug!(?input, operation = "compute");
     Ok(NodeOutput::default())
 }

@@ -30,7 +30,7 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: EchoInput,
     ) -> Result<EchoOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "echo");
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "echo");
         Ok(EchoOutput::default())
     }
 }

@@ -31,7 +31,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("reserve_stock"), "step reserve_stock");
+        tracing::info!(key = %run.idempotency_key("reserve_stock"), step = "reserve_stock");
         Ok(serde_json::json!({ "step": "reserve_stock", "status": "completed" }))
     }
 
@@ -40,7 +40,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("charge_customer"), "step charge_customer");
+        tracing::info!(key = %run.idempotency_key("charge_customer"), step = "charge_customer");
         Ok(serde_json::json!({ "step": "charge_customer", "status": "completed" }))
     }
 
@@ -49,7 +49,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("book_shipping"), "step book_shipping");
+        tracing::info!(key = %run.idempotency_key("book_shipping"), step = "book_shipping");
         Ok(serde_json::json!({ "step": "book_shipping", "status": "completed" }))
     }
 }

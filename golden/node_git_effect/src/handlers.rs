@@ -35,7 +35,7 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: BranchCreateInput,
     ) -> Result<BranchCreateOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "branch_create");
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "branch_create");
         Ok(BranchCreateOutput::default())
     }
 
@@ -44,7 +44,7 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: CommitInput,
     ) -> Result<CommitOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "commit");
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "commit");
         Ok(CommitOutput::default())
     }
 
@@ -53,7 +53,7 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: PushInput,
     ) -> Result<PushOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "push");
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "push");
         Ok(PushOutput::default())
     }
 
@@ -62,7 +62,7 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: PrCreateInput,
     ) -> Result<PrCreateOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "pr_create");
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "pr_create");
         Ok(PrCreateOutput::default())
     }
 
@@ -71,7 +71,7 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: PrUpdateInput,
     ) -> Result<PrUpdateOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "pr_update");
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "pr_update");
         Ok(PrUpdateOutput::default())
     }
 
@@ -80,7 +80,7 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: PrCloseInput,
     ) -> Result<PrCloseOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "pr_close");
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "pr_close");
         Ok(PrCloseOutput::default())
     }
 
@@ -89,7 +89,7 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: PrMergeInput,
     ) -> Result<PrMergeOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "pr_merge");
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "pr_merge");
         Ok(PrMergeOutput::default())
     }
 
@@ -98,7 +98,7 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: PrListInput,
     ) -> Result<PrListOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "pr_list");
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "pr_list");
         Ok(PrListOutput::default())
     }
 
@@ -107,7 +107,7 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: PrViewInput,
     ) -> Result<PrViewOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "pr_view");
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "pr_view");
         Ok(PrViewOutput::default())
     }
 
@@ -116,7 +116,7 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: TagCreateInput,
     ) -> Result<TagCreateOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "tag_create");
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "tag_create");
         Ok(TagCreateOutput::default())
     }
 
@@ -125,7 +125,7 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: LabelAddInput,
     ) -> Result<LabelAddOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, "label_add");
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "label_add");
         Ok(LabelAddOutput::default())
     }
 }

@@ -1,8 +1,8 @@
 //! node_pr_lifecycle_state_reducer: an ONEX reducer node.
 //!
 //! Pure FSM reducer for the PR lifecycle domain. delta(state, event) -> (new_state,
-//! intents[]). Entry flags (dry_run, inventory_only, fix_only) control which transitions are
-//! enabled. No side effects — only computes state transitions and emits intent events.
+//! intents[]). Entry flags (dry_run, inventory_only, fix_only) control which transitions
+//! are enabled. No side effects — only computes state transitions and emits intent events.
 //!
 //! `generated` is rewritten by onex-gen from the contract (node_pr_lifecycle_state_reducer.yaml);
 //! `handlers` is yours and is never overwritten. So are modules you add below:

@@ -31,7 +31,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("receive_introspection"), "step receive_introspection");
+        tracing::info!(key = %run.idempotency_key("receive_introspection"), step = "receive_introspection");
         Ok(serde_json::json!({ "step": "receive_introspection", "status": "completed" }))
     }
 
@@ -40,7 +40,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("read_projection"), "step read_projection");
+        tracing::info!(key = %run.idempotency_key("read_projection"), step = "read_projection");
         Ok(serde_json::json!({ "step": "read_projection", "status": "completed" }))
     }
 
@@ -49,7 +49,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("evaluate_timeout"), "step evaluate_timeout");
+        tracing::info!(key = %run.idempotency_key("evaluate_timeout"), step = "evaluate_timeout");
         Ok(serde_json::json!({ "step": "evaluate_timeout", "status": "completed" }))
     }
 
@@ -58,7 +58,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("compute_intents"), "step compute_intents");
+        tracing::info!(key = %run.idempotency_key("compute_intents"), step = "compute_intents");
         Ok(serde_json::json!({ "step": "compute_intents", "status": "completed" }))
     }
 
@@ -67,7 +67,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("execute_postgres_registration"), "step execute_postgres_registration");
+        tracing::info!(key = %run.idempotency_key("execute_postgres_registration"), step = "execute_postgres_registration");
         Ok(serde_json::json!({ "step": "execute_postgres_registration", "status": "completed" }))
     }
 
@@ -76,7 +76,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("aggregate_results"), "step aggregate_results");
+        tracing::info!(key = %run.idempotency_key("aggregate_results"), step = "aggregate_results");
         Ok(serde_json::json!({ "step": "aggregate_results", "status": "completed" }))
     }
 
@@ -85,7 +85,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("publish_outcome"), "step publish_outcome");
+        tracing::info!(key = %run.idempotency_key("publish_outcome"), step = "publish_outcome");
         Ok(serde_json::json!({ "step": "publish_outcome", "status": "completed" }))
     }
 }

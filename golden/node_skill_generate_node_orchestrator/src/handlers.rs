@@ -31,7 +31,7 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("skill_requested"), "step skill_requested");
+        tracing::info!(key = %run.idempotency_key("skill_requested"), step = "skill_requested");
         Ok(serde_json::json!({ "step": "skill_requested", "status": "completed" }))
     }
 }

@@ -19,7 +19,7 @@ pub struct BranchCreateInput {
 /// Output of the `branch_create` operation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct BranchCreateOutput {
-    /// Carries a `ModelGitResult` as JSON: the contract names the model but does not define it.
+    /// A `ModelGitResult` as JSON (the contract names this model but does not define it).
     pub result: serde_json::Value,
 }
 
@@ -36,7 +36,7 @@ pub struct CommitInput {
 /// Output of the `commit` operation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CommitOutput {
-    /// Carries a `ModelGitResult` as JSON: the contract names the model but does not define it.
+    /// A `ModelGitResult` as JSON (the contract names this model but does not define it).
     pub result: serde_json::Value,
 }
 
@@ -54,7 +54,7 @@ pub struct PushInput {
 /// Output of the `push` operation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PushOutput {
-    /// Carries a `ModelGitResult` as JSON: the contract names the model but does not define it.
+    /// A `ModelGitResult` as JSON (the contract names this model but does not define it).
     pub result: serde_json::Value,
 }
 
@@ -76,7 +76,7 @@ pub struct PrCreateInput {
 /// Output of the `pr_create` operation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PrCreateOutput {
-    /// Carries a `ModelGitResult` as JSON: the contract names the model but does not define it.
+    /// A `ModelGitResult` as JSON (the contract names this model but does not define it).
     pub result: serde_json::Value,
 }
 
@@ -99,7 +99,7 @@ pub struct PrUpdateInput {
 /// Output of the `pr_update` operation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PrUpdateOutput {
-    /// Carries a `ModelGitResult` as JSON: the contract names the model but does not define it.
+    /// A `ModelGitResult` as JSON (the contract names this model but does not define it).
     pub result: serde_json::Value,
 }
 
@@ -118,7 +118,7 @@ pub struct PrCloseInput {
 /// Output of the `pr_close` operation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PrCloseOutput {
-    /// Carries a `ModelGitResult` as JSON: the contract names the model but does not define it.
+    /// A `ModelGitResult` as JSON (the contract names this model but does not define it).
     pub result: serde_json::Value,
 }
 
@@ -140,7 +140,7 @@ pub struct PrMergeInput {
 /// Output of the `pr_merge` operation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PrMergeOutput {
-    /// Carries a `ModelGitResult` as JSON: the contract names the model but does not define it.
+    /// A `ModelGitResult` as JSON (the contract names this model but does not define it).
     pub result: serde_json::Value,
 }
 
@@ -161,7 +161,7 @@ pub struct PrListInput {
 /// Output of the `pr_list` operation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PrListOutput {
-    /// Carries a `ModelGitResult` as JSON: the contract names the model but does not define it.
+    /// A `ModelGitResult` as JSON (the contract names this model but does not define it).
     pub result: serde_json::Value,
 }
 
@@ -181,7 +181,7 @@ pub struct PrViewInput {
 /// Output of the `pr_view` operation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PrViewOutput {
-    /// Carries a `ModelGitResult` as JSON: the contract names the model but does not define it.
+    /// A `ModelGitResult` as JSON (the contract names this model but does not define it).
     pub result: serde_json::Value,
 }
 
@@ -200,7 +200,7 @@ pub struct TagCreateInput {
 /// Output of the `tag_create` operation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TagCreateOutput {
-    /// Carries a `ModelGitResult` as JSON: the contract names the model but does not define it.
+    /// A `ModelGitResult` as JSON (the contract names this model but does not define it).
     pub result: serde_json::Value,
 }
 
@@ -220,6 +220,6 @@ pub struct LabelAddInput {
 /// Output of the `label_add` operation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LabelAddOutput {
-    /// Carries a `ModelGitResult` as JSON: the contract names the model but does not define it.
+    /// A `ModelGitResult` as JSON (the contract names this model but does not define it).
     pub result: serde_json::Value,
 }

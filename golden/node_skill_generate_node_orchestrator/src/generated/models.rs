@@ -18,7 +18,7 @@ pub struct SkillRequestedInput {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SkillRequestedOutput {
     pub skill_name: String,
-    /// Carries a `SkillResultStatus` as JSON: the contract names the model but does not define it.
+    /// A `SkillResultStatus` as JSON (the contract names this model but does not define it).
     pub status: serde_json::Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,

@@ -2,9 +2,9 @@
 //!
 //! Pure COMPUTE node for work authorization decisions. Evaluates a 10-step cascade:
 //! whitelisted paths, emergency overrides, run_id validation, authorization scope checks
-//! (tools, paths, repos), and expiry. Returns allow/deny/soft_deny with reason codes. No I/O,
-//! no side effects. Contract patch 1 records the OMN-14818 canonical def-B handler entrypoint
-//! flip while preserving authorization semantics.
+//! (tools, paths, repos), and expiry. Returns allow/deny/soft_deny with reason codes. No
+//! I/O, no side effects. Contract patch 1 records the OMN-14818 canonical def-B handler
+//! entrypoint flip while preserving authorization semantics.
 //!
 //! `generated` is rewritten by onex-gen from the contract (node_auth_gate_compute.yaml);
 //! `handlers` is yours and is never overwritten. So are modules you add below:
