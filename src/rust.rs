@@ -2,7 +2,8 @@
 //!
 //! Contract text reaches generated Rust only through [`rust_str`] (a string
 //! literal) and [`doc_lines`] / [`doc_text`] (comment text); the templates
-//! get them as the `rust_str`, `doc_lines` and `doc` filters. Types and
+//! get them as the `rust_str`, `doc_lines` and `doc` filters, and the
+//! crate's other files get [`toml_str`] and [`yaml_str`]. Types and
 //! expressions are data ([`RustType`], [`Expr`]) until [`Code`] renders
 //! them here. Everything rendered is a [`Code`] value, which reaches a
 //! template marked safe: the renderer refuses to write any other text into a
@@ -54,6 +55,48 @@ pub fn rust_str(s: &str) -> String {
             '\t' => out.push_str("\\t"),
             '\0' => out.push_str("\\0"),
             c if needs_escape(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A TOML basic string holding `s` exactly (for the generated Cargo.toml).
+pub fn toml_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A YAML double-quoted scalar holding `s` exactly (for compose.yaml and
+/// asyncapi.yaml): what YAML does not allow printed (control characters,
+/// DEL, C1, the byte-order mark) is escaped.
+pub fn yaml_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || matches!(c, '\u{feff}' | '\u{fffe}' | '\u{ffff}') => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -464,6 +507,16 @@ mod tests {
             let lit: syn::LitStr = syn::parse_str(&rust_str(text)).unwrap();
             assert_eq!(lit.value(), text);
         }
+    }
+
+    #[test]
+    fn toml_and_yaml_strings_parse_back_to_the_text() {
+        let text = "a\"b\\c\nd\r\t\u{0}\u{7f}\u{85}\u{9f}\u{feff}\u{202e}é✓";
+        let doc: toml::Table = toml::from_str(&format!("k = {}", toml_str(text))).unwrap();
+        assert_eq!(doc["k"].as_str(), Some(text));
+        let yaml =
+            yaml_rust2::YamlLoader::load_from_str(&format!("k: {}", yaml_str(text))).unwrap();
+        assert_eq!(yaml[0]["k"].as_str(), Some(text));
     }
 
     #[test]

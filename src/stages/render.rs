@@ -156,7 +156,8 @@ impl<'a> Renderer<'a> {
         let ctx = minijinja::context! {
             m => Value::from(Serde(model)),
             generator_version => crate::GENERATOR_VERSION,
-            contract_file => contract_file,
+            // A file name may hold anything; it is only ever shown in comments.
+            contract_file => Value::from_safe_string(crate::rust::doc_text(&contract_file)),
             runtime_path => opts.runtime.dependency_path(),
             vendored => opts.runtime == RuntimeSource::Vendored,
             bus_env => Value::from(Serde(crate::stages::wiring::bus_env_vars())),
@@ -243,8 +244,11 @@ fn configure(env: &mut Environment<'_>) {
             .map(Value::from_safe_string)
             .collect::<Vec<_>>()
     });
-    env.add_filter("json_str", |s: String| {
-        serde_json::to_string(&s).unwrap_or_default()
+    env.add_filter("toml_str", |s: String| {
+        Value::from_safe_string(crate::rust::toml_str(&s))
+    });
+    env.add_filter("yaml_str", |s: String| {
+        Value::from_safe_string(crate::rust::yaml_str(&s))
     });
     env.add_filter("kebab", |s: String| s.replace('_', "-"));
 }

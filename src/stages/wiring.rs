@@ -455,7 +455,7 @@ fn yaml_scalar(v: &Value) -> String {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
-        Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
+        Value::String(s) => crate::rust::yaml_str(s),
         Value::Array(_) => "[]".into(),
         Value::Object(_) => "{}".into(),
     }
@@ -473,7 +473,7 @@ fn yaml_key(k: &str) -> String {
     if plain {
         k.to_owned()
     } else {
-        serde_json::to_string(k).unwrap_or_default()
+        crate::rust::yaml_str(k)
     }
 }
 
