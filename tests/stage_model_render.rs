@@ -183,3 +183,52 @@ fn operations_without_an_input_topic_get_a_command_topic() {
     let m = model_of(&root().join("contracts/minimal_effect.yaml"));
     assert_eq!(m.topics.command, None);
 }
+
+/// One place decides a crate's modules (the model's `modules`): every
+/// `generated::<module>` any file of any case refers to is in `mod.rs` and
+/// has its file, and every listed module has its file.
+#[test]
+fn files_refer_only_to_generated_modules() {
+    let mut contracts = Vec::new();
+    for dir in [
+        "stages/3-model/ok",
+        "stages/4-render/ok",
+        "stages/4.5-wiring/ok",
+        "contracts",
+    ] {
+        contracts.extend(cases(dir).into_iter().filter(|p| p.is_file()));
+    }
+    for contract in contracts {
+        let model = model_of(&contract);
+        let files = wire(
+            render(&model, &options(None)).unwrap(),
+            &model,
+            &options(None),
+        )
+        .unwrap();
+        let listed = &files.get("src/generated/mod.rs").unwrap().contents;
+        for module in &model.modules {
+            assert!(
+                listed.contains(&format!("pub mod {module};")),
+                "{module} in mod.rs"
+            );
+            assert!(
+                files.get(&format!("src/generated/{module}.rs")).is_some(),
+                "{module}.rs"
+            );
+        }
+        for (path, file) in files.iter().filter(|(p, _)| p.ends_with(".rs")) {
+            for (i, _) in file.contents.match_indices("generated::") {
+                let module: String = file.contents[i + "generated::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    module.is_empty() || model.modules.contains(&module.as_str()),
+                    "{}: {path} refers to generated::{module}, which is not generated",
+                    contract.display()
+                );
+            }
+        }
+    }
+}

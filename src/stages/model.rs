@@ -38,8 +38,12 @@ pub struct NodeModel {
     /// Generated struct and enum names the operations use, sorted (for `use` lines).
     pub operation_types: Vec<String>,
     pub topics: TopicPlan,
+    /// The state machine a reducer runs (other kinds ignore one).
     pub fsm: Option<FsmModel>,
     pub workflow: Option<WorkflowModel>,
+    /// The modules of `src/generated/`, sorted: decided here once, so the
+    /// files rendered, `mod.rs` and every `use` in the templates agree.
+    pub modules: Vec<&'static str>,
     pub env: Vec<EnvModel>,
     pub retry: RetryModel,
     pub breaker: Option<BreakerModel>,
@@ -269,7 +273,11 @@ pub fn build(contract: &Contract) -> NodeModel {
         });
         topics.command = Some(name);
     }
-    let fsm = contract.state_machine.as_ref().map(build_fsm);
+    let fsm = contract
+        .state_machine
+        .as_ref()
+        .filter(|_| contract.kind == NodeKind::Reducer)
+        .map(build_fsm);
     let workflow = build_workflow(contract);
 
     let retry = &contract.retry;
@@ -316,6 +324,7 @@ pub fn build(contract: &Contract) -> NodeModel {
         .clone()
         .unwrap_or_else(|| contract.name.to_string());
 
+    let has_types = !types.structs.is_empty() || !types.enums.is_empty();
     NodeModel {
         package: contract.name.kebab(),
         lib: contract.name.to_string(),
@@ -328,6 +337,7 @@ pub fn build(contract: &Contract) -> NodeModel {
         operations,
         operation_types,
         topics,
+        modules: generated_modules(contract.kind, has_types, fsm.is_some()),
         fsm,
         workflow,
         env,
@@ -349,6 +359,27 @@ pub fn build(contract: &Contract) -> NodeModel {
         consumer_group,
         contract: contract.clone(),
     }
+}
+
+/// The modules of `src/generated/` for a node of `kind`, sorted.
+fn generated_modules(kind: NodeKind, has_types: bool, has_fsm: bool) -> Vec<&'static str> {
+    let mut modules = vec!["node", "spec"];
+    if has_types {
+        modules.push("models");
+    }
+    modules.push(match kind {
+        NodeKind::Effect => "operations",
+        NodeKind::Compute => return sorted(modules),
+        NodeKind::Reducer if has_fsm => "fsm",
+        NodeKind::Reducer => "reducer",
+        NodeKind::Orchestrator => "workflow",
+    });
+    sorted(modules)
+}
+
+fn sorted(mut modules: Vec<&'static str>) -> Vec<&'static str> {
+    modules.sort_unstable();
+    modules
 }
 
 /// The operations a node exposes. A contract that declares none gets one,

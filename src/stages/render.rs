@@ -16,7 +16,6 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::contract::NodeKind;
 use crate::error::GenError;
 use crate::fileset::{FileSet, Owner};
 use crate::stages::model::NodeModel;
@@ -57,6 +56,9 @@ pub struct RenderOptions {
     pub template_dir: Option<PathBuf>,
 }
 
+/// The generated modules stage 4.5 renders (the bus wiring).
+pub const WIRING_MODULES: &[&str] = &["node", "spec"];
+
 /// Renders stage 4's files.
 pub fn render(model: &NodeModel, opts: &RenderOptions) -> Result<FileSet, GenError> {
     let renderer = Renderer::new(model, opts)?;
@@ -70,48 +72,14 @@ pub fn render(model: &NodeModel, opts: &RenderOptions) -> Result<FileSet, GenErr
         Owner::Generated,
     )?;
     renderer.emit(&mut files, "src/lib.rs", "lib.rs.j2", Owner::Generated)?;
-    if !model.structs.is_empty() || !model.enums.is_empty() {
+    // The node's domain modules; `node` and `spec` are stage 4.5's.
+    for module in model.modules.iter().filter(|m| !WIRING_MODULES.contains(m)) {
         renderer.emit(
             &mut files,
-            "src/generated/models.rs",
-            "generated/models.rs.j2",
+            &format!("src/generated/{module}.rs"),
+            &format!("generated/{module}.rs.j2"),
             Owner::Generated,
         )?;
-    }
-    match model.kind {
-        NodeKind::Effect => {
-            renderer.emit(
-                &mut files,
-                "src/generated/operations.rs",
-                "generated/operations.rs.j2",
-                Owner::Generated,
-            )?;
-        }
-        NodeKind::Compute => {}
-        NodeKind::Reducer if model.fsm.is_some() => {
-            renderer.emit(
-                &mut files,
-                "src/generated/fsm.rs",
-                "generated/fsm.rs.j2",
-                Owner::Generated,
-            )?;
-        }
-        NodeKind::Reducer => {
-            renderer.emit(
-                &mut files,
-                "src/generated/reducer.rs",
-                "generated/reducer.rs.j2",
-                Owner::Generated,
-            )?;
-        }
-        NodeKind::Orchestrator => {
-            renderer.emit(
-                &mut files,
-                "src/generated/workflow.rs",
-                "generated/workflow.rs.j2",
-                Owner::Generated,
-            )?;
-        }
     }
     let handlers = format!("handlers/{}.rs.j2", model.kind.as_str());
     renderer.emit(&mut files, "src/handlers.rs", &handlers, Owner::User)?;
@@ -173,11 +141,6 @@ impl<'a> Renderer<'a> {
     }
 
     pub(crate) fn render(&self, template: &str) -> Result<String, GenError> {
-        self.render_with(template, minijinja::context! {})
-    }
-
-    /// Renders with extra variables on top of the model's.
-    pub(crate) fn render_with(&self, template: &str, extra: Value) -> Result<String, GenError> {
         let tmpl = self
             .env()
             .get_template(template)
@@ -185,8 +148,7 @@ impl<'a> Renderer<'a> {
                 name: template.to_owned(),
                 source,
             })?;
-        let ctx = minijinja::context! { ..extra, ..self.ctx.clone() };
-        tmpl.render(ctx).map_err(|source| GenError::Template {
+        tmpl.render(&self.ctx).map_err(|source| GenError::Template {
             name: template.to_owned(),
             source,
         })

@@ -13,7 +13,9 @@ use crate::error::GenError;
 use crate::fileset::{FileSet, Owner};
 use crate::rust::RustType;
 use crate::stages::model::{FieldModel, NodeModel, TopicModel};
-use crate::stages::render::{RenderOptions, Renderer, RuntimeSource, VENDORED_RUNTIME};
+use crate::stages::render::{
+    RenderOptions, Renderer, RuntimeSource, VENDORED_RUNTIME, WIRING_MODULES,
+};
 
 /// One variable of the runtime, for templates.
 #[derive(Debug, Clone, Serialize)]
@@ -41,18 +43,14 @@ pub fn wire(
     opts: &RenderOptions,
 ) -> Result<FileSet, GenError> {
     let renderer = Renderer::new(model, opts)?;
-    renderer.emit(
-        &mut files,
-        "src/generated/spec.rs",
-        "generated/spec.rs.j2",
-        Owner::Generated,
-    )?;
-    renderer.emit(
-        &mut files,
-        "src/generated/node.rs",
-        "generated/node.rs.j2",
-        Owner::Generated,
-    )?;
+    for module in WIRING_MODULES {
+        renderer.emit(
+            &mut files,
+            &format!("src/generated/{module}.rs"),
+            &format!("generated/{module}.rs.j2"),
+            Owner::Generated,
+        )?;
+    }
     renderer.emit(&mut files, "src/main.rs", "main.rs.j2", Owner::Generated)?;
     renderer.emit(
         &mut files,
@@ -70,21 +68,12 @@ pub fn wire(
     renderer.emit(&mut files, "README.md", "README.md.j2", Owner::Generated)?;
     files.insert("asyncapi.yaml", Owner::Generated, asyncapi(model));
 
-    // The module list follows the files rendered, so it can never name a missing one.
-    let modules: Vec<String> = files
-        .iter()
-        .filter_map(|(path, _)| {
-            path.strip_prefix("src/generated/")?
-                .strip_suffix(".rs")
-                .map(str::to_owned)
-        })
-        .filter(|m| m != "mod")
-        .collect();
-    let mod_rs = renderer.render_with(
+    renderer.emit(
+        &mut files,
+        "src/generated/mod.rs",
         "generated/mod.rs.j2",
-        minijinja::context! { modules => modules },
+        Owner::Generated,
     )?;
-    files.insert("src/generated/mod.rs", Owner::Generated, mod_rs);
 
     if opts.runtime == RuntimeSource::Vendored {
         for (path, contents) in VENDORED_RUNTIME {
