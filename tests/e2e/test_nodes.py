@@ -1,6 +1,7 @@
-"""End to end: each of the four minimal contracts, generated and built, runs
-against a real Kafka-protocol broker and is checked from the outside with
-kafka-python.
+"""End to end: each of the four minimal contracts of a node kind, generated
+and built, runs against a real Kafka-protocol broker and is checked from the
+outside with kafka-python; so does the reducer with an aggregation window
+(WindowedNode, its own scenarios only).
 
 Per node kind, in order (the tests of one class share one node's history):
  1. the node starts and publishes its start-up introspection event, and has
