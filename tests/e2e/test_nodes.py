@@ -661,14 +661,17 @@ class ReducerNode(NodeE2E, unittest.TestCase):
                                "published after the kill", timeout=timeout)
 
     def kill_mid_stream(self, node, orders, seen):
-        """SIGKILL once `seen` changes of `orders` are out; asserts inputs were
-        still waiting (the kill is mid-stream). Returns the end offsets of the
-        status topic: the dead process cannot add to them."""
+        """SIGKILL once `seen` changes of `orders` are out, the node being
+        started with E2E_SLOW_AGGREGATE naming the next order (its handler
+        then takes 5 s over it): inputs are waiting behind it. Returns the
+        end offsets of the status topic (the dead process cannot add to
+        them) and the changes that were out."""
         self.wait_changes(orders, seen)
         node.kill()
         ends = self.client.end_offsets(self.STATUS)
         self.reader(self.STATUS).drain()
         done = len({eid for eid, _ in self.changes_of(orders)})
+        self.assertEqual(done, seen, "the node was stopped by the slow order, the later ones waiting")
         return ends, done
 
     def check_each_transition_once(self, orders, cids):
@@ -695,30 +698,29 @@ class ReducerNode(NodeE2E, unittest.TestCase):
         instance = f"e2e-reducer-durable-{uuid.uuid4()}"
         orders = [f"order-{uuid.uuid4()}" for _ in range(200)]
         batches = [orders[:70], orders[70:140], orders[140:]]
-        node = self.start_node(durable_env(instance))
+        # Each start names the order at which the node is killed next.
+        node = self.start_node(durable_env(instance, {"E2E_SLOW_AGGREGATE": orders[20]}))
         node.instance = instance
         self.wait_started(node)
         cids = self.send_orders(batches[0], "payment_captured", {"amount": 10})
         report = []
-        for done_before, batch in ((20, batches[1]), (90, batches[2])):
+        for done_before, batch, slow in ((20, batches[1], orders[90]), (90, batches[2], None)):
             ends, done = self.kill_mid_stream(node, orders, done_before)
             sent = len(cids)
-            node = self.start_node(durable_env(instance))
+            node = self.start_node(durable_env(instance, {"E2E_SLOW_AGGREGATE": slow or ""}))
             node.instance = instance
             restarted = time.monotonic()
-            # The restarted node's first change, from the backlog left by the
-            # kill or from the next burst.
-            cids += self.send_orders(batch, "payment_captured", {"amount": 10})
+            # The restarted node's first change comes from the backlog left
+            # by the kill.
             first = self.first_change_after(ends)
             self.assertEqual(decode(first)["source"]["instance_id"], instance)
             report.append((done, sent, time.monotonic() - restarted))
+            cids += self.send_orders(batch, "payment_captured", {"amount": 10})
         self.wait_changes(orders, 200)
         # Legal only from `paid`, the state reached (partly) before the kills.
         cids += self.send_orders(orders, "order_shipped")
         self.wait_changes(orders, 400)
         duplicates = self.check_each_transition_once(orders, cids)
-        self.assertTrue(all(done < sent for done, sent, _ in report[:1]),
-                        f"the first kill came after every input was handled: {report}")
         print("\n  reducer: " + "; ".join(
             f"killed with {done} of {sent} changes out, processing again {secs:.1f} s after the restart"
             for done, sent, secs in report) + f"; {duplicates} re-published duplicate(s) dropped by id")
@@ -746,7 +748,7 @@ class ReducerNode(NodeE2E, unittest.TestCase):
         survivor = self.start_node(durable_env(names[1]))
         survivor.instance = names[1]
         self.wait_started(survivor)
-        owner = self.start_node(durable_env(names[0]))
+        owner = self.start_node(durable_env(names[0], {"E2E_SLOW_AGGREGATE": orders[20]}))
         owner.instance = names[0]
         self.wait_started(owner)
         # The group re-formed with both: the member started second owns the partition.
@@ -758,9 +760,8 @@ class ReducerNode(NodeE2E, unittest.TestCase):
                   if (decode(r).get("payload") or {}).get("aggregate_id") in wanted}
         self.assertEqual(owners, {owner.instance}, "the partition is owned by the member started second")
         mark = len(survivor.lines)
-        ends, done = self.kill_mid_stream(owner, orders, 10)
+        ends, done = self.kill_mid_stream(owner, orders, 20)
         killed = time.monotonic()
-        self.assertLess(done, 60, "the kill came after every input was handled")
         # The broker drops the killed member at the survivor's next heartbeat
         # after the session; the survivor is told through a rebalance.
         deadline = time.monotonic() + 30
