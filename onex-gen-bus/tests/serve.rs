@@ -270,6 +270,87 @@ async fn bad_requests_get_failed_events_or_dead_letters() {
     h.running.shutdown().await;
 }
 
+/// Requests in the envelope forms of the ONEX services themselves, as a
+/// Python service publishes them: seed 001's (epoch-seconds timestamp,
+/// `source{service, node_type, node_id}`, nothing else) and seed 004's (ISO
+/// timestamp, `source{service, instance_id}` with no node id, a causation
+/// id, trace metadata). Each is answered on the completed topic with its
+/// correlation id and trace; none is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_the_seed_envelope_forms_are_answered() {
+    let h = harness(|_, _| {}).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let seed_001 = json!({
+        "event_id": onex_runtime::uuid::Uuid::new_v4(),
+        "event_type": serve::REQUEST_EVENT_TYPE,
+        "correlation_id": onex_runtime::uuid::Uuid::new_v4(),
+        "timestamp": now.as_secs_f64(),
+        "source": {"service": "codegen-client", "node_type": "effect", "node_id": "node-7"},
+        "payload": {"contract": contract_named("node_seed_one")},
+    });
+    let seed_004 = json!({
+        "event_id": onex_runtime::uuid::Uuid::new_v4(),
+        "event_type": serve::REQUEST_EVENT_TYPE,
+        "correlation_id": onex_runtime::uuid::Uuid::new_v4(),
+        "causation_id": onex_runtime::uuid::Uuid::new_v4(),
+        "timestamp": "2025-10-18T10:00:00.000Z",
+        "version": "1.0.0",
+        "source": {"service": "archon-intelligence", "instance_id": "instance-123"},
+        "metadata": {"trace_id": "trace-seed-004", "span_id": "s-1", "user_id": null},
+        "payload": {"contract": contract_named("node_seed_four"), "options": {}},
+    });
+    for (raw, node) in [(&seed_001, "node_seed_one"), (&seed_004, "node_seed_four")] {
+        h.bus
+            .publish(
+                serve::REQUEST_TOPIC,
+                None,
+                raw.to_string().as_bytes(),
+                &Headers::default(),
+            )
+            .await
+            .unwrap();
+        let correlation_id = raw["correlation_id"].as_str().unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let answer = loop {
+            let found = h
+                .bus
+                .history(1000, Some(serve::COMPLETED_TOPIC))
+                .into_iter()
+                .filter_map(|m| Envelope::from_bytes(&m.value).ok())
+                .find(|e| e.correlation_id.to_string() == correlation_id);
+            if let Some(e) = found {
+                break e;
+            }
+            let dlq = format!("{}.dlq", serve::REQUEST_TOPIC);
+            let dead = h.bus.history(1000, Some(&dlq));
+            if let Some(d) = dead.first() {
+                panic!(
+                    "{node}: dead-lettered: {}",
+                    String::from_utf8_lossy(&d.value)
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{node}: no answer on the completed topic"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(answer.payload["node_name"], node, "{:#}", answer.payload);
+        assert_eq!(
+            answer.causation_id.map(|id| id.to_string()).as_deref(),
+            raw["event_id"].as_str()
+        );
+        if let Some(trace) = raw["metadata"]["trace_id"].as_str() {
+            assert_eq!(answer.trace_id(), Some(trace));
+        }
+        assert!(h.root.join(node).join("Cargo.toml").is_file());
+    }
+    h.requester.close().await;
+    h.running.shutdown().await;
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_written_outside_the_root() {
