@@ -17,6 +17,18 @@
 # scripts/tls_proxy.py in front of the broker, has the broker advertise the
 # proxy's address, and prints that address: clients reach the broker over
 # TLS only. `stop` stops both, each by its recorded PID.
+#
+# With ONEX_BROKER_SASL=1 the broker itself requires SASL authentication
+# (`tansu broker --authentication`; with ONEX_BROKER_TLS=1 too, that is
+# sasl_ssl). tansu 0.6.0 as built here offers SCRAM-SHA-256/512 and
+# OAUTHBEARER, no PLAIN, and on the in-memory storage it keeps no SCRAM
+# credential, so it refuses every login (see README, "Limits").
+#
+# With ONEX_BROKER_SASL_USERS=user:password[,user:password...] instead,
+# scripts/sasl_proxy.py stands in front of the broker and checks logins
+# (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) against those users; with
+# ONEX_BROKER_TLS=1 too, the TLS proxy stands in front of it (sasl_ssl).
+# The broker advertises the outermost proxy's address.
 set -euo pipefail
 
 STATE_DIR="${ONEX_BROKER_STATE:-${TMPDIR:-/tmp}/onex-broker}"
@@ -68,26 +80,41 @@ make_certs() { # dir
   }
 }
 
-start_proxy() { # listen-port target-port
-  local script_dir
+start_helper() { # name listen-port script args...: one of the proxies, recorded in $STATE_DIR/<name>.pid
+  local name="$1" listen="$2" script="$3" script_dir
+  shift 3
   script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-  python3 "$script_dir/tls_proxy.py" --listen "127.0.0.1:$1" --target "127.0.0.1:$2" \
-    --cert "$STATE_DIR/tls/server.pem" --key "$STATE_DIR/tls/server.key" \
-    >"$STATE_DIR/proxy.log" 2>&1 &
-  echo $! >"$STATE_DIR/proxy.pid"
+  python3 "$script_dir/$script" --listen "127.0.0.1:$listen" "$@" >"$STATE_DIR/$name.log" 2>&1 &
+  echo $! >"$STATE_DIR/$name.pid"
   for _ in $(seq 1 100); do
-    if ! kill -0 "$(cat "$STATE_DIR/proxy.pid")" 2>/dev/null; then
-      echo "TLS proxy exited at start; log:" >&2
-      tail -20 "$STATE_DIR/proxy.log" >&2
+    if ! kill -0 "$(cat "$STATE_DIR/$name.pid")" 2>/dev/null; then
+      echo "$name exited at start; log:" >&2
+      tail -20 "$STATE_DIR/$name.log" >&2
       return 1
     fi
-    if accepts "$1"; then
+    if accepts "$listen"; then
       return 0
     fi
     sleep 0.1
   done
-  echo "TLS proxy did not accept connections on port $1 within 10 s" >&2
+  echo "$name did not accept connections on port $listen within 10 s" >&2
   return 1
+}
+
+start_proxies() { # broker-port: the SASL proxy, then the TLS proxy in front of it
+  local target="$1" users=() user
+  if [[ -f "$STATE_DIR/sasl_port" ]]; then
+    IFS=',' read -r -a users <<<"$ONEX_BROKER_SASL_USERS"
+    local args=()
+    for user in "${users[@]}"; do args+=(--user "$user"); done
+    start_helper sasl-proxy "$(cat "$STATE_DIR/sasl_port")" sasl_proxy.py \
+      --target "127.0.0.1:$target" "${args[@]}" || return 1
+    target="$(cat "$STATE_DIR/sasl_port")"
+  fi
+  if [[ -f "$STATE_DIR/tls_port" ]]; then
+    start_helper proxy "$(cat "$STATE_DIR/tls_port")" tls_proxy.py --target "127.0.0.1:$target" \
+      --cert "$STATE_DIR/tls/server.pem" --key "$STATE_DIR/tls/server.key" || return 1
+  fi
 }
 
 client_port() {
@@ -110,17 +137,24 @@ cmd_start() {
   local port advertised
   port="$(free_port)"
   advertised="$port"
+  if [[ -n "${ONEX_BROKER_SASL_USERS:-}" ]]; then
+    advertised="$(free_port)"
+    echo "$advertised" >"$STATE_DIR/sasl_port"
+  fi
   if [[ "${ONEX_BROKER_TLS:-0}" == 1 ]]; then
     make_certs "$STATE_DIR/tls"
     advertised="$(free_port)"
-    echo "$advertised" >"$STATE_DIR/client_port"
+    echo "$advertised" >"$STATE_DIR/tls_port"
   fi
+  [[ "$advertised" == "$port" ]] || echo "$advertised" >"$STATE_DIR/client_port"
+  local auth=()
+  [[ "${ONEX_BROKER_SASL:-0}" == 1 ]] && auth=(--authentication)
   (
     cd "$STATE_DIR/work"
     exec "$bin" broker \
       --listener-url "tcp://127.0.0.1:$port" \
       --advertised-listener-url "tcp://127.0.0.1:$advertised" \
-      --storage-engine "memory://tansu/"
+      --storage-engine "memory://tansu/" "${auth[@]}"
   ) >"$STATE_DIR/broker.log" 2>&1 &
   local pid=$!
   echo "$pid" >"$STATE_DIR/pid"
@@ -133,7 +167,7 @@ cmd_start() {
     fi
     if accepts "$port"; then
       if [[ "$advertised" != "$port" ]]; then
-        start_proxy "$advertised" "$port" || { cmd_stop; return 1; }
+        start_proxies "$port" || { cmd_stop; return 1; }
       fi
       echo "127.0.0.1:$advertised"
       return 0
@@ -165,11 +199,15 @@ stop_pid() { # pid
 }
 
 cmd_stop() {
-  if [[ -f "$STATE_DIR/proxy.pid" ]]; then
-    stop_pid "$(cat "$STATE_DIR/proxy.pid")"
-    rm -f "$STATE_DIR/proxy.pid" "$STATE_DIR/client_port"
-    echo "TLS proxy stopped" >&2
-  fi
+  local name
+  for name in proxy sasl-proxy; do
+    if [[ -f "$STATE_DIR/$name.pid" ]]; then
+      stop_pid "$(cat "$STATE_DIR/$name.pid")"
+      rm -f "$STATE_DIR/$name.pid"
+      echo "$name stopped" >&2
+    fi
+  done
+  rm -f "$STATE_DIR/client_port" "$STATE_DIR/sasl_port" "$STATE_DIR/tls_port"
   if pid="$(running_pid)"; then
     stop_pid "$pid"
     echo "stopped (pid $pid)" >&2

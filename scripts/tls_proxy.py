@@ -38,6 +38,19 @@ async def pipe(reader, writer):
             pass
 
 
+async def serve_until_stopped(handle, listen, ssl_context=None):
+    """Serves connections on LISTEN with HANDLE until SIGTERM or SIGINT."""
+    listen_host, listen_port = host_port(listen)
+    server = await asyncio.start_server(handle, listen_host, listen_port, ssl=ssl_context)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"listening on {listen}", flush=True)
+    async with server:
+        await stop.wait()
+
+
 async def serve(args):
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.cert, args.key)
@@ -55,15 +68,7 @@ async def serve(args):
             return
         await asyncio.gather(pipe(client_reader, broker_writer), pipe(broker_reader, client_writer))
 
-    listen_host, listen_port = host_port(args.listen)
-    server = await asyncio.start_server(handle, listen_host, listen_port, ssl=context)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"listening on {args.listen}", flush=True)
-    async with server:
-        await stop.wait()
+    await serve_until_stopped(handle, args.listen, context)
 
 
 def main():

@@ -113,6 +113,30 @@ fn bad_security_configuration_exits_2_naming_the_variable() {
             "KAFKA_SASL_MECHANISM",
         ),
         (
+            vec![
+                ("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext"),
+                ("KAFKA_SASL_MECHANISM", "GSSAPI"),
+                ("KAFKA_SASL_USERNAME", "u"),
+                ("KAFKA_SASL_PASSWORD", "p"),
+            ],
+            "KAFKA_SASL_MECHANISM",
+        ),
+        (
+            vec![
+                ("KAFKA_SECURITY_PROTOCOL", "plaintext"),
+                ("KAFKA_SASL_MECHANISM", "PLAIN"),
+            ],
+            "KAFKA_SASL_MECHANISM",
+        ),
+        (
+            vec![
+                ("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext"),
+                ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-256"),
+                ("KAFKA_SASL_USERNAME", "u"),
+            ],
+            "KAFKA_SASL_PASSWORD",
+        ),
+        (
             vec![("KAFKA_BOOTSTRAP_SERVERS", "no-port-here")],
             "KAFKA_BOOTSTRAP_SERVERS",
         ),

@@ -260,6 +260,12 @@ pub struct KafkaBus {
     inner: Arc<Inner>,
 }
 
+/// How long [`KafkaBus::connect`] waits for metadata before it looks again
+/// for a refused certificate or login.
+const CONNECT_SLICE: Duration = Duration::from_millis(500);
+/// Its pause after a metadata request that failed before its time.
+const CONNECT_PAUSE: Duration = Duration::from_millis(100);
+
 struct Inner {
     settings: KafkaSettings,
     producer: FutureProducer<QuietContext>,
@@ -296,18 +302,27 @@ impl KafkaBus {
     /// Creates the bus and checks that a broker answers within `timeout`.
     /// A broker that cannot be reached is [`BusError::Connection`]; one
     /// reached whose TLS certificate or SASL login is refused is
-    /// [`BusError::Security`], which waiting will not fix.
+    /// [`BusError::Security`], which waiting will not fix, so it is
+    /// returned as soon as librdkafka reports it.
     pub async fn connect(
         settings: KafkaSettings,
         metrics: Arc<Metrics>,
         timeout: Duration,
     ) -> Result<Self, BusError> {
         let bus = Self::new(settings, metrics)?;
-        if let Err(e) = bus.topic_names(timeout).await {
-            return Err(match bus.inner.context.security_failure() {
-                Some(reason) => BusError::Security(reason),
-                None => e,
-            });
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let attempt = bus.topic_names(left.min(CONNECT_SLICE)).await;
+            if let Some(reason) = bus.inner.context.security_failure() {
+                return Err(BusError::Security(reason));
+            }
+            match attempt {
+                Ok(_) => break,
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                // A refused connection fails at once: pause before asking again.
+                Err(_) => tokio::time::sleep(CONNECT_PAUSE.min(left)).await,
+            }
         }
         tracing::info!(servers = %bus.inner.settings.bootstrap_servers, "connected to Kafka");
         Ok(bus)

@@ -472,6 +472,47 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// Starts a node binary (stderr piped), waits up to 60 s for it to log that
+/// it is running, checks that it is connected to Kafka and not degraded,
+/// stops it with SIGTERM and checks that it exits 0.
+pub fn node_runs_on_kafka_then_stops(node: &mut std::process::Command) {
+    use std::io::{BufRead, BufReader};
+    let mut child = node.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node did not come up: {seen:#?}"
+        );
+        let Some(Ok(line)) = lines.next() else {
+            panic!("node exited: {seen:#?}")
+        };
+        let running = line.contains("node running");
+        seen.push(line);
+        if running {
+            break;
+        }
+    }
+    let log = seen.join("\n");
+    assert!(log.contains("connected to Kafka"), "{log}");
+    assert!(
+        log.contains("bus=\"kafka\"") || log.contains("bus=kafka"),
+        "{log}"
+    );
+    assert!(!log.contains("DEGRADED"), "{log}");
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(status.success(), "{status:?}: {rest:#?}");
+}
+
 /// Fresh topics for a node (as [`topics`]), its dead-letter topic (the
 /// first one's) and the introspection topics; returns the topics and the
 /// dead-letter topic.
