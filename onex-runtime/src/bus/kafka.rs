@@ -221,6 +221,7 @@ impl ConsumerContext for AssignmentContext {
                 tracing::info!(
                     topics = %topics_of(tpl),
                     partitions = tpl.count(),
+                    numbers = %numbers_of(tpl),
                     "partitions assigned"
                 );
                 if tpl.count() > 0 {
@@ -234,6 +235,7 @@ impl ConsumerContext for AssignmentContext {
                 tracing::info!(
                     topics = %topics_of(tpl),
                     partitions = tpl.count(),
+                    numbers = %numbers_of(tpl),
                     "partitions revoked"
                 );
                 self.assigned.send_replace(false);
@@ -252,6 +254,17 @@ fn topics_of(tpl: &rdkafka::TopicPartitionList) -> String {
         .collect();
     topics.dedup();
     topics.join(",")
+}
+
+/// The partition numbers of a partition list, for the logs: `0,2` (a
+/// consumer reads one topic, so the numbers name the partitions).
+fn numbers_of(tpl: &rdkafka::TopicPartitionList) -> String {
+    let numbers: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| e.partition().to_string())
+        .collect();
+    numbers.join(",")
 }
 
 /// The Kafka event bus. Cheap to clone.
