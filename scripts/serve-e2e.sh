@@ -4,7 +4,8 @@
 # ONEX_TEST_KAFKA already names one).
 #
 #   scripts/serve-e2e.sh          100 requests (valid, duplicates, malformed) to two serve
-#                                 processes in one group, one killed with SIGKILL partway;
+#                                 processes in one group, one killed with SIGKILL partway and
+#                                 its partitions handed to the survivor and a replacement;
 #                                 then a generated node shows up in the registry
 #   scripts/serve-e2e.sh bench    request -> completed latency p50/p99 and requests/s
 #   scripts/serve-e2e.sh all      both
@@ -26,6 +27,16 @@ if [[ -z "${ONEX_TEST_KAFKA:-}" ]]; then
 fi
 export ONEX_TEST_KAFKA
 echo "broker: $ONEX_TEST_KAFKA" >&2
+
+# The answers are read back with kafka-python, an outside client.
+if [[ -z "${ONEX_PYTHON:-}" ]]; then
+  if [[ -x "$HOME/.cache/onex-gen/venv/bin/python" ]]; then
+    ONEX_PYTHON="$HOME/.cache/onex-gen/venv/bin/python"
+  else
+    eval "$(scripts/install-tools.sh)"
+  fi
+fi
+export ONEX_PYTHON
 
 build_node() {
   local nodes=target/serve-e2e/nodes gen
