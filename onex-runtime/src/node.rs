@@ -32,6 +32,7 @@ use crate::dlq::dead_letter;
 pub use crate::dlq::Failure;
 use crate::envelope::{Envelope, EventSource};
 use crate::handler_bus::HandlerBus;
+use crate::introspection::INTROSPECTION_EVENT_TYPE;
 use crate::metrics::{inc, Metrics};
 use crate::state::{output_event_id, snapshot_topic, window_event_id, StateContext, StateKeeper};
 use crate::topic::TopicNamer;
@@ -634,6 +635,13 @@ enum Outcome {
 }
 
 impl Dispatcher {
+    /// Whether `envelope` is this very instance's introspection event.
+    fn is_own_introspection(&self, envelope: &Envelope) -> bool {
+        envelope.event_type == INTROSPECTION_EVENT_TYPE
+            && envelope.source.instance_id == self.source.instance_id
+            && envelope.source.service == self.source.service
+    }
+
     /// Publishes the handler's aggregation windows that have closed, then
     /// records them closed (see [`crate::reducer`]); returns how many. A
     /// failed publish leaves them open for the next call, which publishes
@@ -1014,6 +1022,13 @@ impl MessageHandler for Dispatcher {
                 return self.dead_letter(msg, failure).await;
             }
         };
+        if self.is_own_introspection(&envelope) {
+            // A node that consumes the introspection topic (a registration
+            // orchestrator) reads its own announcements there too; they
+            // are about itself, not work for it.
+            tracing::debug!(event_id = %envelope.event_id, "own introspection event skipped");
+            return Ok(());
+        }
         let key = match (&self.spec.idempotency, &self.seen) {
             (Some(rule), Some(seen)) => {
                 let k = dedupe_key(rule, &envelope);

@@ -153,8 +153,7 @@ async fn branch_create_is_routed_to_its_handler_and_its_result_to_its_topic() {
         correlation_id: None,
     })
     .expect("the example input serialises");
-    let sent = node
-        .send("onex.cmd.git.node-git-effect.v1", "branch_create", input)
+    node.send("onex.cmd.git.node-git-effect.v1", "branch_create", input)
         .await;
     node.settle().await;
     assert_eq!(probe.calls(), ["branch_create"]);
@@ -192,8 +191,7 @@ async fn commit_is_routed_to_its_handler_and_its_result_to_its_topic() {
         correlation_id: None,
     })
     .expect("the example input serialises");
-    let sent = node
-        .send("onex.cmd.git.node-git-effect.v1", "commit", input)
+    node.send("onex.cmd.git.node-git-effect.v1", "commit", input)
         .await;
     node.settle().await;
     assert_eq!(probe.calls(), ["commit"]);
@@ -232,8 +230,7 @@ async fn push_is_routed_to_its_handler_and_its_result_to_its_topic() {
         correlation_id: None,
     })
     .expect("the example input serialises");
-    let sent = node
-        .send("onex.cmd.git.node-git-effect.v1", "push", input)
+    node.send("onex.cmd.git.node-git-effect.v1", "push", input)
         .await;
     node.settle().await;
     assert_eq!(probe.calls(), ["push"]);
@@ -275,8 +272,7 @@ async fn pr_create_is_routed_to_its_handler_and_its_result_to_its_topic() {
         correlation_id: None,
     })
     .expect("the example input serialises");
-    let sent = node
-        .send("onex.cmd.git.node-git-effect.v1", "pr_create", input)
+    node.send("onex.cmd.git.node-git-effect.v1", "pr_create", input)
         .await;
     node.settle().await;
     assert_eq!(probe.calls(), ["pr_create"]);
@@ -317,8 +313,7 @@ async fn pr_update_is_routed_to_its_handler_and_its_result_to_its_topic() {
         correlation_id: None,
     })
     .expect("the example input serialises");
-    let sent = node
-        .send("onex.cmd.git.node-git-effect.v1", "pr_update", input)
+    node.send("onex.cmd.git.node-git-effect.v1", "pr_update", input)
         .await;
     node.settle().await;
     assert_eq!(probe.calls(), ["pr_update"]);
@@ -357,8 +352,7 @@ async fn pr_close_is_routed_to_its_handler_and_its_result_to_its_topic() {
         correlation_id: None,
     })
     .expect("the example input serialises");
-    let sent = node
-        .send("onex.cmd.git.node-git-effect.v1", "pr_close", input)
+    node.send("onex.cmd.git.node-git-effect.v1", "pr_close", input)
         .await;
     node.settle().await;
     assert_eq!(probe.calls(), ["pr_close"]);
@@ -399,8 +393,7 @@ async fn pr_merge_is_routed_to_its_handler_and_its_result_to_its_topic() {
         correlation_id: None,
     })
     .expect("the example input serialises");
-    let sent = node
-        .send("onex.cmd.git.node-git-effect.v1", "pr_merge", input)
+    node.send("onex.cmd.git.node-git-effect.v1", "pr_merge", input)
         .await;
     node.settle().await;
     assert_eq!(probe.calls(), ["pr_merge"]);
@@ -440,8 +433,7 @@ async fn pr_list_is_routed_to_its_handler_and_its_result_to_its_topic() {
         correlation_id: None,
     })
     .expect("the example input serialises");
-    let sent = node
-        .send("onex.cmd.git.node-git-effect.v1", "pr_list", input)
+    node.send("onex.cmd.git.node-git-effect.v1", "pr_list", input)
         .await;
     node.settle().await;
     assert_eq!(probe.calls(), ["pr_list"]);
@@ -481,8 +473,7 @@ async fn pr_view_is_routed_to_its_handler_and_its_result_to_its_topic() {
         correlation_id: None,
     })
     .expect("the example input serialises");
-    let sent = node
-        .send("onex.cmd.git.node-git-effect.v1", "pr_view", input)
+    node.send("onex.cmd.git.node-git-effect.v1", "pr_view", input)
         .await;
     node.settle().await;
     assert_eq!(probe.calls(), ["pr_view"]);
@@ -521,8 +512,7 @@ async fn tag_create_is_routed_to_its_handler_and_its_result_to_its_topic() {
         correlation_id: None,
     })
     .expect("the example input serialises");
-    let sent = node
-        .send("onex.cmd.git.node-git-effect.v1", "tag_create", input)
+    node.send("onex.cmd.git.node-git-effect.v1", "tag_create", input)
         .await;
     node.settle().await;
     assert_eq!(probe.calls(), ["tag_create"]);
@@ -562,8 +552,7 @@ async fn label_add_is_routed_to_its_handler_and_its_result_to_its_topic() {
         correlation_id: None,
     })
     .expect("the example input serialises");
-    let sent = node
-        .send("onex.cmd.git.node-git-effect.v1", "label_add", input)
+    node.send("onex.cmd.git.node-git-effect.v1", "label_add", input)
         .await;
     node.settle().await;
     assert_eq!(probe.calls(), ["label_add"]);
