@@ -192,6 +192,7 @@ impl Node {
 pub enum YamlErrorKind {
     Syntax,
     InvalidUtf8,
+    NonPrintable,
     Tab,
     TooLarge,
     TooDeep,
@@ -206,6 +207,7 @@ impl YamlErrorKind {
         match self {
             YamlErrorKind::Syntax => "E-YAML-SYNTAX",
             YamlErrorKind::InvalidUtf8 => "E-YAML-UTF8",
+            YamlErrorKind::NonPrintable => "E-YAML-CHAR",
             YamlErrorKind::Tab => "E-YAML-TAB",
             YamlErrorKind::TooLarge => "E-YAML-SIZE",
             YamlErrorKind::TooDeep => "E-YAML-DEPTH",
@@ -312,6 +314,7 @@ pub fn load_str(text: &str, limits: Limits) -> Result<Node, YamlError> {
 /// Like [`load_str`], keeping the warnings.
 pub fn load_str_with_warnings(text: &str, limits: Limits) -> Result<Loaded, YamlError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    check_printable(text)?;
     check_tabs(text)?;
     let mut builder = Builder::new(limits);
     let mut parser = Parser::new_from_str(text);
@@ -350,6 +353,31 @@ fn scan_error(e: &ScanError, limits: Limits) -> YamlError {
         format!("YAML syntax error: {}", e.info()),
     )
     .expected("well-formed YAML")
+}
+
+/// YAML allows only printable characters in a stream (YAML 1.2, 5.1; PyYAML
+/// refuses the rest too). The scanner would stop at a NUL as if the file
+/// ended there, reading a contract shorter than the one on disk, so every
+/// other character is refused at its place; a control character is written
+/// escaped in a double-quoted string.
+fn check_printable(text: &str) -> Result<(), YamlError> {
+    let printable = |c: char| {
+        matches!(
+            c,
+            '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..
+        )
+    };
+    for (i, line) in text.split('\n').enumerate() {
+        if let Some((col, c)) = line.chars().enumerate().find(|(_, c)| !printable(*c)) {
+            return Err(YamlError::new(
+                YamlErrorKind::NonPrintable,
+                Position::new(i + 1, col + 1),
+                format!("the character U+{:04X} is not allowed in YAML", u32::from(c)),
+            )
+            .expected("printable characters (a control character only escaped in a double-quoted string, e.g. \"\\0\")"));
+        }
+    }
+    Ok(())
 }
 
 /// Tabs may not indent YAML; say so at the exact place instead of a generic
@@ -843,6 +871,35 @@ mod tests {
         let e = load_bytes(b"a: 1\nb: \xff\n", Limits::default()).unwrap_err();
         assert_eq!(e.kind, YamlErrorKind::InvalidUtf8);
         assert_eq!(e.pos, Position::new(2, 4));
+    }
+
+    #[test]
+    fn non_printable_characters_are_refused_where_they_are() {
+        // The scanner alone would end the document at the NUL and drop `b`.
+        let e = load("a: \"x\"\0\0\nb: 2\n").unwrap_err();
+        assert_eq!(e.kind, YamlErrorKind::NonPrintable);
+        assert_eq!(e.pos, Position::new(1, 7));
+        assert!(e.message.contains("U+0000"), "{}", e.message);
+        for bad in [
+            "a: \u{7}\n",
+            "a: 1\nb: \"\u{1b}[0m\"\n",
+            "a: \u{fffe}\n",
+            "a: x\u{7f}\n",
+        ] {
+            assert_eq!(
+                load(bad).unwrap_err().kind,
+                YamlErrorKind::NonPrintable,
+                "{bad:?}"
+            );
+        }
+        // Escaped in a double-quoted string, tabs, CR LF, NEL and any other
+        // printable character are fine.
+        let n = load("a: \"\\0\\e\"\r\nb: |\n  \tx\u{85}\nc: \u{e9}\u{1f600}\n").unwrap();
+        assert_eq!(n.get("a").unwrap().value, Value::Str("\0\u{1b}".into()));
+        assert_eq!(
+            n.get("c").unwrap().value,
+            Value::Str("\u{e9}\u{1f600}".into())
+        );
     }
 
     #[test]
