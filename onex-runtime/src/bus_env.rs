@@ -21,6 +21,7 @@ pub const BUS_ENV_VARS: &[(&str, &str, &str)] = &[
     ("KAFKA_CONSUMER_SLEEP_INTERVAL", "0.1", "seconds to pause after a consumer error (0.01-10.0)"),
     ("KAFKA_SESSION_TIMEOUT_MS", "6000", "consumer session timeout in ms (1000-300000): how long the partitions of a crashed member wait before another member (or the restarted process) gets them; heartbeats go every third of it"),
     ("KAFKA_FETCH_MAX_WAIT_MS", "100", "longest a fetch waits on the broker for new messages, in ms (1-5000); bounds a consumed event's latency"),
+    ("KAFKA_MAX_IN_FLIGHT", "1", "messages a consumer handles at once (1-10000); above 1 a node that keeps no state handles messages of different keys concurrently, each key in order, committing offsets up to the first unfinished message"),
     ("KAFKA_ACKS", "all", "producer acknowledgements: all, 1 or 0"),
     ("KAFKA_ENABLE_IDEMPOTENCE", "true", "idempotent producer"),
     ("KAFKA_DEAD_LETTER_TOPIC", "", "dead-letter topic for every consumed topic (default <topic>.dlq)"),

@@ -517,6 +517,12 @@ pub struct KafkaSettings {
     pub consumer_sleep_interval: Duration,
     /// `fetch.wait.max.ms`: how long a fetch may wait on the broker for data.
     pub fetch_max_wait_ms: u64,
+    /// Messages one consumer may be handling at once. 1 handles them one at
+    /// a time in offset order; above 1 (and only for handlers that keep no
+    /// state across keys) messages of different keys are handled
+    /// concurrently, each key's in order, and offsets are committed up to
+    /// the first message not yet handled.
+    pub max_in_flight: usize,
     /// Producer acknowledgements.
     pub acks: Acks,
     /// Idempotent producer.
@@ -563,6 +569,7 @@ impl Default for KafkaSettings {
             enable_auto_commit: true,
             consumer_sleep_interval: Duration::from_millis(100),
             fetch_max_wait_ms: 100,
+            max_in_flight: 1,
             acks: Acks::All,
             enable_idempotence: true,
             security: SecuritySettings::default(),
@@ -743,6 +750,12 @@ impl RuntimeConfig {
                 100,
                 "an integer in 1..=5000",
                 in_range(1, 5000),
+            )?,
+            max_in_flight: src.parsed(
+                "KAFKA_MAX_IN_FLIGHT",
+                1,
+                "an integer in 1..=10000",
+                in_range(1, 10_000),
             )?,
             acks: src.parsed("KAFKA_ACKS", Acks::All, "all, 1 or 0", any_value)?,
             enable_idempotence: src.flag("KAFKA_ENABLE_IDEMPOTENCE", true)?,
@@ -941,6 +954,7 @@ mod tests {
             ("KAFKA_CONSUMER_SLEEP_INTERVAL", "11", "0.01..=10.0"),
             ("KAFKA_AUTO_OFFSET_RESET", "middle", "earliest or latest"),
             ("KAFKA_ACKS", "2", "all, 1 or 0"),
+            ("KAFKA_MAX_IN_FLIGHT", "0", "1..=10000"),
             ("KAFKA_ENABLE_AUTO_COMMIT", "perhaps", "true or false"),
             ("ONEX_TOPIC_VALIDATION", "strict", "reject, warn or off"),
             ("ONEX_HEALTH_PORT", "70000", "0..=65535"),

@@ -1008,6 +1008,12 @@ impl MessageHandler for Dispatcher {
         }
     }
 
+    /// A node without state (effect, compute) handles each input on its
+    /// own; reducers and orchestrators apply a partition's inputs in order.
+    fn keys_independent(&self) -> bool {
+        self.handler.state_keeper().is_none()
+    }
+
     async fn on_message(&self, msg: &BusMessage) -> Result<(), Nack> {
         let envelope = match Envelope::from_record(&msg.value, &msg.headers) {
             Ok(e) => e,

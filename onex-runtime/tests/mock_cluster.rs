@@ -318,3 +318,185 @@ async fn degraded_node_reconnects_to_kafka() {
     let _ = stop_tx.send(true);
     service.shutdown().await;
 }
+
+/// Records what a handler whose keys are independent was given: which
+/// messages ran at the same time, and in which order each key's ran.
+#[derive(Default)]
+struct InFlightProbe {
+    /// Start and end of every delivery, in order: `+a1`, `-a1`.
+    log: std::sync::Mutex<Vec<String>>,
+    /// Messages acknowledged.
+    acked: std::sync::Mutex<Vec<String>>,
+    /// `a1` saw `b1` start while it was being handled.
+    overlap: std::sync::atomic::AtomicBool,
+    /// Values refused on every delivery.
+    refuse: Vec<String>,
+}
+
+#[async_trait]
+impl onex_runtime::bus::MessageHandler for InFlightProbe {
+    async fn on_message(
+        &self,
+        msg: &onex_runtime::bus::BusMessage,
+    ) -> Result<(), onex_runtime::bus::Nack> {
+        let value = String::from_utf8_lossy(&msg.value).into_owned();
+        self.log.lock().unwrap().push(format!("+{value}"));
+        if value == "a1" {
+            // Waits (bounded) for a message of another key to start.
+            for _ in 0..100 {
+                if self.log.lock().unwrap().iter().any(|v| v == "+b1") {
+                    self.overlap
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.log.lock().unwrap().push(format!("-{value}"));
+        if self.refuse.contains(&value) {
+            return Err(onex_runtime::bus::Nack::new("refused by the test"));
+        }
+        self.acked.lock().unwrap().push(value);
+        Ok(())
+    }
+
+    fn keys_independent(&self) -> bool {
+        true
+    }
+}
+
+async fn publish_keyed(bus: &KafkaBus, topic: &str, records: &[(&str, &str)]) {
+    for (key, value) in records {
+        bus.publish(
+            topic,
+            Some(key.as_bytes()),
+            value.as_bytes(),
+            &Headers::default(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// With `KAFKA_MAX_IN_FLIGHT` above 1, a message of another key is handled
+/// while an earlier one still is (one at a time, `a1` would wait for `b1`
+/// in vain), and one key's messages never overlap and keep their order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_keys_in_flight_each_key_in_order() {
+    let c = cluster();
+    c.create_topic("inflight", 1, 1).unwrap();
+    let mut s = settings(&c.bootstrap_servers());
+    s.max_in_flight = 8;
+    let bus = bus_on(&c, s).await;
+    publish_keyed(
+        &bus,
+        "inflight",
+        &[
+            ("a", "a1"),
+            ("a", "a2"),
+            ("b", "b1"),
+            ("a", "a3"),
+            ("b", "b2"),
+        ],
+    )
+    .await;
+    let probe = Arc::new(InFlightProbe::default());
+    let sub = bus
+        .subscribe("inflight", "inflight-group", probe.clone())
+        .await
+        .unwrap();
+    wait_until("all five acknowledged", || {
+        probe.acked.lock().unwrap().len() == 5
+    })
+    .await;
+    sub.unsubscribe().await;
+    bus.close().await.unwrap();
+
+    assert!(
+        probe.overlap.load(std::sync::atomic::Ordering::SeqCst),
+        "b1 was not handled while a1 was: {:?}",
+        probe.log.lock().unwrap()
+    );
+    let log = probe.log.lock().unwrap().clone();
+    for key in ["a", "b"] {
+        let own: Vec<&str> = log
+            .iter()
+            .map(String::as_str)
+            .filter(|e| e[1..].starts_with(key))
+            .collect();
+        let expected: Vec<String> = (1..=own.len() / 2)
+            .flat_map(|n| [format!("+{key}{n}"), format!("-{key}{n}")])
+            .collect();
+        assert_eq!(own, expected, "key {key}: one at a time, in order");
+    }
+}
+
+/// Offsets are committed only up to the first message not acknowledged,
+/// however many after it were handled: `k1` is refused until the consumer
+/// stops, `k2` and `k3` are handled meanwhile (one at a time they would
+/// never be), and the group's committed offset is `k1`'s, so all three are
+/// delivered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commit_stops_at_the_first_unacknowledged_message() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let c = cluster();
+    c.create_topic("inflight-commit", 1, 1).unwrap();
+    let mut s = settings(&c.bootstrap_servers());
+    s.max_in_flight = 8;
+    s.enable_auto_commit = false;
+    let bus = bus_on(&c, s).await;
+    publish_keyed(
+        &bus,
+        "inflight-commit",
+        &[("k0", "k0"), ("k1", "k1"), ("k2", "k2"), ("k3", "k3")],
+    )
+    .await;
+    let probe = Arc::new(InFlightProbe {
+        refuse: vec!["k1".into()],
+        ..InFlightProbe::default()
+    });
+    let sub = bus
+        .subscribe("inflight-commit", "inflight-commit-group", probe.clone())
+        .await
+        .unwrap();
+    wait_until("k0, k2 and k3 acknowledged", || {
+        probe.acked.lock().unwrap().len() == 3
+    })
+    .await;
+    sub.unsubscribe().await;
+    bus.close().await.unwrap();
+    let mut acked = probe.acked.lock().unwrap().clone();
+    acked.sort();
+    assert_eq!(acked, ["k0", "k2", "k3"]);
+
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", c.bootstrap_servers())
+        .set("group.id", "inflight-commit-group")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("inflight-commit", 0);
+    let committed = reader
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    let offset = committed
+        .find_partition("inflight-commit", 0)
+        .map(|e| e.offset());
+    assert_eq!(
+        offset,
+        Some(Offset::Offset(1)),
+        "next to read is k1's offset"
+    );
+}

@@ -27,6 +27,8 @@ use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Message};
 use tokio::sync::watch;
 
+mod in_flight;
+
 use super::kafka_log::QuietContext;
 use super::{
     deliver_until_acked, resilient_publish, AttemptError, BusBackend, BusError, BusHealth,
@@ -584,6 +586,29 @@ async fn report_rebalances(
     }
 }
 
+/// Logs a failing consumer's errors: it repeats the same error every
+/// poll, so each distinct error once at warn level.
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<String>,
+}
+
+impl ErrorLog {
+    fn report(&mut self, e: &KafkaError) {
+        let text = e.to_string();
+        if self.last.as_deref() == Some(text.as_str()) {
+            tracing::debug!("consumer error: {text}");
+        } else {
+            tracing::warn!("consumer error: {text}");
+            self.last = Some(text);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.last = None;
+    }
+}
+
 async fn consume(
     consumer: StreamConsumer<AssignmentContext>,
     handler: Arc<dyn MessageHandler>,
@@ -592,9 +617,10 @@ async fn consume(
     settings: KafkaSettings,
     metrics: Arc<Metrics>,
 ) {
-    // A failing consumer repeats the same error every poll; log each
-    // distinct error once at warn level.
-    let mut last_error: Option<String> = None;
+    if settings.max_in_flight > 1 && handler.keys_independent() {
+        return in_flight::consume(consumer, handler, rebalances, stop, settings, metrics).await;
+    }
+    let mut errors = ErrorLog::default();
     loop {
         let received = tokio::select! {
             biased;
@@ -607,17 +633,11 @@ async fn consume(
         };
         match received {
             Err(e) => {
-                let text = e.to_string();
-                if last_error.as_deref() == Some(text.as_str()) {
-                    tracing::debug!("consumer error: {text}");
-                } else {
-                    tracing::warn!("consumer error: {text}");
-                    last_error = Some(text);
-                }
+                errors.report(&e);
                 tokio::time::sleep(settings.consumer_sleep_interval).await;
             }
             Ok(m) => {
-                last_error = None;
+                errors.clear();
                 report_rebalances(handler.as_ref(), &mut rebalances).await;
                 let msg = to_bus_message(&m);
                 let acked = deliver_until_acked(
@@ -647,13 +667,23 @@ async fn consume(
             }
         }
     }
+    finish(&consumer, handler.as_ref(), &mut rebalances).await;
+}
+
+/// Commits the stored offsets, leaves the group and reports the last
+/// rebalances.
+async fn finish(
+    consumer: &StreamConsumer<AssignmentContext>,
+    handler: &dyn MessageHandler,
+    rebalances: &mut tokio::sync::mpsc::UnboundedReceiver<Rebalanced>,
+) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => tracing::debug!("offsets committed"),
         Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
         Err(e) => tracing::warn!("final commit failed: {e}"),
     }
     consumer.unsubscribe();
-    report_rebalances(handler.as_ref(), &mut rebalances).await;
+    report_rebalances(handler, rebalances).await;
 }
 
 #[async_trait]

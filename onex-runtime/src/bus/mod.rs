@@ -7,7 +7,12 @@
 //!   the handler returned `Ok`; a [`Nack`] makes the same message be
 //!   delivered again after a pause, so nothing after it is committed either
 //!   (at-least-once, per-partition order kept);
-//! - stopping a subscription lets the in-flight message finish first.
+//! - stopping a subscription lets the in-flight message finish first;
+//! - on Kafka, a handler whose keys are independent
+//!   ([`MessageHandler::keys_independent`]) may be given up to
+//!   `KAFKA_MAX_IN_FLIGHT` messages at once: one key's messages are still
+//!   handled one at a time in offset order, and a partition's offset is
+//!   committed only up to its first message not yet acknowledged.
 
 pub mod kafka;
 mod kafka_log;
@@ -178,6 +183,15 @@ pub trait MessageHandler: Send + Sync + 'static {
     /// between messages, before any message of them.
     async fn on_assigned(&self, topic: &str, partitions: &[i32]) {
         let _ = (topic, partitions);
+    }
+
+    /// Whether messages of different keys may be handled at the same time
+    /// (each key's messages still one at a time, in offset order) when the
+    /// bus allows several in flight (`KAFKA_MAX_IN_FLIGHT`). A handler whose
+    /// state spans keys, or that relies on a partition's order across keys,
+    /// keeps the default: one message at a time.
+    fn keys_independent(&self) -> bool {
+        false
     }
 }
 
