@@ -8,6 +8,9 @@
 # onex.evt.demo.echo-completed.v1:
 #   generated     the node onex-gen generates from contracts/minimal_effect.yaml,
 #                 with the end-to-end tests' echo handler (tests/e2e/handlers/effect.rs)
+#   generated-inflight  the same node with KAFKA_MAX_IN_FLIGHT=1000: up to 1000 messages
+#                 handled at once, each key's in order, offsets committed up to the
+#                 first unfinished one (the driver keys every request by its own id)
 #   handwritten   onex-runtime/examples/bench_handwritten.rs: the plain rdkafka loop
 #                 consume -> handle -> publish, await the ack -> commit
 #   pipelined     the same program with BENCH_IN_FLIGHT=1000: up to 1000 publishes
@@ -26,7 +29,8 @@
 #               as infinitely late), the requests' own publish (ack) p95, and the
 #               generated node's publish latency histogram from its /metrics
 # BENCH_ROUNDS (1) rounds, services alternating within a round; medians over
-# rounds. BENCH_SERVICES picks services (default "generated handwritten pipelined").
+# rounds. BENCH_SERVICES picks services (default "generated generated-inflight
+# handwritten pipelined").
 # Results: target/bench/node/results.md (and the raw RESULT lines beside it).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
@@ -38,7 +42,7 @@ RATE="${BENCH_RATE:-10000}"
 RATE_SECONDS="${BENCH_RATE_SECONDS:-10}"
 DRAIN="${BENCH_DRAIN_SECONDS:-60}"
 ROUNDS="${BENCH_ROUNDS:-1}"
-SERVICES="${BENCH_SERVICES:-generated handwritten pipelined}"
+SERVICES="${BENCH_SERVICES:-generated generated-inflight handwritten pipelined}"
 COLLECT_TIMEOUT="${BENCH_COLLECT_TIMEOUT:-3600}"
 
 dir="$OUT/node"
@@ -70,9 +74,11 @@ start_service() {
   port="$(free_port)"
   echo "$port" >"$dir/health-port"
   case "$name" in
-    generated)
+    generated | generated-inflight)
+      local in_flight=1
+      [[ "$name" == generated-inflight ]] && in_flight=1000
       KAFKA_BOOTSTRAP_SERVERS="$servers" KAFKA_AUTO_OFFSET_RESET=earliest \
-        ONEX_HEALTH_ADDR="127.0.0.1:$port" RUST_LOG=warn \
+        KAFKA_MAX_IN_FLIGHT="$in_flight" ONEX_HEALTH_ADDR="127.0.0.1:$port" RUST_LOG=warn \
         "$ROOT/target/release/node-echo-effect" >"$dir/$name.log" 2>&1 &
       ;;
     handwritten)
@@ -128,7 +134,7 @@ paced_case() { # service round kind events rate
   pid="$(start_service "$name" "$servers")"
   f="$dir/$name-$round-$kind.txt"
   KAFKA_BOOTSTRAP_SERVERS="$servers" "$DRIVER" paced "$4" "$5" "$DRAIN" >"$f"
-  if [[ "$name" == generated ]]; then
+  if [[ "$name" == generated* ]]; then
     node_p95="$(node_publish_quantile 0.95)"
     node_p99="$(node_publish_quantile 0.99)"
   fi
