@@ -24,6 +24,12 @@ impl Code {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Code made of the generator's own text (numbers, fixed names), never
+    /// of contract text.
+    pub(crate) fn plain(code: String) -> Self {
+        Code(code)
+    }
 }
 
 impl fmt::Display for Code {
@@ -61,6 +67,69 @@ pub fn rust_str(s: &str) -> String {
     out.push('"');
     out
 }
+
+/// [`rust_str`] for long text: one literal broken into lines of at most
+/// [`LITERAL_WIDTH`] characters, each ending in `\` (Rust reads the break
+/// and the next line's indentation as nothing), so that a long description
+/// stays within the line limit and within rustfmt's reach. Lines break at
+/// spaces, and inside a word only when it is longer than a line (never inside
+/// an escape).
+pub fn rust_str_lines(s: &str) -> String {
+    let quoted = rust_str(s);
+    let inner = &quoted[1..quoted.len() - 1];
+    // A break drops the next line's leading spaces: text with a space run
+    // or an edge space stays on one line.
+    if inner.chars().count() <= LITERAL_WIDTH || s.contains("  ") || s.starts_with(' ') {
+        return quoted;
+    }
+    // The escaped text as atoms: an escape sequence is one, so no break
+    // falls inside it.
+    let mut atoms: Vec<String> = Vec::new();
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        let mut atom = c.to_string();
+        if c == '\\' {
+            let next = chars.next().expect("an escape has a second character");
+            atom.push(next);
+            if next == 'u' {
+                for c in chars.by_ref() {
+                    atom.push(c);
+                    if c == '}' {
+                        break;
+                    }
+                }
+            }
+        }
+        atoms.push(atom);
+    }
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    let mut width = 0;
+    for word in atoms.split(|a| a == " ") {
+        let word_width: usize = word.iter().map(|a| a.chars().count()).sum();
+        if width > 0 && width + 1 + word_width > LITERAL_WIDTH {
+            lines.push(std::mem::take(&mut line) + " ");
+            width = 0;
+        } else if width > 0 {
+            line.push(' ');
+            width += 1;
+        }
+        for atom in word {
+            let atom_width = atom.chars().count();
+            if width > 0 && width + atom_width > LITERAL_WIDTH {
+                lines.push(std::mem::take(&mut line));
+                width = 0;
+            }
+            line.push_str(atom);
+            width += atom_width;
+        }
+    }
+    lines.push(line);
+    format!("\"{}\"", lines.join("\\\n    "))
+}
+
+/// Longest line of text in a literal [`rust_str_lines`] breaks.
+pub const LITERAL_WIDTH: usize = 68;
 
 /// A TOML basic string holding `s` exactly (for the generated Cargo.toml).
 pub fn toml_str(s: &str) -> String {
@@ -507,6 +576,18 @@ mod tests {
             let lit: syn::LitStr = syn::parse_str(&rust_str(text)).unwrap();
             assert_eq!(lit.value(), text);
         }
+    }
+
+    #[test]
+    fn long_literals_break_into_lines_that_read_back_as_the_text() {
+        let words = "word ".repeat(40) + &"x".repeat(150) + " \"quoted\" \u{202e}\n end";
+        for text in ["short", words.as_str(), &"\u{7}".repeat(100)] {
+            let code = rust_str_lines(text);
+            let lit: syn::LitStr = syn::parse_str(&code).unwrap();
+            assert_eq!(lit.value(), text, "{code}");
+            assert!(code.lines().all(|l| l.len() <= LITERAL_WIDTH + 8), "{code}");
+        }
+        assert_eq!(rust_str_lines("short"), "\"short\"");
     }
 
     #[test]

@@ -23,7 +23,9 @@ pub mod health;
 pub mod http;
 pub mod introspection;
 pub mod metrics;
+pub mod names;
 pub mod node;
+pub mod operations;
 pub mod publisher;
 pub mod reducer;
 pub mod request;
@@ -36,6 +38,7 @@ pub mod topic;
 pub mod workflow;
 
 pub use envelope::{Envelope, EventSource};
+pub use node::strings;
 pub use node::{
     CircuitBreakerSettings, EnvVarSpec, Failure, HandlerContext, HandlerError, Idempotency,
     InboundEvent, NodeHandler, NodeKind, NodeSpec, OutboundEvent, RetrySettings,

@@ -139,6 +139,55 @@ pub struct NodeSpec {
     pub command_topic: Option<String>,
 }
 
+impl NodeSpec {
+    /// A node with nothing but its name, kind and version: no topics, the
+    /// default retry policy, no circuit breaker, no duplicate detection, its
+    /// name as consumer group, `/health`, a 30 s heartbeat. Generated code
+    /// sets what its contract declares on top of this.
+    pub fn new(name: &str, kind: NodeKind, version: &str) -> Self {
+        NodeSpec {
+            name: name.to_owned(),
+            kind,
+            version: version.to_owned(),
+            description: String::new(),
+            subscribe_topics: Vec::new(),
+            publish_topics: Vec::new(),
+            dlq_topic: None,
+            failure_topic: None,
+            consumer_group: name.to_owned(),
+            retry: RetrySettings::default(),
+            circuit_breaker: None,
+            idempotency: None,
+            handler_timeout_ms: None,
+            env: Vec::new(),
+            capabilities: Vec::new(),
+            tags: Vec::new(),
+            health_path: "/health".to_owned(),
+            heartbeat_interval_secs: 30,
+            contract_version: "1.0.0".to_owned(),
+            command_topic: None,
+        }
+    }
+}
+
+impl EnvVarSpec {
+    /// A variable the node reads: `required` or not, with a `default` when
+    /// the contract gives one.
+    pub fn new(name: &str, required: bool, default: Option<&str>, description: &str) -> Self {
+        EnvVarSpec {
+            name: name.to_owned(),
+            required,
+            default: default.map(str::to_owned),
+            description: description.to_owned(),
+        }
+    }
+}
+
+/// Owned copies of a list of names (topics, capabilities, tags).
+pub fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
 /// A consumed event, as given to the handler.
 #[derive(Debug, Clone)]
 pub struct InboundEvent {

@@ -242,9 +242,48 @@ pub struct RetryModel {
     pub max_retries: u32,
     pub initial_delay_ms: u64,
     pub max_delay_ms: u64,
-    /// Rust f64 literal.
-    pub multiplier: String,
-    pub jitter: String,
+    /// The settings that differ from the runtime's `RetrySettings::default()`
+    /// (3 retries, 1000 ms to 30000 ms, doubling, 10% jitter), as
+    /// `(field, Rust value)`: all the generated code has to say.
+    pub differs: Vec<(&'static str, Code)>,
+}
+
+impl RetryModel {
+    fn new(retry: &crate::contract::RetryPolicy) -> Self {
+        let fields = [
+            (
+                "max_retries",
+                retry.max_retries != 3,
+                retry.max_retries.to_string(),
+            ),
+            (
+                "initial_delay_ms",
+                retry.initial_delay_ms != 1000,
+                retry.initial_delay_ms.to_string(),
+            ),
+            (
+                "max_delay_ms",
+                retry.max_delay_ms != 30_000,
+                retry.max_delay_ms.to_string(),
+            ),
+            (
+                "multiplier",
+                retry.multiplier != 2.0,
+                f64_literal(retry.multiplier),
+            ),
+            ("jitter", retry.jitter != 0.1, f64_literal(retry.jitter)),
+        ];
+        RetryModel {
+            max_retries: retry.max_retries,
+            initial_delay_ms: retry.initial_delay_ms,
+            max_delay_ms: retry.max_delay_ms,
+            differs: fields
+                .into_iter()
+                .filter(|(_, differs, _)| *differs)
+                .map(|(name, _, value)| (name, Code::plain(value)))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -280,7 +319,6 @@ pub fn build(contract: &Contract) -> NodeModel {
         .map(build_fsm);
     let workflow = build_workflow(contract);
 
-    let retry = &contract.retry;
     let breaker = contract.circuit_breaker.enabled.then_some(BreakerModel {
         failure_threshold: contract.circuit_breaker.failure_threshold,
         reset_timeout_ms: contract.circuit_breaker.reset_timeout_ms,
@@ -341,13 +379,7 @@ pub fn build(contract: &Contract) -> NodeModel {
         fsm,
         workflow,
         env,
-        retry: RetryModel {
-            max_retries: retry.max_retries,
-            initial_delay_ms: retry.initial_delay_ms,
-            max_delay_ms: retry.max_delay_ms,
-            multiplier: f64_literal(retry.multiplier),
-            jitter: f64_literal(retry.jitter),
-        },
+        retry: RetryModel::new(&contract.retry),
         breaker,
         idempotency,
         handler_timeout_ms: contract.performance.timeout_ms,
@@ -368,16 +400,11 @@ fn generated_modules(kind: NodeKind, has_types: bool, has_fsm: bool) -> Vec<&'st
         modules.push("models");
     }
     modules.push(match kind {
-        NodeKind::Effect => "operations",
-        NodeKind::Compute => return sorted(modules),
+        NodeKind::Effect | NodeKind::Compute => "operations",
         NodeKind::Reducer if has_fsm => "fsm",
         NodeKind::Reducer => "reducer",
         NodeKind::Orchestrator => "workflow",
     });
-    sorted(modules)
-}
-
-fn sorted(mut modules: Vec<&'static str>) -> Vec<&'static str> {
     modules.sort_unstable();
     modules
 }

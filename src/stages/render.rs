@@ -197,6 +197,9 @@ fn configure(env: &mut Environment<'_>) {
     env.add_filter("rust_str", |s: String| {
         Value::from_safe_string(crate::rust::rust_str(&s))
     });
+    env.add_filter("rust_str_lines", |s: String| {
+        Value::from_safe_string(crate::rust::rust_str_lines(&s))
+    });
     env.add_filter("doc", |s: String| {
         Value::from_safe_string(crate::rust::doc_text(&s))
     });

@@ -4,9 +4,8 @@
 //! with unreachable endpoints or missing API keys. Collects results, calculates cost from
 //! registry pricing, emits comparison.
 //!
-//! `generated` is rewritten by onex-gen from the contract (ab_compare_orchestrator.yaml);
-//! `handlers` is yours and is never overwritten. So are modules you add below:
-//! `onex-gen new` merges its changes to this file with yours.
+//! `generated` is rewritten by onex-gen from the contract; `handlers` is yours and is never
+//! overwritten. So are modules you add below: `onex-gen new` merges its changes with yours.
 
 pub mod generated;
 pub mod handlers;

@@ -3,9 +3,8 @@
 //! Calls an LLM endpoint and returns measured token usage + response. Supports
 //! openai_compatible and anthropic protocols.
 //!
-//! `generated` is rewritten by onex-gen from the contract (ab_inference_effect.yaml);
-//! `handlers` is yours and is never overwritten. So are modules you add below:
-//! `onex-gen new` merges its changes to this file with yours.
+//! `generated` is rewritten by onex-gen from the contract; `handlers` is yours and is never
+//! overwritten. So are modules you add below: `onex-gen new` merges its changes with yours.
 
 pub mod generated;
 pub mod handlers;

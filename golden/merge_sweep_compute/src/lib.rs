@@ -5,9 +5,8 @@
 //! PRs, resolves review threads, and dispatches polish work on fixable PRs. Tracks
 //! cross-run failure history with escalation thresholds (STUCK, CHRONIC, RECIDIVIST).
 //!
-//! `generated` is rewritten by onex-gen from the contract (merge_sweep_compute.yaml);
-//! `handlers` is yours and is never overwritten. So are modules you add below:
-//! `onex-gen new` merges its changes to this file with yours.
+//! `generated` is rewritten by onex-gen from the contract; `handlers` is yours and is never
+//! overwritten. So are modules you add below: `onex-gen new` merges its changes with yours.
 
 pub mod generated;
 pub mod handlers;

@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use merge_sweep_compute::generated::node::Node;
 use merge_sweep_compute::generated::spec::spec;
+use merge_sweep_compute::handlers::Handlers;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let node = Node::new();
+    let node = Node::new(Handlers::new());
     onex_runtime::run_main(spec(), Arc::new(node)).await
 }

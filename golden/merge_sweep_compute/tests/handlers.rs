@@ -9,13 +9,14 @@ use onex_runtime::testing::{context, inbound};
 use onex_runtime::NodeHandler;
 
 use merge_sweep_compute::generated::node::Node;
+use merge_sweep_compute::handlers::Handlers;
 
 #[tokio::test]
 async fn compute_accepts_the_example() {
     let input =
         serde_json::to_value(serde_json::Value::Null).expect("the example input serialises");
     let event = inbound("onex.cmd.omnimarket.merge-sweep-start.v1", "compute", input);
-    let events = Node::new()
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the handler succeeds");

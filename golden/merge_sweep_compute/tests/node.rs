@@ -3,29 +3,54 @@
 //! What the contract fixes, checked on a running node (the runtime's
 //! dispatcher, retries and dead-letter topics on an in-memory bus), with
 //! stand-in handlers so that your code in `src/handlers.rs` cannot break
-//! them: each operation answers on its topic, a message that is no ONEX event
+//! them: each operation is routed to its handler and its
+//! result to its topic, a message that is no ONEX event
 //! is dead-lettered, and the node needs exactly the variables the contract
 //! requires. Tests of your handlers go in `tests/handlers.rs`.
 
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use onex_runtime::testing::{self, TestNode};
+use onex_runtime::{HandlerContext, HandlerError};
 
 use merge_sweep_compute::generated::node::Node;
+use merge_sweep_compute::generated::operations::Operations;
 use merge_sweep_compute::generated::spec::spec;
 
-fn node() -> Arc<dyn onex_runtime::NodeHandler> {
-    Arc::new(Node::new())
+/// Stands in for your handlers: records which operation ran, answers with
+/// an empty result.
+#[derive(Clone, Default)]
+struct Probe(Arc<Mutex<Vec<&'static str>>>);
+
+impl Probe {
+    fn calls(&self) -> Vec<&'static str> {
+        self.0.lock().unwrap().clone()
+    }
+}
+impl Operations for Probe {
+    fn compute(
+        &self,
+        _ctx: &HandlerContext,
+        _input: serde_json::Value,
+    ) -> Result<serde_json::Value, HandlerError> {
+        self.0.lock().unwrap().push("compute");
+        Ok(serde_json::json!({ "operation": "compute", "status": "completed" }))
+    }
+}
+
+fn node(probe: &Probe) -> Arc<dyn onex_runtime::NodeHandler> {
+    Arc::new(Node::new(probe.clone()))
 }
 
 #[tokio::test]
 async fn the_node_needs_exactly_the_variables_the_contract_requires() {
-    testing::assert_requires_env(&spec(), || node(), &[]).await;
+    testing::assert_requires_env(&spec(), || node(&Probe::default()), &[]).await;
 }
 
 #[tokio::test]
 async fn a_message_that_is_no_onex_event_is_dead_lettered() {
-    let node = TestNode::start(spec(), node()).await;
+    let node = TestNode::start(spec(), node(&Probe::default())).await;
     let dlq = "onex.dlq.omnimarket.merge-sweep.v1".to_owned();
     testing::assert_poison_is_dead_lettered(
         &node,
@@ -33,5 +58,26 @@ async fn a_message_that_is_no_onex_event_is_dead_lettered() {
         &dlq,
     )
     .await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn compute_is_routed_to_its_handler_and_its_result_to_its_topic() {
+    let probe = Probe::default();
+    let node = TestNode::start(spec(), node(&probe)).await;
+    let input =
+        serde_json::to_value(serde_json::Value::Null).expect("the example input serialises");
+    let sent = node
+        .send("onex.cmd.omnimarket.merge-sweep-start.v1", "compute", input)
+        .await;
+    let result = node
+        .events("onex.evt.omnimarket.merge-sweep-completed.v1", 1)
+        .await;
+    assert_eq!(
+        result[0].event_type,
+        "merge-sweep-compute.compute.completed"
+    );
+    assert_eq!(result[0].correlation_id, sent.correlation_id);
+    assert_eq!(probe.calls(), ["compute"]);
     node.stop().await;
 }

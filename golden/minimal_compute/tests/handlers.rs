@@ -11,6 +11,7 @@ use onex_runtime::NodeHandler;
 #[allow(unused_imports)]
 use node_word_count_compute::generated::models::*;
 use node_word_count_compute::generated::node::Node;
+use node_word_count_compute::handlers::Handlers;
 
 #[tokio::test]
 async fn compute_accepts_the_example() {
@@ -20,7 +21,7 @@ async fn compute_accepts_the_example() {
     })
     .expect("the example input serialises");
     let event = inbound("onex.cmd.demo.word-count-requested.v1", "compute", input);
-    let events = Node::new()
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the handler succeeds");

@@ -3,29 +3,55 @@
 //! What the contract fixes, checked on a running node (the runtime's
 //! dispatcher, retries and dead-letter topics on an in-memory bus), with
 //! stand-in handlers so that your code in `src/handlers.rs` cannot break
-//! them: each operation answers on its topic, a message that is no ONEX event
+//! them: each operation is routed to its handler and its
+//! result to its topic, a message that is no ONEX event
 //! is dead-lettered, and the node needs exactly the variables the contract
 //! requires. Tests of your handlers go in `tests/handlers.rs`.
 
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use onex_runtime::testing::{self, TestNode};
+use onex_runtime::{HandlerContext, HandlerError};
 
+use node_word_count_compute::generated::models::{NodeInput, NodeOutput};
 use node_word_count_compute::generated::node::Node;
+use node_word_count_compute::generated::operations::Operations;
 use node_word_count_compute::generated::spec::spec;
 
-fn node() -> Arc<dyn onex_runtime::NodeHandler> {
-    Arc::new(Node::new())
+/// Stands in for your handlers: records which operation ran, answers with
+/// an empty result.
+#[derive(Clone, Default)]
+struct Probe(Arc<Mutex<Vec<&'static str>>>);
+
+impl Probe {
+    fn calls(&self) -> Vec<&'static str> {
+        self.0.lock().unwrap().clone()
+    }
+}
+impl Operations for Probe {
+    fn compute(
+        &self,
+        _ctx: &HandlerContext,
+        _input: NodeInput,
+    ) -> Result<NodeOutput, HandlerError> {
+        self.0.lock().unwrap().push("compute");
+        Ok(NodeOutput::default())
+    }
+}
+
+fn node(probe: &Probe) -> Arc<dyn onex_runtime::NodeHandler> {
+    Arc::new(Node::new(probe.clone()))
 }
 
 #[tokio::test]
 async fn the_node_needs_exactly_the_variables_the_contract_requires() {
-    testing::assert_requires_env(&spec(), || node(), &[]).await;
+    testing::assert_requires_env(&spec(), || node(&Probe::default()), &[]).await;
 }
 
 #[tokio::test]
 async fn a_message_that_is_no_onex_event_is_dead_lettered() {
-    let node = TestNode::start(spec(), node()).await;
+    let node = TestNode::start(spec(), node(&Probe::default())).await;
     let dlq = node.dlq_topic("onex.cmd.demo.word-count-requested.v1");
     testing::assert_poison_is_dead_lettered(&node, "onex.cmd.demo.word-count-requested.v1", &dlq)
         .await;
@@ -33,8 +59,33 @@ async fn a_message_that_is_no_onex_event_is_dead_lettered() {
 }
 
 #[tokio::test]
-async fn compute_input_of_the_wrong_shape_is_dead_lettered() {
-    let node = TestNode::start(spec(), node()).await;
+async fn compute_is_routed_to_its_handler_and_its_result_to_its_topic() {
+    let probe = Probe::default();
+    let node = TestNode::start(spec(), node(&probe)).await;
+    let input = serde_json::to_value(NodeInput {
+        text: "example".to_owned(),
+        min_length: 1,
+    })
+    .expect("the example input serialises");
+    let sent = node
+        .send("onex.cmd.demo.word-count-requested.v1", "compute", input)
+        .await;
+    let result = node
+        .events("onex.evt.demo.word-count-completed.v1", 1)
+        .await;
+    assert_eq!(
+        result[0].event_type,
+        "node-word-count-compute.compute.completed"
+    );
+    assert_eq!(result[0].correlation_id, sent.correlation_id);
+    assert_eq!(probe.calls(), ["compute"]);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn compute_input_of_the_wrong_shape_is_dead_lettered_unhandled() {
+    let probe = Probe::default();
+    let node = TestNode::start(spec(), node(&probe)).await;
     let dlq = node.dlq_topic("onex.cmd.demo.word-count-requested.v1");
     node.send(
         "onex.cmd.demo.word-count-requested.v1",
@@ -48,5 +99,6 @@ async fn compute_input_of_the_wrong_shape_is_dead_lettered() {
         Some("invalid_input"),
         "{letter:?}"
     );
+    assert!(probe.calls().is_empty());
     node.stop().await;
 }

@@ -2,12 +2,31 @@
 //! overwrites it: regenerating after a contract change updates
 //! `src/generated/`, and the compiler then points at what to add here.
 //!
-//! A compute node is pure: each function below turns an input into an output
-//! with no side effects, so it can be called as a library function as well as
-//! run as a node on the bus. The starting versions return an empty result.
+//! A compute node is pure: each method below turns an input into an output
+//! with no side effects. The runtime runs every call on a blocking thread, so
+//! a long computation never holds up the bus. The starting versions return
+//! an empty result.
 
-use onex_runtime::HandlerError;
+use crate::generated::operations::Operations;
+use onex_runtime::{HandlerContext, HandlerError};
 
-pub fn auth_gate_evaluate(input: serde_json::Value) -> Result<serde_json::Value, HandlerError> {
-    Ok(input)
+/// What the computations share: tables, configuration.
+#[derive(Debug, Default)]
+pub struct Handlers;
+
+impl Handlers {
+    /// Called once at start-up.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+impl Operations for Handlers {
+    fn auth_gate_evaluate(
+        &self,
+        _ctx: &HandlerContext,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, HandlerError> {
+        Ok(input)
+    }
 }

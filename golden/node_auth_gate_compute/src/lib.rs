@@ -6,9 +6,8 @@
 //! I/O, no side effects. Contract patch 1 records the OMN-14818 canonical def-B handler
 //! entrypoint flip while preserving authorization semantics.
 //!
-//! `generated` is rewritten by onex-gen from the contract (node_auth_gate_compute.yaml);
-//! `handlers` is yours and is never overwritten. So are modules you add below:
-//! `onex-gen new` merges its changes to this file with yours.
+//! `generated` is rewritten by onex-gen from the contract; `handlers` is yours and is never
+//! overwritten. So are modules you add below: `onex-gen new` merges its changes with yours.
 
 pub mod generated;
 pub mod handlers;

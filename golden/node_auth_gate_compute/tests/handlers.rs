@@ -9,6 +9,7 @@ use onex_runtime::testing::{context, inbound};
 use onex_runtime::NodeHandler;
 
 use node_auth_gate_compute::generated::node::Node;
+use node_auth_gate_compute::handlers::Handlers;
 
 #[tokio::test]
 async fn auth_gate_evaluate_accepts_the_example() {
@@ -19,7 +20,7 @@ async fn auth_gate_evaluate_accepts_the_example() {
         "auth_gate.evaluate",
         input,
     );
-    let events = Node::new()
+    let events = Node::new(Handlers::new())
         .handle(&context(), &event)
         .await
         .expect("the handler succeeds");

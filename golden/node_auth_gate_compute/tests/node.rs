@@ -3,29 +3,54 @@
 //! What the contract fixes, checked on a running node (the runtime's
 //! dispatcher, retries and dead-letter topics on an in-memory bus), with
 //! stand-in handlers so that your code in `src/handlers.rs` cannot break
-//! them: each operation answers on its topic, a message that is no ONEX event
+//! them: each operation is routed to its handler and its
+//! result to its topic, a message that is no ONEX event
 //! is dead-lettered, and the node needs exactly the variables the contract
 //! requires. Tests of your handlers go in `tests/handlers.rs`.
 
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use onex_runtime::testing::{self, TestNode};
+use onex_runtime::{HandlerContext, HandlerError};
 
 use node_auth_gate_compute::generated::node::Node;
+use node_auth_gate_compute::generated::operations::Operations;
 use node_auth_gate_compute::generated::spec::spec;
 
-fn node() -> Arc<dyn onex_runtime::NodeHandler> {
-    Arc::new(Node::new())
+/// Stands in for your handlers: records which operation ran, answers with
+/// an empty result.
+#[derive(Clone, Default)]
+struct Probe(Arc<Mutex<Vec<&'static str>>>);
+
+impl Probe {
+    fn calls(&self) -> Vec<&'static str> {
+        self.0.lock().unwrap().clone()
+    }
+}
+impl Operations for Probe {
+    fn auth_gate_evaluate(
+        &self,
+        _ctx: &HandlerContext,
+        _input: serde_json::Value,
+    ) -> Result<serde_json::Value, HandlerError> {
+        self.0.lock().unwrap().push("auth_gate.evaluate");
+        Ok(serde_json::json!({ "operation": "auth_gate.evaluate", "status": "completed" }))
+    }
+}
+
+fn node(probe: &Probe) -> Arc<dyn onex_runtime::NodeHandler> {
+    Arc::new(Node::new(probe.clone()))
 }
 
 #[tokio::test]
 async fn the_node_needs_exactly_the_variables_the_contract_requires() {
-    testing::assert_requires_env(&spec(), || node(), &[]).await;
+    testing::assert_requires_env(&spec(), || node(&Probe::default()), &[]).await;
 }
 
 #[tokio::test]
 async fn a_message_that_is_no_onex_event_is_dead_lettered() {
-    let node = TestNode::start(spec(), node()).await;
+    let node = TestNode::start(spec(), node(&Probe::default())).await;
     let dlq = node.dlq_topic("onex.cmd.auth-gate.node-auth-gate-compute.v1");
     testing::assert_poison_is_dead_lettered(
         &node,
@@ -33,5 +58,22 @@ async fn a_message_that_is_no_onex_event_is_dead_lettered() {
         &dlq,
     )
     .await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn auth_gate_evaluate_is_routed_to_its_handler_and_its_result_to_its_topic() {
+    let probe = Probe::default();
+    let node = TestNode::start(spec(), node(&probe)).await;
+    let input =
+        serde_json::to_value(serde_json::Value::Null).expect("the example input serialises");
+    node.send(
+        "onex.cmd.auth-gate.node-auth-gate-compute.v1",
+        "auth_gate.evaluate",
+        input,
+    )
+    .await;
+    node.settle().await;
+    assert_eq!(probe.calls(), ["auth_gate.evaluate"]);
     node.stop().await;
 }

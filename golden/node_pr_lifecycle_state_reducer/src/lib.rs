@@ -4,9 +4,8 @@
 //! intents[]). Entry flags (dry_run, inventory_only, fix_only) control which transitions
 //! are enabled. No side effects — only computes state transitions and emits intent events.
 //!
-//! `generated` is rewritten by onex-gen from the contract (node_pr_lifecycle_state_reducer.yaml);
-//! `handlers` is yours and is never overwritten. So are modules you add below:
-//! `onex-gen new` merges its changes to this file with yours.
+//! `generated` is rewritten by onex-gen from the contract; `handlers` is yours and is never
+//! overwritten. So are modules you add below: `onex-gen new` merges its changes with yours.
 
 pub mod generated;
 pub mod handlers;

@@ -5,9 +5,8 @@
 //! invocations to the polymorphic agent via the shared handle_skill_requested handler.
 //! Subscribes to command events, emits outcome events on success or failure.
 //!
-//! `generated` is rewritten by onex-gen from the contract (node_skill_generate_node_orchestrator.yaml);
-//! `handlers` is yours and is never overwritten. So are modules you add below:
-//! `onex-gen new` merges its changes to this file with yours.
+//! `generated` is rewritten by onex-gen from the contract; `handlers` is yours and is never
+//! overwritten. So are modules you add below: `onex-gen new` merges its changes with yours.
 
 pub mod generated;
 pub mod handlers;

@@ -2,9 +2,8 @@
 //!
 //! Declarative metrics aggregation reducer using FSM pattern
 //!
-//! `generated` is rewritten by onex-gen from the contract (reducer_metrics_aggregator.yaml);
-//! `handlers` is yours and is never overwritten. So are modules you add below:
-//! `onex-gen new` merges its changes to this file with yours.
+//! `generated` is rewritten by onex-gen from the contract; `handlers` is yours and is never
+//! overwritten. So are modules you add below: `onex-gen new` merges its changes with yours.
 
 pub mod generated;
 pub mod handlers;

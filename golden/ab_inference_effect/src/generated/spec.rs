@@ -2,86 +2,66 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{NodeKind, NodeSpec, RetrySettings};
-
-/// The node's name in the contract.
-pub const NODE_NAME: &str = "ab_inference_effect";
-
-/// Topics the node consumes.
-pub const SUBSCRIBE_TOPICS: &[&str] = &["onex.cmd.omnimarket.ab-inference-requested.v1"];
-
-/// Topics the node publishes to.
-pub const PUBLISH_TOPICS: &[&str] = &["onex.evt.omnimarket.ab-inference-completed.v1"];
+use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 
 /// Where results are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.omnimarket.ab-inference-completed.v1");
 
-/// Where failures are published, besides the dead-letter topic.
-pub const FAILURE_TOPIC: Option<&str> = None;
+/// The contract's description.
+const DESCRIPTION: &str = "Calls an LLM endpoint and returns measured token usage + response. \
+    Supports openai_compatible and anthropic protocols.";
 
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        name: NODE_NAME.to_owned(),
-        kind: NodeKind::Effect,
-        version: "1.0.0".to_owned(),
-        description: "Calls an LLM endpoint and returns measured token usage + response. Supports openai_compatible and anthropic protocols.".to_owned(),
-        subscribe_topics: SUBSCRIBE_TOPICS.iter().map(|t| t.to_string()).collect(),
-        publish_topics: PUBLISH_TOPICS.iter().map(|t| t.to_string()).collect(),
-        dlq_topic: None,
-        failure_topic: FAILURE_TOPIC.map(str::to_owned),
-        consumer_group: "ab_inference_effect".to_owned(),
+        description: DESCRIPTION.to_owned(),
+        subscribe_topics: strings(&["onex.cmd.omnimarket.ab-inference-requested.v1"]),
+        publish_topics: strings(&["onex.evt.omnimarket.ab-inference-completed.v1"]),
         retry: RetrySettings {
-            max_retries: 3,
             initial_delay_ms: 100,
             max_delay_ms: 5000,
-            multiplier: 2.0,
-            jitter: 0.1,
+            ..RetrySettings::default()
         },
         circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
             failure_threshold: 5,
             reset_timeout_ms: 60000,
             half_open_max_requests: 1,
         }),
-        idempotency: None,
         handler_timeout_ms: Some(120000),
         env: vec![
-            onex_runtime::EnvVarSpec {
-                name: "LLM_CODER_URL".to_owned(),
-                required: false,
-                default: None,
-                description: "vLLM Qwen3-Coder-30B endpoint URL (allowlisted for inference calls)".to_owned(),
-            },
-            onex_runtime::EnvVarSpec {
-                name: "LLM_CODER_FAST_URL".to_owned(),
-                required: false,
-                default: None,
-                description: "vLLM fast model endpoint URL (allowlisted for inference calls)".to_owned(),
-            },
-            onex_runtime::EnvVarSpec {
-                name: "LLM_DEEPSEEK_R1_URL".to_owned(),
-                required: false,
-                default: None,
-                description: "DeepSeek-R1 reasoning model endpoint URL (allowlisted for inference calls)".to_owned(),
-            },
-            onex_runtime::EnvVarSpec {
-                name: "LLM_QWEN3_NEXT_URL".to_owned(),
-                required: false,
-                default: None,
-                description: "Qwen3-Next-80B endpoint URL (allowlisted for inference calls)".to_owned(),
-            },
-            onex_runtime::EnvVarSpec {
-                name: "LLM_GLM_URL".to_owned(),
-                required: false,
-                default: None,
-                description: "GLM cloud API base URL (allowlisted for inference calls)".to_owned(),
-            },
+            onex_runtime::EnvVarSpec::new(
+                "LLM_CODER_URL",
+                false,
+                None,
+                "vLLM Qwen3-Coder-30B endpoint URL (allowlisted for inference calls)",
+            ),
+            onex_runtime::EnvVarSpec::new(
+                "LLM_CODER_FAST_URL",
+                false,
+                None,
+                "vLLM fast model endpoint URL (allowlisted for inference calls)",
+            ),
+            onex_runtime::EnvVarSpec::new(
+                "LLM_DEEPSEEK_R1_URL",
+                false,
+                None,
+                "DeepSeek-R1 reasoning model endpoint URL (allowlisted for inference \
+    calls)",
+            ),
+            onex_runtime::EnvVarSpec::new(
+                "LLM_QWEN3_NEXT_URL",
+                false,
+                None,
+                "Qwen3-Next-80B endpoint URL (allowlisted for inference calls)",
+            ),
+            onex_runtime::EnvVarSpec::new(
+                "LLM_GLM_URL",
+                false,
+                None,
+                "GLM cloud API base URL (allowlisted for inference calls)",
+            ),
         ],
-        capabilities: vec!["execute".to_owned(), ],
-        tags: vec![],
-        health_path: "/health".to_owned(),
-        heartbeat_interval_secs: 30,
-        contract_version: "1.0.0".to_owned(),
-        command_topic: None,
+        capabilities: strings(&["execute"]),
+        ..NodeSpec::new("ab_inference_effect", NodeKind::Effect, "1.0.0")
     }
 }

@@ -2,56 +2,40 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{NodeKind, NodeSpec, RetrySettings};
-
-/// The node's name in the contract.
-pub const NODE_NAME: &str = "merge_sweep_compute";
-
-/// Topics the node consumes.
-pub const SUBSCRIBE_TOPICS: &[&str] = &["onex.cmd.omnimarket.merge-sweep-start.v1"];
-
-/// Topics the node publishes to.
-pub const PUBLISH_TOPICS: &[&str] = &["onex.evt.omnimarket.merge-sweep-completed.v1"];
+use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 
 /// Where results are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.omnimarket.merge-sweep-completed.v1");
 
-/// Where failures are published, besides the dead-letter topic.
-pub const FAILURE_TOPIC: Option<&str> = None;
+/// The contract's description.
+const DESCRIPTION: &str = "Org-wide PR sweep. Classifies open PRs into merge-ready (Track A), \
+    thread-resolution (Track A-resolve), and needs-polish (Track B) \
+    queues. Enables GitHub auto-merge on ready PRs, resolves review \
+    threads, and dispatches polish work on fixable PRs. Tracks cross-run \
+    failure history with escalation thresholds (STUCK, CHRONIC, \
+    RECIDIVIST).";
 
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        name: NODE_NAME.to_owned(),
-        kind: NodeKind::Compute,
-        version: "2.0.0".to_owned(),
-        description: "Org-wide PR sweep. Classifies open PRs into merge-ready (Track A), thread-resolution (Track A-resolve), and needs-polish (Track B) queues. Enables GitHub auto-merge on ready PRs, resolves review threads, and dispatches polish work on fixable PRs. Tracks cross-run failure history with escalation thresholds (STUCK, CHRONIC, RECIDIVIST).".to_owned(),
-        subscribe_topics: SUBSCRIBE_TOPICS.iter().map(|t| t.to_string()).collect(),
-        publish_topics: PUBLISH_TOPICS.iter().map(|t| t.to_string()).collect(),
+        description: DESCRIPTION.to_owned(),
+        subscribe_topics: strings(&["onex.cmd.omnimarket.merge-sweep-start.v1"]),
+        publish_topics: strings(&["onex.evt.omnimarket.merge-sweep-completed.v1"]),
         dlq_topic: Some("onex.dlq.omnimarket.merge-sweep.v1".to_owned()),
-        failure_topic: FAILURE_TOPIC.map(str::to_owned),
         consumer_group: "omnimarket.merge_sweep.consume.v1".to_owned(),
         retry: RetrySettings {
-            max_retries: 3,
             initial_delay_ms: 100,
             max_delay_ms: 5000,
-            multiplier: 2.0,
-            jitter: 0.1,
+            ..RetrySettings::default()
         },
         circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
             failure_threshold: 5,
             reset_timeout_ms: 60000,
             half_open_max_requests: 1,
         }),
-        idempotency: None,
         handler_timeout_ms: Some(5000),
-        env: vec![
-        ],
-        capabilities: vec!["compute".to_owned(), ],
-        tags: vec![],
-        health_path: "/health".to_owned(),
-        heartbeat_interval_secs: 30,
+        capabilities: strings(&["compute"]),
         contract_version: "2.0.0".to_owned(),
-        command_topic: None,
+        ..NodeSpec::new("merge_sweep_compute", NodeKind::Compute, "2.0.0")
     }
 }

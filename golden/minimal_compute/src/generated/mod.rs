@@ -4,4 +4,5 @@
 
 pub mod models;
 pub mod node;
+pub mod operations;
 pub mod spec;

@@ -2,60 +2,38 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{NodeKind, NodeSpec, RetrySettings};
-
-/// The node's name in the contract.
-pub const NODE_NAME: &str = "node_echo_effect";
-
-/// Topics the node consumes.
-pub const SUBSCRIBE_TOPICS: &[&str] = &["onex.cmd.demo.echo-requested.v1"];
-
-/// Topics the node publishes to.
-pub const PUBLISH_TOPICS: &[&str] = &["onex.evt.demo.echo-completed.v1"];
+use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 
 /// Where results are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.demo.echo-completed.v1");
 
-/// Where failures are published, besides the dead-letter topic.
-pub const FAILURE_TOPIC: Option<&str> = None;
-
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        name: NODE_NAME.to_owned(),
-        kind: NodeKind::Effect,
-        version: "1.0.0".to_owned(),
         description: "Echoes a message back; the smallest useful effect node.".to_owned(),
-        subscribe_topics: SUBSCRIBE_TOPICS.iter().map(|t| t.to_string()).collect(),
-        publish_topics: PUBLISH_TOPICS.iter().map(|t| t.to_string()).collect(),
+        subscribe_topics: strings(&["onex.cmd.demo.echo-requested.v1"]),
+        publish_topics: strings(&["onex.evt.demo.echo-completed.v1"]),
         dlq_topic: Some("onex.dlq.demo.echo.v1".to_owned()),
-        failure_topic: FAILURE_TOPIC.map(str::to_owned),
         consumer_group: "demo.echo_effect".to_owned(),
         retry: RetrySettings {
             max_retries: 2,
             initial_delay_ms: 50,
             max_delay_ms: 500,
-            multiplier: 2.0,
-            jitter: 0.1,
+            ..RetrySettings::default()
         },
         circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
             failure_threshold: 5,
             reset_timeout_ms: 30000,
             half_open_max_requests: 1,
         }),
-        idempotency: None,
-        handler_timeout_ms: None,
-        env: vec![onex_runtime::EnvVarSpec {
-            name: "ECHO_PREFIX".to_owned(),
-            required: false,
-            default: None,
-            description: "Text put before every echoed message.".to_owned(),
-        }],
-        capabilities: vec!["echo".to_owned()],
-        tags: vec![],
-        health_path: "/health".to_owned(),
+        env: vec![onex_runtime::EnvVarSpec::new(
+            "ECHO_PREFIX",
+            false,
+            None,
+            "Text put before every echoed message.",
+        )],
+        capabilities: strings(&["echo"]),
         heartbeat_interval_secs: 10,
-        contract_version: "1.0.0".to_owned(),
-        command_topic: None,
+        ..NodeSpec::new("node_echo_effect", NodeKind::Effect, "1.0.0")
     }
 }

@@ -2,69 +2,45 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{NodeKind, NodeSpec, RetrySettings};
-
-/// The node's name in the contract.
-pub const NODE_NAME: &str = "node_order_fulfilment_orchestrator";
-
-/// Topics the node consumes.
-pub const SUBSCRIBE_TOPICS: &[&str] = &["onex.cmd.demo.fulfil-order.v1"];
-
-/// Topics the node publishes to.
-pub const PUBLISH_TOPICS: &[&str] = &[
-    "onex.evt.demo.fulfilment-progress.v1",
-    "onex.evt.demo.fulfilment-completed.v1",
-];
+use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 
 /// Where results (stage events) are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.demo.fulfilment-progress.v1");
-
 /// Where the workflow's completion event is published.
 pub const COMPLETION_TOPIC: Option<&str> = Some("onex.evt.demo.fulfilment-completed.v1");
-
 /// The contract's `terminal_event` topic.
 pub const TERMINAL_TOPIC: Option<&str> = Some("onex.evt.demo.fulfilment-completed.v1");
-
 /// Where failures are published, besides the dead-letter topic.
 pub const FAILURE_TOPIC: Option<&str> = None;
+
+/// The contract's description.
+const DESCRIPTION: &str = "Reserves stock, charges the customer and books shipping for an \
+    order.";
 
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        name: NODE_NAME.to_owned(),
-        kind: NodeKind::Orchestrator,
-        version: "1.0.0".to_owned(),
-        description: "Reserves stock, charges the customer and books shipping for an order."
-            .to_owned(),
-        subscribe_topics: SUBSCRIBE_TOPICS.iter().map(|t| t.to_string()).collect(),
-        publish_topics: PUBLISH_TOPICS.iter().map(|t| t.to_string()).collect(),
-        dlq_topic: None,
-        failure_topic: FAILURE_TOPIC.map(str::to_owned),
-        consumer_group: "node_order_fulfilment_orchestrator".to_owned(),
+        description: DESCRIPTION.to_owned(),
+        subscribe_topics: strings(&["onex.cmd.demo.fulfil-order.v1"]),
+        publish_topics: strings(&[
+            "onex.evt.demo.fulfilment-progress.v1",
+            "onex.evt.demo.fulfilment-completed.v1",
+        ]),
         retry: RetrySettings {
-            max_retries: 3,
             initial_delay_ms: 100,
             max_delay_ms: 5000,
-            multiplier: 2.0,
-            jitter: 0.1,
+            ..RetrySettings::default()
         },
         circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
             failure_threshold: 5,
             reset_timeout_ms: 60000,
             half_open_max_requests: 1,
         }),
-        idempotency: None,
-        handler_timeout_ms: None,
-        env: vec![],
-        capabilities: vec![
-            "reserve_stock".to_owned(),
-            "charge_customer".to_owned(),
-            "book_shipping".to_owned(),
-        ],
-        tags: vec![],
-        health_path: "/health".to_owned(),
-        heartbeat_interval_secs: 30,
-        contract_version: "1.0.0".to_owned(),
-        command_topic: None,
+        capabilities: strings(&["reserve_stock", "charge_customer", "book_shipping"]),
+        ..NodeSpec::new(
+            "node_order_fulfilment_orchestrator",
+            NodeKind::Orchestrator,
+            "1.0.0",
+        )
     }
 }

@@ -4,116 +4,47 @@
 //! function. A transition the contract does not declare is rejected with
 //! [`TransitionError::Undeclared`]. Transitions declared `from_state: '*'`
 //! apply from every non-terminal state.
-use std::fmt;
-
 use onex_runtime::InboundEvent;
-use serde::{Deserialize, Serialize};
 
-/// States of the `order_status_fsm` state machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum State {
-    /// Order received, not yet paid.
-    #[serde(rename = "pending")]
-    Pending,
-    /// Payment captured.
-    #[serde(rename = "paid")]
-    Paid,
-    /// Handed to the carrier.
-    #[serde(rename = "shipped")]
-    Shipped,
-    /// Cancelled before shipping.
-    #[serde(rename = "cancelled")]
-    Cancelled,
+onex_runtime::named_enum! {
+    /// States of the `order_status_fsm` state machine.
+    pub enum State {
+        /// Order received, not yet paid.
+        Pending = "pending",
+        /// Payment captured.
+        Paid = "paid",
+        /// Handed to the carrier.
+        Shipped = "shipped",
+        /// Cancelled before shipping.
+        Cancelled = "cancelled",
+    }
 }
 
 impl State {
     /// The state every aggregate starts in.
     pub const INITIAL: State = State::Pending;
 
-    /// Every state, in contract order.
-    pub const ALL: [State; 4] = [
-        State::Pending,
-        State::Paid,
-        State::Shipped,
-        State::Cancelled,
-    ];
-
     /// Whether no transition leaves this state.
     pub fn is_terminal(self) -> bool {
         matches!(self, State::Shipped | State::Cancelled)
     }
+}
 
-    /// The state's name in the contract.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Paid => "paid",
-            State::Shipped => "shipped",
-            State::Cancelled => "cancelled",
-        }
+onex_runtime::named_enum! {
+    /// What makes the state machine move.
+    pub enum Trigger {
+        PaymentCaptured = "payment_captured",
+        OrderShipped = "order_shipped",
+        OrderCancelled = "order_cancelled",
     }
 }
 
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What makes the state machine move.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Trigger {
-    #[serde(rename = "payment_captured")]
-    PaymentCaptured,
-    #[serde(rename = "order_shipped")]
-    OrderShipped,
-    #[serde(rename = "order_cancelled")]
-    OrderCancelled,
-}
-
-impl Trigger {
-    /// Every trigger, in contract order.
-    pub const ALL: [Trigger; 3] = [
-        Trigger::PaymentCaptured,
-        Trigger::OrderShipped,
-        Trigger::OrderCancelled,
-    ];
-
-    /// The trigger's name in the contract.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::PaymentCaptured => "payment_captured",
-            Trigger::OrderShipped => "order_shipped",
-            Trigger::OrderCancelled => "order_cancelled",
-        }
-    }
-
-    /// Looks a trigger up by its contract name.
-    pub fn from_name(name: &str) -> Option<Trigger> {
-        Trigger::ALL.into_iter().find(|t| t.as_str() == name)
-    }
-}
-
-impl fmt::Display for Trigger {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Guard conditions the contract attaches to transitions. Each is a hook you
-/// answer in `src/handlers.rs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Guard {
-    /// `amount_positive`, checked on trigger `payment_captured`.
-    AmountPositive,
-}
-
-impl Guard {
-    /// The guard's name in the contract.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Guard::AmountPositive => "amount_positive",
-        }
+onex_runtime::named_enum! {
+    /// Guard conditions the contract attaches to transitions. Each is a hook
+    /// you answer in `src/handlers.rs`.
+    pub enum Guard {
+        /// `amount_positive`, checked on trigger `payment_captured`.
+        AmountPositive = "amount_positive",
     }
 }
 
@@ -125,11 +56,17 @@ pub struct Step {
     pub guards: &'static [Guard],
 }
 
+impl Step {
+    const fn new(to: State, guards: &'static [Guard]) -> Self {
+        Step { to, guards }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
     #[error("no transition from state {from} on trigger {trigger}")]
     Undeclared { from: State, trigger: Trigger },
-    #[error("guard {guard} rejected the transition from state {from} on trigger {trigger}", guard = .guard.as_str())]
+    #[error("guard {guard} rejected the transition from state {from} on trigger {trigger}")]
     GuardRejected {
         from: State,
         trigger: Trigger,
@@ -140,18 +77,13 @@ pub enum TransitionError {
 /// The transition table declared by the contract.
 pub fn transition(from: State, trigger: Trigger) -> Result<Step, TransitionError> {
     match (from, trigger) {
-        (State::Pending, Trigger::PaymentCaptured) => Ok(Step {
-            to: State::Paid,
-            guards: &[Guard::AmountPositive],
-        }),
-        (State::Paid, Trigger::OrderShipped) => Ok(Step {
-            to: State::Shipped,
-            guards: &[],
-        }),
-        (from, Trigger::OrderCancelled) if !from.is_terminal() => Ok(Step {
-            to: State::Cancelled,
-            guards: &[],
-        }),
+        (State::Pending, Trigger::PaymentCaptured) => {
+            Ok(Step::new(State::Paid, &[Guard::AmountPositive]))
+        }
+        (State::Paid, Trigger::OrderShipped) => Ok(Step::new(State::Shipped, &[])),
+        (from, Trigger::OrderCancelled) if !from.is_terminal() => {
+            Ok(Step::new(State::Cancelled, &[]))
+        }
         (from, trigger) => Err(TransitionError::Undeclared { from, trigger }),
     }
 }

@@ -3,4 +3,5 @@
 //! Everything onex-gen derives from the contract. Rewritten on every run.
 
 pub mod node;
+pub mod operations;
 pub mod spec;

@@ -2,56 +2,44 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{NodeKind, NodeSpec, RetrySettings};
-
-/// The node's name in the contract.
-pub const NODE_NAME: &str = "node_auth_gate_compute";
-
-/// Topics the node consumes.
-pub const SUBSCRIBE_TOPICS: &[&str] = &["onex.cmd.auth-gate.node-auth-gate-compute.v1"];
-
-/// Topics the node publishes to.
-pub const PUBLISH_TOPICS: &[&str] = &[];
+use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 
 /// Where results are published.
 pub const RESULT_TOPIC: Option<&str> = None;
 
-/// Where failures are published, besides the dead-letter topic.
-pub const FAILURE_TOPIC: Option<&str> = None;
+/// The contract's description.
+const DESCRIPTION: &str = "Pure COMPUTE node for work authorization decisions. Evaluates a \
+    10-step cascade: whitelisted paths, emergency overrides, run_id \
+    validation, authorization scope checks (tools, paths, repos), and \
+    expiry. Returns allow/deny/soft_deny with reason codes. No I/O, no \
+    side effects. Contract patch 1 records the OMN-14818 canonical def-B \
+    handler entrypoint flip while preserving authorization semantics.";
 
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        name: NODE_NAME.to_owned(),
-        kind: NodeKind::Compute,
-        version: "0.1.1".to_owned(),
-        description: "Pure COMPUTE node for work authorization decisions. Evaluates a 10-step cascade: whitelisted paths, emergency overrides, run_id validation, authorization scope checks (tools, paths, repos), and expiry. Returns allow/deny/soft_deny with reason codes. No I/O, no side effects. Contract patch 1 records the OMN-14818 canonical def-B handler entrypoint flip while preserving authorization semantics.".to_owned(),
-        subscribe_topics: SUBSCRIBE_TOPICS.iter().map(|t| t.to_string()).collect(),
-        publish_topics: PUBLISH_TOPICS.iter().map(|t| t.to_string()).collect(),
-        dlq_topic: None,
-        failure_topic: FAILURE_TOPIC.map(str::to_owned),
-        consumer_group: "node_auth_gate_compute".to_owned(),
+        description: DESCRIPTION.to_owned(),
+        subscribe_topics: strings(&["onex.cmd.auth-gate.node-auth-gate-compute.v1"]),
         retry: RetrySettings {
-            max_retries: 3,
             initial_delay_ms: 100,
             max_delay_ms: 5000,
-            multiplier: 2.0,
-            jitter: 0.1,
+            ..RetrySettings::default()
         },
         circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
             failure_threshold: 5,
             reset_timeout_ms: 60000,
             half_open_max_requests: 1,
         }),
-        idempotency: None,
-        handler_timeout_ms: None,
-        env: vec![
-        ],
-        capabilities: vec!["auth_gate.evaluate".to_owned(), "auth_gate.emergency_override".to_owned(), ],
-        tags: vec!["compute".to_owned(), "authorization".to_owned(), "auth-gate".to_owned(), "security".to_owned(), "pure-function".to_owned(), ],
-        health_path: "/health".to_owned(),
-        heartbeat_interval_secs: 30,
+        capabilities: strings(&["auth_gate.evaluate", "auth_gate.emergency_override"]),
+        tags: strings(&[
+            "compute",
+            "authorization",
+            "auth-gate",
+            "security",
+            "pure-function",
+        ]),
         contract_version: "1.0.1".to_owned(),
         command_topic: Some("onex.cmd.auth-gate.node-auth-gate-compute.v1".to_owned()),
+        ..NodeSpec::new("node_auth_gate_compute", NodeKind::Compute, "0.1.1")
     }
 }

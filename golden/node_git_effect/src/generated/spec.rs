@@ -2,52 +2,54 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{NodeKind, NodeSpec, RetrySettings};
-
-/// The node's name in the contract.
-pub const NODE_NAME: &str = "node_git_effect";
-
-/// Topics the node consumes.
-pub const SUBSCRIBE_TOPICS: &[&str] = &["onex.cmd.git.node-git-effect.v1"];
-
-/// Topics the node publishes to.
-pub const PUBLISH_TOPICS: &[&str] = &[];
+use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 
 /// Where results are published.
 pub const RESULT_TOPIC: Option<&str> = None;
 
-/// Where failures are published, besides the dead-letter topic.
-pub const FAILURE_TOPIC: Option<&str> = None;
+/// The contract's description.
+const DESCRIPTION: &str = "Capability-oriented effect node for git operations. Handles branch \
+    management, commits, pushes, pull request lifecycle, merge \
+    operations (direct and merge-queue), tag management, and label \
+    management with pluggable backends. Every PR body created via this \
+    node contains a mandatory ticket stamp block.";
 
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        name: NODE_NAME.to_owned(),
-        kind: NodeKind::Effect,
-        version: "1.1.0".to_owned(),
-        description: "Capability-oriented effect node for git operations. Handles branch management, commits, pushes, pull request lifecycle, merge operations (direct and merge-queue), tag management, and label management with pluggable backends. Every PR body created via this node contains a mandatory ticket stamp block.".to_owned(),
-        subscribe_topics: SUBSCRIBE_TOPICS.iter().map(|t| t.to_string()).collect(),
-        publish_topics: PUBLISH_TOPICS.iter().map(|t| t.to_string()).collect(),
-        dlq_topic: None,
-        failure_topic: FAILURE_TOPIC.map(str::to_owned),
-        consumer_group: "node_git_effect".to_owned(),
+        description: DESCRIPTION.to_owned(),
+        subscribe_topics: strings(&["onex.cmd.git.node-git-effect.v1"]),
         retry: RetrySettings {
             max_retries: 2,
             initial_delay_ms: 500,
             max_delay_ms: 5000,
-            multiplier: 2.0,
-            jitter: 0.1,
+            ..RetrySettings::default()
         },
-        circuit_breaker: None,
-        idempotency: None,
-        handler_timeout_ms: None,
-        env: vec![
-        ],
-        capabilities: vec!["git.operations".to_owned(), "git.operations.branch_create".to_owned(), "git.operations.commit".to_owned(), "git.operations.push".to_owned(), "git.operations.pr_create".to_owned(), "git.operations.pr_update".to_owned(), "git.operations.pr_close".to_owned(), "git.operations.pr_merge".to_owned(), "git.operations.pr_list".to_owned(), "git.operations.pr_view".to_owned(), "git.operations.tag_create".to_owned(), "git.operations.label_add".to_owned(), ],
-        tags: vec!["effect".to_owned(), "git".to_owned(), "github".to_owned(), "pull-request".to_owned(), "merge-queue".to_owned(), "tag".to_owned(), "label".to_owned(), ],
-        health_path: "/health".to_owned(),
-        heartbeat_interval_secs: 30,
+        capabilities: strings(&[
+            "git.operations",
+            "git.operations.branch_create",
+            "git.operations.commit",
+            "git.operations.push",
+            "git.operations.pr_create",
+            "git.operations.pr_update",
+            "git.operations.pr_close",
+            "git.operations.pr_merge",
+            "git.operations.pr_list",
+            "git.operations.pr_view",
+            "git.operations.tag_create",
+            "git.operations.label_add",
+        ]),
+        tags: strings(&[
+            "effect",
+            "git",
+            "github",
+            "pull-request",
+            "merge-queue",
+            "tag",
+            "label",
+        ]),
         contract_version: "1.1.0".to_owned(),
         command_topic: Some("onex.cmd.git.node-git-effect.v1".to_owned()),
+        ..NodeSpec::new("node_git_effect", NodeKind::Effect, "1.1.0")
     }
 }

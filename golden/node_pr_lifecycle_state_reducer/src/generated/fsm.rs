@@ -3,130 +3,48 @@
 //! The `pr_lifecycle_fsm` state machine: states, triggers and the transition
 //! function. A transition the contract does not declare is rejected with
 //! [`TransitionError::Undeclared`].
-use std::fmt;
-
 use onex_runtime::InboundEvent;
-use serde::{Deserialize, Serialize};
 
-/// States of the `pr_lifecycle_fsm` state machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum State {
-    /// Waiting for PR lifecycle sweep command
-    #[serde(rename = "idle")]
-    Idle,
-    /// Collecting PR state via gh CLI (status, checks, reviews, conflicts)
-    #[serde(rename = "inventorying")]
-    Inventorying,
-    /// PRs classified by block reason, awaiting action routing
-    #[serde(rename = "triaged")]
-    Triaged,
-    /// Dispatching fix actions for blocked PRs
-    #[serde(rename = "fixing")]
-    Fixing,
-    /// Triggering auto-merge for eligible PRs
-    #[serde(rename = "merging")]
-    Merging,
-    /// PR lifecycle sweep completed successfully
-    #[serde(rename = "complete")]
-    Complete,
-    /// PR lifecycle sweep failed
-    #[serde(rename = "failed")]
-    Failed,
+onex_runtime::named_enum! {
+    /// States of the `pr_lifecycle_fsm` state machine.
+    pub enum State {
+        /// Waiting for PR lifecycle sweep command
+        Idle = "idle",
+        /// Collecting PR state via gh CLI (status, checks, reviews, conflicts)
+        Inventorying = "inventorying",
+        /// PRs classified by block reason, awaiting action routing
+        Triaged = "triaged",
+        /// Dispatching fix actions for blocked PRs
+        Fixing = "fixing",
+        /// Triggering auto-merge for eligible PRs
+        Merging = "merging",
+        /// PR lifecycle sweep completed successfully
+        Complete = "complete",
+        /// PR lifecycle sweep failed
+        Failed = "failed",
+    }
 }
 
 impl State {
     /// The state every aggregate starts in.
     pub const INITIAL: State = State::Idle;
 
-    /// Every state, in contract order.
-    pub const ALL: [State; 7] = [
-        State::Idle,
-        State::Inventorying,
-        State::Triaged,
-        State::Fixing,
-        State::Merging,
-        State::Complete,
-        State::Failed,
-    ];
-
     /// Whether no transition leaves this state.
     pub fn is_terminal(self) -> bool {
         matches!(self, State::Complete | State::Failed)
     }
-
-    /// The state's name in the contract.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Idle => "idle",
-            State::Inventorying => "inventorying",
-            State::Triaged => "triaged",
-            State::Fixing => "fixing",
-            State::Merging => "merging",
-            State::Complete => "complete",
-            State::Failed => "failed",
-        }
-    }
 }
 
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What makes the state machine move.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Trigger {
-    #[serde(rename = "start_received")]
-    StartReceived,
-    #[serde(rename = "inventory_complete")]
-    InventoryComplete,
-    #[serde(rename = "fixes_pending")]
-    FixesPending,
-    #[serde(rename = "no_fixes_needed")]
-    NoFixesNeeded,
-    #[serde(rename = "fixes_complete")]
-    FixesComplete,
-    #[serde(rename = "merge_complete")]
-    MergeComplete,
-    #[serde(rename = "error")]
-    Error,
-}
-
-impl Trigger {
-    /// Every trigger, in contract order.
-    pub const ALL: [Trigger; 7] = [
-        Trigger::StartReceived,
-        Trigger::InventoryComplete,
-        Trigger::FixesPending,
-        Trigger::NoFixesNeeded,
-        Trigger::FixesComplete,
-        Trigger::MergeComplete,
-        Trigger::Error,
-    ];
-
-    /// The trigger's name in the contract.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::StartReceived => "start_received",
-            Trigger::InventoryComplete => "inventory_complete",
-            Trigger::FixesPending => "fixes_pending",
-            Trigger::NoFixesNeeded => "no_fixes_needed",
-            Trigger::FixesComplete => "fixes_complete",
-            Trigger::MergeComplete => "merge_complete",
-            Trigger::Error => "error",
-        }
-    }
-
-    /// Looks a trigger up by its contract name.
-    pub fn from_name(name: &str) -> Option<Trigger> {
-        Trigger::ALL.into_iter().find(|t| t.as_str() == name)
-    }
-}
-
-impl fmt::Display for Trigger {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+onex_runtime::named_enum! {
+    /// What makes the state machine move.
+    pub enum Trigger {
+        StartReceived = "start_received",
+        InventoryComplete = "inventory_complete",
+        FixesPending = "fixes_pending",
+        NoFixesNeeded = "no_fixes_needed",
+        FixesComplete = "fixes_complete",
+        MergeComplete = "merge_complete",
+        Error = "error",
     }
 }
 
@@ -134,6 +52,12 @@ impl fmt::Display for Trigger {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
     pub to: State,
+}
+
+impl Step {
+    const fn new(to: State) -> Self {
+        Step { to }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -145,20 +69,16 @@ pub enum TransitionError {
 /// The transition table declared by the contract.
 pub fn transition(from: State, trigger: Trigger) -> Result<Step, TransitionError> {
     match (from, trigger) {
-        (State::Idle, Trigger::StartReceived) => Ok(Step {
-            to: State::Inventorying,
-        }),
-        (State::Inventorying, Trigger::InventoryComplete) => Ok(Step { to: State::Triaged }),
-        (State::Triaged, Trigger::FixesPending) => Ok(Step { to: State::Fixing }),
-        (State::Triaged, Trigger::NoFixesNeeded) => Ok(Step { to: State::Merging }),
-        (State::Fixing, Trigger::FixesComplete) => Ok(Step { to: State::Merging }),
-        (State::Merging, Trigger::MergeComplete) => Ok(Step {
-            to: State::Complete,
-        }),
-        (State::Inventorying, Trigger::Error) => Ok(Step { to: State::Failed }),
-        (State::Triaged, Trigger::Error) => Ok(Step { to: State::Failed }),
-        (State::Fixing, Trigger::Error) => Ok(Step { to: State::Failed }),
-        (State::Merging, Trigger::Error) => Ok(Step { to: State::Failed }),
+        (State::Idle, Trigger::StartReceived) => Ok(Step::new(State::Inventorying)),
+        (State::Inventorying, Trigger::InventoryComplete) => Ok(Step::new(State::Triaged)),
+        (State::Triaged, Trigger::FixesPending) => Ok(Step::new(State::Fixing)),
+        (State::Triaged, Trigger::NoFixesNeeded) => Ok(Step::new(State::Merging)),
+        (State::Fixing, Trigger::FixesComplete) => Ok(Step::new(State::Merging)),
+        (State::Merging, Trigger::MergeComplete) => Ok(Step::new(State::Complete)),
+        (State::Inventorying, Trigger::Error) => Ok(Step::new(State::Failed)),
+        (State::Triaged, Trigger::Error) => Ok(Step::new(State::Failed)),
+        (State::Fixing, Trigger::Error) => Ok(Step::new(State::Failed)),
+        (State::Merging, Trigger::Error) => Ok(Step::new(State::Failed)),
         (from, trigger) => Err(TransitionError::Undeclared { from, trigger }),
     }
 }

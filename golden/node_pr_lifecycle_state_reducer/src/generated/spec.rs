@@ -2,66 +2,57 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{NodeKind, NodeSpec, RetrySettings};
-
-/// The node's name in the contract.
-pub const NODE_NAME: &str = "node_pr_lifecycle_state_reducer";
-
-/// Topics the node consumes.
-pub const SUBSCRIBE_TOPICS: &[&str] = &[
-    "onex.cmd.omnimarket.pr-lifecycle-sweep-start.v1",
-    "onex.evt.omnimarket.pr-lifecycle-inventory-completed.v1",
-    "onex.evt.omnimarket.pr-lifecycle-triage-completed.v1",
-    "onex.evt.omnimarket.pr-lifecycle-fix-completed.v1",
-    "onex.evt.omnimarket.pr-lifecycle-merge-completed.v1",
-    "onex.evt.omnimarket.pr-lifecycle-failed.v1",
-];
-
-/// Topics the node publishes to.
-pub const PUBLISH_TOPICS: &[&str] = &["onex.evt.omnimarket.pr-lifecycle-state-reduced.v1"];
+use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 
 /// Where results (state changes) are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.omnimarket.pr-lifecycle-state-reduced.v1");
-
 /// The contract's `terminal_event` topic.
 pub const TERMINAL_TOPIC: Option<&str> = Some("onex.evt.omnimarket.pr-lifecycle-state-reduced.v1");
 
-/// Where failures are published, besides the dead-letter topic.
-pub const FAILURE_TOPIC: Option<&str> = None;
+/// The contract's description.
+const DESCRIPTION: &str = "Pure FSM reducer for the PR lifecycle domain. delta(state, event) -> \
+    (new_state, intents[]). Entry flags (dry_run, inventory_only, \
+    fix_only) control which transitions are enabled. No side effects — \
+    only computes state transitions and emits intent events.";
 
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        name: NODE_NAME.to_owned(),
-        kind: NodeKind::Reducer,
-        version: "1.0.0".to_owned(),
-        description: "Pure FSM reducer for the PR lifecycle domain. delta(state, event) -> (new_state, intents[]). Entry flags (dry_run, inventory_only, fix_only) control which transitions are enabled. No side effects — only computes state transitions and emits intent events.".to_owned(),
-        subscribe_topics: SUBSCRIBE_TOPICS.iter().map(|t| t.to_string()).collect(),
-        publish_topics: PUBLISH_TOPICS.iter().map(|t| t.to_string()).collect(),
-        dlq_topic: None,
-        failure_topic: FAILURE_TOPIC.map(str::to_owned),
-        consumer_group: "node_pr_lifecycle_state_reducer".to_owned(),
+        description: DESCRIPTION.to_owned(),
+        subscribe_topics: strings(&[
+            "onex.cmd.omnimarket.pr-lifecycle-sweep-start.v1",
+            "onex.evt.omnimarket.pr-lifecycle-inventory-completed.v1",
+            "onex.evt.omnimarket.pr-lifecycle-triage-completed.v1",
+            "onex.evt.omnimarket.pr-lifecycle-fix-completed.v1",
+            "onex.evt.omnimarket.pr-lifecycle-merge-completed.v1",
+            "onex.evt.omnimarket.pr-lifecycle-failed.v1",
+        ]),
+        publish_topics: strings(&["onex.evt.omnimarket.pr-lifecycle-state-reduced.v1"]),
         retry: RetrySettings {
-            max_retries: 3,
             initial_delay_ms: 100,
             max_delay_ms: 5000,
-            multiplier: 2.0,
-            jitter: 0.1,
+            ..RetrySettings::default()
         },
         circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
             failure_threshold: 5,
             reset_timeout_ms: 60000,
             half_open_max_requests: 1,
         }),
-        idempotency: None,
         handler_timeout_ms: Some(5000),
-        env: vec![
-        ],
-        capabilities: vec!["start_received".to_owned(), "inventory_complete".to_owned(), "fixes_pending".to_owned(), "no_fixes_needed".to_owned(), "fixes_complete".to_owned(), "merge_complete".to_owned(), "error".to_owned(), ],
-        tags: vec!["reducer".to_owned(), "fsm".to_owned(), "pr-lifecycle".to_owned(), "OMN-8086".to_owned(), ],
-        health_path: "/health".to_owned(),
-        heartbeat_interval_secs: 30,
-        contract_version: "1.0.0".to_owned(),
-        command_topic: None,
+        capabilities: strings(&[
+            "start_received",
+            "inventory_complete",
+            "fixes_pending",
+            "no_fixes_needed",
+            "fixes_complete",
+            "merge_complete",
+            "error",
+        ]),
+        tags: strings(&["reducer", "fsm", "pr-lifecycle", "OMN-8086"]),
+        ..NodeSpec::new(
+            "node_pr_lifecycle_state_reducer",
+            NodeKind::Reducer,
+            "1.0.0",
+        )
     }
 }

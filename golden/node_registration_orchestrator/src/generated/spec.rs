@@ -2,115 +2,110 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{NodeKind, NodeSpec, RetrySettings};
-
-/// The node's name in the contract.
-pub const NODE_NAME: &str = "node_registration_orchestrator";
-
-/// Topics the node consumes.
-pub const SUBSCRIBE_TOPICS: &[&str] = &[
-    "onex.evt.platform.node-introspection.v1",
-    "onex.evt.platform.registry-request-introspection.v1",
-    "onex.intent.platform.runtime-tick.v1",
-    "onex.cmd.platform.node-registration-acked.v1",
-    "onex.evt.platform.node-heartbeat.v1",
-    "onex.cmd.platform.topic-catalog-query.v1",
-    "onex.cmd.platform.request-introspection.v1",
-];
-
-/// Topics the node publishes to.
-pub const PUBLISH_TOPICS: &[&str] = &[
-    "onex.evt.platform.node-registration-result.v1",
-    "onex.evt.platform.node-registration-initiated.v1",
-    "onex.evt.platform.node-registration-accepted.v1",
-    "onex.evt.platform.node-registration-rejected.v1",
-    "onex.evt.platform.node-registration-ack-timed-out.v1",
-    "onex.evt.platform.node-registration-ack-received.v1",
-    "onex.evt.platform.node-became-active.v1",
-    "onex.evt.platform.node-liveness-expired.v1",
-    "onex.evt.platform.topic-catalog-response.v1",
-    "onex.evt.platform.topic-catalog-changed.v1",
-    "onex.evt.platform.node-registration.v1",
-    "onex.evt.platform.node-heartbeat.v1",
-    "onex.evt.platform.node-introspection.v1",
-    "onex.evt.platform.registry-request-introspection.v1",
-    "onex.evt.platform.fsm-state-transitions.v1",
-    "onex.intent.platform.runtime-tick.v1",
-    "onex.cmd.platform.node-registration-acked.v1",
-    "onex.cmd.platform.topic-catalog-query.v1",
-    "onex.cmd.platform.request-introspection.v1",
-    "onex.evt.platform.registration-snapshots.v1",
-];
+use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 
 /// Where results (stage events) are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.platform.node-registration-result.v1");
-
 /// Where the workflow's completion event is published.
 pub const COMPLETION_TOPIC: Option<&str> = Some("onex.evt.platform.node-registration-result.v1");
-
 /// The contract's `terminal_event` topic.
 pub const TERMINAL_TOPIC: Option<&str> = None;
-
 /// Where failures are published, besides the dead-letter topic.
 pub const FAILURE_TOPIC: Option<&str> = None;
+
+/// The contract's description.
+const DESCRIPTION: &str = "Registration workflow orchestrator that coordinates node lifecycle \
+    by calling reducer for intents and effect for execution. Contract \
+    patch 1 records handler-internal dataclass annotations only; \
+    workflow, topics, and payload semantics are unchanged.";
 
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        name: NODE_NAME.to_owned(),
-        kind: NodeKind::Orchestrator,
-        version: "1.0.1".to_owned(),
-        description: "Registration workflow orchestrator that coordinates node lifecycle by calling reducer for intents and effect for execution. Contract patch 1 records handler-internal dataclass annotations only; workflow, topics, and payload semantics are unchanged.".to_owned(),
-        subscribe_topics: SUBSCRIBE_TOPICS.iter().map(|t| t.to_string()).collect(),
-        publish_topics: PUBLISH_TOPICS.iter().map(|t| t.to_string()).collect(),
+        description: DESCRIPTION.to_owned(),
+        subscribe_topics: strings(&[
+            "onex.evt.platform.node-introspection.v1",
+            "onex.evt.platform.registry-request-introspection.v1",
+            "onex.intent.platform.runtime-tick.v1",
+            "onex.cmd.platform.node-registration-acked.v1",
+            "onex.evt.platform.node-heartbeat.v1",
+            "onex.cmd.platform.topic-catalog-query.v1",
+            "onex.cmd.platform.request-introspection.v1",
+        ]),
+        publish_topics: strings(&[
+            "onex.evt.platform.node-registration-result.v1",
+            "onex.evt.platform.node-registration-initiated.v1",
+            "onex.evt.platform.node-registration-accepted.v1",
+            "onex.evt.platform.node-registration-rejected.v1",
+            "onex.evt.platform.node-registration-ack-timed-out.v1",
+            "onex.evt.platform.node-registration-ack-received.v1",
+            "onex.evt.platform.node-became-active.v1",
+            "onex.evt.platform.node-liveness-expired.v1",
+            "onex.evt.platform.topic-catalog-response.v1",
+            "onex.evt.platform.topic-catalog-changed.v1",
+            "onex.evt.platform.node-registration.v1",
+            "onex.evt.platform.node-heartbeat.v1",
+            "onex.evt.platform.node-introspection.v1",
+            "onex.evt.platform.registry-request-introspection.v1",
+            "onex.evt.platform.fsm-state-transitions.v1",
+            "onex.intent.platform.runtime-tick.v1",
+            "onex.cmd.platform.node-registration-acked.v1",
+            "onex.cmd.platform.topic-catalog-query.v1",
+            "onex.cmd.platform.request-introspection.v1",
+            "onex.evt.platform.registration-snapshots.v1",
+        ]),
         dlq_topic: Some("onex.dlq.omnibase-infra.platform.v1".to_owned()),
-        failure_topic: FAILURE_TOPIC.map(str::to_owned),
-        consumer_group: "node_registration_orchestrator".to_owned(),
         retry: RetrySettings {
-            max_retries: 3,
             initial_delay_ms: 100,
             max_delay_ms: 5000,
-            multiplier: 2.0,
-            jitter: 0.1,
+            ..RetrySettings::default()
         },
         circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
             failure_threshold: 5,
             reset_timeout_ms: 60000,
             half_open_max_requests: 1,
         }),
-        idempotency: None,
-        handler_timeout_ms: None,
         env: vec![
-            onex_runtime::EnvVarSpec {
-                name: "ENABLE_REAL_TIME_EVENTS".to_owned(),
-                required: false,
-                default: Some("false".to_owned()),
-                description: "Enable WebSocket real-time event streaming to omnidash".to_owned(),
-            },
-            onex_runtime::EnvVarSpec {
-                name: "OMNIMEMORY_ENABLED".to_owned(),
-                required: false,
-                default: Some("false".to_owned()),
-                description: "Enable OmniMemory document ingestion and semantic retrieval".to_owned(),
-            },
-            onex_runtime::EnvVarSpec {
-                name: "PHOENIX_OTEL_ENABLED".to_owned(),
-                required: false,
-                default: Some("false".to_owned()),
-                description: "Enable Phoenix OpenTelemetry tracing".to_owned(),
-            },
-            onex_runtime::EnvVarSpec {
-                name: "OMNIDASH_AUTH_ENABLED".to_owned(),
-                required: false,
-                default: Some("false".to_owned()),
-                description: "Enable authentication for omnidash dashboard".to_owned(),
-            },
+            onex_runtime::EnvVarSpec::new(
+                "ENABLE_REAL_TIME_EVENTS",
+                false,
+                Some("false"),
+                "Enable WebSocket real-time event streaming to omnidash",
+            ),
+            onex_runtime::EnvVarSpec::new(
+                "OMNIMEMORY_ENABLED",
+                false,
+                Some("false"),
+                "Enable OmniMemory document ingestion and semantic retrieval",
+            ),
+            onex_runtime::EnvVarSpec::new(
+                "PHOENIX_OTEL_ENABLED",
+                false,
+                Some("false"),
+                "Enable Phoenix OpenTelemetry tracing",
+            ),
+            onex_runtime::EnvVarSpec::new(
+                "OMNIDASH_AUTH_ENABLED",
+                false,
+                Some("false"),
+                "Enable authentication for omnidash dashboard",
+            ),
         ],
-        capabilities: vec!["receive_introspection".to_owned(), "read_projection".to_owned(), "evaluate_timeout".to_owned(), "compute_intents".to_owned(), "execute_postgres_registration".to_owned(), "aggregate_results".to_owned(), "publish_outcome".to_owned(), ],
-        tags: vec!["orchestrator".to_owned(), "registration".to_owned(), "workflow".to_owned(), "mvp".to_owned(), ],
-        health_path: "/health".to_owned(),
-        heartbeat_interval_secs: 30,
+        capabilities: strings(&[
+            "receive_introspection",
+            "read_projection",
+            "evaluate_timeout",
+            "compute_intents",
+            "execute_postgres_registration",
+            "aggregate_results",
+            "publish_outcome",
+        ]),
+        tags: strings(&["orchestrator", "registration", "workflow", "mvp"]),
         contract_version: "1.1.1".to_owned(),
-        command_topic: None,
+        ..NodeSpec::new(
+            "node_registration_orchestrator",
+            NodeKind::Orchestrator,
+            "1.0.1",
+        )
     }
 }

@@ -2,61 +2,48 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{NodeKind, NodeSpec, RetrySettings};
-
-/// The node's name in the contract.
-pub const NODE_NAME: &str = "node_skill_generate_node_orchestrator";
-
-/// Topics the node consumes.
-pub const SUBSCRIBE_TOPICS: &[&str] = &["onex.cmd.omniclaude.generate-node.v1"];
-
-/// Topics the node publishes to.
-pub const PUBLISH_TOPICS: &[&str] = &[
-    "onex.evt.omniclaude.generate-node-completed.v1",
-    "onex.evt.omniclaude.generate-node-failed.v1",
-];
+use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 
 /// Where results (stage events) are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.omniclaude.generate-node-completed.v1");
-
 /// Where the workflow's completion event is published.
 pub const COMPLETION_TOPIC: Option<&str> = Some("onex.evt.omniclaude.generate-node-completed.v1");
-
 /// The contract's `terminal_event` topic.
 pub const TERMINAL_TOPIC: Option<&str> = None;
-
 /// Where failures are published, besides the dead-letter topic.
 pub const FAILURE_TOPIC: Option<&str> = Some("onex.evt.omniclaude.generate-node-failed.v1");
+
+/// The contract's description.
+const DESCRIPTION: &str = "Orchestrator node for the generate-node skill. Generate ONEX nodes \
+    via automated code generation with ContractInferencer and \
+    LLM-powered business logic Dispatches skill invocations to the \
+    polymorphic agent via the shared handle_skill_requested handler. \
+    Subscribes to command events, emits outcome events on success or \
+    failure.";
 
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        name: NODE_NAME.to_owned(),
-        kind: NodeKind::Orchestrator,
-        version: "1.0.0".to_owned(),
-        description: "Orchestrator node for the generate-node skill. Generate ONEX nodes via automated code generation with ContractInferencer and LLM-powered business logic Dispatches skill invocations to the polymorphic agent via the shared handle_skill_requested handler. Subscribes to command events, emits outcome events on success or failure.".to_owned(),
-        subscribe_topics: SUBSCRIBE_TOPICS.iter().map(|t| t.to_string()).collect(),
-        publish_topics: PUBLISH_TOPICS.iter().map(|t| t.to_string()).collect(),
-        dlq_topic: None,
-        failure_topic: FAILURE_TOPIC.map(str::to_owned),
+        description: DESCRIPTION.to_owned(),
+        subscribe_topics: strings(&["onex.cmd.omniclaude.generate-node.v1"]),
+        publish_topics: strings(&[
+            "onex.evt.omniclaude.generate-node-completed.v1",
+            "onex.evt.omniclaude.generate-node-failed.v1",
+        ]),
+        failure_topic: Some("onex.evt.omniclaude.generate-node-failed.v1".to_owned()),
         consumer_group: "omniclaude.skill.generate_node".to_owned(),
         retry: RetrySettings {
             max_retries: 2,
             initial_delay_ms: 500,
             max_delay_ms: 5000,
-            multiplier: 2.0,
-            jitter: 0.1,
+            ..RetrySettings::default()
         },
-        circuit_breaker: None,
-        idempotency: None,
-        handler_timeout_ms: None,
-        env: vec![
-        ],
-        capabilities: vec!["skill.generate_node".to_owned(), ],
-        tags: vec!["orchestrator".to_owned(), "skill".to_owned(), "generate_node".to_owned(), ],
-        health_path: "/health".to_owned(),
-        heartbeat_interval_secs: 30,
-        contract_version: "1.0.0".to_owned(),
-        command_topic: None,
+        capabilities: strings(&["skill.generate_node"]),
+        tags: strings(&["orchestrator", "skill", "generate_node"]),
+        ..NodeSpec::new(
+            "node_skill_generate_node_orchestrator",
+            NodeKind::Orchestrator,
+            "1.0.0",
+        )
     }
 }

@@ -4,148 +4,59 @@
 //! function. A transition the contract does not declare is rejected with
 //! [`TransitionError::Undeclared`]. Transitions declared `from_state: '*'`
 //! apply from every non-terminal state.
-use std::fmt;
-
 use onex_runtime::InboundEvent;
-use serde::{Deserialize, Serialize};
 
-/// States of the `metrics_aggregation_fsm` state machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum State {
-    /// Initial state - waiting for collection trigger
-    #[serde(rename = "idle")]
-    Idle,
-    /// Collecting metrics from configured data sources
-    #[serde(rename = "collecting")]
-    Collecting,
-    /// Validating collected metrics for completeness
-    #[serde(rename = "validating")]
-    Validating,
-    /// Computing aggregate statistics from validated metrics
-    #[serde(rename = "aggregating")]
-    Aggregating,
-    /// Metrics aggregation completed successfully
-    #[serde(rename = "completed")]
-    Completed,
-    /// Metrics aggregation failed
-    #[serde(rename = "failed")]
-    Failed,
+onex_runtime::named_enum! {
+    /// States of the `metrics_aggregation_fsm` state machine.
+    pub enum State {
+        /// Initial state - waiting for collection trigger
+        Idle = "idle",
+        /// Collecting metrics from configured data sources
+        Collecting = "collecting",
+        /// Validating collected metrics for completeness
+        Validating = "validating",
+        /// Computing aggregate statistics from validated metrics
+        Aggregating = "aggregating",
+        /// Metrics aggregation completed successfully
+        Completed = "completed",
+        /// Metrics aggregation failed
+        Failed = "failed",
+    }
 }
 
 impl State {
     /// The state every aggregate starts in.
     pub const INITIAL: State = State::Idle;
 
-    /// Every state, in contract order.
-    pub const ALL: [State; 6] = [
-        State::Idle,
-        State::Collecting,
-        State::Validating,
-        State::Aggregating,
-        State::Completed,
-        State::Failed,
-    ];
-
     /// Whether no transition leaves this state.
     pub fn is_terminal(self) -> bool {
         matches!(self, State::Completed | State::Failed)
     }
+}
 
-    /// The state's name in the contract.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Idle => "idle",
-            State::Collecting => "collecting",
-            State::Validating => "validating",
-            State::Aggregating => "aggregating",
-            State::Completed => "completed",
-            State::Failed => "failed",
-        }
+onex_runtime::named_enum! {
+    /// What makes the state machine move.
+    pub enum Trigger {
+        CollectMetrics = "collect_metrics",
+        CollectionComplete = "collection_complete",
+        ValidationSuccess = "validation_success",
+        ValidationFailed = "validation_failed",
+        AggregationSuccess = "aggregation_success",
+        ErrorOccurred = "error_occurred",
+        Timeout = "timeout",
     }
 }
 
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What makes the state machine move.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Trigger {
-    #[serde(rename = "collect_metrics")]
-    CollectMetrics,
-    #[serde(rename = "collection_complete")]
-    CollectionComplete,
-    #[serde(rename = "validation_success")]
-    ValidationSuccess,
-    #[serde(rename = "validation_failed")]
-    ValidationFailed,
-    #[serde(rename = "aggregation_success")]
-    AggregationSuccess,
-    #[serde(rename = "error_occurred")]
-    ErrorOccurred,
-    #[serde(rename = "timeout")]
-    Timeout,
-}
-
-impl Trigger {
-    /// Every trigger, in contract order.
-    pub const ALL: [Trigger; 7] = [
-        Trigger::CollectMetrics,
-        Trigger::CollectionComplete,
-        Trigger::ValidationSuccess,
-        Trigger::ValidationFailed,
-        Trigger::AggregationSuccess,
-        Trigger::ErrorOccurred,
-        Trigger::Timeout,
-    ];
-
-    /// The trigger's name in the contract.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::CollectMetrics => "collect_metrics",
-            Trigger::CollectionComplete => "collection_complete",
-            Trigger::ValidationSuccess => "validation_success",
-            Trigger::ValidationFailed => "validation_failed",
-            Trigger::AggregationSuccess => "aggregation_success",
-            Trigger::ErrorOccurred => "error_occurred",
-            Trigger::Timeout => "timeout",
-        }
-    }
-
-    /// Looks a trigger up by its contract name.
-    pub fn from_name(name: &str) -> Option<Trigger> {
-        Trigger::ALL.into_iter().find(|t| t.as_str() == name)
-    }
-}
-
-impl fmt::Display for Trigger {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Guard conditions the contract attaches to transitions. Each is a hook you
-/// answer in `src/handlers.rs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Guard {
-    /// `has_data_sources`, checked on trigger `collect_metrics`.
-    HasDataSources,
-    /// `minimum_data_collected`, checked on trigger `collection_complete`.
-    MinimumDataCollected,
-    /// `retries_remaining`, checked on trigger `validation_failed`.
-    RetriesRemaining,
-}
-
-impl Guard {
-    /// The guard's name in the contract.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Guard::HasDataSources => "has_data_sources",
-            Guard::MinimumDataCollected => "minimum_data_collected",
-            Guard::RetriesRemaining => "retries_remaining",
-        }
+onex_runtime::named_enum! {
+    /// Guard conditions the contract attaches to transitions. Each is a hook
+    /// you answer in `src/handlers.rs`.
+    pub enum Guard {
+        /// `has_data_sources`, checked on trigger `collect_metrics`.
+        HasDataSources = "has_data_sources",
+        /// `minimum_data_collected`, checked on trigger `collection_complete`.
+        MinimumDataCollected = "minimum_data_collected",
+        /// `retries_remaining`, checked on trigger `validation_failed`.
+        RetriesRemaining = "retries_remaining",
     }
 }
 
@@ -157,11 +68,17 @@ pub struct Step {
     pub guards: &'static [Guard],
 }
 
+impl Step {
+    const fn new(to: State, guards: &'static [Guard]) -> Self {
+        Step { to, guards }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
     #[error("no transition from state {from} on trigger {trigger}")]
     Undeclared { from: State, trigger: Trigger },
-    #[error("guard {guard} rejected the transition from state {from} on trigger {trigger}", guard = .guard.as_str())]
+    #[error("guard {guard} rejected the transition from state {from} on trigger {trigger}")]
     GuardRejected {
         from: State,
         trigger: Trigger,
@@ -172,34 +89,19 @@ pub enum TransitionError {
 /// The transition table declared by the contract.
 pub fn transition(from: State, trigger: Trigger) -> Result<Step, TransitionError> {
     match (from, trigger) {
-        (State::Idle, Trigger::CollectMetrics) => Ok(Step {
-            to: State::Collecting,
-            guards: &[Guard::HasDataSources],
-        }),
-        (State::Collecting, Trigger::CollectionComplete) => Ok(Step {
-            to: State::Validating,
-            guards: &[Guard::MinimumDataCollected],
-        }),
-        (State::Validating, Trigger::ValidationSuccess) => Ok(Step {
-            to: State::Aggregating,
-            guards: &[],
-        }),
-        (State::Validating, Trigger::ValidationFailed) => Ok(Step {
-            to: State::Collecting,
-            guards: &[Guard::RetriesRemaining],
-        }),
-        (State::Aggregating, Trigger::AggregationSuccess) => Ok(Step {
-            to: State::Completed,
-            guards: &[],
-        }),
-        (from, Trigger::ErrorOccurred) if !from.is_terminal() => Ok(Step {
-            to: State::Failed,
-            guards: &[],
-        }),
-        (from, Trigger::Timeout) if !from.is_terminal() => Ok(Step {
-            to: State::Failed,
-            guards: &[],
-        }),
+        (State::Idle, Trigger::CollectMetrics) => {
+            Ok(Step::new(State::Collecting, &[Guard::HasDataSources]))
+        }
+        (State::Collecting, Trigger::CollectionComplete) => {
+            Ok(Step::new(State::Validating, &[Guard::MinimumDataCollected]))
+        }
+        (State::Validating, Trigger::ValidationSuccess) => Ok(Step::new(State::Aggregating, &[])),
+        (State::Validating, Trigger::ValidationFailed) => {
+            Ok(Step::new(State::Collecting, &[Guard::RetriesRemaining]))
+        }
+        (State::Aggregating, Trigger::AggregationSuccess) => Ok(Step::new(State::Completed, &[])),
+        (from, Trigger::ErrorOccurred) if !from.is_terminal() => Ok(Step::new(State::Failed, &[])),
+        (from, Trigger::Timeout) if !from.is_terminal() => Ok(Step::new(State::Failed, &[])),
         (from, trigger) => Err(TransitionError::Undeclared { from, trigger }),
     }
 }

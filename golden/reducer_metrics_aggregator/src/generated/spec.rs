@@ -2,74 +2,44 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{NodeKind, NodeSpec, RetrySettings};
-
-/// The node's name in the contract.
-pub const NODE_NAME: &str = "reducer_metrics_aggregator";
-
-/// Topics the node consumes.
-pub const SUBSCRIBE_TOPICS: &[&str] =
-    &["onex.cmd.reducer-metrics-aggregator.reducer-metrics-aggregator.v1"];
-
-/// Topics the node publishes to.
-pub const PUBLISH_TOPICS: &[&str] = &[];
+use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 
 /// Where results (state changes) are published.
 pub const RESULT_TOPIC: Option<&str> = None;
-
 /// The contract's `terminal_event` topic.
 pub const TERMINAL_TOPIC: Option<&str> = None;
-
-/// Where failures are published, besides the dead-letter topic.
-pub const FAILURE_TOPIC: Option<&str> = None;
 
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        name: NODE_NAME.to_owned(),
-        kind: NodeKind::Reducer,
-        version: "1.1.0".to_owned(),
         description: "Declarative metrics aggregation reducer using FSM pattern".to_owned(),
-        subscribe_topics: SUBSCRIBE_TOPICS.iter().map(|t| t.to_string()).collect(),
-        publish_topics: PUBLISH_TOPICS.iter().map(|t| t.to_string()).collect(),
-        dlq_topic: None,
-        failure_topic: FAILURE_TOPIC.map(str::to_owned),
-        consumer_group: "reducer_metrics_aggregator".to_owned(),
+        subscribe_topics: strings(&[
+            "onex.cmd.reducer-metrics-aggregator.reducer-metrics-aggregator.v1",
+        ]),
         retry: RetrySettings {
-            max_retries: 3,
             initial_delay_ms: 100,
             max_delay_ms: 5000,
-            multiplier: 2.0,
-            jitter: 0.1,
+            ..RetrySettings::default()
         },
         circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
             failure_threshold: 5,
             reset_timeout_ms: 60000,
             half_open_max_requests: 1,
         }),
-        idempotency: None,
-        handler_timeout_ms: None,
-        env: vec![],
-        capabilities: vec![
-            "collect_metrics".to_owned(),
-            "collection_complete".to_owned(),
-            "validation_success".to_owned(),
-            "validation_failed".to_owned(),
-            "aggregation_success".to_owned(),
-            "error_occurred".to_owned(),
-            "timeout".to_owned(),
-        ],
-        tags: vec![
-            "reducer".to_owned(),
-            "fsm".to_owned(),
-            "declarative".to_owned(),
-            "metrics".to_owned(),
-        ],
-        health_path: "/health".to_owned(),
-        heartbeat_interval_secs: 30,
+        capabilities: strings(&[
+            "collect_metrics",
+            "collection_complete",
+            "validation_success",
+            "validation_failed",
+            "aggregation_success",
+            "error_occurred",
+            "timeout",
+        ]),
+        tags: strings(&["reducer", "fsm", "declarative", "metrics"]),
         contract_version: "1.1.0".to_owned(),
         command_topic: Some(
             "onex.cmd.reducer-metrics-aggregator.reducer-metrics-aggregator.v1".to_owned(),
         ),
+        ..NodeSpec::new("reducer_metrics_aggregator", NodeKind::Reducer, "1.1.0")
     }
 }

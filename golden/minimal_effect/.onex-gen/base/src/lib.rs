@@ -2,9 +2,8 @@
 //!
 //! Echoes a message back; the smallest useful effect node.
 //!
-//! `generated` is rewritten by onex-gen from the contract (minimal_effect.yaml);
-//! `handlers` is yours and is never overwritten. So are modules you add below:
-//! `onex-gen new` merges its changes to this file with yours.
+//! `generated` is rewritten by onex-gen from the contract; `handlers` is yours and is never
+//! overwritten. So are modules you add below: `onex-gen new` merges its changes with yours.
 
 pub mod generated;
 pub mod handlers;

@@ -5,9 +5,8 @@
 //! management, and label management with pluggable backends. Every PR body created via this
 //! node contains a mandatory ticket stamp block.
 //!
-//! `generated` is rewritten by onex-gen from the contract (node_git_effect.yaml);
-//! `handlers` is yours and is never overwritten. So are modules you add below:
-//! `onex-gen new` merges its changes to this file with yours.
+//! `generated` is rewritten by onex-gen from the contract; `handlers` is yours and is never
+//! overwritten. So are modules you add below: `onex-gen new` merges its changes with yours.
 
 pub mod generated;
 pub mod handlers;
