@@ -47,8 +47,9 @@ impl Serialize for Code {
 /// A Rust string literal holding `s` exactly.
 ///
 /// Quotes, backslashes and every control character are escaped, and so are
-/// the Unicode bidirectional controls, which rustc refuses in literals; the
-/// rest of Unicode is kept as it is. The output depends on nothing but `s`.
+/// the Unicode bidirectional controls, which rustc refuses in literals, and
+/// whitespace other than the ASCII space, which would be invisible; the rest
+/// of Unicode is kept as it is. The output depends on nothing but `s`.
 pub fn rust_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -60,7 +61,9 @@ pub fn rust_str(s: &str) -> String {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '\0' => out.push_str("\\0"),
-            c if needs_escape(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c if needs_escape(c) || (c.is_whitespace() && !c.is_ascii()) => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -69,17 +72,18 @@ pub fn rust_str(s: &str) -> String {
 }
 
 /// [`rust_str`] for long text: one literal broken into lines of at most
-/// [`LITERAL_WIDTH`] characters, each ending in `\` (Rust reads the break
-/// and the next line's indentation as nothing), so that a long description
-/// stays within the line limit and within rustfmt's reach. Lines break at
-/// spaces, and inside a word only when it is longer than a line (never inside
-/// an escape).
+/// [`LITERAL_WIDTH`] characters after a first line that is only the opening
+/// quote, each ending in `\` (Rust reads the break
+/// and the next line's leading whitespace as nothing), so that a long
+/// description stays within the line limit and within rustfmt's reach. A
+/// line breaks after a run of spaces, and inside a word only when the word
+/// is longer than a line, never inside an escape. A line that starts with a
+/// space writes it as `\x20`, which the break does not skip; [`rust_str`]
+/// escapes every other whitespace character.
 pub fn rust_str_lines(s: &str) -> String {
     let quoted = rust_str(s);
     let inner = &quoted[1..quoted.len() - 1];
-    // A break drops the next line's leading spaces: text with a space run
-    // or an edge space stays on one line.
-    if inner.chars().count() <= LITERAL_WIDTH || s.contains("  ") || s.starts_with(' ') {
+    if inner.chars().count() <= LITERAL_WIDTH {
         return quoted;
     }
     // The escaped text as atoms: an escape sequence is one, so no break
@@ -102,17 +106,28 @@ pub fn rust_str_lines(s: &str) -> String {
         }
         atoms.push(atom);
     }
+    // Words: atoms up to and including the spaces after them. A line may
+    // start at any word, and inside a word at any atom that is not
+    // whitespace.
+    let mut words: Vec<Vec<String>> = Vec::new();
+    for atom in atoms {
+        let starts_word = words
+            .last()
+            .and_then(|w| w.last())
+            .is_none_or(|prev| prev == " " && atom != " ");
+        if starts_word {
+            words.push(Vec::new());
+        }
+        words.last_mut().expect("a word was started").push(atom);
+    }
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     let mut width = 0;
-    for word in atoms.split(|a| a == " ") {
+    for word in words {
         let word_width: usize = word.iter().map(|a| a.chars().count()).sum();
-        if width > 0 && width + 1 + word_width > LITERAL_WIDTH {
-            lines.push(std::mem::take(&mut line) + " ");
+        if width > 0 && width + word_width > LITERAL_WIDTH {
+            lines.push(std::mem::take(&mut line));
             width = 0;
-        } else if width > 0 {
-            line.push(' ');
-            width += 1;
         }
         for atom in word {
             let atom_width = atom.chars().count();
@@ -120,12 +135,23 @@ pub fn rust_str_lines(s: &str) -> String {
                 lines.push(std::mem::take(&mut line));
                 width = 0;
             }
-            line.push_str(atom);
+            line.push_str(&atom);
             width += atom_width;
         }
     }
     lines.push(line);
-    format!("\"{}\"", lines.join("\\\n    "))
+    // Rust skips the spaces after a break, so a line that starts with one
+    // writes it as an escape.
+    let lines: Vec<String> = lines
+        .into_iter()
+        .map(|l| match l.strip_prefix(' ') {
+            Some(rest) => format!("\\x20{rest}"),
+            None => l,
+        })
+        .collect();
+    // The literal starts on a line of its own, so however far to the right
+    // it begins, no line holds more than the indentation and LITERAL_WIDTH.
+    format!("\"\\\n    {}\"", lines.join("\\\n    "))
 }
 
 /// Longest line of text in a literal [`rust_str_lines`] breaks.
@@ -208,8 +234,9 @@ pub fn doc_text(s: &str) -> String {
 }
 
 /// Width of a wrapped doc line, without the `/// ` and indentation (at most
-/// eight columns in generated code, so lines stay within 100).
-const DOC_WIDTH: usize = 88;
+/// eight columns in generated code) and the escape a Markdown block start
+/// gets, so lines stay within 100.
+const DOC_WIDTH: usize = 87;
 
 /// Free text folded into doc-comment lines of at most [`DOC_WIDTH`]
 /// characters ([`doc_text`], then wrapped). The text stays one Markdown
@@ -437,7 +464,7 @@ impl Expr {
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Expr::Str(s) => write!(f, "{}.to_owned()", rust_str(s)),
+            Expr::Str(s) => write!(f, "{}.to_owned()", rust_str_lines(s)),
             Expr::Int(i) => write!(f, "{i}"),
             Expr::Float(v) => f.write_str(&f64_literal(*v)),
             Expr::Bool(b) => write!(f, "{b}"),
@@ -581,11 +608,32 @@ mod tests {
     #[test]
     fn long_literals_break_into_lines_that_read_back_as_the_text() {
         let words = "word ".repeat(40) + &"x".repeat(150) + " \"quoted\" \u{202e}\n end";
-        for text in ["short", words.as_str(), &"\u{7}".repeat(100)] {
+        let spaces = " lead".to_owned() + &"two  spaces ".repeat(10) + &" ".repeat(90) + "end ";
+        let unicode_space = "\u{2028}word ".repeat(30) + &"\u{a0}".repeat(80);
+        for text in [
+            "short",
+            words.as_str(),
+            &"\u{7}".repeat(100),
+            &spaces,
+            &unicode_space,
+        ] {
             let code = rust_str_lines(text);
             let lit: syn::LitStr = syn::parse_str(&code).unwrap();
             assert_eq!(lit.value(), text, "{code}");
-            assert!(code.lines().all(|l| l.len() <= LITERAL_WIDTH + 8), "{code}");
+            assert!(
+                code.lines().all(|l| l.chars().count() <= LITERAL_WIDTH + 8),
+                "{code}"
+            );
+            assert!(
+                code.lines().count() == 1 || code.starts_with("\"\\\n"),
+                "{code}"
+            );
+            assert!(
+                code.lines()
+                    .skip(1)
+                    .all(|l| !l.trim_start_matches(' ').starts_with(char::is_whitespace)),
+                "a line starts with whitespace Rust would keep or warn about: {code:?}"
+            );
         }
         assert_eq!(rust_str_lines("short"), "\"short\"");
     }

@@ -4,9 +4,13 @@
 //! hold quotes, line breaks, `*/`, braces, `#`, raw-string delimiters,
 //! Unicode and control characters go through stages 1-5. Each either
 //! generates a crate that passes verify (it parses, rustfmt accepts it) or is
-//! refused with located contract errors, never a generator defect; and in
-//! every generated `.rs` file the free text appears only inside literals and
-//! comments, which is checked on the token stream, not by searching text.
+//! refused with located contract errors, never a generator defect; a contract
+//! whose names are plain and only whose free text is hostile always
+//! generates. In every generated `.rs` file (parsed with `syn`) the free text
+//! appears only inside literals and comments, which is checked on the token
+//! stream, not by searching text; no line is over 100 columns, however long
+//! the text; `.env.template` stays one variable or comment a line, and the
+//! TOML and YAML files parse.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -33,6 +37,18 @@ fn free_text() -> impl Strategy<Value = String> {
             .iter()
             .map(|p| format!("{p}{MARKER}"))
             .collect::<String>()
+    })
+}
+
+/// Long free text: many hostile pieces as words, each followed by the
+/// marker, so that only wrapping keeps lines short.
+fn long_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(PIECES), 15..40).prop_map(|pieces| {
+        pieces
+            .iter()
+            .map(|p| format!("{p}{MARKER}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     })
 }
 
@@ -73,10 +89,23 @@ struct Texts {
 
 fn texts() -> impl Strategy<Value = Texts> {
     (
-        prop::collection::vec(free_text(), 8),
+        prop::collection::vec(prop_oneof![3 => free_text(), 1 => long_text()], 8),
         prop::collection::vec(name(), 8),
     )
         .prop_map(|(free, names)| Texts { free, names })
+}
+
+/// Hostile free text under plain names: such a contract is valid, so it
+/// must generate.
+fn plain_names_texts() -> impl Strategy<Value = Texts> {
+    prop::collection::vec(prop_oneof![free_text(), long_text()], 8).prop_map(|free| Texts {
+        free,
+        names: [
+            "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    })
 }
 
 fn effect(t: &Texts) -> String {
@@ -106,6 +135,13 @@ feature_flags:
     env_var: TEXT_FLAG
     default_value: {d3}
     description: {d4}
+dependencies:
+  - name: text_setting
+    type: environment
+    env_var: TEXT_SETTING
+    required: false
+    default: {d5}
+    description: {d6}
 ",
     )
 }
@@ -230,7 +266,35 @@ fn is_generator_defect(code: &str) -> bool {
     code == "E-GENERATE" || code.starts_with("E-VERIFY") || code.starts_with("E-FORMAT")
 }
 
-fn check(kind: &str, yaml: &str) -> Result<(), TestCaseError> {
+/// Whether a contract may be refused (for a hostile name) or must generate.
+#[derive(Clone, Copy, PartialEq)]
+enum Expect {
+    GenerateOrRefuse,
+    Generate,
+}
+
+/// Every line of a `.env.template` is blank, a comment, or `NAME=value`.
+fn check_env_template(text: &str) -> Result<(), String> {
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, _) = line
+            .split_once('=')
+            .ok_or_else(|| format!("not a variable or comment: {line:?}"))?;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(format!("not a variable name: {name:?} in {line:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn check(kind: &str, yaml: &str, expect: Expect) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().join(format!("{kind}.yaml"));
     std::fs::write(&path, yaml).unwrap();
@@ -243,6 +307,10 @@ fn check(kind: &str, yaml: &str) -> Result<(), TestCaseError> {
     let gens = match pipeline::generate(&[path], &opts) {
         Ok(gens) => gens,
         Err(diags) => {
+            prop_assert!(
+                expect == Expect::GenerateOrRefuse,
+                "a contract with plain names was refused:\n{diags}\n{yaml}"
+            );
             for d in diags.errors() {
                 prop_assert!(
                     !is_generator_defect(d.code) && d.position.line > 0,
@@ -254,18 +322,42 @@ fn check(kind: &str, yaml: &str) -> Result<(), TestCaseError> {
     };
     let mut marked_literals = 0;
     for (path, file) in gens[0].files.files().iter() {
+        let text = &file.contents;
+        match path.rsplit('/').next().unwrap_or(path) {
+            ".env.template" => check_env_template(text)
+                .map_err(|e| TestCaseError::fail(format!("{path}: {e}\n{text}\n---\n{yaml}")))?,
+            name if name.ends_with(".toml") => {
+                if let Err(e) = text.parse::<toml::Table>() {
+                    prop_assert!(false, "{path} is not TOML: {e}\n{text}\n---\n{yaml}");
+                }
+            }
+            name if name.ends_with(".yaml") => {
+                if let Err(e) = yaml_rust2::YamlLoader::load_from_str(text) {
+                    prop_assert!(false, "{path} is not YAML: {e}\n{text}\n---\n{yaml}");
+                }
+            }
+            _ => {}
+        }
         if !path.ends_with(".rs") {
             continue;
         }
-        let stream = TokenStream::from_str(&file.contents)
+        if let Err(e) = syn::parse_file(text) {
+            prop_assert!(false, "{path} is not Rust: {e}\n{text}\n---\n{yaml}");
+        }
+        if let Some(long) = text.lines().find(|l| l.chars().count() > 100) {
+            prop_assert!(
+                false,
+                "{path} has a line over 100 columns: {long:?}\n{text}\n---\n{yaml}"
+            );
+        }
+        let stream = TokenStream::from_str(text)
             .map_err(|e| TestCaseError::fail(format!("{path} does not lex: {e}\n{yaml}")))?;
         let (mut code, mut literals) = (Vec::new(), Vec::new());
         code_tokens(stream, &mut code, &mut literals);
         for token in &code {
             prop_assert!(
                 !token.to_ascii_lowercase().contains(MARKER),
-                "contract text became code in {path}: token {token:?}\n{}\n---\n{yaml}",
-                file.contents
+                "contract text became code in {path}: token {token:?}\n{text}\n---\n{yaml}"
             );
         }
         marked_literals += literals.iter().filter(|l| l.contains(MARKER)).count();
@@ -286,21 +378,35 @@ proptest! {
 
     #[test]
     fn effect_text_stays_data(t in texts()) {
-        check("effect", &effect(&t))?;
+        check("effect", &effect(&t), Expect::GenerateOrRefuse)?;
     }
 
     #[test]
     fn compute_text_stays_data(t in texts()) {
-        check("compute", &compute(&t))?;
+        check("compute", &compute(&t), Expect::GenerateOrRefuse)?;
     }
 
     #[test]
     fn reducer_text_stays_data(t in texts()) {
-        check("reducer", &reducer(&t))?;
+        check("reducer", &reducer(&t), Expect::GenerateOrRefuse)?;
     }
 
     #[test]
     fn orchestrator_text_stays_data(t in texts()) {
-        check("orchestrator", &orchestrator(&t))?;
+        check("orchestrator", &orchestrator(&t), Expect::GenerateOrRefuse)?;
+    }
+
+    #[test]
+    fn hostile_free_text_under_plain_names_always_generates(
+        t in plain_names_texts(),
+        kind in 0..4usize,
+    ) {
+        let (name, yaml) = match kind {
+            0 => ("effect", effect(&t)),
+            1 => ("compute", compute(&t)),
+            2 => ("reducer", reducer(&t)),
+            _ => ("orchestrator", orchestrator(&t)),
+        };
+        check(name, &yaml, Expect::Generate)?;
     }
 }

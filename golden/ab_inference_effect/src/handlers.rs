@@ -28,7 +28,8 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: serde_json::Value,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "execute");
+        let operation = "execute";
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation);
         Ok(serde_json::json!({ "operation": "execute", "status": "completed" }))
     }
 }

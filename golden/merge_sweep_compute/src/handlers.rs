@@ -23,8 +23,8 @@ impl Handlers {
 
 impl Operations for Handlers {
     /// Org-wide PR sweep. Classifies open PRs into merge-ready (Track A), thread-resolution
-    /// (Track A-resolve), and needs-polish (Track B) queues. Enables GitHub auto-merge on ready
-    /// PRs, resolves review threads, and dispatches polish work on fixable PRs. Tracks
+    /// (Track A-resolve), and needs-polish (Track B) queues. Enables GitHub auto-merge on
+    /// ready PRs, resolves review threads, and dispatches polish work on fixable PRs. Tracks
     /// cross-run failure history with escalation thresholds (STUCK, CHRONIC, RECIDIVIST).
     fn compute(
         &self,

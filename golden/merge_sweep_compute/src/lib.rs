@@ -1,8 +1,8 @@
 //! merge_sweep_compute: an ONEX compute node.
 //!
 //! Org-wide PR sweep. Classifies open PRs into merge-ready (Track A), thread-resolution
-//! (Track A-resolve), and needs-polish (Track B) queues. Enables GitHub auto-merge on ready
-//! PRs, resolves review threads, and dispatches polish work on fixable PRs. Tracks
+//! (Track A-resolve), and needs-polish (Track B) queues. Enables GitHub auto-merge on
+//! ready PRs, resolves review threads, and dispatches polish work on fixable PRs. Tracks
 //! cross-run failure history with escalation thresholds (STUCK, CHRONIC, RECIDIVIST).
 //!
 //! `generated` is rewritten by onex-gen from the contract; `handlers` is yours and is never

@@ -26,7 +26,8 @@ impl Handlers {
 impl Operations for Handlers {
     /// Counts the words of a text.
     fn compute(&self, _ctx: &HandlerContext, input: NodeInput) -> Result<NodeOutput, HandlerError> {
-        tracing::debug!(?input, operation = "compute");
+        let operation = "compute";
+        tracing::debug!(?input, operation);
         Ok(NodeOutput::default())
     }
 }

@@ -30,7 +30,8 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: EchoInput,
     ) -> Result<EchoOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "echo");
+        let operation = "echo";
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation);
         Ok(EchoOutput::default())
     }
 }

@@ -2,14 +2,13 @@
 //! overwrites it: regenerating after a contract change updates
 //! `src/generated/`, and the compiler then points at what to add here.
 //!
-//! Each method carries out one step of the `order_fulfilment` workflow;
-//! the runtime runs them in dependency order, keeps each run's progress on
-//! the bus (a finished step is never run again for the same input), and
-//! publishes a stage event per step and a completion event at the end. An
-//! `Err` stops the run at that step: `Retriable` ones are retried with the
-//! contract's backoff; a workflow that still fails is dead-lettered and
-//! announced as failed. Pass `run.idempotency_key(step)` to the systems a
-//! step calls. The starting versions only report success.
+//! Each method carries out one step of the `order_fulfilment` workflow; the runtime runs
+//! them in dependency order, keeps each run's progress on the bus (a finished step is
+//! never run again for the same input), and publishes a stage event per step and a
+//! completion event at the end. An `Err` stops the run at that step: `Retriable` ones are
+//! retried with the contract's backoff; a workflow that still fails is dead-lettered and
+//! announced as failed. Pass `run.idempotency_key(step)` to the systems a step calls. The
+//! starting versions only report success.
 
 use onex_runtime::{HandlerContext, HandlerError};
 
@@ -31,8 +30,9 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("reserve_stock"), step = "reserve_stock");
-        Ok(serde_json::json!({ "step": "reserve_stock", "status": "completed" }))
+        let step = "reserve_stock";
+        tracing::info!(key = %run.idempotency_key(step), step);
+        Ok(serde_json::json!({ "step": step, "status": "completed" }))
     }
 
     async fn charge_customer(
@@ -40,8 +40,9 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("charge_customer"), step = "charge_customer");
-        Ok(serde_json::json!({ "step": "charge_customer", "status": "completed" }))
+        let step = "charge_customer";
+        tracing::info!(key = %run.idempotency_key(step), step);
+        Ok(serde_json::json!({ "step": step, "status": "completed" }))
     }
 
     async fn book_shipping(
@@ -49,7 +50,8 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("book_shipping"), step = "book_shipping");
-        Ok(serde_json::json!({ "step": "book_shipping", "status": "completed" }))
+        let step = "book_shipping";
+        tracing::info!(key = %run.idempotency_key(step), step);
+        Ok(serde_json::json!({ "step": step, "status": "completed" }))
     }
 }

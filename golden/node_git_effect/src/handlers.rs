@@ -35,7 +35,8 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: BranchCreateInput,
     ) -> Result<BranchCreateOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "branch_create");
+        let operation = "branch_create";
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation);
         Ok(BranchCreateOutput::default())
     }
 
@@ -44,7 +45,8 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: CommitInput,
     ) -> Result<CommitOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "commit");
+        let operation = "commit";
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation);
         Ok(CommitOutput::default())
     }
 
@@ -53,7 +55,8 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: PushInput,
     ) -> Result<PushOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "push");
+        let operation = "push";
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation);
         Ok(PushOutput::default())
     }
 
@@ -62,7 +65,8 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: PrCreateInput,
     ) -> Result<PrCreateOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "pr_create");
+        let operation = "pr_create";
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation);
         Ok(PrCreateOutput::default())
     }
 
@@ -71,7 +75,8 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: PrUpdateInput,
     ) -> Result<PrUpdateOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "pr_update");
+        let operation = "pr_update";
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation);
         Ok(PrUpdateOutput::default())
     }
 
@@ -80,7 +85,8 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: PrCloseInput,
     ) -> Result<PrCloseOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "pr_close");
+        let operation = "pr_close";
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation);
         Ok(PrCloseOutput::default())
     }
 
@@ -89,7 +95,8 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: PrMergeInput,
     ) -> Result<PrMergeOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "pr_merge");
+        let operation = "pr_merge";
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation);
         Ok(PrMergeOutput::default())
     }
 
@@ -98,7 +105,8 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: PrListInput,
     ) -> Result<PrListOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "pr_list");
+        let operation = "pr_list";
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation);
         Ok(PrListOutput::default())
     }
 
@@ -107,7 +115,8 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: PrViewInput,
     ) -> Result<PrViewOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "pr_view");
+        let operation = "pr_view";
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation);
         Ok(PrViewOutput::default())
     }
 
@@ -116,7 +125,8 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: TagCreateInput,
     ) -> Result<TagCreateOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "tag_create");
+        let operation = "tag_create";
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation);
         Ok(TagCreateOutput::default())
     }
 
@@ -125,7 +135,8 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: LabelAddInput,
     ) -> Result<LabelAddOutput, HandlerError> {
-        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation = "label_add");
+        let operation = "label_add";
+        tracing::info!(correlation_id = %ctx.correlation_id(), ?input, operation);
         Ok(LabelAddOutput::default())
     }
 }

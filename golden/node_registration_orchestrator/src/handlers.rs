@@ -2,14 +2,13 @@
 //! overwrites it: regenerating after a contract change updates
 //! `src/generated/`, and the compiler then points at what to add here.
 //!
-//! Each method carries out one step of the `node_registration_workflow` workflow;
-//! the runtime runs them in dependency order, keeps each run's progress on
-//! the bus (a finished step is never run again for the same input), and
-//! publishes a stage event per step and a completion event at the end. An
-//! `Err` stops the run at that step: `Retriable` ones are retried with the
-//! contract's backoff; a workflow that still fails is dead-lettered and
-//! announced as failed. Pass `run.idempotency_key(step)` to the systems a
-//! step calls. The starting versions only report success.
+//! Each method carries out one step of the `node_registration_workflow` workflow; the
+//! runtime runs them in dependency order, keeps each run's progress on the bus (a finished
+//! step is never run again for the same input), and publishes a stage event per step and a
+//! completion event at the end. An `Err` stops the run at that step: `Retriable` ones are
+//! retried with the contract's backoff; a workflow that still fails is dead-lettered and
+//! announced as failed. Pass `run.idempotency_key(step)` to the systems a step calls. The
+//! starting versions only report success.
 
 use onex_runtime::{HandlerContext, HandlerError};
 
@@ -31,8 +30,9 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("receive_introspection"), step = "receive_introspection");
-        Ok(serde_json::json!({ "step": "receive_introspection", "status": "completed" }))
+        let step = "receive_introspection";
+        tracing::info!(key = %run.idempotency_key(step), step);
+        Ok(serde_json::json!({ "step": step, "status": "completed" }))
     }
 
     async fn read_projection(
@@ -40,8 +40,9 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("read_projection"), step = "read_projection");
-        Ok(serde_json::json!({ "step": "read_projection", "status": "completed" }))
+        let step = "read_projection";
+        tracing::info!(key = %run.idempotency_key(step), step);
+        Ok(serde_json::json!({ "step": step, "status": "completed" }))
     }
 
     async fn evaluate_timeout(
@@ -49,8 +50,9 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("evaluate_timeout"), step = "evaluate_timeout");
-        Ok(serde_json::json!({ "step": "evaluate_timeout", "status": "completed" }))
+        let step = "evaluate_timeout";
+        tracing::info!(key = %run.idempotency_key(step), step);
+        Ok(serde_json::json!({ "step": step, "status": "completed" }))
     }
 
     async fn compute_intents(
@@ -58,8 +60,9 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("compute_intents"), step = "compute_intents");
-        Ok(serde_json::json!({ "step": "compute_intents", "status": "completed" }))
+        let step = "compute_intents";
+        tracing::info!(key = %run.idempotency_key(step), step);
+        Ok(serde_json::json!({ "step": step, "status": "completed" }))
     }
 
     async fn execute_postgres_registration(
@@ -67,8 +70,9 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("execute_postgres_registration"), step = "execute_postgres_registration");
-        Ok(serde_json::json!({ "step": "execute_postgres_registration", "status": "completed" }))
+        let step = "execute_postgres_registration";
+        tracing::info!(key = %run.idempotency_key(step), step);
+        Ok(serde_json::json!({ "step": step, "status": "completed" }))
     }
 
     async fn aggregate_results(
@@ -76,8 +80,9 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("aggregate_results"), step = "aggregate_results");
-        Ok(serde_json::json!({ "step": "aggregate_results", "status": "completed" }))
+        let step = "aggregate_results";
+        tracing::info!(key = %run.idempotency_key(step), step);
+        Ok(serde_json::json!({ "step": step, "status": "completed" }))
     }
 
     async fn publish_outcome(
@@ -85,7 +90,8 @@ impl WorkflowSteps for Handlers {
         _ctx: &HandlerContext,
         run: &WorkflowRun,
     ) -> Result<serde_json::Value, HandlerError> {
-        tracing::info!(key = %run.idempotency_key("publish_outcome"), step = "publish_outcome");
-        Ok(serde_json::json!({ "step": "publish_outcome", "status": "completed" }))
+        let step = "publish_outcome";
+        tracing::info!(key = %run.idempotency_key(step), step);
+        Ok(serde_json::json!({ "step": step, "status": "completed" }))
     }
 }

@@ -14,7 +14,8 @@ pub const TERMINAL_TOPIC: Option<&str> = Some("onex.evt.omnimarket.ab-compare-co
 pub const FAILURE_TOPIC: Option<&str> = None;
 
 /// The contract's description.
-const DESCRIPTION: &str = "Fans out inference requests to N models declared in \
+const DESCRIPTION: &str = "\
+    Fans out inference requests to N models declared in \
     models_registry.yaml. Skips models with unreachable endpoints or \
     missing API keys. Collects results, calculates cost from registry \
     pricing, emits comparison.";

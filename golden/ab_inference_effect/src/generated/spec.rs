@@ -8,7 +8,8 @@ use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.omnimarket.ab-inference-completed.v1");
 
 /// The contract's description.
-const DESCRIPTION: &str = "Calls an LLM endpoint and returns measured token usage + response. \
+const DESCRIPTION: &str = "\
+    Calls an LLM endpoint and returns measured token usage + response. \
     Supports openai_compatible and anthropic protocols.";
 
 /// The runtime description of this node.
@@ -45,7 +46,8 @@ pub fn spec() -> NodeSpec {
                 "LLM_DEEPSEEK_R1_URL",
                 false,
                 None,
-                "DeepSeek-R1 reasoning model endpoint URL (allowlisted for inference \
+                "\
+    DeepSeek-R1 reasoning model endpoint URL (allowlisted for inference \
     calls)",
             ),
             onex_runtime::EnvVarSpec::new(

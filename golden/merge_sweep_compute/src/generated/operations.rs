@@ -9,8 +9,8 @@ use onex_runtime::{HandlerContext, HandlerError};
 /// The operations declared by the contract, one method each.
 pub trait Operations: Send + Sync + 'static {
     /// Org-wide PR sweep. Classifies open PRs into merge-ready (Track A), thread-resolution
-    /// (Track A-resolve), and needs-polish (Track B) queues. Enables GitHub auto-merge on ready
-    /// PRs, resolves review threads, and dispatches polish work on fixable PRs. Tracks
+    /// (Track A-resolve), and needs-polish (Track B) queues. Enables GitHub auto-merge on
+    /// ready PRs, resolves review threads, and dispatches polish work on fixable PRs. Tracks
     /// cross-run failure history with escalation thresholds (STUCK, CHRONIC, RECIDIVIST).
     fn compute(
         &self,

@@ -8,12 +8,13 @@ use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.omnimarket.merge-sweep-completed.v1");
 
 /// The contract's description.
-const DESCRIPTION: &str = "Org-wide PR sweep. Classifies open PRs into merge-ready (Track A), \
+const DESCRIPTION: &str = "\
+    Org-wide PR sweep. Classifies open PRs into merge-ready (Track A), \
     thread-resolution (Track A-resolve), and needs-polish (Track B) \
     queues. Enables GitHub auto-merge on ready PRs, resolves review \
-    threads, and dispatches polish work on fixable PRs. Tracks cross-run \
-    failure history with escalation thresholds (STUCK, CHRONIC, \
-    RECIDIVIST).";
+    threads, and dispatches polish work on fixable PRs. Tracks \
+    cross-run failure history with escalation thresholds (STUCK, \
+    CHRONIC, RECIDIVIST).";
 
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {

@@ -14,7 +14,8 @@ pub const TERMINAL_TOPIC: Option<&str> = Some("onex.evt.demo.fulfilment-complete
 pub const FAILURE_TOPIC: Option<&str> = None;
 
 /// The contract's description.
-const DESCRIPTION: &str = "Reserves stock, charges the customer and books shipping for an \
+const DESCRIPTION: &str = "\
+    Reserves stock, charges the customer and books shipping for an \
     order.";
 
 /// The runtime description of this node.

@@ -10,7 +10,8 @@ pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.demo.order-status-changed.
 pub const TERMINAL_TOPIC: Option<&str> = Some("onex.evt.demo.order-closed.v1");
 
 /// The contract's description.
-const DESCRIPTION: &str = "Tracks each order through its lifecycle and publishes every state \
+const DESCRIPTION: &str = "\
+    Tracks each order through its lifecycle and publishes every state \
     change.";
 
 /// The runtime description of this node.

@@ -10,7 +10,8 @@ pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.demo.customer-totals.v1");
 pub const TERMINAL_TOPIC: Option<&str> = None;
 
 /// The contract's description.
-const DESCRIPTION: &str = "Sums each customer's orders and publishes the totals once per \
+const DESCRIPTION: &str = "\
+    Sums each customer's orders and publishes the totals once per \
     window.";
 
 /// The runtime description of this node.

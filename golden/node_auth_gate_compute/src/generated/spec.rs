@@ -8,12 +8,14 @@ use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 pub const RESULT_TOPIC: Option<&str> = None;
 
 /// The contract's description.
-const DESCRIPTION: &str = "Pure COMPUTE node for work authorization decisions. Evaluates a \
+const DESCRIPTION: &str = "\
+    Pure COMPUTE node for work authorization decisions. Evaluates a \
     10-step cascade: whitelisted paths, emergency overrides, run_id \
     validation, authorization scope checks (tools, paths, repos), and \
     expiry. Returns allow/deny/soft_deny with reason codes. No I/O, no \
-    side effects. Contract patch 1 records the OMN-14818 canonical def-B \
-    handler entrypoint flip while preserving authorization semantics.";
+    side effects. Contract patch 1 records the OMN-14818 canonical \
+    def-B handler entrypoint flip while preserving authorization \
+    semantics.";
 
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {

@@ -8,7 +8,8 @@ use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 pub const RESULT_TOPIC: Option<&str> = None;
 
 /// The contract's description.
-const DESCRIPTION: &str = "Capability-oriented effect node for git operations. Handles branch \
+const DESCRIPTION: &str = "\
+    Capability-oriented effect node for git operations. Handles branch \
     management, commits, pushes, pull request lifecycle, merge \
     operations (direct and merge-queue), tag management, and label \
     management with pluggable backends. Every PR body created via this \

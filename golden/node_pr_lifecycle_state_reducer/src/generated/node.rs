@@ -16,8 +16,8 @@ pub const STATE_CHANGED: &str = "node-pr-lifecycle-state-reducer.state-changed";
 /// The event type published to the terminal topic when an aggregate reaches a terminal state.
 pub const COMPLETED: &str = "node-pr-lifecycle-state-reducer.completed";
 
-/// The node: moves one `pr_lifecycle_fsm` state machine per aggregate, its
-/// state kept on the bus by the runtime's reducer.
+/// The node: moves one `pr_lifecycle_fsm` state machine per aggregate, its state kept on
+/// the bus by the runtime's reducer.
 pub type Node<H> = FsmReducer<Table, H>;
 
 /// The contract's state machine, as the runtime's reducer drives it.

@@ -10,8 +10,9 @@ pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.omnimarket.pr-lifecycle-st
 pub const TERMINAL_TOPIC: Option<&str> = Some("onex.evt.omnimarket.pr-lifecycle-state-reduced.v1");
 
 /// The contract's description.
-const DESCRIPTION: &str = "Pure FSM reducer for the PR lifecycle domain. delta(state, event) -> \
-    (new_state, intents[]). Entry flags (dry_run, inventory_only, \
+const DESCRIPTION: &str = "\
+    Pure FSM reducer for the PR lifecycle domain. delta(state, event) \
+    -> (new_state, intents[]). Entry flags (dry_run, inventory_only, \
     fix_only) control which transitions are enabled. No side effects — \
     only computes state transitions and emits intent events.";
 

@@ -14,7 +14,8 @@ pub const TERMINAL_TOPIC: Option<&str> = None;
 pub const FAILURE_TOPIC: Option<&str> = None;
 
 /// The contract's description.
-const DESCRIPTION: &str = "Registration workflow orchestrator that coordinates node lifecycle \
+const DESCRIPTION: &str = "\
+    Registration workflow orchestrator that coordinates node lifecycle \
     by calling reducer for intents and effect for execution. Contract \
     patch 1 records handler-internal dataclass annotations only; \
     workflow, topics, and payload semantics are unchanged.";

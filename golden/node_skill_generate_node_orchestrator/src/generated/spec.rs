@@ -14,7 +14,8 @@ pub const TERMINAL_TOPIC: Option<&str> = None;
 pub const FAILURE_TOPIC: Option<&str> = Some("onex.evt.omniclaude.generate-node-failed.v1");
 
 /// The contract's description.
-const DESCRIPTION: &str = "Orchestrator node for the generate-node skill. Generate ONEX nodes \
+const DESCRIPTION: &str = "\
+    Orchestrator node for the generate-node skill. Generate ONEX nodes \
     via automated code generation with ContractInferencer and \
     LLM-powered business logic Dispatches skill invocations to the \
     polymorphic agent via the shared handle_skill_requested handler. \

@@ -2,8 +2,9 @@
 //!
 //! The `metrics_aggregation_fsm` state machine: states, triggers and the transition
 //! function. A transition the contract does not declare is rejected with
-//! [`TransitionError::Undeclared`]. Transitions declared `from_state: '*'`
-//! apply from every non-terminal state.
+//! [`TransitionError::Undeclared`]. Transitions declared `from_state: '*'` apply from
+//! every non-terminal state.
+
 use onex_runtime::InboundEvent;
 
 onex_runtime::named_enum! {
