@@ -1,7 +1,23 @@
 //! Enums of names a contract declares (states, triggers, guards, workflow
 //! steps, a field's allowed values): [`named_enum!`] writes the enum with the
 //! contract's spelling of each variant, so generated code lists only the
-//! names.
+//! names, and implements [`Named`] for it, so the runtime can look names up.
+
+use std::fmt;
+
+/// An enum of a contract's names, as [`named_enum!`] declares it.
+pub trait Named: Copy + Eq + fmt::Display + Send + Sync + 'static {
+    /// Every variant, in contract order.
+    const ALL: &'static [Self];
+
+    /// The name in the contract.
+    fn as_str(self) -> &'static str;
+
+    /// The variant the contract calls `name`.
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.as_str() == name)
+    }
+}
 
 /// Declares an enum whose variants stand for names in a contract.
 ///
@@ -24,7 +40,8 @@
 ///
 /// The enum is `Copy`, `Eq`, `Hash` and `Debug`; it serialises as the
 /// contract's name (serde), shows as it (`Display`, `AsRef<str>`), and has
-/// `ALL` (every variant, in contract order), `as_str` and `from_name`. The
+/// `ALL` (every variant, in contract order), `as_str` and `from_name`, also
+/// as the [`Named`] trait. The
 /// crate using it depends on `serde` with the `derive` feature, as generated
 /// crates do. Attributes before the enum (documentation, `#[derive(Default)]`
 /// with a `#[default]` variant) are kept.
@@ -59,6 +76,14 @@ macro_rules! named_enum {
             }
         }
 
+        impl $crate::names::Named for $name {
+            const ALL: &'static [$name] = $name::ALL;
+
+            fn as_str(self) -> &'static str {
+                $name::as_str(self)
+            }
+        }
+
         impl ::std::convert::AsRef<str> for $name {
             fn as_ref(&self) -> &str {
                 self.as_str()
@@ -88,6 +113,12 @@ mod tests {
 
     #[test]
     fn names_round_trip_through_serde_and_lookup() {
+        use super::Named;
+        assert_eq!(
+            <Colour as Named>::from_name("dark-blue \"x\""),
+            Some(Colour::DarkBlue)
+        );
+        assert_eq!(<Colour as Named>::as_str(Colour::Red), "red");
         assert_eq!(Colour::default(), Colour::Red);
         assert_eq!(Colour::ALL, [Colour::Red, Colour::DarkBlue]);
         assert_eq!(Colour::DarkBlue.as_str(), "dark-blue \"x\"");

@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 use crate::aggregate::aggregate_key;
 use crate::bus::Nack;
+use crate::names::Named;
 use crate::node::{HandlerContext, HandlerError, InboundEvent, NodeHandler, OutboundEvent};
 use crate::state::{DueWindow, DueWindows, StateContext, StateKeeper, StateStore};
 
@@ -239,6 +240,73 @@ fn window_json<S>(open: &OpenWindow<S>, end_ms: i64) -> serde_json::Value {
     })
 }
 
+/// A transition a state machine allows: the state it leads to and the
+/// guards (of type `G`) that must all hold for it to be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step<S: 'static, G: 'static> {
+    /// The state the transition leads to.
+    pub to: S,
+    /// The guards that must all hold.
+    pub guards: &'static [G],
+}
+
+impl<S, G> Step<S, G> {
+    /// A transition to `to`, taken when every one of `guards` holds.
+    pub const fn new(to: S, guards: &'static [G]) -> Self {
+        Step { to, guards }
+    }
+}
+
+/// Why a state machine refuses a trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError<S, T, G> {
+    /// The contract declares no transition from `from` on `trigger`.
+    #[error("no transition from state {from} on trigger {trigger}")]
+    Undeclared {
+        /// The state the aggregate is in.
+        from: S,
+        /// The trigger the event fired.
+        trigger: T,
+    },
+    /// The transition is declared, but `guard` does not hold.
+    #[error("guard {guard} rejected the transition from state {from} on trigger {trigger}")]
+    GuardRejected {
+        /// The state the aggregate is in.
+        from: S,
+        /// The trigger the event fired.
+        trigger: T,
+        /// The guard that does not hold.
+        guard: G,
+    },
+}
+
+/// The trigger an event names: the payload's `trigger` field, else the
+/// envelope's event type, else the part of it after the last `.` (so
+/// `pr-lifecycle.start_received` fires `start_received`).
+pub fn default_trigger<T: Named>(event: &InboundEvent) -> Option<T> {
+    let named = event
+        .envelope
+        .payload
+        .get("trigger")
+        .and_then(serde_json::Value::as_str);
+    let event_type = event.envelope.event_type.as_str();
+    let last_segment = event_type.rsplit('.').next().unwrap_or(event_type);
+    [named, Some(event_type), Some(last_segment)]
+        .into_iter()
+        .flatten()
+        .find_map(T::from_name)
+}
+
+/// A step of table `T`'s state machine.
+pub type TableStep<T, H> = Step<<T as FsmTable<H>>::State, <T as FsmTable<H>>::Guard>;
+
+/// Why table `T`'s state machine refuses a trigger.
+pub type Refusal<T, H> = TransitionError<
+    <T as FsmTable<H>>::State,
+    <T as FsmTable<H>>::Trigger,
+    <T as FsmTable<H>>::Guard,
+>;
+
 /// A contract's state machine, with the user's hooks `H` answering what the
 /// contract leaves open (triggers, guards).
 pub trait FsmTable<H>: Send + Sync + 'static {
@@ -246,6 +314,8 @@ pub trait FsmTable<H>: Send + Sync + 'static {
     type State: Copy + Eq + fmt::Display + Serialize + DeserializeOwned + Send + Sync + 'static;
     /// The triggers.
     type Trigger: Copy + fmt::Display + Serialize + Send + Sync + 'static;
+    /// The guards (`std::convert::Infallible` when there are none).
+    type Guard: Copy + fmt::Display + Send + Sync + 'static;
     /// The machine's name in the contract.
     const MACHINE: &'static str;
     /// The state every aggregate starts in.
@@ -261,13 +331,39 @@ pub trait FsmTable<H>: Send + Sync + 'static {
     /// The trigger `event` fires, or `None` to reject it.
     fn trigger_for(hooks: &H, event: &InboundEvent) -> Option<Self::Trigger>;
 
-    /// The state `trigger` moves `from` to, or why the machine refuses.
+    /// The transitions the contract declares: the step `trigger` takes
+    /// from `from`, or [`TransitionError::Undeclared`].
+    fn transition(
+        from: Self::State,
+        trigger: Self::Trigger,
+    ) -> Result<TableStep<Self, H>, Refusal<Self, H>>;
+
+    /// Whether `guard` holds for `event`.
+    fn guard(hooks: &H, guard: Self::Guard, event: &InboundEvent) -> bool;
+
+    /// The state `trigger` moves `from` to: the declared transition, if
+    /// every guard on it holds for `event`.
     fn next(
         hooks: &H,
         from: Self::State,
         trigger: Self::Trigger,
         event: &InboundEvent,
-    ) -> Result<Self::State, String>;
+    ) -> Result<Self::State, Refusal<Self, H>> {
+        let step = Self::transition(from, trigger)?;
+        match step
+            .guards
+            .iter()
+            .copied()
+            .find(|g| !Self::guard(hooks, *g, event))
+        {
+            Some(guard) => Err(TransitionError::GuardRejected {
+                from,
+                trigger,
+                guard,
+            }),
+            None => Ok(step.to),
+        }
+    }
 }
 
 /// The events of a state change (per input) or of a window (`window` set):
@@ -352,7 +448,8 @@ impl<T: FsmTable<H>, H: Send + Sync + 'static> NodeHandler for FsmReducer<T, H> 
         let aggregate = aggregate_key(event);
         let kept = self.aggregates.current(event, &aggregate);
         let from = kept.as_ref().map_or(T::INITIAL, |k| k.state);
-        let to = T::next(&self.hooks, from, trigger, event).map_err(HandlerError::InvalidInput)?;
+        let to = T::next(&self.hooks, from, trigger, event)
+            .map_err(|refused| HandlerError::InvalidInput(refused.to_string()))?;
         tracing::info!(%aggregate, %from, %to, %trigger, "state changed");
         if self.aggregates.apply(event, &aggregate, kept, from, to) {
             return Ok(Vec::new());
@@ -501,6 +598,7 @@ mod tests {
     impl FsmTable<()> for Light {
         type State = Lamp;
         type Trigger = &'static str;
+        type Guard = std::convert::Infallible;
         const MACHINE: &'static str = "light";
         const INITIAL: Lamp = Lamp::Off;
         const EVENTS: ReducerEvents = ReducerEvents {
@@ -520,19 +618,129 @@ mod tests {
                 .find(|t| *t == event.envelope.event_type)
         }
 
-        fn next(
-            _: &(),
+        fn transition(
             from: Lamp,
             trigger: &'static str,
-            _: &InboundEvent,
-        ) -> Result<Lamp, String> {
+        ) -> Result<Step<Lamp, Self::Guard>, TransitionError<Lamp, &'static str, Self::Guard>>
+        {
             match (from, trigger) {
-                (Lamp::Off, "on") => Ok(Lamp::On),
-                (Lamp::On, "off") => Ok(Lamp::Off),
-                (f, "break") if f != Lamp::Broken => Ok(Lamp::Broken),
-                _ => Err(format!("no transition from {from} on {trigger}")),
+                (Lamp::Off, "on") => Ok(Step::new(Lamp::On, &[])),
+                (Lamp::On, "off") => Ok(Step::new(Lamp::Off, &[])),
+                (f, "break") if f != Lamp::Broken => Ok(Step::new(Lamp::Broken, &[])),
+                _ => Err(TransitionError::Undeclared { from, trigger }),
             }
         }
+
+        fn guard(_: &(), guard: Self::Guard, _: &InboundEvent) -> bool {
+            match guard {}
+        }
+    }
+
+    crate::named_enum! {
+        enum Door {
+            Shut = "shut",
+            Open = "open",
+        }
+    }
+
+    crate::named_enum! {
+        enum Push {
+            Push = "push",
+            Slam = "door.slam",
+        }
+    }
+
+    crate::named_enum! {
+        enum Lock {
+            Unlocked = "unlocked",
+        }
+    }
+
+    /// A door: `push` opens a shut one if it is unlocked (the hooks say
+    /// whether it is); nothing else is declared.
+    struct DoorTable;
+
+    impl FsmTable<bool> for DoorTable {
+        type State = Door;
+        type Trigger = Push;
+        type Guard = Lock;
+        const MACHINE: &'static str = "door";
+        const INITIAL: Door = Door::Shut;
+        const EVENTS: ReducerEvents = ReducerEvents {
+            state_changed: "door.state-changed",
+            completed: "door.completed",
+            result_topic: None,
+            terminal_topic: None,
+        };
+
+        fn is_terminal(_: Door) -> bool {
+            false
+        }
+
+        fn trigger_for(_: &bool, event: &InboundEvent) -> Option<Push> {
+            default_trigger(event)
+        }
+
+        fn transition(
+            from: Door,
+            trigger: Push,
+        ) -> Result<Step<Door, Lock>, TransitionError<Door, Push, Lock>> {
+            match (from, trigger) {
+                (Door::Shut, Push::Push) => Ok(Step::new(Door::Open, &[Lock::Unlocked])),
+                (from, trigger) => Err(TransitionError::Undeclared { from, trigger }),
+            }
+        }
+
+        fn guard(unlocked: &bool, guard: Lock, _: &InboundEvent) -> bool {
+            match guard {
+                Lock::Unlocked => *unlocked,
+            }
+        }
+    }
+
+    #[test]
+    fn a_declared_transition_is_taken_only_when_its_guards_hold() {
+        let push = crate::testing::inbound("in", "push", json!({}));
+        assert_eq!(
+            DoorTable::next(&true, Door::Shut, Push::Push, &push),
+            Ok(Door::Open)
+        );
+        let refused = DoorTable::next(&false, Door::Shut, Push::Push, &push).unwrap_err();
+        assert_eq!(
+            refused,
+            TransitionError::GuardRejected {
+                from: Door::Shut,
+                trigger: Push::Push,
+                guard: Lock::Unlocked
+            }
+        );
+        assert_eq!(
+            refused.to_string(),
+            "guard unlocked rejected the transition from state shut on trigger push"
+        );
+        let undeclared = DoorTable::next(&true, Door::Open, Push::Push, &push).unwrap_err();
+        assert_eq!(
+            undeclared.to_string(),
+            "no transition from state open on trigger push"
+        );
+    }
+
+    #[test]
+    fn the_default_trigger_is_the_payload_field_else_the_event_type_or_its_last_segment() {
+        let trigger = |event_type: &str, payload| {
+            DoorTable::trigger_for(&true, &crate::testing::inbound("in", event_type, payload))
+        };
+        assert_eq!(
+            trigger("anything", json!({ "trigger": "push" })),
+            Some(Push::Push)
+        );
+        assert_eq!(trigger("push", json!({})), Some(Push::Push));
+        assert_eq!(trigger("door.slam", json!({})), Some(Push::Slam));
+        assert_eq!(trigger("house.door.push", json!({})), Some(Push::Push));
+        assert_eq!(trigger("pull", json!({ "trigger": "pull" })), None);
+        assert_eq!(Door::from_name("open"), Some(Door::Open));
+        assert_eq!(Push::from_name("push"), Some(Push::Push));
+        assert_eq!(Lock::from_name("unlocked"), Some(Lock::Unlocked));
     }
 
     fn event(trigger: &str, aggregate: &str, offset: i64) -> InboundEvent {
@@ -599,6 +807,7 @@ mod tests {
     impl FsmTable<()> for WindowedLight {
         type State = Lamp;
         type Trigger = &'static str;
+        type Guard = std::convert::Infallible;
         const MACHINE: &'static str = "light";
         const INITIAL: Lamp = Lamp::Off;
         const EVENTS: ReducerEvents = Light::EVENTS_OF_LIGHT;
@@ -612,13 +821,16 @@ mod tests {
             <Light as FsmTable<()>>::trigger_for(hooks, event)
         }
 
-        fn next(
-            hooks: &(),
+        fn transition(
             from: Lamp,
             trigger: &'static str,
-            event: &InboundEvent,
-        ) -> Result<Lamp, String> {
-            <Light as FsmTable<()>>::next(hooks, from, trigger, event)
+        ) -> Result<Step<Lamp, Self::Guard>, TransitionError<Lamp, &'static str, Self::Guard>>
+        {
+            <Light as FsmTable<()>>::transition(from, trigger)
+        }
+
+        fn guard(hooks: &(), guard: Self::Guard, event: &InboundEvent) -> bool {
+            <Light as FsmTable<()>>::guard(hooks, guard, event)
         }
     }
 

@@ -5,10 +5,8 @@
 //! ready PRs, resolves review threads, and dispatches polish work on fixable PRs. Tracks
 //! cross-run failure history with escalation thresholds (STUCK, CHRONIC, RECIDIVIST).
 //!
-//! `generated` is rewritten by onex-gen from the contract; `handlers` is yours and is never
-//! overwritten. So are modules you add below: `onex-gen new` merges its changes with yours.
+//! `generated` is onex-gen's, rewritten from the contract. The rest is yours: `onex-gen new`
+//! merges its changes with your edits, modules you add here included.
 
 pub mod generated;
 pub mod handlers;
-
-// Your modules.

@@ -22,6 +22,6 @@ impl Handlers {
 
 impl ReducerHooks for Handlers {
     fn trigger_for(&self, event: &InboundEvent) -> Option<crate::generated::fsm::Trigger> {
-        crate::generated::fsm::default_trigger(event)
+        onex_runtime::reducer::default_trigger(event)
     }
 }

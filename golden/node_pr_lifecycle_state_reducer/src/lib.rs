@@ -4,10 +4,8 @@
 //! intents[]). Entry flags (dry_run, inventory_only, fix_only) control which transitions
 //! are enabled. No side effects — only computes state transitions and emits intent events.
 //!
-//! `generated` is rewritten by onex-gen from the contract; `handlers` is yours and is never
-//! overwritten. So are modules you add below: `onex-gen new` merges its changes with yours.
+//! `generated` is onex-gen's, rewritten from the contract. The rest is yours: `onex-gen new`
+//! merges its changes with your edits, modules you add here included.
 
 pub mod generated;
 pub mod handlers;
-
-// Your modules.

@@ -4,10 +4,8 @@
 //! for intents and effect for execution. Contract patch 1 records handler-internal
 //! dataclass annotations only; workflow, topics, and payload semantics are unchanged.
 //!
-//! `generated` is rewritten by onex-gen from the contract; `handlers` is yours and is never
-//! overwritten. So are modules you add below: `onex-gen new` merges its changes with yours.
+//! `generated` is onex-gen's, rewritten from the contract. The rest is yours: `onex-gen new`
+//! merges its changes with your edits, modules you add here included.
 
 pub mod generated;
 pub mod handlers;
-
-// Your modules.

@@ -5,10 +5,8 @@
 //! invocations to the polymorphic agent via the shared handle_skill_requested handler.
 //! Subscribes to command events, emits outcome events on success or failure.
 //!
-//! `generated` is rewritten by onex-gen from the contract; `handlers` is yours and is never
-//! overwritten. So are modules you add below: `onex-gen new` merges its changes with yours.
+//! `generated` is onex-gen's, rewritten from the contract. The rest is yours: `onex-gen new`
+//! merges its changes with your edits, modules you add here included.
 
 pub mod generated;
 pub mod handlers;
-
-// Your modules.

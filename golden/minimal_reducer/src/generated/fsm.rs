@@ -5,6 +5,7 @@
 //! [`TransitionError::Undeclared`]. Transitions declared `from_state: '*'` apply from
 //! every non-terminal state.
 
+use onex_runtime::reducer::Step;
 use onex_runtime::InboundEvent;
 
 onex_runtime::named_enum! {
@@ -49,34 +50,11 @@ onex_runtime::named_enum! {
     }
 }
 
-/// A transition the state machine allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Step {
-    pub to: State,
-    /// Guards that must all hold for the transition to be taken.
-    pub guards: &'static [Guard],
-}
-
-impl Step {
-    const fn new(to: State, guards: &'static [Guard]) -> Self {
-        Step { to, guards }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TransitionError {
-    #[error("no transition from state {from} on trigger {trigger}")]
-    Undeclared { from: State, trigger: Trigger },
-    #[error("guard {guard} rejected the transition from state {from} on trigger {trigger}")]
-    GuardRejected {
-        from: State,
-        trigger: Trigger,
-        guard: Guard,
-    },
-}
+/// Why the state machine refuses a trigger.
+pub type TransitionError = onex_runtime::reducer::TransitionError<State, Trigger, Guard>;
 
 /// The transition table declared by the contract.
-pub fn transition(from: State, trigger: Trigger) -> Result<Step, TransitionError> {
+pub fn transition(from: State, trigger: Trigger) -> Result<Step<State, Guard>, TransitionError> {
     match (from, trigger) {
         (State::Pending, Trigger::PaymentCaptured) => {
             Ok(Step::new(State::Paid, &[Guard::AmountPositive]))
@@ -91,28 +69,12 @@ pub fn transition(from: State, trigger: Trigger) -> Result<Step, TransitionError
 
 /// What the contract leaves to you. Implement it in `src/handlers.rs`.
 pub trait ReducerHooks: Send + Sync + 'static {
-    /// The trigger an event fires, or `None` to reject the event.
+    /// The trigger an event fires, or `None` to reject the event; by default
+    /// [`onex_runtime::reducer::default_trigger`].
     fn trigger_for(&self, event: &InboundEvent) -> Option<Trigger> {
-        default_trigger(event)
+        onex_runtime::reducer::default_trigger(event)
     }
 
     /// Whether `guard` holds for `event`.
     fn guard(&self, guard: Guard, event: &InboundEvent) -> bool;
-}
-
-/// The payload's `trigger` field, else the envelope's event type, read as a
-/// trigger name (the part after the last `.` also counts, so
-/// `pr-lifecycle.start_received` fires `start_received`).
-pub fn default_trigger(event: &InboundEvent) -> Option<Trigger> {
-    let named = event
-        .envelope
-        .payload
-        .get("trigger")
-        .and_then(serde_json::Value::as_str);
-    let event_type = event.envelope.event_type.as_str();
-    let last_segment = event_type.rsplit('.').next().unwrap_or(event_type);
-    [named, Some(event_type), Some(last_segment)]
-        .into_iter()
-        .flatten()
-        .find_map(Trigger::from_name)
 }

@@ -4,6 +4,7 @@
 //! transition the contract does not declare is rejected with
 //! [`TransitionError::Undeclared`].
 
+use onex_runtime::reducer::Step;
 use onex_runtime::InboundEvent;
 
 onex_runtime::named_enum! {
@@ -49,62 +50,34 @@ onex_runtime::named_enum! {
     }
 }
 
-/// A transition the state machine allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Step {
-    pub to: State,
-}
+/// The contract attaches no guards to its transitions.
+pub type Guard = std::convert::Infallible;
 
-impl Step {
-    const fn new(to: State) -> Self {
-        Step { to }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TransitionError {
-    #[error("no transition from state {from} on trigger {trigger}")]
-    Undeclared { from: State, trigger: Trigger },
-}
+/// Why the state machine refuses a trigger.
+pub type TransitionError = onex_runtime::reducer::TransitionError<State, Trigger, Guard>;
 
 /// The transition table declared by the contract.
-pub fn transition(from: State, trigger: Trigger) -> Result<Step, TransitionError> {
+pub fn transition(from: State, trigger: Trigger) -> Result<Step<State, Guard>, TransitionError> {
     match (from, trigger) {
-        (State::Idle, Trigger::StartReceived) => Ok(Step::new(State::Inventorying)),
-        (State::Inventorying, Trigger::InventoryComplete) => Ok(Step::new(State::Triaged)),
-        (State::Triaged, Trigger::FixesPending) => Ok(Step::new(State::Fixing)),
-        (State::Triaged, Trigger::NoFixesNeeded) => Ok(Step::new(State::Merging)),
-        (State::Fixing, Trigger::FixesComplete) => Ok(Step::new(State::Merging)),
-        (State::Merging, Trigger::MergeComplete) => Ok(Step::new(State::Complete)),
-        (State::Inventorying, Trigger::Error) => Ok(Step::new(State::Failed)),
-        (State::Triaged, Trigger::Error) => Ok(Step::new(State::Failed)),
-        (State::Fixing, Trigger::Error) => Ok(Step::new(State::Failed)),
-        (State::Merging, Trigger::Error) => Ok(Step::new(State::Failed)),
+        (State::Idle, Trigger::StartReceived) => Ok(Step::new(State::Inventorying, &[])),
+        (State::Inventorying, Trigger::InventoryComplete) => Ok(Step::new(State::Triaged, &[])),
+        (State::Triaged, Trigger::FixesPending) => Ok(Step::new(State::Fixing, &[])),
+        (State::Triaged, Trigger::NoFixesNeeded) => Ok(Step::new(State::Merging, &[])),
+        (State::Fixing, Trigger::FixesComplete) => Ok(Step::new(State::Merging, &[])),
+        (State::Merging, Trigger::MergeComplete) => Ok(Step::new(State::Complete, &[])),
+        (State::Inventorying, Trigger::Error) => Ok(Step::new(State::Failed, &[])),
+        (State::Triaged, Trigger::Error) => Ok(Step::new(State::Failed, &[])),
+        (State::Fixing, Trigger::Error) => Ok(Step::new(State::Failed, &[])),
+        (State::Merging, Trigger::Error) => Ok(Step::new(State::Failed, &[])),
         (from, trigger) => Err(TransitionError::Undeclared { from, trigger }),
     }
 }
 
 /// What the contract leaves to you. Implement it in `src/handlers.rs`.
 pub trait ReducerHooks: Send + Sync + 'static {
-    /// The trigger an event fires, or `None` to reject the event.
+    /// The trigger an event fires, or `None` to reject the event; by default
+    /// [`onex_runtime::reducer::default_trigger`].
     fn trigger_for(&self, event: &InboundEvent) -> Option<Trigger> {
-        default_trigger(event)
+        onex_runtime::reducer::default_trigger(event)
     }
-}
-
-/// The payload's `trigger` field, else the envelope's event type, read as a
-/// trigger name (the part after the last `.` also counts, so
-/// `pr-lifecycle.start_received` fires `start_received`).
-pub fn default_trigger(event: &InboundEvent) -> Option<Trigger> {
-    let named = event
-        .envelope
-        .payload
-        .get("trigger")
-        .and_then(serde_json::Value::as_str);
-    let event_type = event.envelope.event_type.as_str();
-    let last_segment = event_type.rsplit('.').next().unwrap_or(event_type);
-    [named, Some(event_type), Some(last_segment)]
-        .into_iter()
-        .flatten()
-        .find_map(Trigger::from_name)
 }

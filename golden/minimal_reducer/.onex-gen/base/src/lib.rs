@@ -2,10 +2,8 @@
 //!
 //! Tracks each order through its lifecycle and publishes every state change.
 //!
-//! `generated` is rewritten by onex-gen from the contract; `handlers` is yours and is never
-//! overwritten. So are modules you add below: `onex-gen new` merges its changes with yours.
+//! `generated` is onex-gen's, rewritten from the contract. The rest is yours: `onex-gen new`
+//! merges its changes with your edits, modules you add here included.
 
 pub mod generated;
 pub mod handlers;
-
-// Your modules.
