@@ -19,6 +19,17 @@ pub struct CircuitBreakerSettings {
     pub half_open_max_requests: u32,
 }
 
+impl CircuitBreakerSettings {
+    /// The circuit breaker of an ONEX contract that declares none: it opens
+    /// after 5 consecutive failures and lets one trial call through after
+    /// 60 s.
+    pub const CONTRACT_DEFAULT: CircuitBreakerSettings = CircuitBreakerSettings {
+        failure_threshold: 5,
+        reset_timeout_ms: 60_000,
+        half_open_max_requests: 1,
+    };
+}
+
 impl Default for CircuitBreakerSettings {
     fn default() -> Self {
         CircuitBreakerSettings {

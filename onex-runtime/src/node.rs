@@ -168,6 +168,18 @@ impl NodeSpec {
             command_topic: None,
         }
     }
+
+    /// [`NodeSpec::new`] with the error handling of an ONEX contract that
+    /// declares none: [`RetrySettings::CONTRACT_DEFAULT`] and
+    /// [`CircuitBreakerSettings::CONTRACT_DEFAULT`]. Generated code sets
+    /// what its contract declares on top of this.
+    pub fn for_contract(name: &str, kind: NodeKind, version: &str) -> Self {
+        NodeSpec {
+            retry: RetrySettings::CONTRACT_DEFAULT,
+            circuit_breaker: Some(CircuitBreakerSettings::CONTRACT_DEFAULT),
+            ..NodeSpec::new(name, kind, version)
+        }
+    }
 }
 
 impl EnvVarSpec {

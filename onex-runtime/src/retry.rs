@@ -33,6 +33,16 @@ impl Default for RetrySettings {
 }
 
 impl RetrySettings {
+    /// The retry policy of an ONEX contract that declares none: 3 retries
+    /// from 100 ms, doubling up to 5 s, 10% jitter.
+    pub const CONTRACT_DEFAULT: RetrySettings = RetrySettings {
+        max_retries: 3,
+        initial_delay_ms: 100,
+        max_delay_ms: 5_000,
+        multiplier: 2.0,
+        jitter: 0.1,
+    };
+
     /// The delay before retry number `retry` (1-based), with the jitter
     /// factor drawn from `unit`, a number in `[-1, 1]` (0 = no jitter).
     pub fn delay_with(&self, retry: u32, unit: f64) -> Duration {

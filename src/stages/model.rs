@@ -47,6 +47,10 @@ pub struct NodeModel {
     pub env: Vec<EnvModel>,
     pub retry: RetryModel,
     pub breaker: Option<BreakerModel>,
+    /// Whether the circuit breaker differs from an ONEX contract's default
+    /// (on: 5 failures, 60 s, 1 trial call), which the runtime's
+    /// `NodeSpec::for_contract` starts from.
+    pub breaker_differs: bool,
     /// Rust expression for `Option<onex_runtime::Idempotency>`.
     pub idempotency: Code,
     pub handler_timeout_ms: Option<u64>,
@@ -242,36 +246,42 @@ pub struct RetryModel {
     pub max_retries: u32,
     pub initial_delay_ms: u64,
     pub max_delay_ms: u64,
-    /// The settings that differ from the runtime's `RetrySettings::default()`
-    /// (3 retries, 1000 ms to 30000 ms, doubling, 10% jitter), as
-    /// `(field, Rust value)`: all the generated code has to say.
+    /// The settings that differ from an ONEX contract's default (3 retries,
+    /// 100 ms to 5000 ms, doubling, 10% jitter; the runtime's
+    /// `RetrySettings::CONTRACT_DEFAULT`), as `(field, Rust value)`: all the
+    /// generated code has to say.
     pub differs: Vec<(&'static str, Code)>,
 }
 
 impl RetryModel {
     fn new(retry: &crate::contract::RetryPolicy) -> Self {
+        let default = crate::contract::RetryPolicy::default();
         let fields = [
             (
                 "max_retries",
-                retry.max_retries != 3,
+                retry.max_retries != default.max_retries,
                 retry.max_retries.to_string(),
             ),
             (
                 "initial_delay_ms",
-                retry.initial_delay_ms != 1000,
+                retry.initial_delay_ms != default.initial_delay_ms,
                 retry.initial_delay_ms.to_string(),
             ),
             (
                 "max_delay_ms",
-                retry.max_delay_ms != 30_000,
+                retry.max_delay_ms != default.max_delay_ms,
                 retry.max_delay_ms.to_string(),
             ),
             (
                 "multiplier",
-                retry.multiplier != 2.0,
+                retry.multiplier != default.multiplier,
                 f64_literal(retry.multiplier),
             ),
-            ("jitter", retry.jitter != 0.1, f64_literal(retry.jitter)),
+            (
+                "jitter",
+                retry.jitter != default.jitter,
+                f64_literal(retry.jitter),
+            ),
         ];
         RetryModel {
             max_retries: retry.max_retries,
@@ -381,6 +391,8 @@ pub fn build(contract: &Contract) -> NodeModel {
         env,
         retry: RetryModel::new(&contract.retry),
         breaker,
+        breaker_differs: contract.circuit_breaker
+            != crate::contract::CircuitBreakerPolicy::default(),
         idempotency,
         handler_timeout_ms: contract.performance.timeout_ms,
         aggregation_window_ms: contract.aggregation_window_ms,

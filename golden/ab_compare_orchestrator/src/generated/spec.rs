@@ -2,7 +2,7 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
+use onex_runtime::{strings, NodeKind, NodeSpec};
 
 /// Where results (stage events) are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.cmd.omnimarket.ab-inference-requested.v1");
@@ -29,19 +29,9 @@ pub fn spec() -> NodeSpec {
             "onex.cmd.omnimarket.ab-inference-requested.v1",
             "onex.evt.omnimarket.ab-compare-completed.v1",
         ]),
-        retry: RetrySettings {
-            initial_delay_ms: 100,
-            max_delay_ms: 5000,
-            ..RetrySettings::default()
-        },
-        circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
-            failure_threshold: 5,
-            reset_timeout_ms: 60000,
-            half_open_max_requests: 1,
-        }),
         handler_timeout_ms: Some(300000),
         capabilities: strings(&["ModelAbCompareStart"]),
         tags: strings(&["orchestrator", "ab-compare", "llm", "cost", "OMN-10477"]),
-        ..NodeSpec::new("ab_compare_orchestrator", NodeKind::Orchestrator, "1.0.0")
+        ..NodeSpec::for_contract("ab_compare_orchestrator", NodeKind::Orchestrator, "1.0.0")
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
+use onex_runtime::{strings, NodeKind, NodeSpec};
 
 /// Where results are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.omnimarket.ab-inference-completed.v1");
@@ -18,16 +18,6 @@ pub fn spec() -> NodeSpec {
         description: DESCRIPTION.to_owned(),
         subscribe_topics: strings(&["onex.cmd.omnimarket.ab-inference-requested.v1"]),
         publish_topics: strings(&["onex.evt.omnimarket.ab-inference-completed.v1"]),
-        retry: RetrySettings {
-            initial_delay_ms: 100,
-            max_delay_ms: 5000,
-            ..RetrySettings::default()
-        },
-        circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
-            failure_threshold: 5,
-            reset_timeout_ms: 60000,
-            half_open_max_requests: 1,
-        }),
         handler_timeout_ms: Some(120000),
         env: vec![
             onex_runtime::EnvVarSpec::new(
@@ -64,6 +54,6 @@ pub fn spec() -> NodeSpec {
             ),
         ],
         capabilities: strings(&["execute"]),
-        ..NodeSpec::new("ab_inference_effect", NodeKind::Effect, "1.0.0")
+        ..NodeSpec::for_contract("ab_inference_effect", NodeKind::Effect, "1.0.0")
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
+use onex_runtime::{strings, NodeKind, NodeSpec};
 
 /// Where results are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.omnimarket.merge-sweep-completed.v1");
@@ -24,19 +24,9 @@ pub fn spec() -> NodeSpec {
         publish_topics: strings(&["onex.evt.omnimarket.merge-sweep-completed.v1"]),
         dlq_topic: Some("onex.dlq.omnimarket.merge-sweep.v1".to_owned()),
         consumer_group: "omnimarket.merge_sweep.consume.v1".to_owned(),
-        retry: RetrySettings {
-            initial_delay_ms: 100,
-            max_delay_ms: 5000,
-            ..RetrySettings::default()
-        },
-        circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
-            failure_threshold: 5,
-            reset_timeout_ms: 60000,
-            half_open_max_requests: 1,
-        }),
         handler_timeout_ms: Some(5000),
         capabilities: strings(&["compute"]),
         contract_version: "2.0.0".to_owned(),
-        ..NodeSpec::new("merge_sweep_compute", NodeKind::Compute, "2.0.0")
+        ..NodeSpec::for_contract("merge_sweep_compute", NodeKind::Compute, "2.0.0")
     }
 }

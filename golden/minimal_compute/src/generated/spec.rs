@@ -2,7 +2,7 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
+use onex_runtime::{strings, NodeKind, NodeSpec};
 
 /// Where results are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.demo.word-count-completed.v1");
@@ -13,17 +13,7 @@ pub fn spec() -> NodeSpec {
         description: "Counts the words of a text.".to_owned(),
         subscribe_topics: strings(&["onex.cmd.demo.word-count-requested.v1"]),
         publish_topics: strings(&["onex.evt.demo.word-count-completed.v1"]),
-        retry: RetrySettings {
-            initial_delay_ms: 100,
-            max_delay_ms: 5000,
-            ..RetrySettings::default()
-        },
-        circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
-            failure_threshold: 5,
-            reset_timeout_ms: 60000,
-            half_open_max_requests: 1,
-        }),
         capabilities: strings(&["compute"]),
-        ..NodeSpec::new("node_word_count_compute", NodeKind::Compute, "1.0.0")
+        ..NodeSpec::for_contract("node_word_count_compute", NodeKind::Compute, "1.0.0")
     }
 }

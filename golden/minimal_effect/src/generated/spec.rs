@@ -19,7 +19,7 @@ pub fn spec() -> NodeSpec {
             max_retries: 2,
             initial_delay_ms: 50,
             max_delay_ms: 500,
-            ..RetrySettings::default()
+            ..RetrySettings::CONTRACT_DEFAULT
         },
         circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
             failure_threshold: 5,
@@ -34,6 +34,6 @@ pub fn spec() -> NodeSpec {
         )],
         capabilities: strings(&["echo"]),
         heartbeat_interval_secs: 10,
-        ..NodeSpec::new("node_echo_effect", NodeKind::Effect, "1.0.0")
+        ..NodeSpec::for_contract("node_echo_effect", NodeKind::Effect, "1.0.0")
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
+use onex_runtime::{strings, NodeKind, NodeSpec};
 
 /// Where results (stage events) are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.demo.fulfilment-progress.v1");
@@ -27,18 +27,8 @@ pub fn spec() -> NodeSpec {
             "onex.evt.demo.fulfilment-progress.v1",
             "onex.evt.demo.fulfilment-completed.v1",
         ]),
-        retry: RetrySettings {
-            initial_delay_ms: 100,
-            max_delay_ms: 5000,
-            ..RetrySettings::default()
-        },
-        circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
-            failure_threshold: 5,
-            reset_timeout_ms: 60000,
-            half_open_max_requests: 1,
-        }),
         capabilities: strings(&["reserve_stock", "charge_customer", "book_shipping"]),
-        ..NodeSpec::new(
+        ..NodeSpec::for_contract(
             "node_order_fulfilment_orchestrator",
             NodeKind::Orchestrator,
             "1.0.0",

@@ -2,7 +2,7 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
+use onex_runtime::{strings, NodeKind, NodeSpec};
 
 /// Where results (state changes) are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.demo.order-status-changed.v1");
@@ -23,17 +23,7 @@ pub fn spec() -> NodeSpec {
             "onex.evt.demo.order-status-changed.v1",
             "onex.evt.demo.order-closed.v1",
         ]),
-        retry: RetrySettings {
-            initial_delay_ms: 100,
-            max_delay_ms: 5000,
-            ..RetrySettings::default()
-        },
-        circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
-            failure_threshold: 5,
-            reset_timeout_ms: 60000,
-            half_open_max_requests: 1,
-        }),
         capabilities: strings(&["payment_captured", "order_shipped", "order_cancelled"]),
-        ..NodeSpec::new("node_order_status_reducer", NodeKind::Reducer, "1.0.0")
+        ..NodeSpec::for_contract("node_order_status_reducer", NodeKind::Reducer, "1.0.0")
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
+use onex_runtime::{strings, NodeKind, NodeSpec};
 
 /// Where results (state changes) are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.demo.customer-totals.v1");
@@ -20,17 +20,7 @@ pub fn spec() -> NodeSpec {
         description: DESCRIPTION.to_owned(),
         subscribe_topics: strings(&["onex.evt.demo.order-placed.v1"]),
         publish_topics: strings(&["onex.evt.demo.customer-totals.v1"]),
-        retry: RetrySettings {
-            initial_delay_ms: 100,
-            max_delay_ms: 5000,
-            ..RetrySettings::default()
-        },
-        circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
-            failure_threshold: 5,
-            reset_timeout_ms: 60000,
-            half_open_max_requests: 1,
-        }),
         capabilities: strings(&["reduce"]),
-        ..NodeSpec::new("node_customer_totals_reducer", NodeKind::Reducer, "1.0.0")
+        ..NodeSpec::for_contract("node_customer_totals_reducer", NodeKind::Reducer, "1.0.0")
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
+use onex_runtime::{strings, NodeKind, NodeSpec};
 
 /// Where results are published.
 pub const RESULT_TOPIC: Option<&str> = None;
@@ -22,16 +22,6 @@ pub fn spec() -> NodeSpec {
     NodeSpec {
         description: DESCRIPTION.to_owned(),
         subscribe_topics: strings(&["onex.cmd.auth-gate.node-auth-gate-compute.v1"]),
-        retry: RetrySettings {
-            initial_delay_ms: 100,
-            max_delay_ms: 5000,
-            ..RetrySettings::default()
-        },
-        circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
-            failure_threshold: 5,
-            reset_timeout_ms: 60000,
-            half_open_max_requests: 1,
-        }),
         capabilities: strings(&["auth_gate.evaluate", "auth_gate.emergency_override"]),
         tags: strings(&[
             "compute",
@@ -42,6 +32,6 @@ pub fn spec() -> NodeSpec {
         ]),
         contract_version: "1.0.1".to_owned(),
         command_topic: Some("onex.cmd.auth-gate.node-auth-gate-compute.v1".to_owned()),
-        ..NodeSpec::new("node_auth_gate_compute", NodeKind::Compute, "0.1.1")
+        ..NodeSpec::for_contract("node_auth_gate_compute", NodeKind::Compute, "0.1.1")
     }
 }

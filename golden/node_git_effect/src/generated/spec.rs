@@ -23,9 +23,9 @@ pub fn spec() -> NodeSpec {
         retry: RetrySettings {
             max_retries: 2,
             initial_delay_ms: 500,
-            max_delay_ms: 5000,
-            ..RetrySettings::default()
+            ..RetrySettings::CONTRACT_DEFAULT
         },
+        circuit_breaker: None,
         capabilities: strings(&[
             "git.operations",
             "git.operations.branch_create",
@@ -51,6 +51,6 @@ pub fn spec() -> NodeSpec {
         ]),
         contract_version: "1.1.0".to_owned(),
         command_topic: Some("onex.cmd.git.node-git-effect.v1".to_owned()),
-        ..NodeSpec::new("node_git_effect", NodeKind::Effect, "1.1.0")
+        ..NodeSpec::for_contract("node_git_effect", NodeKind::Effect, "1.1.0")
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
+use onex_runtime::{strings, NodeKind, NodeSpec};
 
 /// Where results (state changes) are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.omnimarket.pr-lifecycle-state-reduced.v1");
@@ -29,16 +29,6 @@ pub fn spec() -> NodeSpec {
             "onex.evt.omnimarket.pr-lifecycle-failed.v1",
         ]),
         publish_topics: strings(&["onex.evt.omnimarket.pr-lifecycle-state-reduced.v1"]),
-        retry: RetrySettings {
-            initial_delay_ms: 100,
-            max_delay_ms: 5000,
-            ..RetrySettings::default()
-        },
-        circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
-            failure_threshold: 5,
-            reset_timeout_ms: 60000,
-            half_open_max_requests: 1,
-        }),
         handler_timeout_ms: Some(5000),
         capabilities: strings(&[
             "start_received",
@@ -50,7 +40,7 @@ pub fn spec() -> NodeSpec {
             "error",
         ]),
         tags: strings(&["reducer", "fsm", "pr-lifecycle", "OMN-8086"]),
-        ..NodeSpec::new(
+        ..NodeSpec::for_contract(
             "node_pr_lifecycle_state_reducer",
             NodeKind::Reducer,
             "1.0.0",

@@ -2,7 +2,7 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
+use onex_runtime::{strings, NodeKind, NodeSpec};
 
 /// Where results (stage events) are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.platform.node-registration-result.v1");
@@ -56,16 +56,6 @@ pub fn spec() -> NodeSpec {
             "onex.evt.platform.registration-snapshots.v1",
         ]),
         dlq_topic: Some("onex.dlq.omnibase-infra.platform.v1".to_owned()),
-        retry: RetrySettings {
-            initial_delay_ms: 100,
-            max_delay_ms: 5000,
-            ..RetrySettings::default()
-        },
-        circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
-            failure_threshold: 5,
-            reset_timeout_ms: 60000,
-            half_open_max_requests: 1,
-        }),
         env: vec![
             onex_runtime::EnvVarSpec::new(
                 "ENABLE_REAL_TIME_EVENTS",
@@ -103,7 +93,7 @@ pub fn spec() -> NodeSpec {
         ]),
         tags: strings(&["orchestrator", "registration", "workflow", "mvp"]),
         contract_version: "1.1.1".to_owned(),
-        ..NodeSpec::new(
+        ..NodeSpec::for_contract(
             "node_registration_orchestrator",
             NodeKind::Orchestrator,
             "1.0.1",

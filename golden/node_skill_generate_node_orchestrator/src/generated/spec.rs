@@ -36,12 +36,12 @@ pub fn spec() -> NodeSpec {
         retry: RetrySettings {
             max_retries: 2,
             initial_delay_ms: 500,
-            max_delay_ms: 5000,
-            ..RetrySettings::default()
+            ..RetrySettings::CONTRACT_DEFAULT
         },
+        circuit_breaker: None,
         capabilities: strings(&["skill.generate_node"]),
         tags: strings(&["orchestrator", "skill", "generate_node"]),
-        ..NodeSpec::new(
+        ..NodeSpec::for_contract(
             "node_skill_generate_node_orchestrator",
             NodeKind::Orchestrator,
             "1.0.0",

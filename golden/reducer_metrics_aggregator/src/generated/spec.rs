@@ -2,7 +2,7 @@
 //!
 //! The node's identity, topics and policies as the runtime needs them.
 
-use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
+use onex_runtime::{strings, NodeKind, NodeSpec};
 
 /// Where results (state changes) are published.
 pub const RESULT_TOPIC: Option<&str> = None;
@@ -16,16 +16,6 @@ pub fn spec() -> NodeSpec {
         subscribe_topics: strings(&[
             "onex.cmd.reducer-metrics-aggregator.reducer-metrics-aggregator.v1",
         ]),
-        retry: RetrySettings {
-            initial_delay_ms: 100,
-            max_delay_ms: 5000,
-            ..RetrySettings::default()
-        },
-        circuit_breaker: Some(onex_runtime::CircuitBreakerSettings {
-            failure_threshold: 5,
-            reset_timeout_ms: 60000,
-            half_open_max_requests: 1,
-        }),
         capabilities: strings(&[
             "collect_metrics",
             "collection_complete",
@@ -40,6 +30,6 @@ pub fn spec() -> NodeSpec {
         command_topic: Some(
             "onex.cmd.reducer-metrics-aggregator.reducer-metrics-aggregator.v1".to_owned(),
         ),
-        ..NodeSpec::new("reducer_metrics_aggregator", NodeKind::Reducer, "1.1.0")
+        ..NodeSpec::for_contract("reducer_metrics_aggregator", NodeKind::Reducer, "1.1.0")
     }
 }
