@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use onex_gen::contract::{Contract, Idempotency, NodeKind};
+use onex_gen::contract::{CircuitBreakerPolicy, Contract, Idempotency, NodeKind, RetryPolicy};
 use onex_gen::pipeline::{run_jobs, Destination, Generation, Job, RuntimeChoice};
 
 fn corpus_dir() -> PathBuf {
@@ -144,16 +144,45 @@ fn every_topic_env_var_and_policy_reaches_the_generated_code() {
                 v.name
             );
         }
-        assert!(
-            spec.contains(&format!("max_retries: {},", c.retry.max_retries)),
-            "{at}: retry policy missing"
-        );
+        // spec.rs sets what differs from an ONEX contract's defaults, which
+        // the runtime's NodeSpec::for_contract starts from (onex-gen-bus's
+        // contract_defaults test holds the two together).
+        let retry = RetryPolicy::default();
+        for (field, value, default) in [
+            (
+                "max_retries",
+                c.retry.max_retries.to_string(),
+                retry.max_retries.to_string(),
+            ),
+            (
+                "initial_delay_ms",
+                c.retry.initial_delay_ms.to_string(),
+                retry.initial_delay_ms.to_string(),
+            ),
+            (
+                "max_delay_ms",
+                c.retry.max_delay_ms.to_string(),
+                retry.max_delay_ms.to_string(),
+            ),
+        ] {
+            assert_eq!(
+                spec.contains(&format!("{field}: {value},")),
+                value != default,
+                "{at}: retry {field} {value} (default {default}) set wrongly"
+            );
+        }
+        let breaker_default = c.circuit_breaker == CircuitBreakerPolicy::default();
         assert_eq!(
             spec.contains("circuit_breaker: Some("),
-            c.circuit_breaker.enabled,
+            c.circuit_breaker.enabled && !breaker_default,
             "{at}: circuit breaker setting lost"
         );
-        if c.circuit_breaker.enabled {
+        assert_eq!(
+            spec.contains("circuit_breaker: None"),
+            !c.circuit_breaker.enabled,
+            "{at}: a disabled circuit breaker is not switched off"
+        );
+        if c.circuit_breaker.enabled && !breaker_default {
             assert!(
                 spec.contains(&format!(
                     "failure_threshold: {},",
@@ -163,7 +192,7 @@ fn every_topic_env_var_and_policy_reaches_the_generated_code() {
             );
         }
         match &c.idempotency {
-            None => assert!(spec.contains("idempotency: None"), "{at}"),
+            None => assert!(!spec.contains("idempotency:"), "{at}"),
             Some(Idempotency::EventId) => assert!(spec.contains("Idempotency::EventId"), "{at}"),
             Some(Idempotency::HashFields { fields }) => {
                 for f in fields {
@@ -177,8 +206,9 @@ fn every_topic_env_var_and_policy_reaches_the_generated_code() {
                 "{at}: timeout lost"
             );
         }
-        assert!(
+        assert_eq!(
             spec.contains(&literal(&c.health_check.endpoint)),
+            c.health_check.endpoint != "/health",
             "{at}: health endpoint lost"
         );
     }
@@ -192,7 +222,7 @@ fn state_machines_and_workflows_are_generated_whole() {
             let fsm = file(&g, "src/generated/fsm.rs");
             for s in &sm.states {
                 assert!(
-                    fsm.contains(&format!("=> {},", literal(&s.name.original))),
+                    fsm.contains(&format!(" = {},", literal(&s.name.original))),
                     "{at}: state {} missing",
                     s.name.original
                 );
