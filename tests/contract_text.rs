@@ -63,9 +63,23 @@ fn name() -> impl Strategy<Value = String> {
         .prop_map(|(a, mid, b)| format!("{a}{}{b}", mid.concat()))
 }
 
-/// A YAML double-quoted scalar holding `s` exactly (JSON is YAML).
+/// A YAML double-quoted scalar holding `s` exactly: what YAML does not
+/// allow printed (control characters, DEL, C1, the byte-order mark) is
+/// escaped.
 fn q(s: &str) -> String {
-    serde_json::to_string(s).unwrap()
+    let mut out = String::from('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() || matches!(c, '\u{feff}' | '\u{fffe}' | '\u{ffff}') => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// `template` with `{dN}` replaced by the N-th free text and `{nN}` by the
