@@ -722,9 +722,10 @@ async fn serve_end_to_end() {
         .collect();
 
     // None lost and none answered twice, except what serve-a had answered
-    // but not yet committed when it was killed (it commits after each
-    // answer, asynchronously): a request serve-a logged as answered, a
-    // record on its partitions it logged as dead-lettered.
+    // but not yet committed when it was killed (stored offsets are
+    // committed in the background, every 5 s by default): a request serve-a
+    // logged as answered, a record on its partitions it logged as
+    // dead-lettered.
     let a_dead_lettered: BTreeSet<i64> = a
         .log_text()
         .lines()
