@@ -32,7 +32,6 @@ use crate::dlq::dead_letter;
 pub use crate::dlq::Failure;
 use crate::envelope::{Envelope, EventSource};
 use crate::handler_bus::HandlerBus;
-use crate::introspection::INTROSPECTION_EVENT_TYPE;
 use crate::metrics::{inc, Metrics};
 use crate::state::{output_event_id, snapshot_topic, window_event_id, StateContext, StateKeeper};
 use crate::topic::TopicNamer;
@@ -547,18 +546,29 @@ impl SeenSet {
 /// How many handled messages are remembered for duplicate detection.
 pub const DEDUPE_CAPACITY: usize = 100_000;
 
+/// A payload field named by an idempotency rule: a JSON pointer
+/// (`/a/b`) or a top-level name.
+fn field<'a>(env: &'a Envelope, name: &str) -> Option<&'a serde_json::Value> {
+    if name.starts_with('/') {
+        env.payload.pointer(name)
+    } else {
+        env.payload.get(name)
+    }
+}
+
 fn dedupe_key(rule: &Idempotency, env: &Envelope) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     match rule {
         Idempotency::EventId => env.event_id.hash(&mut h),
+        // An input that carries none of the fields cannot be told apart
+        // by them: it is itself, by its event id.
+        Idempotency::HashFields(fields) if fields.iter().all(|f| field(env, f).is_none()) => {
+            env.event_id.hash(&mut h)
+        }
         Idempotency::HashFields(fields) => {
             env.event_type.hash(&mut h);
             for f in fields {
-                let v = if f.starts_with('/') {
-                    env.payload.pointer(f)
-                } else {
-                    env.payload.get(f)
-                };
+                let v = field(env, f);
                 f.hash(&mut h);
                 v.map(|v| v.to_string()).hash(&mut h);
             }
@@ -696,11 +706,14 @@ enum Outcome {
 }
 
 impl Dispatcher {
-    /// Whether `envelope` is this very instance's introspection event.
-    fn is_own_introspection(&self, envelope: &Envelope) -> bool {
-        envelope.event_type == INTROSPECTION_EVENT_TYPE
-            && envelope.source.instance_id == self.source.instance_id
-            && envelope.source.service == self.source.service
+    /// Whether `envelope` was published by this node's own service (any of
+    /// its instances): its results, state changes and introspection events.
+    /// A node whose contract publishes on a topic it also consumes (a
+    /// registration orchestrator reading the introspection topic, an effect
+    /// answering on its input topic) reads them back; they are its output,
+    /// not work for it.
+    fn is_own_output(&self, envelope: &Envelope) -> bool {
+        !self.source.service.is_empty() && envelope.source.service == self.source.service
     }
 
     /// Publishes the handler's aggregation windows that have closed, then
@@ -1089,11 +1102,12 @@ impl MessageHandler for Dispatcher {
                 return self.dead_letter(msg, failure).await;
             }
         };
-        if self.is_own_introspection(&envelope) {
-            // A node that consumes the introspection topic (a registration
-            // orchestrator) reads its own announcements there too; they
-            // are about itself, not work for it.
-            tracing::debug!(event_id = %envelope.event_id, "own introspection event skipped");
+        if self.is_own_output(&envelope) {
+            tracing::debug!(
+                event_id = %envelope.event_id,
+                event_type = %envelope.event_type,
+                "the node's own event skipped"
+            );
             return Ok(());
         }
         let key = match (&self.spec.idempotency, &self.seen) {
@@ -1218,6 +1232,19 @@ mod tests {
             dedupe_key(&Idempotency::EventId, &a),
             dedupe_key(&Idempotency::EventId, &b)
         );
+    }
+
+    #[test]
+    fn inputs_without_any_key_field_are_told_apart_by_their_event_id() {
+        let src = EventSource::default();
+        let rule = Idempotency::HashFields(vec!["node_id".into(), "/n/x".into()]);
+        let a = Envelope::new("t", json!({"trigger": "go"}), src.clone());
+        let b = Envelope::new("t", json!({"trigger": "go"}), src.clone());
+        assert_ne!(dedupe_key(&rule, &a), dedupe_key(&rule, &b));
+        // One field present: the fields decide, as before.
+        let c = Envelope::new("t", json!({"node_id": "n"}), src.clone());
+        let d = Envelope::new("t", json!({"node_id": "n"}), src);
+        assert_eq!(dedupe_key(&rule, &c), dedupe_key(&rule, &d));
     }
 
     #[test]

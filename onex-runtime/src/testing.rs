@@ -11,7 +11,7 @@
 //!   order, dead letters, required variables), so they stay a few lines each.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -66,6 +66,16 @@ pub struct TestNode {
     service: Arc<NodeService>,
     bus: InMemoryBus,
     wait: Duration,
+    /// What the test itself sent, so that what the node published can be
+    /// told from it on a topic the node both consumes and publishes to.
+    sent: Mutex<Vec<Sent>>,
+}
+
+/// A message the test sent: an envelope (by event id) or raw bytes.
+#[derive(PartialEq)]
+enum Sent {
+    Envelope(String, Uuid),
+    Raw(String, Vec<u8>),
 }
 
 impl TestNode {
@@ -107,6 +117,7 @@ impl TestNode {
             service,
             bus,
             wait: WAIT,
+            sent: Mutex::new(Vec::new()),
         })
     }
 
@@ -136,6 +147,7 @@ impl TestNode {
 
     /// Publishes `envelope` on `topic` with an optional message key.
     pub async fn send_envelope(&self, topic: &str, envelope: &Envelope, key: Option<&str>) {
+        self.record(Sent::Envelope(topic.to_owned(), envelope.event_id));
         if let Err(e) = self.bus.publish_envelope(topic, envelope, key).await {
             panic!("publishing to {topic}: {e}");
         }
@@ -143,6 +155,7 @@ impl TestNode {
 
     /// Publishes bytes that are not an ONEX envelope on `topic`.
     pub async fn send_raw(&self, topic: &str, value: &[u8]) {
+        self.record(Sent::Raw(topic.to_owned(), value.to_vec()));
         if let Err(e) = self
             .bus
             .publish(topic, None, value, &Default::default())
@@ -152,13 +165,38 @@ impl TestNode {
         }
     }
 
-    /// Waits until `count` messages were published on `topic` and returns
-    /// them; panics, naming everything the node did publish, if they do not
-    /// come in time.
+    fn record(&self, sent: Sent) {
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(sent);
+    }
+
+    /// Whether the test itself sent `m`.
+    fn sent_by_test(&self, m: &BusMessage) -> bool {
+        let sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        let raw = Sent::Raw(m.topic.clone(), m.value.clone());
+        if sent.contains(&raw) {
+            return true;
+        }
+        Envelope::from_bytes(&m.value)
+            .is_ok_and(|e| sent.contains(&Sent::Envelope(m.topic.clone(), e.event_id)))
+    }
+
+    /// What the node published on `topic` so far (not what the test sent).
+    fn node_history(&self, topic: Option<&str>) -> Vec<BusMessage> {
+        let mut got = self.bus.history(usize::MAX, topic);
+        got.retain(|m| !self.sent_by_test(m));
+        got
+    }
+
+    /// Waits until the node published `count` messages on `topic` (what
+    /// the test sent there does not count) and returns them; panics,
+    /// naming everything the node did publish, if they do not come in time.
     pub async fn published(&self, topic: &str, count: usize) -> Vec<BusMessage> {
         let deadline = Instant::now() + self.wait;
         loop {
-            let got = self.bus.history(usize::MAX, Some(topic));
+            let got = self.node_history(Some(topic));
             if got.len() >= count {
                 return got;
             }
@@ -235,15 +273,9 @@ impl TestNode {
     /// `(topic, event type)` of everything the node published, in order,
     /// leaving out introspection and what the test itself sent.
     pub fn published_summary(&self) -> Vec<(String, String)> {
-        let consumed = &self.service.spec().subscribe_topics;
-        self.bus
-            .history(usize::MAX, None)
+        self.node_history(None)
             .into_iter()
-            .filter(|m| {
-                m.topic != INTROSPECTION_TOPIC
-                    && m.topic != INTROSPECTION_REQUEST_TOPIC
-                    && !consumed.contains(&m.topic)
-            })
+            .filter(|m| m.topic != INTROSPECTION_TOPIC && m.topic != INTROSPECTION_REQUEST_TOPIC)
             .map(|m| {
                 // A dead letter is summed up by the event it holds.
                 let event_type = match dlq::inspect(&m) {
@@ -566,6 +598,48 @@ mod tests {
                 ("onex.dlq.t.v1".to_owned(), "(not an envelope)".to_owned()),
                 ("onex.dlq.t.v1".to_owned(), "pang".to_owned()),
             ]
+        );
+        node.stop().await;
+    }
+
+    /// Answers every event on the topic it consumes.
+    struct Echo;
+
+    #[async_trait::async_trait]
+    impl NodeHandler for Echo {
+        async fn handle(
+            &self,
+            _ctx: &HandlerContext,
+            event: &InboundEvent,
+        ) -> Result<Vec<OutboundEvent>, HandlerError> {
+            if event.envelope.event_type != "ping" {
+                return Err(HandlerError::InvalidInput("not a ping".into()));
+            }
+            Ok(vec![OutboundEvent::new(
+                "onex.cmd.t.in.v1",
+                "node_t.ping.completed",
+                serde_json::json!({}),
+            )])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_answering_on_the_topic_it_consumes_does_not_handle_its_answer() {
+        let mut spec = spec(who(false));
+        spec.publish_topics = vec!["onex.cmd.t.in.v1".into()];
+        let node = TestNode::start(spec, Arc::new(Echo)).await;
+        node.send("onex.cmd.t.in.v1", "ping", serde_json::json!({}))
+            .await;
+        let out = node.events("onex.cmd.t.in.v1", 1).await;
+        assert_eq!(out[0].event_type, "node_t.ping.completed");
+        node.settle().await;
+        // Handling its own answer would dead-letter it ("not a ping").
+        assert_eq!(
+            node.published_summary(),
+            [(
+                "onex.cmd.t.in.v1".to_owned(),
+                "node_t.ping.completed".to_owned()
+            )]
         );
         node.stop().await;
     }
