@@ -509,6 +509,12 @@ pub struct WorkflowStep {
     /// The ONEX node type of the step (`EFFECT_GENERIC` ...), informational.
     pub step_type: Option<String>,
     pub depends_on: Vec<Ident>,
+    /// `step_config.effect_node`: the effect node this step calls.
+    pub effect_node: Option<String>,
+    /// `step_config.operation`: the operation the step asks for.
+    pub operation: Option<String>,
+    /// `step_config.timeout_ms`: how long the step waits for an answer.
+    pub timeout_ms: Option<u64>,
     pub origin: Origin,
 }
 

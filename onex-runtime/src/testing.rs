@@ -17,12 +17,14 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::bus::memory::InMemoryBus;
-use crate::bus::{BusMessage, EventBus};
+use crate::bus::{handler_fn, BusMessage, EventBus, Nack, Subscription};
 use crate::config::{ConfigSource, RuntimeConfig};
 use crate::dlq::{self, DeadLetterInfo};
 use crate::envelope::{Envelope, EventSource};
+use crate::handler_bus::{HandlerBus, HandlerBusSettings};
 use crate::introspection::{INTROSPECTION_REQUEST_TOPIC, INTROSPECTION_TOPIC};
 use crate::node::{HandlerContext, InboundEvent, NodeHandler, NodeSpec};
+use crate::request::respond;
 use crate::service::{NodeService, StartupError};
 use crate::topic::TopicNamer;
 
@@ -58,6 +60,69 @@ pub fn inbound(topic: &str, event_type: &str, payload: serde_json::Value) -> Inb
         key: None,
         envelope,
         headers,
+    }
+}
+
+/// Stand-ins for the nodes a handler sends requests to, on an in-memory
+/// bus: every request to one of their topics is answered with that topic's
+/// fixed payload, as the node serving it would answer (on the requester's
+/// reply topic, with the request's correlation id). Generated tests of
+/// workflow steps that call effect nodes run with it.
+pub struct Answering {
+    bus: Arc<HandlerBus>,
+    _responders: Vec<Subscription>,
+}
+
+impl Answering {
+    /// Answers requests to each `(topic, payload)` with `payload`.
+    pub async fn new(answers: &[(&str, serde_json::Value)]) -> Answering {
+        let memory: Arc<dyn EventBus> = Arc::new(InMemoryBus::default());
+        let namer = TopicNamer::new("");
+        let mut responders = Vec::new();
+        for (topic, payload) in answers {
+            let bus = memory.clone();
+            let payload = payload.clone();
+            let responder = handler_fn(move |m: BusMessage| {
+                let bus = bus.clone();
+                let payload = payload.clone();
+                async move {
+                    let request = Envelope::from_bytes(&m.value)
+                        .map_err(|e| Nack::new(format!("not an envelope: {e}")))?;
+                    let event_type = format!("{}.completed", request.event_type);
+                    respond(bus.as_ref(), &request, &event_type, payload, test_source())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| Nack::new(e.to_string()))
+                }
+            });
+            let physical = namer.physical(topic);
+            let subscription = memory
+                .subscribe(&physical, "test-responder", responder)
+                .await
+                .expect("the in-memory bus subscribes");
+            responders.push(subscription);
+        }
+        let bus = HandlerBus::new(
+            memory,
+            HandlerBusSettings {
+                namer,
+                source: test_source(),
+                declared: answers.iter().map(|(t, _)| (*t).to_owned()).collect(),
+                environment: "test".into(),
+                group: "test".into(),
+                instance_id: "test".into(),
+            },
+        );
+        Answering {
+            bus: Arc::new(bus),
+            _responders: responders,
+        }
+    }
+
+    /// A first-attempt context handling `event`, whose requests reach
+    /// these stand-ins.
+    pub fn context(&self, event: &InboundEvent) -> HandlerContext {
+        context().with_bus(self.bus.clone(), event.envelope.clone())
     }
 }
 
@@ -666,5 +731,32 @@ mod tests {
         node.send("onex.cmd.t.in.v1", "ping", serde_json::json!({}))
             .await;
         node.published("onex.evt.t.nothing.v1", 1).await;
+    }
+
+    #[tokio::test]
+    async fn answering_answers_requests_to_its_topics_only() {
+        let effects = Answering::new(&[("onex.cmd.t.fx.v1", serde_json::json!({ "n": 7 }))]).await;
+        let event = inbound("onex.cmd.t.in.v1", "go", serde_json::json!({}));
+        let ctx = effects.context(&event);
+        let answer = ctx
+            .request(
+                "onex.cmd.t.fx.v1",
+                "quote",
+                serde_json::json!({ "q": 1 }),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("answered");
+        assert_eq!(answer.payload, serde_json::json!({ "n": 7 }));
+        assert_eq!(answer.event_type, "quote.completed");
+        let undeclared = ctx
+            .request(
+                "onex.cmd.t.other.v1",
+                "quote",
+                serde_json::json!({}),
+                Duration::from_millis(100),
+            )
+            .await;
+        assert!(undeclared.is_err(), "{undeclared:?}");
     }
 }

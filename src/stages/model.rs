@@ -222,6 +222,9 @@ pub struct GuardModel {
 pub struct WorkflowModel {
     pub name: String,
     pub steps: Vec<StepModel>,
+    /// Whether a step calls an effect node (its starting handler then needs
+    /// a bus to run).
+    pub calls_effects: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -231,6 +234,48 @@ pub struct StepModel {
     pub fn_name: String,
     pub doc: Vec<Code>,
     pub depends_on: Vec<String>,
+    /// The effect node the step calls over request/response.
+    pub call: Option<EffectCall>,
+}
+
+/// A step's request to an effect node (`step_config.effect_node`), sent to
+/// the command topic of that node the contract publishes to.
+#[derive(Debug, Clone, Serialize)]
+pub struct EffectCall {
+    pub node: String,
+    /// `onex.cmd.<producer>.<node in kebab case>.v<N>`, a declared publish topic.
+    pub topic: String,
+    /// The request's event type: `step_config.operation`, else the step id.
+    pub event_type: String,
+    /// `step_config.timeout_ms`, else [`DEFAULT_CALL_TIMEOUT_MS`].
+    pub timeout_ms: u64,
+}
+
+/// How long a step waits for an effect node's answer when its contract does
+/// not say.
+pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 5000;
+
+/// The call of `step`, when it names an effect node whose command topic
+/// (`onex.cmd.<any producer>.<node in kebab case>.v<N>`, see
+/// [`command_topic`]) the contract publishes to. A step naming a node the
+/// contract cannot reach is left to its handler.
+fn effect_call(contract: &Contract, step: &crate::contract::WorkflowStep) -> Option<EffectCall> {
+    let node = step.effect_node.as_deref()?;
+    let kebab = node.replace('_', "-");
+    let topic = contract.topics.publish.iter().find_map(|p| {
+        let t = p.binding.topic.onex_taxonomy()?;
+        (t.category == crate::contract::TopicCategory::Command && t.event_name == kebab)
+            .then(|| p.binding.topic.as_str().to_owned())
+    })?;
+    Some(EffectCall {
+        node: node.to_owned(),
+        topic,
+        event_type: step
+            .operation
+            .clone()
+            .unwrap_or_else(|| step.id.original.clone()),
+        timeout_ms: step.timeout_ms.unwrap_or(DEFAULT_CALL_TIMEOUT_MS),
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -582,13 +627,21 @@ fn plan_topics(contract: &Contract) -> TopicPlan {
     let failure = first(PublishRole::Failure);
     let terminal = first(PublishRole::Terminal);
     // Results go to the success topic, else the first plain event topic that
-    // is not the introspection topic, else the terminal topic.
+    // is not the introspection topic nor one a workflow step sends requests
+    // to, else the terminal topic.
+    let called: BTreeSet<String> = contract
+        .workflow
+        .iter()
+        .flat_map(|w| &w.steps)
+        .filter_map(|s| effect_call(contract, s))
+        .map(|c| c.topic)
+        .collect();
     let plain = t
         .publish
         .iter()
         .filter(|p| p.role == PublishRole::Event && p.binding.source != TopicSource::TerminalEvent)
         .map(|p| p.binding.topic.to_string())
-        .find(|name| name != "onex.evt.platform.node-introspection.v1");
+        .find(|name| name != "onex.evt.platform.node-introspection.v1" && !called.contains(name));
     let result = success.clone().or(plain).or_else(|| terminal.clone());
     let completion = success
         .or_else(|| terminal.clone())
@@ -754,23 +807,29 @@ fn build_workflow(contract: &Contract) -> Option<WorkflowModel> {
         fn_name: ident.rust.clone(),
         doc: doc_code(desc.unwrap_or("")),
         depends_on: deps,
+        call: None,
     };
     match &contract.workflow {
-        Some(wf) if !wf.steps.is_empty() => Some(WorkflowModel {
-            name: wf.name.clone(),
-            steps: wf
+        Some(wf) if !wf.steps.is_empty() => {
+            let steps: Vec<StepModel> = wf
                 .steps
                 .iter()
-                .map(|s| {
-                    step(
+                .map(|s| StepModel {
+                    call: effect_call(contract, s),
+                    ..step(
                         &s.id.original,
                         &s.id,
                         s.description.as_deref(),
                         s.depends_on.iter().map(|d| d.original.clone()).collect(),
                     )
                 })
-                .collect(),
-        }),
+                .collect();
+            Some(WorkflowModel {
+                name: wf.name.clone(),
+                calls_effects: steps.iter().any(|s| s.call.is_some()),
+                steps,
+            })
+        }
         _ => {
             let steps: Vec<StepModel> = if contract.operations.is_empty() {
                 let ident = crate::contract::Ident::new("run").expect("a fixed valid identifier");
@@ -797,6 +856,7 @@ fn build_workflow(contract: &Contract) -> Option<WorkflowModel> {
             Some(WorkflowModel {
                 name: format!("{}_workflow", contract.name),
                 steps,
+                calls_effects: false,
             })
         }
     }

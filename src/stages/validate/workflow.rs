@@ -53,6 +53,11 @@ struct RawStep<'a> {
     deps: Vec<Cursor<'a>>,
 }
 
+/// `key` of a step's `step_config`.
+fn step_config<'a>(item: &Cursor<'a>, key: &str) -> Option<Cursor<'a>> {
+    item.get("step_config").and_then(|c| c.get(key))
+}
+
 fn deps_of<'a>(item: &Cursor<'a>) -> Vec<Cursor<'a>> {
     match item.get_any(&["depends_on", "dependencies"]) {
         Some(d) if d.is_seq() => d.items(),
@@ -213,6 +218,9 @@ fn order(ctx: &mut Ctx, at: &Cursor, raw: Vec<RawStep>) -> Option<Vec<WorkflowSt
                 .get_any(&["node_type", "step_type", "node"])
                 .and_then(|t| t.scalar()),
             depends_on,
+            effect_node: step_config(&r.item, "effect_node").and_then(|c| c.scalar()),
+            operation: step_config(&r.item, "operation").and_then(|c| c.scalar()),
+            timeout_ms: step_config(&r.item, "timeout_ms").and_then(|c| c.u64()),
             origin: r.at.origin(),
         });
     }
