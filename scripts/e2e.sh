@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # End to end: generate the five minimal contracts (contracts/minimal_*.yaml)
-# with the vendored runtime, put the test's user code
-# (tests/e2e/handlers/<kind>.rs) in place of each crate's src/handlers.rs,
+# and the request/response pair (contracts/checkout_orchestrator.yaml calling
+# contracts/pricing_effect.yaml) with the vendored runtime, put the test's
+# user code (tests/e2e/handlers/<kind>.rs) in place of a crate's src/handlers.rs,
 # build each node crate, and run tests/e2e against a real Kafka-protocol
 # broker with kafka-python as the outside client.
 #
-#   scripts/e2e.sh [effect|compute|reducer|orchestrator|windowed ...]   (default: all five)
+#   scripts/e2e.sh [effect|compute|reducer|orchestrator|windowed|request ...]   (default: all)
 #
 # The broker is ONEX_TEST_KAFKA (HOST:PORT) when set; otherwise this script
 # starts one with scripts/broker.sh (its own state folder) and stops it
@@ -21,7 +22,17 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-all_kinds=(effect compute reducer orchestrator windowed)
+all_kinds=(effect compute reducer orchestrator windowed request)
+
+# The contracts of a kind: contracts/minimal_<kind>.yaml, except `request`:
+# an orchestrator whose step calls an effect node over request/response, and
+# that effect node.
+contracts_of() { # kind
+  case "$1" in
+    request) echo contracts/pricing_effect.yaml contracts/checkout_orchestrator.yaml ;;
+    *) echo "contracts/minimal_$1.yaml" ;;
+  esac
+}
 kinds=("$@")
 [[ ${#kinds[@]} -eq 0 ]] && kinds=("${all_kinds[@]}")
 
@@ -67,7 +78,9 @@ setup_failed() { # message
 }
 
 for k in "${kinds[@]}"; do
-  [[ -f "contracts/minimal_$k.yaml" ]] || setup_failed "unknown kind '$k' (known: ${all_kinds[*]})"
+  for c in $(contracts_of "$k"); do
+    [[ -f "$c" ]] || setup_failed "unknown kind '$k' (known: ${all_kinds[*]})"
+  done
 done
 
 if [[ -z "${ONEX_PYTHON:-}" ]]; then
@@ -85,17 +98,25 @@ echo "== building onex-gen" >&2
 gen="$(scripts/cargo-bin.sh onex-gen onex-gen --quiet)" || setup_failed "cargo build -p onex-gen"
 
 for k in "${kinds[@]}"; do
-  out="$work/nodes/$k"
-  echo "== generating and building contracts/minimal_$k.yaml" >&2
-  "$gen" new "contracts/minimal_$k.yaml" -o "$out" >&2 || setup_failed "onex-gen new contracts/minimal_$k.yaml"
-  crate="$(find "$out" -mindepth 1 -maxdepth 1 -type d | head -1)"
-  [[ -n "$crate" && -f "$crate/Cargo.toml" ]] || setup_failed "no crate generated for $k"
-  # The test's own user code replaces the starting handlers, as a user would.
-  cp "tests/e2e/handlers/$k.rs" "$crate/src/handlers.rs" || setup_failed "copying tests/e2e/handlers/$k.rs"
-  bin="$(sed -n 's/^name = "\(.*\)"/\1/p' "$crate/Cargo.toml" | head -1)"
-  rm -f "$target/debug/$bin"
-  (cd "$crate" && CARGO_TARGET_DIR="$target" cargo build --quiet) >&2 || setup_failed "cargo build of $crate"
-  [[ -x "$target/debug/$bin" ]] || setup_failed "cargo build of $crate left no $target/debug/$bin"
+  for contract in $(contracts_of "$k"); do
+    stem="$(basename "$contract" .yaml)"
+    out="$work/nodes/$stem"
+    echo "== generating and building $contract" >&2
+    "$gen" new "$contract" -o "$out" >&2 || setup_failed "onex-gen new $contract"
+    crate="$(find "$out" -mindepth 1 -maxdepth 1 -type d | head -1)"
+    [[ -n "$crate" && -f "$crate/Cargo.toml" ]] || setup_failed "no crate generated for $contract"
+    # The test's own user code replaces the starting handlers, as a user
+    # would; a node without it (the `request` orchestrator) runs the
+    # generated ones.
+    handlers="tests/e2e/handlers/${stem#minimal_}.rs"
+    if [[ -f "$handlers" ]]; then
+      cp "$handlers" "$crate/src/handlers.rs" || setup_failed "copying $handlers"
+    fi
+    bin="$(sed -n 's/^name = "\(.*\)"/\1/p' "$crate/Cargo.toml" | head -1)"
+    rm -f "$target/debug/$bin"
+    (cd "$crate" && CARGO_TARGET_DIR="$target" cargo build --quiet) >&2 || setup_failed "cargo build of $crate"
+    [[ -x "$target/debug/$bin" ]] || setup_failed "cargo build of $crate left no $target/debug/$bin"
+  done
 done
 
 if [[ -z "${ONEX_TEST_KAFKA:-}" ]]; then

@@ -1,6 +1,6 @@
 """Runs the end-to-end tests and ends with the line `N passed, M failed`.
 
-    python tests/e2e/run.py [effect|compute|reducer|orchestrator|windowed ...]
+    python tests/e2e/run.py [effect|compute|reducer|orchestrator|windowed|request ...]
 
 The last line is `N passed, M failed, K skipped`. Every scenario is
 required unless it is named in OPTIONAL: a required scenario that skips

@@ -1,7 +1,8 @@
 """End to end: each of the four minimal contracts of a node kind, generated
 and built, runs against a real Kafka-protocol broker and is checked from the
 outside with kafka-python; so does the reducer with an aggregation window
-(WindowedNode, its own scenarios only).
+(WindowedNode, its own scenarios only), and an orchestrator whose step calls
+an effect node over request/response (RequestWorkflow, both nodes running).
 
 Per node kind, in order (the tests of one class share one node's history):
  1. the node starts and publishes its start-up introspection event, and has
@@ -73,6 +74,21 @@ def original_value(record):
     return base64.b64decode(exact) if exact else (original.get("value") or "").encode("utf-8")
 
 
+def node_env(instance):
+    """What every node of these tests is started with."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap(),
+        "KAFKA_AUTO_OFFSET_RESET": "earliest",
+        "KAFKA_TIMEOUT_SECONDS": "15",
+        "ONEX_HEALTH_ADDR": "127.0.0.1:0",
+        "ONEX_HEALTH_PORT": "0",
+        "ONEX_INSTANCE_ID": instance,
+        "ONEX_BUS_CONNECT_TIMEOUT_SECONDS": "10",
+        "RUST_LOG": "info",
+        "NO_COLOR": "1",
+    }
+
+
 class NodeE2E:
     """The checks shared by every kind; subclasses describe their node."""
 
@@ -129,19 +145,7 @@ class NodeE2E:
     @classmethod
     def start_node(cls, extra_env=None, args=()):
         instance = f"e2e-{cls.KIND}-{uuid.uuid4()}"
-        env = {
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap(),
-            "KAFKA_AUTO_OFFSET_RESET": "earliest",
-            "KAFKA_TIMEOUT_SECONDS": "15",
-            "ONEX_HEALTH_ADDR": "127.0.0.1:0",
-            "ONEX_HEALTH_PORT": "0",
-            "ONEX_INSTANCE_ID": instance,
-            "ONEX_BUS_CONNECT_TIMEOUT_SECONDS": "10",
-            "ONEX_HEARTBEAT_INTERVAL_SECONDS": "1",
-            "RUST_LOG": "info",
-            "NO_COLOR": "1",
-            **cls.EXTRA_ENV,
-        }
+        env = {**node_env(instance), "ONEX_HEARTBEAT_INTERVAL_SECONDS": "1", **cls.EXTRA_ENV}
         env.update(extra_env or {})
         log = os.path.join(cls.log_dir, f"{cls.NODE}.log") if cls.log_dir else None
         node = NodeProcess(cls.binary(), env, args, log)
@@ -1088,6 +1092,115 @@ class WindowedNode(unittest.TestCase):
         self.assertEqual(node.terminate(timeout=10), 0, node.tail())
 
 
+class RequestWorkflow(unittest.TestCase):
+    """An orchestrator whose step calls an effect node over request/response
+    (contracts/checkout_orchestrator.yaml, step `quote_price` with
+    `step_config.effect_node: node_pricing_effect`), running the generated
+    handlers unchanged; the effect node runs tests/e2e/handlers/pricing_effect.rs
+    (250 cents an item). Checked from outside: the request on the effect's
+    command topic, and the workflow's completion carrying the effect's answer;
+    with the effect node down, the step times out (2 s) and is retried per the
+    contract (2 retries), then the workflow is dead-lettered and announced as
+    failed."""
+
+    ORCHESTRATOR = "node_checkout_orchestrator"
+    EFFECT = "node_pricing_effect"
+    SUBSCRIBE = "onex.cmd.demo.checkout.v1"
+    EFFECT_TOPIC = "onex.cmd.demo.node-pricing-effect.v1"
+    PUBLISH = ["onex.evt.demo.checkout-progress.v1", "onex.evt.demo.checkout-completed.v1"]
+    DLQ = "onex.cmd.demo.checkout.v1.dlq"
+    REPLY_TOPIC = "onex.evt.node-checkout-orchestrator.replies.v1"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.client = Client()
+        cls.log_dir = os.environ.get("ONEX_E2E_LOG_DIR") or None
+        cls.readers = {}
+        cls.effect = cls.start(cls.EFFECT)
+        cls.orchestrator = cls.start(cls.ORCHESTRATOR)
+
+    @classmethod
+    def tearDownClass(cls):
+        for node in (cls.effect, cls.orchestrator):
+            if node.proc.poll() is None and node.terminate(timeout=10) is None:
+                node.kill()
+        for r in cls.readers.values():
+            r.close()
+        cls.client.close()
+
+    @classmethod
+    def start(cls, name):
+        instance = f"e2e-request-{uuid.uuid4()}"
+        env = node_env(instance)
+        log = os.path.join(cls.log_dir, f"{name}.log") if cls.log_dir else None
+        node = NodeProcess(os.path.join(bin_dir(), name.replace("_", "-")), env, (), log)
+        node.instance = instance
+        node.wait_line(r"node running", timeout=60)
+        return node
+
+    @classmethod
+    def reader(cls, *topics):
+        if topics not in cls.readers:
+            cls.readers[topics] = cls.client.reader(*topics)
+        return cls.readers[topics]
+
+    def requests_of(self, env, count):
+        """The requests the orchestrator sent to the effect for input `env`."""
+        def caused(record):
+            e = decode(record)
+            return isinstance(e, dict) and e.get("causation_id") == env["event_id"]
+        return [decode(r) for r in self.reader(self.EFFECT_TOPIC).wait_all(caused, count, "requests to the effect")]
+
+    def test_1_the_step_gets_the_effect_nodes_answer(self):
+        order = f"order-{uuid.uuid4()}"
+        env = envelope("demo.checkout", {"order_id": order, "items": ["pen", "ink", "pad"]})
+        env["metadata"]["trace_id"] = uuid.uuid4().hex
+        self.client.send_envelope(self.SUBSCRIBE, env)
+        done = self.reader(self.PUBLISH[1]).wait_for(correlated(env["correlation_id"]), "workflow completion")
+        completion = decode(done)
+        self.assertEqual(completion["event_type"], "node-checkout-orchestrator.workflow-completed", completion)
+        quote = completion["payload"]["results"]["quote_price"]
+        self.assertEqual(quote, {"order_id": order, "total_cents": 750}, "the effect node's answer")
+        self.assertEqual(completion["payload"]["results"]["confirm_order"]["status"], "completed")
+        # The request, as the effect node saw it: the workflow's input, its
+        # own correlation, the trace and causation of the input, a reply topic.
+        (request,) = self.requests_of(env, 1)
+        self.assertEqual(request["event_type"], "quote")
+        self.assertEqual(request["payload"], env["payload"])
+        self.assertNotEqual(request["correlation_id"], env["correlation_id"])
+        self.assertEqual(request["metadata"]["reply_to"], self.REPLY_TOPIC)
+        self.assertEqual(request["metadata"]["trace_id"], env["metadata"]["trace_id"])
+        # The effect answered on the reply topic, in the request's correlation.
+        answer = decode(self.reader(self.REPLY_TOPIC).wait_for(correlated(request["correlation_id"]), "answer"))
+        self.assertEqual(answer["event_type"], "node-pricing-effect.quote.completed")
+        self.assertEqual(answer["payload"], quote)
+        self.assertEqual(answer["causation_id"], request["event_id"])
+
+    def test_2_with_the_effect_node_down_the_step_is_retried_then_dead_lettered(self):
+        self.assertEqual(self.effect.terminate(timeout=10), 0, self.effect.tail())
+        env = envelope("demo.checkout", {"order_id": f"order-{uuid.uuid4()}", "items": ["pen"]})
+        sent_at = time.monotonic()
+        self.client.send_envelope(self.SUBSCRIBE, env)
+        record = self.reader(self.DLQ).wait_for(dead_letter_of(env["correlation_id"]), "dead letter", timeout=60)
+        took = time.monotonic() - sent_at
+        doc = json.loads(record.value)
+        self.assertEqual(doc["original_topic"], self.SUBSCRIBE)
+        self.assertEqual(doc["error_type"], "retriable")
+        self.assertEqual(doc["retry_count"], 2)
+        self.assertIn("request to onex.cmd.demo.node-pricing-effect.v1 failed", doc["failure_reason"])
+        # One request per attempt (the first and two retries), each timing out
+        # after the step's 2 s.
+        requests = self.requests_of(env, 3)
+        self.assertEqual(len({r["correlation_id"] for r in requests}), 3)
+        self.assertGreaterEqual(took, 6.0)
+        failed = decode(self.reader(self.PUBLISH[1]).wait_for(correlated(env["correlation_id"]), "failure"))
+        self.assertEqual(failed["event_type"], "node-checkout-orchestrator.workflow-failed")
+        self.assertEqual(failed["payload"]["failed_step"], "quote_price")
+        self.assertEqual(failed["payload"]["completed_steps"], [])
+        self.assertEqual(failed["payload"]["retry_count"], 2)
+        print(f"\n  request: dead-lettered {took:.1f} s after the input (3 attempts of 2 s)")
+
+
 def durable_env(instance, extra=None):
     """Settings of a node restarted under the same identity. Group membership
     is the runtime's default (dynamic, 6 s session): tansu 0.6.0 evicts static
@@ -1104,4 +1217,5 @@ KINDS = {
     "reducer": ReducerNode,
     "orchestrator": OrchestratorNode,
     "windowed": WindowedNode,
+    "request": RequestWorkflow,
 }
