@@ -182,8 +182,12 @@ pub struct FsmModel {
     pub guards: Vec<GuardModel>,
     /// A (state, trigger) pair that is not a declared transition, for the rejection test.
     pub rejected: Option<(String, String)>,
-    /// Every declared transition expanded to concrete from-states, for tests.
+    /// Every declared transition expanded to concrete from-states whose
+    /// from-state the initial state leads to, for tests.
     pub expanded: Vec<ArmModel>,
+    /// Declared transitions out of states no transition leads to from the
+    /// initial state (stage 2's W-FSM-UNREACHABLE): no input can take them.
+    pub unreachable: Vec<ArmModel>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -767,12 +771,29 @@ fn build_fsm(sm: &crate::contract::StateMachine) -> FsmModel {
             }
         }
     }
+    let initial = sm.initial.pascal();
+    let mut reachable = BTreeSet::from([initial.clone()]);
+    loop {
+        let before = reachable.len();
+        for a in &expanded {
+            if reachable.contains(&a.from) {
+                reachable.insert(a.to.clone());
+            }
+        }
+        if reachable.len() == before {
+            break;
+        }
+    }
     let declared: BTreeSet<(String, String)> = expanded
         .iter()
         .map(|a| (a.from.clone(), a.trigger.clone()))
         .collect();
+    let (expanded, unreachable): (Vec<ArmModel>, Vec<ArmModel>) = expanded
+        .into_iter()
+        .partition(|a| reachable.contains(&a.from));
     let rejected = states
         .iter()
+        .filter(|s| reachable.contains(&s.ident))
         .flat_map(|s| {
             triggers
                 .iter()
@@ -783,7 +804,7 @@ fn build_fsm(sm: &crate::contract::StateMachine) -> FsmModel {
     FsmModel {
         name: sm.name.clone(),
         doc: doc_code(&format!("States of the `{}` state machine.", sm.name)),
-        initial: sm.initial.pascal(),
+        initial,
         states,
         triggers,
         arms,
@@ -791,6 +812,7 @@ fn build_fsm(sm: &crate::contract::StateMachine) -> FsmModel {
         guards,
         rejected,
         expanded,
+        unreachable,
     }
 }
 
