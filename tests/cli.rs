@@ -250,12 +250,23 @@ fn bus_commands_run_the_bus_binary_or_say_how_to_get_it() {
     std::fs::copy(env!("CARGO_BIN_EXE_onex-gen"), &gen).unwrap();
     let empty_path = tmp.path().join("empty");
     std::fs::create_dir(&empty_path).unwrap();
+    // Another test's process forked while the copy was open for writing
+    // holds it open until that process execs: running the copy meanwhile
+    // fails with "text file busy" (ETXTBSY), so it is tried again.
     let run = |args: &[&str]| {
-        Command::new(&gen)
-            .args(args)
-            .env("PATH", &empty_path)
-            .output()
-            .unwrap()
+        for _ in 0..100 {
+            match Command::new(&gen)
+                .args(args)
+                .env("PATH", &empty_path)
+                .output()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other.unwrap(),
+            }
+        }
+        panic!("{} stayed busy for 2 s", gen.display())
     };
 
     let o = run(&["serve", "--output-root", "x"]);
