@@ -151,8 +151,15 @@ pub fn rust_str_lines(s: &str) -> String {
         .collect();
     // The literal starts on a line of its own, so however far to the right
     // it begins, no line holds more than the indentation and LITERAL_WIDTH.
-    format!("\"\\\n    {}\"", lines.join("\\\n    "))
+    format!(
+        "\"\\\n{CONTINUATION}{}\"",
+        lines.join(&format!("\\\n{CONTINUATION}"))
+    )
 }
+
+/// The indentation of a broken literal's lines (Rust skips it): deep
+/// enough to read as part of a field or argument.
+const CONTINUATION: &str = "            ";
 
 /// Longest line of text in a literal [`rust_str_lines`] breaks.
 pub const LITERAL_WIDTH: usize = 68;
@@ -621,7 +628,8 @@ mod tests {
             let lit: syn::LitStr = syn::parse_str(&code).unwrap();
             assert_eq!(lit.value(), text, "{code}");
             assert!(
-                code.lines().all(|l| l.chars().count() <= LITERAL_WIDTH + 8),
+                code.lines()
+                    .all(|l| l.chars().count() <= LITERAL_WIDTH + CONTINUATION.len() + 4),
                 "{code}"
             );
             assert!(

@@ -6,8 +6,6 @@
 //! KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 cargo run -p onex-runtime --example echo_node
 //! ```
 
-use std::sync::Arc;
-
 use onex_runtime::{
     async_trait, serde_json::json, EnvVarSpec, HandlerContext, HandlerError, InboundEvent,
     NodeHandler, NodeKind, NodeSpec, OutboundEvent, RetrySettings,
@@ -80,5 +78,5 @@ fn spec() -> NodeSpec {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    onex_runtime::run_main(spec(), Arc::new(Echo)).await
+    onex_runtime::run_main(spec(), Echo).await
 }

@@ -59,6 +59,8 @@ macro_rules! named_enum {
             $( $(#[$variant_meta])* #[serde(rename = $wire)] $variant, )+
         }
 
+        // Helpers a crate may not use all of.
+        #[allow(dead_code)]
         impl $name {
             /// Every variant, in contract order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];

@@ -166,7 +166,7 @@ impl ShutdownSignals {
 }
 
 /// The whole startup binary of a node; see the crate docs.
-pub async fn run_main(mut spec: NodeSpec, handler: Arc<dyn NodeHandler>) -> ExitCode {
+pub async fn run_main(mut spec: NodeSpec, handler: impl NodeHandler) -> ExitCode {
     let flags = match parse_flags(std::env::args().skip(1)) {
         Ok(f) => f,
         Err(e) => {
@@ -212,7 +212,7 @@ pub async fn run_main(mut spec: NodeSpec, handler: Arc<dyn NodeHandler>) -> Exit
         return ExitCode::SUCCESS;
     }
     init_tracing(&config.log_filter);
-    match run(spec, handler, config, &source).await {
+    match run(spec, Arc::new(handler), config, &source).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => ExitCode::from(code),
     }

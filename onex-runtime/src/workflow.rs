@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::dlq::Failure;
+use crate::names::Named;
 use crate::node::{HandlerContext, HandlerError, InboundEvent, NodeHandler, OutboundEvent};
 use crate::state::{StateKeeper, StateStore};
 
@@ -92,15 +93,16 @@ pub type StepFuture<'a> =
 
 /// A contract's workflow, carried out by the user's hooks `H`.
 pub trait WorkflowTable<H>: Send + Sync + 'static {
+    /// The steps, in the order they run (every step after those it depends
+    /// on), by their ids in the contract.
+    type Step: Named;
     /// What is published.
     const EVENTS: WorkflowEvents;
-    /// Step ids in the order they run (every step after those it depends on).
-    const STEPS: &'static [&'static str];
 
-    /// Runs step number `step` (an index into [`Self::STEPS`]).
+    /// Runs `step`.
     fn run_step<'a>(
         hooks: &'a H,
-        step: usize,
+        step: Self::Step,
         ctx: &'a HandlerContext,
         run: &'a WorkflowRun,
     ) -> StepFuture<'a>;
@@ -138,9 +140,9 @@ impl<T: WorkflowTable<H>, H: Send + Sync + 'static> WorkflowDriver<T, H> {
             .store
             .latest(&workflow_id.to_string())
             .unwrap_or_default();
-        T::STEPS
+        T::Step::ALL
             .iter()
-            .copied()
+            .map(|s| s.as_str())
             .filter(|s| progress.results.contains_key(*s))
             .collect()
     }
@@ -176,12 +178,13 @@ impl<T: WorkflowTable<H>, H: Send + Sync + 'static> NodeHandler for WorkflowDriv
                 event.envelope.payload.clone(),
             )
         };
-        for (index, step) in T::STEPS.iter().copied().enumerate() {
+        for &id in T::Step::ALL {
+            let step = id.as_str();
             if run.results.contains_key(step) {
                 tracing::debug!(%workflow_id, step, "step finished before; not run again");
                 continue;
             }
-            let result = match T::run_step(&self.hooks, index, ctx, &run).await {
+            let result = match T::run_step(&self.hooks, id, ctx, &run).await {
                 Ok(result) => result,
                 Err(error) => {
                     tracing::warn!(%workflow_id, step, %error, "workflow step failed");
@@ -210,7 +213,7 @@ impl<T: WorkflowTable<H>, H: Send + Sync + 'static> NodeHandler for WorkflowDriv
         let events = T::EVENTS;
         let mut out = Vec::new();
         if let Some(topic) = events.result_topic {
-            for step in T::STEPS {
+            for step in T::Step::ALL.iter().map(|s| s.as_str()) {
                 out.push(OutboundEvent::new(
                     topic,
                     events.step_completed,
@@ -218,7 +221,7 @@ impl<T: WorkflowTable<H>, H: Send + Sync + 'static> NodeHandler for WorkflowDriv
                         "workflow": events.workflow,
                         "workflow_id": workflow_id,
                         "step": step,
-                        "result": run.results.get(*step),
+                        "result": run.results.get(step),
                     }),
                 ));
             }
@@ -291,6 +294,13 @@ mod tests {
         failures: AtomicU32,
     }
 
+    crate::named_enum! {
+        enum Two {
+            First = "first",
+            Second = "second",
+        }
+    }
+
     struct Table;
 
     impl WorkflowTable<Hooks> for Table {
@@ -304,16 +314,16 @@ mod tests {
             terminal_topic: None,
             failure_topic: None,
         };
-        const STEPS: &'static [&'static str] = &["first", "second"];
+        type Step = Two;
 
         fn run_step<'a>(
             hooks: &'a Hooks,
-            step: usize,
+            step: Two,
             _ctx: &'a HandlerContext,
             run: &'a WorkflowRun,
         ) -> StepFuture<'a> {
             Box::pin(async move {
-                if step == 0 {
+                if step == Two::First {
                     hooks.first_runs.fetch_add(1, Ordering::SeqCst);
                     return Ok(json!(1));
                 }

@@ -4,26 +4,15 @@
 
 use onex_runtime::{strings, NodeKind, NodeSpec};
 
-/// Where results (stage events) are published.
-pub const RESULT_TOPIC: Option<&str> = Some("onex.cmd.omnimarket.ab-inference-requested.v1");
-/// Where the workflow's completion event is published.
-pub const COMPLETION_TOPIC: Option<&str> = Some("onex.evt.omnimarket.ab-compare-completed.v1");
-/// The contract's `terminal_event` topic.
-pub const TERMINAL_TOPIC: Option<&str> = Some("onex.evt.omnimarket.ab-compare-completed.v1");
-/// Where failures are published, besides the dead-letter topic.
-pub const FAILURE_TOPIC: Option<&str> = None;
-
-/// The contract's description.
-const DESCRIPTION: &str = "\
-    Fans out inference requests to N models declared in \
-    models_registry.yaml. Skips models with unreachable endpoints or \
-    missing API keys. Collects results, calculates cost from registry \
-    pricing, emits comparison.";
-
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        description: DESCRIPTION.to_owned(),
+        description: "\
+            Fans out inference requests to N models declared in \
+            models_registry.yaml. Skips models with unreachable endpoints or \
+            missing API keys. Collects results, calculates cost from registry \
+            pricing, emits comparison."
+            .to_owned(),
         subscribe_topics: strings(&["onex.cmd.omnimarket.ab-compare-start.v1"]),
         publish_topics: strings(&[
             "onex.cmd.omnimarket.ab-inference-requested.v1",

@@ -7,15 +7,13 @@ use onex_runtime::{strings, NodeKind, NodeSpec};
 /// Where results are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.omnimarket.ab-inference-completed.v1");
 
-/// The contract's description.
-const DESCRIPTION: &str = "\
-    Calls an LLM endpoint and returns measured token usage + response. \
-    Supports openai_compatible and anthropic protocols.";
-
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        description: DESCRIPTION.to_owned(),
+        description: "\
+            Calls an LLM endpoint and returns measured token usage + response. \
+            Supports openai_compatible and anthropic protocols."
+            .to_owned(),
         subscribe_topics: strings(&["onex.cmd.omnimarket.ab-inference-requested.v1"]),
         publish_topics: strings(&["onex.evt.omnimarket.ab-inference-completed.v1"]),
         handler_timeout_ms: Some(120000),
@@ -37,8 +35,8 @@ pub fn spec() -> NodeSpec {
                 false,
                 None,
                 "\
-    DeepSeek-R1 reasoning model endpoint URL (allowlisted for inference \
-    calls)",
+            DeepSeek-R1 reasoning model endpoint URL (allowlisted for inference \
+            calls)",
             ),
             onex_runtime::EnvVarSpec::new(
                 "LLM_QWEN3_NEXT_URL",

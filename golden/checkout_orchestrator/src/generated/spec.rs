@@ -4,22 +4,10 @@
 
 use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 
-/// Where results (stage events) are published.
-pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.demo.checkout-progress.v1");
-/// Where the workflow's completion event is published.
-pub const COMPLETION_TOPIC: Option<&str> = Some("onex.evt.demo.checkout-completed.v1");
-/// The contract's `terminal_event` topic.
-pub const TERMINAL_TOPIC: Option<&str> = Some("onex.evt.demo.checkout-completed.v1");
-/// Where failures are published, besides the dead-letter topic.
-pub const FAILURE_TOPIC: Option<&str> = None;
-
-/// The contract's description.
-const DESCRIPTION: &str = "Prices an order with the pricing effect node, then confirms it.";
-
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        description: DESCRIPTION.to_owned(),
+        description: "Prices an order with the pricing effect node, then confirms it.".to_owned(),
         subscribe_topics: strings(&["onex.cmd.demo.checkout.v1"]),
         publish_topics: strings(&[
             "onex.cmd.demo.node-pricing-effect.v1",

@@ -7,19 +7,17 @@ use onex_runtime::{strings, NodeKind, NodeSpec};
 /// Where results are published.
 pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.omnimarket.merge-sweep-completed.v1");
 
-/// The contract's description.
-const DESCRIPTION: &str = "\
-    Org-wide PR sweep. Classifies open PRs into merge-ready (Track A), \
-    thread-resolution (Track A-resolve), and needs-polish (Track B) \
-    queues. Enables GitHub auto-merge on ready PRs, resolves review \
-    threads, and dispatches polish work on fixable PRs. Tracks \
-    cross-run failure history with escalation thresholds (STUCK, \
-    CHRONIC, RECIDIVIST).";
-
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        description: DESCRIPTION.to_owned(),
+        description: "\
+            Org-wide PR sweep. Classifies open PRs into merge-ready (Track A), \
+            thread-resolution (Track A-resolve), and needs-polish (Track B) \
+            queues. Enables GitHub auto-merge on ready PRs, resolves review \
+            threads, and dispatches polish work on fixable PRs. Tracks \
+            cross-run failure history with escalation thresholds (STUCK, \
+            CHRONIC, RECIDIVIST)."
+            .to_owned(),
         subscribe_topics: strings(&["onex.cmd.omnimarket.merge-sweep-start.v1"]),
         publish_topics: strings(&["onex.evt.omnimarket.merge-sweep-completed.v1"]),
         dlq_topic: Some("onex.dlq.omnimarket.merge-sweep.v1".to_owned()),

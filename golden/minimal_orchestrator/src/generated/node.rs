@@ -7,20 +7,7 @@ use onex_runtime::workflow::{
 };
 use onex_runtime::HandlerContext;
 
-use super::spec::{COMPLETION_TOPIC, FAILURE_TOPIC, RESULT_TOPIC, TERMINAL_TOPIC};
 use super::workflow::{WorkflowStep, WorkflowSteps};
-
-/// The workflow's name in the contract.
-pub const WORKFLOW: &str = "order_fulfilment";
-
-/// Event type of the event published for each completed step.
-pub const STEP_COMPLETED: &str = "node-order-fulfilment-orchestrator.step-completed";
-
-/// Event type of the event published when every step has completed.
-pub const WORKFLOW_COMPLETED: &str = "node-order-fulfilment-orchestrator.workflow-completed";
-
-/// Event type of the event published when the workflow fails for good.
-pub const WORKFLOW_FAILED: &str = "node-order-fulfilment-orchestrator.workflow-failed";
 
 /// The node: runs the workflow once per consumed event, its progress kept on
 /// the bus by the runtime's orchestrator driver.
@@ -30,25 +17,25 @@ pub type Node<H> = WorkflowDriver<Table, H>;
 pub struct Table;
 
 impl<H: WorkflowSteps> WorkflowTable<H> for Table {
+    type Step = WorkflowStep;
     const EVENTS: WorkflowEvents = WorkflowEvents {
-        workflow: WORKFLOW,
-        step_completed: STEP_COMPLETED,
-        workflow_completed: WORKFLOW_COMPLETED,
-        workflow_failed: WORKFLOW_FAILED,
-        result_topic: RESULT_TOPIC,
-        completion_topic: COMPLETION_TOPIC,
-        terminal_topic: TERMINAL_TOPIC,
-        failure_topic: FAILURE_TOPIC,
+        workflow: "order_fulfilment",
+        step_completed: "node-order-fulfilment-orchestrator.step-completed",
+        workflow_completed: "node-order-fulfilment-orchestrator.workflow-completed",
+        workflow_failed: "node-order-fulfilment-orchestrator.workflow-failed",
+        result_topic: Some("onex.evt.demo.fulfilment-progress.v1"),
+        completion_topic: Some("onex.evt.demo.fulfilment-completed.v1"),
+        terminal_topic: Some("onex.evt.demo.fulfilment-completed.v1"),
+        failure_topic: None,
     };
-    const STEPS: &'static [&'static str] = &["reserve_stock", "charge_customer", "book_shipping"];
 
     fn run_step<'a>(
         hooks: &'a H,
-        step: usize,
+        step: WorkflowStep,
         ctx: &'a HandlerContext,
         run: &'a WorkflowRun,
     ) -> StepFuture<'a> {
-        match WorkflowStep::ORDER[step] {
+        match step {
             WorkflowStep::ReserveStock => Box::pin(hooks.reserve_stock(ctx, run)),
             WorkflowStep::ChargeCustomer => Box::pin(hooks.charge_customer(ctx, run)),
             WorkflowStep::BookShipping => Box::pin(hooks.book_shipping(ctx, run)),

@@ -4,24 +4,13 @@
 
 use onex_runtime::{strings, NodeKind, NodeSpec};
 
-/// Where results (stage events) are published.
-pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.demo.fulfilment-progress.v1");
-/// Where the workflow's completion event is published.
-pub const COMPLETION_TOPIC: Option<&str> = Some("onex.evt.demo.fulfilment-completed.v1");
-/// The contract's `terminal_event` topic.
-pub const TERMINAL_TOPIC: Option<&str> = Some("onex.evt.demo.fulfilment-completed.v1");
-/// Where failures are published, besides the dead-letter topic.
-pub const FAILURE_TOPIC: Option<&str> = None;
-
-/// The contract's description.
-const DESCRIPTION: &str = "\
-    Reserves stock, charges the customer and books shipping for an \
-    order.";
-
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        description: DESCRIPTION.to_owned(),
+        description: "\
+            Reserves stock, charges the customer and books shipping for an \
+            order."
+            .to_owned(),
         subscribe_topics: strings(&["onex.cmd.demo.fulfil-order.v1"]),
         publish_topics: strings(&[
             "onex.evt.demo.fulfilment-progress.v1",

@@ -23,9 +23,6 @@ onex_runtime::named_enum! {
 }
 
 impl State {
-    /// The state every aggregate starts in.
-    pub const INITIAL: State = State::Pending;
-
     /// Whether no transition leaves this state.
     pub fn is_terminal(self) -> bool {
         matches!(self, State::Shipped | State::Cancelled)

@@ -4,20 +4,13 @@
 
 use onex_runtime::{strings, NodeKind, NodeSpec};
 
-/// Where results (state changes) are published.
-pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.demo.order-status-changed.v1");
-/// The contract's `terminal_event` topic.
-pub const TERMINAL_TOPIC: Option<&str> = Some("onex.evt.demo.order-closed.v1");
-
-/// The contract's description.
-const DESCRIPTION: &str = "\
-    Tracks each order through its lifecycle and publishes every state \
-    change.";
-
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        description: DESCRIPTION.to_owned(),
+        description: "\
+            Tracks each order through its lifecycle and publishes every state \
+            change."
+            .to_owned(),
         subscribe_topics: strings(&["onex.evt.demo.order-events.v1"]),
         publish_topics: strings(&[
             "onex.evt.demo.order-status-changed.v1",

@@ -4,11 +4,6 @@
 
 use onex_runtime::reducer::{JsonReducer, ReducerEvents, ReducerTable};
 
-use super::spec::RESULT_TOPIC;
-
-/// The event type of a state-change event.
-pub const STATE_CHANGED: &str = "node-customer-totals-reducer.state-changed";
-
 /// The node: keeps one JSON state per aggregate on the bus, computed by
 /// your `Reduce` implementation, and publishes each aggregate's state
 /// once per 2000 ms window.
@@ -19,9 +14,9 @@ pub struct Table;
 
 impl ReducerTable for Table {
     const EVENTS: ReducerEvents = ReducerEvents {
-        state_changed: STATE_CHANGED,
-        completed: STATE_CHANGED,
-        result_topic: RESULT_TOPIC,
+        state_changed: "node-customer-totals-reducer.state-changed",
+        completed: "node-customer-totals-reducer.state-changed",
+        result_topic: Some("onex.evt.demo.customer-totals.v1"),
         terminal_topic: None,
     };
     /// `aggregation.windowing`: one aggregated state per aggregate per window.

@@ -4,20 +4,13 @@
 
 use onex_runtime::{strings, NodeKind, NodeSpec};
 
-/// Where results (state changes) are published.
-pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.demo.customer-totals.v1");
-/// The contract's `terminal_event` topic.
-pub const TERMINAL_TOPIC: Option<&str> = None;
-
-/// The contract's description.
-const DESCRIPTION: &str = "\
-    Sums each customer's orders and publishes the totals once per \
-    window.";
-
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        description: DESCRIPTION.to_owned(),
+        description: "\
+            Sums each customer's orders and publishes the totals once per \
+            window."
+            .to_owned(),
         subscribe_topics: strings(&["onex.evt.demo.order-placed.v1"]),
         publish_topics: strings(&["onex.evt.demo.customer-totals.v1"]),
         capabilities: strings(&["reduce"]),

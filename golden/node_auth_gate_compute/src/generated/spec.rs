@@ -7,20 +7,18 @@ use onex_runtime::{strings, NodeKind, NodeSpec};
 /// Where results are published.
 pub const RESULT_TOPIC: Option<&str> = None;
 
-/// The contract's description.
-const DESCRIPTION: &str = "\
-    Pure COMPUTE node for work authorization decisions. Evaluates a \
-    10-step cascade: whitelisted paths, emergency overrides, run_id \
-    validation, authorization scope checks (tools, paths, repos), and \
-    expiry. Returns allow/deny/soft_deny with reason codes. No I/O, no \
-    side effects. Contract patch 1 records the OMN-14818 canonical \
-    def-B handler entrypoint flip while preserving authorization \
-    semantics.";
-
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        description: DESCRIPTION.to_owned(),
+        description: "\
+            Pure COMPUTE node for work authorization decisions. Evaluates a \
+            10-step cascade: whitelisted paths, emergency overrides, run_id \
+            validation, authorization scope checks (tools, paths, repos), and \
+            expiry. Returns allow/deny/soft_deny with reason codes. No I/O, no \
+            side effects. Contract patch 1 records the OMN-14818 canonical \
+            def-B handler entrypoint flip while preserving authorization \
+            semantics."
+            .to_owned(),
         subscribe_topics: strings(&["onex.cmd.auth-gate.node-auth-gate-compute.v1"]),
         capabilities: strings(&["auth_gate.evaluate", "auth_gate.emergency_override"]),
         tags: strings(&[

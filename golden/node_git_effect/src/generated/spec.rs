@@ -7,18 +7,16 @@ use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 /// Where results are published.
 pub const RESULT_TOPIC: Option<&str> = None;
 
-/// The contract's description.
-const DESCRIPTION: &str = "\
-    Capability-oriented effect node for git operations. Handles branch \
-    management, commits, pushes, pull request lifecycle, merge \
-    operations (direct and merge-queue), tag management, and label \
-    management with pluggable backends. Every PR body created via this \
-    node contains a mandatory ticket stamp block.";
-
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        description: DESCRIPTION.to_owned(),
+        description: "\
+            Capability-oriented effect node for git operations. Handles branch \
+            management, commits, pushes, pull request lifecycle, merge \
+            operations (direct and merge-queue), tag management, and label \
+            management with pluggable backends. Every PR body created via this \
+            node contains a mandatory ticket stamp block."
+            .to_owned(),
         subscribe_topics: strings(&["onex.cmd.git.node-git-effect.v1"]),
         retry: RetrySettings {
             max_retries: 2,

@@ -28,9 +28,6 @@ onex_runtime::named_enum! {
 }
 
 impl State {
-    /// The state every aggregate starts in.
-    pub const INITIAL: State = State::Idle;
-
     /// Whether no transition leaves this state.
     pub fn is_terminal(self) -> bool {
         matches!(self, State::Complete | State::Failed)

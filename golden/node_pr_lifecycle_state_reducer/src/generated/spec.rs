@@ -4,22 +4,15 @@
 
 use onex_runtime::{strings, NodeKind, NodeSpec};
 
-/// Where results (state changes) are published.
-pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.omnimarket.pr-lifecycle-state-reduced.v1");
-/// The contract's `terminal_event` topic.
-pub const TERMINAL_TOPIC: Option<&str> = Some("onex.evt.omnimarket.pr-lifecycle-state-reduced.v1");
-
-/// The contract's description.
-const DESCRIPTION: &str = "\
-    Pure FSM reducer for the PR lifecycle domain. delta(state, event) \
-    -> (new_state, intents[]). Entry flags (dry_run, inventory_only, \
-    fix_only) control which transitions are enabled. No side effects — \
-    only computes state transitions and emits intent events.";
-
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        description: DESCRIPTION.to_owned(),
+        description: "\
+            Pure FSM reducer for the PR lifecycle domain. delta(state, event) \
+            -> (new_state, intents[]). Entry flags (dry_run, inventory_only, \
+            fix_only) control which transitions are enabled. No side effects — \
+            only computes state transitions and emits intent events."
+            .to_owned(),
         subscribe_topics: strings(&[
             "onex.cmd.omnimarket.pr-lifecycle-sweep-start.v1",
             "onex.evt.omnimarket.pr-lifecycle-inventory-completed.v1",

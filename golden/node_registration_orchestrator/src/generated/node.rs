@@ -7,20 +7,7 @@ use onex_runtime::workflow::{
 };
 use onex_runtime::HandlerContext;
 
-use super::spec::{COMPLETION_TOPIC, FAILURE_TOPIC, RESULT_TOPIC, TERMINAL_TOPIC};
 use super::workflow::{WorkflowStep, WorkflowSteps};
-
-/// The workflow's name in the contract.
-pub const WORKFLOW: &str = "node_registration_workflow";
-
-/// Event type of the event published for each completed step.
-pub const STEP_COMPLETED: &str = "node-registration-orchestrator.step-completed";
-
-/// Event type of the event published when every step has completed.
-pub const WORKFLOW_COMPLETED: &str = "node-registration-orchestrator.workflow-completed";
-
-/// Event type of the event published when the workflow fails for good.
-pub const WORKFLOW_FAILED: &str = "node-registration-orchestrator.workflow-failed";
 
 /// The node: runs the workflow once per consumed event, its progress kept on
 /// the bus by the runtime's orchestrator driver.
@@ -30,33 +17,25 @@ pub type Node<H> = WorkflowDriver<Table, H>;
 pub struct Table;
 
 impl<H: WorkflowSteps> WorkflowTable<H> for Table {
+    type Step = WorkflowStep;
     const EVENTS: WorkflowEvents = WorkflowEvents {
-        workflow: WORKFLOW,
-        step_completed: STEP_COMPLETED,
-        workflow_completed: WORKFLOW_COMPLETED,
-        workflow_failed: WORKFLOW_FAILED,
-        result_topic: RESULT_TOPIC,
-        completion_topic: COMPLETION_TOPIC,
-        terminal_topic: TERMINAL_TOPIC,
-        failure_topic: FAILURE_TOPIC,
+        workflow: "node_registration_workflow",
+        step_completed: "node-registration-orchestrator.step-completed",
+        workflow_completed: "node-registration-orchestrator.workflow-completed",
+        workflow_failed: "node-registration-orchestrator.workflow-failed",
+        result_topic: Some("onex.evt.platform.node-registration-result.v1"),
+        completion_topic: Some("onex.evt.platform.node-registration-result.v1"),
+        terminal_topic: None,
+        failure_topic: None,
     };
-    const STEPS: &'static [&'static str] = &[
-        "receive_introspection",
-        "read_projection",
-        "evaluate_timeout",
-        "compute_intents",
-        "execute_postgres_registration",
-        "aggregate_results",
-        "publish_outcome",
-    ];
 
     fn run_step<'a>(
         hooks: &'a H,
-        step: usize,
+        step: WorkflowStep,
         ctx: &'a HandlerContext,
         run: &'a WorkflowRun,
     ) -> StepFuture<'a> {
-        match WorkflowStep::ORDER[step] {
+        match step {
             WorkflowStep::ReceiveIntrospection => Box::pin(hooks.receive_introspection(ctx, run)),
             WorkflowStep::ReadProjection => Box::pin(hooks.read_projection(ctx, run)),
             WorkflowStep::EvaluateTimeout => Box::pin(hooks.evaluate_timeout(ctx, run)),

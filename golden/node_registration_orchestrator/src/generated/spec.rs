@@ -4,26 +4,15 @@
 
 use onex_runtime::{strings, NodeKind, NodeSpec};
 
-/// Where results (stage events) are published.
-pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.platform.node-registration-result.v1");
-/// Where the workflow's completion event is published.
-pub const COMPLETION_TOPIC: Option<&str> = Some("onex.evt.platform.node-registration-result.v1");
-/// The contract's `terminal_event` topic.
-pub const TERMINAL_TOPIC: Option<&str> = None;
-/// Where failures are published, besides the dead-letter topic.
-pub const FAILURE_TOPIC: Option<&str> = None;
-
-/// The contract's description.
-const DESCRIPTION: &str = "\
-    Registration workflow orchestrator that coordinates node lifecycle \
-    by calling reducer for intents and effect for execution. Contract \
-    patch 1 records handler-internal dataclass annotations only; \
-    workflow, topics, and payload semantics are unchanged.";
-
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        description: DESCRIPTION.to_owned(),
+        description: "\
+            Registration workflow orchestrator that coordinates node lifecycle \
+            by calling reducer for intents and effect for execution. Contract \
+            patch 1 records handler-internal dataclass annotations only; \
+            workflow, topics, and payload semantics are unchanged."
+            .to_owned(),
         subscribe_topics: strings(&[
             "onex.evt.platform.node-introspection.v1",
             "onex.evt.platform.registry-request-introspection.v1",

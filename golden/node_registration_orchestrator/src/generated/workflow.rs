@@ -30,30 +30,8 @@ onex_runtime::named_enum! {
     }
 }
 
-impl WorkflowStep {
-    /// The steps in the order they run.
-    pub const ORDER: &'static [WorkflowStep] = WorkflowStep::ALL;
-
-    /// The steps this step depends on, as declared.
-    pub fn depends_on(self) -> &'static [WorkflowStep] {
-        match self {
-            WorkflowStep::ReceiveIntrospection => &[],
-            WorkflowStep::ReadProjection => &[WorkflowStep::ReceiveIntrospection],
-            WorkflowStep::EvaluateTimeout => &[WorkflowStep::ReadProjection],
-            WorkflowStep::ComputeIntents => &[WorkflowStep::EvaluateTimeout],
-            WorkflowStep::ExecutePostgresRegistration => &[WorkflowStep::ComputeIntents],
-            WorkflowStep::AggregateResults => &[WorkflowStep::ExecutePostgresRegistration],
-            WorkflowStep::PublishOutcome => &[WorkflowStep::AggregateResults],
-        }
-    }
-}
-
-/// The hooks carrying out each step. A step's `Ok` value is recorded in the
-/// run (durably: a step that finished is never run again for the same
-/// input) and published in its stage event. An `Err` stops the run at that
-/// step: `Retriable` errors are retried with the contract's backoff, and a
-/// workflow that still fails is dead-lettered and announced as failed. Pass
-/// `run.idempotency_key(step)` to the systems a step calls.
+/// The hooks carrying out each step: an `Ok` value is recorded in the run
+/// and published, an `Err` stops the run there ([`onex_runtime::workflow`]).
 pub trait WorkflowSteps: Send + Sync + 'static {
     /// Receive introspection, tick, or ack events
     fn receive_introspection(

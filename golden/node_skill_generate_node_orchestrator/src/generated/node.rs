@@ -7,20 +7,7 @@ use onex_runtime::workflow::{
 };
 use onex_runtime::HandlerContext;
 
-use super::spec::{COMPLETION_TOPIC, FAILURE_TOPIC, RESULT_TOPIC, TERMINAL_TOPIC};
 use super::workflow::{WorkflowStep, WorkflowSteps};
-
-/// The workflow's name in the contract.
-pub const WORKFLOW: &str = "node_skill_generate_node_orchestrator_workflow";
-
-/// Event type of the event published for each completed step.
-pub const STEP_COMPLETED: &str = "node-skill-generate-node-orchestrator.step-completed";
-
-/// Event type of the event published when every step has completed.
-pub const WORKFLOW_COMPLETED: &str = "node-skill-generate-node-orchestrator.workflow-completed";
-
-/// Event type of the event published when the workflow fails for good.
-pub const WORKFLOW_FAILED: &str = "node-skill-generate-node-orchestrator.workflow-failed";
 
 /// The node: runs the workflow once per consumed event, its progress kept on
 /// the bus by the runtime's orchestrator driver.
@@ -30,25 +17,25 @@ pub type Node<H> = WorkflowDriver<Table, H>;
 pub struct Table;
 
 impl<H: WorkflowSteps> WorkflowTable<H> for Table {
+    type Step = WorkflowStep;
     const EVENTS: WorkflowEvents = WorkflowEvents {
-        workflow: WORKFLOW,
-        step_completed: STEP_COMPLETED,
-        workflow_completed: WORKFLOW_COMPLETED,
-        workflow_failed: WORKFLOW_FAILED,
-        result_topic: RESULT_TOPIC,
-        completion_topic: COMPLETION_TOPIC,
-        terminal_topic: TERMINAL_TOPIC,
-        failure_topic: FAILURE_TOPIC,
+        workflow: "node_skill_generate_node_orchestrator_workflow",
+        step_completed: "node-skill-generate-node-orchestrator.step-completed",
+        workflow_completed: "node-skill-generate-node-orchestrator.workflow-completed",
+        workflow_failed: "node-skill-generate-node-orchestrator.workflow-failed",
+        result_topic: Some("onex.evt.omniclaude.generate-node-completed.v1"),
+        completion_topic: Some("onex.evt.omniclaude.generate-node-completed.v1"),
+        terminal_topic: None,
+        failure_topic: Some("onex.evt.omniclaude.generate-node-failed.v1"),
     };
-    const STEPS: &'static [&'static str] = &["skill_requested"];
 
     fn run_step<'a>(
         hooks: &'a H,
-        step: usize,
+        step: WorkflowStep,
         ctx: &'a HandlerContext,
         run: &'a WorkflowRun,
     ) -> StepFuture<'a> {
-        match WorkflowStep::ORDER[step] {
+        match step {
             WorkflowStep::SkillRequested => Box::pin(hooks.skill_requested(ctx, run)),
         }
     }

@@ -4,28 +4,17 @@
 
 use onex_runtime::{strings, NodeKind, NodeSpec, RetrySettings};
 
-/// Where results (stage events) are published.
-pub const RESULT_TOPIC: Option<&str> = Some("onex.evt.omniclaude.generate-node-completed.v1");
-/// Where the workflow's completion event is published.
-pub const COMPLETION_TOPIC: Option<&str> = Some("onex.evt.omniclaude.generate-node-completed.v1");
-/// The contract's `terminal_event` topic.
-pub const TERMINAL_TOPIC: Option<&str> = None;
-/// Where failures are published, besides the dead-letter topic.
-pub const FAILURE_TOPIC: Option<&str> = Some("onex.evt.omniclaude.generate-node-failed.v1");
-
-/// The contract's description.
-const DESCRIPTION: &str = "\
-    Orchestrator node for the generate-node skill. Generate ONEX nodes \
-    via automated code generation with ContractInferencer and \
-    LLM-powered business logic Dispatches skill invocations to the \
-    polymorphic agent via the shared handle_skill_requested handler. \
-    Subscribes to command events, emits outcome events on success or \
-    failure.";
-
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
-        description: DESCRIPTION.to_owned(),
+        description: "\
+            Orchestrator node for the generate-node skill. Generate ONEX nodes \
+            via automated code generation with ContractInferencer and \
+            LLM-powered business logic Dispatches skill invocations to the \
+            polymorphic agent via the shared handle_skill_requested handler. \
+            Subscribes to command events, emits outcome events on success or \
+            failure."
+            .to_owned(),
         subscribe_topics: strings(&["onex.cmd.omniclaude.generate-node.v1"]),
         publish_topics: strings(&[
             "onex.evt.omniclaude.generate-node-completed.v1",

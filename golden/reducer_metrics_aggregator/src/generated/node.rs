@@ -6,13 +6,6 @@ use onex_runtime::reducer::{FsmReducer, FsmTable, ReducerEvents, Step};
 use onex_runtime::InboundEvent;
 
 use super::fsm::{transition, Guard, ReducerHooks, State, TransitionError, Trigger};
-use super::spec::{RESULT_TOPIC, TERMINAL_TOPIC};
-
-/// The event type of a state-change event.
-pub const STATE_CHANGED: &str = "reducer-metrics-aggregator.state-changed";
-
-/// The event type published to the terminal topic when an aggregate reaches a terminal state.
-pub const COMPLETED: &str = "reducer-metrics-aggregator.completed";
 
 /// The node: moves one `metrics_aggregation_fsm` state machine per aggregate, its state
 /// kept on the bus by the runtime's reducer.
@@ -26,12 +19,12 @@ impl<H: ReducerHooks> FsmTable<H> for Table {
     type Trigger = Trigger;
     type Guard = Guard;
     const MACHINE: &'static str = "metrics_aggregation_fsm";
-    const INITIAL: State = State::INITIAL;
+    const INITIAL: State = State::Idle;
     const EVENTS: ReducerEvents = ReducerEvents {
-        state_changed: STATE_CHANGED,
-        completed: COMPLETED,
-        result_topic: RESULT_TOPIC,
-        terminal_topic: TERMINAL_TOPIC,
+        state_changed: "reducer-metrics-aggregator.state-changed",
+        completed: "reducer-metrics-aggregator.completed",
+        result_topic: None,
+        terminal_topic: None,
     };
 
     fn is_terminal(state: State) -> bool {

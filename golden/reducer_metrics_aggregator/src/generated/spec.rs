@@ -4,11 +4,6 @@
 
 use onex_runtime::{strings, NodeKind, NodeSpec};
 
-/// Where results (state changes) are published.
-pub const RESULT_TOPIC: Option<&str> = None;
-/// The contract's `terminal_event` topic.
-pub const TERMINAL_TOPIC: Option<&str> = None;
-
 /// The runtime description of this node.
 pub fn spec() -> NodeSpec {
     NodeSpec {
