@@ -103,12 +103,18 @@ impl ContractReport {
                 .iter()
                 .flat_map(|w| w.steps.iter().map(|s| s.id.original.clone()))
                 .collect(),
-            topics_consumed: c
-                .topics
-                .subscribe
-                .iter()
-                .map(|t| t.topic.to_string())
-                .collect(),
+            topics_consumed: if c.topics.subscribe.is_empty() {
+                vec![format!(
+                    "{} (derived)",
+                    crate::stages::model::command_topic(c)
+                )]
+            } else {
+                c.topics
+                    .subscribe
+                    .iter()
+                    .map(|t| t.topic.to_string())
+                    .collect()
+            },
             topics_published: c
                 .topics
                 .publish

@@ -126,9 +126,9 @@ fn check_and_build(ctx: &mut Ctx, raw: &RawContract) -> Option<Contract> {
     Some(contract)
 }
 
-/// A node that consumes nothing only publishes its introspection events: that
-/// is legal (some contracts describe a node driven by other means) but worth
-/// saying, since the generated node will sit idle on the bus.
+/// A contract that names no topic to consume gets a command topic derived
+/// from its name (stage 3): legal, but worth saying, since that is the only
+/// way messages reach the node.
 fn warn_if_nothing_is_consumed(ctx: &mut Ctx, root: &Node, c: &Contract) {
     if !c.topics.subscribe.is_empty() {
         return;
@@ -144,7 +144,10 @@ fn warn_if_nothing_is_consumed(ctx: &mut Ctx, root: &Node, c: &Contract) {
             ctx.file,
             root.locate(pointer).pos,
             pointer,
-            "the contract names no topic to consume: the generated node publishes its introspection events but handles no input from the bus",
+            format!(
+                "the contract names no topic to consume: the generated node consumes the derived command topic {} (ONEX_COMMAND_TOPIC overrides it)",
+                crate::stages::model::command_topic(c)
+            ),
         )
         .expected("event_bus.subscribe_topics, event_bus.subscribe.topic, consumed_events, subscriptions, input_subscriptions or topics.consumes"),
     );
