@@ -51,6 +51,19 @@ impl Serialize for Code {
 /// whitespace other than the ASCII space, which would be invisible; the rest
 /// of Unicode is kept as it is. The output depends on nothing but `s`.
 pub fn rust_str(s: &str) -> String {
+    quoted(s, |c| match c {
+        '\0' => Some("\\0".to_owned()),
+        c if needs_escape(c) || (c.is_whitespace() && !c.is_ascii()) => {
+            Some(format!("\\u{{{:x}}}", c as u32))
+        }
+        _ => None,
+    })
+}
+
+/// `s` in double quotes, with `"`, `\`, line breaks and tabs escaped as
+/// Rust, TOML and YAML all write them, and any other character `other`
+/// returns an escape for.
+fn quoted(s: &str, other: impl Fn(char) -> Option<String>) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -60,11 +73,10 @@ pub fn rust_str(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '\0' => out.push_str("\\0"),
-            c if needs_escape(c) || (c.is_whitespace() && !c.is_ascii()) => {
-                out.push_str(&format!("\\u{{{:x}}}", c as u32))
-            }
-            c => out.push(c),
+            c => match other(c) {
+                Some(escape) => out.push_str(&escape),
+                None => out.push(c),
+            },
         }
     }
     out.push('"');
@@ -166,44 +178,19 @@ pub const LITERAL_WIDTH: usize = 68;
 
 /// A TOML basic string holding `s` exactly (for the generated Cargo.toml).
 pub fn toml_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    quoted(s, |c| {
+        c.is_control().then(|| format!("\\u{:04X}", c as u32))
+    })
 }
 
 /// A YAML double-quoted scalar holding `s` exactly (for compose.yaml and
 /// asyncapi.yaml): what YAML does not allow printed (control characters,
 /// DEL, C1, the byte-order mark) is escaped.
 pub fn yaml_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() || matches!(c, '\u{feff}' | '\u{fffe}' | '\u{ffff}') => {
-                out.push_str(&format!("\\u{:04X}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    quoted(s, |c| {
+        (c.is_control() || matches!(c, '\u{feff}' | '\u{fffe}' | '\u{ffff}'))
+            .then(|| format!("\\u{:04X}", c as u32))
+    })
 }
 
 /// Control characters and the bidirectional formatting characters (rustc

@@ -36,3 +36,22 @@ pub mod verify;
 
 /// Stage 6 write: VerifiedFileSet → disk + manifest (staged, all or nothing).
 pub mod write;
+
+/// The fixture case folders of `stages/<stage>/cases/`, sorted (at least
+/// five, or the stage's fixture test has lost its cases).
+#[cfg(test)]
+pub(crate) fn fixture_cases(stage: &str) -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("stages")
+        .join(stage)
+        .join("cases");
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 5, "fixture cases in {}", root.display());
+    cases
+}

@@ -449,15 +449,7 @@ mod tests {
     /// Runs the fixture cases in `stages/5-verify/cases/` (see its README).
     #[test]
     fn stage_fixtures() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("stages/5-verify/cases");
-        let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect();
-        cases.sort();
-        assert!(cases.len() >= 5, "fixture cases in {}", root.display());
+        let cases = crate::stages::fixture_cases("5-verify");
         let update = std::env::var_os("UPDATE_GOLDEN").is_some();
         let mut failures = Vec::new();
         for case in cases {
