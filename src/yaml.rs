@@ -538,6 +538,25 @@ impl Builder {
         }
     }
 
+    /// Whether a sequence or mapping may start at `pos`: its tag is one
+    /// the contract may use, and the node count and depth stay in bounds.
+    /// Otherwise the failure is recorded.
+    fn open_collection(&mut self, tag: Option<&yaml_rust2::parser::Tag>, pos: Position) -> bool {
+        if let Err(mut e) = check_tag(tag, pos) {
+            e.pointer = self.pointer();
+            self.fail(e);
+            return false;
+        }
+        if !self.count(1, pos) {
+            return false;
+        }
+        if self.stack.len() >= self.limits.max_depth {
+            self.fail(too_deep(pos, self.limits.max_depth));
+            return false;
+        }
+        true
+    }
+
     fn count(&mut self, n: usize, pos: Position) -> bool {
         self.nodes = self.nodes.saturating_add(n);
         if self.nodes > self.limits.max_nodes {
@@ -722,15 +741,7 @@ impl MarkedEventReceiver for Builder {
                 self.push_node(Node::new(value, pos), anchor, 1);
             }
             Event::SequenceStart(anchor, tag) => {
-                if let Err(mut e) = check_tag(tag.as_ref(), pos) {
-                    e.pointer = self.pointer();
-                    return self.fail(e);
-                }
-                if !self.count(1, pos) {
-                    return;
-                }
-                if self.stack.len() >= self.limits.max_depth {
-                    self.fail(too_deep(pos, self.limits.max_depth));
+                if !self.open_collection(tag.as_ref(), pos) {
                     return;
                 }
                 self.stack.push(Frame::Seq {
@@ -740,15 +751,7 @@ impl MarkedEventReceiver for Builder {
                 });
             }
             Event::MappingStart(anchor, tag) => {
-                if let Err(mut e) = check_tag(tag.as_ref(), pos) {
-                    e.pointer = self.pointer();
-                    return self.fail(e);
-                }
-                if !self.count(1, pos) {
-                    return;
-                }
-                if self.stack.len() >= self.limits.max_depth {
-                    self.fail(too_deep(pos, self.limits.max_depth));
+                if !self.open_collection(tag.as_ref(), pos) {
                     return;
                 }
                 self.stack.push(Frame::Map {
