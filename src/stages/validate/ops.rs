@@ -103,14 +103,8 @@ fn explicit(ctx: &mut Ctx, list: &Cursor) -> Vec<Operation> {
         let mut op = Operation {
             name: ident,
             description: item.get("description").and_then(|d| d.scalar()),
-            input_fields: item
-                .get("input_fields")
-                .map(|f| fields_from_list(ctx, &f))
-                .unwrap_or_default(),
-            output_fields: item
-                .get("output_fields")
-                .map(|f| fields_from_list(ctx, &f))
-                .unwrap_or_default(),
+            input_fields: listed_fields(ctx, &item, "input_fields"),
+            output_fields: listed_fields(ctx, &item, "output_fields"),
             input_model: item
                 .get("input_model")
                 .and_then(|m| parse_model_ref(ctx, &m)),
@@ -252,14 +246,8 @@ fn from_handlers(ctx: &mut Ctx, handlers: &Cursor) -> Vec<Operation> {
         out.push(Operation {
             name: ident,
             description: item.get("description").and_then(|d| d.scalar()),
-            input_fields: item
-                .get("input_fields")
-                .map(|f| fields_from_list(ctx, &f))
-                .unwrap_or_default(),
-            output_fields: item
-                .get("output_fields")
-                .map(|f| fields_from_list(ctx, &f))
-                .unwrap_or_default(),
+            input_fields: listed_fields(ctx, &item, "input_fields"),
+            output_fields: listed_fields(ctx, &item, "output_fields"),
             input_model: item
                 .get("event_model")
                 .and_then(|m| parse_model_ref(ctx, &m)),
@@ -272,6 +260,13 @@ fn from_handlers(ctx: &mut Ctx, handlers: &Cursor) -> Vec<Operation> {
         });
     }
     out
+}
+
+/// The fields listed under `key` (`- name: type` items), if any.
+fn listed_fields(ctx: &mut Ctx, item: &Cursor, key: &str) -> Vec<Field> {
+    item.get(key)
+        .map(|f| fields_from_list(ctx, &f))
+        .unwrap_or_default()
 }
 
 fn op_ident(ctx: &mut Ctx, at: &Cursor, name: &str) -> Option<Ident> {
