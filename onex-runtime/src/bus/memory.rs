@@ -426,6 +426,14 @@ impl EventBus for InMemoryBus {
                         {
                             *next = msg.offset + 1;
                         }
+                        drop(next);
+                        // With other members in the group, give them their
+                        // turn: a handler that never waits would otherwise
+                        // take every message of a burst (the cursor is held
+                        // by the group's map and by each member).
+                        if Arc::strong_count(&cursor) > 2 {
+                            tokio::task::yield_now().await;
+                        }
                     }
                     None => {
                         let wanted = *next;
