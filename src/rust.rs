@@ -453,6 +453,33 @@ impl Expr {
     pub fn code(&self) -> Code {
         Code(self.to_string())
     }
+
+    /// The generated types the expression names (`Enum::Variant`,
+    /// `Name { .. }`, `Name::default()`), nested ones included: what code
+    /// that writes it must import.
+    pub fn type_names(&self, out: &mut Vec<String>) {
+        match self {
+            Expr::DefaultOf(name) | Expr::Variant(name, _) => out.push(name.clone()),
+            Expr::Struct(name, fields) => {
+                out.push(name.clone());
+                for (_, e) in fields {
+                    e.type_names(out);
+                }
+            }
+            Expr::Vec(items) | Expr::Call(_, items) => {
+                for e in items {
+                    e.type_names(out);
+                }
+            }
+            Expr::Some(e) => e.type_names(out),
+            Expr::Str(_)
+            | Expr::Int(_)
+            | Expr::Float(_)
+            | Expr::Bool(_)
+            | Expr::Path(_)
+            | Expr::Json(_) => {}
+        }
+    }
 }
 
 impl fmt::Display for Expr {

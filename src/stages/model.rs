@@ -37,6 +37,9 @@ pub struct NodeModel {
     pub operations: Vec<OperationModel>,
     /// Generated struct and enum names the operations use, sorted (for `use` lines).
     pub operation_types: Vec<String>,
+    /// The model types the generated tests name: `operation_types` and the
+    /// types their example inputs use.
+    pub test_types: Vec<String>,
     pub topics: TopicPlan,
     /// The state machine a reducer runs (other kinds ignore one).
     pub fsm: Option<FsmModel>,
@@ -415,6 +418,20 @@ pub fn build(contract: &Contract) -> NodeModel {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    // What the generated tests import: the operations' types and every
+    // type their example inputs name (an enum field, a nested struct).
+    let mut named = operation_types.clone();
+    for o in &operations {
+        o.example_input.type_names(&mut named);
+    }
+    let test_types: Vec<String> = named
+        .into_iter()
+        .filter(|t| {
+            types.structs.iter().any(|s| &s.name == t) || types.enums.iter().any(|e| &e.name == t)
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let consumer_group = contract
         .topics
         .consumer_group
@@ -433,6 +450,7 @@ pub fn build(contract: &Contract) -> NodeModel {
         enums: types.enums,
         operations,
         operation_types,
+        test_types,
         topics,
         modules: generated_modules(contract.kind, has_types, fsm.is_some()),
         fsm,
