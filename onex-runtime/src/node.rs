@@ -1102,7 +1102,9 @@ impl MessageHandler for Dispatcher {
                 return self.dead_letter(msg, failure).await;
             }
         };
-        if self.is_own_output(&envelope) {
+        // Broadcast and group command topics are where the instances of one
+        // service talk to each other: there a sibling's command is work.
+        if !self.commands_only && self.is_own_output(&envelope) {
             tracing::debug!(
                 event_id = %envelope.event_id,
                 event_type = %envelope.event_type,

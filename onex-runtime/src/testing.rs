@@ -710,6 +710,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_group_command_from_a_sibling_instance_is_handled() {
+        let node = TestNode::start(spec(who(false)), Arc::new(Pong)).await;
+        // Another instance of the same service (named after the node when
+        // SERVICE_NAME is unset), as send_to_group sends it.
+        let sibling = EventSource::new("node_t", "sibling");
+        let command = Envelope::new("ping", serde_json::json!({}), sibling);
+        node.send_envelope("local.default", &command, None).await;
+        let out = node.events("onex.evt.t.out.v1", 1).await;
+        assert_eq!(out[0].event_type, "pong");
+        node.stop().await;
+    }
+
+    #[tokio::test]
     async fn a_missing_required_variable_stops_the_start() {
         let err = TestNode::start_with_env(spec(who(true)), Arc::new(Pong), &[])
             .await
