@@ -41,7 +41,7 @@ status=0
   echo "commit: $(git -C "$work/repo" rev-parse --short HEAD); exit status $status"
   echo
   echo '```'
-  sed -n '/^step durations (wall time):/,$p' "$dir/ci.log"
+  sed -n '/^step durations (wall time/,$p' "$dir/ci.log"
   echo '```'
 } | tee "$dir/results.md"
 exit "$status"

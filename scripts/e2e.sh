@@ -13,7 +13,8 @@
 # afterwards, by the PID broker.sh recorded. The Python interpreter is
 # ONEX_PYTHON, else the virtualenv scripts/install-tools.sh maintains.
 # Generated crates share one target folder, ONEX_E2E_TARGET (default
-# target/e2e), so rdkafka builds once. ONEX_E2E_KEEP=1 keeps the temporary
+# ONEX_NODES_TARGET, else target/nodes, shared with the golden and corpus
+# builds), so rdkafka builds once. ONEX_E2E_KEEP=1 keeps the temporary
 # folder (generated crates, node logs). The last line printed is
 # `N passed, M failed, K skipped` (a required scenario that skipped counts as
 # failed); the exit status is non-zero on any failure.
@@ -92,7 +93,7 @@ if [[ -z "${ONEX_PYTHON:-}" ]]; then
 fi
 "$ONEX_PYTHON" -c 'import kafka' 2>/dev/null || setup_failed "$ONEX_PYTHON cannot import kafka (kafka-python)"
 
-target="${ONEX_E2E_TARGET:-$root/target/e2e}"
+target="${ONEX_E2E_TARGET:-${ONEX_NODES_TARGET:-$root/target/nodes}}"
 
 echo "== building onex-gen" >&2
 gen="$(scripts/cargo-bin.sh onex-gen onex-gen --quiet)" || setup_failed "cargo build -p onex-gen"

@@ -11,8 +11,9 @@
 #   scripts/serve-e2e.sh all      both
 #
 # The registry check starts a node binary generated from
-# contracts/minimal_effect.yaml (built once into target/serve-e2e; the first
-# build takes a few minutes). SERVE_E2E_NODE=inproc skips the build and uses
+# contracts/minimal_effect.yaml, built in ONEX_NODES_TARGET (default
+# target/nodes, shared with the other generated-crate builds).
+# SERVE_E2E_NODE=inproc skips the build and uses
 # a runtime NodeService inside the test instead; ONEX_E2E_NODE_BIN=PATH uses
 # a node binary built elsewhere. SERVE_BENCH_PROFILE=release benchmarks a
 # release build (the default is the debug build cargo test makes).
@@ -44,9 +45,9 @@ build_node() {
   "$gen" new contracts/minimal_effect.yaml --runtime-path onex-runtime -o "$nodes"
   # Pin the node's dependencies to the versions this workspace builds with.
   cp Cargo.lock "$nodes/node_echo_effect/Cargo.lock"
-  CARGO_TARGET_DIR="$PWD/target/serve-e2e/target" \
-    cargo build --manifest-path "$nodes/node_echo_effect/Cargo.toml"
-  ONEX_E2E_NODE_BIN="$PWD/target/serve-e2e/target/debug/node-echo-effect"
+  local target="${ONEX_NODES_TARGET:-$PWD/target/nodes}"
+  CARGO_TARGET_DIR="$target" cargo build --manifest-path "$nodes/node_echo_effect/Cargo.toml"
+  ONEX_E2E_NODE_BIN="$target/debug/node-echo-effect"
   export ONEX_E2E_NODE_BIN
 }
 

@@ -15,19 +15,37 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Disk. Every step builds: the workspace, then every golden, corpus and
+# end-to-end crate (in one shared target folder, target/nodes). A run from
+# scratch gains nothing from incremental caches, and line tables are all the
+# debug information a failing test's backtrace needs (file:line); without
+# both, the target folders outgrow a small CI disk.
+export CARGO_INCREMENTAL=0
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+export CARGO_PROFILE_TEST_DEBUG=line-tables-only
+
 # Per-step wall time: each step's duration is printed when the next one
 # starts, and a summary of all steps when the script exits (passing or not).
 step_names=()
 step_secs=()
+step_free=()
 step_started=0
 step_name=""
-end_step() {
+end_free_disk() {
+  df -Ph . | awk 'NR == 2 { print $4 }'
+}
+step() {
   [[ -n "$step_name" ]] || return 0
-  local took=$((SECONDS - step_started))
+  local took=$((SECONDS - step_started)) free
+  free="$(free_disk)"
   step_names+=("$step_name")
   step_secs+=("$took")
-  printf '<== %s: %d s\n' "$step_name" "$took"
+  step_free+=("$free")
+  printf '<== %s: %d s (disk free after it: %s)\n' "$step_name" "$took" "$free"
   step_name=""
+}
+free_disk() {
+  df -Ph . | awk 'NR == 2 { print $4 }'
 }
 step() {
   end_step
@@ -38,16 +56,17 @@ step() {
 summary() {
   local status=$?
   end_step
-  printf '\nstep durations (wall time):\n'
+  printf '\nstep durations (wall time; disk free after the step):\n'
   local i
   for i in "${!step_names[@]}"; do
-    printf '  %6d s  %s\n' "${step_secs[$i]}" "${step_names[$i]}"
+    printf '  %6d s  %6s  %s\n' "${step_secs[$i]}" "${step_free[$i]}" "${step_names[$i]}"
   done
   printf '  %6d s  total\n' "$SECONDS"
   return "$status"
 }
 trap summary EXIT
 
+printf 'disk free at the start: %s\n' "$(free_disk)"
 step "tools"
 eval "$(scripts/install-tools.sh)"
 export TANSU_BIN ONEX_PYTHON

@@ -4,8 +4,9 @@
 //! warnings` (tests included) and the crate's own `cargo test`.
 //!
 //! Not part of a plain `cargo test` (`test = false` in Cargo.toml): it
-//! compiles generated crates. It shares `target/golden-build` with the golden
-//! crates, so after `scripts/golden-build.sh` only the two nodes compile.
+//! compiles generated crates. It shares `ONEX_NODES_TARGET` (default
+//! `target/nodes`) with the golden crates, so after `scripts/golden-build.sh`
+//! only the two nodes compile.
 //! `scripts/test.sh` runs it as `cargo test --locked --test forms_build --
 //! --nocapture`. The sampled contracts are printed, so a failure can be
 //! reproduced from the output.
@@ -28,7 +29,12 @@ fn cargo(dir: &Path, args: &[&str]) {
     let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(args)
         .current_dir(dir)
-        .env("CARGO_TARGET_DIR", root().join("target/golden-build"))
+        .env(
+            "CARGO_TARGET_DIR",
+            std::env::var_os("ONEX_NODES_TARGET")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root().join("target/nodes")),
+        )
         .env_remove("RUSTFLAGS")
         .output()
         .expect("running cargo");

@@ -3,7 +3,8 @@
 //! --check` and `cargo test` (the generated contract tests in tests/node.rs
 //! and the starting handler tests in tests/handlers.rs), all `--locked
 //! --offline` against the crate's own Cargo.lock, with one shared target
-//! folder (`target/golden-build`) so onex-runtime and its dependencies are
+//! folder (`ONEX_NODES_TARGET`, default `target/nodes`, which the corpus and
+//! end-to-end builds share too) so onex-runtime and its dependencies are
 //! compiled once for all of them. (`cargo check` is not run: clippy checks
 //! the same code.)
 //!
@@ -40,8 +41,15 @@ fn golden_crates() -> Vec<PathBuf> {
     out
 }
 
+/// The target folder every generated crate of the test suite builds in.
+fn nodes_target() -> PathBuf {
+    std::env::var_os("ONEX_NODES_TARGET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/nodes"))
+}
+
 fn cargo(dir: &Path, args: &[&str]) -> Result<(), String> {
-    let target = root().join("target/golden-build");
+    let target = nodes_target();
     let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(args)
         .current_dir(dir)
@@ -123,7 +131,7 @@ fn health_answers(port: u16) -> Option<String> {
 #[test]
 fn every_golden_binary_starts_and_stops_cleanly() {
     use std::time::{Duration, Instant};
-    let target = root().join("target/golden-build");
+    let target = nodes_target();
     let mut failures = Vec::new();
     for dir in golden_crates() {
         let built = cargo(&dir, &["build", "--locked", "--offline", "--quiet"]);
