@@ -31,10 +31,7 @@ step_secs=()
 step_free=()
 step_started=0
 step_name=""
-end_free_disk() {
-  df -Ph . | awk 'NR == 2 { print $4 }'
-}
-step() {
+end_step() {
   [[ -n "$step_name" ]] || return 0
   local took=$((SECONDS - step_started)) free
   free="$(free_disk)"
