@@ -567,6 +567,24 @@ pub struct Contract {
     pub author: Option<String>,
 }
 
+impl Contract {
+    /// The state machine's state names as written, in contract order.
+    pub fn state_names(&self) -> Vec<String> {
+        self.state_machine
+            .iter()
+            .flat_map(|m| m.states.iter().map(|s| s.name.original.clone()))
+            .collect()
+    }
+
+    /// The workflow's step ids as written, in step order.
+    pub fn step_ids(&self) -> Vec<String> {
+        self.workflow
+            .iter()
+            .flat_map(|w| w.steps.iter().map(|s| s.id.original.clone()))
+            .collect()
+    }
+}
+
 pub fn to_snake_case(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 4);
     let chars: Vec<char> = s.chars().collect();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::contract::{Contract, Field, FromState, Operation, Version};
+use crate::contract::{Contract, Field, FromState, Operation, TopicBinding, Version};
 use crate::diagnostic::Diagnostics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -142,6 +142,24 @@ impl Acc {
             message,
         });
     }
+
+    /// The `old` names missing from `new` (`removed`, breaking), then the
+    /// `new` names missing from `old` (`added`).
+    fn names(
+        &mut self,
+        [removed, added]: [ChangeKind; 2],
+        location: &str,
+        what: &str,
+        old: &[String],
+        new: &[String],
+    ) {
+        for s in old.iter().filter(|s| !new.contains(s)) {
+            self.push(removed, true, location, format!("{what} {s} removed"));
+        }
+        for s in new.iter().filter(|s| !old.contains(s)) {
+            self.push(added, false, location, format!("{what} {s} added"));
+        }
+    }
 }
 
 pub fn diff_contracts(old: &Contract, new: &Contract) -> DiffReport {
@@ -156,32 +174,18 @@ pub fn diff_contracts(old: &Contract, new: &Contract) -> DiffReport {
         );
     }
 
-    let old_sub: Vec<(&str, Option<&str>)> = old
-        .topics
-        .subscribe
-        .iter()
-        .map(|b| (b.topic.as_str(), b.event_type.as_deref()))
-        .collect();
-    let new_sub: Vec<(&str, Option<&str>)> = new
-        .topics
-        .subscribe
-        .iter()
-        .map(|b| (b.topic.as_str(), b.event_type.as_deref()))
-        .collect();
-    diff_topics(&mut acc, "event_bus.subscribe", &old_sub, &new_sub);
-    let old_pub: Vec<(&str, Option<&str>)> = old
-        .topics
-        .publish
-        .iter()
-        .map(|b| (b.binding.topic.as_str(), b.binding.event_type.as_deref()))
-        .collect();
-    let new_pub: Vec<(&str, Option<&str>)> = new
-        .topics
-        .publish
-        .iter()
-        .map(|b| (b.binding.topic.as_str(), b.binding.event_type.as_deref()))
-        .collect();
-    diff_topics(&mut acc, "event_bus.publish", &old_pub, &new_pub);
+    diff_topics(
+        &mut acc,
+        "event_bus.subscribe",
+        &topic_pairs(&old.topics.subscribe),
+        &topic_pairs(&new.topics.subscribe),
+    );
+    diff_topics(
+        &mut acc,
+        "event_bus.publish",
+        &topic_pairs(old.topics.publish.iter().map(|p| &p.binding)),
+        &topic_pairs(new.topics.publish.iter().map(|p| &p.binding)),
+    );
 
     diff_fields(&mut acc, "inputs", &old.inputs, &new.inputs, true);
     diff_fields(&mut acc, "outputs", &old.outputs, &new.outputs, false);
@@ -236,29 +240,13 @@ pub fn diff_contracts(old: &Contract, new: &Contract) -> DiffReport {
         }
     }
 
-    let states = |c: &Contract| -> Vec<String> {
-        c.state_machine
-            .iter()
-            .flat_map(|m| m.states.iter().map(|s| s.name.original.clone()))
-            .collect()
-    };
-    let (os, ns) = (states(old), states(new));
-    for s in os.iter().filter(|s| !ns.contains(s)) {
-        acc.push(
-            ChangeKind::StateRemoved,
-            true,
-            "state_machine.states",
-            format!("state {s} removed"),
-        );
-    }
-    for s in ns.iter().filter(|s| !os.contains(s)) {
-        acc.push(
-            ChangeKind::StateAdded,
-            false,
-            "state_machine.states",
-            format!("state {s} added"),
-        );
-    }
+    acc.names(
+        [ChangeKind::StateRemoved, ChangeKind::StateAdded],
+        "state_machine.states",
+        "state",
+        &old.state_names(),
+        &new.state_names(),
+    );
     let transitions = |c: &Contract| -> Vec<String> {
         c.state_machine
             .iter()
@@ -273,46 +261,20 @@ pub fn diff_contracts(old: &Contract, new: &Contract) -> DiffReport {
             })
             .collect()
     };
-    let (ot, nt) = (transitions(old), transitions(new));
-    for t in ot.iter().filter(|t| !nt.contains(t)) {
-        acc.push(
-            ChangeKind::TransitionRemoved,
-            true,
-            "state_machine.transitions",
-            format!("transition {t} removed"),
-        );
-    }
-    for t in nt.iter().filter(|t| !ot.contains(t)) {
-        acc.push(
-            ChangeKind::TransitionAdded,
-            false,
-            "state_machine.transitions",
-            format!("transition {t} added"),
-        );
-    }
-    let steps = |c: &Contract| -> Vec<String> {
-        c.workflow
-            .iter()
-            .flat_map(|w| w.steps.iter().map(|s| s.id.original.clone()))
-            .collect()
-    };
-    let (ow, nw) = (steps(old), steps(new));
-    for s in ow.iter().filter(|s| !nw.contains(s)) {
-        acc.push(
-            ChangeKind::StepRemoved,
-            true,
-            "workflow.steps",
-            format!("workflow step {s} removed"),
-        );
-    }
-    for s in nw.iter().filter(|s| !ow.contains(s)) {
-        acc.push(
-            ChangeKind::StepAdded,
-            false,
-            "workflow.steps",
-            format!("workflow step {s} added"),
-        );
-    }
+    acc.names(
+        [ChangeKind::TransitionRemoved, ChangeKind::TransitionAdded],
+        "state_machine.transitions",
+        "transition",
+        &transitions(old),
+        &transitions(new),
+    );
+    acc.names(
+        [ChangeKind::StepRemoved, ChangeKind::StepAdded],
+        "workflow.steps",
+        "workflow step",
+        &old.step_ids(),
+        &new.step_ids(),
+    );
 
     let (ov, nv) = (old.node_version, new.node_version);
     if ov != nv {
@@ -354,6 +316,16 @@ pub fn diff_contracts(old: &Contract, new: &Contract) -> DiffReport {
 
 fn is_breaking_bump(old: Version, new: Version) -> bool {
     new.major > old.major || (old.major == 0 && new.major == 0 && new.minor > old.minor)
+}
+
+/// `(topic, event_type)` of each binding, as [`diff_topics`] compares them.
+fn topic_pairs<'a>(
+    bindings: impl IntoIterator<Item = &'a TopicBinding>,
+) -> Vec<(&'a str, Option<&'a str>)> {
+    bindings
+        .into_iter()
+        .map(|b| (b.topic.as_str(), b.event_type.as_deref()))
+        .collect()
 }
 
 fn diff_topics(

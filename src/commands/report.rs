@@ -92,17 +92,9 @@ impl ContractReport {
                 .map(|o| o.name.original.clone())
                 .collect(),
             models,
-            states: c
-                .state_machine
-                .iter()
-                .flat_map(|m| m.states.iter().map(|s| s.name.original.clone()))
-                .collect(),
+            states: c.state_names(),
             transitions: c.state_machine.as_ref().map_or(0, |m| m.transitions.len()),
-            workflow_steps: c
-                .workflow
-                .iter()
-                .flat_map(|w| w.steps.iter().map(|s| s.id.original.clone()))
-                .collect(),
+            workflow_steps: c.step_ids(),
             topics_consumed: if c.topics.subscribe.is_empty() {
                 vec![format!(
                     "{} (derived)",
@@ -145,6 +137,11 @@ fn list(items: &[String]) -> String {
     }
 }
 
+/// One `  title (count): a, b` line.
+fn counted(out: &mut String, title: &str, items: &[String]) {
+    let _ = writeln!(out, "  {title} ({}): {}", items.len(), list(items));
+}
+
 /// The text report with a summary line.
 pub fn render_text(reports: &[ContractReport]) -> String {
     let mut out = String::new();
@@ -154,13 +151,8 @@ pub fn render_text(reports: &[ContractReport]) -> String {
             "{} ({}): {} -> {}",
             r.node_name, r.kind, r.contract, r.crate_dir
         );
-        let _ = writeln!(
-            out,
-            "  operations ({}): {}",
-            r.operations.len(),
-            list(&r.operations)
-        );
-        let _ = writeln!(out, "  models ({}): {}", r.models.len(), list(&r.models));
+        counted(&mut out, "operations", &r.operations);
+        counted(&mut out, "models", &r.models);
         if !r.states.is_empty() {
             let _ = writeln!(
                 out,
@@ -171,31 +163,11 @@ pub fn render_text(reports: &[ContractReport]) -> String {
             );
         }
         if !r.workflow_steps.is_empty() {
-            let _ = writeln!(
-                out,
-                "  workflow steps ({}): {}",
-                r.workflow_steps.len(),
-                list(&r.workflow_steps)
-            );
+            counted(&mut out, "workflow steps", &r.workflow_steps);
         }
-        let _ = writeln!(
-            out,
-            "  consumes ({}): {}",
-            r.topics_consumed.len(),
-            list(&r.topics_consumed)
-        );
-        let _ = writeln!(
-            out,
-            "  publishes ({}): {}",
-            r.topics_published.len(),
-            list(&r.topics_published)
-        );
-        let _ = writeln!(
-            out,
-            "  env vars ({}): {}",
-            r.env_vars.len(),
-            list(&r.env_vars)
-        );
+        counted(&mut out, "consumes", &r.topics_consumed);
+        counted(&mut out, "publishes", &r.topics_published);
+        counted(&mut out, "env vars", &r.env_vars);
         let _ = writeln!(out, "  files: {}", r.files);
         for (title, items) in [
             ("interpreted", &r.interpreted),
