@@ -26,6 +26,16 @@ struct Collector {
     warned: Vec<String>,
 }
 
+/// The keys a topic entry names its topic under.
+const TOPIC: &[&str] = &["topic", "name"];
+
+/// Which list of [`Topics`] a mention joins.
+#[derive(Clone, Copy)]
+enum Side {
+    Subscribe,
+    Publish(PublishRole),
+}
+
 struct Mention<'a> {
     at: Cursor<'a>,
     text: String,
@@ -131,6 +141,45 @@ impl Collector {
         });
     }
 
+    fn add(&mut self, ctx: &mut Ctx, m: Mention, side: Side) {
+        match side {
+            Side::Subscribe => self.subscribe(ctx, m),
+            Side::Publish(role) => self.publish(ctx, m, role),
+        }
+    }
+
+    /// The topic each item names (see [`mention`]), added to `side`.
+    fn add_items<'a>(
+        &mut self,
+        ctx: &mut Ctx,
+        items: impl IntoIterator<Item = Cursor<'a>>,
+        keys: &[&str],
+        source: TopicSource,
+        side: Side,
+    ) {
+        for item in items {
+            if let Some(m) = mention(ctx, &item, keys, source) {
+                self.add(ctx, m, side);
+            }
+        }
+    }
+
+    /// `{<topic>: {description}}` entries (`*_topic_metadata`), added to `side`.
+    fn add_metadata(&mut self, ctx: &mut Ctx, meta: Option<Cursor>, side: Side) {
+        for (key, value) in meta.map(|m| m.entries()).unwrap_or_default() {
+            if let Some(text) = key.node.key_text() {
+                let m = Mention {
+                    at: key,
+                    text,
+                    event_type: None,
+                    description: value.get("description").and_then(|d| d.scalar()),
+                    source: TopicSource::EventBusMap,
+                };
+                self.add(ctx, m, side);
+            }
+        }
+    }
+
     fn publish(&mut self, ctx: &mut Ctx, m: Mention, role: PublishRole) {
         let Some(topic) = self.name(ctx, &m) else {
             return;
@@ -209,16 +258,12 @@ fn list_items<'a>(c: &Cursor<'a>) -> Vec<Cursor<'a>> {
 
 pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics {
     use TopicSource as S;
+    const EVENT: Side = Side::Publish(PublishRole::Event);
     let mut col = Collector::default();
-    const TOPIC: &[&str] = &["topic", "name"];
-
     if let Some(bus) = root.get("event_bus") {
         if let Some(list) = bus.get("subscribe_topics") {
-            for item in list_items(&list) {
-                if let Some(m) = mention(ctx, &item, TOPIC, S::EventBusList) {
-                    col.subscribe(ctx, m);
-                }
-            }
+            let items = list_items(&list);
+            col.add_items(ctx, items, TOPIC, S::EventBusList, Side::Subscribe);
         }
         if let Some(sub) = bus.get("subscribe") {
             // `{topic, consumer_group}`, or omnibase_core's nested shape: a
@@ -233,78 +278,33 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
                 }
             }
         }
-        if let Some(meta) = bus.get("subscribe_topic_metadata") {
-            for (key, value) in meta.entries() {
-                if let Some(text) = key.node.key_text() {
-                    col.subscribe(
-                        ctx,
-                        Mention {
-                            at: key,
-                            text,
-                            event_type: None,
-                            description: value.get("description").and_then(|d| d.scalar()),
-                            source: S::EventBusMap,
-                        },
-                    );
-                }
-            }
-        }
+        let meta = bus.get("subscribe_topic_metadata");
+        col.add_metadata(ctx, meta, Side::Subscribe);
         if let Some(list) = bus.get("publish_topics") {
-            for item in list_items(&list) {
-                if let Some(m) = mention(ctx, &item, TOPIC, S::EventBusList) {
-                    col.publish(ctx, m, PublishRole::Event);
-                }
-            }
+            col.add_items(ctx, list_items(&list), TOPIC, S::EventBusList, EVENT);
         }
         if let Some(publish) = bus.get("publish") {
-            if let Some(s) = publish.get("success_topic") {
-                if let Some(m) = mention(ctx, &s, TOPIC, S::EventBusMap) {
-                    col.publish(ctx, m, PublishRole::Success);
-                }
-            }
-            if let Some(f) = publish.get("failure_topic") {
-                if let Some(m) = mention(ctx, &f, TOPIC, S::EventBusMap) {
-                    col.publish(ctx, m, PublishRole::Failure);
-                }
+            for (key, role) in [
+                ("success_topic", PublishRole::Success),
+                ("failure_topic", PublishRole::Failure),
+            ] {
+                let at = publish.get(key);
+                col.add_items(ctx, at, TOPIC, S::EventBusMap, Side::Publish(role));
             }
             let single = publish.is_map()
                 && publish.get("success_topic").is_none()
                 && publish.get("failure_topic").is_none();
+            // A mapping without those roles is one topic entry.
             let items = if single {
                 vec![publish.clone()]
             } else {
                 list_items(&publish)
             };
-            if publish.scalar().is_some() || publish.is_seq() || single {
-                for item in items {
-                    if let Some(m) = mention(ctx, &item, TOPIC, S::EventBusMap) {
-                        col.publish(ctx, m, PublishRole::Event);
-                    }
-                }
-            }
+            col.add_items(ctx, items, TOPIC, S::EventBusMap, EVENT);
         }
-        if let Some(meta) = bus.get("publish_topic_metadata") {
-            for (key, value) in meta.entries() {
-                if let Some(text) = key.node.key_text() {
-                    col.publish(
-                        ctx,
-                        Mention {
-                            at: key,
-                            text,
-                            event_type: None,
-                            description: value.get("description").and_then(|d| d.scalar()),
-                            source: S::EventBusMap,
-                        },
-                        PublishRole::Event,
-                    );
-                }
-            }
-        }
-        if let Some(base) = bus.get("topic_base") {
-            if let Some(m) = mention(ctx, &base, TOPIC, S::EventBusMap) {
-                col.publish(ctx, m, PublishRole::Event);
-            }
-        }
+        col.add_metadata(ctx, bus.get("publish_topic_metadata"), EVENT);
+        let base = bus.get("topic_base");
+        col.add_items(ctx, base, TOPIC, S::EventBusMap, EVENT);
         if let Some(pk) = bus.get("partition_key_field") {
             ctx.warning(
                 "W-UNSUPPORTED",
@@ -363,11 +363,8 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
         "event_pattern",
     ];
     if let Some(list) = root.get("consumed_events") {
-        for item in list.items() {
-            if let Some(m) = mention(ctx, &item, EVENT_TOPIC, S::ConsumedEvents) {
-                col.subscribe(ctx, m);
-            }
-        }
+        let items = list.items();
+        col.add_items(ctx, items, EVENT_TOPIC, S::ConsumedEvents, Side::Subscribe);
     }
     if let Some(list) = root.get("event_sources") {
         for item in list_items(&list) {
@@ -381,44 +378,28 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
     }
     if let Some(subs) = root.get("subscriptions") {
         let list = subs.get("topics").unwrap_or(subs);
-        for item in list_items(&list) {
-            if let Some(m) = mention(ctx, &item, TOPIC, S::Subscriptions) {
-                col.subscribe(ctx, m);
-            }
-        }
+        let items = list_items(&list);
+        col.add_items(ctx, items, TOPIC, S::Subscriptions, Side::Subscribe);
     }
     if let Some(list) = root.get("input_subscriptions") {
-        for item in list_items(&list) {
-            if let Some(m) = mention(ctx, &item, TOPIC, S::InputSubscriptions) {
-                col.subscribe(ctx, m);
-            }
-        }
+        let items = list_items(&list);
+        col.add_items(ctx, items, TOPIC, S::InputSubscriptions, Side::Subscribe);
     }
-    if let Some(t) = root.get("topics") {
-        for key in ["consumes", "subscribes"] {
-            if let Some(list) = t.get(key) {
-                for item in list_items(&list) {
-                    if let Some(m) = mention(ctx, &item, TOPIC, S::Topics) {
-                        col.subscribe(ctx, m);
-                    }
-                }
-            }
-        }
-    }
+    topics_lists(
+        ctx,
+        &mut col,
+        root,
+        ["consumes", "subscribes"],
+        Side::Subscribe,
+    );
 
     if let Some(list) = root.get("published_events") {
-        for item in list.items() {
-            if let Some(m) = mention(ctx, &item, EVENT_TOPIC, S::PublishedEvents) {
-                col.publish(ctx, m, PublishRole::Event);
-            }
-        }
+        let items = list.items();
+        col.add_items(ctx, items, EVENT_TOPIC, S::PublishedEvents, EVENT);
     }
     if let Some(list) = root.get("event_outputs") {
-        for item in list_items(&list) {
-            if let Some(m) = mention(ctx, &item, TOPIC, S::PublishedEvents) {
-                col.publish(ctx, m, PublishRole::Event);
-            }
-        }
+        let items = list_items(&list);
+        col.add_items(ctx, items, TOPIC, S::PublishedEvents, EVENT);
     }
     if let Some(list) = root.get("output_models") {
         for item in list.items() {
@@ -432,23 +413,9 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
     }
     if let Some(list) = root.get("publications") {
         let list = list.get("topics").unwrap_or(list);
-        for item in list_items(&list) {
-            if let Some(m) = mention(ctx, &item, TOPIC, S::Publications) {
-                col.publish(ctx, m, PublishRole::Event);
-            }
-        }
+        col.add_items(ctx, list_items(&list), TOPIC, S::Publications, EVENT);
     }
-    if let Some(t) = root.get("topics") {
-        for key in ["produces", "publishes"] {
-            if let Some(list) = t.get(key) {
-                for item in list_items(&list) {
-                    if let Some(m) = mention(ctx, &item, TOPIC, S::Topics) {
-                        col.publish(ctx, m, PublishRole::Event);
-                    }
-                }
-            }
-        }
-    }
+    topics_lists(ctx, &mut col, root, ["produces", "publishes"], EVENT);
     for op in operations {
         if let Some(topic) = &op.output_topic {
             if !col.topics.publish.iter().any(|p| &p.binding.topic == topic) {
@@ -466,11 +433,20 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
         }
     }
     if let Some(t) = root.get("terminal_event") {
-        for item in list_items(&t) {
-            if let Some(m) = mention(ctx, &item, TOPIC, S::TerminalEvent) {
-                col.publish(ctx, m, PublishRole::Terminal);
-            }
-        }
+        let terminal = Side::Publish(PublishRole::Terminal);
+        col.add_items(ctx, list_items(&t), TOPIC, S::TerminalEvent, terminal);
     }
     col.topics
+}
+
+/// `topics.<key>` lists for both `keys`, added to `side`.
+fn topics_lists(ctx: &mut Ctx, col: &mut Collector, root: &Cursor, keys: [&str; 2], side: Side) {
+    let Some(t) = root.get("topics") else {
+        return;
+    };
+    for key in keys {
+        if let Some(list) = t.get(key) {
+            col.add_items(ctx, list_items(&list), TOPIC, TopicSource::Topics, side);
+        }
+    }
 }
