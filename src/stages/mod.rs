@@ -55,3 +55,63 @@ pub(crate) fn fixture_cases(stage: &str) -> Vec<std::path::PathBuf> {
     assert!(cases.len() >= 5, "fixture cases in {}", root.display());
     cases
 }
+
+/// Runs `got` on every fixture case of `stage` and compares its text with
+/// the case's `expected.txt` (which `UPDATE_GOLDEN=1` rewrites).
+#[cfg(test)]
+pub(crate) fn check_fixture_cases(stage: &str, mut got: impl FnMut(&std::path::Path) -> String) {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut failures = Vec::new();
+    for case in fixture_cases(stage) {
+        let got = got(&case);
+        let expected_path = case.join("expected.txt");
+        if update {
+            std::fs::write(&expected_path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if got != want {
+            failures.push(format!(
+                "{}:\n--- expected\n{want}+++ got\n{got}",
+                case.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every file below `dir` as `(path relative to dir, text)`, sorted.
+#[cfg(test)]
+pub(crate) fn read_tree(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            (rel, std::fs::read_to_string(e.path()).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A fixture crate's files: `src/handlers.rs` is the user's, the rest generated.
+#[cfg(test)]
+pub(crate) fn fixture_file_set(files: Vec<(String, String)>) -> crate::fileset::FileSet {
+    use crate::fileset::Owner;
+    let mut set = crate::fileset::FileSet::new();
+    for (rel, text) in files {
+        let owner = if rel == "src/handlers.rs" {
+            Owner::User
+        } else {
+            Owner::Generated
+        };
+        set.insert(rel, owner, text);
+    }
+    set
+}

@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 use proc_macro2::{TokenStream, TokenTree};
 
 use crate::contract::{is_env_name, Contract};
-use crate::diagnostic::{Diagnostic, Diagnostics, Position};
+use crate::diagnostic::{Diagnostic, Diagnostics, Position, Severity};
 use crate::fileset::FileSet;
 
 /// The Compose Specification schema (see `schemas/README.md` for provenance).
@@ -93,7 +93,8 @@ pub fn verify(
     for required in REQUIRED_FILES {
         if files.get(required).is_none() {
             diags.push(
-                Diagnostic::error(
+                Diagnostic::new(
+                    Severity::Error,
                     "E-VERIFY-MISSING-FILE",
                     &loc(required),
                     Position::new(1, 1),
@@ -117,7 +118,8 @@ pub fn verify(
                         read_vars.insert((v, path.clone()));
                     }
                 }
-                Err((pos, msg)) => diags.push(Diagnostic::error(
+                Err((pos, msg)) => diags.push(Diagnostic::new(
+                    Severity::Error,
                     "E-VERIFY-RUST-SYNTAX",
                     &loc(path),
                     pos,
@@ -131,7 +133,8 @@ pub fn verify(
                     .span()
                     .map(|s| offset_position(&file.contents, s.start))
                     .unwrap_or(Position::new(1, 1));
-                diags.push(Diagnostic::error(
+                diags.push(Diagnostic::new(
+                    Severity::Error,
                     "E-VERIFY-TOML",
                     &loc(path),
                     pos,
@@ -149,7 +152,8 @@ pub fn verify(
                 .as_ref()
                 .map_or(Position::new(1, 1), |n| n.locate(&pointer).pos);
             diags.push(
-                Diagnostic::error(
+                Diagnostic::new(
+                    Severity::Error,
                     "E-VERIFY-COMPOSE",
                     &loc("compose.yaml"),
                     position,
@@ -183,7 +187,8 @@ pub fn verify(
         for (name, from) in needed {
             if !declared.contains(&name) && reported.insert(name.clone()) {
                 diags.push(
-                    Diagnostic::error(
+                    Diagnostic::new(
+                        Severity::Error,
                         "E-VERIFY-ENV",
                         &loc(".env.template"),
                         Position::new(1, 1),
@@ -198,7 +203,8 @@ pub fn verify(
 
     if opts.cargo_check && !diags.has_errors() {
         if let Err(msg) = cargo_check(&files, node, opts.crate_dir.as_deref()) {
-            diags.push(Diagnostic::error(
+            diags.push(Diagnostic::new(
+                Severity::Error,
                 "E-VERIFY-CARGO-CHECK",
                 &loc("Cargo.toml"),
                 Position::new(1, 1),
@@ -449,57 +455,23 @@ mod tests {
     /// Runs the fixture cases in `stages/5-verify/cases/` (see its README).
     #[test]
     fn stage_fixtures() {
-        let cases = crate::stages::fixture_cases("5-verify");
-        let update = std::env::var_os("UPDATE_GOLDEN").is_some();
-        let mut failures = Vec::new();
-        for case in cases {
+        crate::stages::check_fixture_cases("5-verify", |case| {
             let contract = crate::stages::validate::load(&case.join("contract.yaml"))
                 .unwrap_or_else(|d| panic!("{}: contract: {d}", case.display()))
                 .contract;
-            let crate_dir = case.join("crate");
-            let mut files = FileSet::new();
-            for e in walkdir::WalkDir::new(&crate_dir)
-                .into_iter()
-                .filter_map(Result::ok)
-            {
-                if !e.file_type().is_file() {
-                    continue;
-                }
-                let rel = e
-                    .path()
-                    .strip_prefix(&crate_dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                let mut text = std::fs::read_to_string(e.path()).unwrap();
+            let mut tree = crate::stages::read_tree(&case.join("crate"));
+            for (rel, text) in &mut tree {
                 if rel == ".env.template" {
                     for v in runtime_env_vars() {
                         text.push_str(&format!("# {v}=\n"));
                     }
                 }
-                let owner = if rel == "src/handlers.rs" {
-                    crate::fileset::Owner::User
-                } else {
-                    crate::fileset::Owner::Generated
-                };
-                files.insert(rel, owner, text);
             }
-            let got = match verify(files, &contract, &VerifyOptions::default()) {
+            let files = crate::stages::fixture_file_set(tree);
+            match verify(files, &contract, &VerifyOptions::default()) {
                 Ok(_) => "ok\n".to_owned(),
                 Err(d) => d.to_string(),
-            };
-            let expected_path = case.join("expected.txt");
-            if update {
-                std::fs::write(&expected_path, &got).unwrap();
             }
-            let want = std::fs::read_to_string(&expected_path).unwrap_or_default();
-            if got != want {
-                failures.push(format!(
-                    "{}:\n--- expected\n{want}+++ got\n{got}",
-                    case.display()
-                ));
-            }
-        }
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        });
     }
 }

@@ -828,6 +828,7 @@ mod tests {
     use super::*;
     use crate::fileset::FileSet;
     use crate::manifest::{ContractRecord, RecordedOptions};
+    use crate::stages::read_tree;
 
     fn files(extra: &[(&str, Owner, &str)]) -> VerifiedFileSet {
         let mut fs = FileSet::new();
@@ -1045,45 +1046,15 @@ mod tests {
         assert!(std::fs::read_dir(tmp.path()).unwrap().next().is_none());
     }
 
-    fn read_tree(dir: &Path) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = walkdir::WalkDir::new(dir)
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_file())
-            .map(|e| {
-                let rel = e
-                    .path()
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                (rel, std::fs::read_to_string(e.path()).unwrap())
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
     fn fixture_files(dir: &Path) -> VerifiedFileSet {
-        let mut fs = FileSet::new();
-        for (rel, text) in read_tree(dir) {
-            let owner = if rel == "src/handlers.rs" {
-                Owner::User
-            } else {
-                Owner::Generated
-            };
-            fs.insert(rel, owner, text);
-        }
+        let fs = crate::stages::fixture_file_set(read_tree(dir));
         VerifiedFileSet::unchecked(fs).shared()
     }
 
     /// Runs the fixture cases in `stages/6-write/cases/` (see its README).
     #[test]
     fn stage_fixtures() {
-        let cases = crate::stages::fixture_cases("6-write");
-        let update = std::env::var_os("UPDATE_GOLDEN").is_some();
-        let mut failures = Vec::new();
-        for case in cases {
+        crate::stages::check_fixture_cases("6-write", |case| {
             let tmp = tempfile::tempdir().unwrap();
             let dir = tmp.path().join("crate");
             if case.join("previous").is_dir() {
@@ -1121,18 +1092,7 @@ mod tests {
                 };
                 got.push_str(&format!("{rel}: {shown}\n"));
             }
-            let expected_path = case.join("expected.txt");
-            if update {
-                std::fs::write(&expected_path, &got).unwrap();
-            }
-            let want = std::fs::read_to_string(&expected_path).unwrap_or_default();
-            if got != want {
-                failures.push(format!(
-                    "{}:\n--- expected\n{want}+++ got\n{got}",
-                    case.display()
-                ));
-            }
-        }
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
+            got
+        });
     }
 }
