@@ -64,7 +64,8 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(
+    pub fn new(
+        severity: Severity,
         code: &'static str,
         file: &Path,
         position: Position,
@@ -72,26 +73,13 @@ impl Diagnostic {
         message: impl Into<String>,
     ) -> Self {
         Self {
-            severity: Severity::Error,
+            severity,
             code,
             file: file.to_path_buf(),
             position,
             pointer: pointer.into(),
             message: message.into(),
             expected: None,
-        }
-    }
-
-    pub fn warning(
-        code: &'static str,
-        file: &Path,
-        position: Position,
-        pointer: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            severity: Severity::Warning,
-            ..Self::error(code, file, position, pointer, message)
         }
     }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::contract::{Contract, NodeName};
-use crate::diagnostic::{Diagnostic, Diagnostics, Position};
+use crate::diagnostic::{Diagnostic, Diagnostics, Position, Severity};
 use crate::error::GenError;
 use crate::fileset::FileSet;
 use crate::manifest::{self, ContractRecord, Manifest, RecordedOptions};
@@ -330,7 +330,8 @@ pub fn format_and_verify(
         let r = r?;
         if let Some(msg) = &format_error {
             let mut d = r.warnings.clone();
-            d.push(Diagnostic::error(
+            d.push(Diagnostic::new(
+                Severity::Error,
                 "E-FORMAT",
                 &r.source,
                 Position::new(1, 1),
@@ -432,7 +433,8 @@ fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> V
 
 fn stage_error(contract: &Path, warnings: &Diagnostics, e: GenError) -> Diagnostics {
     let mut d = warnings.clone();
-    d.push(Diagnostic::error(
+    d.push(Diagnostic::new(
+        Severity::Error,
         "E-GENERATE",
         contract,
         Position::new(1, 1),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::diagnostic::{Diagnostic, Diagnostics, Position};
+use crate::diagnostic::{Diagnostic, Diagnostics, Position, Severity};
 use crate::yaml::{self, Limits, Node};
 
 /// A contract that is well-formed YAML, not yet validated.
@@ -83,7 +83,15 @@ fn read_bounded(path: &Path, max_bytes: usize) -> Result<Vec<u8>, Diagnostics> {
     use std::io::Read as _;
     let error = |message: String, expected: &str| {
         Diagnostics::from(
-            Diagnostic::error("E-READ", path, Position::new(1, 1), "", message).expected(expected),
+            Diagnostic::new(
+                Severity::Error,
+                "E-READ",
+                path,
+                Position::new(1, 1),
+                "",
+                message,
+            )
+            .expected(expected),
         )
     };
     let unreadable = |e: std::io::Error| {
@@ -104,7 +112,8 @@ fn read_bounded(path: &Path, max_bytes: usize) -> Result<Vec<u8>, Diagnostics> {
         .read_to_end(&mut bytes)
         .map_err(unreadable)?;
     if bytes.len() > max_bytes {
-        let mut d = Diagnostic::error(
+        let mut d = Diagnostic::new(
+            Severity::Error,
             yaml::YamlErrorKind::TooLarge.code(),
             path,
             Position::new(1, 1),
@@ -130,7 +139,7 @@ pub fn parse_with_limits(
             let mut warnings = Diagnostics::new();
             for w in loaded.warnings {
                 warnings.push(
-                    Diagnostic::warning(w.code, path, w.pos, w.pointer, w.message)
+                    Diagnostic::new(Severity::Warning, w.code, path, w.pos, w.pointer, w.message)
                         .expected(w.expected),
                 );
             }
@@ -142,7 +151,14 @@ pub fn parse_with_limits(
             })
         }
         Err(e) => {
-            let mut d = Diagnostic::error(e.kind.code(), path, e.pos, e.pointer, e.message);
+            let mut d = Diagnostic::new(
+                Severity::Error,
+                e.kind.code(),
+                path,
+                e.pos,
+                e.pointer,
+                e.message,
+            );
             d.expected = e.expected;
             Err(d.into())
         }

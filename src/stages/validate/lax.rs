@@ -12,7 +12,7 @@
 //!
 //! What is left is a real error, reported by the schema check.
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::yaml::{Node, Value};
 
 use super::Ctx;
@@ -166,7 +166,8 @@ fn apply(ctx: &mut Ctx, root: &mut Node, fix: Fix) {
                 "value"
             };
             ctx.diags.push(
-                Diagnostic::warning(
+                Diagnostic::new(
+                    Severity::Warning,
                     "W-NULL-VALUE",
                     ctx.file,
                     key.pos,
@@ -184,7 +185,8 @@ fn apply(ctx: &mut Ctx, root: &mut Node, fix: Fix) {
             let was = node.to_json().to_string();
             node.value = value;
             ctx.diags.push(
-                Diagnostic::warning(
+                Diagnostic::new(
+                    Severity::Warning,
                     "W-COERCED",
                     ctx.file,
                     node.pos,

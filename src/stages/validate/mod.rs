@@ -29,7 +29,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use crate::contract::{Contract, NodeKind, Origin};
-use crate::diagnostic::{Diagnostic, Diagnostics, Position};
+use crate::diagnostic::{Diagnostic, Diagnostics, Position, Severity};
 use crate::stages::parse::{parse_file, RawContract};
 use crate::yaml::{Node, Value};
 
@@ -103,7 +103,8 @@ fn check_and_build(ctx: &mut Ctx, raw: &RawContract) -> Option<Contract> {
     let compiled = match compiled_schema() {
         Ok(c) => c,
         Err(e) => {
-            ctx.diags.push(Diagnostic::error(
+            ctx.diags.push(Diagnostic::new(
+                Severity::Error,
                 "E-SCHEMA-INTERNAL",
                 ctx.file,
                 Position::new(1, 1),
@@ -139,7 +140,7 @@ fn warn_if_nothing_is_consumed(ctx: &mut Ctx, root: &Node, c: &Contract) {
         ""
     };
     ctx.diags.push(
-        Diagnostic::warning(
+        Diagnostic::new(Severity::Warning,
             "W-NO-SUBSCRIPTIONS",
             ctx.file,
             root.locate(pointer).pos,
@@ -164,7 +165,14 @@ fn schema_check(ctx: &mut Ctx, compiled: &CompiledSchema, root: &Node) {
         }
         let expected = schema_expected(&compiled.schema, &err);
         let position = root.locate(&pointer).pos;
-        let mut d = Diagnostic::error("E-SCHEMA", ctx.file, position, pointer, message);
+        let mut d = Diagnostic::new(
+            Severity::Error,
+            "E-SCHEMA",
+            ctx.file,
+            position,
+            pointer,
+            message,
+        );
         d.expected = expected;
         ctx.diags.push(d);
     }
@@ -413,10 +421,7 @@ impl<'a> Ctx<'a> {
         message: impl Into<String>,
         expected: impl Into<String>,
     ) {
-        self.diags.push(
-            Diagnostic::error(code, self.file, at.node.pos, at.ptr.clone(), message)
-                .expected(expected),
-        );
+        self.push(Severity::Error, code, at, message.into(), expected.into());
     }
 
     pub fn warning(
@@ -426,10 +431,19 @@ impl<'a> Ctx<'a> {
         message: impl Into<String>,
         expected: impl Into<String>,
     ) {
-        self.diags.push(
-            Diagnostic::warning(code, self.file, at.node.pos, at.ptr.clone(), message)
-                .expected(expected),
-        );
+        self.push(Severity::Warning, code, at, message.into(), expected.into());
+    }
+
+    fn push(
+        &mut self,
+        severity: Severity,
+        code: &'static str,
+        at: &Cursor,
+        message: String,
+        expected: String,
+    ) {
+        let d = Diagnostic::new(severity, code, self.file, at.node.pos, &at.ptr, message);
+        self.diags.push(d.expected(expected));
     }
 }
 
