@@ -864,6 +864,24 @@ mod tests {
         }
     }
 
+    /// A temporary folder and the crate folder `n` in it (not yet created).
+    fn tmp_crate() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("n");
+        (tmp, dir)
+    }
+
+    fn forced() -> WriteOptions {
+        WriteOptions {
+            force: true,
+            ..Default::default()
+        }
+    }
+
+    fn read(dir: &Path, rel: &str) -> String {
+        std::fs::read_to_string(dir.join(rel)).unwrap()
+    }
+
     fn run(
         dir: &Path,
         f: &VerifiedFileSet,
@@ -880,10 +898,7 @@ mod tests {
         let plans = run(&dir, &f, WriteOptions::default()).unwrap();
         assert!(plans[0].fresh);
         assert_eq!(plans[0].count(Action::Create), 4);
-        assert_eq!(
-            std::fs::read_to_string(dir.join("src/handlers.rs")).unwrap(),
-            "// yours\n"
-        );
+        assert_eq!(read(&dir, "src/handlers.rs"), "// yours\n");
         let m = Manifest::load(&dir).unwrap().unwrap();
         assert_eq!(m.files.len(), 3);
         // No staging folders are left behind.
@@ -893,8 +908,7 @@ mod tests {
 
     #[test]
     fn rewriting_the_same_files_changes_nothing_and_keeps_mtimes() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("n");
+        let (_tmp, dir) = tmp_crate();
         let f = files(&[]);
         run(&dir, &f, WriteOptions::default()).unwrap();
         let before = std::fs::metadata(dir.join("Cargo.toml"))
@@ -913,27 +927,15 @@ mod tests {
 
     #[test]
     fn user_files_survive_and_orphans_go() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("n");
+        let (_tmp, dir) = tmp_crate();
         let v1 = files(&[("src/generated/old/gone.rs", Owner::Generated, "// old\n")]);
         run(&dir, &v1, WriteOptions::default()).unwrap();
         std::fs::write(dir.join("src/handlers.rs"), "// my edit\n").unwrap();
         let v2 = files(&[("src/generated/new.rs", Owner::Generated, "// new\n")]);
-        let plans = run(
-            &dir,
-            &v2,
-            WriteOptions {
-                force: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let plans = run(&dir, &v2, forced()).unwrap();
         assert_eq!(plans[0].count(Action::Remove), 1);
         assert_eq!(plans[0].count(Action::KeepUser), 1);
-        assert_eq!(
-            std::fs::read_to_string(dir.join("src/handlers.rs")).unwrap(),
-            "// my edit\n"
-        );
+        assert_eq!(read(&dir, "src/handlers.rs"), "// my edit\n");
         assert!(!dir.join("src/generated/old").exists());
         assert!(dir.join("src/generated/new.rs").exists());
         let m = Manifest::load(&dir).unwrap().unwrap();
@@ -942,8 +944,7 @@ mod tests {
 
     #[test]
     fn hand_edits_are_refused_unless_forced() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("n");
+        let (_tmp, dir) = tmp_crate();
         let v1 = files(&[]);
         run(&dir, &v1, WriteOptions::default()).unwrap();
         std::fs::write(dir.join("src/generated/mod.rs"), "// hand edit\n").unwrap();
@@ -954,33 +955,18 @@ mod tests {
             !dir.join("src/generated/new.rs").exists(),
             "nothing is written"
         );
-        run(
-            &dir,
-            &v2,
-            WriteOptions {
-                force: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dir.join("src/generated/mod.rs")).unwrap(),
-            "// @generated\n"
-        );
+        run(&dir, &v2, forced()).unwrap();
+        assert_eq!(read(&dir, "src/generated/mod.rs"), "// @generated\n");
     }
 
     #[test]
     fn a_foreign_file_at_a_generated_path_is_a_conflict() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("n");
+        let (_tmp, dir) = tmp_crate();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("Cargo.toml"), "mine").unwrap();
         let err = run(&dir, &files(&[]), WriteOptions::default()).unwrap_err();
         assert!(err.to_string().contains("not written by onex-gen"), "{err}");
-        assert_eq!(
-            std::fs::read_to_string(dir.join("Cargo.toml")).unwrap(),
-            "mine"
-        );
+        assert_eq!(read(&dir, "Cargo.toml"), "mine");
     }
 
     #[test]
@@ -1008,13 +994,7 @@ mod tests {
         run(&b, &f, WriteOptions::default()).unwrap();
         let v2 = files(&[("src/generated/x.rs", Owner::Generated, "// x\n")]);
         FAIL_COMMIT_OF.with(|f| *f.borrow_mut() = Some("b".into()));
-        let err = write_crates(
-            &[cw(&a, &v2, "h"), cw(&b, &v2, "h")],
-            &WriteOptions {
-                force: true,
-                ..Default::default()
-            },
-        );
+        let err = write_crates(&[cw(&a, &v2, "h"), cw(&b, &v2, "h")], &forced());
         FAIL_COMMIT_OF.with(|f| *f.borrow_mut() = None);
         assert!(err.unwrap_err().to_string().contains("injected"));
         assert!(!a.exists(), "the crate written first was rolled back");
@@ -1030,8 +1010,7 @@ mod tests {
 
     #[test]
     fn dry_run_touches_nothing() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("n");
+        let (tmp, dir) = tmp_crate();
         let plans = run(
             &dir,
             &files(&[]),
