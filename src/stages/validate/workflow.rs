@@ -15,24 +15,12 @@ pub fn workflow(ctx: &mut Ctx, root: &Cursor) -> Option<Workflow> {
         return from_definition(ctx, &wc, &def);
     }
     let steps = root.get("workflow_steps")?;
-    let mut raw = Vec::new();
-    for item in steps.items() {
-        let Some(id_c) = item.get_any(&["step", "step_id", "id", "name", "node_id"]) else {
-            ctx.error(
-                "E-WORKFLOW-STEP",
-                &item,
-                "a workflow step without an id",
-                "step: <id>",
-            );
-            continue;
-        };
-        raw.push(RawStep {
-            at: id_c.clone(),
-            id_text: id_c.scalar().unwrap_or_default(),
-            item: item.clone(),
-            deps: deps_of(&item),
-        });
-    }
+    let raw = raw_steps(
+        ctx,
+        steps.items(),
+        &["step", "step_id", "id", "name", "node_id"],
+        ["a workflow step without an id", "step: <id>"],
+    );
     let steps = order(ctx, &steps, raw)?;
     Some(Workflow {
         name: "workflow".into(),
@@ -51,6 +39,30 @@ struct RawStep<'a> {
     id_text: String,
     item: Cursor<'a>,
     deps: Vec<Cursor<'a>>,
+}
+
+/// The steps of `items` that name their id under one of `id_keys`; an item
+/// without one is an `E-WORKFLOW-STEP` error (`[message, expected]`).
+fn raw_steps<'a>(
+    ctx: &mut Ctx,
+    items: Vec<Cursor<'a>>,
+    id_keys: &[&str],
+    [message, expected]: [&str; 2],
+) -> Vec<RawStep<'a>> {
+    let mut raw = Vec::new();
+    for item in items {
+        let Some(id_c) = item.get_any(id_keys) else {
+            ctx.error("E-WORKFLOW-STEP", &item, message, expected);
+            continue;
+        };
+        raw.push(RawStep {
+            at: id_c.clone(),
+            id_text: id_c.scalar().unwrap_or_default(),
+            deps: deps_of(&item),
+            item,
+        });
+    }
+    raw
 }
 
 /// `key` of a step's `step_config`.
@@ -100,24 +112,12 @@ fn from_definition(ctx: &mut Ctx, wc: &Cursor, def: &Cursor) -> Option<Workflow>
             origin: wc.origin(),
         });
     };
-    let mut raw: Vec<RawStep> = Vec::new();
-    for item in graph.get("nodes").map(|n| n.items()).unwrap_or_default() {
-        let Some(id_c) = item.get_any(&["node_id", "step_id", "id", "step", "name"]) else {
-            ctx.error(
-                "E-WORKFLOW-STEP",
-                &item,
-                "an execution_graph node without a node_id",
-                "node_id: <id>",
-            );
-            continue;
-        };
-        raw.push(RawStep {
-            at: id_c.clone(),
-            id_text: id_c.scalar().unwrap_or_default(),
-            item: item.clone(),
-            deps: deps_of(&item),
-        });
-    }
+    let mut raw = raw_steps(
+        ctx,
+        graph.get("nodes").map(|n| n.items()).unwrap_or_default(),
+        &["node_id", "step_id", "id", "step", "name"],
+        ["an execution_graph node without a node_id", "node_id: <id>"],
+    );
     for edge in graph.get("edges").map(|e| e.items()).unwrap_or_default() {
         let from = edge.get_any(&["from_node", "from", "source"]);
         let to = edge.get_any(&["to_node", "to", "target"]);
