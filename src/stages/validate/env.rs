@@ -77,6 +77,34 @@ fn dependency_items<'a>(deps: &Cursor<'a>) -> Vec<Cursor<'a>> {
         .collect()
 }
 
+/// The variable an `{type: environment}` dependency names, and where.
+fn environment_dependency<'a>(ctx: &mut Ctx, item: &Cursor<'a>) -> Option<(Cursor<'a>, String)> {
+    let Some(c) = item.get_any(&["env_var", "key", "name"]) else {
+        ctx.error(
+            "E-ENV-NAME",
+            item,
+            "an environment dependency without a variable name",
+            "env_var, key or name holding the variable name",
+        );
+        return None;
+    };
+    let name = c.scalar().unwrap_or_default();
+    let derived = name.trim().to_ascii_uppercase();
+    if !is_env_name(name.trim()) && item.get("env_var").is_none() && is_env_name(&derived) {
+        ctx.warning(
+            "W-ENV-DERIVED",
+            &c,
+            format!(
+                "the environment dependency {:?} names no env_var; the variable {derived} is read",
+                name.trim()
+            ),
+            format!("env_var: {derived}"),
+        );
+        return Some((c, derived));
+    }
+    Some((c, name))
+}
+
 pub fn env_vars(ctx: &mut Ctx, root: &Cursor) -> Vec<EnvVar> {
     let mut env = Env::default();
     if let Some(deps) = root.get("dependencies") {
@@ -90,53 +118,18 @@ pub fn env_vars(ctx: &mut Ctx, root: &Cursor) -> Vec<EnvVar> {
             let required = item.get("required").and_then(|r| r.bool()).unwrap_or(true);
             let description = text(&item, "description");
             let default = item.get("default").and_then(|d| d.scalar());
-            if kind.eq_ignore_ascii_case("environment") || kind.eq_ignore_ascii_case("env") {
-                let name_c = item.get_any(&["env_var", "key", "name"]);
-                match name_c {
-                    Some(c) => {
-                        let mut name = c.scalar().unwrap_or_default();
-                        let derived = name.trim().to_ascii_uppercase();
-                        if !is_env_name(name.trim())
-                            && item.get("env_var").is_none()
-                            && is_env_name(&derived)
-                        {
-                            ctx.warning(
-                                "W-ENV-DERIVED",
-                                &c,
-                                format!(
-                                    "the environment dependency {:?} names no env_var; the variable {derived} is read",
-                                    name.trim()
-                                ),
-                                format!("env_var: {derived}"),
-                            );
-                            name = derived;
-                        }
-                        env.add(
-                            ctx,
-                            &c,
-                            &name,
-                            required && default.is_none(),
-                            default,
-                            description,
-                        );
-                    }
-                    None => ctx.error(
-                        "E-ENV-NAME",
-                        &item,
-                        "an environment dependency without a variable name",
-                        "env_var, key or name holding the variable name",
-                    ),
-                }
-            } else if let Some(c) = item.get("env_var") {
-                let name = c.scalar().unwrap_or_default();
-                env.add(
-                    ctx,
-                    &c,
-                    &name,
-                    required && default.is_none(),
-                    default,
-                    description,
-                );
+            let named =
+                if kind.eq_ignore_ascii_case("environment") || kind.eq_ignore_ascii_case("env") {
+                    environment_dependency(ctx, &item)
+                } else {
+                    item.get("env_var").map(|c| {
+                        let name = c.scalar().unwrap_or_default();
+                        (c, name)
+                    })
+                };
+            if let Some((c, name)) = named {
+                let required = required && default.is_none();
+                env.add(ctx, &c, &name, required, default, description);
             }
         }
     }
