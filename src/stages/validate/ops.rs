@@ -100,23 +100,8 @@ fn explicit(ctx: &mut Ctx, list: &Cursor) -> Vec<Operation> {
         let Some(ident) = op_ident(ctx, &name_c, &name) else {
             continue;
         };
-        let mut op = Operation {
-            name: ident,
-            description: item.get("description").and_then(|d| d.scalar()),
-            input_fields: listed_fields(ctx, &item, "input_fields"),
-            output_fields: listed_fields(ctx, &item, "output_fields"),
-            input_model: item
-                .get("input_model")
-                .and_then(|m| parse_model_ref(ctx, &m)),
-            output_model: item
-                .get("output_model")
-                .and_then(|m| parse_model_ref(ctx, &m)),
-            idempotent: item.get("idempotent").and_then(|b| b.bool()),
-            timeout_ms: timeout_ms(&item),
-            output_topic: None,
-            event_type: item.get("event_type").and_then(|e| e.scalar()),
-            origin: item.origin(),
-        };
+        let mut op = listed(ctx, ident, &item);
+        read_spec(ctx, &mut op, &item);
         let topic = item
             .get("output_topic")
             .or_else(|| item.get("io_config").and_then(|io| io.get("topic")));
@@ -147,14 +132,7 @@ fn keyed(ctx: &mut Ctx, map: &Cursor) -> Vec<Operation> {
         op.description = spec.get("description").and_then(|d| d.scalar());
         op.input_fields = keyed_fields(ctx, &spec, "input_fields", "input");
         op.output_fields = keyed_fields(ctx, &spec, "output_fields", "output");
-        op.input_model = spec
-            .get("input_model")
-            .and_then(|m| parse_model_ref(ctx, &m));
-        op.output_model = spec
-            .get("output_model")
-            .and_then(|m| parse_model_ref(ctx, &m));
-        op.idempotent = spec.get("idempotent").and_then(|b| b.bool());
-        op.timeout_ms = timeout_ms(&spec);
+        read_spec(ctx, &mut op, &spec);
         op.event_type = spec.get("event_type").and_then(|e| e.scalar());
         if let Some(t) = spec.get("output_topic") {
             op.output_topic = topic_name(ctx, &t);
@@ -162,6 +140,30 @@ fn keyed(ctx: &mut Ctx, map: &Cursor) -> Vec<Operation> {
         push_unique(ctx, &mut out, op, &key);
     }
     out
+}
+
+/// An operation named `name` with the description, `input_fields`,
+/// `output_fields` and event_type that `item` lists.
+fn listed(ctx: &mut Ctx, name: Ident, item: &Cursor) -> Operation {
+    Operation {
+        description: item.get("description").and_then(|d| d.scalar()),
+        input_fields: listed_fields(ctx, item, "input_fields"),
+        output_fields: listed_fields(ctx, item, "output_fields"),
+        event_type: item.get("event_type").and_then(|e| e.scalar()),
+        ..unspecified(name, item)
+    }
+}
+
+/// The models, idempotence and timeout an operation's `spec` declares.
+fn read_spec(ctx: &mut Ctx, op: &mut Operation, spec: &Cursor) {
+    op.input_model = spec
+        .get("input_model")
+        .and_then(|m| parse_model_ref(ctx, &m));
+    op.output_model = spec
+        .get("output_model")
+        .and_then(|m| parse_model_ref(ctx, &m));
+    op.idempotent = spec.get("idempotent").and_then(|b| b.bool());
+    op.timeout_ms = timeout_ms(spec);
 }
 
 /// `list_key` as a field list, else `map_key` as a field map.
@@ -176,8 +178,13 @@ fn keyed_fields(ctx: &mut Ctx, spec: &Cursor, list_key: &str, map_key: &str) -> 
 }
 
 fn bare(ctx: &mut Ctx, at: &Cursor, name: &str) -> Option<Operation> {
-    Some(Operation {
-        name: op_ident(ctx, at, name)?,
+    Some(unspecified(op_ident(ctx, at, name)?, at))
+}
+
+/// An operation with only a name and an origin.
+fn unspecified(name: Ident, at: &Cursor) -> Operation {
+    Operation {
+        name,
         description: None,
         input_fields: Vec::new(),
         output_fields: Vec::new(),
@@ -188,7 +195,7 @@ fn bare(ctx: &mut Ctx, at: &Cursor, name: &str) -> Option<Operation> {
         output_topic: None,
         event_type: None,
         origin: at.origin(),
-    })
+    }
 }
 
 fn push_unique(ctx: &mut Ctx, out: &mut Vec<Operation>, op: Operation, at: &Cursor) {
@@ -243,21 +250,11 @@ fn from_handlers(ctx: &mut Ctx, handlers: &Cursor) -> Vec<Operation> {
         if out.iter().any(|p| p.name.rust == ident.rust) {
             continue;
         }
-        out.push(Operation {
-            name: ident,
-            description: item.get("description").and_then(|d| d.scalar()),
-            input_fields: listed_fields(ctx, &item, "input_fields"),
-            output_fields: listed_fields(ctx, &item, "output_fields"),
-            input_model: item
-                .get("event_model")
-                .and_then(|m| parse_model_ref(ctx, &m)),
-            output_model: None,
-            idempotent: None,
-            timeout_ms: None,
-            output_topic: None,
-            event_type: item.get("event_type").and_then(|e| e.scalar()),
-            origin: item.origin(),
-        });
+        let mut op = listed(ctx, ident, &item);
+        op.input_model = item
+            .get("event_model")
+            .and_then(|m| parse_model_ref(ctx, &m));
+        out.push(op);
     }
     out
 }
