@@ -74,12 +74,7 @@ pub fn render(model: &NodeModel, opts: &RenderOptions) -> Result<FileSet, GenErr
     renderer.emit(&mut files, "src/lib.rs", "lib.rs.j2", Owner::Generated)?;
     // The node's domain modules; `node` and `spec` are stage 4.5's.
     for module in model.modules.iter().filter(|m| !WIRING_MODULES.contains(m)) {
-        renderer.emit(
-            &mut files,
-            &format!("src/generated/{module}.rs"),
-            &format!("generated/{module}.rs.j2"),
-            Owner::Generated,
-        )?;
+        renderer.emit_module(&mut files, module)?;
     }
     let handlers = format!("handlers/{}.rs.j2", model.kind.as_str());
     renderer.emit(&mut files, "src/handlers.rs", &handlers, Owner::User)?;
@@ -163,6 +158,16 @@ impl<'a> Renderer<'a> {
     ) -> Result<(), GenError> {
         files.insert(path, owner, self.render(template)?);
         Ok(())
+    }
+
+    /// `src/generated/<module>.rs` from `generated/<module>.rs.j2`.
+    pub(crate) fn emit_module(&self, files: &mut FileSet, module: &str) -> Result<(), GenError> {
+        self.emit(
+            files,
+            &format!("src/generated/{module}.rs"),
+            &format!("generated/{module}.rs.j2"),
+            Owner::Generated,
+        )
     }
 }
 

@@ -44,12 +44,7 @@ pub fn wire(
 ) -> Result<FileSet, GenError> {
     let renderer = Renderer::new(model, opts)?;
     for module in WIRING_MODULES {
-        renderer.emit(
-            &mut files,
-            &format!("src/generated/{module}.rs"),
-            &format!("generated/{module}.rs.j2"),
-            Owner::Generated,
-        )?;
+        renderer.emit_module(&mut files, module)?;
     }
     renderer.emit(&mut files, "src/main.rs", "main.rs.j2", Owner::Generated)?;
     renderer.emit(
