@@ -752,53 +752,37 @@ mod tests {
 
     #[test]
     fn python_type_text() {
-        assert_eq!(parse_type("str"), Ok(FieldType::String));
-        assert_eq!(parse_type("UUID"), Ok(FieldType::Uuid));
-        assert_eq!(
-            parse_type("list[str]"),
-            Ok(FieldType::List(b(FieldType::String)))
-        );
-        assert_eq!(
-            parse_type("List[int]"),
-            Ok(FieldType::List(b(FieldType::Integer)))
-        );
-        assert_eq!(
-            parse_type("dict[str, str]"),
-            Ok(FieldType::Map(b(FieldType::String)))
-        );
-        assert_eq!(
-            parse_type("dict[str, Any]"),
-            Ok(FieldType::Map(b(FieldType::Json)))
-        );
-        assert_eq!(parse_type("dict"), Ok(FieldType::Json));
-        assert_eq!(
-            parse_type("str | None"),
-            Ok(FieldType::Optional(b(FieldType::String)))
-        );
-        assert_eq!(
-            parse_type("Optional[datetime]"),
-            Ok(FieldType::Optional(b(FieldType::DateTime)))
-        );
-        assert_eq!(
-            parse_type("Literal['open', 'closed']"),
-            Ok(FieldType::Enum(vec!["open".into(), "closed".into()]))
-        );
-        assert_eq!(
-            parse_type("list[ModelComparisonRow]"),
-            Ok(FieldType::List(b(FieldType::Named(
-                "ModelComparisonRow".into()
-            ))))
-        );
-        assert_eq!(
-            parse_type("omniclaude.models.SkillResultStatus"),
-            Ok(FieldType::Named("SkillResultStatus".into()))
-        );
-        assert_eq!(
-            parse_type("list[dict[str, int]] | None"),
-            Ok(FieldType::Optional(b(FieldType::List(b(FieldType::Map(
-                b(FieldType::Integer)
-            ))))))
-        );
+        use FieldType as T;
+        let cases = [
+            ("str", T::String),
+            ("UUID", T::Uuid),
+            ("list[str]", T::List(b(T::String))),
+            ("List[int]", T::List(b(T::Integer))),
+            ("dict[str, str]", T::Map(b(T::String))),
+            ("dict[str, Any]", T::Map(b(T::Json))),
+            ("dict", T::Json),
+            ("str | None", T::Optional(b(T::String))),
+            ("Optional[datetime]", T::Optional(b(T::DateTime))),
+            (
+                "Literal['open', 'closed']",
+                T::Enum(vec!["open".into(), "closed".into()]),
+            ),
+            (
+                "list[ModelComparisonRow]",
+                T::List(b(T::Named("ModelComparisonRow".into()))),
+            ),
+            (
+                "omniclaude.models.SkillResultStatus",
+                T::Named("SkillResultStatus".into()),
+            ),
+            (
+                "list[dict[str, int]] | None",
+                T::Optional(b(T::List(b(T::Map(b(T::Integer)))))),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_type(text), Ok(want), "{text}");
+        }
     }
 
     #[test]
