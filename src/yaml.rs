@@ -541,20 +541,32 @@ impl Builder {
     /// Whether a sequence or mapping may start at `pos`: its tag is one
     /// the contract may use, and the node count and depth stay in bounds.
     /// Otherwise the failure is recorded.
-    fn open_collection(&mut self, tag: Option<&yaml_rust2::parser::Tag>, pos: Position) -> bool {
+    /// Checks a new node's tag and counts the node; false, with the error
+    /// recorded, when either refuses it.
+    fn admit(&mut self, tag: Option<&yaml_rust2::parser::Tag>, pos: Position) -> bool {
         if let Err(mut e) = check_tag(tag, pos) {
             e.pointer = self.pointer();
             self.fail(e);
             return false;
         }
-        if !self.count(1, pos) {
-            return false;
+        self.count(1, pos)
+    }
+
+    /// Opens a sequence or mapping at `pos`: pushes its `frame` unless its
+    /// tag, the node count or the depth limit refuses it.
+    fn open_collection(
+        &mut self,
+        tag: Option<&yaml_rust2::parser::Tag>,
+        pos: Position,
+        frame: Frame,
+    ) {
+        if !self.admit(tag, pos) {
+            return;
         }
         if self.stack.len() >= self.limits.max_depth {
-            self.fail(too_deep(pos, self.limits.max_depth));
-            return false;
+            return self.fail(too_deep(pos, self.limits.max_depth));
         }
-        true
+        self.stack.push(frame);
     }
 
     fn count(&mut self, n: usize, pos: Position) -> bool {
@@ -713,11 +725,7 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
-                if let Err(mut e) = check_tag(tag.as_ref(), pos) {
-                    e.pointer = self.pointer();
-                    return self.fail(e);
-                }
-                if !self.count(1, pos) {
+                if !self.admit(tag.as_ref(), pos) {
                     return;
                 }
                 let yaml11_bool = (style == TScalarStyle::Plain && tag.is_none())
@@ -741,25 +749,21 @@ impl MarkedEventReceiver for Builder {
                 self.push_node(Node::new(value, pos), anchor, 1);
             }
             Event::SequenceStart(anchor, tag) => {
-                if !self.open_collection(tag.as_ref(), pos) {
-                    return;
-                }
-                self.stack.push(Frame::Seq {
+                let frame = Frame::Seq {
                     pos,
                     anchor,
                     items: Vec::new(),
-                });
+                };
+                self.open_collection(tag.as_ref(), pos, frame);
             }
             Event::MappingStart(anchor, tag) => {
-                if !self.open_collection(tag.as_ref(), pos) {
-                    return;
-                }
-                self.stack.push(Frame::Map {
+                let frame = Frame::Map {
                     pos,
                     anchor,
                     entries: Vec::new(),
                     pending_key: None,
-                });
+                };
+                self.open_collection(tag.as_ref(), pos, frame);
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
