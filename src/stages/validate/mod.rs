@@ -597,6 +597,11 @@ mod tests {
         assert!(v["properties"]["event_bus"].is_object());
     }
 
+    /// Stages 1 and 2 on `text` as `c.yaml`.
+    fn validate_text(text: &[u8]) -> Result<Validated, Diagnostics> {
+        validate(&parse(Path::new("c.yaml"), text).unwrap())
+    }
+
     #[test]
     fn unreadable_and_empty_files_are_diagnostics() {
         let d = load(Path::new("/nonexistent/contract.yaml")).unwrap_err();
@@ -610,12 +615,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_warn_and_errors_keep_warnings() {
-        let raw = parse(
-            Path::new("c.yaml"),
-            b"name: node_a\nnode_type: effect\nfrobnicate: 1\n",
-        )
-        .unwrap();
-        let v = validate(&raw).unwrap();
+        let v = validate_text(b"name: node_a\nnode_type: effect\nfrobnicate: 1\n").unwrap();
         let w: Vec<_> = v
             .warnings
             .iter()
@@ -629,12 +629,7 @@ mod tests {
                 ("W-UNKNOWN-KEY", "/frobnicate")
             ]
         );
-        let raw = parse(
-            Path::new("c.yaml"),
-            b"name: node_a\nnode_type: nope\nfrobnicate: 1\n",
-        )
-        .unwrap();
-        let d = validate(&raw).unwrap_err();
+        let d = validate_text(b"name: node_a\nnode_type: nope\nfrobnicate: 1\n").unwrap_err();
         let codes: Vec<_> = d.iter().map(|x| x.code).collect();
         assert_eq!(codes, ["E-NODE-TYPE"], "one error, no cascade: {d}");
     }
