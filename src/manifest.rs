@@ -200,7 +200,8 @@ pub fn relative_to(target: &Path, base: &Path) -> String {
     }
 }
 
-fn slash(p: &Path) -> String {
+/// A path as text with `/` separators, as manifests and file sets key files.
+pub fn slash(p: &Path) -> String {
     p.to_string_lossy().replace('\\', "/")
 }
 

@@ -223,7 +223,7 @@ impl Generation {
             .render_options
             .template_dir
             .as_ref()
-            .map(|p| p.to_string_lossy().replace('\\', "/"));
+            .map(|p| manifest::slash(p));
         Manifest::new(
             self.node_name.as_str(),
             ContractRecord {

@@ -581,7 +581,7 @@ pub fn compare(crate_dir: &Path, old: &Manifest, gen: &Generation) -> CrateCheck
             let Ok(rel) = entry.path().strip_prefix(crate_dir) else {
                 continue;
             };
-            let rel = rel.to_string_lossy().replace('\\', "/");
+            let rel = crate::manifest::slash(rel);
             if expected_paths.contains(rel.as_str()) || old.file(&rel).is_some() {
                 continue;
             }

@@ -87,12 +87,7 @@ pub(crate) fn read_tree(dir: &std::path::Path) -> Vec<(String, String)> {
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
         .map(|e| {
-            let rel = e
-                .path()
-                .strip_prefix(dir)
-                .unwrap()
-                .to_string_lossy()
-                .replace('\\', "/");
+            let rel = crate::manifest::slash(e.path().strip_prefix(dir).unwrap());
             (rel, std::fs::read_to_string(e.path()).unwrap())
         })
         .collect();

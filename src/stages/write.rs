@@ -35,7 +35,7 @@ use serde::Serialize;
 
 use crate::error::GenError;
 use crate::fileset::{FileSet, Owner};
-use crate::manifest::{sha256_hex, FileRecord, Manifest, MANIFEST_PATH};
+use crate::manifest::{sha256_hex, slash, FileRecord, Manifest, MANIFEST_PATH};
 use crate::merge::{self, Merged};
 use crate::pipeline::Generation;
 use crate::stages::verify::VerifiedFileSet;
@@ -693,7 +693,7 @@ fn mirror(from: &Path, to: &Path, skip: &BTreeSet<&str>) -> Result<(), GenError>
                 std::fs::read_link(entry.path()).map_err(|e| GenError::io(entry.path(), e))?;
             symlink(&target, &dest).map_err(|e| GenError::io(&dest, e))?;
         } else {
-            let rel_str = rel.to_string_lossy().replace('\\', "/");
+            let rel_str = slash(rel);
             if skip.contains(rel_str.as_str()) {
                 continue;
             }
