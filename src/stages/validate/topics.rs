@@ -180,6 +180,18 @@ impl Collector {
         }
     }
 
+    /// The `topics.<key>` lists for both `keys`, added to `side`.
+    fn add_topics_lists(&mut self, ctx: &mut Ctx, root: &Cursor, keys: [&str; 2], side: Side) {
+        let Some(t) = root.get("topics") else {
+            return;
+        };
+        for key in keys {
+            if let Some(list) = t.get(key) {
+                self.add_items(ctx, list_items(&list), TOPIC, TopicSource::Topics, side);
+            }
+        }
+    }
+
     fn publish(&mut self, ctx: &mut Ctx, m: Mention, role: PublishRole) {
         let Some(topic) = self.name(ctx, &m) else {
             return;
@@ -385,13 +397,7 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
         let items = list_items(&list);
         col.add_items(ctx, items, TOPIC, S::InputSubscriptions, Side::Subscribe);
     }
-    topics_lists(
-        ctx,
-        &mut col,
-        root,
-        ["consumes", "subscribes"],
-        Side::Subscribe,
-    );
+    col.add_topics_lists(ctx, root, ["consumes", "subscribes"], Side::Subscribe);
 
     if let Some(list) = root.get("published_events") {
         let items = list.items();
@@ -415,7 +421,7 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
         let list = list.get("topics").unwrap_or(list);
         col.add_items(ctx, list_items(&list), TOPIC, S::Publications, EVENT);
     }
-    topics_lists(ctx, &mut col, root, ["produces", "publishes"], EVENT);
+    col.add_topics_lists(ctx, root, ["produces", "publishes"], EVENT);
     for op in operations {
         if let Some(topic) = &op.output_topic {
             if !col.topics.publish.iter().any(|p| &p.binding.topic == topic) {
@@ -437,16 +443,4 @@ pub fn topics(ctx: &mut Ctx, root: &Cursor, operations: &[Operation]) -> Topics 
         col.add_items(ctx, list_items(&t), TOPIC, S::TerminalEvent, terminal);
     }
     col.topics
-}
-
-/// `topics.<key>` lists for both `keys`, added to `side`.
-fn topics_lists(ctx: &mut Ctx, col: &mut Collector, root: &Cursor, keys: [&str; 2], side: Side) {
-    let Some(t) = root.get("topics") else {
-        return;
-    };
-    for key in keys {
-        if let Some(list) = t.get(key) {
-            col.add_items(ctx, list_items(&list), TOPIC, TopicSource::Topics, side);
-        }
-    }
 }
