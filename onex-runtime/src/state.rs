@@ -616,98 +616,99 @@ mod tests {
         e
     }
 
-    fn ctx(bus: &InMemoryBus) -> StateContext {
+    /// A context on a fresh in-memory bus: the log every store of one test shares.
+    fn ctx() -> StateContext {
         StateContext {
-            bus: Arc::new(bus.clone()),
+            bus: Arc::new(InMemoryBus::default()),
             topic: "onex.snapshot.demo.node.v1".into(),
         }
     }
 
+    /// A new store on a new log.
+    fn fresh() -> (StateContext, StateStore<i64>) {
+        (ctx(), StateStore::new())
+    }
+
+    /// Whether the input at `offset` is still to be handled by `store`:
+    /// admitted (and let go again), not skipped as applied.
+    async fn pending(store: &StateStore<i64>, ctx: &StateContext, offset: i64) -> bool {
+        let admitted = store.admit(ctx, &event(offset)).await.unwrap();
+        if admitted {
+            store.abandon(&event(offset));
+        }
+        admitted
+    }
+
+    /// Handles the input at `offset` on `store`: admits it, stages
+    /// `key = value` and commits.
+    async fn apply(
+        store: &StateStore<i64>,
+        ctx: &StateContext,
+        offset: i64,
+        key: &str,
+        value: i64,
+    ) {
+        assert!(store.admit(ctx, &event(offset)).await.unwrap());
+        store.stage(0, key, value);
+        store.commit(&event(offset)).await.unwrap();
+    }
+
     #[tokio::test]
     async fn committed_state_is_restored_and_applied_inputs_are_skipped() {
-        let bus = InMemoryBus::default();
-        let ctx = ctx(&bus);
-        let store: StateStore<i64> = StateStore::new();
-        assert!(store.admit(&ctx, &event(0)).await.unwrap());
-        store.stage(0, "a", 1);
-        store.commit(&event(0)).await.unwrap();
-        assert!(store.admit(&ctx, &event(1)).await.unwrap());
-        store.stage(0, "a", 2);
-        store.commit(&event(1)).await.unwrap();
+        let (ctx, store) = fresh();
+        apply(&store, &ctx, 0, "a", 1).await;
+        apply(&store, &ctx, 1, "a", 2).await;
 
         // A new process on the same log.
         let again: StateStore<i64> = StateStore::new();
-        assert!(
-            !again.admit(&ctx, &event(1)).await.unwrap(),
-            "offset 1 was applied"
-        );
+        assert!(!pending(&again, &ctx, 1).await, "offset 1 was applied");
         assert_eq!(again.get(0, "a"), Some(2));
-        assert!(again.admit(&ctx, &event(2)).await.unwrap());
-        again.abandon(&event(2));
+        assert!(pending(&again, &ctx, 2).await);
     }
 
     #[tokio::test]
     async fn abandoned_input_changes_nothing_and_is_handled_again() {
-        let bus = InMemoryBus::default();
-        let ctx = ctx(&bus);
-        let store: StateStore<i64> = StateStore::new();
+        let (ctx, store) = fresh();
         assert!(store.admit(&ctx, &event(0)).await.unwrap());
         store.stage(0, "a", 1);
         assert_eq!(store.latest("a"), Some(1));
         store.abandon(&event(0));
         assert_eq!(store.get(0, "a"), None);
-        assert!(store.admit(&ctx, &event(0)).await.unwrap());
-        store.abandon(&event(0));
+        assert!(pending(&store, &ctx, 0).await);
     }
 
     #[tokio::test]
     async fn progress_is_kept_without_marking_the_input_applied() {
-        let bus = InMemoryBus::default();
-        let ctx = ctx(&bus);
-        let store: StateStore<i64> = StateStore::new();
+        let (ctx, store) = fresh();
         assert!(store.admit(&ctx, &event(5)).await.unwrap());
         store.record_progress(&event(5), "w", 1).await.unwrap();
         // The process dies here; the input comes again.
         let again: StateStore<i64> = StateStore::new();
-        assert!(again.admit(&ctx, &event(5)).await.unwrap());
+        assert!(pending(&again, &ctx, 5).await);
         assert_eq!(again.get(0, "w"), Some(1));
-        again.abandon(&event(5));
     }
 
     #[tokio::test]
     async fn revoked_partitions_are_read_again() {
-        let bus = InMemoryBus::default();
-        let ctx = ctx(&bus);
-        let store: StateStore<i64> = StateStore::new();
-        assert!(store.admit(&ctx, &event(0)).await.unwrap());
-        store.stage(0, "a", 1);
-        store.commit(&event(0)).await.unwrap();
+        let (ctx, store) = fresh();
+        apply(&store, &ctx, 0, "a", 1).await;
         // Another member applies offset 1 while this one does not own the partition.
         store.revoked("in", &[0]);
         let other: StateStore<i64> = StateStore::new();
-        assert!(other.admit(&ctx, &event(1)).await.unwrap());
-        other.stage(0, "a", 7);
-        other.commit(&event(1)).await.unwrap();
-        assert!(!store.admit(&ctx, &event(1)).await.unwrap());
+        apply(&other, &ctx, 1, "a", 7).await;
+        assert!(!pending(&store, &ctx, 1).await);
         assert_eq!(store.get(0, "a"), Some(7));
     }
 
     #[tokio::test]
     async fn an_assigned_partition_is_restored_before_any_input() {
-        let bus = InMemoryBus::default();
-        let ctx = ctx(&bus);
-        let store: StateStore<i64> = StateStore::new();
-        assert!(store.admit(&ctx, &event(0)).await.unwrap());
-        store.stage(0, "a", 3);
-        store.commit(&event(0)).await.unwrap();
+        let (ctx, store) = fresh();
+        apply(&store, &ctx, 0, "a", 3).await;
         let other: StateStore<i64> = StateStore::new();
         assert_eq!(other.get(0, "a"), None);
         other.assigned(&ctx, &[0]).await.unwrap();
         assert_eq!(other.get(0, "a"), Some(3));
-        assert!(
-            !other.admit(&ctx, &event(0)).await.unwrap(),
-            "offset 0 was applied"
-        );
+        assert!(!pending(&other, &ctx, 0).await, "offset 0 was applied");
     }
 
     #[test]
