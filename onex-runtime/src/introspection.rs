@@ -118,7 +118,7 @@ pub fn document(spec: &NodeSpec, config: &RuntimeConfig) -> Value {
         "description": spec.description,
         "flags": crate::startup::FLAGS.iter().map(|(flag, value, meaning)| json!({
             "flag": flag,
-            "value": if value.is_empty() { Value::Null } else { json!(value) },
+            "value": value,
             "description": meaning,
         })).collect::<Vec<_>>(),
         "topics": {
@@ -159,30 +159,15 @@ pub fn document(spec: &NodeSpec, config: &RuntimeConfig) -> Value {
 mod tests {
     use super::*;
     use crate::node::NodeKind;
-    use crate::retry::RetrySettings;
 
     fn spec() -> NodeSpec {
         NodeSpec {
-            name: "node_x_effect".into(),
-            kind: NodeKind::Effect,
-            version: "1.2.3".into(),
             description: "x".into(),
             subscribe_topics: vec!["onex.cmd.x.do.v1".into()],
             publish_topics: vec!["onex.evt.x.done.v1".into()],
-            dlq_topic: None,
-            failure_topic: None,
             consumer_group: "x".into(),
-            retry: RetrySettings::default(),
-            circuit_breaker: None,
-            idempotency: None,
-            handler_timeout_ms: None,
-            env: Vec::new(),
             capabilities: vec!["do".into()],
-            tags: Vec::new(),
-            health_path: "/health".into(),
-            heartbeat_interval_secs: 30,
-            contract_version: "1.0.0".into(),
-            command_topic: None,
+            ..NodeSpec::new("node_x_effect", NodeKind::Effect, "1.2.3")
         }
     }
 

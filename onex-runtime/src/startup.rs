@@ -40,16 +40,16 @@ pub struct Flags {
     pub version: bool,
 }
 
-/// The command-line flags of every node: `(flag, value name, meaning)`;
-/// `--help` prints them and `--introspect` lists them.
-pub const FLAGS: &[(&str, &str, &str)] = &[
-    ("--serve", "", "run the node: consume, handle and publish until SIGINT or SIGTERM (the default)"),
-    ("--introspect", "", "print the node's introspection document as JSON and exit"),
-    ("--version", "", "print the node version and the contract version, and exit"),
-    ("--kafka-servers", "LIST", "Kafka bootstrap servers (overrides KAFKA_BOOTSTRAP_SERVERS)"),
-    ("--skip-event-bus", "", "run on the in-memory bus"),
-    ("--config", "FILE", "read settings from FILE: KEY=VALUE lines, or flat YAML with variable names or the lower-case KAFKA_* keys (bootstrap_servers, group, ...)"),
-    ("-h, --help", "", "print this help"),
+/// The command-line flags of every node: `(flag, name of its value if it
+/// takes one, meaning)`; `--help` prints them and `--introspect` lists them.
+pub const FLAGS: &[(&str, Option<&str>, &str)] = &[
+    ("--serve", None, "run the node: consume, handle and publish until SIGINT or SIGTERM (the default)"),
+    ("--introspect", None, "print the node's introspection document as JSON and exit"),
+    ("--version", None, "print the node version and the contract version, and exit"),
+    ("--kafka-servers", Some("LIST"), "Kafka bootstrap servers (overrides KAFKA_BOOTSTRAP_SERVERS)"),
+    ("--skip-event-bus", None, "run on the in-memory bus"),
+    ("--config", Some("FILE"), "read settings from FILE: KEY=VALUE lines, or flat YAML with variable names or the lower-case KAFKA_* keys (bootstrap_servers, group, ...)"),
+    ("-h, --help", None, "print this help"),
 ];
 
 /// Parses the flags (without the program name).
@@ -91,10 +91,9 @@ fn usage(spec: &NodeSpec) -> String {
         description = spec.description,
     );
     for (flag, value, meaning) in FLAGS {
-        let left = if value.is_empty() {
-            flag.to_string()
-        } else {
-            format!("{flag} {value}")
+        let left = match value {
+            Some(value) => format!("{flag} {value}"),
+            None => flag.to_string(),
         };
         out.push_str(&format!("  {left:<22}  {meaning}\n"));
     }
