@@ -7,8 +7,8 @@
 //! ```
 
 use onex_runtime::{
-    async_trait, serde_json::json, EnvVarSpec, HandlerContext, HandlerError, InboundEvent,
-    NodeHandler, NodeKind, NodeSpec, OutboundEvent, RetrySettings,
+    async_trait, serde_json::json, strings, EnvVarSpec, HandlerContext, HandlerError, InboundEvent,
+    NodeHandler, NodeKind, NodeSpec, OutboundEvent,
 };
 
 struct Echo;
@@ -25,54 +25,31 @@ impl NodeHandler for Echo {
                 "payload must be an object".into(),
             ));
         }
-        Ok(vec![OutboundEvent {
-            topic: "onex.evt.example.echoed.v1".into(),
-            event_type: "example.echoed".into(),
-            payload: json!({
+        Ok(vec![OutboundEvent::new(
+            "onex.evt.example.echoed.v1",
+            "example.echoed",
+            json!({
                 "echo": event.envelope.payload,
                 "prefix": ctx.env("ECHO_PREFIX"),
             }),
-            partition_key: None,
-            headers: Default::default(),
-        }])
+        )])
     }
 }
 
 fn spec() -> NodeSpec {
     NodeSpec {
-        name: "node_echo_compute".into(),
-        kind: NodeKind::Compute,
-        version: "1.0.0".into(),
         description: "Echoes every command as an event".into(),
-        subscribe_topics: vec!["onex.cmd.example.echo.v1".into()],
-        publish_topics: vec!["onex.evt.example.echoed.v1".into()],
-        dlq_topic: None,
-        failure_topic: None,
-        consumer_group: "node_echo_compute".into(),
-        retry: RetrySettings::default(),
-        circuit_breaker: None,
+        subscribe_topics: strings(&["onex.cmd.example.echo.v1"]),
+        publish_topics: strings(&["onex.evt.example.echoed.v1"]),
         idempotency: Some(onex_runtime::Idempotency::EventId),
         handler_timeout_ms: Some(30_000),
         env: vec![
-            EnvVarSpec {
-                name: "ECHO_PREFIX".into(),
-                required: false,
-                default: Some(">".into()),
-                description: "prefix added to echoes".into(),
-            },
-            EnvVarSpec {
-                name: "ECHO_TOKEN".into(),
-                required: true,
-                default: None,
-                description: "required to start".into(),
-            },
+            EnvVarSpec::new("ECHO_PREFIX", false, Some(">"), "prefix added to echoes"),
+            EnvVarSpec::new("ECHO_TOKEN", true, None, "required to start"),
         ],
-        capabilities: vec!["echo".into()],
-        tags: vec!["example".into()],
-        health_path: "/health".into(),
-        heartbeat_interval_secs: 30,
-        contract_version: "1.0.0".into(),
-        command_topic: None,
+        capabilities: strings(&["echo"]),
+        tags: strings(&["example"]),
+        ..NodeSpec::new("node_echo_compute", NodeKind::Compute, "1.0.0")
     }
 }
 

@@ -419,14 +419,8 @@ mod tests {
     #[test]
     fn decodes_the_epoch_seconds_form() {
         let cid = Uuid::new_v4();
-        let raw = json!({
-            "event_id": Uuid::new_v4(),
-            "event_type": "node.health.checked",
-            "correlation_id": cid,
-            "timestamp": 1_729_245_600.25,
-            "source": {"service": "health-monitor", "node_type": "effect", "node_id": "node-7"},
-            "payload": {"ok": true}
-        });
+        let raw =
+            crate::testing::python_epoch_event("node.health.checked", cid, json!({"ok": true}));
         let e = Envelope::from_bytes(raw.to_string().as_bytes()).unwrap();
         assert_eq!(e.correlation_id, cid);
         assert_eq!(e.timestamp.to_rfc3339(), "2024-10-18T10:00:00.250+00:00");

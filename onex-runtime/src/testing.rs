@@ -2,7 +2,8 @@
 //!
 //! - [`context`], [`context_with_env`] and [`inbound`] call a handler
 //!   directly, with a context and an event built the way the runtime builds
-//!   them.
+//!   them; [`python_epoch_event`] is an event in the older form the ONEX
+//!   Python services publish.
 //! - [`TestNode`] runs a node as [`crate::run_main`] does, with the same
 //!   dispatcher, retries and dead-letter topics, on an in-memory bus:
 //!   a test sends events to the node's topics as another node would and
@@ -61,6 +62,26 @@ pub fn inbound(topic: &str, event_type: &str, payload: serde_json::Value) -> Inb
         envelope,
         headers,
     }
+}
+
+/// An event of `event_type` carrying `payload`, as the older ONEX Python
+/// services write it: the timestamp in epoch seconds (1729245600.25, that
+/// is 2024-10-18T10:00:00.25Z), `source{service,node_type,node_id}` (a
+/// `health-monitor` effect, node `node-7`), and no version, metadata or
+/// causation id. A node decodes it like any envelope.
+pub fn python_epoch_event(
+    event_type: &str,
+    correlation_id: Uuid,
+    payload: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "event_id": Uuid::new_v4(),
+        "event_type": event_type,
+        "correlation_id": correlation_id,
+        "timestamp": 1_729_245_600.25,
+        "source": {"service": "health-monitor", "node_type": "effect", "node_id": "node-7"},
+        "payload": payload,
+    })
 }
 
 /// Stand-ins for the nodes a handler sends requests to, on an in-memory
@@ -577,14 +598,9 @@ mod tests {
 
     fn spec(env: Vec<EnvVarSpec>) -> NodeSpec {
         NodeSpec {
-            name: "node_t".into(),
-            kind: NodeKind::Effect,
-            version: "1.0.0".into(),
-            description: String::new(),
             subscribe_topics: vec!["onex.cmd.t.in.v1".into()],
             publish_topics: vec!["onex.evt.t.out.v1".into()],
             dlq_topic: Some("onex.dlq.t.v1".into()),
-            failure_topic: None,
             consumer_group: "t".into(),
             retry: RetrySettings {
                 max_retries: 0,
@@ -593,21 +609,25 @@ mod tests {
                 multiplier: 1.0,
                 jitter: 0.0,
             },
-            circuit_breaker: None,
-            idempotency: None,
-            handler_timeout_ms: None,
             env,
-            capabilities: vec![],
-            tags: vec![],
-            health_path: "/health".into(),
-            heartbeat_interval_secs: 30,
-            contract_version: "1.0.0".into(),
-            command_topic: None,
+            ..NodeSpec::new("node_t", NodeKind::Effect, "1.0.0")
         }
     }
 
-    /// Answers `ping` with `pong`; refuses everything else.
-    struct Pong;
+    /// Answers `ping` with `answer` on `topic`, saying who it is; refuses
+    /// everything else.
+    struct Pong {
+        topic: &'static str,
+        answer: &'static str,
+    }
+
+    /// The usual [`Pong`]: `pong` on the output topic.
+    fn pong() -> Arc<Pong> {
+        Arc::new(Pong {
+            topic: "onex.evt.t.out.v1",
+            answer: "pong",
+        })
+    }
 
     #[async_trait::async_trait]
     impl NodeHandler for Pong {
@@ -621,25 +641,20 @@ mod tests {
             }
             let who = ctx.env("WHO").unwrap_or("nobody").to_owned();
             Ok(vec![OutboundEvent::new(
-                "onex.evt.t.out.v1",
-                "pong",
+                self.topic,
+                self.answer,
                 serde_json::json!({ "who": who }),
             )])
         }
     }
 
     fn who(required: bool) -> Vec<EnvVarSpec> {
-        vec![EnvVarSpec {
-            name: "WHO".into(),
-            required,
-            default: None,
-            description: String::new(),
-        }]
+        vec![EnvVarSpec::new("WHO", required, None, "")]
     }
 
     #[tokio::test]
     async fn a_node_answers_on_its_topics_and_dead_letters_what_it_refuses() {
-        let node = TestNode::start(spec(who(true)), Arc::new(Pong)).await;
+        let node = TestNode::start(spec(who(true)), pong()).await;
         let sent = node
             .send("onex.cmd.t.in.v1", "ping", serde_json::json!({}))
             .await;
@@ -667,32 +682,16 @@ mod tests {
         node.stop().await;
     }
 
-    /// Answers every event on the topic it consumes.
-    struct Echo;
-
-    #[async_trait::async_trait]
-    impl NodeHandler for Echo {
-        async fn handle(
-            &self,
-            _ctx: &HandlerContext,
-            event: &InboundEvent,
-        ) -> Result<Vec<OutboundEvent>, HandlerError> {
-            if event.envelope.event_type != "ping" {
-                return Err(HandlerError::InvalidInput("not a ping".into()));
-            }
-            Ok(vec![OutboundEvent::new(
-                "onex.cmd.t.in.v1",
-                "node_t.ping.completed",
-                serde_json::json!({}),
-            )])
-        }
-    }
-
     #[tokio::test]
     async fn a_node_answering_on_the_topic_it_consumes_does_not_handle_its_answer() {
         let mut spec = spec(who(false));
         spec.publish_topics = vec!["onex.cmd.t.in.v1".into()];
-        let node = TestNode::start(spec, Arc::new(Echo)).await;
+        // Answers on the topic it consumes.
+        let echo = Arc::new(Pong {
+            topic: "onex.cmd.t.in.v1",
+            answer: "node_t.ping.completed",
+        });
+        let node = TestNode::start(spec, echo).await;
         node.send("onex.cmd.t.in.v1", "ping", serde_json::json!({}))
             .await;
         let out = node.events("onex.cmd.t.in.v1", 1).await;
@@ -711,7 +710,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_group_command_from_a_sibling_instance_is_handled() {
-        let node = TestNode::start(spec(who(false)), Arc::new(Pong)).await;
+        let node = TestNode::start(spec(who(false)), pong()).await;
         // Another instance of the same service (named after the node when
         // SERVICE_NAME is unset), as send_to_group sends it.
         let sibling = EventSource::new("node_t", "sibling");
@@ -724,12 +723,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_required_variable_stops_the_start() {
-        let err = TestNode::start_with_env(spec(who(true)), Arc::new(Pong), &[])
+        let err = TestNode::start_with_env(spec(who(true)), pong(), &[])
             .await
             .err()
             .expect("WHO is required");
         assert!(err.to_string().contains("WHO"), "{err}");
-        let node = TestNode::start_with_env(spec(who(false)), Arc::new(Pong), &[])
+        let node = TestNode::start_with_env(spec(who(false)), pong(), &[])
             .await
             .expect("WHO is optional");
         node.stop().await;
@@ -738,7 +737,7 @@ mod tests {
     #[tokio::test]
     #[should_panic(expected = "expected 1 message(s) on onex.evt.t.nothing.v1")]
     async fn waiting_for_what_never_comes_fails_and_says_what_came() {
-        let node = TestNode::start(spec(who(false)), Arc::new(Pong))
+        let node = TestNode::start(spec(who(false)), pong())
             .await
             .with_wait(Duration::from_millis(200));
         node.send("onex.cmd.t.in.v1", "ping", serde_json::json!({}))
