@@ -41,13 +41,7 @@ fn settings() -> KafkaSettings {
 }
 
 async fn kafka() -> KafkaBus {
-    KafkaBus::connect(
-        settings(),
-        Arc::new(Metrics::new()),
-        Duration::from_secs(10),
-    )
-    .await
-    .expect("broker reachable")
+    conformance::kafka_bus(settings(), Duration::from_secs(10)).await
 }
 
 struct Broker;
@@ -56,9 +50,6 @@ struct Broker;
 impl Backend for Broker {
     async fn bus(&self) -> Arc<dyn EventBus> {
         Arc::new(kafka().await)
-    }
-    fn patience(&self) -> Duration {
-        Duration::from_secs(30)
     }
     fn node_config(&self) -> Vec<(String, String)> {
         vec![
@@ -74,9 +65,7 @@ impl Backend for Broker {
     ) -> i32 {
         let mut s = settings();
         s.topic_partitions = partitions;
-        let admin = KafkaBus::connect(s, Arc::new(Metrics::new()), Duration::from_secs(10))
-            .await
-            .expect("broker reachable");
+        let admin = conformance::kafka_bus(s, Duration::from_secs(10)).await;
         admin
             .ensure_topics(&[topic.to_string()])
             .await
@@ -86,32 +75,9 @@ impl Backend for Broker {
     }
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            conformance::$name(&Broker).await;
-        }
-    )*};
-}
-
-conformance!(
-    publish_subscribe_roundtrip,
-    batch_publish_keeps_order,
-    group_members_share_without_loss,
-    no_loss_on_publisher_close,
-    many_topics_without_cross_talk,
-    redelivery_after_failed_handler,
-    no_loss_across_close_and_reopen,
-    every_group_gets_everything,
-    per_key_ordering,
-    concurrent_publishers,
-    concurrent_close_without_deadlock,
-    node_dispatch_retry_dlq_and_introspection,
-    retries_run_out_then_dead_letter,
-    unpublishable_result_is_dead_lettered,
-    python_service_envelopes_are_handled,
-    handlers_use_the_bus,
+conformance::every_scenario!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    Broker
 );
 
 /// A handler that never succeeds leaves the offset uncommitted: a consumer

@@ -214,9 +214,6 @@ impl Backend for Login {
             Err((e, _)) => panic!("{}: {e}", self.name()),
         }
     }
-    fn patience(&self) -> Duration {
-        Duration::from_secs(30)
-    }
     fn node_config(&self) -> Vec<(String, String)> {
         Login::node_config(self)
     }
@@ -295,15 +292,8 @@ async fn a_mechanism_the_broker_lacks_is_refused() {
 }
 
 fn node(login: &Login) -> Command {
-    let mut node = Command::new(conformance::example_binary("echo_node"));
-    node.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
-        .env("ECHO_TOKEN", "t")
-        .env("ONEX_HEALTH_ADDR", "127.0.0.1:0")
-        .env("ONEX_BUS_CONNECT_TIMEOUT_SECONDS", "20")
-        .envs(login.node_config())
-        .arg("--serve");
+    let mut node = conformance::echo_node_on_kafka(20);
+    node.envs(login.node_config()).arg("--serve");
     node
 }
 

@@ -54,18 +54,7 @@ struct TlsBroker;
 #[async_trait]
 impl Backend for TlsBroker {
     async fn bus(&self) -> Arc<dyn EventBus> {
-        Arc::new(
-            KafkaBus::connect(
-                settings("ca.pem"),
-                Arc::new(Metrics::new()),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("the broker answers over TLS"),
-        )
-    }
-    fn patience(&self) -> Duration {
-        Duration::from_secs(30)
+        Arc::new(conformance::kafka_bus(settings("ca.pem"), Duration::from_secs(10)).await)
     }
     fn node_config(&self) -> Vec<(String, String)> {
         vec![
@@ -114,14 +103,8 @@ async fn a_wrong_ca_is_a_security_error() {
 }
 
 fn node(ca: &str) -> Command {
-    let mut c = Command::new(conformance::example_binary("echo_node"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
-        .env("ECHO_TOKEN", "t")
-        .env("ONEX_HEALTH_ADDR", "127.0.0.1:0")
-        .env("ONEX_BUS_CONNECT_TIMEOUT_SECONDS", "5")
-        .env("KAFKA_BOOTSTRAP_SERVERS", required("ONEX_TEST_KAFKA_TLS"))
+    let mut c = conformance::echo_node_on_kafka(5);
+    c.env("KAFKA_BOOTSTRAP_SERVERS", required("ONEX_TEST_KAFKA_TLS"))
         .env("KAFKA_SECURITY_PROTOCOL", "ssl")
         .env("KAFKA_SSL_CA_LOCATION", tls_file(ca));
     c

@@ -29,32 +29,9 @@ impl Backend for Memory {
     }
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            conformance::$name(&Memory).await;
-        }
-    )*};
-}
-
-conformance!(
-    publish_subscribe_roundtrip,
-    batch_publish_keeps_order,
-    group_members_share_without_loss,
-    no_loss_on_publisher_close,
-    many_topics_without_cross_talk,
-    redelivery_after_failed_handler,
-    no_loss_across_close_and_reopen,
-    every_group_gets_everything,
-    per_key_ordering,
-    concurrent_publishers,
-    concurrent_close_without_deadlock,
-    node_dispatch_retry_dlq_and_introspection,
-    retries_run_out_then_dead_letter,
-    unpublishable_result_is_dead_lettered,
-    python_service_envelopes_are_handled,
-    handlers_use_the_bus,
+conformance::every_scenario!(
+    #[tokio::test]
+    Memory
 );
 
 fn fast_bus(threshold: u32) -> InMemoryBus {
@@ -221,36 +198,17 @@ impl onex_runtime::NodeHandler for Quiet {
 /// on the heartbeat, and on shutdown, all with the topic prefix applied.
 #[tokio::test]
 async fn introspection_on_request_heartbeat_and_shutdown() {
-    use onex_runtime::config::{ConfigSource, RuntimeConfig};
     use onex_runtime::introspection::{INTROSPECTION_REQUEST_TOPIC, INTROSPECTION_TOPIC};
-    use onex_runtime::service::NodeService;
     use onex_runtime::{Envelope, EventSource, NodeKind, NodeSpec};
 
-    let src = ConfigSource::from_pairs([("KAFKA_TOPIC_PREFIX", "dev.")]);
-    let config = RuntimeConfig::from_source(&src).unwrap();
     let spec = NodeSpec {
-        name: "node_quiet_reducer".into(),
-        kind: NodeKind::Reducer,
-        version: "2.0.0".into(),
-        description: String::new(),
         subscribe_topics: vec!["onex.evt.x.y.v1".into()],
-        publish_topics: vec![],
-        dlq_topic: None,
-        failure_topic: None,
         consumer_group: "quiet".into(),
-        retry: RetrySettings::default(),
-        circuit_breaker: None,
-        idempotency: None,
-        handler_timeout_ms: None,
-        env: vec![],
-        capabilities: vec![],
-        tags: vec![],
-        health_path: "/health".into(),
         heartbeat_interval_secs: 1,
-        contract_version: "1.0.0".into(),
-        command_topic: None,
+        ..NodeSpec::new("node_quiet_reducer", NodeKind::Reducer, "2.0.0")
     };
-    let service = Arc::new(NodeService::new(spec, Arc::new(Quiet), config, &src).unwrap());
+    let service =
+        conformance::node_service(spec, Arc::new(Quiet), [("KAFKA_TOPIC_PREFIX", "dev.")]);
     let mem = service.memory_bus();
     let bus: Arc<dyn EventBus> = Arc::new(mem.clone());
     let (_sub, mut rx) =

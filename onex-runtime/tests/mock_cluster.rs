@@ -12,12 +12,11 @@ use onex_runtime::async_trait;
 use onex_runtime::breaker::CircuitState;
 use onex_runtime::bus::kafka::KafkaBus;
 use onex_runtime::bus::{BusBackend, BusError, EventBus};
-use onex_runtime::config::{ConfigSource, KafkaSettings, OffsetReset, RuntimeConfig};
+use onex_runtime::config::{KafkaSettings, OffsetReset};
 use onex_runtime::headers::Headers;
 use onex_runtime::health::{HealthReport, Status};
 use onex_runtime::metrics::Metrics;
 use onex_runtime::retry::RetrySettings;
-use onex_runtime::service::NodeService;
 use onex_runtime::{
     HandlerContext, HandlerError, InboundEvent, NodeHandler, NodeKind, NodeSpec, OutboundEvent,
 };
@@ -52,18 +51,7 @@ struct Mock {
 #[async_trait]
 impl Backend for Mock {
     async fn bus(&self) -> Arc<dyn EventBus> {
-        Arc::new(
-            KafkaBus::connect(
-                settings(&self.servers),
-                Arc::new(Metrics::new()),
-                Duration::from_secs(5),
-            )
-            .await
-            .expect("mock cluster reachable"),
-        )
-    }
-    fn patience(&self) -> Duration {
-        Duration::from_secs(30)
+        Arc::new(conformance::kafka_bus(settings(&self.servers), Duration::from_secs(5)).await)
     }
     fn node_config(&self) -> Vec<(String, String)> {
         vec![
@@ -123,9 +111,7 @@ conformance!(
 
 async fn bus_on(cluster: &Cluster, s: KafkaSettings) -> KafkaBus {
     let _ = cluster;
-    KafkaBus::connect(s, Arc::new(Metrics::new()), Duration::from_secs(5))
-        .await
-        .expect("connect")
+    conformance::kafka_bus(s, Duration::from_secs(5)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,13 +241,13 @@ impl NodeHandler for Noop {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn degraded_node_reconnects_to_kafka() {
     let c = cluster();
-    let src = ConfigSource::from_pairs([
+    let pairs = [
         ("KAFKA_BOOTSTRAP_SERVERS", c.bootstrap_servers()),
         ("ONEX_BUS_RECONNECT_INTERVAL_SECONDS", "1".to_string()),
         ("ONEX_BUS_CONNECT_TIMEOUT_SECONDS", "5".to_string()),
         ("KAFKA_TIMEOUT_SECONDS", "3".to_string()),
         ("ONEX_CREATE_TOPICS", "false".to_string()),
-    ]);
+    ];
     auto_create(
         &c.bootstrap_servers(),
         &[
@@ -270,30 +256,13 @@ async fn degraded_node_reconnects_to_kafka() {
             onex_runtime::introspection::INTROSPECTION_REQUEST_TOPIC.to_string(),
         ],
     );
-    let config = RuntimeConfig::from_source(&src).unwrap();
     let spec = NodeSpec {
-        name: "node_noop_effect".into(),
-        kind: NodeKind::Effect,
-        version: "0.1.0".into(),
-        description: "".into(),
         subscribe_topics: vec!["onex.cmd.test.noop.v1".into()],
-        publish_topics: vec![],
-        dlq_topic: None,
-        failure_topic: None,
         consumer_group: "noop".into(),
-        retry: RetrySettings::default(),
-        circuit_breaker: None,
-        idempotency: None,
-        handler_timeout_ms: None,
-        env: vec![],
-        capabilities: vec![],
-        tags: vec![],
-        health_path: "/health".into(),
         heartbeat_interval_secs: 0,
-        contract_version: "1.0.0".into(),
-        command_topic: None,
+        ..NodeSpec::new("node_noop_effect", NodeKind::Effect, "0.1.0")
     };
-    let service = Arc::new(NodeService::new(spec, Arc::new(Noop), config, &src).unwrap());
+    let service = conformance::node_service(spec, Arc::new(Noop), pairs);
     // Start as if Kafka had been unreachable.
     service
         .start(Arc::new(service.memory_bus()), true)

@@ -1,6 +1,6 @@
 //! One conformance suite for every [`EventBus`] backend. Each test file
 //! provides a [`Backend`] (how to make a bus, and its capability profile)
-//! and calls the scenarios it supports.
+//! and calls the scenarios it supports (all of them: `every_scenario!`).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -8,15 +8,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use onex_runtime::bus::kafka::KafkaBus;
 use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Nack, OutgoingMessage, Subscription};
-use onex_runtime::config::{ConfigSource, RuntimeConfig};
+use onex_runtime::config::{ConfigSource, KafkaSettings, RuntimeConfig};
 use onex_runtime::dlq::DeadLetter;
 use onex_runtime::headers::{Headers, Priority};
 use onex_runtime::introspection::{INTROSPECTION_REQUEST_TOPIC, INTROSPECTION_TOPIC};
+use onex_runtime::metrics::Metrics;
 use onex_runtime::service::NodeService;
+use onex_runtime::testing::python_epoch_event;
 use onex_runtime::{
-    async_trait, Envelope, EventSource, HandlerContext, HandlerError, InboundEvent, NodeHandler,
-    NodeKind, NodeSpec, OutboundEvent, RetrySettings,
+    async_trait, EnvVarSpec, Envelope, EventSource, HandlerContext, HandlerError, InboundEvent,
+    NodeHandler, NodeKind, NodeSpec, OutboundEvent, RetrySettings,
 };
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -27,8 +30,11 @@ use uuid::Uuid;
 pub trait Backend: Send + Sync {
     /// A fresh bus.
     async fn bus(&self) -> Arc<dyn EventBus>;
-    /// Longest wait for an expected message.
-    fn patience(&self) -> Duration;
+    /// Longest wait for an expected message (30 s unless the backend says
+    /// otherwise).
+    fn patience(&self) -> Duration {
+        Duration::from_secs(30)
+    }
     /// Configuration pairs a node on this backend needs (bootstrap servers...).
     fn node_config(&self) -> Vec<(String, String)>;
     /// Makes sure the topics exist (backends without the admin API override this).
@@ -47,6 +53,41 @@ pub trait Backend: Send + Sync {
         1
     }
 }
+
+/// Declares one test per scenario of the suite, each under the test
+/// attribute given and running on `$backend`:
+/// `conformance::every_scenario!(#[tokio::test] Memory);`.
+#[allow(unused_macros)]
+macro_rules! every_scenario {
+    (@each #[$test:meta] $backend:expr; $($name:ident),*) => {$(
+        #[$test]
+        async fn $name() {
+            $crate::conformance::$name(&$backend).await;
+        }
+    )*};
+    (#[$test:meta] $backend:expr) => {
+        $crate::conformance::every_scenario!(@each #[$test] $backend;
+            publish_subscribe_roundtrip,
+            batch_publish_keeps_order,
+            group_members_share_without_loss,
+            no_loss_on_publisher_close,
+            many_topics_without_cross_talk,
+            redelivery_after_failed_handler,
+            no_loss_across_close_and_reopen,
+            every_group_gets_everything,
+            per_key_ordering,
+            concurrent_publishers,
+            concurrent_close_without_deadlock,
+            node_dispatch_retry_dlq_and_introspection,
+            retries_run_out_then_dead_letter,
+            unpublishable_result_is_dead_lettered,
+            python_service_envelopes_are_handled,
+            handlers_use_the_bus
+        );
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use every_scenario;
 
 /// A topic name no other test uses.
 pub fn topic(name: &str) -> String {
@@ -389,26 +430,18 @@ impl NodeHandler for Echo {
                 ctx.attempt()
             )));
         }
-        Ok(vec![OutboundEvent {
-            topic: self.out_topic.clone(),
-            event_type: "echoed".into(),
-            payload: json!({"echo": event.envelope.payload, "greeting": ctx.env("GREETING")}),
-            partition_key: Some("k".into()),
-            headers: Default::default(),
-        }])
+        let echo = json!({"echo": event.envelope.payload, "greeting": ctx.env("GREETING")});
+        Ok(vec![
+            OutboundEvent::new(&self.out_topic, "echoed", echo).with_partition_key("k")
+        ])
     }
 }
 
 fn spec(input: &str, output: &str, max_retries: u32) -> NodeSpec {
     NodeSpec {
-        name: "node_echo_compute".into(),
-        kind: NodeKind::Compute,
-        version: "1.0.0".into(),
         description: "echo".into(),
         subscribe_topics: vec![input.into()],
         publish_topics: vec![output.into()],
-        dlq_topic: None,
-        failure_topic: None,
         consumer_group: group(),
         retry: RetrySettings {
             max_retries,
@@ -417,22 +450,26 @@ fn spec(input: &str, output: &str, max_retries: u32) -> NodeSpec {
             multiplier: 2.0,
             jitter: 0.0,
         },
-        circuit_breaker: None,
         idempotency: Some(onex_runtime::Idempotency::EventId),
         handler_timeout_ms: Some(5000),
-        env: vec![onex_runtime::EnvVarSpec {
-            name: "GREETING".into(),
-            required: false,
-            default: Some("hello".into()),
-            description: "".into(),
-        }],
+        env: vec![EnvVarSpec::new("GREETING", false, Some("hello"), "")],
         capabilities: vec!["echo".into()],
         tags: vec!["test".into()],
-        health_path: "/health".into(),
         heartbeat_interval_secs: 0,
-        contract_version: "1.0.0".into(),
-        command_topic: None,
+        ..NodeSpec::new("node_echo_compute", NodeKind::Compute, "1.0.0")
     }
+}
+
+/// A node service for `spec` and `handler`, configured by `pairs`; not
+/// started.
+pub fn node_service<K: Into<String>, V: Into<String>>(
+    spec: NodeSpec,
+    handler: Arc<dyn NodeHandler>,
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> Arc<NodeService> {
+    let src = ConfigSource::from_pairs(pairs);
+    let config = RuntimeConfig::from_source(&src).unwrap();
+    Arc::new(NodeService::new(spec, handler, config, &src).unwrap())
 }
 
 async fn node(
@@ -441,12 +478,35 @@ async fn node(
     handler: Arc<dyn NodeHandler>,
     bus: Arc<dyn EventBus>,
 ) -> Arc<NodeService> {
-    let pairs = b.node_config();
-    let src = ConfigSource::from_pairs(pairs);
-    let config = RuntimeConfig::from_source(&src).unwrap();
-    let service = Arc::new(NodeService::new(spec, handler, config, &src).unwrap());
+    let service = node_service(spec, handler, b.node_config());
     service.start(bus, false).await.expect("node start");
     service
+}
+
+/// A Kafka bus with these settings (and metrics of its own); panics when
+/// the broker does not answer within `connect_timeout`.
+pub async fn kafka_bus(settings: KafkaSettings, connect_timeout: Duration) -> KafkaBus {
+    KafkaBus::connect(settings, Arc::new(Metrics::new()), connect_timeout)
+        .await
+        .unwrap_or_else(|e| panic!("the broker does not answer: {e}"))
+}
+
+/// The echo_node example as a process that runs on Kafka: nothing in its
+/// environment but `PATH`, info logs, the `ECHO_TOKEN` it requires, a health
+/// endpoint on a free port and `connect_timeout_secs` to reach the broker.
+/// The caller adds the broker's settings.
+pub fn echo_node_on_kafka(connect_timeout_secs: u64) -> std::process::Command {
+    let mut node = std::process::Command::new(example_binary("echo_node"));
+    node.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .env("ECHO_TOKEN", "t")
+        .env("ONEX_HEALTH_ADDR", "127.0.0.1:0")
+        .env(
+            "ONEX_BUS_CONNECT_TIMEOUT_SECONDS",
+            connect_timeout_secs.to_string(),
+        );
+    node
 }
 
 /// The path of an example of this crate, built when missing.
@@ -683,14 +743,7 @@ pub async fn python_service_envelopes_are_handled(b: &dyn Backend) {
     });
     let service = node(b, spec(&t[0], &t[1], 0), handler.clone(), bus.clone()).await;
     let legacy_cid = Uuid::new_v4();
-    let legacy = json!({
-        "event_id": Uuid::new_v4(),
-        "event_type": "thing",
-        "correlation_id": legacy_cid,
-        "timestamp": 1_760_781_600.5,
-        "source": {"service": "py-legacy", "node_type": "effect", "node_id": "node-1"},
-        "payload": {"form": "epoch"}
-    });
+    let legacy = python_epoch_event("thing", legacy_cid, json!({"form": "epoch"}));
     let standard_cid = Uuid::new_v4();
     let standard = json!({
         "event_id": Uuid::new_v4(),
@@ -841,9 +894,7 @@ pub async fn handlers_use_the_bus(b: &dyn Backend) {
     let start = |s: NodeSpec, handler: Arc<dyn NodeHandler>, pairs: Vec<(String, String)>| {
         let bus = bus.clone();
         async move {
-            let src = ConfigSource::from_pairs(pairs);
-            let config = RuntimeConfig::from_source(&src).unwrap();
-            let service = Arc::new(NodeService::new(s, handler, config, &src).unwrap());
+            let service = node_service(s, handler, pairs);
             service.start(bus, false).await.expect("node start");
             service
         }
