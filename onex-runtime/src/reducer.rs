@@ -578,8 +578,12 @@ mod tests {
     use serde_json::json;
     use std::sync::Arc;
 
-    /// A light: off -on-> on -off-> off, `break` from anywhere to broken (terminal).
-    struct Light;
+    /// A light: off -on-> on -off-> off, `break` from anywhere to broken
+    /// (terminal); publishing once per `WINDOW_MS` window when that is not 0.
+    struct Light<const WINDOW_MS: u64 = 0>;
+
+    /// The light, publishing once per 1 s window.
+    type WindowedLight = Light<1000>;
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
     #[serde(rename_all = "lowercase")]
@@ -595,7 +599,7 @@ mod tests {
         }
     }
 
-    impl FsmTable<()> for Light {
+    impl<const WINDOW_MS: u64> FsmTable<()> for Light<WINDOW_MS> {
         type State = Lamp;
         type Trigger = &'static str;
         type Guard = std::convert::Infallible;
@@ -606,6 +610,11 @@ mod tests {
             completed: "light.completed",
             result_topic: Some("changes"),
             terminal_topic: Some("closed"),
+        };
+        const WINDOW_MS: Option<u64> = if WINDOW_MS == 0 {
+            None
+        } else {
+            Some(WINDOW_MS)
         };
 
         fn is_terminal(state: Lamp) -> bool {
@@ -789,53 +798,12 @@ mod tests {
 
         // A new process restores "broken" and refuses to turn it on.
         let fresh: FsmReducer<Light, ()> = FsmReducer::new(());
+        let fresh_keeper = fresh.state_keeper().unwrap();
         let on = event("on", "l1", 2);
-        assert!(fresh
-            .state_keeper()
-            .unwrap()
-            .admit(&ctx, &on)
-            .await
-            .unwrap());
+        assert!(fresh_keeper.admit(&ctx, &on).await.unwrap());
         let refused = fresh.handle(&crate::testing::context(), &on).await;
         assert!(matches!(refused, Err(HandlerError::InvalidInput(m)) if m.contains("Broken")));
-        fresh.state_keeper().unwrap().abandon(&on);
-    }
-
-    /// The light, publishing once per 1 s window.
-    struct WindowedLight;
-
-    impl FsmTable<()> for WindowedLight {
-        type State = Lamp;
-        type Trigger = &'static str;
-        type Guard = std::convert::Infallible;
-        const MACHINE: &'static str = "light";
-        const INITIAL: Lamp = Lamp::Off;
-        const EVENTS: ReducerEvents = Light::EVENTS_OF_LIGHT;
-        const WINDOW_MS: Option<u64> = Some(1000);
-
-        fn is_terminal(state: Lamp) -> bool {
-            <Light as FsmTable<()>>::is_terminal(state)
-        }
-
-        fn trigger_for(hooks: &(), event: &InboundEvent) -> Option<&'static str> {
-            <Light as FsmTable<()>>::trigger_for(hooks, event)
-        }
-
-        fn transition(
-            from: Lamp,
-            trigger: &'static str,
-        ) -> Result<Step<Lamp, Self::Guard>, TransitionError<Lamp, &'static str, Self::Guard>>
-        {
-            <Light as FsmTable<()>>::transition(from, trigger)
-        }
-
-        fn guard(hooks: &(), guard: Self::Guard, event: &InboundEvent) -> bool {
-            <Light as FsmTable<()>>::guard(hooks, guard, event)
-        }
-    }
-
-    impl Light {
-        const EVENTS_OF_LIGHT: ReducerEvents = <Light as FsmTable<()>>::EVENTS;
+        fresh_keeper.abandon(&on);
     }
 
     /// Handles `event` as the runtime does: admit, handle, commit.
@@ -905,12 +873,8 @@ mod tests {
         apply(&fresh, &ctx, &later).await;
         drop(due);
         let again = keeper.due_windows(end).await.unwrap();
-        let fresh_due = fresh
-            .state_keeper()
-            .unwrap()
-            .due_windows(end)
-            .await
-            .unwrap();
+        let fresh_keeper = fresh.state_keeper().unwrap();
+        let fresh_due = fresh_keeper.due_windows(end).await.unwrap();
         let l1_fresh = fresh_due.windows.iter().find(|w| w.key == "l1").unwrap();
         assert_eq!(
             (l1_fresh.start_ms, l1_fresh.causation_id, &l1_fresh.events),
@@ -923,9 +887,8 @@ mod tests {
         assert!(keeper.due_windows(end).await.is_none());
         let restarted: FsmReducer<WindowedLight, ()> = FsmReducer::new(());
         apply(&restarted, &ctx, &event("off", "l2", 5)).await;
-        let left = restarted
-            .state_keeper()
-            .unwrap()
+        let restarted_keeper = restarted.state_keeper().unwrap();
+        let left = restarted_keeper
             .due_windows(i64::MAX)
             .await
             .expect("the new windows");
@@ -943,33 +906,17 @@ mod tests {
         let ctx = light_context();
         let node: FsmReducer<WindowedLight, ()> = FsmReducer::new(());
         apply(&node, &ctx, &event("on", "l1", 0)).await;
-        let due = node
-            .state_keeper()
-            .unwrap()
-            .due_windows(i64::MAX)
-            .await
-            .unwrap();
+        let keeper = node.state_keeper().unwrap();
+        let due = keeper.due_windows(i64::MAX).await.unwrap();
         let next = event("off", "l1", 1);
-        let admitted = tokio::time::timeout(
-            Duration::from_millis(100),
-            node.state_keeper().unwrap().admit(&ctx, &next),
-        )
-        .await;
+        let admitted =
+            tokio::time::timeout(Duration::from_millis(100), keeper.admit(&ctx, &next)).await;
         assert!(
             admitted.is_err(),
             "the input was admitted during the publish"
         );
-        node.state_keeper()
-            .unwrap()
-            .windows_published(due)
-            .await
-            .unwrap();
-        assert!(node
-            .state_keeper()
-            .unwrap()
-            .admit(&ctx, &next)
-            .await
-            .unwrap());
-        node.state_keeper().unwrap().abandon(&next);
+        keeper.windows_published(due).await.unwrap();
+        assert!(keeper.admit(&ctx, &next).await.unwrap());
+        keeper.abandon(&next);
     }
 }

@@ -373,15 +373,10 @@ mod tests {
 
         // A new process after a crash between the steps: the first is not run again.
         let fresh: WorkflowDriver<Table, Hooks> = WorkflowDriver::new(Hooks::default());
-        let later = crate::testing::inbound("in", "go", json!({}));
-        let mut later = later;
+        let mut later = crate::testing::inbound("in", "go", json!({}));
         later.offset = 1;
-        fresh
-            .state_keeper()
-            .unwrap()
-            .admit(&ctx, &later)
-            .await
-            .unwrap();
+        let keeper = fresh.state_keeper().unwrap();
+        keeper.admit(&ctx, &later).await.unwrap();
         fresh
             .store
             .record_progress(
@@ -393,24 +388,15 @@ mod tests {
             )
             .await
             .unwrap();
-        fresh.state_keeper().unwrap().abandon(&later);
+        keeper.abandon(&later);
         let restarted: WorkflowDriver<Table, Hooks> = WorkflowDriver::new(Hooks::default());
-        assert!(restarted
-            .state_keeper()
-            .unwrap()
-            .admit(&ctx, &later)
-            .await
-            .unwrap());
+        let keeper = restarted.state_keeper().unwrap();
+        assert!(keeper.admit(&ctx, &later).await.unwrap());
         restarted
             .handle(&crate::testing::context(), &later)
             .await
             .unwrap();
         assert_eq!(restarted.hooks.first_runs.load(Ordering::SeqCst), 0);
-        restarted
-            .state_keeper()
-            .unwrap()
-            .commit(&later)
-            .await
-            .unwrap();
+        keeper.commit(&later).await.unwrap();
     }
 }
