@@ -196,6 +196,11 @@ mod tests {
         }
     }
 
+    /// Runs `Words::count` on `text` as the `count` operation would.
+    async fn count(handlers: &Arc<Words>, text: serde_json::Value) -> Result<usize, HandlerError> {
+        compute(handlers, &ctx(), &event("count", text), Words::count).await
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn computations_run_off_the_async_workers() {
         let handlers = Arc::new(Words);
@@ -209,26 +214,13 @@ mod tests {
         .await
         .unwrap();
         assert_ne!(thread, on_worker, "the computation ran on the async worker");
-        let n = compute(
-            &handlers,
-            &ctx(),
-            &event("count", json!("a b c")),
-            Words::count,
-        )
-        .await;
-        assert_eq!(n, Ok(3));
-        let wrong = compute(&handlers, &ctx(), &event("count", json!(1)), Words::count).await;
+        assert_eq!(count(&handlers, json!("a b c")).await, Ok(3));
+        let wrong = count(&handlers, json!(1)).await;
         assert!(
             matches!(wrong, Err(HandlerError::InvalidInput(_))),
             "{wrong:?}"
         );
-        let panicked = compute(
-            &handlers,
-            &ctx(),
-            &event("count", json!("panic")),
-            Words::count,
-        )
-        .await;
+        let panicked = count(&handlers, json!("panic")).await;
         assert!(
             matches!(panicked, Err(HandlerError::Fatal(_))),
             "{panicked:?}"

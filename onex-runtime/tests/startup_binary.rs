@@ -24,6 +24,20 @@ fn node() -> Command {
     c
 }
 
+/// Asserts that each of `expected` is the `key` of an entry of `list` (a
+/// JSON array of objects).
+fn assert_listed(list: &serde_json::Value, key: &str, expected: &[&str]) {
+    let listed: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[key].as_str().unwrap())
+        .collect();
+    for name in expected {
+        assert!(listed.contains(name), "{name} missing from {listed:?}");
+    }
+}
+
 #[test]
 fn introspect_prints_the_document_without_a_bus() {
     let out = node()
@@ -44,40 +58,32 @@ fn introspect_prints_the_document_without_a_bus() {
         "dev.x.onex.cmd.example.echo.v1.dlq"
     );
     assert_eq!(doc["env"]["contract"][1]["name"], "ECHO_TOKEN");
-    let bus: Vec<&str> = doc["env"]["bus"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
-    for name in [
-        "KAFKA_BOOTSTRAP_SERVERS",
-        "KAFKA_SSL_CA_LOCATION",
-        "KAFKA_SSL_CERTIFICATE_LOCATION",
-        "KAFKA_SSL_KEY_LOCATION",
-        "KAFKA_DEAD_LETTER_TOPIC",
-        "KAFKA_CONSUMER_GROUP",
-        "SERVICE_NAME",
-        "LOG_LEVEL",
-    ] {
-        assert!(bus.contains(&name), "{name} missing from {bus:?}");
-    }
+    assert_listed(
+        &doc["env"]["bus"],
+        "name",
+        &[
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "KAFKA_SSL_CA_LOCATION",
+            "KAFKA_SSL_CERTIFICATE_LOCATION",
+            "KAFKA_SSL_KEY_LOCATION",
+            "KAFKA_DEAD_LETTER_TOPIC",
+            "KAFKA_CONSUMER_GROUP",
+            "SERVICE_NAME",
+            "LOG_LEVEL",
+        ],
+    );
     assert_eq!(doc["endpoints"]["health"], "/health");
-    let flags: Vec<&str> = doc["flags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["flag"].as_str().unwrap())
-        .collect();
-    for flag in [
-        "--serve",
-        "--introspect",
-        "--version",
-        "--kafka-servers",
-        "--config",
-    ] {
-        assert!(flags.contains(&flag), "{flag} missing from {flags:?}");
-    }
+    assert_listed(
+        &doc["flags"],
+        "flag",
+        &[
+            "--serve",
+            "--introspect",
+            "--version",
+            "--kafka-servers",
+            "--config",
+        ],
+    );
     assert_eq!(doc["contract_version"], "1.0.0");
 }
 
