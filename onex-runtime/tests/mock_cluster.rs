@@ -11,7 +11,7 @@ use conformance::Backend;
 use onex_runtime::async_trait;
 use onex_runtime::breaker::CircuitState;
 use onex_runtime::bus::kafka::KafkaBus;
-use onex_runtime::bus::{BusBackend, BusError, EventBus};
+use onex_runtime::bus::{BusBackend, BusError, EventBus, PublishReceipt};
 use onex_runtime::config::{KafkaSettings, OffsetReset};
 use onex_runtime::headers::Headers;
 use onex_runtime::health::{HealthReport, Status};
@@ -109,24 +109,32 @@ conformance!(
     node_dispatch_retry_dlq_and_introspection,
 );
 
-async fn bus_on(cluster: &Cluster, s: KafkaSettings) -> KafkaBus {
-    let _ = cluster;
+/// Creates `topic` (one partition) on `c` and connects a bus with `s`.
+async fn bus_on(c: &Cluster, topic: &str, s: KafkaSettings) -> KafkaBus {
+    c.create_topic(topic, 1, 1).unwrap();
     conformance::kafka_bus(s, Duration::from_secs(5)).await
+}
+
+/// Publishes a record on `topic` while `c` answers produce requests with
+/// `errors`, one error per request.
+async fn publish_against(
+    c: &Cluster,
+    bus: &KafkaBus,
+    topic: &str,
+    errors: &[RDKafkaRespErr],
+) -> Result<PublishReceipt, BusError> {
+    c.request_errors(RDKafkaApiKey::Produce, errors);
+    bus.publish(topic, None, b"x", &Headers::default()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_too_large_is_not_retried_and_does_not_trip_the_breaker() {
     let c = cluster();
-    c.create_topic("big", 1, 1).unwrap();
     let mut s = settings(&c.bootstrap_servers());
     s.breaker.failure_threshold = 1;
-    let bus = bus_on(&c, s).await;
-    c.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 4],
-    );
-    let err = bus
-        .publish("big", None, b"x", &Headers::default())
+    let bus = bus_on(&c, "big", s).await;
+    let too_large = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 4];
+    let err = publish_against(&c, &bus, "big", &too_large)
         .await
         .unwrap_err();
     assert!(matches!(err, BusError::NonRetriable { .. }), "{err}");
@@ -138,14 +146,9 @@ async fn message_too_large_is_not_retried_and_does_not_trip_the_breaker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_broker_errors_are_absorbed() {
     let c = cluster();
-    c.create_topic("flaky", 1, 1).unwrap();
-    let bus = bus_on(&c, settings(&c.bootstrap_servers())).await;
-    c.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 3],
-    );
-    let r = bus
-        .publish("flaky", None, b"x", &Headers::default())
+    let bus = bus_on(&c, "flaky", settings(&c.bootstrap_servers())).await;
+    let not_leader = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 3];
+    let r = publish_against(&c, &bus, "flaky", &not_leader)
         .await
         .unwrap();
     assert_eq!(r.offset, 0);
@@ -156,12 +159,11 @@ async fn transient_broker_errors_are_absorbed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_opens_when_the_broker_is_down_and_closes_after_it_returns() {
     let c = cluster();
-    c.create_topic("down", 1, 1).unwrap();
     let mut s = settings(&c.bootstrap_servers());
     s.timeout = Duration::from_millis(800);
     s.breaker.failure_threshold = 2;
     s.breaker.reset_timeout_ms = 1500;
-    let bus = bus_on(&c, s).await;
+    let bus = bus_on(&c, "down", s).await;
     bus.publish("down", None, b"warm-up", &Headers::default())
         .await
         .unwrap();
@@ -349,12 +351,38 @@ async fn publish_keyed(bus: &KafkaBus, topic: &str, records: &[(&str, &str)]) {
     }
 }
 
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+/// Publishes `records` (key, value) on a new `topic` of `c` and consumes
+/// them in group `<topic>-group` with `KAFKA_MAX_IN_FLIGHT` 8 and the
+/// given auto-commit, until `probe` has acknowledged `acked` of them; then
+/// closes the bus.
+async fn consume_in_flight(
+    c: &Cluster,
+    topic: &str,
+    enable_auto_commit: bool,
+    records: &[(&str, &str)],
+    probe: &Arc<InFlightProbe>,
+    acked: usize,
+) {
+    let mut s = settings(&c.bootstrap_servers());
+    s.max_in_flight = 8;
+    s.enable_auto_commit = enable_auto_commit;
+    let bus = bus_on(c, topic, s).await;
+    publish_keyed(&bus, topic, records).await;
+    let sub = bus
+        .subscribe(topic, &format!("{topic}-group"), probe.clone())
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+    while probe.acked.lock().unwrap().len() < acked {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out: {:?} acknowledged",
+            probe.acked.lock().unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    sub.unsubscribe().await;
+    bus.close().await.unwrap();
 }
 
 /// With `KAFKA_MAX_IN_FLIGHT` above 1, a message of another key is handled
@@ -363,33 +391,15 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_keys_in_flight_each_key_in_order() {
     let c = cluster();
-    c.create_topic("inflight", 1, 1).unwrap();
-    let mut s = settings(&c.bootstrap_servers());
-    s.max_in_flight = 8;
-    let bus = bus_on(&c, s).await;
-    publish_keyed(
-        &bus,
-        "inflight",
-        &[
-            ("a", "a1"),
-            ("a", "a2"),
-            ("b", "b1"),
-            ("a", "a3"),
-            ("b", "b2"),
-        ],
-    )
-    .await;
     let probe = Arc::new(InFlightProbe::default());
-    let sub = bus
-        .subscribe("inflight", "inflight-group", probe.clone())
-        .await
-        .unwrap();
-    wait_until("all five acknowledged", || {
-        probe.acked.lock().unwrap().len() == 5
-    })
-    .await;
-    sub.unsubscribe().await;
-    bus.close().await.unwrap();
+    let records = [
+        ("a", "a1"),
+        ("a", "a2"),
+        ("b", "b1"),
+        ("a", "a3"),
+        ("b", "b2"),
+    ];
+    consume_in_flight(&c, "inflight", true, &records, &probe, 5).await;
 
     assert!(
         probe.overlap.load(std::sync::atomic::Ordering::SeqCst),
@@ -421,31 +431,12 @@ async fn the_commit_stops_at_the_first_unacknowledged_message() {
     use rdkafka::{Offset, TopicPartitionList};
 
     let c = cluster();
-    c.create_topic("inflight-commit", 1, 1).unwrap();
-    let mut s = settings(&c.bootstrap_servers());
-    s.max_in_flight = 8;
-    s.enable_auto_commit = false;
-    let bus = bus_on(&c, s).await;
-    publish_keyed(
-        &bus,
-        "inflight-commit",
-        &[("k0", "k0"), ("k1", "k1"), ("k2", "k2"), ("k3", "k3")],
-    )
-    .await;
     let probe = Arc::new(InFlightProbe {
         refuse: vec!["k1".into()],
         ..InFlightProbe::default()
     });
-    let sub = bus
-        .subscribe("inflight-commit", "inflight-commit-group", probe.clone())
-        .await
-        .unwrap();
-    wait_until("k0, k2 and k3 acknowledged", || {
-        probe.acked.lock().unwrap().len() == 3
-    })
-    .await;
-    sub.unsubscribe().await;
-    bus.close().await.unwrap();
+    let records = [("k0", "k0"), ("k1", "k1"), ("k2", "k2"), ("k3", "k3")];
+    consume_in_flight(&c, "inflight-commit", false, &records, &probe, 3).await;
     let mut acked = probe.acked.lock().unwrap().clone();
     acked.sort();
     assert_eq!(acked, ["k0", "k2", "k3"]);

@@ -104,6 +104,21 @@ pub async fn topics(b: &dyn Backend, bus: &Arc<dyn EventBus>, names: &[&str]) ->
     t
 }
 
+/// A fresh bus with fresh topics on it (as [`topics`]).
+pub async fn bus_with_topics(b: &dyn Backend, names: &[&str]) -> (Arc<dyn EventBus>, Vec<String>) {
+    let bus = b.bus().await;
+    let t = topics(b, &bus, names).await;
+    (bus, t)
+}
+
+/// Ends the subscriptions, then closes the bus.
+pub async fn close_all(bus: &Arc<dyn EventBus>, subs: impl IntoIterator<Item = Subscription>) {
+    for sub in subs {
+        sub.unsubscribe().await;
+    }
+    bus.close().await.unwrap();
+}
+
 /// Subscribes and forwards every acknowledged message to a channel.
 pub async fn collect(
     bus: &Arc<dyn EventBus>,
@@ -166,8 +181,7 @@ fn source() -> EventSource {
 
 /// Payload, key and every header arrive intact.
 pub async fn publish_subscribe_roundtrip(b: &dyn Backend) {
-    let bus = b.bus().await;
-    let t = topics(b, &bus, &["roundtrip"]).await;
+    let (bus, t) = bus_with_topics(b, &["roundtrip"]).await;
     let (sub, mut rx) = collect(&bus, &t[0], &group()).await;
     let env = Envelope::new("thing.created", json!({"n": 1, "s": "ü"}), source());
     let mut headers = env.headers();
@@ -184,14 +198,12 @@ pub async fn publish_subscribe_roundtrip(b: &dyn Backend) {
     assert_eq!(got.key.as_deref(), Some(&b"key-1"[..]));
     assert_eq!(got.headers, headers);
     assert_eq!(Envelope::from_bytes(&got.value).unwrap(), env);
-    sub.unsubscribe().await;
-    bus.close().await.unwrap();
+    close_all(&bus, [sub]).await;
 }
 
 /// Messages stay on their own topic.
 pub async fn many_topics_without_cross_talk(b: &dyn Backend) {
-    let bus = b.bus().await;
-    let t = topics(b, &bus, &["a", "b", "c"]).await;
+    let (bus, t) = bus_with_topics(b, &["a", "b", "c"]).await;
     let g = group();
     let mut subs = Vec::new();
     for topic in &t {
@@ -212,10 +224,7 @@ pub async fn many_topics_without_cross_talk(b: &dyn Backend) {
             assert_eq!(m.topic, t[i]);
         }
     }
-    for (s, _) in subs {
-        s.unsubscribe().await;
-    }
-    bus.close().await.unwrap();
+    close_all(&bus, subs.into_iter().map(|(s, _)| s)).await;
 }
 
 /// A refused message comes back, and nothing after it in its partition
@@ -223,8 +232,7 @@ pub async fn many_topics_without_cross_talk(b: &dyn Backend) {
 /// over the topic's partitions (the mock cluster makes four), and across
 /// partitions Kafka promises no order.
 pub async fn redelivery_after_failed_handler(b: &dyn Backend) {
-    let bus = b.bus().await;
-    let t = topics(b, &bus, &["redeliver"]).await;
+    let (bus, t) = bus_with_topics(b, &["redeliver"]).await;
     let attempts = Arc::new(AtomicU32::new(0));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let a = attempts.clone();
@@ -256,15 +264,13 @@ pub async fn redelivery_after_failed_handler(b: &dyn Backend) {
     assert_eq!(got[0].value, b"first");
     assert_eq!(got[1].value, b"second");
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
-    sub.unsubscribe().await;
-    bus.close().await.unwrap();
+    close_all(&bus, [sub]).await;
 }
 
 /// Closing a subscriber and opening another in the same group loses nothing
 /// and repeats nothing that was acknowledged.
 pub async fn no_loss_across_close_and_reopen(b: &dyn Backend) {
-    let bus = b.bus().await;
-    let t = topics(b, &bus, &["reopen"]).await;
+    let (bus, t) = bus_with_topics(b, &["reopen"]).await;
     let g = group();
     let (sub, mut rx) = collect(&bus, &t[0], &g).await;
     for i in 0..5 {
@@ -288,14 +294,12 @@ pub async fn no_loss_across_close_and_reopen(b: &dyn Backend) {
         .collect();
     assert_eq!(values, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
     expect_silence(&mut rx, Duration::from_millis(500)).await;
-    sub.unsubscribe().await;
-    bus.close().await.unwrap();
+    close_all(&bus, [sub]).await;
 }
 
 /// Every consumer group gets every message.
 pub async fn every_group_gets_everything(b: &dyn Backend) {
-    let bus = b.bus().await;
-    let t = topics(b, &bus, &["groups"]).await;
+    let (bus, t) = bus_with_topics(b, &["groups"]).await;
     let (s1, mut r1) = collect(&bus, &t[0], &group()).await;
     let (s2, mut r2) = collect(&bus, &t[0], &group()).await;
     for i in 0..4 {
@@ -305,15 +309,12 @@ pub async fn every_group_gets_everything(b: &dyn Backend) {
     }
     assert_eq!(recv_n(&mut r1, 4, b.patience()).await.len(), 4);
     assert_eq!(recv_n(&mut r2, 4, b.patience()).await.len(), 4);
-    s1.unsubscribe().await;
-    s2.unsubscribe().await;
-    bus.close().await.unwrap();
+    close_all(&bus, [s1, s2]).await;
 }
 
 /// Messages with one key arrive in publish order.
 pub async fn per_key_ordering(b: &dyn Backend) {
-    let bus = b.bus().await;
-    let t = topics(b, &bus, &["order"]).await;
+    let (bus, t) = bus_with_topics(b, &["order"]).await;
     let (sub, mut rx) = collect(&bus, &t[0], &group()).await;
     for i in 0..30 {
         let key = if i % 2 == 0 { "even" } else { "odd" };
@@ -338,14 +339,12 @@ pub async fn per_key_ordering(b: &dyn Backend) {
         assert_eq!(seq, sorted, "key {key}");
         assert_eq!(seq.len(), 15);
     }
-    sub.unsubscribe().await;
-    bus.close().await.unwrap();
+    close_all(&bus, [sub]).await;
 }
 
 /// Several publishers at once; everything arrives exactly once.
 pub async fn concurrent_publishers(b: &dyn Backend) {
-    let bus = b.bus().await;
-    let t = topics(b, &bus, &["concurrent"]).await;
+    let (bus, t) = bus_with_topics(b, &["concurrent"]).await;
     let (sub, mut rx) = collect(&bus, &t[0], &group()).await;
     let mut tasks = Vec::new();
     for p in 0..4 {
@@ -372,14 +371,12 @@ pub async fn concurrent_publishers(b: &dyn Backend) {
     values.sort();
     values.dedup();
     assert_eq!(values.len(), 100);
-    sub.unsubscribe().await;
-    bus.close().await.unwrap();
+    close_all(&bus, [sub]).await;
 }
 
 /// Closing many subscriptions and the bus concurrently does not deadlock.
 pub async fn concurrent_close_without_deadlock(b: &dyn Backend) {
-    let bus = b.bus().await;
-    let t = topics(b, &bus, &["close"]).await;
+    let (bus, t) = bus_with_topics(b, &["close"]).await;
     let mut subs = Vec::new();
     for _ in 0..3 {
         subs.push(collect(&bus, &t[0], &group()).await.0);
@@ -409,6 +406,24 @@ struct Echo {
     calls: AtomicU32,
     fail_first: u32,
     fatal_on: Option<String>,
+}
+
+impl Echo {
+    /// Echoes to `out_topic`; fails its first `fail_first` calls as
+    /// retriable, and refuses as fatal an input whose `kind` is `fatal_on`.
+    fn new(out_topic: &str, fail_first: u32, fatal_on: Option<&str>) -> Arc<Self> {
+        Arc::new(Echo {
+            out_topic: out_topic.into(),
+            calls: AtomicU32::new(0),
+            fail_first,
+            fatal_on: fatal_on.map(Into::into),
+        })
+    }
+
+    /// How many times it was called.
+    fn calls(&self) -> u32 {
+        self.calls.load(Ordering::SeqCst)
+    }
 }
 
 #[async_trait]
@@ -606,12 +621,7 @@ pub async fn node_dispatch_retry_dlq_and_introspection(b: &dyn Backend) {
     let (osub, mut out) = collect(&bus, &t[1], &group()).await;
     let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
 
-    let handler = Arc::new(Echo {
-        out_topic: t[1].clone(),
-        calls: AtomicU32::new(0),
-        fail_first: 1,
-        fatal_on: Some("poison".into()),
-    });
+    let handler = Echo::new(&t[1], 1, Some("poison"));
     let service = node(b, spec(&t[0], &t[1], 2), handler.clone(), bus.clone()).await;
 
     // Introspection on start (other nodes may publish too: find ours).
@@ -637,7 +647,7 @@ pub async fn node_dispatch_retry_dlq_and_introspection(b: &dyn Backend) {
     assert_eq!(echoed.payload["echo"]["kind"], "good");
     assert_eq!(o.headers.correlation_id, Some(input.correlation_id));
     assert_eq!(o.key.as_deref(), Some(&b"k"[..]));
-    assert_eq!(handler.calls.load(Ordering::SeqCst), 2, "one retry");
+    assert_eq!(handler.calls(), 2, "one retry");
 
     // The same event again: skipped as a duplicate.
     bus.publish_envelope(&t[0], &input, None).await.unwrap();
@@ -662,7 +672,7 @@ pub async fn node_dispatch_retry_dlq_and_introspection(b: &dyn Backend) {
     assert!(x.contains_key("dlq_failed_at"));
     assert_eq!(d.headers.correlation_id, Some(poison.correlation_id));
     expect_silence(&mut out, Duration::from_millis(300)).await;
-    assert_eq!(handler.calls.load(Ordering::SeqCst), 3, "duplicate skipped");
+    assert_eq!(handler.calls(), 3, "duplicate skipped");
 
     service.shutdown().await;
     for s in [isub, osub, dsub] {
@@ -676,18 +686,13 @@ pub async fn retries_run_out_then_dead_letter(b: &dyn Backend) {
     let bus = b.bus().await;
     let (t, dlq) = node_topics(b, &bus, &["flaky", "flaky-out"]).await;
     let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
-    let handler = Arc::new(Echo {
-        out_topic: t[1].clone(),
-        calls: AtomicU32::new(0),
-        fail_first: u32::MAX,
-        fatal_on: None,
-    });
+    let handler = Echo::new(&t[1], u32::MAX, None);
     let service = node(b, spec(&t[0], &t[1], 3), handler.clone(), bus.clone()).await;
     let input = Envelope::new("thing", json!({}), source());
     let started = std::time::Instant::now();
     bus.publish_envelope(&t[0], &input, None).await.unwrap();
     let d = recv_n(&mut dead, 1, b.patience()).await.remove(0);
-    assert_eq!(handler.calls.load(Ordering::SeqCst), 4);
+    assert_eq!(handler.calls(), 4);
     assert_eq!(d.headers.extra["dlq_retry_count"], "3");
     assert_eq!(d.headers.extra["dlq_error_type"], "retriable");
     assert_eq!(d.headers.retry_count, Some(3));
@@ -703,13 +708,8 @@ pub async fn unpublishable_result_is_dead_lettered(b: &dyn Backend) {
     let bus = b.bus().await;
     let (t, dlq) = node_topics(b, &bus, &["unpublishable", "unpublishable-out"]).await;
     let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
-    let handler = Arc::new(Echo {
-        // Kafka refuses the name, so every publish of the result fails.
-        out_topic: "no topic has this name!".into(),
-        calls: AtomicU32::new(0),
-        fail_first: 0,
-        fatal_on: None,
-    });
+    // Kafka refuses the name, so every publish of the result fails.
+    let handler = Echo::new("no topic has this name!", 0, None);
     let service = node(b, spec(&t[0], &t[1], 2), handler.clone(), bus.clone()).await;
     let input = Envelope::new("thing", json!({"n": 1}), source());
     bus.publish_envelope(&t[0], &input, None).await.unwrap();
@@ -722,7 +722,7 @@ pub async fn unpublishable_result_is_dead_lettered(b: &dyn Backend) {
     );
     assert_eq!(Envelope::from_bytes(&doc.replay().value).unwrap(), input);
     expect_silence(&mut dead, Duration::from_millis(500)).await;
-    assert_eq!(handler.calls.load(Ordering::SeqCst), 1, "not redelivered");
+    assert_eq!(handler.calls(), 1, "not redelivered");
     service.shutdown().await;
     dsub.unsubscribe().await;
 }
@@ -735,12 +735,7 @@ pub async fn python_service_envelopes_are_handled(b: &dyn Backend) {
     let bus = b.bus().await;
     let (t, _) = node_topics(b, &bus, &["pyforms", "pyforms-out"]).await;
     let (osub, mut out) = collect(&bus, &t[1], &group()).await;
-    let handler = Arc::new(Echo {
-        out_topic: t[1].clone(),
-        calls: AtomicU32::new(0),
-        fail_first: 0,
-        fatal_on: None,
-    });
+    let handler = Echo::new(&t[1], 0, None);
     let service = node(b, spec(&t[0], &t[1], 0), handler.clone(), bus.clone()).await;
     let legacy_cid = Uuid::new_v4();
     let legacy = python_epoch_event("thing", legacy_cid, json!({"form": "epoch"}));
@@ -978,8 +973,7 @@ pub async fn handlers_use_the_bus(b: &dyn Backend) {
 
 /// A batch arrives complete and in order.
 pub async fn batch_publish_keeps_order(b: &dyn Backend) {
-    let bus = b.bus().await;
-    let t = topics(b, &bus, &["batch"]).await;
+    let (bus, t) = bus_with_topics(b, &["batch"]).await;
     let (sub, mut rx) = collect(&bus, &t[0], &group()).await;
     let batch: Vec<OutgoingMessage> = (0..50)
         .map(|i| OutgoingMessage {
@@ -996,8 +990,7 @@ pub async fn batch_publish_keeps_order(b: &dyn Backend) {
     let values: Vec<Vec<u8>> = got.into_iter().map(|m| m.value).collect();
     let sent: Vec<Vec<u8>> = batch.into_iter().map(|m| m.value).collect();
     assert_eq!(values, sent);
-    sub.unsubscribe().await;
-    bus.close().await.unwrap();
+    close_all(&bus, [sub]).await;
 }
 
 /// Members of one group share a topic's partitions (at least 3 where the
@@ -1078,15 +1071,12 @@ pub async fn group_members_share_without_loss(b: &dyn Backend) {
         got[0].len(),
         got[1].len()
     );
-    s1.unsubscribe().await;
-    s2.unsubscribe().await;
-    bus.close().await.unwrap();
+    close_all(&bus, [s1, s2]).await;
 }
 
 /// Everything published before `close` returns is delivered.
 pub async fn no_loss_on_publisher_close(b: &dyn Backend) {
-    let bus = b.bus().await;
-    let t = topics(b, &bus, &["pubclose"]).await;
+    let (bus, t) = bus_with_topics(b, &["pubclose"]).await;
     let batch: Vec<OutgoingMessage> = (0..200)
         .map(|i| OutgoingMessage {
             topic: t[0].clone(),
@@ -1105,15 +1095,12 @@ pub async fn no_loss_on_publisher_close(b: &dyn Backend) {
         reader
     };
     if !Arc::ptr_eq(&reader, &bus) {
-        sub.unsubscribe().await;
-        bus.close().await.unwrap();
+        close_all(&bus, [sub]).await;
         let (sub2, mut rx2) = collect(&reader, &t[0], &group()).await;
         assert_eq!(recv_n(&mut rx2, 200, b.patience()).await.len(), 200);
-        sub2.unsubscribe().await;
-        reader.close().await.unwrap();
+        close_all(&reader, [sub2]).await;
     } else {
         assert_eq!(recv_n(&mut rx, 200, b.patience()).await.len(), 200);
-        sub.unsubscribe().await;
-        bus.close().await.unwrap();
+        close_all(&bus, [sub]).await;
     }
 }
