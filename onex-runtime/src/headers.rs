@@ -7,41 +7,25 @@
 //! message is forwarded (for example to a dead-letter topic and back).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-/// Delivery priority of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Priority {
-    /// Background work.
-    Low,
-    /// The default.
-    #[default]
-    Normal,
-    /// Ahead of normal traffic.
-    High,
-    /// Must be handled first.
-    Critical,
-}
-
-impl Priority {
-    /// The wire spelling (`low`, `normal`, `high`, `critical`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Low => "low",
-            Priority::Normal => "normal",
-            Priority::High => "high",
-            Priority::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+crate::named_enum! {
+    /// Delivery priority of a message, by its wire spelling (`as_str`,
+    /// `Display`, `from_name`).
+    #[derive(Default)]
+    pub enum Priority {
+        /// Background work.
+        Low = "low",
+        /// The default.
+        #[default]
+        Normal = "normal",
+        /// Ahead of normal traffic.
+        High = "high",
+        /// Must be handled first.
+        Critical = "critical",
     }
 }
 
@@ -49,16 +33,10 @@ impl FromStr for Priority {
     type Err = HeaderError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "low" => Ok(Priority::Low),
-            "normal" => Ok(Priority::Normal),
-            "high" => Ok(Priority::High),
-            "critical" => Ok(Priority::Critical),
-            other => Err(HeaderError::Invalid {
-                name: "priority".into(),
-                value: other.into(),
-            }),
-        }
+        Priority::from_name(s).ok_or_else(|| HeaderError::Invalid {
+            name: "priority".into(),
+            value: s.into(),
+        })
     }
 }
 
