@@ -77,29 +77,27 @@ pub struct Failure {
     pub correlation_id: Option<Uuid>,
 }
 
-/// The consumed record inside a dead letter.
+/// The consumed record inside a dead letter. Every field may be missing
+/// from the document.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OriginalMessage {
     /// The key as UTF-8 text (invalid bytes replaced), if there was one.
-    #[serde(default)]
     pub key: Option<String>,
     /// The value as UTF-8 text (invalid bytes replaced).
-    #[serde(default)]
     pub value: Option<String>,
     /// Offset in the original topic.
-    #[serde(default)]
     pub offset: Option<i64>,
     /// Partition of the original topic.
-    #[serde(default)]
     pub partition: Option<i32>,
     /// The exact key bytes, when they are not UTF-8.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_base64: Option<String>,
     /// The exact value bytes, when they are not UTF-8.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub value_base64: Option<String>,
     /// The original record's headers.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
 }
 
