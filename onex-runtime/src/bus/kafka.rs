@@ -10,8 +10,7 @@
 //! `reconnect.backoff.max.ms` is capped at the breaker's reset timeout so a
 //! half-open trial never fires before librdkafka has tried to reconnect.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -20,7 +19,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -29,10 +28,11 @@ use tokio::sync::watch;
 
 mod in_flight;
 
+use super::common::BusCore;
 use super::kafka_log::QuietContext;
 use super::{
-    deliver_until_acked, resilient_publish, AttemptError, BusBackend, BusError, BusHealth,
-    BusMessage, EventBus, MessageHandler, OutgoingMessage, PublishReceipt, Subscription, TaskGroup,
+    deliver_until_acked, AttemptError, BusBackend, BusError, BusHealth, BusMessage, EventBus,
+    MessageHandler, OutgoingMessage, PublishReceipt, Subscription,
 };
 use crate::breaker::CircuitBreaker;
 use crate::config::KafkaSettings;
@@ -286,11 +286,7 @@ struct Inner {
     producer: FutureProducer<QuietContext>,
     /// The producer's context, which records TLS and SASL failures.
     context: QuietContext,
-    breaker: CircuitBreaker,
-    metrics: Arc<Metrics>,
-    closed: AtomicBool,
-    subscribers: Mutex<Vec<(String, String, watch::Sender<bool>)>>,
-    tasks: TaskGroup,
+    core: BusCore,
 }
 
 impl KafkaBus {
@@ -302,14 +298,14 @@ impl KafkaBus {
             .map_err(config_error)?;
         Ok(KafkaBus {
             inner: Arc::new(Inner {
-                breaker: CircuitBreaker::new(settings.breaker.clone()),
+                core: BusCore::new(
+                    settings.breaker.clone(),
+                    settings.publish_retry.clone(),
+                    metrics,
+                ),
                 settings,
                 producer,
                 context,
-                metrics,
-                closed: AtomicBool::new(false),
-                subscribers: Mutex::new(Vec::new()),
-                tasks: TaskGroup::new(),
             }),
         })
     }
@@ -367,23 +363,39 @@ impl KafkaBus {
         .map_err(|e| BusError::Connection(e.to_string()))?
     }
 
-    async fn send_once(
+    /// Publishes one record to `partition`, or to the one the key picks,
+    /// with retries and the circuit breaker.
+    async fn publish_record(
         &self,
         topic: &str,
         partition: Option<i32>,
         key: Option<&[u8]>,
         value: &[u8],
-        headers: &OwnedHeaders,
+        headers: &Headers,
+    ) -> Result<PublishReceipt, BusError> {
+        let owned = to_owned_headers(headers);
+        let record = || {
+            let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+                .payload(value)
+                .headers(owned.clone());
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            record
+        };
+        let attempt = || self.send_once(topic, record());
+        self.inner.core.publish(topic, headers, attempt).await
+    }
+
+    /// One attempt at publishing `record` to `topic`.
+    async fn send_once(
+        &self,
+        topic: &str,
+        record: FutureRecord<'_, [u8], [u8]>,
     ) -> Result<PublishReceipt, AttemptError> {
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
-            .payload(value)
-            .headers(headers.clone());
-        if let Some(k) = key {
-            record = record.key(k);
-        }
-        if let Some(p) = partition {
-            record = record.partition(p);
-        }
         match self
             .inner
             .producer
@@ -459,16 +471,6 @@ impl KafkaBus {
             }
         }
         Ok(())
-    }
-
-    fn running_subscriptions(&self) -> usize {
-        let mut subs = self
-            .inner
-            .subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        subs.retain(|(_, _, stop)| !*stop.borrow() && !stop.is_closed());
-        subs.len()
     }
 }
 
@@ -594,6 +596,26 @@ struct ErrorLog {
 }
 
 impl ErrorLog {
+    /// The message received, if it is one; an error is logged and followed
+    /// by a pause of `pause`.
+    async fn message<'m>(
+        &mut self,
+        received: KafkaResult<BorrowedMessage<'m>>,
+        pause: Duration,
+    ) -> Option<BorrowedMessage<'m>> {
+        match received {
+            Ok(m) => {
+                self.last = None;
+                Some(m)
+            }
+            Err(e) => {
+                self.report(&e);
+                tokio::time::sleep(pause).await;
+                None
+            }
+        }
+    }
+
     fn report(&mut self, e: &KafkaError) {
         let text = e.to_string();
         if self.last.as_deref() == Some(text.as_str()) {
@@ -603,87 +625,76 @@ impl ErrorLog {
             self.last = Some(text);
         }
     }
+}
 
-    fn clear(&mut self) {
-        self.last = None;
+/// One subscription's consumer and where its messages go.
+struct Subscriber {
+    consumer: StreamConsumer<AssignmentContext>,
+    handler: Arc<dyn MessageHandler>,
+    settings: KafkaSettings,
+    metrics: Arc<Metrics>,
+}
+
+impl Subscriber {
+    /// Commits the stored offsets, leaves the group and reports the last
+    /// rebalances.
+    async fn finish(&self, rebalances: &mut tokio::sync::mpsc::UnboundedReceiver<Rebalanced>) {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => tracing::debug!("offsets committed"),
+            Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
+            Err(e) => tracing::warn!("final commit failed: {e}"),
+        }
+        self.consumer.unsubscribe();
+        report_rebalances(self.handler.as_ref(), rebalances).await;
     }
 }
 
+/// Consumes until `stop` is set, one message at a time unless the handler
+/// allows several in flight; then commits and leaves the group.
 async fn consume(
-    consumer: StreamConsumer<AssignmentContext>,
-    handler: Arc<dyn MessageHandler>,
+    sub: Subscriber,
     mut rebalances: tokio::sync::mpsc::UnboundedReceiver<Rebalanced>,
     mut stop: watch::Receiver<bool>,
-    settings: KafkaSettings,
-    metrics: Arc<Metrics>,
 ) {
-    if settings.max_in_flight > 1 && handler.keys_independent() {
-        return in_flight::consume(consumer, handler, rebalances, stop, settings, metrics).await;
+    if sub.settings.max_in_flight > 1 && sub.handler.keys_independent() {
+        return in_flight::consume(sub, rebalances, stop).await;
     }
+    let handler = sub.handler.as_ref();
+    let pause = sub.settings.consumer_sleep_interval;
     let mut errors = ErrorLog::default();
     loop {
         let received = tokio::select! {
             biased;
             _ = stop.changed() => break,
             Some(change) = rebalances.recv() => {
-                report_rebalance(handler.as_ref(), change).await;
+                report_rebalance(handler, change).await;
                 continue;
             }
-            r = consumer.recv() => r,
+            r = sub.consumer.recv() => r,
         };
-        match received {
-            Err(e) => {
-                errors.report(&e);
-                tokio::time::sleep(settings.consumer_sleep_interval).await;
-            }
-            Ok(m) => {
-                errors.clear();
-                report_rebalances(handler.as_ref(), &mut rebalances).await;
-                let msg = to_bus_message(&m);
-                let acked = deliver_until_acked(
-                    handler.as_ref(),
-                    &msg,
-                    &mut stop,
-                    settings.consumer_sleep_interval,
-                    &metrics,
-                )
-                .await;
-                if !acked {
-                    // Stopping with the message unacknowledged: leave its
-                    // offset unstored so the group gets it again.
-                    break;
-                }
-                if let Err(e) = consumer.store_offset_from_message(&m) {
-                    tracing::warn!(
-                        topic = m.topic(),
-                        offset = m.offset(),
-                        "storing offset failed: {e}"
-                    );
-                } else if !settings.enable_auto_commit {
-                    if let Err(e) = consumer.commit_message(&m, CommitMode::Async) {
-                        tracing::warn!("commit failed: {e}");
-                    }
-                }
+        let Some(m) = errors.message(received, pause).await else {
+            continue;
+        };
+        report_rebalances(handler, &mut rebalances).await;
+        let msg = to_bus_message(&m);
+        if !deliver_until_acked(handler, &msg, &mut stop, pause, &sub.metrics).await {
+            // Stopping with the message unacknowledged: leave its
+            // offset unstored so the group gets it again.
+            break;
+        }
+        if let Err(e) = sub.consumer.store_offset_from_message(&m) {
+            tracing::warn!(
+                topic = m.topic(),
+                offset = m.offset(),
+                "storing offset failed: {e}"
+            );
+        } else if !sub.settings.enable_auto_commit {
+            if let Err(e) = sub.consumer.commit_message(&m, CommitMode::Async) {
+                tracing::warn!("commit failed: {e}");
             }
         }
     }
-    finish(&consumer, handler.as_ref(), &mut rebalances).await;
-}
-
-/// Commits the stored offsets, leaves the group and reports the last
-/// rebalances.
-async fn finish(
-    consumer: &StreamConsumer<AssignmentContext>,
-    handler: &dyn MessageHandler,
-    rebalances: &mut tokio::sync::mpsc::UnboundedReceiver<Rebalanced>,
-) {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => tracing::debug!("offsets committed"),
-        Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
-        Err(e) => tracing::warn!("final commit failed: {e}"),
-    }
-    consumer.unsubscribe();
-    report_rebalances(handler, rebalances).await;
+    sub.finish(&mut rebalances).await;
 }
 
 #[async_trait]
@@ -699,21 +710,7 @@ impl EventBus for KafkaBus {
         value: &[u8],
         headers: &Headers,
     ) -> Result<PublishReceipt, BusError> {
-        if self.inner.closed.load(Ordering::SeqCst) {
-            return Err(BusError::Closed);
-        }
-        validate_topic_name(topic)?;
-        let owned = to_owned_headers(headers);
-        let owned = &owned;
-        resilient_publish(
-            topic,
-            headers.correlation_id,
-            &self.inner.breaker,
-            &self.inner.settings.publish_retry,
-            &self.inner.metrics,
-            || self.send_once(topic, None, key, value, owned),
-        )
-        .await
+        self.publish_record(topic, None, key, value, headers).await
     }
 
     /// Enqueues every first attempt in order (so per-key order holds) and
@@ -723,8 +720,9 @@ impl EventBus for KafkaBus {
         &self,
         messages: &[OutgoingMessage],
     ) -> Vec<Result<PublishReceipt, BusError>> {
-        let pipelined = !self.inner.closed.load(Ordering::SeqCst)
-            && self.inner.breaker.state() == crate::breaker::CircuitState::Closed;
+        let core = &self.inner.core;
+        let pipelined =
+            !core.is_closed() && core.breaker.state() == crate::breaker::CircuitState::Closed;
         let started = Instant::now();
         let mut valid_topic: Option<&str> = None;
         let pending: Vec<Option<DeliveryFuture>> = messages
@@ -751,11 +749,9 @@ impl EventBus for KafkaBus {
         for (m, p) in messages.iter().zip(pending) {
             if let Some(delivery) = p {
                 if let Ok(Ok(d)) = delivery.await {
-                    self.inner.breaker.record_success();
-                    inc(&self.inner.metrics.published);
-                    self.inner
-                        .metrics
-                        .observe_publish_latency(started.elapsed());
+                    core.breaker.record_success();
+                    inc(&core.metrics.published);
+                    core.metrics.observe_publish_latency(started.elapsed());
                     out.push(Ok(PublishReceipt {
                         partition: d.partition,
                         offset: d.offset,
@@ -779,21 +775,8 @@ impl EventBus for KafkaBus {
         value: &[u8],
         headers: &Headers,
     ) -> Result<PublishReceipt, BusError> {
-        if self.inner.closed.load(Ordering::SeqCst) {
-            return Err(BusError::Closed);
-        }
-        validate_topic_name(topic)?;
-        let owned = to_owned_headers(headers);
-        let owned = &owned;
-        resilient_publish(
-            topic,
-            headers.correlation_id,
-            &self.inner.breaker,
-            &self.inner.settings.publish_retry,
-            &self.inner.metrics,
-            || self.send_once(topic, Some(partition), Some(key), value, owned),
-        )
-        .await
+        self.publish_record(topic, Some(partition), Some(key), value, headers)
+            .await
     }
 
     /// Reads with a group-less consumer assigned to the one partition, up
@@ -873,34 +856,29 @@ impl EventBus for KafkaBus {
         group: &str,
         handler: Arc<dyn MessageHandler>,
     ) -> Result<Subscription, BusError> {
-        if self.inner.closed.load(Ordering::SeqCst) {
-            return Err(BusError::Closed);
-        }
-        validate_topic_name(topic)?;
-        let guard = self.inner.tasks.guard().ok_or(BusError::Closed)?;
+        let guard = self.inner.core.admit_subscription(topic)?;
         let (assigned_tx, mut assigned) = watch::channel(false);
         let (rebalances_tx, rebalances) = tokio::sync::mpsc::unbounded_channel();
+        let metrics = self.inner.core.metrics.clone();
         let consumer: StreamConsumer<AssignmentContext> =
             consumer_config(&self.inner.settings, group, topic)
                 .create_with_context(AssignmentContext {
                     assigned: assigned_tx,
                     rebalances: rebalances_tx,
-                    metrics: self.inner.metrics.clone(),
+                    metrics: metrics.clone(),
                 })
                 .map_err(config_error)?;
         consumer.subscribe(&[topic]).map_err(connection_error)?;
-        let (stop_tx, stop) = watch::channel(false);
-        let settings = self.inner.settings.clone();
-        let metrics = self.inner.metrics.clone();
-        let task = tokio::spawn(async move {
-            let _guard = guard;
-            consume(consumer, handler, rebalances, stop, settings, metrics).await;
-        });
-        self.inner
-            .subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((topic.to_string(), group.to_string(), stop_tx.clone()));
+        let sub = Subscriber {
+            consumer,
+            handler,
+            settings: self.inner.settings.clone(),
+            metrics,
+        };
+        let subscription = self
+            .inner
+            .core
+            .start_subscription(topic, group, guard, |stop| consume(sub, rebalances, stop));
         let wait = self.inner.settings.timeout;
         match tokio::time::timeout(wait, assigned.wait_for(|a| *a)).await {
             Ok(_) => tracing::info!(topic, group, "subscribed"),
@@ -911,12 +889,7 @@ impl EventBus for KafkaBus {
                 "subscribed, but no partition assigned yet"
             ),
         }
-        Ok(Subscription::new(
-            topic.to_string(),
-            group.to_string(),
-            stop_tx,
-            task,
-        ))
+        Ok(subscription)
     }
 
     async fn ensure_topics(&self, topics: &[String]) -> Result<(), BusError> {
@@ -944,7 +917,7 @@ impl EventBus for KafkaBus {
 
     async fn health(&self) -> BusHealth {
         let probe = self.topic_names(Duration::from_secs(2)).await;
-        let closed = self.inner.closed.load(Ordering::SeqCst);
+        let closed = self.inner.core.is_closed();
         let (healthy, topics, detail) = match probe {
             Ok(t) if !closed => (true, t.len(), None),
             Ok(t) => (false, t.len(), Some("closed".to_string())),
@@ -953,36 +926,26 @@ impl EventBus for KafkaBus {
         BusHealth {
             backend: BusBackend::Kafka,
             healthy,
-            circuit: self.inner.breaker.state(),
-            subscribers: self.running_subscriptions(),
+            circuit: self.inner.core.breaker.state(),
+            subscribers: self.inner.core.running_subscriptions(None),
             topics,
             detail,
         }
     }
 
     fn breaker(&self) -> &CircuitBreaker {
-        &self.inner.breaker
+        &self.inner.core.breaker
     }
 
     fn metrics(&self) -> Arc<Metrics> {
-        self.inner.metrics.clone()
+        self.inner.core.metrics.clone()
     }
 
     async fn close(&self) -> Result<(), BusError> {
-        if self.inner.closed.swap(true, Ordering::SeqCst) {
+        if self.inner.core.mark_closed() {
             return Ok(());
         }
-        let subs = std::mem::take(
-            &mut *self
-                .inner
-                .subscribers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        for (_, _, stop) in subs {
-            let _ = stop.send(true);
-        }
-        self.inner.tasks.close_and_wait().await;
+        self.inner.core.stop_subscriptions().await;
         let producer = self.inner.producer.clone();
         let timeout = self.inner.settings.timeout;
         tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout)))

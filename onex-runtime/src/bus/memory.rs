@@ -4,16 +4,17 @@
 //! circuit status/reset and publish fault injection.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use super::common::BusCore;
 use super::{
-    deliver_until_acked, resilient_publish, AttemptError, BusBackend, BusError, BusHealth,
-    BusMessage, EventBus, MessageHandler, PublishReceipt, Subscription, TaskGroup,
+    deliver_until_acked, AttemptError, BusBackend, BusError, BusHealth, BusMessage, EventBus,
+    MessageHandler, PublishReceipt, Subscription,
 };
 use crate::breaker::{CircuitBreaker, CircuitBreakerSettings, CircuitState};
 use crate::config::OffsetReset;
@@ -110,12 +111,8 @@ pub struct InMemoryBus {
 struct Inner {
     settings: MemoryBusSettings,
     state: Mutex<State>,
-    breaker: CircuitBreaker,
-    metrics: Arc<Metrics>,
+    core: BusCore,
     faults: Faults,
-    closed: AtomicBool,
-    subscribers: Mutex<Vec<(String, String, watch::Sender<bool>)>>,
-    tasks: TaskGroup,
 }
 
 impl Default for InMemoryBus {
@@ -134,14 +131,14 @@ impl InMemoryBus {
     pub fn with_metrics(settings: MemoryBusSettings, metrics: Arc<Metrics>) -> Self {
         InMemoryBus {
             inner: Arc::new(Inner {
-                breaker: CircuitBreaker::new(settings.breaker.clone()),
+                core: BusCore::new(
+                    settings.breaker.clone(),
+                    settings.publish_retry.clone(),
+                    metrics,
+                ),
                 settings,
                 state: Mutex::new(State::default()),
-                metrics,
                 faults: Faults::default(),
-                closed: AtomicBool::new(false),
-                subscribers: Mutex::new(Vec::new()),
-                tasks: TaskGroup::new(),
             }),
         }
     }
@@ -173,15 +170,7 @@ impl InMemoryBus {
 
     /// Active subscriptions, optionally only those of `topic`.
     pub fn subscriber_count(&self, topic: Option<&str>) -> usize {
-        let mut subs = self
-            .inner
-            .subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        subs.retain(|(_, _, stop)| !*stop.borrow() && !stop.is_closed());
-        subs.iter()
-            .filter(|(t, _, _)| topic.map_or(true, |x| x == t))
-            .count()
+        self.inner.core.running_subscriptions(topic)
     }
 
     /// Topics that have been published to or subscribed, sorted.
@@ -213,12 +202,12 @@ impl InMemoryBus {
 
     /// The publish circuit state.
     pub fn circuit_status(&self) -> CircuitState {
-        self.inner.breaker.state()
+        self.inner.core.breaker.state()
     }
 
     /// Closes the publish circuit.
     pub fn reset_circuit(&self) {
-        self.inner.breaker.reset();
+        self.inner.core.breaker.reset();
     }
 
     /// Makes the next `n` publish attempts fail with a transient error.
@@ -302,6 +291,59 @@ impl InMemoryBus {
             .clone();
         (cursor, end)
     }
+
+    /// A subscription's consumer loop: delivers the group's next message,
+    /// or waits for one, until `stop` is set.
+    async fn consume(
+        self,
+        topic: String,
+        cursor: Arc<tokio::sync::Mutex<i64>>,
+        mut end: watch::Receiver<i64>,
+        handler: Arc<dyn MessageHandler>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let pause = self.inner.settings.redelivery_pause;
+        let metrics = self.inner.core.metrics.clone();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            // Members of one group take turns through the shared cursor,
+            // so each message is handled by exactly one of them.
+            let mut next = cursor.lock().await;
+            let msg = self
+                .state()
+                .topics
+                .get(&topic)
+                .and_then(|log| log.get(*next));
+            match msg {
+                Some(msg) => {
+                    if deliver_until_acked(handler.as_ref(), &msg, &mut stop, pause, &metrics).await
+                    {
+                        *next = msg.offset + 1;
+                    }
+                    drop(next);
+                    // With other members in the group, give them their
+                    // turn: a handler that never waits would otherwise
+                    // take every message of a burst (the cursor is held
+                    // by the group's map and by each member).
+                    if Arc::strong_count(&cursor) > 2 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                None => {
+                    let wanted = *next;
+                    drop(next);
+                    tokio::select! {
+                        changed = end.wait_for(|e| *e > wanted) => {
+                            if changed.is_err() { break; }
+                        }
+                        _ = stop.changed() => {}
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -317,31 +359,20 @@ impl EventBus for InMemoryBus {
         value: &[u8],
         headers: &Headers,
     ) -> Result<PublishReceipt, BusError> {
-        if self.inner.closed.load(Ordering::SeqCst) {
-            return Err(BusError::Closed);
-        }
-        validate_topic_name(topic)?;
         let faults = &self.inner.faults;
-        resilient_publish(
-            topic,
-            headers.correlation_id,
-            &self.inner.breaker,
-            &self.inner.settings.publish_retry,
-            &self.inner.metrics,
-            || async move {
-                if Self::take_fault(&faults.fatal) {
-                    return Err(AttemptError::Fatal(BusError::NonRetriable {
-                        topic: topic.to_string(),
-                        message: "injected non-retriable failure".into(),
-                    }));
-                }
-                if Self::take_fault(&faults.transient) {
-                    return Err(AttemptError::Retriable("injected transient failure".into()));
-                }
-                Ok(self.append(topic, key, value, headers))
-            },
-        )
-        .await
+        let attempt = || async move {
+            if Self::take_fault(&faults.fatal) {
+                return Err(AttemptError::Fatal(BusError::NonRetriable {
+                    topic: topic.to_string(),
+                    message: "injected non-retriable failure".into(),
+                }));
+            }
+            if Self::take_fault(&faults.transient) {
+                return Err(AttemptError::Retriable("injected transient failure".into()));
+            }
+            Ok(self.append(topic, key, value, headers))
+        };
+        self.inner.core.publish(topic, headers, attempt).await
     }
 
     /// Every topic has the one partition 0.
@@ -367,9 +398,7 @@ impl EventBus for InMemoryBus {
         topic: &str,
         partition: i32,
     ) -> Result<Vec<BusMessage>, BusError> {
-        if self.inner.closed.load(Ordering::SeqCst) {
-            return Err(BusError::Closed);
-        }
+        self.inner.core.check_open()?;
         let state = self.state();
         Ok(match state.topics.get(topic) {
             Some(log) if partition == 0 => log.messages.iter().cloned().collect(),
@@ -394,72 +423,18 @@ impl EventBus for InMemoryBus {
         group: &str,
         handler: Arc<dyn MessageHandler>,
     ) -> Result<Subscription, BusError> {
-        if self.inner.closed.load(Ordering::SeqCst) {
-            return Err(BusError::Closed);
-        }
-        validate_topic_name(topic)?;
-        let guard = self.inner.tasks.guard().ok_or(BusError::Closed)?;
-        let (cursor, mut end) = self.attach(topic, group);
-        let (stop_tx, mut stop) = watch::channel(false);
+        let guard = self.inner.core.admit_subscription(topic)?;
+        let (cursor, end) = self.attach(topic, group);
         let bus = self.clone();
         let topic_name = topic.to_string();
-        let pause = self.inner.settings.redelivery_pause;
-        let task = tokio::spawn(async move {
-            let _guard = guard;
-            let metrics = bus.inner.metrics.clone();
-            loop {
-                if *stop.borrow() {
-                    break;
-                }
-                // Members of one group take turns through the shared cursor,
-                // so each message is handled by exactly one of them.
-                let mut next = cursor.lock().await;
-                let msg = bus
-                    .state()
-                    .topics
-                    .get(&topic_name)
-                    .and_then(|log| log.get(*next));
-                match msg {
-                    Some(msg) => {
-                        if deliver_until_acked(handler.as_ref(), &msg, &mut stop, pause, &metrics)
-                            .await
-                        {
-                            *next = msg.offset + 1;
-                        }
-                        drop(next);
-                        // With other members in the group, give them their
-                        // turn: a handler that never waits would otherwise
-                        // take every message of a burst (the cursor is held
-                        // by the group's map and by each member).
-                        if Arc::strong_count(&cursor) > 2 {
-                            tokio::task::yield_now().await;
-                        }
-                    }
-                    None => {
-                        let wanted = *next;
-                        drop(next);
-                        tokio::select! {
-                            changed = end.wait_for(|e| *e > wanted) => {
-                                if changed.is_err() { break; }
-                            }
-                            _ = stop.changed() => {}
-                        }
-                    }
-                }
-            }
-        });
-        self.inner
-            .subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((topic.to_string(), group.to_string(), stop_tx.clone()));
+        let subscription = self
+            .inner
+            .core
+            .start_subscription(topic, group, guard, |stop| {
+                bus.consume(topic_name, cursor, end, handler, stop)
+            });
         tracing::debug!(topic, group, "subscribed (in-memory)");
-        Ok(Subscription::new(
-            topic.to_string(),
-            group.to_string(),
-            stop_tx,
-            task,
-        ))
+        Ok(subscription)
     }
 
     async fn ensure_topics(&self, topics: &[String]) -> Result<(), BusError> {
@@ -472,11 +447,11 @@ impl EventBus for InMemoryBus {
     }
 
     async fn health(&self) -> BusHealth {
-        let closed = self.inner.closed.load(Ordering::SeqCst);
+        let closed = self.inner.core.is_closed();
         BusHealth {
             backend: BusBackend::InMemory,
             healthy: !closed,
-            circuit: self.inner.breaker.state(),
+            circuit: self.inner.core.breaker.state(),
             subscribers: self.subscriber_count(None),
             topics: self.state().topics.len(),
             detail: closed.then(|| "closed".to_string()),
@@ -484,26 +459,17 @@ impl EventBus for InMemoryBus {
     }
 
     fn breaker(&self) -> &CircuitBreaker {
-        &self.inner.breaker
+        &self.inner.core.breaker
     }
 
     fn metrics(&self) -> Arc<Metrics> {
-        self.inner.metrics.clone()
+        self.inner.core.metrics.clone()
     }
 
     async fn close(&self) -> Result<(), BusError> {
-        self.inner.closed.store(true, Ordering::SeqCst);
-        let subs = std::mem::take(
-            &mut *self
-                .inner
-                .subscribers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        for (_, _, stop) in subs {
-            let _ = stop.send(true);
-        }
-        self.inner.tasks.close_and_wait().await;
+        // Closing again waits again for the consumers to finish.
+        self.inner.core.mark_closed();
+        self.inner.core.stop_subscriptions().await;
         Ok(())
     }
 }

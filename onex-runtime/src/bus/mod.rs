@@ -14,6 +14,7 @@
 //!   handled one at a time in offset order, and a partition's offset is
 //!   committed only up to its first message not yet acknowledged.
 
+mod common;
 pub mod kafka;
 mod kafka_log;
 pub mod memory;
@@ -383,38 +384,6 @@ pub trait EventBus: Send + Sync + 'static {
     /// committing their offsets), flushes pending publishes and refuses
     /// further use.
     async fn close(&self) -> Result<(), BusError>;
-}
-
-/// Tracks running consumer tasks so that closing a bus can wait for them.
-#[derive(Debug)]
-pub(crate) struct TaskGroup {
-    tx: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<()>>>,
-    rx: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<()>>,
-}
-
-/// Held by a running task; the task counts as finished when it is dropped.
-pub(crate) type TaskGuard = tokio::sync::mpsc::Sender<()>;
-
-impl TaskGroup {
-    pub(crate) fn new() -> Self {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        TaskGroup {
-            tx: std::sync::Mutex::new(Some(tx)),
-            rx: tokio::sync::Mutex::new(rx),
-        }
-    }
-
-    /// A guard for a new task, or `None` once the group is closing.
-    pub(crate) fn guard(&self) -> Option<TaskGuard> {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Refuses new tasks and waits until every guard is dropped.
-    pub(crate) async fn close_and_wait(&self) {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        // Nobody sends; `recv` returns `None` once every sender is gone.
-        let _ = self.rx.lock().await.recv().await;
-    }
 }
 
 /// Delivers `msg` to `handler` until it is acknowledged or `stop` is set.

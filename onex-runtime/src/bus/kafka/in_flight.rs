@@ -15,16 +15,13 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{finish, report_rebalance, to_bus_message, AssignmentContext, ErrorLog, Rebalanced};
-use crate::bus::{deliver_until_acked, BusMessage, MessageHandler};
-use crate::config::KafkaSettings;
-use crate::metrics::Metrics;
+use super::{report_rebalance, to_bus_message, ErrorLog, Rebalanced, Subscriber};
+use crate::bus::{deliver_until_acked, BusMessage};
 
 /// A partition of the consumed topic.
 type PartitionId = (String, i32);
@@ -107,19 +104,14 @@ impl Window {
 /// `stop` is set, then lets the messages being handled finish, commits and
 /// leaves the group.
 pub(super) async fn consume(
-    consumer: StreamConsumer<AssignmentContext>,
-    handler: Arc<dyn MessageHandler>,
+    sub: Subscriber,
     mut rebalances: tokio::sync::mpsc::UnboundedReceiver<Rebalanced>,
     mut stop: watch::Receiver<bool>,
-    settings: KafkaSettings,
-    metrics: Arc<Metrics>,
 ) {
+    let handler = sub.handler.as_ref();
     let mut loop_ = InFlight {
-        consumer: &consumer,
-        handler: &handler,
+        sub: &sub,
         stop: stop.clone(),
-        settings: &settings,
-        metrics: &metrics,
         window: Window::default(),
         running: JoinSet::new(),
         stopped: false,
@@ -134,30 +126,25 @@ pub(super) async fn consume(
             }
             Some(change) = rebalances.recv() => {
                 loop_.drain().await;
-                report_rebalance(handler.as_ref(), change).await;
+                report_rebalance(handler, change).await;
             }
-            received = consumer.recv(), if loop_.window.held < settings.max_in_flight => {
-                match received {
-                    Err(e) => {
-                        errors.report(&e);
-                        tokio::time::sleep(settings.consumer_sleep_interval).await;
+            received = sub.consumer.recv(), if loop_.window.held < sub.settings.max_in_flight => {
+                let pause = sub.settings.consumer_sleep_interval;
+                let Some(m) = errors.message(received, pause).await else {
+                    continue;
+                };
+                let msg = to_bus_message(&m);
+                drop(m);
+                if !rebalances.is_empty() {
+                    // Partitions changed before this message:
+                    // finish what came before, then tell the handler.
+                    loop_.drain().await;
+                    while let Ok(change) = rebalances.try_recv() {
+                        report_rebalance(handler, change).await;
                     }
-                    Ok(m) => {
-                        errors.clear();
-                        let msg = to_bus_message(&m);
-                        drop(m);
-                        if !rebalances.is_empty() {
-                            // Partitions changed before this message:
-                            // finish what came before, then tell the handler.
-                            loop_.drain().await;
-                            while let Ok(change) = rebalances.try_recv() {
-                                report_rebalance(handler.as_ref(), change).await;
-                            }
-                        }
-                        if let Some(now) = loop_.window.admit(msg) {
-                            loop_.start(now);
-                        }
-                    }
+                }
+                if let Some(now) = loop_.window.admit(msg) {
+                    loop_.start(now);
                 }
             }
         }
@@ -170,15 +157,12 @@ pub(super) async fn consume(
         loop_.finished(done);
     }
     drop(loop_);
-    finish(&consumer, handler.as_ref(), &mut rebalances).await;
+    sub.finish(&mut rebalances).await;
 }
 
 struct InFlight<'a> {
-    consumer: &'a StreamConsumer<AssignmentContext>,
-    handler: &'a Arc<dyn MessageHandler>,
+    sub: &'a Subscriber,
     stop: watch::Receiver<bool>,
-    settings: &'a KafkaSettings,
-    metrics: &'a Arc<Metrics>,
     window: Window,
     running: JoinSet<(BusMessage, bool)>,
     /// A message was left unacknowledged, or stopping: start nothing more.
@@ -187,10 +171,10 @@ struct InFlight<'a> {
 
 impl InFlight<'_> {
     fn start(&mut self, msg: BusMessage) {
-        let handler = self.handler.clone();
-        let metrics = self.metrics.clone();
+        let handler = self.sub.handler.clone();
+        let metrics = self.sub.metrics.clone();
         let mut stop = self.stop.clone();
-        let pause = self.settings.consumer_sleep_interval;
+        let pause = self.sub.settings.consumer_sleep_interval;
         self.running.spawn(async move {
             let acked =
                 deliver_until_acked(handler.as_ref(), &msg, &mut stop, pause, &metrics).await;
@@ -225,10 +209,11 @@ impl InFlight<'_> {
     }
 
     fn store(&self, topic: &str, partition: i32, offset: i64) {
-        if let Err(e) = self.consumer.store_offset(topic, partition, offset) {
+        let consumer = &self.sub.consumer;
+        if let Err(e) = consumer.store_offset(topic, partition, offset) {
             tracing::warn!(topic, partition, offset, "storing offset failed: {e}");
-        } else if !self.settings.enable_auto_commit {
-            if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
+        } else if !self.sub.settings.enable_auto_commit {
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
                 tracing::warn!("commit failed: {e}");
             }
         }
