@@ -991,34 +991,43 @@ mod tests {
         assert_eq!(c.get("client.id"), None);
     }
 
+    /// Each TLS and SASL variable, and the instance id as client id, reach
+    /// the producer and the consumer under librdkafka's name.
     #[test]
     fn tls_sasl_and_client_id_reach_librdkafka() {
-        use crate::config::{SecurityProtocol, SecuritySettings};
-        let mut s = KafkaSettings::new("127.0.0.1:1");
-        s.client_id = Some("node_x-i-1".into());
-        s.security = SecuritySettings {
-            protocol: SecurityProtocol::SaslSsl,
-            sasl_mechanism: Some("SCRAM-SHA-512".into()),
-            sasl_username: Some("u".into()),
-            sasl_password: Some("p".into()),
-            ssl_ca_location: Some("/ca.pem".into()),
-            ssl_certificate_location: Some("/cert.pem".into()),
-            ssl_key_location: Some("/key.pem".into()),
-            ssl_key_password: Some("k".into()),
+        use crate::config::{ConfigSource, RuntimeConfig};
+        let dir = std::env::temp_dir().join(format!("onex-tls-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let pem = |name: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, "-----BEGIN CERTIFICATE-----\n").expect("pem written");
+            path.to_str().expect("utf-8 path").to_string()
         };
+        let (ca, cert, key) = (pem("ca.pem"), pem("cert.pem"), pem("key.pem"));
+        // Variable, its value, and the librdkafka property it sets: first
+        // those whose value is checked, then free text.
+        let cases = [
+            ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl", "security.protocol"),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "sasl.mechanism"),
+            ("KAFKA_SSL_CA_LOCATION", &ca, "ssl.ca.location"),
+            (
+                "KAFKA_SSL_CERTIFICATE_LOCATION",
+                &cert,
+                "ssl.certificate.location",
+            ),
+            ("KAFKA_SSL_KEY_LOCATION", &key, "ssl.key.location"),
+            ("ONEX_INSTANCE_ID", "node_x-i-1", "client.id"),
+            ("KAFKA_SASL_USERNAME", "u", "sasl.username"),
+            ("KAFKA_SASL_PASSWORD", "p", "sasl.password"),
+            ("KAFKA_SSL_KEY_PASSWORD", "k", "ssl.key.password"),
+        ];
+        let source = ConfigSource::from_pairs(cases.map(|(var, value, _)| (var, value)));
+        let config = RuntimeConfig::from_source(&source);
+        std::fs::remove_dir_all(&dir).ok();
+        let s = config.expect("valid configuration").kafka;
         for c in [producer_config(&s), consumer_config(&s, "g", "t")] {
-            for (key, value) in [
-                ("client.id", "node_x-i-1"),
-                ("security.protocol", "sasl_ssl"),
-                ("sasl.mechanism", "SCRAM-SHA-512"),
-                ("sasl.username", "u"),
-                ("sasl.password", "p"),
-                ("ssl.ca.location", "/ca.pem"),
-                ("ssl.certificate.location", "/cert.pem"),
-                ("ssl.key.location", "/key.pem"),
-                ("ssl.key.password", "k"),
-            ] {
-                assert_eq!(c.get(key), Some(value), "{key}");
+            for (var, value, property) in cases {
+                assert_eq!(c.get(property), Some(value), "{var} -> {property}");
             }
         }
     }
