@@ -220,12 +220,7 @@ impl ConsumerContext for AssignmentContext {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                tracing::info!(
-                    topics = %topics_of(tpl),
-                    partitions = tpl.count(),
-                    numbers = %numbers_of(tpl),
-                    "partitions assigned"
-                );
+                log_rebalance("assigned", tpl);
                 if tpl.count() > 0 {
                     let _ = self
                         .rebalances
@@ -234,17 +229,22 @@ impl ConsumerContext for AssignmentContext {
                 self.assigned.send_replace(true);
             }
             Rebalance::Revoke(tpl) => {
-                tracing::info!(
-                    topics = %topics_of(tpl),
-                    partitions = tpl.count(),
-                    numbers = %numbers_of(tpl),
-                    "partitions revoked"
-                );
+                log_rebalance("revoked", tpl);
                 self.assigned.send_replace(false);
             }
             Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
         }
     }
+}
+
+/// Logs that the partitions of `tpl` were `assigned` or `revoked`.
+fn log_rebalance(change: &str, tpl: &rdkafka::TopicPartitionList) {
+    tracing::info!(
+        topics = %topics_of(tpl),
+        partitions = tpl.count(),
+        numbers = %numbers_of(tpl),
+        "partitions {change}"
+    );
 }
 
 /// The topics of a partition list, for the logs: `a,b` (empty when none).
@@ -296,13 +296,14 @@ impl KafkaBus {
         let producer: FutureProducer<QuietContext> = producer_config(&settings)
             .create_with_context(context.clone())
             .map_err(config_error)?;
+        let core = BusCore::new(
+            settings.breaker.clone(),
+            settings.publish_retry.clone(),
+            metrics,
+        );
         Ok(KafkaBus {
             inner: Arc::new(Inner {
-                core: BusCore::new(
-                    settings.breaker.clone(),
-                    settings.publish_retry.clone(),
-                    metrics,
-                ),
+                core,
                 settings,
                 producer,
                 context,

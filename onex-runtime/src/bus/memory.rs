@@ -129,13 +129,14 @@ impl InMemoryBus {
 
     /// A new bus updating the given counters.
     pub fn with_metrics(settings: MemoryBusSettings, metrics: Arc<Metrics>) -> Self {
+        let core = BusCore::new(
+            settings.breaker.clone(),
+            settings.publish_retry.clone(),
+            metrics,
+        );
         InMemoryBus {
             inner: Arc::new(Inner {
-                core: BusCore::new(
-                    settings.breaker.clone(),
-                    settings.publish_retry.clone(),
-                    metrics,
-                ),
+                core,
                 settings,
                 state: Mutex::new(State::default()),
                 faults: Faults::default(),
