@@ -637,6 +637,18 @@ struct Subscriber {
 }
 
 impl Subscriber {
+    /// Stores the offset of an acknowledged message (the partition is
+    /// read from after it) and, without auto-commit, commits at once.
+    fn store(&self, topic: &str, partition: i32, offset: i64) {
+        if let Err(e) = self.consumer.store_offset(topic, partition, offset) {
+            tracing::warn!(topic, partition, offset, "storing offset failed: {e}");
+        } else if !self.settings.enable_auto_commit {
+            if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
+                tracing::warn!("commit failed: {e}");
+            }
+        }
+    }
+
     /// Commits the stored offsets, leaves the group and reports the last
     /// rebalances.
     async fn finish(&self, rebalances: &mut tokio::sync::mpsc::UnboundedReceiver<Rebalanced>) {
@@ -683,17 +695,7 @@ async fn consume(
             // offset unstored so the group gets it again.
             break;
         }
-        if let Err(e) = sub.consumer.store_offset_from_message(&m) {
-            tracing::warn!(
-                topic = m.topic(),
-                offset = m.offset(),
-                "storing offset failed: {e}"
-            );
-        } else if !sub.settings.enable_auto_commit {
-            if let Err(e) = sub.consumer.commit_message(&m, CommitMode::Async) {
-                tracing::warn!("commit failed: {e}");
-            }
-        }
+        sub.store(&msg.topic, msg.partition, msg.offset);
     }
     sub.finish(&mut rebalances).await;
 }

@@ -16,7 +16,6 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use rdkafka::consumer::{CommitMode, Consumer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -201,21 +200,10 @@ impl InFlight<'_> {
         }
         let (next, committable) = self.window.acked(&msg);
         if let Some(offset) = committable {
-            self.store(&msg.topic, msg.partition, offset);
+            self.sub.store(&msg.topic, msg.partition, offset);
         }
         if let Some(next) = next.filter(|_| !self.stopped) {
             self.start(next);
-        }
-    }
-
-    fn store(&self, topic: &str, partition: i32, offset: i64) {
-        let consumer = &self.sub.consumer;
-        if let Err(e) = consumer.store_offset(topic, partition, offset) {
-            tracing::warn!(topic, partition, offset, "storing offset failed: {e}");
-        } else if !self.sub.settings.enable_auto_commit {
-            if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
-                tracing::warn!("commit failed: {e}");
-            }
         }
     }
 
