@@ -19,7 +19,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{report_rebalance, to_bus_message, ErrorLog, Rebalanced, Subscriber};
+use super::{
+    report_rebalance, report_rebalances, to_bus_message, ErrorLog, Rebalanced, Subscriber,
+};
 use crate::bus::{deliver_until_acked, BusMessage};
 
 /// A partition of the consumed topic.
@@ -138,9 +140,7 @@ pub(super) async fn consume(
                     // Partitions changed before this message:
                     // finish what came before, then tell the handler.
                     loop_.drain().await;
-                    while let Ok(change) = rebalances.try_recv() {
-                        report_rebalance(handler, change).await;
-                    }
+                    report_rebalances(handler, &mut rebalances).await;
                 }
                 if let Some(now) = loop_.window.admit(msg) {
                     loop_.start(now);
