@@ -3,7 +3,7 @@
     ONEX_TEST_KAFKA=HOST:PORT python tests/e2e/bench_reducer.py BINARY [N]
 
 BINARY is the reducer built from contracts/minimal_reducer.yaml (scripts/e2e.sh
-builds it into target/e2e/debug/node-order-status-reducer; build it with
+builds it into target/nodes/debug/node-order-status-reducer; build it with
 --release for figures worth comparing). For each setting of
 ONEX_DURABLE_STATE the node starts on its own topics (a fresh topic prefix),
 N `payment_captured` events for N orders are put on its input topic, and
