@@ -19,10 +19,10 @@ cd "$(dirname "$0")/.."
 # end-to-end crate (in one shared target folder, target/nodes). A run from
 # scratch gains nothing from incremental caches, and line tables are all the
 # debug information a failing test's backtrace needs (file:line); without
-# both, the target folders outgrow a small CI disk.
+# both, the target folders outgrow a small CI disk. (The test profile
+# inherits the dev profile's debug setting.)
 export CARGO_INCREMENTAL=0
 export CARGO_PROFILE_DEV_DEBUG=line-tables-only
-export CARGO_PROFILE_TEST_DEBUG=line-tables-only
 
 # Per-step wall time: each step's duration is printed when the next one
 # starts, and a summary of all steps when the script exits (passing or not).
