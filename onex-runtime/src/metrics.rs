@@ -276,4 +276,100 @@ mod tests {
             .render("n", 0, 0)
             .contains("onex_consumer_lag{node=\"n\",topic=\"t\"} 7"));
     }
+
+    /// The whole exposition, byte for byte: names, help texts, the order of
+    /// the rows and which counter feeds which row.
+    #[test]
+    fn renders_the_exposition_text_exactly() {
+        let m = Metrics::new();
+        let counters = [
+            &m.consumed,
+            &m.published,
+            &m.publish_failed,
+            &m.handler_failures,
+            &m.retries,
+            &m.dead_lettered,
+            &m.duplicates_skipped,
+        ];
+        // Each counter gets its own value (1 to 7), so a row that read the
+        // wrong counter shows.
+        for (times, counter) in (1..).zip(counters) {
+            for _ in 0..times {
+                inc(counter);
+            }
+        }
+        m.observe_publish_latency(Duration::from_millis(3));
+        m.observe_publish_latency(Duration::from_secs(20));
+        m.set_consumer_lag("b", 0);
+        m.set_consumer_lag("a", 3);
+        let expected = r#"# HELP onex_events_consumed_total Messages handed to a subscriber.
+# TYPE onex_events_consumed_total counter
+onex_events_consumed_total{node="n"} 1
+# HELP onex_events_published_total Messages published.
+# TYPE onex_events_published_total counter
+onex_events_published_total{node="n"} 2
+# HELP onex_events_publish_failed_total Publishes that failed for good.
+# TYPE onex_events_publish_failed_total counter
+onex_events_publish_failed_total{node="n"} 3
+# HELP onex_handler_failures_total Handler invocations that failed.
+# TYPE onex_handler_failures_total counter
+onex_handler_failures_total{node="n"} 4
+# HELP onex_retries_total Publish and handler retries.
+# TYPE onex_retries_total counter
+onex_retries_total{node="n"} 5
+# HELP onex_events_dead_lettered_total Messages sent to a dead-letter topic.
+# TYPE onex_events_dead_lettered_total counter
+onex_events_dead_lettered_total{node="n"} 6
+# HELP onex_duplicates_skipped_total Duplicate messages skipped.
+# TYPE onex_duplicates_skipped_total counter
+onex_duplicates_skipped_total{node="n"} 7
+# HELP onex_circuit_breaker_opens_total Times the circuit opened.
+# TYPE onex_circuit_breaker_opens_total counter
+onex_circuit_breaker_opens_total{node="n"} 8
+# HELP onex_circuit_breaker_state 0 closed, 1 half-open, 2 open.
+# TYPE onex_circuit_breaker_state gauge
+onex_circuit_breaker_state{node="n"} 1
+# HELP onex_consumer_lag Messages behind the high watermark.
+# TYPE onex_consumer_lag gauge
+onex_consumer_lag{node="n",topic="a"} 3
+onex_consumer_lag{node="n",topic="b"} 0
+# HELP onex_publish_latency_seconds Publish latency.
+# TYPE onex_publish_latency_seconds histogram
+onex_publish_latency_seconds_bucket{node="n",le="0.001"} 0
+onex_publish_latency_seconds_bucket{node="n",le="0.0025"} 0
+onex_publish_latency_seconds_bucket{node="n",le="0.005"} 1
+onex_publish_latency_seconds_bucket{node="n",le="0.01"} 1
+onex_publish_latency_seconds_bucket{node="n",le="0.025"} 1
+onex_publish_latency_seconds_bucket{node="n",le="0.05"} 1
+onex_publish_latency_seconds_bucket{node="n",le="0.1"} 1
+onex_publish_latency_seconds_bucket{node="n",le="0.25"} 1
+onex_publish_latency_seconds_bucket{node="n",le="0.5"} 1
+onex_publish_latency_seconds_bucket{node="n",le="1"} 1
+onex_publish_latency_seconds_bucket{node="n",le="2.5"} 1
+onex_publish_latency_seconds_bucket{node="n",le="5"} 1
+onex_publish_latency_seconds_bucket{node="n",le="10"} 1
+onex_publish_latency_seconds_bucket{node="n",le="+Inf"} 2
+onex_publish_latency_seconds_sum{node="n"} 20.003
+onex_publish_latency_seconds_count{node="n"} 2
+# HELP events_published Events published.
+# TYPE events_published counter
+events_published{node="n"} 2
+# HELP events_failed Events whose publish failed for good.
+# TYPE events_failed counter
+events_failed{node="n"} 3
+# HELP avg_publish_time_ms Mean publish time in milliseconds.
+# TYPE avg_publish_time_ms gauge
+avg_publish_time_ms{node="n"} 10001.500
+# HELP circuit_breaker_status Publish circuit: 0 closed, 1 half-open, 2 open (state label).
+# TYPE circuit_breaker_status gauge
+circuit_breaker_status{node="n",state="half_open"} 1
+# HELP events_sent_to_dlq Messages sent to a dead-letter topic.
+# TYPE events_sent_to_dlq counter
+events_sent_to_dlq{node="n"} 6
+# HELP retries_attempted Publish and handler retries.
+# TYPE retries_attempted counter
+retries_attempted{node="n"} 5
+"#;
+        assert_eq!(m.render("n", 1, 8), expected);
+    }
 }
