@@ -11,6 +11,22 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Picks one counter out of [`Metrics`].
+type CounterField = fn(&Metrics) -> &AtomicU64;
+
+/// The counters [`Metrics`] keeps, in the order they are rendered: the name
+/// after its `onex_` prefix, the help text and the field that counts.
+#[rustfmt::skip]
+const COUNTERS: [(&str, &str, CounterField); 7] = [
+    ("events_consumed_total", "Messages handed to a subscriber.", |m| &m.consumed),
+    ("events_published_total", "Messages published.", |m| &m.published),
+    ("events_publish_failed_total", "Publishes that failed for good.", |m| &m.publish_failed),
+    ("handler_failures_total", "Handler invocations that failed.", |m| &m.handler_failures),
+    ("retries_total", "Publish and handler retries.", |m| &m.retries),
+    ("events_dead_lettered_total", "Messages sent to a dead-letter topic.", |m| &m.dead_lettered),
+    ("duplicates_skipped_total", "Duplicate messages skipped.", |m| &m.duplicates_skipped),
+];
+
 /// Runtime counters, shared by the bus, the dispatcher and the health endpoint.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -72,60 +88,20 @@ impl Metrics {
     pub fn render(&self, node: &str, breaker_state: u8, breaker_opens: u64) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
+        // The breaker keeps its own figures; the caller passes them in.
+        let state = u64::from(breaker_state);
+        #[rustfmt::skip]
+        let breaker = [
+            ("circuit_breaker_opens_total", "counter", "Times the circuit opened.", breaker_opens),
+            ("circuit_breaker_state", "gauge", "0 closed, 1 half-open, 2 open.", state),
+        ];
+        let counters =
+            COUNTERS.map(|(name, help, field)| (name, "counter", help, get(field(self))));
+        for (name, kind, help, value) in counters.into_iter().chain(breaker) {
             let _ = writeln!(out, "# HELP onex_{name} {help}");
-            let _ = writeln!(out, "# TYPE onex_{name} counter");
-            let _ = writeln!(out, "onex_{name}{{node=\"{node}\"}} {v}");
-        };
-        counter(
-            "events_consumed_total",
-            "Messages handed to a subscriber.",
-            get(&self.consumed),
-        );
-        counter(
-            "events_published_total",
-            "Messages published.",
-            get(&self.published),
-        );
-        counter(
-            "events_publish_failed_total",
-            "Publishes that failed for good.",
-            get(&self.publish_failed),
-        );
-        counter(
-            "handler_failures_total",
-            "Handler invocations that failed.",
-            get(&self.handler_failures),
-        );
-        counter(
-            "retries_total",
-            "Publish and handler retries.",
-            get(&self.retries),
-        );
-        counter(
-            "events_dead_lettered_total",
-            "Messages sent to a dead-letter topic.",
-            get(&self.dead_lettered),
-        );
-        counter(
-            "duplicates_skipped_total",
-            "Duplicate messages skipped.",
-            get(&self.duplicates_skipped),
-        );
-        counter(
-            "circuit_breaker_opens_total",
-            "Times the circuit opened.",
-            breaker_opens,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP onex_circuit_breaker_state 0 closed, 1 half-open, 2 open."
-        );
-        let _ = writeln!(out, "# TYPE onex_circuit_breaker_state gauge");
-        let _ = writeln!(
-            out,
-            "onex_circuit_breaker_state{{node=\"{node}\"}} {breaker_state}"
-        );
+            let _ = writeln!(out, "# TYPE onex_{name} {kind}");
+            let _ = writeln!(out, "onex_{name}{{node=\"{node}\"}} {value}");
+        }
         let lags = self
             .consumer_lag
             .lock()
