@@ -18,8 +18,8 @@ use onex_runtime::introspection::INTROSPECTION_TOPIC;
 use onex_runtime::metrics::Metrics;
 use onex_runtime::service::NodeService;
 use onex_runtime::{
-    async_trait, Envelope, EventSource, HandlerContext, HandlerError, InboundEvent, NodeHandler,
-    NodeKind, NodeSpec, OutboundEvent, RetrySettings,
+    async_trait, Envelope, EventSource, Handled, HandlerContext, InboundEvent, NodeHandler,
+    NodeKind, NodeSpec, RetrySettings,
 };
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -154,11 +154,7 @@ struct Quiet;
 
 #[async_trait]
 impl NodeHandler for Quiet {
-    async fn handle(
-        &self,
-        _: &HandlerContext,
-        _: &InboundEvent,
-    ) -> Result<Vec<OutboundEvent>, HandlerError> {
+    async fn handle(&self, _: &HandlerContext, _: &InboundEvent) -> Handled {
         Ok(vec![])
     }
 }

@@ -7,19 +7,15 @@
 //! ```
 
 use onex_runtime::{
-    async_trait, serde_json::json, strings, EnvVarSpec, HandlerContext, HandlerError, InboundEvent,
-    NodeHandler, NodeKind, NodeSpec, OutboundEvent,
+    async_trait, serde_json::json, strings, EnvVarSpec, Handled, HandlerContext, HandlerError,
+    InboundEvent, NodeHandler, NodeKind, NodeSpec, OutboundEvent,
 };
 
 struct Echo;
 
 #[async_trait]
 impl NodeHandler for Echo {
-    async fn handle(
-        &self,
-        ctx: &HandlerContext,
-        event: &InboundEvent,
-    ) -> Result<Vec<OutboundEvent>, HandlerError> {
+    async fn handle(&self, ctx: &HandlerContext, event: &InboundEvent) -> Handled {
         if !event.envelope.payload.is_object() {
             return Err(HandlerError::InvalidInput(
                 "payload must be an object".into(),

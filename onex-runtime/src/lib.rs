@@ -40,8 +40,8 @@ pub mod workflow;
 pub use envelope::{Envelope, EventSource};
 pub use node::strings;
 pub use node::{
-    CircuitBreakerSettings, EnvVarSpec, Failure, HandlerContext, HandlerError, Idempotency,
-    InboundEvent, NodeHandler, NodeKind, NodeSpec, OutboundEvent, RetrySettings,
+    CircuitBreakerSettings, EnvVarSpec, Failure, Handled, HandlerContext, HandlerError,
+    Idempotency, InboundEvent, NodeHandler, NodeKind, NodeSpec, OutboundEvent, RetrySettings,
 };
 pub use startup::run_main;
 

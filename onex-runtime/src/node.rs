@@ -480,17 +480,16 @@ impl HandlerContext {
     }
 }
 
+/// What handling one event gives: the events to publish, or why not.
+pub type Handled = Result<Vec<OutboundEvent>, HandlerError>;
+
 /// A node's business logic.
 #[async_trait]
 pub trait NodeHandler: Send + Sync + 'static {
     /// Called once per consumed message (after envelope decoding). `Ok(events)`
     /// => the runtime publishes them (correlation id preserved, causation id
     /// = inbound event id) and only then commits the offset.
-    async fn handle(
-        &self,
-        ctx: &HandlerContext,
-        event: &InboundEvent,
-    ) -> Result<Vec<OutboundEvent>, HandlerError>;
+    async fn handle(&self, ctx: &HandlerContext, event: &InboundEvent) -> Handled;
 
     /// The state this handler keeps on the bus, if it keeps any (reducers,
     /// orchestrators). The runtime then restores it before handling, skips

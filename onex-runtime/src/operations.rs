@@ -15,10 +15,9 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+// Generated nodes name it by this path.
+pub use crate::node::Handled;
 use crate::node::{HandlerContext, HandlerError, InboundEvent, OutboundEvent};
-
-/// What handling one event gives: the events to publish, or why not.
-pub type Handled = Result<Vec<OutboundEvent>, HandlerError>;
 
 /// One operation of a node, as its contract declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

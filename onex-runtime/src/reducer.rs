@@ -30,7 +30,9 @@ use uuid::Uuid;
 use crate::aggregate::aggregate_key;
 use crate::bus::Nack;
 use crate::names::Named;
-use crate::node::{HandlerContext, HandlerError, InboundEvent, NodeHandler, OutboundEvent};
+use crate::node::{
+    Handled, HandlerContext, HandlerError, InboundEvent, NodeHandler, OutboundEvent,
+};
 use crate::state::{DueWindow, DueWindows, StateContext, StateKeeper, StateStore};
 
 /// What a reducer publishes, and where.
@@ -433,11 +435,7 @@ impl<T: FsmTable<H>, H: Send + Sync + 'static> FsmReducer<T, H> {
 
 #[async_trait]
 impl<T: FsmTable<H>, H: Send + Sync + 'static> NodeHandler for FsmReducer<T, H> {
-    async fn handle(
-        &self,
-        _ctx: &HandlerContext,
-        event: &InboundEvent,
-    ) -> Result<Vec<OutboundEvent>, HandlerError> {
+    async fn handle(&self, _ctx: &HandlerContext, event: &InboundEvent) -> Handled {
         let trigger = T::trigger_for(&self.hooks, event).ok_or_else(|| {
             HandlerError::InvalidInput(format!(
                 "event type {:?} fires no trigger of the {} state machine",
@@ -535,11 +533,7 @@ impl<T: ReducerTable, H: Reduce> JsonReducer<T, H> {
 
 #[async_trait]
 impl<T: ReducerTable, H: Reduce> NodeHandler for JsonReducer<T, H> {
-    async fn handle(
-        &self,
-        _ctx: &HandlerContext,
-        event: &InboundEvent,
-    ) -> Result<Vec<OutboundEvent>, HandlerError> {
+    async fn handle(&self, _ctx: &HandlerContext, event: &InboundEvent) -> Handled {
         let aggregate = aggregate_key(event);
         let kept = self.aggregates.current(event, &aggregate);
         let current = kept

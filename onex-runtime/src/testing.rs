@@ -594,7 +594,7 @@ pub async fn assert_transitions<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::{EnvVarSpec, HandlerError, NodeKind, OutboundEvent, RetrySettings};
+    use crate::node::{EnvVarSpec, Handled, HandlerError, NodeKind, OutboundEvent, RetrySettings};
 
     fn spec(env: Vec<EnvVarSpec>) -> NodeSpec {
         NodeSpec {
@@ -631,11 +631,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl NodeHandler for Pong {
-        async fn handle(
-            &self,
-            ctx: &HandlerContext,
-            event: &InboundEvent,
-        ) -> Result<Vec<OutboundEvent>, HandlerError> {
+        async fn handle(&self, ctx: &HandlerContext, event: &InboundEvent) -> Handled {
             if event.envelope.event_type != "ping" {
                 return Err(HandlerError::InvalidInput("not a ping".into()));
             }

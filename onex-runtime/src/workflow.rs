@@ -25,7 +25,9 @@ use uuid::Uuid;
 
 use crate::dlq::Failure;
 use crate::names::Named;
-use crate::node::{HandlerContext, HandlerError, InboundEvent, NodeHandler, OutboundEvent};
+use crate::node::{
+    Handled, HandlerContext, HandlerError, InboundEvent, NodeHandler, OutboundEvent,
+};
 use crate::state::{StateKeeper, StateStore};
 
 /// One run of a workflow: the triggering event's payload and the results of
@@ -162,11 +164,7 @@ fn step_error(step: &str, error: HandlerError) -> HandlerError {
 
 #[async_trait]
 impl<T: WorkflowTable<H>, H: Send + Sync + 'static> NodeHandler for WorkflowDriver<T, H> {
-    async fn handle(
-        &self,
-        ctx: &HandlerContext,
-        event: &InboundEvent,
-    ) -> Result<Vec<OutboundEvent>, HandlerError> {
+    async fn handle(&self, ctx: &HandlerContext, event: &InboundEvent) -> Handled {
         let workflow_id = event.envelope.event_id;
         let key = workflow_id.to_string();
         let progress = self.store.get(event.partition, &key).unwrap_or_default();

@@ -17,9 +17,7 @@ use onex_runtime::headers::Headers;
 use onex_runtime::health::{HealthReport, Status};
 use onex_runtime::metrics::Metrics;
 use onex_runtime::retry::RetrySettings;
-use onex_runtime::{
-    HandlerContext, HandlerError, InboundEvent, NodeHandler, NodeKind, NodeSpec, OutboundEvent,
-};
+use onex_runtime::{Handled, HandlerContext, InboundEvent, NodeHandler, NodeKind, NodeSpec};
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
@@ -231,11 +229,7 @@ struct Noop;
 
 #[async_trait]
 impl NodeHandler for Noop {
-    async fn handle(
-        &self,
-        _: &HandlerContext,
-        _: &InboundEvent,
-    ) -> Result<Vec<OutboundEvent>, HandlerError> {
+    async fn handle(&self, _: &HandlerContext, _: &InboundEvent) -> Handled {
         Ok(vec![])
     }
 }

@@ -36,8 +36,8 @@ use onex_runtime::health::{self, HealthReport, Status};
 use onex_runtime::service::NodeService;
 use onex_runtime::tracing;
 use onex_runtime::{
-    HandlerContext, HandlerError, InboundEvent, NodeHandler, NodeKind, NodeSpec, OutboundEvent,
-    RetrySettings,
+    Handled, HandlerContext, HandlerError, InboundEvent, NodeHandler, NodeKind, NodeSpec,
+    OutboundEvent, RetrySettings,
 };
 use serde_json::Value;
 use tokio::sync::watch;
@@ -210,11 +210,7 @@ impl ServeHandler {
 
 #[async_trait]
 impl NodeHandler for ServeHandler {
-    async fn handle(
-        &self,
-        ctx: &HandlerContext,
-        event: &InboundEvent,
-    ) -> Result<Vec<OutboundEvent>, HandlerError> {
+    async fn handle(&self, ctx: &HandlerContext, event: &InboundEvent) -> Handled {
         let started = Instant::now();
         let correlation_id = ctx.correlation_id();
         let req =

@@ -18,8 +18,8 @@ use onex_runtime::metrics::Metrics;
 use onex_runtime::service::NodeService;
 use onex_runtime::testing::python_epoch_event;
 use onex_runtime::{
-    async_trait, EnvVarSpec, Envelope, EventSource, HandlerContext, HandlerError, InboundEvent,
-    NodeHandler, NodeKind, NodeSpec, OutboundEvent, RetrySettings,
+    async_trait, EnvVarSpec, Envelope, EventSource, Handled, HandlerContext, HandlerError,
+    InboundEvent, NodeHandler, NodeKind, NodeSpec, OutboundEvent, RetrySettings,
 };
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -428,11 +428,7 @@ impl Echo {
 
 #[async_trait]
 impl NodeHandler for Echo {
-    async fn handle(
-        &self,
-        ctx: &HandlerContext,
-        event: &InboundEvent,
-    ) -> Result<Vec<OutboundEvent>, HandlerError> {
+    async fn handle(&self, ctx: &HandlerContext, event: &InboundEvent) -> Handled {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         assert_eq!(ctx.correlation_id(), event.envelope.correlation_id);
         let kind = event.envelope.payload["kind"].as_str();
@@ -795,11 +791,7 @@ struct Adder {
 
 #[async_trait]
 impl NodeHandler for Adder {
-    async fn handle(
-        &self,
-        _ctx: &HandlerContext,
-        event: &InboundEvent,
-    ) -> Result<Vec<OutboundEvent>, HandlerError> {
+    async fn handle(&self, _ctx: &HandlerContext, event: &InboundEvent) -> Handled {
         let p = &event.envelope.payload;
         if event.envelope.event_type != "add" {
             self.commands
@@ -827,11 +819,7 @@ struct Caller {
 
 #[async_trait]
 impl NodeHandler for Caller {
-    async fn handle(
-        &self,
-        ctx: &HandlerContext,
-        _event: &InboundEvent,
-    ) -> Result<Vec<OutboundEvent>, HandlerError> {
+    async fn handle(&self, ctx: &HandlerContext, _event: &InboundEvent) -> Handled {
         let note = OutboundEvent::new(&self.notes, "noted", json!({"n": 0}))
             .with_partition_key("note-key")
             .with_header("x-note", "1")
