@@ -10,10 +10,9 @@ use onex_gen_bus::registry::{self, ConsulClient, RegistryConfig};
 use onex_runtime::breaker::CircuitBreaker;
 use onex_runtime::bus::memory::InMemoryBus;
 use onex_runtime::bus::{
-    BusBackend, BusError, BusHealth, EventBus, MessageHandler, PublishReceipt, Subscription,
+    BusBackend, BusError, BusHealth, EventBus, MessageHandler, PublishReceipt, Record, Subscription,
 };
 use onex_runtime::config::{ConfigSource, RuntimeConfig};
-use onex_runtime::headers::Headers;
 use onex_runtime::introspection::INTROSPECTION_TOPIC;
 use onex_runtime::metrics::Metrics;
 use onex_runtime::service::NodeService;
@@ -91,26 +90,8 @@ impl EventBus for NodeView {
     fn backend(&self) -> BusBackend {
         self.0.backend()
     }
-    async fn publish(
-        &self,
-        topic: &str,
-        key: Option<&[u8]>,
-        value: &[u8],
-        headers: &Headers,
-    ) -> Result<PublishReceipt, BusError> {
-        self.0.publish(topic, key, value, headers).await
-    }
-    async fn publish_to_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-        key: &[u8],
-        value: &[u8],
-        headers: &Headers,
-    ) -> Result<PublishReceipt, BusError> {
-        self.0
-            .publish_to_partition(topic, partition, key, value, headers)
-            .await
+    async fn send(&self, record: Record<'_>) -> Result<PublishReceipt, BusError> {
+        self.0.send(record).await
     }
     async fn read_partition(
         &self,

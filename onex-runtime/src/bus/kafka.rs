@@ -32,7 +32,7 @@ use super::common::BusCore;
 use super::kafka_log::QuietContext;
 use super::{
     deliver_until_acked, AttemptError, BusBackend, BusError, BusHealth, BusMessage, EventBus,
-    MessageHandler, OutgoingMessage, PublishReceipt, Subscription,
+    MessageHandler, OutgoingMessage, PublishReceipt, Record, Subscription,
 };
 use crate::breaker::CircuitBreaker;
 use crate::config::KafkaSettings;
@@ -364,33 +364,6 @@ impl KafkaBus {
         .map_err(|e| BusError::Connection(e.to_string()))?
     }
 
-    /// Publishes one record to `partition`, or to the one the key picks,
-    /// with retries and the circuit breaker.
-    async fn publish_record(
-        &self,
-        topic: &str,
-        partition: Option<i32>,
-        key: Option<&[u8]>,
-        value: &[u8],
-        headers: &Headers,
-    ) -> Result<PublishReceipt, BusError> {
-        let owned = to_owned_headers(headers);
-        let record = || {
-            let mut record = FutureRecord::<[u8], [u8]>::to(topic)
-                .payload(value)
-                .headers(owned.clone());
-            if let Some(k) = key {
-                record = record.key(k);
-            }
-            if let Some(p) = partition {
-                record = record.partition(p);
-            }
-            record
-        };
-        let attempt = || self.send_once(topic, record());
-        self.inner.core.publish(topic, headers, attempt).await
-    }
-
     /// One attempt at publishing `record` to `topic`.
     async fn send_once(
         &self,
@@ -525,6 +498,25 @@ fn to_owned_headers(h: &Headers) -> OwnedHeaders {
                 value: Some(v.as_bytes()),
             })
         })
+}
+
+/// `record` as librdkafka takes it, with `headers` (converted by
+/// [`to_owned_headers`]) when given.
+fn future_record<'a>(
+    record: Record<'a>,
+    headers: Option<OwnedHeaders>,
+) -> FutureRecord<'a, [u8], [u8]> {
+    let mut r = FutureRecord::to(record.topic).payload(record.value);
+    if let Some(h) = headers {
+        r = r.headers(h);
+    }
+    if let Some(k) = record.key {
+        r = r.key(k);
+    }
+    if let Some(p) = record.partition {
+        r = r.partition(p);
+    }
+    r
 }
 
 fn to_bus_message(m: &BorrowedMessage<'_>) -> BusMessage {
@@ -706,14 +698,13 @@ impl EventBus for KafkaBus {
         BusBackend::Kafka
     }
 
-    async fn publish(
-        &self,
-        topic: &str,
-        key: Option<&[u8]>,
-        value: &[u8],
-        headers: &Headers,
-    ) -> Result<PublishReceipt, BusError> {
-        self.publish_record(topic, None, key, value, headers).await
+    async fn send(&self, record: Record<'_>) -> Result<PublishReceipt, BusError> {
+        let owned = to_owned_headers(record.headers);
+        let attempt = || self.send_once(record.topic, future_record(record, Some(owned.clone())));
+        self.inner
+            .core
+            .publish(record.topic, record.headers, attempt)
+            .await
     }
 
     /// Enqueues every first attempt in order (so per-key order holds) and
@@ -738,13 +729,9 @@ impl EventBus for KafkaBus {
                     validate_topic_name(&m.topic).ok()?;
                     valid_topic = Some(&m.topic);
                 }
-                let mut record = FutureRecord::<[u8], [u8]>::to(&m.topic).payload(&m.value);
-                if m.headers != Headers::default() {
-                    record = record.headers(to_owned_headers(&m.headers));
-                }
-                if let Some(k) = &m.key {
-                    record = record.key(k);
-                }
+                let headers =
+                    (m.headers != Headers::default()).then(|| to_owned_headers(&m.headers));
+                let record = future_record(m.record(), headers);
                 self.inner.producer.send_result(record).ok()
             })
             .collect();
@@ -762,24 +749,9 @@ impl EventBus for KafkaBus {
                     continue;
                 }
             }
-            out.push(
-                self.publish(&m.topic, m.key.as_deref(), &m.value, &m.headers)
-                    .await,
-            );
+            out.push(self.send(m.record()).await);
         }
         out
-    }
-
-    async fn publish_to_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-        key: &[u8],
-        value: &[u8],
-        headers: &Headers,
-    ) -> Result<PublishReceipt, BusError> {
-        self.publish_record(topic, Some(partition), Some(key), value, headers)
-            .await
     }
 
     /// Reads with a group-less consumer assigned to the one partition, up

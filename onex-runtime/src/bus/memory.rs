@@ -14,11 +14,10 @@ use tokio::sync::watch;
 use super::common::BusCore;
 use super::{
     deliver_until_acked, AttemptError, BusBackend, BusError, BusHealth, BusMessage, EventBus,
-    MessageHandler, PublishReceipt, Subscription,
+    MessageHandler, PublishReceipt, Record, Subscription,
 };
 use crate::breaker::{CircuitBreaker, CircuitBreakerSettings, CircuitState};
 use crate::config::OffsetReset;
-use crate::headers::Headers;
 use crate::metrics::Metrics;
 use crate::retry::RetrySettings;
 use crate::topic::validate_topic_name;
@@ -227,28 +226,23 @@ impl InMemoryBus {
             .is_ok()
     }
 
-    fn append(
-        &self,
-        topic: &str,
-        key: Option<&[u8]>,
-        value: &[u8],
-        headers: &Headers,
-    ) -> PublishReceipt {
+    /// Appends `record` to its topic's log (partition 0) and the history.
+    fn append(&self, record: Record<'_>) -> PublishReceipt {
         let mut state = self.state();
         let retention = self.inner.settings.retention.max(1);
         let max_history = self.inner.settings.max_history;
         let log = state
             .topics
-            .entry(topic.to_string())
+            .entry(record.topic.to_string())
             .or_insert_with(TopicLog::new);
         let offset = log.next_offset();
         let msg = BusMessage {
-            topic: topic.to_string(),
+            topic: record.topic.to_string(),
             partition: 0,
             offset,
-            key: key.map(<[u8]>::to_vec),
-            value: value.to_vec(),
-            headers: headers.clone(),
+            key: record.key.map(<[u8]>::to_vec),
+            value: record.value.to_vec(),
+            headers: record.headers.clone(),
         };
         let history_copy = (max_history > 0).then(|| msg.clone());
         log.messages.push_back(msg);
@@ -353,13 +347,15 @@ impl EventBus for InMemoryBus {
         BusBackend::InMemory
     }
 
-    async fn publish(
-        &self,
-        topic: &str,
-        key: Option<&[u8]>,
-        value: &[u8],
-        headers: &Headers,
-    ) -> Result<PublishReceipt, BusError> {
+    /// Every topic has the one partition 0.
+    async fn send(&self, record: Record<'_>) -> Result<PublishReceipt, BusError> {
+        let topic = record.topic;
+        if let Some(partition) = record.partition.filter(|p| *p != 0) {
+            return Err(BusError::NonRetriable {
+                topic: topic.to_string(),
+                message: format!("the in-memory bus has no partition {partition}"),
+            });
+        }
         let faults = &self.inner.faults;
         let attempt = || async move {
             if Self::take_fault(&faults.fatal) {
@@ -371,27 +367,12 @@ impl EventBus for InMemoryBus {
             if Self::take_fault(&faults.transient) {
                 return Err(AttemptError::Retriable("injected transient failure".into()));
             }
-            Ok(self.append(topic, key, value, headers))
+            Ok(self.append(record))
         };
-        self.inner.core.publish(topic, headers, attempt).await
-    }
-
-    /// Every topic has the one partition 0.
-    async fn publish_to_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-        key: &[u8],
-        value: &[u8],
-        headers: &Headers,
-    ) -> Result<PublishReceipt, BusError> {
-        if partition != 0 {
-            return Err(BusError::NonRetriable {
-                topic: topic.to_string(),
-                message: format!("the in-memory bus has no partition {partition}"),
-            });
-        }
-        self.publish(topic, Some(key), value, headers).await
+        self.inner
+            .core
+            .publish(topic, record.headers, attempt)
+            .await
     }
 
     async fn read_partition(

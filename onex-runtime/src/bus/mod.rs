@@ -77,6 +77,34 @@ impl OutgoingMessage {
             headers,
         }
     }
+
+    /// The message as a record for [`EventBus::send`], to the partition
+    /// its key picks.
+    pub fn record(&self) -> Record<'_> {
+        Record {
+            topic: &self.topic,
+            partition: None,
+            key: self.key.as_deref(),
+            value: &self.value,
+            headers: &self.headers,
+        }
+    }
+}
+
+/// One record to publish, borrowed, so callers keep their buffers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Record<'a> {
+    /// Physical topic.
+    pub topic: &'a str,
+    /// The partition to write to; `None` lets the key pick it (the
+    /// backend's partitioner when there is no key either).
+    pub partition: Option<i32>,
+    /// Record key.
+    pub key: Option<&'a [u8]>,
+    /// Record value.
+    pub value: &'a [u8],
+    /// Headers.
+    pub headers: &'a Headers,
 }
 
 /// Where a published message landed.
@@ -296,14 +324,56 @@ pub trait EventBus: Send + Sync + 'static {
     /// Which backend this is.
     fn backend(&self) -> BusBackend;
 
-    /// Publishes one record, with retries and the circuit breaker.
+    /// Publishes one record to `record.partition`, or to the partition its
+    /// key picks. Refused with [`BusError::Closed`] once the bus is closed
+    /// and with [`BusError::Topic`] for an invalid topic name; otherwise
+    /// sent under the circuit breaker ([`BusError::CircuitOpen`] while it
+    /// is open), transient failures retried with backoff
+    /// ([`BusError::Transient`] once the retries are spent, which counts
+    /// against the breaker), and an error retrying cannot fix returned at
+    /// once ([`BusError::NonRetriable`], which does not). The provided
+    /// publish methods are built on this one.
+    async fn send(&self, record: Record<'_>) -> Result<PublishReceipt, BusError>;
+
+    /// Publishes one record to the partition its key picks, as
+    /// [`EventBus::send`] does.
     async fn publish(
         &self,
         topic: &str,
         key: Option<&[u8]>,
         value: &[u8],
         headers: &Headers,
-    ) -> Result<PublishReceipt, BusError>;
+    ) -> Result<PublishReceipt, BusError> {
+        self.send(Record {
+            topic,
+            partition: None,
+            key,
+            value,
+            headers,
+        })
+        .await
+    }
+
+    /// Publishes one record to a chosen partition of `topic`, as
+    /// [`EventBus::send`] does (state records go to the partition of the
+    /// input they follow).
+    async fn publish_to_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: &[u8],
+        headers: &Headers,
+    ) -> Result<PublishReceipt, BusError> {
+        self.send(Record {
+            topic,
+            partition: Some(partition),
+            key: Some(key),
+            value,
+            headers,
+        })
+        .await
+    }
 
     /// Publishes an envelope as JSON with its standard headers; the key is
     /// `partition_key` when given.
@@ -314,8 +384,7 @@ pub trait EventBus: Send + Sync + 'static {
         partition_key: Option<&str>,
     ) -> Result<PublishReceipt, BusError> {
         let m = OutgoingMessage::envelope(topic, envelope, partition_key);
-        self.publish(&m.topic, m.key.as_deref(), &m.value, &m.headers)
-            .await
+        self.send(m.record()).await
     }
 
     /// Publishes several records; one result per record, in order.
@@ -325,25 +394,10 @@ pub trait EventBus: Send + Sync + 'static {
     ) -> Vec<Result<PublishReceipt, BusError>> {
         let mut out = Vec::with_capacity(messages.len());
         for m in messages {
-            out.push(
-                self.publish(&m.topic, m.key.as_deref(), &m.value, &m.headers)
-                    .await,
-            );
+            out.push(self.send(m.record()).await);
         }
         out
     }
-
-    /// Publishes one record to a chosen partition of `topic`, with retries
-    /// and the circuit breaker (state records go to the partition of the
-    /// input they follow).
-    async fn publish_to_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-        key: &[u8],
-        value: &[u8],
-        headers: &Headers,
-    ) -> Result<PublishReceipt, BusError>;
 
     /// Every record of one partition, from the start of the log to its end
     /// at the time of the call, in offset order.
