@@ -181,6 +181,36 @@ async fn invalid_topic_names_are_refused() {
     ));
 }
 
+/// The bus has the one partition 0: a record for it lands there, one for
+/// any other is refused at once, neither published nor counted as failed.
+#[tokio::test]
+async fn only_partition_zero_takes_records() {
+    let bus = InMemoryBus::default();
+    let h = Headers::default();
+    let receipt = bus
+        .publish_to_partition("t", 0, b"k", b"x", &h)
+        .await
+        .unwrap();
+    assert_eq!((receipt.partition, receipt.offset), (0, 0));
+    assert_eq!(bus.history(1, Some("t"))[0].key.as_deref(), Some(&b"k"[..]));
+    let err = bus
+        .publish_to_partition("t", 1, b"k", b"y", &h)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BusError::NonRetriable { topic, message }
+            if topic == "t" && message == "the in-memory bus has no partition 1"),
+        "{err}"
+    );
+    let m = bus.metrics();
+    assert_eq!(m.published.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        m.publish_failed.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(bus.topic_offset("t"), 1);
+}
+
 struct Quiet;
 
 #[async_trait]
