@@ -47,9 +47,11 @@ impl Serialize for Code {
 /// A Rust string literal holding `s` exactly.
 ///
 /// Quotes, backslashes and every control character are escaped, and so are
-/// the Unicode bidirectional controls, which rustc refuses in literals, and
-/// whitespace other than the ASCII space, which would be invisible; the rest
-/// of Unicode is kept as it is. The output depends on nothing but `s`.
+/// the Unicode format characters (the bidirectional controls, which rustc
+/// refuses in literals, the byte-order mark, zero-width spaces and joiners)
+/// and whitespace other than the ASCII space, all of which would be
+/// invisible; the rest of Unicode is kept as it is. The output depends on
+/// nothing but `s`.
 pub fn rust_str(s: &str) -> String {
     quoted(s, |c| match c {
         '\0' => Some("\\0".to_owned()),
@@ -193,14 +195,42 @@ pub fn yaml_str(s: &str) -> String {
     })
 }
 
-/// Control characters and the bidirectional formatting characters (rustc
-/// denies those in literals and comments: `text_direction_codepoint_in_*`).
+/// Control characters and Unicode format characters (general category Cf:
+/// the byte-order mark, zero-width spaces and joiners, soft hyphens, the
+/// bidirectional controls rustc denies in literals and comments with
+/// `text_direction_codepoint_in_*`, ...). None of them shows where it
+/// stands, and rustfmt gives them no width, so kept as they are they would
+/// hide text from a reader and lines from the column limit.
 fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-        )
+    c.is_control() || is_format(c)
+}
+
+/// Whether `c` is a format character (Unicode 15, general category Cf).
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8e2}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}'
+    )
 }
 
 /// Free text as one line of comment text: whitespace runs (line breaks
@@ -611,6 +641,12 @@ mod tests {
         assert_eq!(rust_str("a\"b\\c"), r#""a\"b\\c""#);
         assert_eq!(rust_str("x\ny\r\t\0"), r#""x\ny\r\t\0""#);
         assert_eq!(rust_str("\u{7}\u{202e}é"), "\"\\u{7}\\u{202e}é\"");
+        // Invisible format characters: byte-order mark, zero-width space
+        // and joiner, soft hyphen, a tag character.
+        assert_eq!(
+            rust_str("a\u{feff}b\u{200b}\u{200d}\u{ad}\u{e0041}"),
+            "\"a\\u{feff}b\\u{200b}\\u{200d}\\u{ad}\\u{e0041}\""
+        );
         assert_eq!(rust_str("\"#"), r##""\"#""##);
     }
 
