@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Serialize, Serializer};
+use unicode_general_category::{get_general_category, GeneralCategory};
 
 /// Rust source text produced here; it reaches templates as a safe string.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -205,32 +206,9 @@ fn needs_escape(c: char) -> bool {
     c.is_control() || is_format(c)
 }
 
-/// Whether `c` is a format character (Unicode 15, general category Cf).
+/// Whether `c` is a format character (general category Cf, Unicode 16).
 fn is_format(c: char) -> bool {
-    matches!(
-        c,
-        '\u{ad}'
-            | '\u{600}'..='\u{605}'
-            | '\u{61c}'
-            | '\u{6dd}'
-            | '\u{70f}'
-            | '\u{890}'..='\u{891}'
-            | '\u{8e2}'
-            | '\u{180e}'
-            | '\u{200b}'..='\u{200f}'
-            | '\u{202a}'..='\u{202e}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{206f}'
-            | '\u{feff}'
-            | '\u{fff9}'..='\u{fffb}'
-            | '\u{110bd}'
-            | '\u{110cd}'
-            | '\u{13430}'..='\u{1343f}'
-            | '\u{1bca0}'..='\u{1bca3}'
-            | '\u{1d173}'..='\u{1d17a}'
-            | '\u{e0001}'
-            | '\u{e0020}'..='\u{e007f}'
-    )
+    get_general_category(c) == GeneralCategory::Format
 }
 
 /// Free text as one line of comment text: whitespace runs (line breaks
