@@ -203,12 +203,7 @@ pub fn yaml_str(s: &str) -> String {
 /// stands, and rustfmt gives them no width, so kept as they are they would
 /// hide text from a reader and lines from the column limit.
 fn needs_escape(c: char) -> bool {
-    c.is_control() || is_format(c)
-}
-
-/// Whether `c` is a format character (general category Cf, Unicode 16).
-fn is_format(c: char) -> bool {
-    get_general_category(c) == GeneralCategory::Format
+    c.is_control() || get_general_category(c) == GeneralCategory::Format
 }
 
 /// Free text as one line of comment text: whitespace runs (line breaks
@@ -696,6 +691,10 @@ mod tests {
         assert_eq!(doc_lines("12. twelve"), vec!["12\\. twelve".to_owned()]);
         assert_eq!(doc_lines("# title"), vec!["\\# title".to_owned()]);
         assert_eq!(doc_lines("a\u{202e}b\rc"), vec!["a\\u{202e}b c".to_owned()]);
+        assert_eq!(
+            doc_lines("a\u{feff}b\u{200b}c"),
+            vec!["a\\u{feff}b\\u{200b}c".to_owned()]
+        );
         let word = "x".repeat(DOC_WIDTH * 2 + 3);
         assert_eq!(doc_lines(&word).len(), 3);
     }
