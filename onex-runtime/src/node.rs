@@ -3,7 +3,8 @@
 //!
 //! Per message: decode the envelope (undecodable → dead letter), skip
 //! duplicates when the spec asks for idempotency, call the handler (with
-//! the optional timeout and circuit breaker), retry `Retriable` failures
+//! the optional timeout and circuit breaker; a panic in it is a `Fatal`
+//! failure), retry `Retriable` failures
 //! with backoff, publish the outputs (correlation id preserved, causation id
 //! = inbound event id) and only then acknowledge. `InvalidInput` and `Fatal`
 //! failures, and `Retriable` ones whose retries ran out, go to the dead-letter
@@ -576,6 +577,34 @@ fn dedupe_key(rule: &Idempotency, env: &Envelope) -> u64 {
     h.finish()
 }
 
+/// `call`, with a panic inside it turned into [`HandlerError::Fatal`]: a
+/// handler that panics on some input fails that input (it is
+/// dead-lettered, as a compute node's panicking computation is) instead of
+/// ending the consumer task and, with it, the consumption of the partition.
+async fn unwinding_as_fatal(
+    mut call: std::pin::Pin<Box<dyn std::future::Future<Output = Handled> + Send + '_>>,
+) -> Handled {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::task::Poll;
+    // After a panic the future is never polled again, only dropped.
+    std::future::poll_fn(move |cx| {
+        match catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(cx))) {
+            Ok(polled) => polled,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".into());
+                Poll::Ready(Err(HandlerError::Fatal(format!(
+                    "the handler panicked: {what}"
+                ))))
+            }
+        }
+    })
+    .await
+}
+
 /// Runs a [`NodeHandler`] for the messages of one consumed topic.
 pub struct Dispatcher {
     spec: Arc<NodeSpec>,
@@ -851,7 +880,7 @@ impl Dispatcher {
             attempt,
             bus: Some((self.handler_bus.clone(), Arc::new(event.envelope.clone()))),
         };
-        let call = self.handler.handle(&ctx, event);
+        let call = unwinding_as_fatal(self.handler.handle(&ctx, event));
         let result = match self.spec.handler_timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), call).await {
                 Ok(r) => r,

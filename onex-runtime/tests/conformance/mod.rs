@@ -82,7 +82,8 @@ macro_rules! every_scenario {
             retries_run_out_then_dead_letter,
             unpublishable_result_is_dead_lettered,
             python_service_envelopes_are_handled,
-            handlers_use_the_bus
+            handlers_use_the_bus,
+            a_panicking_handler_is_dead_lettered_and_the_partition_goes_on
         );
     };
 }
@@ -410,7 +411,8 @@ struct Echo {
 
 impl Echo {
     /// Echoes to `out_topic`; fails its first `fail_first` calls as
-    /// retriable, and refuses as fatal an input whose `kind` is `fatal_on`.
+    /// retriable, refuses as fatal an input whose `kind` is `fatal_on`, and
+    /// panics on an input whose `kind` is `panic`.
     fn new(out_topic: &str, fail_first: u32, fatal_on: Option<&str>) -> Arc<Self> {
         Arc::new(Echo {
             out_topic: out_topic.into(),
@@ -432,6 +434,9 @@ impl NodeHandler for Echo {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         assert_eq!(ctx.correlation_id(), event.envelope.correlation_id);
         let kind = event.envelope.payload["kind"].as_str();
+        if kind == Some("panic") {
+            panic!("told to panic");
+        }
         if kind.is_some() && self.fatal_on.as_deref() == kind {
             return Err(HandlerError::Fatal("poison".into()));
         }
@@ -1090,5 +1095,37 @@ pub async fn no_loss_on_publisher_close(b: &dyn Backend) {
     } else {
         assert_eq!(recv_n(&mut rx, 200, b.patience()).await.len(), 200);
         close_all(&bus, [sub]).await;
+    }
+}
+
+/// A handler that panics on an input does not stop the node: the input is
+/// dead-lettered as fatal (not retried) and the input after it in its
+/// partition is handled.
+pub async fn a_panicking_handler_is_dead_lettered_and_the_partition_goes_on(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let (t, dlq) = node_topics(b, &bus, &["panics", "panics-out"]).await;
+    let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
+    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
+    let handler = Echo::new(&t[1], 0, None);
+    let service = node(b, spec(&t[0], &t[1], 2), handler.clone(), bus.clone()).await;
+    let bad = Envelope::new("thing", json!({"kind": "panic"}), source());
+    let good = Envelope::new("thing", json!({"kind": "good"}), source());
+    for e in [&bad, &good] {
+        bus.publish_envelope(&t[0], e, Some("one-key"))
+            .await
+            .unwrap();
+    }
+    let d = recv_n(&mut dead, 1, b.patience()).await.remove(0);
+    let doc = DeadLetter::parse(&d.value).expect("a dead-letter document");
+    assert_eq!(doc.error_type.as_deref(), Some("fatal"));
+    assert!(doc.failure_reason.contains("told to panic"), "{doc:?}");
+    assert_eq!(doc.correlation_id, Some(bad.correlation_id.to_string()));
+    let o = recv_n(&mut out, 1, b.patience()).await.remove(0);
+    let echoed = Envelope::from_bytes(&o.value).unwrap();
+    assert_eq!(echoed.correlation_id, good.correlation_id);
+    assert_eq!(handler.calls(), 2, "a panic is not retried");
+    service.shutdown().await;
+    for s in [dsub, osub] {
+        s.unsubscribe().await;
     }
 }
