@@ -2,14 +2,15 @@
 //! the dispatch loop that runs the handler for each consumed message.
 //!
 //! Per message: decode the envelope (undecodable → dead letter), skip
-//! duplicates when the spec asks for idempotency, call the handler (with
-//! the optional timeout and circuit breaker; a panic in it is a `Fatal`
-//! failure), retry `Retriable` failures
+//! duplicates of messages handled before when the spec asks for
+//! idempotency, call the handler (with the optional timeout and circuit
+//! breaker; a panic in it is a `Fatal` failure), retry `Retriable` failures
 //! with backoff, publish the outputs (correlation id preserved, causation id
 //! = inbound event id) and only then acknowledge. `InvalidInput` and `Fatal`
 //! failures, and `Retriable` ones whose retries ran out, go to the dead-letter
 //! topic; if that write fails the message is not acknowledged and will be
-//! delivered again.
+//! delivered again. A dead-lettered message is not remembered as seen:
+//! replayed, it is handled.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
@@ -1192,7 +1193,9 @@ impl MessageHandler for Dispatcher {
                 return Ok(());
             }
             self.publish_failure(&event, &failure).await;
-            self.dead_letter(msg, failure).await?
+            // Not remembered as seen: a dead letter was not handled, and
+            // put back on the topic (replayed) it is work again.
+            return self.dead_letter(msg, failure).await;
         }
         if let Some((k, seen)) = key {
             seen.lock().unwrap_or_else(|p| p.into_inner()).insert(k);

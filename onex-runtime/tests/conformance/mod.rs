@@ -83,7 +83,8 @@ macro_rules! every_scenario {
             unpublishable_result_is_dead_lettered,
             python_service_envelopes_are_handled,
             handlers_use_the_bus,
-            a_panicking_handler_is_dead_lettered_and_the_partition_goes_on
+            a_panicking_handler_is_dead_lettered_and_the_partition_goes_on,
+            a_replayed_dead_letter_is_handled_again
         );
     };
 }
@@ -1124,6 +1125,38 @@ pub async fn a_panicking_handler_is_dead_lettered_and_the_partition_goes_on(b: &
     let echoed = Envelope::from_bytes(&o.value).unwrap();
     assert_eq!(echoed.correlation_id, good.correlation_id);
     assert_eq!(handler.calls(), 2, "a panic is not retried");
+    service.shutdown().await;
+    for s in [dsub, osub] {
+        s.unsubscribe().await;
+    }
+}
+
+/// A dead-lettered input was not handled: put back on its topic (the
+/// replay of its dead letter) it is handled, not skipped as a duplicate of
+/// itself. An input that was handled is still skipped.
+pub async fn a_replayed_dead_letter_is_handled_again(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let (t, dlq) = node_topics(b, &bus, &["replayed", "replayed-out"]).await;
+    let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
+    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
+    // The first call fails, and without retries the input is dead-lettered.
+    let handler = Echo::new(&t[1], 1, None);
+    let service = node(b, spec(&t[0], &t[1], 0), handler.clone(), bus.clone()).await;
+    let input = Envelope::new("thing", json!({"n": 1}), source());
+    bus.publish_envelope(&t[0], &input, None).await.unwrap();
+    let d = recv_n(&mut dead, 1, b.patience()).await.remove(0);
+    let original = onex_runtime::dlq::replay(&d).expect("a dead letter");
+    bus.send(original.record()).await.unwrap();
+    let o = recv_n(&mut out, 1, b.patience()).await.remove(0);
+    assert_eq!(
+        Envelope::from_bytes(&o.value).unwrap().causation_id,
+        Some(input.event_id)
+    );
+    assert_eq!(handler.calls(), 2);
+    bus.publish_envelope(&t[0], &input, None).await.unwrap();
+    expect_silence(&mut out, Duration::from_millis(300)).await;
+    expect_silence(&mut dead, Duration::from_millis(10)).await;
+    assert_eq!(handler.calls(), 2, "handled once, then a duplicate");
     service.shutdown().await;
     for s in [dsub, osub] {
         s.unsubscribe().await;
