@@ -99,6 +99,12 @@ pub struct OriginalMessage {
     /// The original record's headers.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// The length of the value, when the dead letter left the key, value
+    /// and headers out because with them it was larger than the broker
+    /// takes; the record is then only in the original topic, at `partition`
+    /// and `offset`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub omitted_value_bytes: Option<usize>,
 }
 
 /// The dead-letter document (the record's value).
@@ -167,6 +173,7 @@ impl DeadLetter {
                 key_base64,
                 value_base64,
                 headers: original.headers.to_pairs().into_iter().collect(),
+                omitted_value_bytes: None,
             },
             failure_reason: failure.reason.clone(),
             failure_timestamp: Some(format_timestamp(&failure.failed_at)),
@@ -224,6 +231,65 @@ pub fn dead_letter(
     failure: &Failure,
 ) -> OutgoingMessage {
     let document = DeadLetter::new(original, group, node, failure);
+    letter(original, &document, dlq_topic, group, node, failure)
+}
+
+/// How much of the failure reason a [`compact_dead_letter`] keeps.
+pub const COMPACT_REASON_CHARS: usize = 2000;
+
+/// The dead letter for `original` when the whole one ([`dead_letter`]) is
+/// larger than the broker takes. It repeats the value as escaped text (and
+/// as base64 when it is not UTF-8) and the headers twice, so a record well
+/// under the limit can make one over it. This one leaves out the record's
+/// key, value and headers: the document gives the value's length in
+/// `omitted_value_bytes` and its place (topic, partition, offset) in the
+/// original topic, where the record stays; the reason is cut to
+/// [`COMPACT_REASON_CHARS`] and says so. [`replay`] gives `None` for it.
+pub fn compact_dead_letter(
+    original: &BusMessage,
+    dlq_topic: &str,
+    group: &str,
+    node: &str,
+    failure: &Failure,
+) -> OutgoingMessage {
+    let bare = BusMessage {
+        topic: original.topic.clone(),
+        partition: original.partition,
+        offset: original.offset,
+        key: None,
+        value: Vec::new(),
+        headers: Headers {
+            correlation_id: original.headers.correlation_id,
+            ..Headers::default()
+        },
+    };
+    let reason: String = failure.reason.chars().take(COMPACT_REASON_CHARS).collect();
+    let failure = Failure {
+        reason: format!(
+            "{reason}; the record ({} bytes) is left out of this dead letter, too large with it: \
+             it is in {} partition {} at offset {}",
+            original.value.len(),
+            original.topic,
+            original.partition,
+            original.offset
+        ),
+        ..failure.clone()
+    };
+    let mut document = DeadLetter::new(&bare, group, node, &failure);
+    document.original_message.value = None;
+    document.original_message.omitted_value_bytes = Some(original.value.len());
+    letter(&bare, &document, dlq_topic, group, node, &failure)
+}
+
+/// The record carrying `document`, the dead letter of `original`.
+fn letter(
+    original: &BusMessage,
+    document: &DeadLetter,
+    dlq_topic: &str,
+    group: &str,
+    node: &str,
+    failure: &Failure,
+) -> OutgoingMessage {
     let mut headers = original.headers.clone();
     if headers.correlation_id.is_none() {
         headers.correlation_id = failure.correlation_id;
@@ -289,9 +355,12 @@ pub fn inspect(msg: &BusMessage) -> Option<DeadLetterInfo> {
 }
 
 /// The message to replay a dead letter onto its original topic; `None` if
-/// `msg` is not a dead letter.
+/// `msg` is not a dead letter, or is one without the record
+/// ([`compact_dead_letter`]).
 pub fn replay(msg: &BusMessage) -> Option<OutgoingMessage> {
-    DeadLetter::parse(&msg.value).map(|d| d.replay())
+    DeadLetter::parse(&msg.value)
+        .filter(|d| d.original_message.omitted_value_bytes.is_none())
+        .map(|d| d.replay())
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@
 //! with backoff, publish the outputs (correlation id preserved, causation id
 //! = inbound event id) and only then acknowledge. `InvalidInput` and `Fatal`
 //! failures, and `Retriable` ones whose retries ran out, go to the dead-letter
-//! topic; if that write fails the message is not acknowledged and will be
-//! delivered again. A dead-lettered message is not remembered as seen:
-//! replayed, it is handled.
+//! topic (without the record when the broker refuses the dead letter whole,
+//! see [`crate::dlq::compact_dead_letter`]); if that write fails the message
+//! is not acknowledged and will be delivered again. A dead-lettered message
+//! is not remembered as seen: replayed, it is handled.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
@@ -30,8 +31,8 @@ use crate::breaker::CircuitBreaker;
 use crate::bus::{
     BusError, BusMessage, EventBus, MessageHandler, Nack, OutgoingMessage, PublishReceipt,
 };
-use crate::dlq::dead_letter;
 pub use crate::dlq::Failure;
+use crate::dlq::{compact_dead_letter, dead_letter};
 use crate::envelope::{Envelope, EventSource};
 use crate::handler_bus::HandlerBus;
 use crate::metrics::{inc, Metrics};
@@ -1056,11 +1057,21 @@ impl Dispatcher {
 
     async fn dead_letter(&self, msg: &BusMessage, failure: Failure) -> Result<(), Nack> {
         let dl = dead_letter(msg, &self.dlq_topic, &self.group, &self.spec.name, &failure);
-        match self
-            .bus
-            .publish(&dl.topic, dl.key.as_deref(), &dl.value, &dl.headers)
-            .await
-        {
+        let mut sent = self.bus.send(dl.record()).await;
+        if let Err(BusError::NonRetriable { message, .. }) = &sent {
+            // Most likely too large with the record in it: without it the
+            // failure is still recorded, and the partition does not stop
+            // at a record that can never be written whole.
+            tracing::warn!(
+                node = %self.spec.name,
+                dlq = %self.dlq_topic,
+                "dead letter refused ({message}); writing it without the record"
+            );
+            let (group, node) = (&self.group, &self.spec.name);
+            let compact = compact_dead_letter(msg, &self.dlq_topic, group, node, &failure);
+            sent = self.bus.send(compact.record()).await;
+        }
+        match sent {
             Ok(_) => {
                 inc(&self.metrics.dead_lettered);
                 tracing::warn!(

@@ -454,3 +454,107 @@ async fn the_commit_stops_at_the_first_unacknowledged_message() {
         "next to read is k1's offset"
     );
 }
+
+/// A record well under the broker's limit whose dead letter is over it
+/// (the document repeats the value as escaped text, and as base64 when it
+/// is not UTF-8: 700 kB of such bytes make over 3 MB, and librdkafka
+/// refuses more than 1 MB) is dead-lettered without the record, and the
+/// partition goes on: the record after it is dead-lettered whole, and the
+/// group's offset moves past both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_too_large_for_the_broker_is_written_without_the_record() {
+    use onex_runtime::dlq::{self, DeadLetter};
+    use onex_runtime::handler_bus::{HandlerBus, HandlerBusSettings};
+    use onex_runtime::node::DispatchShared;
+    use onex_runtime::topic::TopicNamer;
+    use onex_runtime::EventSource;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let c = cluster();
+    let topic = "onex.evt.mock.huge.v1";
+    let dlq_topic = format!("{topic}.dlq");
+    c.create_topic(&dlq_topic, 1, 1).unwrap();
+    let bus: Arc<dyn EventBus> =
+        Arc::new(bus_on(&c, topic, settings(&c.bootstrap_servers())).await);
+    let source = EventSource::new("node_huge_compute", "i");
+    let spec = NodeSpec::new("node_huge_compute", NodeKind::Compute, "1.0.0");
+    let shared = DispatchShared::new(
+        Arc::new(spec),
+        Arc::new(Noop),
+        TopicNamer::new(""),
+        source.clone(),
+        Default::default(),
+        "huge".into(),
+        None,
+        Arc::new(Metrics::new()),
+    );
+    let handler_bus = HandlerBus::new(
+        bus.clone(),
+        HandlerBusSettings {
+            namer: TopicNamer::new(""),
+            source,
+            declared: Default::default(),
+            environment: "dev".into(),
+            group: "huge".into(),
+            instance_id: "i".into(),
+        },
+    );
+    let dispatcher = shared.dispatcher(topic, Arc::new(handler_bus));
+    assert_eq!(dispatcher.dlq_topic(), dlq_topic);
+    let huge = vec![0xff_u8; 700_000];
+    let cid = uuid::Uuid::new_v4();
+    let headers = Headers {
+        correlation_id: Some(cid),
+        ..Headers::default()
+    };
+    for value in [&huge[..], b"not json"] {
+        bus.publish(topic, Some(b"k"), value, &headers)
+            .await
+            .unwrap();
+    }
+    let sub = bus
+        .subscribe(topic, "huge", Arc::new(dispatcher))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let letters = loop {
+        let letters = bus.read_partition(&dlq_topic, 0).await.unwrap();
+        if letters.len() >= 2 || std::time::Instant::now() > deadline {
+            break letters;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    sub.unsubscribe().await;
+    assert_eq!(letters.len(), 2, "two dead letters");
+    let compact = DeadLetter::parse(&letters[0].value).expect("a dead-letter document");
+    assert_eq!(
+        compact.original_message.omitted_value_bytes,
+        Some(huge.len())
+    );
+    assert_eq!(compact.original_message.value, None);
+    assert_eq!(compact.original_message.offset, Some(0));
+    assert_eq!(compact.error_type.as_deref(), Some("decode_error"));
+    assert_eq!(compact.correlation_id, Some(cid.to_string()));
+    assert!(compact.failure_reason.contains("left out"), "{compact:?}");
+    assert!(letters[0].value.len() < 10_000);
+    assert_eq!(letters[0].headers.correlation_id, Some(cid));
+    assert_eq!(letters[0].headers.extra["dlq_original_offset"], "0");
+    assert!(dlq::replay(&letters[0]).is_none(), "nothing to replay");
+    let whole = dlq::replay(&letters[1]).expect("a whole dead letter");
+    assert_eq!(whole.value, b"not json");
+
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", c.bootstrap_servers())
+        .set("group.id", "huge")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, 0);
+    let committed = reader
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    let offset = committed.find_partition(topic, 0).map(|e| e.offset());
+    assert_eq!(offset, Some(Offset::Offset(2)));
+    bus.close().await.unwrap();
+}

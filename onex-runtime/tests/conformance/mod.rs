@@ -84,7 +84,8 @@ macro_rules! every_scenario {
             python_service_envelopes_are_handled,
             handlers_use_the_bus,
             a_panicking_handler_is_dead_lettered_and_the_partition_goes_on,
-            a_replayed_dead_letter_is_handled_again
+            a_replayed_dead_letter_is_handled_again,
+            an_oversized_dead_letter_is_written_without_the_value
         );
     };
 }
@@ -1157,6 +1158,56 @@ pub async fn a_replayed_dead_letter_is_handled_again(b: &dyn Backend) {
     expect_silence(&mut out, Duration::from_millis(300)).await;
     expect_silence(&mut dead, Duration::from_millis(10)).await;
     assert_eq!(handler.calls(), 2, "handled once, then a duplicate");
+    service.shutdown().await;
+    for s in [dsub, osub] {
+        s.unsubscribe().await;
+    }
+}
+
+/// A record whose dead letter would be larger than the broker takes (the
+/// document repeats the value as escaped text, and as base64 when it is
+/// not UTF-8: here 700 kB become over 3 MB) is dead-lettered without its
+/// value, which the document says it left out, and the partition goes on.
+pub async fn an_oversized_dead_letter_is_written_without_the_value(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let (t, dlq) = node_topics(b, &bus, &["huge", "huge-out"]).await;
+    let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
+    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
+    let handler = Echo::new(&t[1], 0, None);
+    let service = node(b, spec(&t[0], &t[1], 0), handler.clone(), bus.clone()).await;
+    let huge = vec![0xff_u8; 700_000];
+    let cid = Uuid::new_v4();
+    let headers = Headers {
+        correlation_id: Some(cid),
+        ..Headers::default()
+    };
+    bus.publish(&t[0], Some(b"one-key"), &huge, &headers)
+        .await
+        .unwrap();
+    let good = Envelope::new("thing", json!({"kind": "good"}), source());
+    bus.publish_envelope(&t[0], &good, Some("one-key"))
+        .await
+        .unwrap();
+    let d = recv_n(&mut dead, 1, b.patience()).await.remove(0);
+    let doc = DeadLetter::parse(&d.value).expect("a dead-letter document");
+    assert_eq!(doc.error_type.as_deref(), Some("decode_error"));
+    assert_eq!(doc.original_topic, t[0]);
+    assert!(doc.original_message.offset.is_some_and(|o| o >= 0));
+    assert_eq!(doc.correlation_id, Some(cid.to_string()));
+    assert_eq!(d.headers.correlation_id, Some(cid));
+    assert_eq!(d.headers.extra["dlq_error_type"], "decode_error");
+    match doc.original_message.omitted_value_bytes {
+        // Too large for the broker: the value stays in the original topic.
+        Some(n) => {
+            assert_eq!(n, huge.len());
+            assert!(doc.failure_reason.contains("left out"), "{doc:?}");
+            assert!(onex_runtime::dlq::replay(&d).is_none());
+        }
+        None => assert_eq!(doc.replay().value, huge),
+    }
+    let o = recv_n(&mut out, 1, b.patience()).await.remove(0);
+    let echoed = Envelope::from_bytes(&o.value).unwrap();
+    assert_eq!(echoed.correlation_id, good.correlation_id);
     service.shutdown().await;
     for s in [dsub, osub] {
         s.unsubscribe().await;
