@@ -455,6 +455,65 @@ async fn the_commit_stops_at_the_first_unacknowledged_message() {
     );
 }
 
+/// A record header whose name is not UTF-8 (the protocol carries any
+/// bytes, and librdkafka's C API writes them) does not stop the consumer,
+/// on either consumer loop: the record is delivered with its other
+/// headers, and the record after it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_name_that_is_not_utf8_does_not_stop_the_consumer() {
+    use rdkafka::message::{BorrowedHeaders, Header, OwnedHeaders};
+    use rdkafka::producer::BaseRecord;
+
+    let c = cluster();
+    for max_in_flight in [1, 8] {
+        let topic = format!("onex.evt.mock.header-names-{max_in_flight}.v1");
+        let mut s = settings(&c.bootstrap_servers());
+        s.max_in_flight = max_in_flight;
+        let bus: Arc<dyn EventBus> = Arc::new(bus_on(&c, &topic, s).await);
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "event_type",
+            value: Some("thing"),
+        });
+        let native = headers.as_borrowed() as *const BorrowedHeaders
+            as *mut rdkafka::bindings::rd_kafka_headers_t;
+        let (name, value) = ([0xff_u8, b'k'], b"v");
+        // SAFETY: `native` is the live header list `headers` owns (rdkafka
+        // makes its `BorrowedHeaders` from this very pointer), and the name
+        // and value pointers are valid for the lengths given.
+        let added = unsafe {
+            rdkafka::bindings::rd_kafka_header_add(
+                native,
+                name.as_ptr().cast(),
+                name.len() as isize,
+                value.as_ptr().cast(),
+                value.len() as isize,
+            )
+        };
+        assert_eq!(added, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR);
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", c.bootstrap_servers())
+            .create()
+            .expect("producer");
+        let first = BaseRecord::to(&topic)
+            .key("k")
+            .payload("first")
+            .headers(headers);
+        producer.send(first).map_err(|(e, _)| e).unwrap();
+        let second = BaseRecord::<str, str>::to(&topic)
+            .key("k")
+            .payload("second");
+        producer.send(second).map_err(|(e, _)| e).unwrap();
+        producer.flush(Duration::from_secs(5)).unwrap();
+
+        let (sub, mut rx) = conformance::collect(&bus, &topic, &format!("{topic}-group")).await;
+        let got = conformance::recv_n(&mut rx, 2, Duration::from_secs(10)).await;
+        assert_eq!(got[0].value, b"first");
+        assert_eq!(got[0].headers.event_type.as_deref(), Some("thing"));
+        assert_eq!(got[1].value, b"second");
+        conformance::close_all(&bus, [sub]).await;
+    }
+}
+
 /// A record well under the broker's limit whose dead letter is over it
 /// (the document repeats the value as escaped text, and as base64 when it
 /// is not UTF-8: 700 kB of such bytes make over 3 MB, and librdkafka

@@ -519,15 +519,34 @@ fn future_record<'a>(
     r
 }
 
+/// The record's headers as `(name, value)` pairs, a header without a value
+/// as an empty one. The protocol carries any bytes as a header name, and
+/// rdkafka panics reading one that is not UTF-8; such a header is left out
+/// (and logged) rather than ending the consumer task, which would stop the
+/// partition at that record for good.
+fn raw_headers<'m>(m: &'m BorrowedMessage<'_>) -> Vec<(&'m str, &'m [u8])> {
+    let Some(hs) = m.headers() else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(hs.count());
+    for index in 0..hs.count() {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hs.try_get(index))) {
+            Ok(Some(h)) => out.push((h.key, h.value.unwrap_or_default())),
+            Ok(None) => {}
+            Err(_) => tracing::warn!(
+                topic = m.topic(),
+                partition = m.partition(),
+                offset = m.offset(),
+                index,
+                "a header whose name is not UTF-8 is left out"
+            ),
+        }
+    }
+    out
+}
+
 fn to_bus_message(m: &BorrowedMessage<'_>) -> BusMessage {
-    let raw: Vec<(&str, &[u8])> = m
-        .headers()
-        .map(|hs| {
-            hs.iter()
-                .map(|h| (h.key, h.value.unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let raw = raw_headers(m);
     let headers = Headers::from_pairs(raw.iter().copied()).unwrap_or_else(|e| {
         tracing::warn!(
             topic = m.topic(),
