@@ -41,6 +41,42 @@ pub enum StartupError {
     Bus(#[from] BusError),
 }
 
+/// Refuses a dead-letter topic the node consumes: a dead letter written
+/// there would come back to the node, fail again (its value is the
+/// dead-letter document, not an envelope) and be dead-lettered again, for
+/// ever. The explicit topic (`KAFKA_DEAD_LETTER_TOPIC`, else the
+/// contract's) is checked, else each consumed topic's `<topic>.dlq`.
+fn refuse_dead_letter_loop(
+    spec: &NodeSpec,
+    namer: &TopicNamer,
+    config: &RuntimeConfig,
+    explicit: Option<&str>,
+) -> Result<(), ConfigError> {
+    let consumed: Vec<String> = spec
+        .subscribe_topics
+        .iter()
+        .map(|t| namer.physical(t))
+        .collect();
+    for topic in &spec.subscribe_topics {
+        let dlq = namer.dlq(topic, explicit);
+        if consumed.contains(&dlq) {
+            let name = match (&config.dead_letter_topic, explicit) {
+                (Some(_), _) => "KAFKA_DEAD_LETTER_TOPIC".to_string(),
+                (None, Some(_)) => "the contract's dead-letter topic".to_string(),
+                (None, None) => format!("the dead-letter topic of {topic}"),
+            };
+            return Err(ConfigError::Invalid {
+                name,
+                value: dlq,
+                expected: "a topic the node does not consume (its dead letters would come \
+                           back to it for ever)"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Replaces a node's derived command topic by `ONEX_COMMAND_TOPIC`.
 pub fn apply_command_topic(spec: &mut NodeSpec, config: &RuntimeConfig) {
     let (Some(derived), Some(chosen)) = (&spec.command_topic, &config.command_topic) else {
@@ -128,6 +164,7 @@ impl NodeService {
         };
         // KAFKA_DEAD_LETTER_TOPIC, when set, wins over the contract's choice.
         let dlq_explicit = config.dead_letter_topic.clone().or(spec.dlq_topic.clone());
+        refuse_dead_letter_loop(&spec, &namer, &config, dlq_explicit.as_deref())?;
         let spec = Arc::new(spec);
         let shared = DispatchShared::new(
             spec,

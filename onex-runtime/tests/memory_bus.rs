@@ -289,3 +289,72 @@ async fn introspection_on_request_heartbeat_and_shutdown() {
     assert_eq!(e.payload["current_state"], "stopping");
     assert_eq!(e.payload["node_type"], "reducer");
 }
+
+/// A dead-letter topic the node consumes is refused at start-up: a dead
+/// letter written there would come back, fail to decode and be
+/// dead-lettered again, for ever. Explicit (variable or contract) or
+/// derived (`<topic>.dlq`), compared after the topic prefix.
+#[test]
+fn a_dead_letter_topic_the_node_consumes_is_refused() {
+    use onex_runtime::config::{ConfigSource, RuntimeConfig};
+    use onex_runtime::service::NodeService;
+    use onex_runtime::{strings, NodeKind, NodeSpec};
+
+    let start = |topics: &[&str], dlq: Option<&str>, vars: &[(&str, &str)]| {
+        let spec = NodeSpec {
+            subscribe_topics: strings(topics),
+            dlq_topic: dlq.map(str::to_string),
+            ..NodeSpec::new("node_loop_effect", NodeKind::Effect, "1.0.0")
+        };
+        let src = ConfigSource::from_pairs(vars.iter().copied());
+        let config = RuntimeConfig::from_source(&src).expect("valid configuration");
+        NodeService::new(spec, Arc::new(Quiet), config, &src).map(|_| ())
+    };
+    let input = "onex.evt.loop.in.v1";
+    let refused = [
+        start(&[input], None, &[("KAFKA_DEAD_LETTER_TOPIC", input)]),
+        start(&[input], Some(input), &[]),
+        start(&[input, "onex.evt.loop.in.v1.dlq"], None, &[]),
+        start(
+            &[input, "onex.evt.loop.in.v1.dlq"],
+            None,
+            &[("KAFKA_TOPIC_PREFIX", "dev.")],
+        ),
+    ];
+    let said: Vec<String> = refused
+        .into_iter()
+        .map(|r| r.expect_err("refused").to_string())
+        .collect();
+    assert!(
+        said[0].starts_with("KAFKA_DEAD_LETTER_TOPIC=\"onex.evt.loop.in.v1\" is invalid"),
+        "{}",
+        said[0]
+    );
+    assert!(
+        said[1].starts_with("the contract's dead-letter topic="),
+        "{}",
+        said[1]
+    );
+    assert!(
+        said[2].starts_with(
+            "the dead-letter topic of onex.evt.loop.in.v1=\"onex.evt.loop.in.v1.dlq\""
+        ),
+        "{}",
+        said[2]
+    );
+    assert!(
+        said[3].contains("\"dev.onex.evt.loop.in.v1.dlq\""),
+        "{}",
+        said[3]
+    );
+    for s in &said {
+        assert!(s.contains("a topic the node does not consume"), "{s}");
+    }
+    start(&[input], None, &[]).expect("its own .dlq");
+    start(
+        &[input],
+        None,
+        &[("KAFKA_DEAD_LETTER_TOPIC", "onex.dlq.loop.failed.v1")],
+    )
+    .expect("a topic of its own");
+}
