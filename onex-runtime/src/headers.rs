@@ -192,41 +192,67 @@ impl Headers {
     {
         let mut h = Headers::default();
         for (name, raw) in pairs {
-            let value = String::from_utf8_lossy(raw).into_owned();
-            let invalid = || HeaderError::Invalid {
-                name: name.to_string(),
-                value: value.clone(),
-            };
-            match name {
-                names::CONTENT_TYPE => h.content_type = Some(value.clone()),
-                names::CORRELATION_ID => {
-                    h.correlation_id = Some(value.parse().map_err(|_| invalid())?)
-                }
-                names::MESSAGE_ID => h.message_id = Some(value.parse().map_err(|_| invalid())?),
-                names::TIMESTAMP => {
-                    h.timestamp =
-                        Some(crate::envelope::parse_timestamp(&value).ok_or_else(invalid)?)
-                }
-                names::SOURCE => h.source = Some(value.clone()),
-                names::EVENT_TYPE => h.event_type = Some(value.clone()),
-                names::SCHEMA_VERSION => h.schema_version = Some(value.clone()),
-                names::DESTINATION => h.destination = Some(value.clone()),
-                names::TRACE_ID => h.trace_id = Some(value.clone()),
-                names::SPAN_ID => h.span_id = Some(value.clone()),
-                names::PARENT_SPAN_ID => h.parent_span_id = Some(value.clone()),
-                names::OPERATION_NAME => h.operation_name = Some(value.clone()),
-                names::PRIORITY => h.priority = Some(value.parse()?),
-                names::ROUTING_KEY => h.routing_key = Some(value.clone()),
-                names::PARTITION_KEY => h.partition_key = Some(value.clone()),
-                names::RETRY_COUNT => h.retry_count = Some(value.parse().map_err(|_| invalid())?),
-                names::MAX_RETRIES => h.max_retries = Some(value.parse().map_err(|_| invalid())?),
-                names::TTL_SECONDS => h.ttl_seconds = Some(value.parse().map_err(|_| invalid())?),
-                other => {
-                    h.extra.insert(other.to_string(), value);
-                }
-            }
+            h.set(name, raw)?;
         }
         Ok(h)
+    }
+
+    /// Decodes headers as [`Headers::from_pairs`] does, except that a known
+    /// header with a malformed value (a `retry_count` of `-1`, a
+    /// `correlation_id` that is no UUID) is kept verbatim in `extra`, and
+    /// reported, instead of failing the others: a consumer still reads the
+    /// correlation id and trace of a record one of whose headers is off.
+    pub fn from_pairs_lenient<'a, I>(pairs: I) -> (Self, Vec<HeaderError>)
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        let mut h = Headers::default();
+        let mut malformed = Vec::new();
+        for (name, raw) in pairs {
+            if let Err(e) = h.set(name, raw) {
+                h.extra
+                    .insert(name.to_string(), String::from_utf8_lossy(raw).into_owned());
+                malformed.push(e);
+            }
+        }
+        (h, malformed)
+    }
+
+    /// Sets the field of the header `name` from its raw value (`extra` for
+    /// a name this crate does not know); a malformed value changes nothing.
+    fn set(&mut self, name: &str, raw: &[u8]) -> Result<(), HeaderError> {
+        let value = String::from_utf8_lossy(raw).into_owned();
+        let invalid = || HeaderError::Invalid {
+            name: name.to_string(),
+            value: value.clone(),
+        };
+        let h = self;
+        match name {
+            names::CONTENT_TYPE => h.content_type = Some(value.clone()),
+            names::CORRELATION_ID => h.correlation_id = Some(value.parse().map_err(|_| invalid())?),
+            names::MESSAGE_ID => h.message_id = Some(value.parse().map_err(|_| invalid())?),
+            names::TIMESTAMP => {
+                h.timestamp = Some(crate::envelope::parse_timestamp(&value).ok_or_else(invalid)?)
+            }
+            names::SOURCE => h.source = Some(value.clone()),
+            names::EVENT_TYPE => h.event_type = Some(value.clone()),
+            names::SCHEMA_VERSION => h.schema_version = Some(value.clone()),
+            names::DESTINATION => h.destination = Some(value.clone()),
+            names::TRACE_ID => h.trace_id = Some(value.clone()),
+            names::SPAN_ID => h.span_id = Some(value.clone()),
+            names::PARENT_SPAN_ID => h.parent_span_id = Some(value.clone()),
+            names::OPERATION_NAME => h.operation_name = Some(value.clone()),
+            names::PRIORITY => h.priority = Some(value.parse()?),
+            names::ROUTING_KEY => h.routing_key = Some(value.clone()),
+            names::PARTITION_KEY => h.partition_key = Some(value.clone()),
+            names::RETRY_COUNT => h.retry_count = Some(value.parse().map_err(|_| invalid())?),
+            names::MAX_RETRIES => h.max_retries = Some(value.parse().map_err(|_| invalid())?),
+            names::TTL_SECONDS => h.ttl_seconds = Some(value.parse().map_err(|_| invalid())?),
+            other => {
+                h.extra.insert(other.to_string(), value);
+            }
+        }
+        Ok(())
     }
 
     /// Sets an extra (non-standard) header.
@@ -375,6 +401,35 @@ mod tests {
             }
         );
         assert!(Headers::from_pairs([("priority", b"urgent".as_slice())]).is_err());
+    }
+
+    #[test]
+    fn lenient_decoding_keeps_the_well_formed_headers() {
+        let cid = Uuid::new_v4();
+        let cid_text = cid.to_string();
+        let pairs: Vec<(&str, &[u8])> = vec![
+            ("correlation_id", cid_text.as_bytes()),
+            ("retry_count", b"-1"),
+            ("trace_id", b"t-1"),
+            ("priority", b"URGENT"),
+        ];
+        assert!(Headers::from_pairs(pairs.iter().copied()).is_err());
+        let (h, malformed) = Headers::from_pairs_lenient(pairs.iter().copied());
+        assert_eq!(h.correlation_id, Some(cid));
+        assert_eq!(h.trace_id.as_deref(), Some("t-1"));
+        assert_eq!(h.retry_count, None);
+        assert_eq!(h.extra["retry_count"], "-1");
+        assert_eq!(h.extra["priority"], "URGENT");
+        assert_eq!(malformed.len(), 2);
+        // Written again, every header is as it came.
+        let mut again = h.to_pairs();
+        again.sort();
+        let mut expected: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        expected.sort();
+        assert_eq!(again, expected);
     }
 
     #[test]

@@ -455,12 +455,14 @@ async fn the_commit_stops_at_the_first_unacknowledged_message() {
     );
 }
 
-/// A record header whose name is not UTF-8 (the protocol carries any
-/// bytes, and librdkafka's C API writes them) does not stop the consumer,
-/// on either consumer loop: the record is delivered with its other
-/// headers, and the record after it too.
+/// Headers another producer got wrong neither stop the consumer nor hide
+/// the well-formed ones, on either consumer loop: a header whose name is
+/// not UTF-8 (the protocol carries any bytes, and librdkafka's C API writes
+/// them) is left out, and a known header with a malformed value (a
+/// `retry_count` of `-1`) is kept as text while the record's correlation id
+/// is still read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_header_name_that_is_not_utf8_does_not_stop_the_consumer() {
+async fn hostile_headers_neither_stop_the_consumer_nor_hide_the_others() {
     use rdkafka::message::{BorrowedHeaders, Header, OwnedHeaders};
     use rdkafka::producer::BaseRecord;
 
@@ -504,12 +506,24 @@ async fn a_header_name_that_is_not_utf8_does_not_stop_the_consumer() {
             .payload("second");
         producer.send(second).map_err(|(e, _)| e).unwrap();
         producer.flush(Duration::from_secs(5)).unwrap();
+        let cid = uuid::Uuid::new_v4();
+        let off = Headers {
+            correlation_id: Some(cid),
+            ..Headers::default()
+        }
+        .with_extra("retry_count", "-1");
+        bus.publish(&topic, Some(b"k"), b"third", &off)
+            .await
+            .unwrap();
 
         let (sub, mut rx) = conformance::collect(&bus, &topic, &format!("{topic}-group")).await;
-        let got = conformance::recv_n(&mut rx, 2, Duration::from_secs(10)).await;
+        let got = conformance::recv_n(&mut rx, 3, Duration::from_secs(10)).await;
         assert_eq!(got[0].value, b"first");
         assert_eq!(got[0].headers.event_type.as_deref(), Some("thing"));
         assert_eq!(got[1].value, b"second");
+        assert_eq!(got[2].headers.correlation_id, Some(cid));
+        assert_eq!(got[2].headers.retry_count, None);
+        assert_eq!(got[2].headers.extra["retry_count"], "-1");
         conformance::close_all(&bus, [sub]).await;
     }
 }

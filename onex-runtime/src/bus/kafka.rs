@@ -547,20 +547,15 @@ fn raw_headers<'m>(m: &'m BorrowedMessage<'_>) -> Vec<(&'m str, &'m [u8])> {
 
 fn to_bus_message(m: &BorrowedMessage<'_>) -> BusMessage {
     let raw = raw_headers(m);
-    let headers = Headers::from_pairs(raw.iter().copied()).unwrap_or_else(|e| {
+    let (headers, malformed) = Headers::from_pairs_lenient(raw.iter().copied());
+    for e in malformed {
         tracing::warn!(
             topic = m.topic(),
+            partition = m.partition(),
             offset = m.offset(),
-            "{e}; keeping headers as extra"
+            "{e}; kept as text"
         );
-        Headers {
-            extra: raw
-                .iter()
-                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
-                .collect(),
-            ..Headers::default()
-        }
-    });
+    }
     BusMessage {
         topic: m.topic().to_string(),
         partition: m.partition(),
