@@ -11,7 +11,9 @@
 //!   `version` and `payload` present or not.
 //!
 //! Only `event_type` is required (broadcast and group commands,
-//! `{"command": ..., "payload": ...}`, name it `command`). A missing `event_id` gets a fresh one, a
+//! `{"command": ..., "payload": ...}`, name it `command`). A missing
+//! `event_id` gets the record's `message_id` header, else one derived from
+//! the record's place ([`Envelope::from_message`]) or a fresh one, a
 //! missing `correlation_id` the record's `correlation_id` header or a fresh
 //! one, a missing timestamp the time of decoding.
 //!
@@ -26,7 +28,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::bus::BusMessage;
 use crate::headers::Headers;
+
+/// Namespace of the event ids derived from a record's place
+/// ([`Envelope::from_message`]).
+const RECORD_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f6e_6578_2d72_6563_6f72_642d_6964_7321);
 
 /// Content type of a serialised envelope.
 pub const ENVELOPE_CONTENT_TYPE: &str = "application/json";
@@ -321,9 +328,30 @@ impl Envelope {
     }
 
     /// Parses a record's value, taking what the envelope lacks from the
-    /// record's headers: the correlation id, and the trace (`trace_id`,
-    /// `span_id`, `parent_span_id`) of producers that send it in headers only.
+    /// record's headers: the event id (`message_id`), the correlation id,
+    /// and the trace (`trace_id`, `span_id`, `parent_span_id`) of producers
+    /// that send it in headers only.
     pub fn from_record(bytes: &[u8], headers: &Headers) -> Result<Self, EnvelopeError> {
+        Self::decode(bytes, headers, Uuid::new_v4)
+    }
+
+    /// Parses a consumed record as [`Envelope::from_record`] does, except
+    /// that an event id neither the envelope nor the headers give is derived
+    /// from the record's topic, partition and offset: every delivery of one
+    /// record decodes to the same id, which duplicate detection and the ids
+    /// of the results of a node that keeps state rest on.
+    pub fn from_message(msg: &BusMessage) -> Result<Self, EnvelopeError> {
+        Self::decode(&msg.value, &msg.headers, || {
+            let place = format!("{}/{}/{}", msg.topic, msg.partition, msg.offset);
+            Uuid::new_v5(&RECORD_ID_NAMESPACE, place.as_bytes())
+        })
+    }
+
+    fn decode(
+        bytes: &[u8],
+        headers: &Headers,
+        missing_id: impl FnOnce() -> Uuid,
+    ) -> Result<Self, EnvelopeError> {
         let mut wire: WireEnvelope = serde_json::from_slice(bytes)?;
         let metadata = wire.metadata.get_or_insert_with(Map::new);
         for (key, from_header) in [
@@ -336,6 +364,11 @@ impl Envelope {
             }
         }
         wire.correlation_id = wire.correlation_id.or(headers.correlation_id);
+        wire.event_id = Some(
+            wire.event_id
+                .or(headers.message_id)
+                .unwrap_or_else(missing_id),
+        );
         Envelope::try_from(wire).map_err(|e| EnvelopeError(serde::de::Error::custom(e)))
     }
 

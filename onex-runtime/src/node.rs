@@ -1129,7 +1129,7 @@ impl MessageHandler for Dispatcher {
     }
 
     async fn on_message(&self, msg: &BusMessage) -> Result<(), Nack> {
-        let envelope = match Envelope::from_record(&msg.value, &msg.headers) {
+        let envelope = match Envelope::from_message(msg) {
             Ok(e) => e,
             Err(e) => {
                 let failure = Failure {

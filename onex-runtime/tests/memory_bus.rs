@@ -358,3 +358,83 @@ fn a_dead_letter_topic_the_node_consumes_is_refused() {
     )
     .expect("a topic of its own");
 }
+
+/// Records the event id of every delivery; the first one fails for good
+/// and makes its dead letter fail too, so the record is delivered again.
+struct IdRecorder {
+    bus: InMemoryBus,
+    seen: std::sync::Mutex<Vec<uuid::Uuid>>,
+}
+
+#[async_trait]
+impl onex_runtime::NodeHandler for IdRecorder {
+    async fn handle(
+        &self,
+        _: &onex_runtime::HandlerContext,
+        event: &onex_runtime::InboundEvent,
+    ) -> onex_runtime::Handled {
+        let mut seen = self.seen.lock().unwrap();
+        seen.push(event.envelope.event_id);
+        if seen.len() == 1 {
+            // The dead letter, and the one without the record.
+            self.bus.inject_fatal_failures(2);
+            return Err(onex_runtime::HandlerError::Fatal("first delivery".into()));
+        }
+        Ok(vec![])
+    }
+}
+
+/// A record without an event id of its own (a group command
+/// `{"command", "payload"}`, or a producer that leaves it out) decodes to
+/// the same id on every delivery: its `message_id` header, else an id
+/// derived from its topic, partition and offset. Duplicate detection by
+/// event id, and the ids of the results of a node that keeps state (the
+/// same when an input is applied again after a crash), rest on it.
+#[tokio::test]
+async fn a_record_without_an_event_id_has_one_id_on_every_delivery() {
+    use onex_runtime::config::{ConfigSource, RuntimeConfig};
+    use onex_runtime::service::NodeService;
+    use onex_runtime::{strings, NodeKind, NodeSpec};
+
+    let bus = InMemoryBus::default();
+    let topic = "onex.cmd.ids.run.v1";
+    let handler = Arc::new(IdRecorder {
+        bus: bus.clone(),
+        seen: std::sync::Mutex::new(Vec::new()),
+    });
+    let spec = NodeSpec {
+        subscribe_topics: strings(&[topic]),
+        retry: RetrySettings {
+            max_retries: 0,
+            ..RetrySettings::default()
+        },
+        heartbeat_interval_secs: 0,
+        ..NodeSpec::new("node_ids_effect", NodeKind::Effect, "1.0.0")
+    };
+    let src = ConfigSource::from_pairs([("ONEX_HEALTH_ADDR", "127.0.0.1:0")]);
+    let config = RuntimeConfig::from_source(&src).expect("valid configuration");
+    let service = Arc::new(NodeService::new(spec, handler.clone(), config, &src).expect("node"));
+    service
+        .start(Arc::new(bus.clone()), false)
+        .await
+        .expect("start");
+    let command = br#"{"command": "reload", "payload": {}}"#;
+    let message_id = uuid::Uuid::new_v4();
+    let with_id = Headers {
+        message_id: Some(message_id),
+        ..Headers::default()
+    };
+    for headers in [&Headers::default(), &Headers::default(), &with_id] {
+        bus.publish(topic, None, command, headers).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while handler.seen.lock().unwrap().len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", handler.seen);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = handler.seen.lock().unwrap().clone();
+    assert_eq!(seen[0], seen[1], "one record, delivered twice");
+    assert_ne!(seen[1], seen[2], "another record");
+    assert_eq!(seen[3], message_id);
+    service.shutdown().await;
+}
