@@ -222,7 +222,7 @@ impl DeadLetter {
 
 /// The dead letter for `original`, to be published to `dlq_topic`: the
 /// document as value, the original key, the original headers plus the
-/// `dlq_*` headers.
+/// `dlq_*` headers ([`Letterhead::whole`]).
 pub fn dead_letter(
     original: &BusMessage,
     dlq_topic: &str,
@@ -230,91 +230,111 @@ pub fn dead_letter(
     node: &str,
     failure: &Failure,
 ) -> OutgoingMessage {
-    let document = DeadLetter::new(original, group, node, failure);
-    letter(original, &document, dlq_topic, group, node, failure)
+    let head = Letterhead {
+        dlq_topic,
+        group,
+        node,
+    };
+    head.whole(original, failure)
 }
 
-/// How much of the failure reason a [`compact_dead_letter`] keeps.
+/// How much of the failure reason a dead letter without the record keeps
+/// ([`Letterhead::without_record`]).
 pub const COMPACT_REASON_CHARS: usize = 2000;
 
-/// The dead letter for `original` when the whole one ([`dead_letter`]) is
-/// larger than the broker takes. It repeats the value as escaped text (and
-/// as base64 when it is not UTF-8) and the headers twice, so a record well
-/// under the limit can make one over it. This one leaves out the record's
-/// key, value and headers: the document gives the value's length in
-/// `omitted_value_bytes` and its place (topic, partition, offset) in the
-/// original topic, where the record stays; the reason is cut to
-/// [`COMPACT_REASON_CHARS`] and says so. [`replay`] gives `None` for it.
-pub fn compact_dead_letter(
-    original: &BusMessage,
-    dlq_topic: &str,
-    group: &str,
-    node: &str,
-    failure: &Failure,
-) -> OutgoingMessage {
-    let bare = BusMessage {
-        topic: original.topic.clone(),
-        partition: original.partition,
-        offset: original.offset,
-        key: None,
-        value: Vec::new(),
-        headers: Headers {
-            correlation_id: original.headers.correlation_id,
-            ..Headers::default()
-        },
-    };
-    let reason: String = failure.reason.chars().take(COMPACT_REASON_CHARS).collect();
-    let failure = Failure {
-        reason: format!(
-            "{reason}; the record ({} bytes) is left out of this dead letter, too large with it: \
-             it is in {} partition {} at offset {}",
-            original.value.len(),
-            original.topic,
-            original.partition,
-            original.offset
-        ),
-        ..failure.clone()
-    };
-    let mut document = DeadLetter::new(&bare, group, node, &failure);
-    document.original_message.value = None;
-    document.original_message.omitted_value_bytes = Some(original.value.len());
-    letter(&bare, &document, dlq_topic, group, node, &failure)
+/// Where a node's dead letters go and whom they name: the dead-letter
+/// topic, the consumer group and the node.
+#[derive(Debug, Clone, Copy)]
+pub struct Letterhead<'a> {
+    /// The physical dead-letter topic.
+    pub dlq_topic: &'a str,
+    /// The consumer group that gave up on the record.
+    pub group: &'a str,
+    /// The node that gave up on it.
+    pub node: &'a str,
 }
 
-/// The record carrying `document`, the dead letter of `original`.
-fn letter(
-    original: &BusMessage,
-    document: &DeadLetter,
-    dlq_topic: &str,
-    group: &str,
-    node: &str,
-    failure: &Failure,
-) -> OutgoingMessage {
-    let mut headers = original.headers.clone();
-    if headers.correlation_id.is_none() {
-        headers.correlation_id = failure.correlation_id;
+impl Letterhead<'_> {
+    /// The dead letter for `original`, failed as `failure`: the document
+    /// as value, the original key, the original headers plus the `dlq_*`
+    /// headers.
+    pub fn whole(&self, original: &BusMessage, failure: &Failure) -> OutgoingMessage {
+        let document = DeadLetter::new(original, self.group, self.node, failure);
+        self.letter(original, &document, failure)
     }
-    headers.content_type = Some(crate::envelope::ENVELOPE_CONTENT_TYPE.to_string());
-    headers.retry_count = Some(failure.retry_count);
-    let extra = [
-        (names::ORIGINAL_TOPIC, original.topic.clone()),
-        (names::ORIGINAL_PARTITION, original.partition.to_string()),
-        (names::ORIGINAL_OFFSET, original.offset.to_string()),
-        (names::CONSUMER_GROUP, group.to_string()),
-        (names::REASON, failure.reason.clone()),
-        (names::ERROR_TYPE, failure.error_type.clone()),
-        (names::RETRY_COUNT, failure.retry_count.to_string()),
-        (names::FAILED_AT, format_timestamp(&failure.failed_at)),
-        (names::NODE, node.to_string()),
-    ];
-    for (k, v) in extra {
-        headers.extra.insert(k.to_string(), v);
+
+    /// The dead letter for `original` when the whole one is larger than
+    /// the broker takes. The whole one repeats the value as escaped text
+    /// (and as base64 when it is not UTF-8) and the headers twice, so a
+    /// record well under the limit can make one over it. This one leaves
+    /// out the record's key, value and headers: the document gives the
+    /// value's length in `omitted_value_bytes` and its place (topic,
+    /// partition, offset) in the original topic, where the record stays;
+    /// the reason is cut to [`COMPACT_REASON_CHARS`] and says so. [`replay`]
+    /// gives `None` for it.
+    pub fn without_record(&self, original: &BusMessage, failure: &Failure) -> OutgoingMessage {
+        let bare = BusMessage {
+            topic: original.topic.clone(),
+            partition: original.partition,
+            offset: original.offset,
+            key: None,
+            value: Vec::new(),
+            headers: Headers {
+                correlation_id: original.headers.correlation_id,
+                ..Headers::default()
+            },
+        };
+        let reason: String = failure.reason.chars().take(COMPACT_REASON_CHARS).collect();
+        let failure = Failure {
+            reason: format!(
+                "{reason}; the record ({} bytes) is left out of this dead letter, too large \
+                 with it: it is in {} partition {} at offset {}",
+                original.value.len(),
+                original.topic,
+                original.partition,
+                original.offset
+            ),
+            ..failure.clone()
+        };
+        let mut document = DeadLetter::new(&bare, self.group, self.node, &failure);
+        document.original_message.value = None;
+        document.original_message.omitted_value_bytes = Some(original.value.len());
+        self.letter(&bare, &document, &failure)
     }
-    OutgoingMessage {
-        topic: dlq_topic.to_string(),
-        key: original.key.clone(),
-        value: document.to_bytes(),
-        headers,
+
+    /// The record carrying `document`, the dead letter of `original`.
+    fn letter(
+        &self,
+        original: &BusMessage,
+        document: &DeadLetter,
+        failure: &Failure,
+    ) -> OutgoingMessage {
+        let mut headers = original.headers.clone();
+        if headers.correlation_id.is_none() {
+            headers.correlation_id = failure.correlation_id;
+        }
+        headers.content_type = Some(crate::envelope::ENVELOPE_CONTENT_TYPE.to_string());
+        headers.retry_count = Some(failure.retry_count);
+        let extra = [
+            (names::ORIGINAL_TOPIC, original.topic.clone()),
+            (names::ORIGINAL_PARTITION, original.partition.to_string()),
+            (names::ORIGINAL_OFFSET, original.offset.to_string()),
+            (names::CONSUMER_GROUP, self.group.to_string()),
+            (names::REASON, failure.reason.clone()),
+            (names::ERROR_TYPE, failure.error_type.clone()),
+            (names::RETRY_COUNT, failure.retry_count.to_string()),
+            (names::FAILED_AT, format_timestamp(&failure.failed_at)),
+            (names::NODE, self.node.to_string()),
+        ];
+        for (k, v) in extra {
+            headers.extra.insert(k.to_string(), v);
+        }
+        OutgoingMessage {
+            topic: self.dlq_topic.to_string(),
+            key: original.key.clone(),
+            value: document.to_bytes(),
+            headers,
+        }
     }
 }
 
@@ -356,7 +376,7 @@ pub fn inspect(msg: &BusMessage) -> Option<DeadLetterInfo> {
 
 /// The message to replay a dead letter onto its original topic; `None` if
 /// `msg` is not a dead letter, or is one without the record
-/// ([`compact_dead_letter`]).
+/// ([`Letterhead::without_record`]).
 pub fn replay(msg: &BusMessage) -> Option<OutgoingMessage> {
     DeadLetter::parse(&msg.value)
         .filter(|d| d.original_message.omitted_value_bytes.is_none())

@@ -9,7 +9,7 @@
 //! = inbound event id) and only then acknowledge. `InvalidInput` and `Fatal`
 //! failures, and `Retriable` ones whose retries ran out, go to the dead-letter
 //! topic (without the record when the broker refuses the dead letter whole,
-//! see [`crate::dlq::compact_dead_letter`]); if that write fails the message
+//! see [`crate::dlq::Letterhead::without_record`]); if that write fails the message
 //! is not acknowledged and will be delivered again. A dead-lettered message
 //! is not remembered as seen: replayed, it is handled.
 
@@ -32,7 +32,7 @@ use crate::bus::{
     BusError, BusMessage, EventBus, MessageHandler, Nack, OutgoingMessage, PublishReceipt,
 };
 pub use crate::dlq::Failure;
-use crate::dlq::{compact_dead_letter, dead_letter};
+use crate::dlq::Letterhead;
 use crate::envelope::{Envelope, EventSource};
 use crate::handler_bus::HandlerBus;
 use crate::metrics::{inc, Metrics};
@@ -1056,8 +1056,12 @@ impl Dispatcher {
     }
 
     async fn dead_letter(&self, msg: &BusMessage, failure: Failure) -> Result<(), Nack> {
-        let dl = dead_letter(msg, &self.dlq_topic, &self.group, &self.spec.name, &failure);
-        let mut sent = self.bus.send(dl.record()).await;
+        let head = Letterhead {
+            dlq_topic: &self.dlq_topic,
+            group: &self.group,
+            node: &self.spec.name,
+        };
+        let mut sent = self.bus.send(head.whole(msg, &failure).record()).await;
         if let Err(BusError::NonRetriable { message, .. }) = &sent {
             // Most likely too large with the record in it: without it the
             // failure is still recorded, and the partition does not stop
@@ -1067,8 +1071,7 @@ impl Dispatcher {
                 dlq = %self.dlq_topic,
                 "dead letter refused ({message}); writing it without the record"
             );
-            let (group, node) = (&self.group, &self.spec.name);
-            let compact = compact_dead_letter(msg, &self.dlq_topic, group, node, &failure);
+            let compact = head.without_record(msg, &failure);
             sent = self.bus.send(compact.record()).await;
         }
         match sent {

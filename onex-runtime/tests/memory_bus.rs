@@ -13,6 +13,7 @@ use onex_runtime::bus::{BusError, EventBus};
 use onex_runtime::headers::Headers;
 use onex_runtime::metrics::Metrics;
 use onex_runtime::retry::RetrySettings;
+use onex_runtime::{Handled, HandlerContext, HandlerError, InboundEvent, NodeHandler};
 
 struct Memory;
 
@@ -325,30 +326,15 @@ fn a_dead_letter_topic_the_node_consumes_is_refused() {
         .into_iter()
         .map(|r| r.expect_err("refused").to_string())
         .collect();
-    assert!(
-        said[0].starts_with("KAFKA_DEAD_LETTER_TOPIC=\"onex.evt.loop.in.v1\" is invalid"),
-        "{}",
-        said[0]
-    );
-    assert!(
-        said[1].starts_with("the contract's dead-letter topic="),
-        "{}",
-        said[1]
-    );
-    assert!(
-        said[2].starts_with(
-            "the dead-letter topic of onex.evt.loop.in.v1=\"onex.evt.loop.in.v1.dlq\""
-        ),
-        "{}",
-        said[2]
-    );
-    assert!(
-        said[3].contains("\"dev.onex.evt.loop.in.v1.dlq\""),
-        "{}",
-        said[3]
-    );
-    for s in &said {
-        assert!(s.contains("a topic the node does not consume"), "{s}");
+    let named = [
+        "KAFKA_DEAD_LETTER_TOPIC=\"onex.evt.loop.in.v1\" is invalid",
+        "the contract's dead-letter topic=\"onex.evt.loop.in.v1\"",
+        "the dead-letter topic of onex.evt.loop.in.v1=\"onex.evt.loop.in.v1.dlq\"",
+        "the dead-letter topic of onex.evt.loop.in.v1=\"dev.onex.evt.loop.in.v1.dlq\"",
+    ];
+    for (said, named) in said.iter().zip(named) {
+        assert!(said.starts_with(named), "{said}");
+        assert!(said.contains("a topic the node does not consume"), "{said}");
     }
     start(&[input], None, &[]).expect("its own .dlq");
     start(
@@ -367,18 +353,14 @@ struct IdRecorder {
 }
 
 #[async_trait]
-impl onex_runtime::NodeHandler for IdRecorder {
-    async fn handle(
-        &self,
-        _: &onex_runtime::HandlerContext,
-        event: &onex_runtime::InboundEvent,
-    ) -> onex_runtime::Handled {
+impl NodeHandler for IdRecorder {
+    async fn handle(&self, _: &HandlerContext, event: &InboundEvent) -> Handled {
         let mut seen = self.seen.lock().unwrap();
         seen.push(event.envelope.event_id);
         if seen.len() == 1 {
             // The dead letter, and the one without the record.
             self.bus.inject_fatal_failures(2);
-            return Err(onex_runtime::HandlerError::Fatal("first delivery".into()));
+            return Err(HandlerError::Fatal("first delivery".into()));
         }
         Ok(vec![])
     }

@@ -379,6 +379,22 @@ async fn consume_in_flight(
     bus.close().await.unwrap();
 }
 
+/// The offset `group` committed for partition 0 of `topic` on `c`.
+fn committed_offset(c: &Cluster, group: &str, topic: &str) -> Option<rdkafka::Offset> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", c.bootstrap_servers())
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(topic, 0);
+    let committed = reader
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    committed.find_partition(topic, 0).map(|e| e.offset())
+}
+
 /// With `KAFKA_MAX_IN_FLIGHT` above 1, a message of another key is handled
 /// while an earlier one still is (one at a time, `a1` would wait for `b1`
 /// in vain), and one key's messages never overlap and keep their order.
@@ -421,9 +437,6 @@ async fn several_keys_in_flight_each_key_in_order() {
 /// delivered again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_commit_stops_at_the_first_unacknowledged_message() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{Offset, TopicPartitionList};
-
     let c = cluster();
     let probe = Arc::new(InFlightProbe {
         refuse: vec!["k1".into()],
@@ -435,22 +448,10 @@ async fn the_commit_stops_at_the_first_unacknowledged_message() {
     acked.sort();
     assert_eq!(acked, ["k0", "k2", "k3"]);
 
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", c.bootstrap_servers())
-        .set("group.id", "inflight-commit-group")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition("inflight-commit", 0);
-    let committed = reader
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    let offset = committed
-        .find_partition("inflight-commit", 0)
-        .map(|e| e.offset());
+    let offset = committed_offset(&c, "inflight-commit-group", "inflight-commit");
     assert_eq!(
         offset,
-        Some(Offset::Offset(1)),
+        Some(rdkafka::Offset::Offset(1)),
         "next to read is k1's offset"
     );
 }
@@ -541,8 +542,6 @@ async fn a_dead_letter_too_large_for_the_broker_is_written_without_the_record() 
     use onex_runtime::node::DispatchShared;
     use onex_runtime::topic::TopicNamer;
     use onex_runtime::EventSource;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{Offset, TopicPartitionList};
 
     let c = cluster();
     let topic = "onex.evt.mock.huge.v1";
@@ -617,17 +616,7 @@ async fn a_dead_letter_too_large_for_the_broker_is_written_without_the_record() 
     let whole = dlq::replay(&letters[1]).expect("a whole dead letter");
     assert_eq!(whole.value, b"not json");
 
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", c.bootstrap_servers())
-        .set("group.id", "huge")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, 0);
-    let committed = reader
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    let offset = committed.find_partition(topic, 0).map(|e| e.offset());
-    assert_eq!(offset, Some(Offset::Offset(2)));
+    let offset = committed_offset(&c, "huge", topic);
+    assert_eq!(offset, Some(rdkafka::Offset::Offset(2)));
     bus.close().await.unwrap();
 }

@@ -1100,68 +1100,101 @@ pub async fn no_loss_on_publisher_close(b: &dyn Backend) {
     }
 }
 
+/// An echo node ([`Echo`]) on fresh topics `<name>` and `<name>-out`,
+/// with what reaches its dead-letter and output topics collected.
+struct EchoRig {
+    bus: Arc<dyn EventBus>,
+    input: String,
+    dead: mpsc::UnboundedReceiver<BusMessage>,
+    out: mpsc::UnboundedReceiver<BusMessage>,
+    handler: Arc<Echo>,
+    service: Arc<NodeService>,
+    subs: Vec<Subscription>,
+}
+
+impl EchoRig {
+    /// Starts the node; its handler fails its first `fail_first` calls as
+    /// retriable, retried `max_retries` times.
+    async fn start(b: &dyn Backend, name: &str, fail_first: u32, max_retries: u32) -> Self {
+        let bus = b.bus().await;
+        let (t, dlq) = node_topics(b, &bus, &[name, &format!("{name}-out")]).await;
+        let (dsub, dead) = collect(&bus, &dlq, &group()).await;
+        let (osub, out) = collect(&bus, &t[1], &group()).await;
+        let handler = Echo::new(&t[1], fail_first, None);
+        let spec = spec(&t[0], &t[1], max_retries);
+        let service = node(b, spec, handler.clone(), bus.clone()).await;
+        EchoRig {
+            bus,
+            input: t[0].clone(),
+            dead,
+            out,
+            handler,
+            service,
+            subs: vec![dsub, osub],
+        }
+    }
+
+    async fn stop(self) {
+        self.service.shutdown().await;
+        for s in self.subs {
+            s.unsubscribe().await;
+        }
+    }
+}
+
 /// A handler that panics on an input does not stop the node: the input is
 /// dead-lettered as fatal (not retried) and the input after it in its
 /// partition is handled.
 pub async fn a_panicking_handler_is_dead_lettered_and_the_partition_goes_on(b: &dyn Backend) {
-    let bus = b.bus().await;
-    let (t, dlq) = node_topics(b, &bus, &["panics", "panics-out"]).await;
-    let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
-    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
-    let handler = Echo::new(&t[1], 0, None);
-    let service = node(b, spec(&t[0], &t[1], 2), handler.clone(), bus.clone()).await;
+    let mut rig = EchoRig::start(b, "panics", 0, 2).await;
     let bad = Envelope::new("thing", json!({"kind": "panic"}), source());
     let good = Envelope::new("thing", json!({"kind": "good"}), source());
     for e in [&bad, &good] {
-        bus.publish_envelope(&t[0], e, Some("one-key"))
+        rig.bus
+            .publish_envelope(&rig.input, e, Some("one-key"))
             .await
             .unwrap();
     }
-    let d = recv_n(&mut dead, 1, b.patience()).await.remove(0);
+    let d = recv_n(&mut rig.dead, 1, b.patience()).await.remove(0);
     let doc = DeadLetter::parse(&d.value).expect("a dead-letter document");
     assert_eq!(doc.error_type.as_deref(), Some("fatal"));
     assert!(doc.failure_reason.contains("told to panic"), "{doc:?}");
     assert_eq!(doc.correlation_id, Some(bad.correlation_id.to_string()));
-    let o = recv_n(&mut out, 1, b.patience()).await.remove(0);
+    let o = recv_n(&mut rig.out, 1, b.patience()).await.remove(0);
     let echoed = Envelope::from_bytes(&o.value).unwrap();
     assert_eq!(echoed.correlation_id, good.correlation_id);
-    assert_eq!(handler.calls(), 2, "a panic is not retried");
-    service.shutdown().await;
-    for s in [dsub, osub] {
-        s.unsubscribe().await;
-    }
+    assert_eq!(rig.handler.calls(), 2, "a panic is not retried");
+    rig.stop().await;
 }
 
 /// A dead-lettered input was not handled: put back on its topic (the
 /// replay of its dead letter) it is handled, not skipped as a duplicate of
 /// itself. An input that was handled is still skipped.
 pub async fn a_replayed_dead_letter_is_handled_again(b: &dyn Backend) {
-    let bus = b.bus().await;
-    let (t, dlq) = node_topics(b, &bus, &["replayed", "replayed-out"]).await;
-    let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
-    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
     // The first call fails, and without retries the input is dead-lettered.
-    let handler = Echo::new(&t[1], 1, None);
-    let service = node(b, spec(&t[0], &t[1], 0), handler.clone(), bus.clone()).await;
+    let mut rig = EchoRig::start(b, "replayed", 1, 0).await;
     let input = Envelope::new("thing", json!({"n": 1}), source());
-    bus.publish_envelope(&t[0], &input, None).await.unwrap();
-    let d = recv_n(&mut dead, 1, b.patience()).await.remove(0);
+    rig.bus
+        .publish_envelope(&rig.input, &input, None)
+        .await
+        .unwrap();
+    let d = recv_n(&mut rig.dead, 1, b.patience()).await.remove(0);
     let original = onex_runtime::dlq::replay(&d).expect("a dead letter");
-    bus.send(original.record()).await.unwrap();
-    let o = recv_n(&mut out, 1, b.patience()).await.remove(0);
+    rig.bus.send(original.record()).await.unwrap();
+    let o = recv_n(&mut rig.out, 1, b.patience()).await.remove(0);
     assert_eq!(
         Envelope::from_bytes(&o.value).unwrap().causation_id,
         Some(input.event_id)
     );
-    assert_eq!(handler.calls(), 2);
-    bus.publish_envelope(&t[0], &input, None).await.unwrap();
-    expect_silence(&mut out, Duration::from_millis(300)).await;
-    expect_silence(&mut dead, Duration::from_millis(10)).await;
-    assert_eq!(handler.calls(), 2, "handled once, then a duplicate");
-    service.shutdown().await;
-    for s in [dsub, osub] {
-        s.unsubscribe().await;
-    }
+    assert_eq!(rig.handler.calls(), 2);
+    rig.bus
+        .publish_envelope(&rig.input, &input, None)
+        .await
+        .unwrap();
+    expect_silence(&mut rig.out, Duration::from_millis(300)).await;
+    expect_silence(&mut rig.dead, Duration::from_millis(10)).await;
+    assert_eq!(rig.handler.calls(), 2, "handled once, then a duplicate");
+    rig.stop().await;
 }
 
 /// A record whose dead letter would be larger than the broker takes (the
@@ -1169,29 +1202,26 @@ pub async fn a_replayed_dead_letter_is_handled_again(b: &dyn Backend) {
 /// not UTF-8: here 700 kB become over 3 MB) is dead-lettered without its
 /// value, which the document says it left out, and the partition goes on.
 pub async fn an_oversized_dead_letter_is_written_without_the_value(b: &dyn Backend) {
-    let bus = b.bus().await;
-    let (t, dlq) = node_topics(b, &bus, &["huge", "huge-out"]).await;
-    let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
-    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
-    let handler = Echo::new(&t[1], 0, None);
-    let service = node(b, spec(&t[0], &t[1], 0), handler.clone(), bus.clone()).await;
+    let mut rig = EchoRig::start(b, "huge", 0, 0).await;
     let huge = vec![0xff_u8; 700_000];
     let cid = Uuid::new_v4();
     let headers = Headers {
         correlation_id: Some(cid),
         ..Headers::default()
     };
-    bus.publish(&t[0], Some(b"one-key"), &huge, &headers)
+    rig.bus
+        .publish(&rig.input, Some(b"one-key"), &huge, &headers)
         .await
         .unwrap();
     let good = Envelope::new("thing", json!({"kind": "good"}), source());
-    bus.publish_envelope(&t[0], &good, Some("one-key"))
+    rig.bus
+        .publish_envelope(&rig.input, &good, Some("one-key"))
         .await
         .unwrap();
-    let d = recv_n(&mut dead, 1, b.patience()).await.remove(0);
+    let d = recv_n(&mut rig.dead, 1, b.patience()).await.remove(0);
     let doc = DeadLetter::parse(&d.value).expect("a dead-letter document");
     assert_eq!(doc.error_type.as_deref(), Some("decode_error"));
-    assert_eq!(doc.original_topic, t[0]);
+    assert_eq!(doc.original_topic, rig.input);
     assert!(doc.original_message.offset.is_some_and(|o| o >= 0));
     assert_eq!(doc.correlation_id, Some(cid.to_string()));
     assert_eq!(d.headers.correlation_id, Some(cid));
@@ -1205,11 +1235,8 @@ pub async fn an_oversized_dead_letter_is_written_without_the_value(b: &dyn Backe
         }
         None => assert_eq!(doc.replay().value, huge),
     }
-    let o = recv_n(&mut out, 1, b.patience()).await.remove(0);
+    let o = recv_n(&mut rig.out, 1, b.patience()).await.remove(0);
     let echoed = Envelope::from_bytes(&o.value).unwrap();
     assert_eq!(echoed.correlation_id, good.correlation_id);
-    service.shutdown().await;
-    for s in [dsub, osub] {
-        s.unsubscribe().await;
-    }
+    rig.stop().await;
 }
