@@ -269,3 +269,20 @@ fn a_byte_order_mark_and_crlf_line_ends_are_accepted() {
     let run = run_limited(work.path(), &["validate", fixture.to_str().unwrap()]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
 }
+
+#[test]
+fn a_fifo_without_a_writer_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let fifo = work.path().join("contract.yaml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let mut table = Vec::new();
+    assert_refused(
+        "FIFO without a writer",
+        &fifo,
+        fifo.to_str().unwrap(),
+        &mut table,
+    );
+    eprintln!("{}", table.join("\n"));
+}

@@ -106,7 +106,7 @@ fn read_bounded(path: &Path, max_bytes: usize) -> Result<Vec<u8>, Diagnostics> {
             "a contract file, or a folder of contract files",
         ));
     }
-    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let file = open_for_reading(path).map_err(unreadable)?;
     let mut bytes = Vec::new();
     file.take(max_bytes as u64 + 1)
         .read_to_end(&mut bytes)
@@ -124,6 +124,33 @@ fn read_bounded(path: &Path, max_bytes: usize) -> Result<Vec<u8>, Diagnostics> {
         return Err(d.into());
     }
     Ok(bytes)
+}
+
+/// Opens a contract for reading without waiting for a writer: opening a
+/// FIFO blocks until something opens it for writing, so it is opened
+/// non-blocking (then reads are made blocking again). A FIFO with no writer
+/// reads as empty; a pipe with one (`<(cat contract.yaml)`) reads as usual.
+#[cfg(unix)]
+fn open_for_reading(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl(2) on a descriptor owned by `file`, which outlives both calls.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+#[cfg(not(unix))]
+fn open_for_reading(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::open(path)
 }
 
 /// Parses contract bytes with explicit limits.
