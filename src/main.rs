@@ -144,10 +144,30 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error and its causes, `: `-separated like anyhow's `{:#}`, leaving
+/// out a cause its error already says (the library's I/O errors name their
+/// path and their cause in one line).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if last.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+        last = said;
+    }
+    text
 }
 
 /// Writes `text` to stdout. A reader that has gone away (`onex-gen schema |

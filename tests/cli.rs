@@ -328,3 +328,25 @@ fn validate_with_github_format_prints_annotations() {
     );
     assert!(o.stderr.is_empty(), "{}", text(&o));
 }
+
+/// An error from the file system is said once: the binary adds context to
+/// the library's error without repeating its cause.
+#[cfg(unix)]
+#[test]
+fn a_file_system_error_names_its_cause_once() {
+    let tmp = with_contracts(&[("c.yaml", &contract())]);
+    std::fs::create_dir(tmp.path().join("out")).unwrap();
+    let name = contract()
+        .lines()
+        .find_map(|l| l.strip_prefix("name: "))
+        .unwrap()
+        .to_owned();
+    // The crate folder is a link to a folder that does not exist.
+    std::os::unix::fs::symlink(tmp.path().join("gone"), tmp.path().join("out").join(&name))
+        .unwrap();
+    let o = onex_gen(tmp.path(), &["new", "c.yaml", "-o", "out"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(!tmp.path().join("gone").exists());
+}
