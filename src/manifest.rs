@@ -102,21 +102,44 @@ impl Manifest {
         out
     }
 
+    /// Parses a manifest. Every file it records must be a path inside the
+    /// crate ([`is_crate_path`]): the manifest sits in a folder anyone may
+    /// edit, and `new` and `check` read, hash and remove what it names.
     pub fn from_json(path: &Path, text: &str) -> Result<Self, GenError> {
-        serde_json::from_str(text).map_err(|e| GenError::Manifest {
+        let m: Self = serde_json::from_str(text).map_err(|e| GenError::Manifest {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })
+        })?;
+        if let Some(bad) = m.files.iter().find(|f| !is_crate_path(&f.path)) {
+            return Err(GenError::Manifest {
+                path: path.to_path_buf(),
+                message: format!(
+                    "file {:?} is not a path inside the crate (expected a relative, \
+                     /-separated path without . or .. components)",
+                    bad.path
+                ),
+            });
+        }
+        Ok(m)
     }
 
-    /// Reads `<crate_dir>/.onex-gen/manifest.json`; `Ok(None)` when there is none.
+    /// Reads `<crate_dir>/.onex-gen/manifest.json`; `Ok(None)` when there is
+    /// none. Like every file onex-gen reads in a crate, it is read only as a
+    /// regular file reached without a symbolic link ([`read_crate_file`]),
+    /// and only up to [`MAX_MANIFEST_BYTES`].
     pub fn load(crate_dir: &Path) -> Result<Option<Self>, GenError> {
         let path = crate_dir.join(MANIFEST_PATH);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Self::from_json(&path, &text).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(GenError::io(path, e)),
-        }
+        let bad = |message: String| GenError::Manifest {
+            path: path.clone(),
+            message,
+        };
+        let bytes = match read_crate_file(crate_dir, MANIFEST_PATH, MAX_MANIFEST_BYTES) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        let text = String::from_utf8(bytes).map_err(|e| bad(e.to_string()))?;
+        Self::from_json(&path, &text).map(Some)
     }
 
     pub fn file(&self, path: &str) -> Option<&FileRecord> {
@@ -133,6 +156,131 @@ impl Manifest {
         }
     }
 }
+
+/// The largest manifest read: a crate's manifest is a few tens of KiB.
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+/// Whether `path` names a file inside a crate as file sets and manifests key
+/// them: relative, `/`-separated, every component a plain name (not empty,
+/// `.` or `..`, no backslash or NUL).
+pub fn is_crate_path(path: &str) -> bool {
+    !path.is_empty()
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains(['\\', '\0']))
+        && Path::new(path)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+}
+
+/// What is at a path inside a crate, found without following symbolic links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrateEntry {
+    Missing,
+    File,
+    /// The path itself is a symbolic link (never followed).
+    Link,
+    /// A folder, FIFO, socket or device where a file is expected.
+    Other,
+}
+
+/// Why a path inside a crate cannot be used as a file.
+#[derive(Debug, thiserror::Error)]
+pub enum CratePathError {
+    /// A folder on the way is a symbolic link, or not a folder.
+    #[error("{path}: {what}")]
+    Unusable { path: PathBuf, what: &'static str },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What is at `rel` (a [`is_crate_path`] path) inside `crate_dir`. Every
+/// folder on the way must be a real folder: one that is a symbolic link
+/// (which could lead out of the crate) or a file is an error naming it.
+/// The crate folder itself may be a link.
+pub fn crate_entry(crate_dir: &Path, rel: &str) -> Result<CrateEntry, CratePathError> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let mut cur = crate_dir.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        cur.push(part);
+        let meta = match std::fs::symlink_metadata(&cur) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CrateEntry::Missing),
+            Err(source) => return Err(CratePathError::Io { path: cur, source }),
+        };
+        let kind = meta.file_type();
+        if i + 1 == parts.len() {
+            return Ok(if kind.is_symlink() {
+                CrateEntry::Link
+            } else if kind.is_file() {
+                CrateEntry::File
+            } else {
+                CrateEntry::Other
+            });
+        }
+        let what = if kind.is_symlink() {
+            "is a symbolic link; onex-gen does not follow links inside a crate \
+             (replace it with a real folder)"
+        } else if !kind.is_dir() {
+            "is not a folder"
+        } else {
+            continue;
+        };
+        return Err(CratePathError::Unusable { path: cur, what });
+    }
+    Ok(CrateEntry::Missing)
+}
+
+/// The bytes of the regular file at `rel` inside `crate_dir` (`None` when
+/// nothing is there), read without following a symbolic link on the way
+/// and refusing more than `max_bytes`; a link, folder, FIFO or device at
+/// `rel` is an error naming it.
+pub fn read_crate_file(
+    crate_dir: &Path,
+    rel: &str,
+    max_bytes: u64,
+) -> Result<Option<Vec<u8>>, CratePathError> {
+    use std::io::Read as _;
+    let path = crate_dir.join(rel);
+    let what = match crate_entry(crate_dir, rel)? {
+        CrateEntry::Missing => return Ok(None),
+        CrateEntry::File => None,
+        CrateEntry::Link => Some(NOT_FOLLOWED),
+        CrateEntry::Other => Some(NOT_A_FILE),
+    };
+    if let Some(what) = what {
+        return Err(CratePathError::Unusable { path, what });
+    }
+    let io = |source| CratePathError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .map_err(io)?
+        .take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(io(std::io::Error::other(format!(
+            "larger than {max_bytes} bytes"
+        ))));
+    }
+    Ok(Some(bytes))
+}
+
+/// How a symbolic link where onex-gen keeps a file is described.
+pub const NOT_FOLLOWED: &str =
+    "is a symbolic link; onex-gen never reads or writes through a link inside a crate \
+     (replace it with the file, or remove it)";
+
+/// How a folder, FIFO, socket or device where onex-gen keeps a file is described.
+pub const NOT_A_FILE: &str = "is not a regular file (a folder, FIFO, socket or device); \
+     onex-gen keeps a file there (remove it)";
 
 /// Lower-case hex sha256.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -217,3 +217,72 @@ fn errors_exit_2() {
     let o = onex_gen(tmp.path(), &["check"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+/// A manifest is data from the crate folder, which anyone may edit: a file
+/// record naming a path outside the crate (absolute, or climbing with `..`)
+/// is refused by `check` and `new` alike, and nothing there is read, shown
+/// or removed.
+#[test]
+fn a_manifest_naming_files_outside_the_crate_is_refused() {
+    let (tmp, dir) = setup();
+    let secret = tmp.path().join("secret.txt");
+    std::fs::write(&secret, "TOKEN=hunter2\n").unwrap();
+    let hash = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(b"TOKEN=hunter2\n"))
+    };
+    let good = manifest(tmp.path(), &dir);
+    for path in [
+        secret.to_str().unwrap().to_owned(),
+        "../../secret.txt".to_owned(),
+        "src/../../../secret.txt".to_owned(),
+    ] {
+        let mut m = good.clone();
+        m["files"].as_array_mut().unwrap().push(serde_json::json!({
+            "path": path, "sha256": hash, "owner": "generated"
+        }));
+        write_manifest(tmp.path(), &dir, &m);
+        let o = onex_gen(tmp.path(), &["check"]);
+        assert_eq!(o.status.code(), Some(2), "{path}: {}", text(&o));
+        let shown = text(&o);
+        assert!(!shown.contains("hunter2"), "{path}: {shown}");
+        assert!(
+            shown.contains("is not a path inside the crate"),
+            "{path}: {shown}"
+        );
+        let o = onex_gen(
+            tmp.path(),
+            &["new", "contract.yaml", "-o", "out", "--force"],
+        );
+        assert_eq!(o.status.code(), Some(2), "{path}: {}", text(&o));
+        assert!(
+            text(&o).contains("is not a path inside the crate"),
+            "{path}: {}",
+            text(&o)
+        );
+        assert!(secret.is_file());
+    }
+    write_manifest(tmp.path(), &dir, &good);
+    assert_eq!(check_json(tmp.path()).0, 0);
+}
+
+/// `check` reads no file through a symbolic link: a generated file replaced
+/// by a link is drift, named as a link, and what it points at is not shown.
+#[cfg(unix)]
+#[test]
+fn check_does_not_read_through_links() {
+    let (tmp, dir) = setup();
+    let secret = tmp.path().join("secret.txt");
+    std::fs::write(&secret, "TOKEN=hunter2\n").unwrap();
+    let file = generated_file(tmp.path(), &dir);
+    let at = tmp.path().join(&dir).join(&file);
+    std::fs::remove_file(&at).unwrap();
+    std::os::unix::fs::symlink(&secret, &at).unwrap();
+    let (code, causes, v) = check_json(tmp.path());
+    assert_eq!(code, 1, "{v:#}");
+    assert!(
+        has_cause(&causes, &file, "not_a_regular_file"),
+        "{causes:?}"
+    );
+    assert!(!v.to_string().contains("hunter2"), "{v:#}");
+}

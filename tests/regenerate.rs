@@ -643,3 +643,104 @@ fn sigkill_during_new_leaves_the_old_or_the_new_crate() {
     assert_eq!(snapshot(&dir), new);
     assert_eq!(stage_folders(&out), 0, "stale staging folders are removed");
 }
+
+/// Runs `onex-gen ARGS` in `cwd`; kills it and fails the test when it runs
+/// longer than 20 s (a run here takes well under a second).
+#[cfg(unix)]
+fn onex_gen_bounded(cwd: &Path, args: &[&str]) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onex-gen"))
+        .current_dir(cwd)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("onex-gen starts");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("onex-gen {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A symbolic link inside the crate, where onex-gen writes, is never
+/// followed: not a linked folder (new files would land outside the crate),
+/// not a linked file (even with --force), and a FIFO there is not read
+/// (it would block). Each is refused with the path named; nothing is
+/// written, inside the crate or outside it.
+#[cfg(unix)]
+#[test]
+fn links_and_special_files_in_the_crate_are_never_written_through() {
+    let (tmp, dir) = setup();
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let victim = tmp.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let before = snapshot(&dir);
+
+    // src/generated/ is a link to a folder outside the crate.
+    let generated = dir.join("src/generated");
+    let moved = tmp.path().join("generated.moved");
+    std::fs::rename(&generated, &moved).unwrap();
+    std::os::unix::fs::symlink(&outside, &generated).unwrap();
+    let o = onex_gen_bounded(
+        tmp.path(),
+        &["new", "contract.yaml", "-o", "out", "--force"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("src/generated: is a symbolic link"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "wrote through the link"
+    );
+    std::fs::remove_file(&generated).unwrap();
+    std::fs::rename(&moved, &generated).unwrap();
+    assert_eq!(snapshot(&dir), before);
+
+    // A generated file is a link to a file outside the crate.
+    let file = a_generated_rs_file(&dir);
+    let saved = std::fs::read(dir.join(&file)).unwrap();
+    std::fs::remove_file(dir.join(&file)).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join(&file)).unwrap();
+    let o = onex_gen_bounded(
+        tmp.path(),
+        &["new", "contract.yaml", "-o", "out", "--force"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("{file}: is a symbolic link")),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    std::fs::remove_file(dir.join(&file)).unwrap();
+
+    // A FIFO at a generated path.
+    let fifo = std::ffi::CString::new(dir.join(&file).to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let o = onex_gen_bounded(tmp.path(), &["new", "contract.yaml", "-o", "out"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("{file}: is not a regular file")),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_file(dir.join(&file)).unwrap();
+    std::fs::write(dir.join(&file), saved).unwrap();
+    assert_eq!(snapshot(&dir), before);
+    let o = onex_gen(tmp.path(), &["check", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

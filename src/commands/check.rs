@@ -15,7 +15,11 @@
 //! - `missing`: a file onex-gen generates is not on disk;
 //! - `orphan`: in the manifest but no longer generated, still on disk;
 //! - `unknown_file`: a file inside `src/generated/` that onex-gen neither
-//!   generates nor recorded.
+//!   generates nor recorded;
+//! - `not_a_regular_file`: a symbolic link, folder or special file where
+//!   onex-gen keeps a file, or a link on the way there. `check` reads no
+//!   file through a link (a link could show anything on the machine), and
+//!   `new` refuses to write through one.
 //!
 //! User-owned files are never drift (they are the user's), unless missing.
 //! Neither are the user's edits to shared files: for those `check` reports
@@ -32,7 +36,9 @@ use similar::{ChangeTag, TextDiff};
 
 use crate::diagnostic::{github_data, github_property, Diagnostics, OutputFormat};
 use crate::fileset::Owner;
-use crate::manifest::{sha256_hex, Manifest, MANIFEST_PATH};
+use crate::manifest::{
+    crate_entry, read_crate_file, sha256_hex, CrateEntry, CratePathError, Manifest, MANIFEST_PATH,
+};
 use crate::pipeline::{Destination, Generation, Job, RuntimeChoice};
 use crate::stages::render::RuntimeSource;
 use crate::stages::write::{merge_shared, SharedOutcome, BASE_DIR};
@@ -52,6 +58,7 @@ pub enum Cause {
     Missing,
     Orphan,
     UnknownFile,
+    NotARegularFile,
 }
 
 impl Cause {
@@ -66,6 +73,7 @@ impl Cause {
             Cause::Missing => "generated file missing",
             Cause::Orphan => "file no longer generated (orphan): `onex-gen new` would remove it",
             Cause::UnknownFile => "unknown file inside a generated folder",
+            Cause::NotARegularFile => "not a regular file (a symbolic link, folder or special file, or a link on the way): onex-gen neither reads nor writes through it",
         }
     }
 
@@ -79,6 +87,7 @@ impl Cause {
                 "run `onex-gen new` on the contract to regenerate"
             }
             Cause::UnknownFile => "remove it, or move it out of src/generated/",
+            Cause::NotARegularFile => "replace the link or special file with the file (or a real folder), then run `onex-gen new`",
         }
     }
 }
@@ -482,10 +491,22 @@ pub fn compare(crate_dir: &Path, old: &Manifest, gen: &Generation) -> CrateCheck
         if path.starts_with(BASE_DIR) {
             continue;
         }
-        let disk = std::fs::read(crate_dir.join(path)).ok();
-        let Some(bytes) = disk else {
-            findings.push(finding(path, vec![Cause::Missing], "", contents));
-            continue;
+        // A user-owned file is the user's whatever it is: only its absence counts.
+        let disk = if *owner == Owner::User {
+            crate_entry(crate_dir, path).map(|e| (e != CrateEntry::Missing).then(Vec::new))
+        } else {
+            read_crate_file(crate_dir, path, u64::MAX)
+        };
+        let bytes = match disk {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                findings.push(finding(path, vec![Cause::Missing], "", contents));
+                continue;
+            }
+            Err(e) => {
+                findings.push(not_a_regular_file(path, &e));
+                continue;
+            }
         };
         if *owner == Owner::User || bytes == contents.as_bytes() {
             continue;
@@ -558,7 +579,14 @@ pub fn compare(crate_dir: &Path, old: &Manifest, gen: &Generation) -> CrateCheck
         {
             continue;
         }
-        if let Ok(bytes) = std::fs::read(crate_dir.join(&rec.path)) {
+        let bytes = match read_crate_file(crate_dir, &rec.path, u64::MAX) {
+            Ok(b) => b,
+            Err(e) => {
+                findings.push(not_a_regular_file(&rec.path, &e));
+                continue;
+            }
+        };
+        if let Some(bytes) = bytes {
             if rec.owner == Owner::Shared && sha256_hex(&bytes) != rec.sha256 {
                 // No longer generated, but edited: `new` leaves it to the user.
                 user_edits.push(rec.path.clone());
@@ -570,12 +598,17 @@ pub fn compare(crate_dir: &Path, old: &Manifest, gen: &Generation) -> CrateCheck
     }
 
     let generated_dir = crate_dir.join(GENERATED_DIR);
-    if generated_dir.is_dir() {
+    // Not when it is a link (its files are reported as such above).
+    let walk = matches!(
+        crate_entry(crate_dir, GENERATED_DIR.trim_end_matches('/')),
+        Ok(CrateEntry::Other)
+    ) && generated_dir.is_dir();
+    if walk {
         for entry in walkdir::WalkDir::new(&generated_dir)
             .into_iter()
             .filter_map(Result::ok)
         {
-            if !entry.file_type().is_file() {
+            if entry.file_type().is_dir() {
                 continue;
             }
             let Ok(rel) = entry.path().strip_prefix(crate_dir) else {
@@ -585,9 +618,13 @@ pub fn compare(crate_dir: &Path, old: &Manifest, gen: &Generation) -> CrateCheck
             if expected_paths.contains(rel.as_str()) || old.file(&rel).is_some() {
                 continue;
             }
-            let text = std::fs::read(entry.path())
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
+            let text = if entry.file_type().is_file() {
+                std::fs::read(entry.path())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
             findings.push(finding(&rel, vec![Cause::UnknownFile], &text, ""));
         }
     }
@@ -603,6 +640,16 @@ pub fn compare(crate_dir: &Path, old: &Manifest, gen: &Generation) -> CrateCheck
         } else {
             CrateStatus::Drift { findings }
         },
+    }
+}
+
+/// A path that is not a regular file, with why in place of a diff.
+fn not_a_regular_file(path: &str, e: &CratePathError) -> Finding {
+    Finding {
+        path: path.to_owned(),
+        causes: vec![Cause::NotARegularFile],
+        diff: format!("{e}\n"),
+        line: 1,
     }
 }
 

@@ -35,7 +35,10 @@ use serde::Serialize;
 
 use crate::error::GenError;
 use crate::fileset::{FileSet, Owner};
-use crate::manifest::{sha256_hex, slash, FileRecord, Manifest, MANIFEST_PATH};
+use crate::manifest::{
+    crate_entry, read_crate_file, sha256_hex, slash, CrateEntry, FileRecord, Manifest,
+    MANIFEST_PATH, MAX_MANIFEST_BYTES,
+};
 use crate::merge::{self, Merged};
 use crate::pipeline::Generation;
 use crate::stages::verify::VerifiedFileSet;
@@ -217,7 +220,7 @@ pub fn write(gens: &[Generation], opts: &WriteOptions) -> Result<Vec<CratePlan>,
 /// The base of a shared file as onex-gen recorded it: `Some` only when the
 /// copy in `.onex-gen/base/` is the one the manifest vouches for.
 pub fn recorded_base(crate_dir: &Path, record: &FileRecord) -> Option<String> {
-    let bytes = std::fs::read(crate_dir.join(base_path(&record.path))).ok()?;
+    let bytes = read_crate_file(crate_dir, &base_path(&record.path), u64::MAX).ok()??;
     (sha256_hex(&bytes) == record.sha256)
         .then(|| String::from_utf8(bytes).ok())
         .flatten()
@@ -258,15 +261,24 @@ pub fn merge_shared(
     }
 }
 
-/// Plans one crate against what is on disk; `Err` lists every conflict.
-pub fn plan(w: &CrateWrite<'_>, opts: &WriteOptions) -> Result<CratePlan, Vec<String>> {
+/// Plans one crate against what is on disk, given its manifest there
+/// (`old`); `Err` lists every conflict. Files are read only as regular
+/// files reached without a symbolic link ([`read_crate_file`]): a link or a
+/// special file where onex-gen keeps a file is a conflict, even with
+/// `force`, so nothing is ever read or written through it.
+pub fn plan(
+    w: &CrateWrite<'_>,
+    old: Option<&Manifest>,
+    opts: &WriteOptions,
+) -> Result<CratePlan, Vec<String>> {
     let dir = &w.crate_dir;
     let fresh = !dir.exists();
-    let old = if fresh {
-        None
-    } else {
-        Manifest::load(dir).map_err(|e| vec![e.to_string()])?
-    };
+    if !fresh && !dir.is_dir() {
+        return Err(vec![format!(
+            "{}: is a file, not a folder (expected the crate's folder, or nothing, there)",
+            dir.display()
+        )]);
+    }
     let mut conflicts = Vec::new();
     let mut actions = Vec::new();
     let files = w.files.files();
@@ -280,19 +292,34 @@ pub fn plan(w: &CrateWrite<'_>, opts: &WriteOptions) -> Result<CratePlan, Vec<St
 
     for (path, file) in files.iter() {
         let dest = dir.join(path);
+        if file.owner == Owner::User {
+            // The user's, whatever it is (a link too): never read, never written.
+            match if fresh {
+                Ok(CrateEntry::Missing)
+            } else {
+                crate_entry(dir, path)
+            } {
+                Ok(CrateEntry::Missing) => push(path, Action::Create, None),
+                Ok(_) => push(path, Action::KeepUser, None),
+                Err(e) => conflicts.push(e.to_string()),
+            }
+            continue;
+        }
         let on_disk = if fresh {
             None
         } else {
-            read_if_exists(&dest).map_err(|e| vec![e])?
+            match read_crate_file(dir, path, u64::MAX) {
+                Ok(b) => b,
+                Err(e) => {
+                    conflicts.push(e.to_string());
+                    continue;
+                }
+            }
         };
         let Some(bytes) = on_disk else {
             push(path, Action::Create, None);
             continue;
         };
-        if file.owner == Owner::User {
-            push(path, Action::KeepUser, None);
-            continue;
-        }
         if bytes == file.contents.as_bytes() {
             push(path, Action::Unchanged, None);
             continue;
@@ -302,7 +329,7 @@ pub fn plan(w: &CrateWrite<'_>, opts: &WriteOptions) -> Result<CratePlan, Vec<St
             push(path, Action::Update, None);
             continue;
         }
-        let recorded = old.as_ref().and_then(|m| m.file(path));
+        let recorded = old.and_then(|m| m.file(path));
         let Some(record) = recorded else {
             if opts.force {
                 push(path, Action::Overwrite, None);
@@ -348,14 +375,19 @@ pub fn plan(w: &CrateWrite<'_>, opts: &WriteOptions) -> Result<CratePlan, Vec<St
         }
     }
 
-    if let Some(old) = &old {
+    if let Some(old) = old {
         for rec in &old.files {
             if rec.owner == Owner::User || files.get(&rec.path).is_some() {
                 continue;
             }
             let dest = dir.join(&rec.path);
-            let Some(bytes) = read_if_exists(&dest).map_err(|e| vec![e])? else {
-                continue;
+            let bytes = match read_crate_file(dir, &rec.path, u64::MAX) {
+                Ok(Some(b)) => b,
+                Ok(None) => continue,
+                Err(e) => {
+                    conflicts.push(e.to_string());
+                    continue;
+                }
             };
             let edited = sha256_hex(&bytes) != rec.sha256 && !rec.path.starts_with(BASE_DIR);
             if !edited || opts.force && rec.owner == Owner::Generated {
@@ -375,13 +407,17 @@ pub fn plan(w: &CrateWrite<'_>, opts: &WriteOptions) -> Result<CratePlan, Vec<St
 
     let manifest_json = w.manifest.to_json();
     let manifest_action = match if fresh {
-        None
+        Ok(None)
     } else {
-        read_if_exists(&dir.join(MANIFEST_PATH)).map_err(|e| vec![e])?
+        read_crate_file(dir, MANIFEST_PATH, MAX_MANIFEST_BYTES)
     } {
-        None => Action::Create,
-        Some(b) if b == manifest_json.as_bytes() => Action::Unchanged,
-        Some(_) => Action::Update,
+        Ok(None) => Action::Create,
+        Ok(Some(b)) if b == manifest_json.as_bytes() => Action::Unchanged,
+        Ok(Some(_)) => Action::Update,
+        Err(e) => {
+            conflicts.push(e.to_string());
+            Action::Update
+        }
     };
     push(MANIFEST_PATH, manifest_action, None);
     actions.sort_by(|a, b| a.path.cmp(&b.path));
@@ -418,14 +454,6 @@ fn conflict_message(dest: &Path, path: &str, conflicted: &str) -> String {
     msg
 }
 
-fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, String> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
-}
-
 /// Writes several crates, all or nothing.
 pub fn write_crates(
     writes: &[CrateWrite<'_>],
@@ -443,7 +471,14 @@ pub fn write_crates(
     let mut plans = Vec::new();
     let mut conflicts = Vec::new();
     for w in writes {
-        match plan(w, opts) {
+        // A manifest that cannot be read is an error, not a conflict: the
+        // crate's record of what onex-gen wrote is damaged.
+        let old = if w.crate_dir.is_dir() {
+            Manifest::load(&w.crate_dir)?
+        } else {
+            None
+        };
+        match plan(w, old.as_ref(), opts) {
             Ok(p) => plans.push(p),
             Err(c) => conflicts.extend(c),
         }
@@ -545,10 +580,7 @@ impl Transaction {
         } else {
             w.crate_dir.clone()
         };
-        let parent = match crate_dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let parent = parent_of(&crate_dir);
         self.create_dirs(&parent)?;
         remove_stale_stages(&parent, &crate_dir, &p.node_name);
         let stage = tempfile::Builder::new()
@@ -649,6 +681,14 @@ impl Transaction {
     }
 }
 
+/// The folder `dir` is in (`.` for a bare name).
+fn parent_of(dir: &Path) -> PathBuf {
+    match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Removes staging folders a killed run left beside the crate. If a run
 /// died between the two renames of [`exchange`]'s fallback, the old crate
 /// is put back first.
@@ -697,7 +737,11 @@ fn mirror(from: &Path, to: &Path, skip: &BTreeSet<&str>) -> Result<(), GenError>
             if skip.contains(rel_str.as_str()) {
                 continue;
             }
-            if std::fs::hard_link(entry.path(), &dest).is_err() {
+            if let Err(e) = std::fs::hard_link(entry.path(), &dest) {
+                // Copying a FIFO or a device would read it (and block).
+                if !kind.is_file() {
+                    return Err(GenError::io(entry.path(), e));
+                }
                 std::fs::copy(entry.path(), &dest).map_err(|e| GenError::io(entry.path(), e))?;
             }
         }
