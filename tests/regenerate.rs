@@ -744,3 +744,52 @@ fn links_and_special_files_in_the_crate_are_never_written_through() {
     let o = onex_gen(tmp.path(), &["check", "out"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// Two `onex-gen new` writing into one folder take turns: while one holds
+/// the folder (planning, staging, swapping), another waits, and does not
+/// take the first one's staging folder for a killed run's leftovers and
+/// delete it (which lost the user's files when the first then swapped in
+/// what was left of its stage).
+#[cfg(unix)]
+#[test]
+fn runs_writing_into_one_folder_take_turns() {
+    use std::os::fd::AsRawFd as _;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let (tmp, dir) = setup();
+    let out = tmp.path().join("out");
+    std::fs::write(tmp.path().join("contract.yaml"), changed_contract()).unwrap();
+    // A run in progress: it holds the folder and is staging its crate.
+    let held = std::fs::File::open(&out).unwrap();
+    // SAFETY: flock(2) on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let stage = out.join(".onex-gen-stage-node_regen_effect-running/crate");
+    std::fs::create_dir_all(&stage).unwrap();
+    std::fs::write(stage.join("Cargo.toml"), "# being staged\n").unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onex-gen"))
+        .current_dir(tmp.path())
+        .args(["new", "contract.yaml", "-o", "out"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let waited = child.try_wait().unwrap().is_none();
+    let stage_kept = stage.join("Cargo.toml").is_file();
+    drop(held);
+    let o = child.wait_with_output().unwrap();
+    assert!(waited, "the second run did not wait: {}", text(&o));
+    assert!(stage_kept, "the second run deleted the first one's stage");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        read(&dir, "Cargo.toml").contains("version = \"1.1.0\""),
+        "the new crate is in"
+    );
+    let o = onex_gen(tmp.path(), &["check", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

@@ -468,6 +468,35 @@ pub fn write_crates(
             )));
         }
     }
+    // One run at a time plans, stages and swaps crates in a folder: a run
+    // that planned against a crate another run then replaced would write a
+    // crate that is neither, and would take the other's staging folder for
+    // a killed run's and delete it. A dry run only reads.
+    let mut tx = Transaction::default();
+    let _locks = if opts.dry_run {
+        Vec::new()
+    } else {
+        match tx.lock_parents(writes) {
+            Ok(locks) => locks,
+            Err(e) => {
+                tx.rollback();
+                return Err(e);
+            }
+        }
+    };
+    let result = write_locked(writes, opts, &mut tx);
+    if result.is_err() {
+        tx.rollback();
+    }
+    result
+}
+
+/// [`write_crates`] once the folders it writes in are held.
+fn write_locked(
+    writes: &[CrateWrite<'_>],
+    opts: &WriteOptions,
+    tx: &mut Transaction,
+) -> Result<Vec<CratePlan>, GenError> {
     let mut plans = Vec::new();
     let mut conflicts = Vec::new();
     for w in writes {
@@ -492,32 +521,19 @@ pub fn write_crates(
     if opts.dry_run {
         return Ok(plans);
     }
-
-    let mut tx = Transaction::default();
-    let result = (|| {
-        let mut staged = Vec::new();
-        for (w, p) in writes.iter().zip(&plans) {
-            if p.changes_anything() {
-                staged.push(Some(tx.stage(w, p)?));
-            } else {
-                staged.push(None);
-            }
-        }
-        for stage in staged.into_iter().flatten() {
-            tx.commit(stage)?;
-        }
-        Ok(())
-    })();
-    match result {
-        Ok(()) => {
-            tx.finish();
-            Ok(plans)
-        }
-        Err(e) => {
-            tx.rollback();
-            Err(e)
+    let mut staged = Vec::new();
+    for (w, p) in writes.iter().zip(&plans) {
+        if p.changes_anything() {
+            staged.push(Some(tx.stage(w, p)?));
+        } else {
+            staged.push(None);
         }
     }
+    for stage in staged.into_iter().flatten() {
+        tx.commit(stage)?;
+    }
+    tx.finish();
+    Ok(plans)
 }
 
 /// One undoable step.
@@ -551,7 +567,98 @@ fn stage_prefix(node_name: &str) -> String {
     format!(".onex-gen-stage-{node_name}-")
 }
 
+/// An exclusive lock on a folder: flock(2) on the folder itself, so no
+/// file is added to it; released when dropped (or the process ends).
+#[derive(Debug)]
+struct FolderLock(#[allow(dead_code)] std::fs::File);
+
+/// What [`lock_folder`] did.
+#[derive(Debug)]
+enum Locking {
+    Locked(FolderLock),
+    /// This run holds the folder already, under another name.
+    AlreadyHeld,
+    /// The folder was removed while this run waited for it.
+    Gone,
+}
+
+/// Locks the folder `dir`, waiting while another run holds it. `held` has
+/// the ids of the folders this run has locked (a second lock on one would
+/// wait for itself).
+#[cfg(unix)]
+fn lock_folder(dir: &Path, held: &mut BTreeSet<(u64, u64)>) -> Result<Locking, GenError> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let failed = |e: std::io::Error| GenError::Io {
+        path: dir.to_path_buf(),
+        source: std::io::Error::new(e.kind(), format!("locking the folder: {e}")),
+    };
+    loop {
+        let file = std::fs::File::open(dir).map_err(|e| GenError::io(dir, e))?;
+        let meta = file.metadata().map_err(failed)?;
+        let id = (meta.dev(), meta.ino());
+        if held.contains(&id) {
+            return Ok(Locking::AlreadyHeld);
+        }
+        // SAFETY: flock(2) on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                // A file system without flock: other runs cannot be kept
+                // out there.
+                Some(libc::ENOLCK | libc::EOPNOTSUPP) => {}
+                _ => return Err(failed(e)),
+            }
+        }
+        // The run that held it may have removed the folder (it created it
+        // and then wrote nothing), or put another in its place.
+        match std::fs::metadata(dir).map(|m| (m.dev(), m.ino())) {
+            Ok(now) if now == id => {
+                held.insert(id);
+                return Ok(Locking::Locked(FolderLock(file)));
+            }
+            Ok(_) => continue,
+            Err(_) => return Ok(Locking::Gone),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn lock_folder(_dir: &Path, _held: &mut BTreeSet<(u64, u64)>) -> Result<Locking, GenError> {
+    Ok(Locking::AlreadyHeld)
+}
+
 impl Transaction {
+    /// Creates the folder each crate goes in (journalled, so a run that
+    /// then writes nothing removes it again) and locks it, waiting for a
+    /// run that holds it. Each folder is locked once, in one order, so two
+    /// runs over the same folders cannot wait for each other.
+    fn lock_parents(&mut self, writes: &[CrateWrite<'_>]) -> Result<Vec<FolderLock>, GenError> {
+        let mut parents = BTreeSet::new();
+        for w in writes {
+            parents.insert(crate::manifest::absolute(&parent_of(&w.crate_dir)));
+            // A crate folder that is a link is staged beside its target.
+            if let Ok(real) = std::fs::canonicalize(&w.crate_dir) {
+                parents.insert(parent_of(&real));
+            }
+        }
+        let mut locks = Vec::new();
+        let mut held = BTreeSet::new();
+        for dir in parents {
+            loop {
+                self.create_dirs(&dir)?;
+                match lock_folder(&dir, &mut held)? {
+                    Locking::Locked(lock) => locks.push(lock),
+                    Locking::AlreadyHeld => {}
+                    Locking::Gone => continue,
+                }
+                break;
+            }
+        }
+        Ok(locks)
+    }
+
     /// Creates `dir` and any missing parents, journalling each one.
     fn create_dirs(&mut self, dir: &Path) -> Result<(), GenError> {
         let mut missing = Vec::new();
@@ -689,7 +796,8 @@ fn parent_of(dir: &Path) -> PathBuf {
     }
 }
 
-/// Removes staging folders a killed run left beside the crate. If a run
+/// Removes staging folders a killed run left beside the crate (the folder
+/// is locked, so no other run is staging there). If a run
 /// died between the two renames of [`exchange`]'s fallback, the old crate
 /// is put back first.
 fn remove_stale_stages(parent: &Path, crate_dir: &Path, node_name: &str) {
