@@ -671,8 +671,12 @@ impl Transaction {
             cur = d.parent();
         }
         for d in missing.into_iter().rev() {
-            std::fs::create_dir(&d).map_err(|e| GenError::io(&d, e))?;
-            self.journal.push(Undo::CreatedDir(d));
+            match std::fs::create_dir(&d) {
+                Ok(()) => self.journal.push(Undo::CreatedDir(d)),
+                // `a/..` exists once `a` was made.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+                Err(e) => return Err(GenError::io(&d, e)),
+            }
         }
         Ok(())
     }
@@ -1056,6 +1060,16 @@ mod tests {
         // No staging folders are left behind.
         let left: Vec<_> = std::fs::read_dir(tmp.path().join("out")).unwrap().collect();
         assert_eq!(left.len(), 1);
+    }
+
+    #[test]
+    fn an_output_path_through_a_missing_folder_and_back_is_created() {
+        // `-o gone/../out`, as `mkdir -p` takes it: `gone` is made, and
+        // `gone/..` then exists already.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("gone/../out/n");
+        run(&dir, &files(&[]), WriteOptions::default()).unwrap();
+        assert_eq!(read(&tmp.path().join("out/n"), "src/handlers.rs"), "// yours\n");
     }
 
     #[test]
