@@ -160,6 +160,11 @@ impl Manifest {
 /// The largest manifest read: a crate's manifest is a few tens of KiB.
 pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 
+/// The largest file read where onex-gen keeps one in a crate: what it
+/// generates is at most a few hundred KiB, and a file this large was not
+/// written by it (it is not read into memory to find that out).
+pub const MAX_CRATE_FILE_BYTES: u64 = 64 << 20;
+
 /// Whether `path` names a file inside a crate as file sets and manifests key
 /// them: relative, `/`-separated, every component a plain name (not empty,
 /// `.` or `..`, no backslash or NUL).
@@ -190,6 +195,11 @@ pub enum CratePathError {
     /// A folder on the way is a symbolic link, or not a folder.
     #[error("{path}: {what}")]
     Unusable { path: PathBuf, what: &'static str },
+    /// Larger than anything onex-gen writes there: not read.
+    #[error(
+        "{path}: is larger than {max} bytes, more than onex-gen ever writes there (remove it)"
+    )]
+    TooLarge { path: PathBuf, max: u64 },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -266,9 +276,10 @@ pub fn read_crate_file(
         .read_to_end(&mut bytes)
         .map_err(io)?;
     if bytes.len() as u64 > max_bytes {
-        return Err(io(std::io::Error::other(format!(
-            "larger than {max_bytes} bytes"
-        ))));
+        return Err(CratePathError::TooLarge {
+            path,
+            max: max_bytes,
+        });
     }
     Ok(Some(bytes))
 }

@@ -286,3 +286,37 @@ fn a_fifo_without_a_writer_is_refused() {
     );
     eprintln!("{}", table.join("\n"));
 }
+
+/// A huge file where onex-gen keeps a generated one (a sparse 4 GiB file:
+/// no disk used) is refused by `new` and reported by `check` without being
+/// read into memory.
+#[test]
+fn a_huge_file_in_the_crate_is_not_read_into_memory() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(
+        work.path().join("c.yaml"),
+        common::effect_contract("hostile"),
+    )
+    .unwrap();
+    let run = run_limited(work.path(), &["new", "c.yaml", "-o", "out"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let huge = work
+        .path()
+        .join("out/node_hostile_effect/src/generated/mod.rs");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&huge)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    let run = run_limited(work.path(), &["new", "c.yaml", "-o", "out", "--force"]);
+    assert_eq!(run.code, Some(1), "new: {}", run.stderr);
+    assert!(
+        run.stderr.contains("src/generated/mod.rs: is larger than"),
+        "{}",
+        run.stderr
+    );
+    let run = run_limited(work.path(), &["check", "out"]);
+    assert_eq!(run.code, Some(1), "check: {}", run.stderr);
+    assert!(run.max_rss_bytes < MEMORY_LIMIT);
+}

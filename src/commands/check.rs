@@ -38,6 +38,7 @@ use crate::diagnostic::{github_data, github_property, Diagnostics, OutputFormat}
 use crate::fileset::Owner;
 use crate::manifest::{
     crate_entry, read_crate_file, sha256_hex, CrateEntry, CratePathError, Manifest, MANIFEST_PATH,
+    MAX_CRATE_FILE_BYTES,
 };
 use crate::pipeline::{Destination, Generation, Job, RuntimeChoice};
 use crate::stages::render::RuntimeSource;
@@ -495,7 +496,7 @@ pub fn compare(crate_dir: &Path, old: &Manifest, gen: &Generation) -> CrateCheck
         let disk = if *owner == Owner::User {
             crate_entry(crate_dir, path).map(|e| (e != CrateEntry::Missing).then(Vec::new))
         } else {
-            read_crate_file(crate_dir, path, u64::MAX)
+            read_crate_file(crate_dir, path, MAX_CRATE_FILE_BYTES)
         };
         let bytes = match disk {
             Ok(Some(bytes)) => bytes,
@@ -504,7 +505,7 @@ pub fn compare(crate_dir: &Path, old: &Manifest, gen: &Generation) -> CrateCheck
                 continue;
             }
             Err(e) => {
-                findings.push(not_a_regular_file(path, &e));
+                findings.push(unreadable(path, &e));
                 continue;
             }
         };
@@ -579,10 +580,10 @@ pub fn compare(crate_dir: &Path, old: &Manifest, gen: &Generation) -> CrateCheck
         {
             continue;
         }
-        let bytes = match read_crate_file(crate_dir, &rec.path, u64::MAX) {
+        let bytes = match read_crate_file(crate_dir, &rec.path, MAX_CRATE_FILE_BYTES) {
             Ok(b) => b,
             Err(e) => {
-                findings.push(not_a_regular_file(&rec.path, &e));
+                findings.push(unreadable(&rec.path, &e));
                 continue;
             }
         };
@@ -618,13 +619,11 @@ pub fn compare(crate_dir: &Path, old: &Manifest, gen: &Generation) -> CrateCheck
             if expected_paths.contains(rel.as_str()) || old.file(&rel).is_some() {
                 continue;
             }
-            let text = if entry.file_type().is_file() {
-                std::fs::read(entry.path())
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            };
+            let text = read_crate_file(crate_dir, &rel, MAX_CRATE_FILE_BYTES)
+                .ok()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
             findings.push(finding(&rel, vec![Cause::UnknownFile], &text, ""));
         }
     }
@@ -643,11 +642,17 @@ pub fn compare(crate_dir: &Path, old: &Manifest, gen: &Generation) -> CrateCheck
     }
 }
 
-/// A path that is not a regular file, with why in place of a diff.
-fn not_a_regular_file(path: &str, e: &CratePathError) -> Finding {
+/// A file that could not be read, with why in place of a diff: one too
+/// large to be onex-gen's was edited by hand; anything else is not a
+/// regular file (or a link is on the way).
+fn unreadable(path: &str, e: &CratePathError) -> Finding {
+    let cause = match e {
+        CratePathError::TooLarge { .. } => Cause::EditedByHand,
+        _ => Cause::NotARegularFile,
+    };
     Finding {
         path: path.to_owned(),
-        causes: vec![Cause::NotARegularFile],
+        causes: vec![cause],
         diff: format!("{e}\n"),
         line: 1,
     }

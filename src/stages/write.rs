@@ -37,7 +37,7 @@ use crate::error::GenError;
 use crate::fileset::{FileSet, Owner};
 use crate::manifest::{
     crate_entry, read_crate_file, sha256_hex, slash, CrateEntry, FileRecord, Manifest,
-    MANIFEST_PATH, MAX_MANIFEST_BYTES,
+    MANIFEST_PATH, MAX_CRATE_FILE_BYTES, MAX_MANIFEST_BYTES,
 };
 use crate::merge::{self, Merged};
 use crate::pipeline::Generation;
@@ -220,7 +220,8 @@ pub fn write(gens: &[Generation], opts: &WriteOptions) -> Result<Vec<CratePlan>,
 /// The base of a shared file as onex-gen recorded it: `Some` only when the
 /// copy in `.onex-gen/base/` is the one the manifest vouches for.
 pub fn recorded_base(crate_dir: &Path, record: &FileRecord) -> Option<String> {
-    let bytes = read_crate_file(crate_dir, &base_path(&record.path), u64::MAX).ok()??;
+    let bytes =
+        read_crate_file(crate_dir, &base_path(&record.path), MAX_CRATE_FILE_BYTES).ok()??;
     (sha256_hex(&bytes) == record.sha256)
         .then(|| String::from_utf8(bytes).ok())
         .flatten()
@@ -308,7 +309,7 @@ pub fn plan(
         let on_disk = if fresh {
             None
         } else {
-            match read_crate_file(dir, path, u64::MAX) {
+            match read_crate_file(dir, path, MAX_CRATE_FILE_BYTES) {
                 Ok(b) => b,
                 Err(e) => {
                     conflicts.push(e.to_string());
@@ -381,7 +382,7 @@ pub fn plan(
                 continue;
             }
             let dest = dir.join(&rec.path);
-            let bytes = match read_crate_file(dir, &rec.path, u64::MAX) {
+            let bytes = match read_crate_file(dir, &rec.path, MAX_CRATE_FILE_BYTES) {
                 Ok(Some(b)) => b,
                 Ok(None) => continue,
                 Err(e) => {
@@ -1069,7 +1070,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("gone/../out/n");
         run(&dir, &files(&[]), WriteOptions::default()).unwrap();
-        assert_eq!(read(&tmp.path().join("out/n"), "src/handlers.rs"), "// yours\n");
+        assert_eq!(
+            read(&tmp.path().join("out/n"), "src/handlers.rs"),
+            "// yours\n"
+        );
     }
 
     #[test]
