@@ -333,17 +333,24 @@ pub fn normalize(path: &Path) -> PathBuf {
 /// made absolute first. Falls back to the absolute target when no relative
 /// path exists (e.g. different roots).
 pub fn relative_to(target: &Path, base: &Path) -> String {
+    slash(&relative_path(target, base))
+}
+
+/// [`relative_to`] before it becomes text: a path that is not UTF-8 would
+/// be recorded with replacement characters, and could not be found again
+/// from the record.
+pub fn relative_path(target: &Path, base: &Path) -> PathBuf {
     let target = absolute(target);
     let base = absolute(base);
     let t: Vec<Component> = target.components().collect();
     let b: Vec<Component> = base.components().collect();
     if t.first() != b.first() {
-        return slash(&target);
+        return target;
     }
     let common = t.iter().zip(&b).take_while(|(x, y)| x == y).count();
     // Sharing nothing but the root: a relative path would only climb to `/`.
     if common <= 1 && target.has_root() {
-        return slash(&target);
+        return target;
     }
     let mut rel = PathBuf::new();
     for _ in common..b.len() {
@@ -353,9 +360,9 @@ pub fn relative_to(target: &Path, base: &Path) -> String {
         rel.push(c.as_os_str());
     }
     if rel.as_os_str().is_empty() {
-        ".".to_owned()
+        PathBuf::from(".")
     } else {
-        slash(&rel)
+        rel
     }
 }
 

@@ -373,6 +373,9 @@ pub fn run_jobs(jobs: &[Job], cargo_check: bool) -> Vec<Result<Generation, Diagn
                 Destination::UnderDir(dir) => dir.join(contract.name.as_str()),
                 Destination::Exact(dir) => dir.clone(),
             };
+            if let Some(d) = unrecordable_path(job, &crate_dir, &warnings) {
+                return Err(d);
+            }
             let recorded = RenderOptions {
                 runtime: match &job.runtime {
                     RuntimeChoice::Vendored => RuntimeSource::Vendored,
@@ -429,6 +432,41 @@ fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> V
             })
             .collect()
     })
+}
+
+/// The manifest records the contract, `--runtime-path` and `--templates`
+/// paths relative to the crate, as UTF-8 text for `check` to find them
+/// again. A path that is not UTF-8 would be recorded with replacement
+/// characters, so it is an error before anything is generated.
+fn unrecordable_path(job: &Job, crate_dir: &Path, warnings: &Diagnostics) -> Option<Diagnostics> {
+    let mut paths = vec![("contract", job.contract.as_path())];
+    if let RuntimeChoice::Path(p) = &job.runtime {
+        paths.push(("--runtime-path", p));
+    }
+    if let Some(t) = &job.template_dir {
+        paths.push(("--templates", t));
+    }
+    let (what, rel) = paths
+        .into_iter()
+        .map(|(what, p)| (what, manifest::relative_path(p, crate_dir)))
+        .find(|(_, rel)| rel.to_str().is_none())?;
+    let mut d = warnings.clone();
+    d.push(
+        Diagnostic::new(
+            Severity::Error,
+            "E-PATH",
+            &job.contract,
+            Position::new(1, 1),
+            "",
+            format!(
+                "the {what} path as the crate's manifest would record it, {}, is not UTF-8, \
+                 so `onex-gen check` could not find it again",
+                rel.display()
+            ),
+        )
+        .expected("file and folder names in UTF-8"),
+    );
+    Some(d)
 }
 
 fn stage_error(contract: &Path, warnings: &Diagnostics, e: GenError) -> Diagnostics {

@@ -350,3 +350,30 @@ fn a_file_system_error_names_its_cause_once() {
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     assert!(!tmp.path().join("gone").exists());
 }
+
+/// The manifest records the contract's path (relative to the crate) as
+/// UTF-8 text for `check` to find it again; a path that is not UTF-8 would
+/// be recorded with replacement characters. `new` refuses it up front:
+/// exit 2, a located error, nothing written.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_contract_path_that_is_not_utf8_is_refused() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join(std::ffi::OsStr::from_bytes(b"c\xff"));
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("c.yaml"), contract()).unwrap();
+    let given = Path::new(std::ffi::OsStr::from_bytes(b"c\xff")).join("c.yaml");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_onex-gen"))
+        .current_dir(tmp.path())
+        .arg("new")
+        .arg(&given)
+        .args(["-o", "out"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("error[E-PATH]"), "{err}");
+    assert!(err.contains("is not UTF-8"), "{err}");
+    assert!(!tmp.path().join("out").exists());
+}
