@@ -212,6 +212,15 @@ fn errors_exit_2() {
         "{}",
         text(&o)
     );
+    // A path that is a file, not a crate folder.
+    let o = onex_gen(tmp.path(), &["check", "out/node_check_effect/Cargo.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("out/node_check_effect/Cargo.toml: is a file, not a folder"),
+        "{}",
+        text(&o)
+    );
     // A broken manifest.
     std::fs::write(tmp.path().join(&dir).join(".onex-gen/manifest.json"), "{").unwrap();
     let o = onex_gen(tmp.path(), &["check"]);

@@ -376,6 +376,11 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
                 ));
             }
             crates.extend(found);
+        } else if root.exists() {
+            report.errors.push(format!(
+                "{}: is a file, not a folder (expected a crate folder, or a folder to search for crates)",
+                root.display()
+            ));
         } else {
             report
                 .errors
