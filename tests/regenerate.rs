@@ -793,3 +793,38 @@ fn runs_writing_into_one_folder_take_turns() {
     let o = onex_gen(tmp.path(), &["check", "out"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// The crate folder itself may be a link within the output folder, but not
+/// one that leads out of it: `new` writes only inside `-o`.
+#[cfg(unix)]
+#[test]
+fn a_crate_folder_linked_outside_the_output_folder_is_refused() {
+    let (tmp, dir) = setup();
+    std::fs::write(tmp.path().join("contract.yaml"), changed_contract()).unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::rename(&dir, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &dir).unwrap();
+    let before = snapshot(&elsewhere);
+    let o = onex_gen_bounded(
+        tmp.path(),
+        &["new", "contract.yaml", "-o", "out", "--force"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is a symbolic link to a folder outside"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(snapshot(&elsewhere), before);
+    assert!(dir.is_symlink());
+
+    // A link to a folder inside the output folder is followed.
+    std::fs::remove_file(&dir).unwrap();
+    let inside = tmp.path().join("out/real");
+    std::fs::rename(&elsewhere, &inside).unwrap();
+    std::os::unix::fs::symlink("real", &dir).unwrap();
+    let o = onex_gen_bounded(tmp.path(), &["new", "contract.yaml", "-o", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(dir.is_symlink());
+    assert!(read(&inside, "Cargo.toml").contains("version = \"1.1.0\""));
+}

@@ -280,6 +280,15 @@ pub fn plan(
             dir.display()
         )]);
     }
+    if let Some(outside) = linked_outside(dir) {
+        return Err(vec![format!(
+            "{}: is a symbolic link to a folder outside the output folder ({}); onex-gen \
+             writes only inside the output folder: generate into that folder's parent \
+             with -o, or replace the link with the crate",
+            dir.display(),
+            outside.display()
+        )]);
+    }
     let mut conflicts = Vec::new();
     let mut actions = Vec::new();
     let files = w.files.files();
@@ -791,6 +800,17 @@ impl Transaction {
         self.journal.clear();
         self.staging.clear();
     }
+}
+
+/// Where the crate folder `dir` leads when it is a symbolic link to a
+/// folder outside the folder it is in.
+fn linked_outside(dir: &Path) -> Option<PathBuf> {
+    if !dir.is_symlink() {
+        return None;
+    }
+    let real = std::fs::canonicalize(dir).ok()?;
+    let out = std::fs::canonicalize(parent_of(dir)).ok()?;
+    (!real.starts_with(&out)).then_some(real)
 }
 
 /// The folder `dir` is in (`.` for a bare name).
