@@ -139,6 +139,14 @@ fn assert_refused(name: &str, contract: &Path, shown: &str, table: &mut Vec<Stri
     assert!(written.is_empty(), "{name}: wrote {written:?}");
 }
 
+/// [`assert_refused`] for one contract, shown as given, with its line of
+/// the bounds table printed.
+fn assert_refused_alone(name: &str, contract: &Path) {
+    let mut table = Vec::new();
+    assert_refused(name, contract, contract.to_str().unwrap(), &mut table);
+    eprintln!("{}", table.join("\n"));
+}
+
 fn fixtures(dir: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
         .unwrap_or_else(|e| panic!("{dir}: {e}"))
@@ -193,16 +201,12 @@ fn a_100_mb_file_is_refused_without_being_read() {
     let big = work.path().join("big.yaml");
     let f = std::fs::File::create(&big).unwrap();
     f.set_len(100 * 1024 * 1024).unwrap();
-    let mut table = Vec::new();
-    assert_refused("100 MB file", &big, big.to_str().unwrap(), &mut table);
-    eprintln!("{}", table.join("\n"));
+    assert_refused_alone("100 MB file", &big);
 }
 
 #[test]
 fn an_endless_device_is_refused() {
-    let mut table = Vec::new();
-    assert_refused("/dev/zero", Path::new("/dev/zero"), "/dev/zero", &mut table);
-    eprintln!("{}", table.join("\n"));
+    assert_refused_alone("/dev/zero", Path::new("/dev/zero"));
 }
 
 #[test]
@@ -210,14 +214,7 @@ fn a_folder_without_contracts_is_refused() {
     let work = tempfile::tempdir().unwrap();
     let folder = work.path().join("contract.yaml");
     std::fs::create_dir(&folder).unwrap();
-    let mut table = Vec::new();
-    assert_refused(
-        "folder without contracts",
-        &folder,
-        folder.to_str().unwrap(),
-        &mut table,
-    );
-    eprintln!("{}", table.join("\n"));
+    assert_refused_alone("folder without contracts", &folder);
 }
 
 #[test]
@@ -277,14 +274,7 @@ fn a_fifo_without_a_writer_is_refused() {
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-    let mut table = Vec::new();
-    assert_refused(
-        "FIFO without a writer",
-        &fifo,
-        fifo.to_str().unwrap(),
-        &mut table,
-    );
-    eprintln!("{}", table.join("\n"));
+    assert_refused_alone("FIFO without a writer", &fifo);
 }
 
 /// A huge file where onex-gen keeps a generated one (a sparse 4 GiB file:
