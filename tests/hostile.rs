@@ -309,4 +309,24 @@ fn a_huge_file_in_the_crate_is_not_read_into_memory() {
     let run = run_limited(work.path(), &["check", "out"]);
     assert_eq!(run.code, Some(1), "check: {}", run.stderr);
     assert!(run.max_rss_bytes < MEMORY_LIMIT);
+
+    // The same for a template in a --templates folder (which the manifest
+    // records, so `check` reads it too).
+    let templates = work.path().join("templates/generated");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::File::create(templates.join("mod.rs.j2"))
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    let run = run_limited(
+        work.path(),
+        &["new", "c.yaml", "-o", "out2", "--templates", "templates"],
+    );
+    assert_eq!(run.code, Some(2), "new --templates: {}", run.stderr);
+    assert!(
+        run.stderr.contains("mod.rs.j2: is larger than"),
+        "{}",
+        run.stderr
+    );
+    assert!(!work.path().join("out2").exists());
 }

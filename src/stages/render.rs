@@ -270,7 +270,7 @@ fn environment_with_overrides(dir: &Path) -> Result<Environment<'static>, GenErr
     for (name, source) in TEMPLATES {
         let custom = dir.join(name);
         let text = if custom.is_file() {
-            std::fs::read_to_string(&custom).map_err(|e| GenError::io(&custom, e))?
+            read_template(&custom)?
         } else {
             (*source).to_owned()
         };
@@ -281,6 +281,27 @@ fn environment_with_overrides(dir: &Path) -> Result<Environment<'static>, GenErr
             })?;
     }
     Ok(env)
+}
+
+/// The largest override template read (the embedded ones are a few KiB).
+const MAX_TEMPLATE_BYTES: u64 = 1 << 20;
+
+/// An override template's text, read no further than [`MAX_TEMPLATE_BYTES`].
+fn read_template(path: &Path) -> Result<String, GenError> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_TEMPLATE_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| GenError::io(path, e))?;
+    if text.len() as u64 > MAX_TEMPLATE_BYTES {
+        return Err(GenError::io(
+            path,
+            std::io::Error::other(format!(
+                "is larger than {MAX_TEMPLATE_BYTES} bytes (expected a template of a few KiB)"
+            )),
+        ));
+    }
+    Ok(text)
 }
 
 /// A digest of every embedded template and vendored runtime file, recorded in
