@@ -653,15 +653,24 @@ impl Transaction {
                 parents.insert(parent_of(&real));
             }
         }
+        // Locked in the order of their real paths, which every run agrees
+        // on however it spelled them.
+        let mut real = BTreeSet::new();
+        for dir in parents {
+            self.create_dirs(&dir)?;
+            real.insert(std::fs::canonicalize(&dir).map_err(|e| GenError::io(&dir, e))?);
+        }
         let mut locks = Vec::new();
         let mut held = BTreeSet::new();
-        for dir in parents {
+        for dir in real {
             loop {
-                self.create_dirs(&dir)?;
                 match lock_folder(&dir, &mut held)? {
                     Locking::Locked(lock) => locks.push(lock),
                     Locking::AlreadyHeld => {}
-                    Locking::Gone => continue,
+                    Locking::Gone => {
+                        self.create_dirs(&dir)?;
+                        continue;
+                    }
                 }
                 break;
             }
