@@ -647,7 +647,7 @@ impl Transaction {
     fn lock_parents(&mut self, writes: &[CrateWrite<'_>]) -> Result<Vec<FolderLock>, GenError> {
         let mut parents = BTreeSet::new();
         for w in writes {
-            parents.insert(crate::manifest::absolute(&parent_of(&w.crate_dir)));
+            parents.insert(parent_of(&w.crate_dir));
             // A crate folder that is a link is staged beside its target.
             if let Ok(real) = std::fs::canonicalize(&w.crate_dir) {
                 parents.insert(parent_of(&real));
