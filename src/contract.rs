@@ -47,8 +47,29 @@ impl fmt::Display for NodeKind {
     }
 }
 
+/// Names a node cannot have: the crate onex-gen generates is named after
+/// the node, and its binary could not tell it from a crate of the same
+/// name it also uses (rustc E0464): Rust's own crates, and every
+/// dependency of a generated crate (a test checks the golden crates').
+pub const RESERVED_CRATE_NAMES: &[&str] = &[
+    "alloc",
+    "chrono",
+    "core",
+    "onex_runtime",
+    "proc_macro",
+    "serde",
+    "serde_json",
+    "std",
+    "test",
+    "thiserror",
+    "tokio",
+    "tracing",
+    "uuid",
+];
+
 /// A node name that is a valid Rust crate name and snake_case identifier:
-/// `[a-z][a-z0-9_]*`, at most 64 characters, not a Rust keyword.
+/// `[a-z][a-z0-9_]*`, at most 64 characters, not a Rust keyword, not one of
+/// [`RESERVED_CRATE_NAMES`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct NodeName(String);
@@ -72,6 +93,12 @@ impl NodeName {
         }
         if is_rust_keyword(s) {
             return Err(format!("{s:?} is a Rust keyword"));
+        }
+        if RESERVED_CRATE_NAMES.contains(&s) {
+            return Err(format!(
+                "{s:?} is the name of a crate every generated node uses, and a crate \
+                 cannot be named like one it uses"
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -738,5 +765,42 @@ mod tests {
             NodeName::normalise("NodeGitEffect").unwrap().as_str(),
             "node_git_effect"
         );
+    }
+
+    /// A crate named like one it depends on (or like `std`) has a binary
+    /// that cannot tell the two apart (rustc E0464), so it never builds.
+    #[test]
+    fn node_names_are_not_the_names_of_crates_a_node_uses() {
+        for name in [
+            "std",
+            "core",
+            "alloc",
+            "proc_macro",
+            "test",
+            "serde",
+            "tokio",
+        ] {
+            let err = NodeName::parse(name).unwrap_err();
+            assert!(err.contains("the name of a crate"), "{name}: {err}");
+        }
+        // Every dependency a generated crate has (the golden crates cover
+        // every node kind) is reserved.
+        let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(golden).unwrap() {
+            let manifest = entry.unwrap().path().join("Cargo.toml");
+            let text = std::fs::read_to_string(&manifest).unwrap();
+            let doc: toml::Table = toml::from_str(&text).unwrap();
+            for dep in doc["dependencies"].as_table().unwrap().keys() {
+                let lib = dep.replace('-', "_");
+                assert!(
+                    RESERVED_CRATE_NAMES.contains(&lib.as_str()),
+                    "{}: dependency {dep} is not in RESERVED_CRATE_NAMES",
+                    manifest.display()
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen > 0);
     }
 }
