@@ -523,6 +523,9 @@ fn write_locked(
         }
     }
     if !conflicts.is_empty() {
+        // A linked folder is the conflict of every file below it: said once.
+        let mut seen = BTreeSet::new();
+        conflicts.retain(|c| seen.insert(c.clone()));
         return Err(GenError::Conflict(format!(
             "refusing to write (nothing was written):\n  {}",
             conflicts.join("\n  ")
