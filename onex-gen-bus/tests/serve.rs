@@ -351,11 +351,24 @@ async fn requests_in_the_seed_envelope_forms_are_answered() {
     h.running.shutdown().await;
 }
 
+/// The text of a failed event names places inside the root relative to it,
+/// never by the host path the root is at.
+fn assert_no_host_path(h: &Harness, r: &Response) {
+    let text = r.envelope.payload.to_string();
+    let host = h.parent.display().to_string();
+    assert!(!text.contains(&host), "{host} leaked: {text}");
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_written_outside_the_root() {
     let outside = tempfile::tempdir().unwrap();
     let target = outside.path().to_path_buf();
+    // A folder outside the root that a planted link offers as an old crate.
+    let bait = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(bait.path().join("old/src")).unwrap();
+    std::fs::write(bait.path().join("old/src/keep.txt"), "not the service's").unwrap();
+    let bait_path = bait.path().to_path_buf();
     let h = harness(|_, root| {
         std::fs::create_dir_all(root).unwrap();
         // A crate folder that is a symlink to a folder outside the root.
@@ -363,13 +376,36 @@ async fn nothing_is_written_outside_the_root() {
         // A crate folder with a symlink inside it.
         std::fs::create_dir_all(root.join("node_sneaky/src")).unwrap();
         std::os::unix::fs::symlink(&target, root.join("node_sneaky/src/generated")).unwrap();
+        // A node's lock file that is a symlink to a file outside the root.
+        let locks = root.join(".onex-serve/locks");
+        std::fs::create_dir_all(&locks).unwrap();
+        std::os::unix::fs::symlink(target.join("created"), locks.join("node_locked.lock")).unwrap();
+        // A leftover staging folder of a node that is a symlink out of the
+        // root, and a real one whose parked old crate is.
+        std::os::unix::fs::symlink(&bait_path, root.join(".onex-gen-stage-node_staged-x1"))
+            .unwrap();
+        std::fs::create_dir_all(root.join(".onex-gen-stage-node_parked-x2")).unwrap();
+        std::os::unix::fs::symlink(&target, root.join(".onex-gen-stage-node_parked-x2/old"))
+            .unwrap();
     })
     .await;
 
-    for name in ["node_evil", "node_sneaky"] {
+    for name in [
+        "node_evil",
+        "node_sneaky",
+        "node_locked",
+        "node_staged",
+        "node_parked",
+    ] {
         let r = h.ask(&req(contract_named(name))).await;
-        assert!(!r.completed, "{name}");
-        assert_eq!(r.envelope.payload["error_type"], "unsafe_path", "{name}");
+        let p = &r.envelope.payload;
+        assert!(!r.completed, "{name}: {p:#}");
+        assert_eq!(p["error_type"], "unsafe_path", "{name}: {p:#}");
+        assert!(
+            p["message"].as_str().unwrap().contains(name),
+            "{name}: {p:#}"
+        );
+        assert_no_host_path(&h, &r);
     }
     // Names that try to leave the root are refused, never rewritten.
     for name in ["../x", "/tmp/x", "..", "a/../../b", "node_y/../../z", "./"] {
@@ -386,13 +422,90 @@ async fn nothing_is_written_outside_the_root() {
         assert_eq!(codes, ["E-NAME"], "{name}");
     }
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_to_string(bait.path().join("old/src/keep.txt")).unwrap(),
+        "not the service's"
+    );
     let mut names: Vec<String> = std::fs::read_dir(&h.root)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, [".onex-serve", "node_evil", "node_sneaky"]);
+    assert_eq!(
+        names,
+        [
+            ".onex-gen-stage-node_parked-x2",
+            ".onex-gen-stage-node_staged-x1",
+            ".onex-serve",
+            "node_evil",
+            "node_sneaky"
+        ]
+    );
     h.assert_nothing_outside_root();
+    h.requester.close().await;
+    h.running.shutdown().await;
+}
+
+/// A hand edit that a new contract would overwrite is refused with the
+/// file named relative to the root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_conflict_names_the_file_inside_the_root() {
+    let h = harness(|_, _| {}).await;
+    let first = h.ask(&req(contract_named("node_edited"))).await;
+    assert!(first.completed, "{:#}", first.envelope.payload);
+    let edited = h.root.join("node_edited/src/generated/mod.rs");
+    let text = std::fs::read_to_string(&edited).unwrap();
+    std::fs::write(&edited, format!("{text}// a hand edit\n")).unwrap();
+    let changed = contract_named("node_edited").replace("Echoes a message", "Echoes any message");
+    let r = h.ask(&req(changed)).await;
+    let p = &r.envelope.payload;
+    assert!(!r.completed, "{p:#}");
+    assert_eq!(p["error_type"], "write_conflict");
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("\n  node_edited/src/generated/mod.rs: "),
+        "{p:#}"
+    );
+    assert_no_host_path(&h, &r);
+    // The hand edit is still there.
+    assert!(std::fs::read_to_string(&edited)
+        .unwrap()
+        .ends_with("// a hand edit\n"));
+    h.requester.close().await;
+    h.running.shutdown().await;
+}
+
+/// A request whose generation keeps failing inside the service (here: its
+/// answer cannot be recorded) is retried, then answered on the failed topic
+/// as well as dead-lettered, so the requester is not left waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_internal_failure_is_answered_on_the_failed_topic() {
+    let r = req(contract_named("node_unrecorded"));
+    let key = r.idempotency_key(&serve::GeneratorSettings::default().fingerprint(&r.options));
+    let h = harness(|_, root| {
+        // A folder where the answer's record must go: the rename fails.
+        std::fs::create_dir_all(root.join(format!(".onex-serve/results/{key}.json/x"))).unwrap();
+    })
+    .await;
+    let answer = h.requester.request(&r, Duration::from_secs(20)).await;
+    let answer = answer.expect("an answer on the failed topic");
+    let p = &answer.envelope.payload;
+    assert!(!answer.completed, "{p:#}");
+    assert_eq!(p["error_type"], "internal_error", "{p:#}");
+    assert_eq!(p["retry_count"], 3, "{p:#}");
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(".onex-serve/results/{key}.json")),
+        "{p:#}"
+    );
+    assert_eq!(answer.envelope.causation_id, Some(answer.request.event_id));
+    assert_no_host_path(&h, &answer);
+    let dlq = format!("{}.dlq", serve::REQUEST_TOPIC);
+    assert_eq!(h.bus.history(1000, Some(&dlq)).len(), 1);
     h.requester.close().await;
     h.running.shutdown().await;
 }

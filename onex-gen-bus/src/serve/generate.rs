@@ -86,13 +86,14 @@ pub struct Answer {
     pub replayed: bool,
 }
 
-/// A failure payload.
+/// A failure payload; `started` is when the service took the request, if
+/// it knows.
 pub fn failed_payload(
     error_type: &str,
     message: &str,
     diagnostics: &Diagnostics,
     key: Option<&str>,
-    started: Instant,
+    started: Option<Instant>,
 ) -> Value {
     json!({
         "error_type": error_type,
@@ -100,7 +101,7 @@ pub fn failed_payload(
         "diagnostics": diagnostics.iter().collect::<Vec<_>>(),
         "idempotency_key": key,
         "generator_version": onex_gen::GENERATOR_VERSION,
-        "duration_ms": started.elapsed().as_millis() as u64,
+        "duration_ms": started.map(|s| s.elapsed().as_millis() as u64),
     })
 }
 
@@ -127,7 +128,10 @@ pub fn answer(
         return Ok(replay(stored));
     }
     let bytes = req.contract.as_bytes();
-    let fail = |t: &str, m: &str, d: &Diagnostics| failed_payload(t, m, d, Some(&key), started);
+    // Failures name places inside the root relative to it.
+    let fail = |t: &str, m: &str, d: &Diagnostics| {
+        root.relative_json(failed_payload(t, m, d, Some(&key), Some(started)))
+    };
 
     // Stages 1 and 2, from the bytes.
     let validated = onex_gen::stages::parse::parse(Path::new(REQUEST_CONTRACT_PATH), bytes)
@@ -165,16 +169,21 @@ pub fn answer(
         }),
     };
 
-    let _lock = root.lock_node(&name)?;
+    let unsafe_path = |e: RootError| Answer {
+        outcome: Outcome::Failed(fail("unsafe_path", &e.to_string(), &validated.warnings)),
+        replayed: false,
+    };
+    let _lock = match root.lock_node(&name) {
+        Ok(lock) => lock,
+        Err(e @ RootError::Symlink(_)) => return Ok(unsafe_path(e)),
+        Err(e) => return Err(e.into()),
+    };
     // Another process may have answered while we waited for the lock.
     if let Some(stored) = root.load_result(&key) {
         return Ok(replay(stored));
     }
     if let Err(e) = root.check_crate_dir(&crate_dir) {
-        return Ok(Answer {
-            outcome: Outcome::Failed(fail("unsafe_path", &e.to_string(), &validated.warnings)),
-            replayed: false,
-        });
+        return Ok(unsafe_path(e));
     }
 
     let mut contract = validated.contract;
@@ -206,7 +215,7 @@ pub fn answer(
                     json!({"path": a.path, "action": a.action, "owner": owner})
                 })
                 .collect();
-            let payload = json!({
+            let payload = root.relative_json(json!({
                 "node_name": name.as_str(),
                 "crate_dir": name.as_str(),
                 "contract_sha256": sha256_hex(bytes),
@@ -216,7 +225,7 @@ pub fn answer(
                 "files": files,
                 "warnings": warnings.iter().collect::<Vec<_>>(),
                 "duration_ms": started.elapsed().as_millis() as u64,
-            });
+            }));
             root.store_result(&StoredResult {
                 key,
                 outcome: "completed".into(),

@@ -36,7 +36,7 @@ use onex_runtime::health::{self, HealthReport, Status};
 use onex_runtime::service::NodeService;
 use onex_runtime::tracing;
 use onex_runtime::{
-    Handled, HandlerContext, HandlerError, InboundEvent, NodeHandler, NodeKind, NodeSpec,
+    Failure, Handled, HandlerContext, HandlerError, InboundEvent, NodeHandler, NodeKind, NodeSpec,
     OutboundEvent, RetrySettings,
 };
 use serde_json::Value;
@@ -225,7 +225,7 @@ impl NodeHandler for ServeHandler {
                         &e.to_string(),
                         &Diagnostics::new(),
                         None,
-                        started,
+                        Some(started),
                     );
                     return Ok(vec![self.event(&Outcome::Failed(payload))]);
                 }
@@ -255,6 +255,29 @@ impl NodeHandler for ServeHandler {
             "request answered"
         );
         Ok(vec![self.event(&answered.outcome)])
+    }
+
+    /// A request that failed for good inside the service (its retries ran
+    /// out, or its answer could not be published) is dead-lettered by the
+    /// runtime and answered here, so the requester hears of it too:
+    /// `error_type` `internal_error`, the runtime's failure class in
+    /// `cause`, the reason with paths relative to the output root.
+    fn failure_event(&self, event: &InboundEvent, failure: &Failure) -> Option<OutboundEvent> {
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        let key = GenerationRequest::from_payload(&event.envelope.payload, self.max_contract_bytes)
+            .ok()
+            .map(|r| r.idempotency_key(&self.generator.fingerprint(&r.options)));
+        let mut payload = generate::failed_payload(
+            "internal_error",
+            &failure.reason,
+            &Diagnostics::new(),
+            key.as_deref(),
+            None,
+        );
+        payload["cause"] = failure.error_type.clone().into();
+        payload["retry_count"] = failure.retry_count.into();
+        let payload = self.root.relative_json(payload);
+        Some(self.event(&Outcome::Failed(payload)))
     }
 }
 

@@ -5,7 +5,11 @@
 //!   or name an absolute path.
 //! - The root is resolved once at start-up; a crate folder that is a symlink,
 //!   or that holds a symlink anywhere inside, is refused before anything is
-//!   written, so no write can be redirected outside the root.
+//!   written, and so is a leftover staging folder of the crate's that is or
+//!   holds one, and a lock file that is one: no write can be redirected
+//!   outside the root.
+//! - What the service tells a requester names paths relative to the root
+//!   ([`OutputRoot::relative_json`]), never where the root is on the host.
 //! - `<root>/.onex-serve/` (a name no node can have) holds the results index
 //!   (`results/<idempotency key>.json`) and the per-node lock files.
 
@@ -41,6 +45,29 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RootError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// How the write stage names the staging folders it builds a crate in,
+/// beside the crate: `<prefix><node name>-<random>`.
+const STAGE_PREFIX: &str = ".onex-gen-stage-";
+
+/// Refuses `path` if it is, or (a folder) holds, a symlink.
+fn refuse_symlinks_in(path: &Path) -> Result<(), RootError> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(path)(e)),
+        Ok(_) => {}
+    }
+    for entry in walkdir::WalkDir::new(path).follow_links(false) {
+        let entry = entry.map_err(|e| RootError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        if entry.path_is_symlink() {
+            return Err(RootError::Symlink(entry.path().to_path_buf()));
+        }
+    }
+    Ok(())
 }
 
 /// A stored outcome, republished as it is for a repeated request.
@@ -83,6 +110,32 @@ impl OutputRoot {
         &self.root
     }
 
+    /// `text` as a requester may read it: a path inside the root named
+    /// relative to the root, the root itself as `<output root>`, so that
+    /// where the service keeps its files on the host is not told.
+    pub fn relative_text(&self, text: &str) -> String {
+        let root = self.root.display().to_string();
+        if self.root.parent().is_none() {
+            return text.to_string();
+        }
+        text.replace(&format!("{root}{}", std::path::MAIN_SEPARATOR), "")
+            .replace(&root, "<output root>")
+    }
+
+    /// Every string of `v` through [`Self::relative_text`].
+    pub fn relative_json(&self, v: Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(self.relative_text(&s)),
+            Value::Array(a) => Value::Array(a.into_iter().map(|v| self.relative_json(v)).collect()),
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| (k, self.relative_json(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
     fn state_dir(&self) -> PathBuf {
         self.root.join(STATE_DIR)
     }
@@ -99,22 +152,24 @@ impl OutputRoot {
         }
     }
 
-    /// Refuses a crate folder that is, or contains, a symlink.
+    /// Refuses a crate folder that is, or contains, a symlink, and one
+    /// whose staging folders left in the root by an interrupted write are,
+    /// or contain, one: the write stage puts a parked old crate back from
+    /// there before it writes, so a planted link would move a folder from
+    /// outside the root into it.
     pub fn check_crate_dir(&self, dir: &Path) -> Result<(), RootError> {
         if !dir.starts_with(&self.root) || dir == self.root {
             return Err(RootError::Symlink(dir.to_path_buf()));
         }
-        self.refuse_symlink(dir)?;
-        if !dir.exists() {
+        refuse_symlinks_in(dir)?;
+        let Some(name) = dir.file_name().map(|n| n.to_string_lossy()) else {
             return Ok(());
-        }
-        for entry in walkdir::WalkDir::new(dir).follow_links(false) {
-            let entry = entry.map_err(|e| RootError::Io {
-                path: dir.to_path_buf(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            if entry.path_is_symlink() {
-                return Err(RootError::Symlink(entry.path().to_path_buf()));
+        };
+        let prefix = format!("{STAGE_PREFIX}{name}-");
+        for entry in std::fs::read_dir(&self.root).map_err(io(&self.root))? {
+            let entry = entry.map_err(io(&self.root))?;
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                refuse_symlinks_in(&entry.path())?;
             }
         }
         Ok(())
@@ -153,18 +208,29 @@ impl OutputRoot {
 
     /// Takes the lock of node `name`, shared by every service process on
     /// this root; blocks until it is free. Released when the guard drops or
-    /// the process dies.
+    /// the process dies. A lock file that is a symlink is refused, never
+    /// followed (opening it would create its target).
     pub fn lock_node(&self, name: &NodeName) -> Result<NodeLock, RootError> {
         let path = self
             .state_dir()
             .join("locks")
             .join(format!("{}.lock", name.as_str()));
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        self.refuse_symlink(&path)?;
+        let mut options = File::options();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+        let file = options.open(&path).map_err(|e| {
+            #[cfg(unix)]
+            let followed = e.raw_os_error() == Some(libc::ELOOP);
+            #[cfg(not(unix))]
+            let followed = false;
+            if followed {
+                RootError::Symlink(path.clone())
+            } else {
+                io(&path)(e)
+            }
+        })?;
         flock(&file, true).map_err(io(&path))?;
         Ok(NodeLock { file })
     }
