@@ -115,7 +115,8 @@ pub fn render_text(resp: &Response) -> String {
     } else {
         "diagnostics"
     };
-    for d in p.get(key).and_then(Value::as_array).into_iter().flatten() {
+    let listed = p.get(key).and_then(Value::as_array);
+    for d in listed.into_iter().flatten() {
         let f = |k: &str| {
             d.get(k)
                 .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
@@ -136,6 +137,11 @@ pub fn render_text(resp: &Response) -> String {
             out.push_str(&format!(" (expected {e})"));
         }
         out.push('\n');
+    }
+    let total = p.get(format!("{key}_total")).and_then(Value::as_u64);
+    let shown = listed.map_or(0, Vec::len) as u64;
+    if let Some(more) = total.and_then(|t| t.checked_sub(shown)).filter(|m| *m > 0) {
+        out.push_str(&format!("  ... and {more} more {key}\n"));
     }
     out
 }

@@ -510,6 +510,45 @@ async fn an_internal_failure_is_answered_on_the_failed_topic() {
     h.running.shutdown().await;
 }
 
+/// Largest record a Kafka producer sends by default (`message.max.bytes`).
+const KAFKA_DEFAULT_MAX_MESSAGE: usize = 1_000_000;
+
+/// A contract within the size limit can hold thousands of errors or unknown
+/// keys; its answer lists the first of them and counts them all, so that it
+/// still fits in one Kafka record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_findings_still_fit_in_one_kafka_record() {
+    let h = harness(|_, _| {}).await;
+    let topics: String = (0..8000)
+        .map(|i| format!("    - 'Bad Topic {i}'\n"))
+        .collect();
+    let invalid = contract_named("node_many_errors")
+        .replace("    - onex.evt.demo.echo-completed.v1\n", &topics);
+    let unknown: String = (0..12000).map(|i| format!("unknown_{i}: 1\n")).collect();
+    let noisy = format!("{}{unknown}", contract_named("node_many_warnings"));
+    for (contract, list, total) in [(invalid, "diagnostics", 8000), (noisy, "warnings", 12000)] {
+        assert!(contract.len() < serve::request::DEFAULT_MAX_CONTRACT_BYTES);
+        let r = h.ask(&req(contract)).await;
+        let p = &r.envelope.payload;
+        assert_eq!(r.completed, list == "warnings", "{}", p["error_type"]);
+        let size = r.envelope.to_bytes().len();
+        assert!(size < KAFKA_DEFAULT_MAX_MESSAGE / 4, "{list}: {size} bytes");
+        assert_eq!(
+            p[list].as_array().unwrap().len(),
+            serve::generate::MAX_LISTED
+        );
+        assert_eq!(p[format!("{list}_total")], total);
+        let more = total - serve::generate::MAX_LISTED;
+        let text = onex_gen_bus::request::render_text(&r);
+        assert!(
+            text.ends_with(&format!("  ... and {more} more {list}\n")),
+            "{text}"
+        );
+    }
+    h.requester.close().await;
+    h.running.shutdown().await;
+}
+
 /// An answer stored by another generator version or template set (here: the
 /// key as it was computed before the template set was part of it) is never
 /// replayed; the request is generated afresh and then replayed under its own key.

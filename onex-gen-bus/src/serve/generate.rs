@@ -22,6 +22,11 @@ use onex_gen::stages::write::{self, WriteOptions};
 use super::request::{GenerationRequest, RequestOptions, RuntimeOption, REQUEST_CONTRACT_PATH};
 use super::root::{OutputRoot, RootError, StoredResult};
 
+/// Most diagnostics (or warnings) an answer lists; `diagnostics_total`
+/// (`warnings_total`) counts them all. A contract within the size limit can
+/// hold thousands, and the answer must still fit in one Kafka record.
+pub const MAX_LISTED: usize = 100;
+
 /// Name of the contract copy inside a generated crate.
 pub const CRATE_CONTRACT_FILE: &str = "contract.yaml";
 
@@ -98,11 +103,21 @@ pub fn failed_payload(
     json!({
         "error_type": error_type,
         "message": message,
-        "diagnostics": diagnostics.iter().collect::<Vec<_>>(),
+        "diagnostics": listed(diagnostics),
+        "diagnostics_total": diagnostics.len(),
         "idempotency_key": key,
         "generator_version": onex_gen::GENERATOR_VERSION,
         "duration_ms": started.map(|s| s.elapsed().as_millis() as u64),
     })
+}
+
+/// The first [`MAX_LISTED`] of `diagnostics`, errors before warnings.
+fn listed(diagnostics: &Diagnostics) -> Vec<&onex_gen::diagnostic::Diagnostic> {
+    diagnostics
+        .errors()
+        .chain(diagnostics.warnings())
+        .take(MAX_LISTED)
+        .collect()
 }
 
 /// Internal errors: worth another delivery (the disk may recover).
@@ -223,7 +238,8 @@ pub fn answer(
                 "generator_version": onex_gen::GENERATOR_VERSION,
                 "manifest_sha256": sha256_hex(manifest_json.as_bytes()),
                 "files": files,
-                "warnings": warnings.iter().collect::<Vec<_>>(),
+                "warnings": listed(&warnings),
+                "warnings_total": warnings.len(),
                 "duration_ms": started.elapsed().as_millis() as u64,
             }));
             root.store_result(&StoredResult {
