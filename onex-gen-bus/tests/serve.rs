@@ -199,6 +199,11 @@ async fn bad_requests_get_failed_events_or_dead_letters() {
 
     let not_yaml = h.ask(&req("{ this is: [not yaml")).await;
     assert_eq!(not_yaml.envelope.payload["error_type"], "invalid_contract");
+    // A billion laughs within the size limit is stopped at parsing.
+    let bomb = include_str!("../../stages/1-parse/err/alias_bomb.yaml");
+    let laughs = h.ask(&req(bomb)).await;
+    let p = &laughs.envelope.payload;
+    assert_eq!(p["diagnostics"][0]["code"], "E-YAML-ALIAS", "{p:#}");
 
     let source = EventSource::default();
     let ask_payload = |payload: Value| {
@@ -547,6 +552,72 @@ async fn thousands_of_findings_still_fit_in_one_kafka_record() {
     }
     h.requester.close().await;
     h.running.shutdown().await;
+}
+
+/// A process killed while generating leaves the request uncommitted, so it
+/// is delivered again; whatever state the kill left (a staging folder, a
+/// crate swapped in without its contract copy, an updated crate beside the
+/// previous contract) and no recorded answer, the redelivery finishes the
+/// crate as `onex-gen check` expects it and records the answer.
+#[test]
+fn a_generation_killed_partway_is_finished_by_its_redelivery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = serve::OutputRoot::open(&tmp.path().join("out")).unwrap();
+    let settings = serve::GeneratorSettings::default();
+    let crate_dir = root.path().join("node_killed");
+    let record = |r: &GenerationRequest| {
+        let key = r.idempotency_key(&settings.fingerprint(&r.options));
+        root.path().join(format!(".onex-serve/results/{key}.json"))
+    };
+    let finished = |r: &GenerationRequest| {
+        let again = serve::answer(&root, &settings, r).unwrap();
+        assert!(!again.replayed);
+        assert!(
+            again.outcome.is_completed(),
+            "{:#}",
+            again.outcome.payload()
+        );
+        assert_eq!(
+            std::fs::read_to_string(crate_dir.join("contract.yaml")).unwrap(),
+            r.contract
+        );
+        let report = onex_gen::commands::check::check(std::slice::from_ref(&crate_dir));
+        assert_eq!(report.exit_code(), 0, "{report:?}");
+        assert!(record(r).is_file());
+        let stages = std::fs::read_dir(root.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".onex-gen-stage-")
+            })
+            .count();
+        assert_eq!(stages, 0);
+    };
+
+    // Killed while staging: a half-built crate in a staging folder.
+    let v1 = req(contract_named("node_killed"));
+    let stage = root.path().join(".onex-gen-stage-node_killed-k1/crate/src");
+    std::fs::create_dir_all(&stage).unwrap();
+    std::fs::write(stage.join("lib.rs"), "// half").unwrap();
+    finished(&v1);
+
+    // Killed after the swap, before the contract copy and the record.
+    std::fs::remove_file(crate_dir.join("contract.yaml")).unwrap();
+    std::fs::remove_file(record(&v1)).unwrap();
+    finished(&v1);
+
+    // The same for an update: the crate is v2's, the contract still v1's.
+    let v2 = req(contract_named("node_killed").replace("Echoes a message", "Echoes any message"));
+    assert!(serve::answer(&root, &settings, &v2)
+        .unwrap()
+        .outcome
+        .is_completed());
+    std::fs::write(crate_dir.join("contract.yaml"), &v1.contract).unwrap();
+    std::fs::remove_file(record(&v2)).unwrap();
+    finished(&v2);
 }
 
 /// An answer stored by another generator version or template set (here: the
