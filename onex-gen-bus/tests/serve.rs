@@ -620,6 +620,53 @@ fn a_generation_killed_partway_is_finished_by_its_redelivery() {
     finished(&v2);
 }
 
+/// Runs [`serve::answer`] on a thread; `None` if it has not answered within 10 s.
+fn answer_within(root: &serve::OutputRoot, r: &GenerationRequest) -> Option<serve::Answer> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (root, r) = (root.clone(), r.clone());
+    std::thread::spawn(move || {
+        let a = serve::answer(&root, &serve::GeneratorSettings::default(), &r);
+        let _ = tx.send(a.unwrap());
+    });
+    rx.recv_timeout(Duration::from_secs(10)).ok()
+}
+
+#[cfg(unix)]
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// A named pipe planted where the service reads (a crate file, a node's
+/// lock file, a recorded answer) would block the request, and with it the
+/// partition and a graceful stop, forever: a crate or lock that is one is
+/// refused, and a record that is one counts as no record.
+#[cfg(unix)]
+#[test]
+fn named_pipes_in_the_root_are_never_opened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = serve::OutputRoot::open(&tmp.path().join("out")).unwrap();
+    std::fs::create_dir_all(root.path().join("node_piped")).unwrap();
+    mkfifo(&root.path().join("node_piped/Cargo.toml"));
+    mkfifo(&root.path().join(".onex-serve/locks/node_piped_lock.lock"));
+    for name in ["node_piped", "node_piped_lock"] {
+        let a = answer_within(&root, &req(contract_named(name)));
+        let a = a.unwrap_or_else(|| panic!("{name}: no answer"));
+        let p = a.outcome.payload();
+        assert_eq!(p["error_type"], "unsafe_path", "{name}: {p:#}");
+        assert!(p["message"].as_str().unwrap().contains(name), "{p:#}");
+    }
+    let r = req(contract_named("node_piped_record"));
+    let key = r.idempotency_key(&serve::GeneratorSettings::default().fingerprint(&r.options));
+    let record = root.path().join(format!(".onex-serve/results/{key}.json"));
+    mkfifo(&record);
+    let a = answer_within(&root, &r).expect("an answer");
+    assert!(a.outcome.is_completed(), "{:#}", a.outcome.payload());
+    assert!(record.is_file());
+}
+
 /// An answer stored by another generator version or template set (here: the
 /// key as it was computed before the template set was part of it) is never
 /// replayed; the request is generated afresh and then replayed under its own key.

@@ -190,7 +190,7 @@ pub fn answer(
     };
     let _lock = match root.lock_node(&name) {
         Ok(lock) => lock,
-        Err(e @ RootError::Symlink(_)) => return Ok(unsafe_path(e)),
+        Err(e @ (RootError::Symlink(_) | RootError::Special(_))) => return Ok(unsafe_path(e)),
         Err(e) => return Err(e.into()),
     };
     // Another process may have answered while we waited for the lock.

@@ -7,7 +7,8 @@
 //!   or that holds a symlink anywhere inside, is refused before anything is
 //!   written, and so is a leftover staging folder of the crate's that is or
 //!   holds one, and a lock file that is one: no write can be redirected
-//!   outside the root.
+//!   outside the root. Named pipes and other special files there are
+//!   refused too, as they would block a reader forever.
 //! - What the service tells a requester names paths relative to the root
 //!   ([`OutputRoot::relative_json`]), never where the root is on the host.
 //! - `<root>/.onex-serve/` (a name no node can have) holds the results index
@@ -36,6 +37,8 @@ pub enum RootError {
     },
     #[error("refusing to write through a symlink: {0}")]
     Symlink(PathBuf),
+    #[error("refusing to open {0}: not a regular file or folder")]
+    Special(PathBuf),
     #[error("{0} is not a folder")]
     NotADir(PathBuf),
 }
@@ -51,7 +54,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RootError + '_ {
 /// beside the crate: `<prefix><node name>-<random>`.
 const STAGE_PREFIX: &str = ".onex-gen-stage-";
 
-/// Refuses `path` if it is, or (a folder) holds, a symlink.
+/// Refuses `path` if it is, or (a folder) holds, a symlink, or anything
+/// else that is neither a regular file nor a folder (a named pipe would
+/// block the reader forever; a device or socket is no crate file).
 fn refuse_symlinks_in(path: &Path) -> Result<(), RootError> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -66,8 +71,17 @@ fn refuse_symlinks_in(path: &Path) -> Result<(), RootError> {
         if entry.path_is_symlink() {
             return Err(RootError::Symlink(entry.path().to_path_buf()));
         }
+        let kind = entry.file_type();
+        if !kind.is_file() && !kind.is_dir() {
+            return Err(RootError::Special(entry.path().to_path_buf()));
+        }
     }
     Ok(())
+}
+
+/// Whether `path` is a regular file (not a symlink, pipe or device).
+fn is_regular_file(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
 }
 
 /// A stored outcome, republished as it is for a repeated request.
@@ -186,7 +200,11 @@ impl OutputRoot {
     /// The stored outcome for `key`, if any (an unreadable entry counts as
     /// none, so the request is simply generated again).
     pub fn load_result(&self, key: &str) -> Option<StoredResult> {
-        let text = std::fs::read_to_string(self.result_path(key)).ok()?;
+        let path = self.result_path(key);
+        if !is_regular_file(&path) {
+            return None;
+        }
+        let text = std::fs::read_to_string(path).ok()?;
         let stored: StoredResult = serde_json::from_str(&text).ok()?;
         (stored.key == key).then_some(stored)
     }
@@ -209,17 +227,26 @@ impl OutputRoot {
     /// Takes the lock of node `name`, shared by every service process on
     /// this root; blocks until it is free. Released when the guard drops or
     /// the process dies. A lock file that is a symlink is refused, never
-    /// followed (opening it would create its target).
+    /// followed (opening it would create its target), and so is one that is
+    /// not a regular file.
     pub fn lock_node(&self, name: &NodeName) -> Result<NodeLock, RootError> {
         let path = self
             .state_dir()
             .join("locks")
             .join(format!("{}.lock", name.as_str()));
         self.refuse_symlink(&path)?;
+        if path.exists() && !is_regular_file(&path) {
+            return Err(RootError::Special(path));
+        }
         let mut options = File::options();
         options.create(true).truncate(false).write(true);
+        // O_NONBLOCK: a pipe put there after the check fails to open
+        // instead of blocking; it does not change a regular file.
         #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            &mut options,
+            libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        );
         let file = options.open(&path).map_err(|e| {
             #[cfg(unix)]
             let followed = e.raw_os_error() == Some(libc::ELOOP);
