@@ -584,17 +584,14 @@ fn a_generation_killed_partway_is_finished_by_its_redelivery() {
         let report = onex_gen::commands::check::check(std::slice::from_ref(&crate_dir));
         assert_eq!(report.exit_code(), 0, "{report:?}");
         assert!(record(r).is_file());
-        let stages = std::fs::read_dir(root.path())
+        let names: Vec<String> = std::fs::read_dir(root.path())
             .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(".onex-gen-stage-")
-            })
-            .count();
-        assert_eq!(stages, 0);
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.starts_with(".onex-gen-stage-")),
+            "{names:?}"
+        );
     };
 
     // Killed while staging: a half-built crate in a staging folder.
