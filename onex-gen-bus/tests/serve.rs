@@ -617,6 +617,39 @@ fn a_generation_killed_partway_is_finished_by_its_redelivery() {
     finished(&v2);
 }
 
+/// The service's state folder swapped for a symlink while it runs (the
+/// check at start-up has passed) is refused at the next request, before a
+/// lock file or an answer is written through it.
+#[cfg(unix)]
+#[test]
+fn a_state_folder_swapped_for_a_symlink_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = serve::OutputRoot::open(&tmp.path().join("out")).unwrap();
+    let state = root.path().join(".onex-serve");
+    for sub in ["results", "locks"] {
+        std::fs::create_dir_all(outside.path().join(sub)).unwrap();
+    }
+    std::fs::remove_dir_all(&state).unwrap();
+    std::os::unix::fs::symlink(outside.path(), &state).unwrap();
+    let a = serve::answer(
+        &root,
+        &serve::GeneratorSettings::default(),
+        &req(contract_named("node_swapped")),
+    )
+    .unwrap();
+    let p = a.outcome.payload();
+    assert_eq!(p["error_type"], "unsafe_path", "{p:#}");
+    assert!(!root.path().join("node_swapped").exists());
+    for sub in ["results", "locks"] {
+        let written: Vec<_> = std::fs::read_dir(outside.path().join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(written.is_empty(), "{sub}: {written:?}");
+    }
+}
+
 /// Runs [`serve::answer`] on a thread; `None` if it has not answered within 10 s.
 fn answer_within(root: &serve::OutputRoot, r: &GenerationRequest) -> Option<serve::Answer> {
     let (tx, rx) = std::sync::mpsc::channel();

@@ -139,14 +139,21 @@ pub fn answer(
 ) -> Result<Answer, GenerateError> {
     let started = Instant::now();
     let key = req.idempotency_key(&settings.fingerprint(&req.options));
-    if let Some(stored) = root.load_result(&key) {
-        return Ok(replay(stored));
-    }
-    let bytes = req.contract.as_bytes();
     // Failures name places inside the root relative to it.
     let fail = |t: &str, m: &str, d: &Diagnostics| {
         root.relative_json(failed_payload(t, m, d, Some(&key), Some(started)))
     };
+    if let Err(e) = root.check_state_dir() {
+        let payload = fail("unsafe_path", &e.to_string(), &Diagnostics::new());
+        return Ok(Answer {
+            outcome: Outcome::Failed(payload),
+            replayed: false,
+        });
+    }
+    if let Some(stored) = root.load_result(&key) {
+        return Ok(replay(stored));
+    }
+    let bytes = req.contract.as_bytes();
 
     // Stages 1 and 2, from the bytes.
     let validated = onex_gen::stages::parse::parse(Path::new(REQUEST_CONTRACT_PATH), bytes)

@@ -114,9 +114,20 @@ impl OutputRoot {
             let dir = me.state_dir().join(sub);
             me.refuse_symlink(&me.state_dir())?;
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-            me.refuse_symlink(&dir)?;
         }
+        me.check_state_dir()?;
         Ok(me)
+    }
+
+    /// Refuses a state folder (or its `results/` or `locks/`) that is a
+    /// symlink: checked at start-up and again before every request, as the
+    /// root may change while the service runs.
+    pub fn check_state_dir(&self) -> Result<(), RootError> {
+        let state = self.state_dir();
+        for dir in [state.clone(), state.join("results"), state.join("locks")] {
+            self.refuse_symlink(&dir)?;
+        }
+        Ok(())
     }
 
     /// The resolved root folder.
