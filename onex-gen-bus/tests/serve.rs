@@ -697,6 +697,62 @@ fn named_pipes_in_the_root_are_never_opened() {
     assert!(record.is_file());
 }
 
+/// A reducer contract whose state machine has `states` states and, for
+/// each of `wildcards` triggers, a transition from any state.
+fn reducer_with(states: usize, wildcards: usize) -> String {
+    let reducer = include_str!("../../contracts/minimal_reducer.yaml");
+    let (from, to) = (
+        reducer.find("  states:\n").unwrap(),
+        reducer.find("  terminal_states:").unwrap(),
+    );
+    let mut fsm = String::from("  states:\n    - state_name: pending\n    - state_name: done\n");
+    for i in 0..states {
+        fsm.push_str(&format!("    - state_name: s{i}\n"));
+    }
+    fsm.push_str(
+        "  transitions:\n    - from_state: pending\n      to_state: done\n      trigger: finish\n",
+    );
+    for i in 0..wildcards {
+        fsm.push_str(&format!(
+            "    - from_state: '*'\n      to_state: s{i}\n      trigger: t{i}\n"
+        ));
+    }
+    format!("{}{fsm}  terminal_states: [done]\n{}", &reducer[..from], {
+        let rest = &reducer[to..];
+        &rest[rest.find('\n').unwrap() + 1..]
+    })
+}
+
+/// A state machine's transitions from any state are generated once per
+/// state, and the generated code and tests grow with states times
+/// transitions: a 12 KB contract with 120 of each took 10 s, one with 1000
+/// of each (90 KB) hours. A contract beyond the limits is refused before
+/// anything is generated; one at the limits is generated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_machine_beyond_the_limits_is_refused_before_generation() {
+    let h = harness(|_, _| {}).await;
+    let ok = h.ask(&req(reducer_with(20, 10))).await;
+    assert!(ok.completed, "{:#}", ok.envelope.payload);
+    for (states, wildcards) in [(120, 120), (serve::generate::MAX_FSM_STATES, 0)] {
+        let started = std::time::Instant::now();
+        let r = h.ask(&req(reducer_with(states, wildcards))).await;
+        let p = &r.envelope.payload;
+        assert_eq!(p["error_type"], "too_large", "{states}x{wildcards}: {p:#}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{states}x{wildcards}"
+        );
+        // The crate generated before is left as it was.
+        let kept = h.root.join("node_order_status_reducer/contract.yaml");
+        assert_eq!(
+            std::fs::read_to_string(kept).unwrap(),
+            ok.request.payload["contract"]
+        );
+    }
+    h.requester.close().await;
+    h.running.shutdown().await;
+}
+
 /// An answer stored by another generator version or template set (here: the
 /// key as it was computed before the template set was part of it) is never
 /// replayed; the request is generated afresh and then replayed under its own key.

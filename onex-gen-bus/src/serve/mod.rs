@@ -16,6 +16,14 @@
 //! (see [`root`]). A repeated or redelivered request (same contract bytes,
 //! options and generator version) is answered from the results index
 //! without generating again.
+//!
+//! What one request may cost is bounded: the contract's bytes
+//! (`--max-contract-bytes`), its YAML nesting, aliases and nodes (stage 1),
+//! its state machine ([`generate::MAX_FSM_STATES`],
+//! [`generate::MAX_FSM_TRANSITIONS`]), and the answer, which lists at most
+//! [`generate::MAX_LISTED`] diagnostics or warnings so that it fits in one
+//! Kafka record. A request that fails inside the service for good is
+//! answered on [`FAILED_TOPIC`] (`internal_error`) as well as dead-lettered.
 
 pub mod generate;
 pub mod request;
