@@ -228,6 +228,18 @@ async fn bad_requests_get_failed_events_or_dead_letters() {
         .await
         .unwrap();
     assert_eq!(sneaky.envelope.payload["error_type"], "malformed_request");
+    // What a refusal quotes of the request is cut short, however long.
+    let long = "x".repeat(2_000_000);
+    for payload in [
+        json!({"contract": "a", "options": {"runtime": long}}),
+        json!({"contract": "a", "options": {&long: 1}}),
+        json!({"contract": "a", &long: 1}),
+    ] {
+        let r = ask_payload(payload).await.unwrap();
+        let p = &r.envelope.payload;
+        assert_eq!(p["error_type"], "malformed_request");
+        assert!(p.to_string().len() < 1000, "{}", &p.to_string()[..300]);
+    }
 
     // Not JSON, and JSON that is not an envelope: dead letters.
     h.bus

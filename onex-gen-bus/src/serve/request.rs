@@ -55,12 +55,14 @@ impl RequestOptions {
             match k.as_str() {
                 "runtime" => {
                     out.runtime = serde_json::from_value(v.clone()).map_err(|_| {
+                        let v = excerpt(&v.to_string());
                         format!("options.runtime must be \"vendored\" or \"path\", not {v}")
                     })?
                 }
                 other => {
                     return Err(format!(
-                        "unknown option `{other}`; accepted options: runtime"
+                        "unknown option `{}`; accepted options: runtime",
+                        excerpt(other)
                     ))
                 }
             }
@@ -92,6 +94,16 @@ impl RequestError {
             RequestError::Malformed(_) => "malformed_request",
             RequestError::TooLarge { .. } => "too_large",
         }
+    }
+}
+
+/// At most the first 64 characters of `text`, so that what a refusal
+/// quotes from a request stays short however long the request.
+fn excerpt(text: &str) -> String {
+    const MAX: usize = 64;
+    match text.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}... ({} bytes)", &text[..end], text.len()),
+        None => text.to_string(),
     }
 }
 
@@ -140,7 +152,8 @@ impl GenerationRequest {
             .find(|k| !matches!(k.as_str(), "contract" | "options"))
         {
             return Err(RequestError::Malformed(format!(
-                "unknown payload field `{k}`; accepted: contract, options"
+                "unknown payload field `{}`; accepted: contract, options",
+                excerpt(k)
             )));
         }
         let options =
