@@ -566,6 +566,14 @@ async fn thousands_of_findings_still_fit_in_one_kafka_record() {
     h.running.shutdown().await;
 }
 
+/// An output root in a temporary folder, which lives as long as the
+/// returned guard.
+fn temp_root() -> (tempfile::TempDir, serve::OutputRoot) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = serve::OutputRoot::open(&tmp.path().join("out")).unwrap();
+    (tmp, root)
+}
+
 /// A process killed while generating leaves the request uncommitted, so it
 /// is delivered again; whatever state the kill left (a staging folder, a
 /// crate swapped in without its contract copy, an updated crate beside the
@@ -573,8 +581,7 @@ async fn thousands_of_findings_still_fit_in_one_kafka_record() {
 /// crate as `onex-gen check` expects it and records the answer.
 #[test]
 fn a_generation_killed_partway_is_finished_by_its_redelivery() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = serve::OutputRoot::open(&tmp.path().join("out")).unwrap();
+    let (_tmp, root) = temp_root();
     let settings = serve::GeneratorSettings::default();
     let crate_dir = root.path().join("node_killed");
     let record = |r: &GenerationRequest| {
@@ -635,9 +642,8 @@ fn a_generation_killed_partway_is_finished_by_its_redelivery() {
 #[cfg(unix)]
 #[test]
 fn a_state_folder_swapped_for_a_symlink_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (_tmp, root) = temp_root();
     let outside = tempfile::tempdir().unwrap();
-    let root = serve::OutputRoot::open(&tmp.path().join("out")).unwrap();
     let state = root.path().join(".onex-serve");
     for sub in ["results", "locks"] {
         std::fs::create_dir_all(outside.path().join(sub)).unwrap();
@@ -688,8 +694,7 @@ fn mkfifo(path: &Path) {
 #[cfg(unix)]
 #[test]
 fn named_pipes_in_the_root_are_never_opened() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = serve::OutputRoot::open(&tmp.path().join("out")).unwrap();
+    let (_tmp, root) = temp_root();
     std::fs::create_dir_all(root.path().join("node_piped")).unwrap();
     mkfifo(&root.path().join("node_piped/Cargo.toml"));
     mkfifo(&root.path().join(".onex-serve/locks/node_piped_lock.lock"));
@@ -771,8 +776,7 @@ async fn a_state_machine_beyond_the_limits_is_refused_before_generation() {
 #[test]
 fn a_stale_answer_is_never_replayed() {
     use onex_gen_bus::serve::root::StoredResult;
-    let tmp = tempfile::tempdir().unwrap();
-    let root = serve::OutputRoot::open(&tmp.path().join("out")).unwrap();
+    let (_tmp, root) = temp_root();
     let settings = serve::GeneratorSettings::default();
     let r = req(MINIMAL);
     for other in [onex_gen::GENERATOR_VERSION, "another template set"] {
