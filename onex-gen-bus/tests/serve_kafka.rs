@@ -15,7 +15,8 @@
 //!   partitions (the test fails if the dead member's partitions are not
 //!   handed over) and answer every request, as kafka-python reads the
 //!   answer topics: none lost, and only a request the killed process had
-//!   answered but not yet committed answered twice. Then a generated node
+//!   answered but not yet committed answered twice (at most one per
+//!   partition it held: serve commits each answer at once). Then a generated node
 //!   started afterwards shows up in the registry and leaves it when stopped.
 //! - `serve_benchmark`: request -> completed latency p50/p99 and requests
 //!   per second (figures in BENCHMARKS.md).
@@ -722,9 +723,9 @@ async fn serve_end_to_end() {
         .collect();
 
     // None lost and none answered twice, except what serve-a had answered
-    // but not yet committed when it was killed (stored offsets are
-    // committed in the background, every 5 s by default): a request serve-a
-    // logged as answered, a record on its partitions it logged as
+    // but not yet committed when it was killed (serve commits each answered
+    // request at once, so at most one per partition it held): a request
+    // serve-a logged as answered, a record on its partitions it logged as
     // dead-lettered.
     let a_dead_lettered: BTreeSet<i64> = a
         .log_text()
@@ -763,6 +764,14 @@ async fn serve_end_to_end() {
             .collect::<Vec<_>>()
             .join("\n")
     };
+    assert!(
+        answered_twice.len() + dead_twice.len() <= a_partitions.len(),
+        "{} requests answered twice and {} records dead-lettered twice after serve-a, which \
+         held {} partitions, was killed: answered requests are not committed at once",
+        answered_twice.len(),
+        dead_twice.len(),
+        a_partitions.len()
+    );
     assert!(
         outside_twice.is_empty(),
         "requests answered twice that serve-a had not answered before its SIGKILL: \

@@ -2,8 +2,8 @@
 //!
 //! The service is an ONEX node run by onex-runtime's machinery
 //! ([`NodeService`]): it consumes [`REQUEST_TOPIC`] in a consumer group
-//! (several processes share the partitions; at-least-once, offsets committed
-//! only after the answer is published), dead-letters what is not an ONEX
+//! (several processes share the partitions; at-least-once, each offset
+//! committed as soon as the answer is published), dead-letters what is not an ONEX
 //! envelope, publishes its introspection, serves health and metrics, and on
 //! SIGINT/SIGTERM finishes the request in hand before it stops.
 //!
@@ -533,6 +533,13 @@ impl ServeArgs {
         }
         // The flag names the group; the runtime's override must not undo it.
         source.set("ONEX_CONSUMER_GROUP", self.consumer_group());
+        // A generation costs far more than a commit: each answered request
+        // is committed at once rather than every few seconds, so a process
+        // killed answers again only the request in hand, not the last
+        // seconds' worth (unless the environment says otherwise).
+        if source.get("KAFKA_ENABLE_AUTO_COMMIT").is_none() {
+            source.set("KAFKA_ENABLE_AUTO_COMMIT", "false");
+        }
         source
     }
 }
