@@ -16,8 +16,9 @@
 //!   handed over) and answer every request, as kafka-python reads the
 //!   answer topics: none lost, and only a request the killed process had
 //!   answered but not yet committed answered twice (at most one per
-//!   partition it held: serve commits each answer at once). Then a generated node
-//!   started afterwards shows up in the registry and leaves it when stopped.
+//!   partition it held: serve commits each answer at once). Then a
+//!   generated node started afterwards shows up in the registry and leaves
+//!   it when stopped.
 //! - `serve_benchmark`: request -> completed latency p50/p99 and requests
 //!   per second (figures in BENCHMARKS.md).
 
