@@ -1062,7 +1062,9 @@ impl Dispatcher {
             node: &self.spec.name,
         };
         let mut sent = self.bus.send(head.whole(msg, &failure).record()).await;
-        if let Err(BusError::NonRetriable { message, .. }) = &sent {
+        if let Err(BusError::NonRetriable { message, .. } | BusError::TooLarge { message, .. }) =
+            &sent
+        {
             // Most likely too large with the record in it: without it the
             // failure is still recorded, and the partition does not stop
             // at a record that can never be written whole.

@@ -19,8 +19,12 @@ struct Memory;
 
 #[async_trait]
 impl Backend for Memory {
+    /// A bus that takes records as large as Kafka's producer does.
     async fn bus(&self) -> Arc<dyn EventBus> {
-        Arc::new(InMemoryBus::default())
+        Arc::new(InMemoryBus::new(MemoryBusSettings {
+            max_record_bytes: Some(onex_runtime::bus::kafka::PRODUCER_MESSAGE_MAX_BYTES),
+            ..MemoryBusSettings::default()
+        }))
     }
     fn patience(&self) -> Duration {
         Duration::from_secs(5)
@@ -113,6 +117,57 @@ async fn non_retriable_errors_are_not_retried_and_do_not_trip_the_breaker() {
         assert!(started.elapsed() < Duration::from_millis(20));
     }
     assert_eq!(bus.circuit_status(), CircuitState::Closed);
+}
+
+/// With a limit, the in-memory bus takes a record of exactly that many
+/// bytes as Kafka's producer counts them, and refuses one byte more as too
+/// large, at once and without touching the breaker.
+#[tokio::test]
+async fn a_record_over_the_limit_is_refused_as_too_large() {
+    use onex_runtime::bus::{record_wire_size, Record};
+    let headers = Headers::default().with_extra("h", "v");
+    let record = |value: &[u8]| {
+        record_wire_size(&Record {
+            topic: "t",
+            partition: None,
+            key: Some(b"k"),
+            value,
+            headers: &headers,
+        })
+    };
+    // 36 bytes of record fields, the key, and the header: 1 + 1 + 1 + 1.
+    assert_eq!(record(b"x"), 36 + 1 + 1 + 4);
+    // A length of 64 or more takes two bytes as a zig-zag varint.
+    let wide = Headers::default().with_extra("n".repeat(64), "");
+    let wide_size = record_wire_size(&Record {
+        topic: "t",
+        partition: None,
+        key: None,
+        value: b"",
+        headers: &wide,
+    });
+    assert_eq!(wide_size, 36 + 2 + 64 + 1);
+    let limit = record(&[b'x'; 100]);
+    let bus = InMemoryBus::new(MemoryBusSettings {
+        max_record_bytes: Some(limit),
+        breaker: CircuitBreakerSettings {
+            failure_threshold: 1,
+            ..CircuitBreakerSettings::default()
+        },
+        ..MemoryBusSettings::default()
+    });
+    assert_eq!(bus.max_record_bytes(), Some(limit));
+    bus.publish("t", Some(b"k"), &[b'x'; 100], &headers)
+        .await
+        .unwrap();
+    let err = bus
+        .publish("t", Some(b"k"), &[b'x'; 101], &headers)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BusError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains(&format!("{}", limit + 1)), "{err}");
+    assert_eq!(bus.circuit_status(), CircuitState::Closed);
+    assert_eq!(bus.topic_offset("t"), 1);
 }
 
 #[tokio::test]

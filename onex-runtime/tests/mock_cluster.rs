@@ -135,7 +135,7 @@ async fn message_too_large_is_not_retried_and_does_not_trip_the_breaker() {
     let err = publish_against(&c, &bus, "big", &too_large)
         .await
         .unwrap_err();
-    assert!(matches!(err, BusError::NonRetriable { .. }), "{err}");
+    assert!(matches!(err, BusError::TooLarge { .. }), "{err}");
     assert_eq!(bus.breaker().state(), CircuitState::Closed);
     c.clear_request_errors(RDKafkaApiKey::Produce);
     bus.close().await.unwrap();

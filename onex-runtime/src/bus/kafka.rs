@@ -64,8 +64,17 @@ pub fn is_non_retriable(code: RDKafkaErrorCode) -> bool {
     )
 }
 
+/// The producer's `message.max.bytes` (librdkafka's default, set
+/// explicitly): librdkafka refuses a larger record
+/// ([`crate::bus::record_wire_size`]) before sending it.
+pub const PRODUCER_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
 fn classify(topic: &str, e: &KafkaError) -> AttemptError {
     match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => AttemptError::Fatal(BusError::TooLarge {
+            topic: topic.to_string(),
+            message: e.to_string(),
+        }),
         Some(code) if is_non_retriable(code) => AttemptError::Fatal(BusError::NonRetriable {
             topic: topic.to_string(),
             message: e.to_string(),
@@ -117,6 +126,7 @@ pub fn producer_config(s: &KafkaSettings) -> ClientConfig {
         // handled message (about 150 messages/s on one partition). Records
         // still batch while earlier requests are in flight.
         .set("linger.ms", "0")
+        .set("message.max.bytes", PRODUCER_MESSAGE_MAX_BYTES.to_string())
         .set(
             "message.timeout.ms",
             s.timeout.as_millis().max(1).to_string(),
@@ -710,6 +720,10 @@ async fn consume(
 impl EventBus for KafkaBus {
     fn backend(&self) -> BusBackend {
         BusBackend::Kafka
+    }
+
+    fn max_record_bytes(&self) -> Option<usize> {
+        Some(PRODUCER_MESSAGE_MAX_BYTES)
     }
 
     async fn send(&self, record: Record<'_>) -> Result<PublishReceipt, BusError> {

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 
 use super::common::BusCore;
 use super::{
-    deliver_until_acked, AttemptError, BusBackend, BusError, BusHealth, BusMessage, EventBus,
-    MessageHandler, PublishReceipt, Record, Subscription,
+    deliver_until_acked, record_wire_size, AttemptError, BusBackend, BusError, BusHealth,
+    BusMessage, EventBus, MessageHandler, PublishReceipt, Record, Subscription,
 };
 use crate::breaker::{CircuitBreaker, CircuitBreakerSettings, CircuitState};
 use crate::config::OffsetReset;
@@ -37,6 +37,10 @@ pub struct MemoryBusSettings {
     pub breaker: CircuitBreakerSettings,
     /// First pause before a refused message is delivered again.
     pub redelivery_pause: Duration,
+    /// The largest record taken, measured as Kafka's producer measures it
+    /// ([`super::record_wire_size`]); a larger one is refused with
+    /// [`BusError::TooLarge`]. `None` (the default) takes any size.
+    pub max_record_bytes: Option<usize>,
 }
 
 impl Default for MemoryBusSettings {
@@ -54,6 +58,7 @@ impl Default for MemoryBusSettings {
             },
             breaker: CircuitBreakerSettings::default(),
             redelivery_pause: Duration::from_millis(20),
+            max_record_bytes: None,
         }
     }
 }
@@ -347,6 +352,10 @@ impl EventBus for InMemoryBus {
         BusBackend::InMemory
     }
 
+    fn max_record_bytes(&self) -> Option<usize> {
+        self.inner.settings.max_record_bytes
+    }
+
     /// Every topic has the one partition 0.
     async fn send(&self, record: Record<'_>) -> Result<PublishReceipt, BusError> {
         let topic = record.topic;
@@ -357,7 +366,15 @@ impl EventBus for InMemoryBus {
             });
         }
         let faults = &self.inner.faults;
+        let limit = self.inner.settings.max_record_bytes;
         let attempt = || async move {
+            let size = record_wire_size(&record);
+            if let Some(limit) = limit.filter(|limit| size > *limit) {
+                return Err(AttemptError::Fatal(BusError::TooLarge {
+                    topic: topic.to_string(),
+                    message: format!("the record is {size} bytes, over the {limit} this bus takes"),
+                }));
+            }
             if Self::take_fault(&faults.fatal) {
                 return Err(AttemptError::Fatal(BusError::NonRetriable {
                     topic: topic.to_string(),

@@ -107,6 +107,31 @@ pub struct Record<'a> {
     pub headers: &'a Headers,
 }
 
+/// How many bytes `record` counts for as a Kafka record (format v2), the
+/// way librdkafka measures it against the producer's `message.max.bytes`
+/// before sending: key, value, each header's name and value with their
+/// length fields, and 36 bytes of per-record fields at their widest.
+pub fn record_wire_size(record: &Record<'_>) -> usize {
+    /// A length as librdkafka writes it: a zig-zag varint.
+    fn varint(len: usize) -> usize {
+        let mut z = (len as u64) << 1;
+        let mut bytes = 1;
+        while z >= 0x80 {
+            z >>= 7;
+            bytes += 1;
+        }
+        bytes
+    }
+    const RECORD_FIELDS: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
+    let headers: usize = record
+        .headers
+        .to_pairs()
+        .iter()
+        .map(|(name, value)| varint(name.len()) + name.len() + varint(value.len()) + value.len())
+        .sum();
+    RECORD_FIELDS + record.key.map_or(0, <[u8]>::len) + record.value.len() + headers
+}
+
 /// Where a published message landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishReceipt {
@@ -151,6 +176,16 @@ pub enum BusError {
     /// bad configuration). Not retried; does not trip the breaker.
     #[error("non-retriable error on `{topic}`: {message}")]
     NonRetriable {
+        /// Topic concerned.
+        topic: String,
+        /// Cause.
+        message: String,
+    },
+    /// The record is larger than the bus takes (librdkafka's or the
+    /// broker's `MessageSizeTooLarge`, or the in-memory bus's limit). Not
+    /// retried; does not trip the breaker.
+    #[error("record too large for `{topic}`: {message}")]
+    TooLarge {
         /// Topic concerned.
         topic: String,
         /// Cause.
@@ -331,9 +366,16 @@ pub trait EventBus: Send + Sync + 'static {
     /// is open), transient failures retried with backoff
     /// ([`BusError::Transient`] once the retries are spent, which counts
     /// against the breaker), and an error retrying cannot fix returned at
-    /// once ([`BusError::NonRetriable`], which does not). The provided
-    /// publish methods are built on this one.
+    /// once ([`BusError::NonRetriable`] or [`BusError::TooLarge`], which do
+    /// not). The provided publish methods are built on this one.
     async fn send(&self, record: Record<'_>) -> Result<PublishReceipt, BusError>;
+
+    /// The largest record ([`record_wire_size`]) this bus sends, when it
+    /// knows one; a larger one is refused with [`BusError::TooLarge`]. A
+    /// broker may still refuse a smaller one, with the same error.
+    fn max_record_bytes(&self) -> Option<usize> {
+        None
+    }
 
     /// Publishes one record to the partition its key picks, as
     /// [`EventBus::send`] does.
