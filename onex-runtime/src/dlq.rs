@@ -22,7 +22,8 @@
 //! original record's headers in `original_message.headers`, so that a
 //! replay puts the very same record back. `error_type` is one of
 //! `invalid_input`, `retriable`, `fatal`, `decode_error`, `timeout`,
-//! `circuit_open` or `publish_failed`.
+//! `circuit_open`, `publish_failed` or `state_too_large` (the state the
+//! input would leave is larger than the bus takes, so it was not applied).
 //!
 //! The record keeps the original key and headers and repeats the document in
 //! `dlq_*` headers ([`names`]), so tools that read headers only still see why

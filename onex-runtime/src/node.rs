@@ -11,7 +11,11 @@
 //! topic (without the record when the broker refuses the dead letter whole,
 //! see [`crate::dlq::Letterhead::without_record`]); if that write fails the message
 //! is not acknowledged and will be delivered again. A dead-lettered message
-//! is not remembered as seen: replayed, it is handled.
+//! is not remembered as seen: replayed, it is handled. An input whose new
+//! state is larger than the bus takes is not applied and is dead-lettered
+//! as [`STATE_TOO_LARGE`], before its results are published when the bus
+//! knows its limit; a state write that fails otherwise is retried by
+//! delivering the input again.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
@@ -36,7 +40,9 @@ use crate::dlq::Letterhead;
 use crate::envelope::{Envelope, EventSource};
 use crate::handler_bus::HandlerBus;
 use crate::metrics::{inc, Metrics};
-use crate::state::{output_event_id, snapshot_topic, window_event_id, StateContext, StateKeeper};
+use crate::state::{
+    output_event_id, snapshot_topic, window_event_id, CommitError, StateContext, StateKeeper,
+};
 use crate::topic::TopicNamer;
 
 /// The four ONEX node kinds.
@@ -607,6 +613,10 @@ async fn unwinding_as_fatal(
     .await
 }
 
+/// The `error_type` of an input dead-lettered because the state it would
+/// leave is larger than the bus takes.
+pub const STATE_TOO_LARGE: &str = "state_too_large";
+
 /// Runs a [`NodeHandler`] for the messages of one consumed topic.
 pub struct Dispatcher {
     spec: Arc<NodeSpec>,
@@ -971,6 +981,48 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Publishes what the handler returned for `event` and then writes the
+    /// state it staged; the failure that dead-letters the input, if any.
+    /// State too large for the bus (`state_too_large`) is found before
+    /// anything is published when the bus knows its limit, else when the
+    /// write is refused; either way the input is not applied. A write that
+    /// may work later is `Err`: the input is delivered again.
+    async fn publish_and_keep(
+        &self,
+        event: &InboundEvent,
+        keeper: Option<(&dyn StateKeeper, &StateContext)>,
+        outputs: Vec<OutboundEvent>,
+    ) -> Result<Option<Failure>, Nack> {
+        let too_large = |reason: String| Failure {
+            error_type: STATE_TOO_LARGE.into(),
+            reason,
+            retry_count: 0,
+            failed_at: Utc::now(),
+            correlation_id: Some(event.envelope.correlation_id),
+        };
+        if let Some((keeper, _)) = keeper {
+            if let Err(reason) = keeper.check_staged(event) {
+                return Ok(Some(too_large(reason)));
+            }
+        }
+        if let Err(failure) = self.publish_outputs(&event.envelope, outputs).await {
+            return Ok(Some(failure));
+        }
+        let Some((keeper, _)) = keeper else {
+            return Ok(None);
+        };
+        match keeper.commit(event).await {
+            Ok(()) => Ok(None),
+            Err(CommitError::Retry(nack)) => Err(nack),
+            // The broker's limit is below the one the bus knew: the results
+            // are out, with ids derived from the input, so handling its
+            // replayed dead letter publishes the same ids again.
+            Err(CommitError::TooLarge(reason)) => Ok(Some(too_large(format!(
+                "{reason}; the input is not applied, and its results were published already"
+            )))),
+        }
+    }
+
     /// Answers a request that names a reply topic: every result goes there
     /// too (a request with no result gets `<event type>.completed`), with
     /// the request's correlation id.
@@ -1185,15 +1237,7 @@ impl MessageHandler for Dispatcher {
             }
         }
         let failed = match self.run_handler(&event).await {
-            Outcome::Done(outputs) => match self.publish_outputs(&event.envelope, outputs).await {
-                Ok(()) => {
-                    if let Some((keeper, _)) = keeper {
-                        keeper.commit(&event).await?;
-                    }
-                    None
-                }
-                Err(failure) => Some(failure),
-            },
+            Outcome::Done(outputs) => self.publish_and_keep(&event, keeper, outputs).await?,
             Outcome::Failed(failure) => Some(failure),
         };
         if let Some(failure) = failed {

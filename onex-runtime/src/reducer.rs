@@ -33,7 +33,7 @@ use crate::names::Named;
 use crate::node::{
     Handled, HandlerContext, HandlerError, InboundEvent, NodeHandler, OutboundEvent,
 };
-use crate::state::{DueWindow, DueWindows, StateContext, StateKeeper, StateStore};
+use crate::state::{CommitError, DueWindow, DueWindows, StateContext, StateKeeper, StateStore};
 
 /// What a reducer publishes, and where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +168,11 @@ where
         self.store.admit(ctx, event).await
     }
 
-    async fn commit(&self, event: &InboundEvent) -> Result<(), Nack> {
+    fn check_staged(&self, event: &InboundEvent) -> Result<(), String> {
+        self.store.check_staged(event)
+    }
+
+    async fn commit(&self, event: &InboundEvent) -> Result<(), CommitError> {
         self.store.commit(event).await
     }
 

@@ -20,6 +20,11 @@
 //!    from the same state and publishes events with the same ids, which a
 //!    consumer dropping duplicate ids sees once; a crash after it skips the
 //!    input.
+//! 4. A record larger than the bus takes can never be written: the input
+//!    is not applied ([`CommitError::TooLarge`]; the runtime checks before
+//!    publishing with [`StateKeeper::check_staged`] and dead-letters it),
+//!    so the next input sees the last durable state. Any other failed
+//!    write ([`CommitError::Retry`]) has the input delivered again.
 //!
 //! Inputs that share state must share a partition: the aggregate key is the
 //! record key, and consumed topics have the same partition count.
@@ -33,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
-use crate::bus::{EventBus, Nack};
+use crate::bus::{record_wire_size, BusError, EventBus, Nack, Record as BusRecord};
 use crate::envelope::Envelope;
 use crate::headers::Headers;
 use crate::node::{InboundEvent, NodeSpec, OutboundEvent};
@@ -114,6 +119,44 @@ struct Record<S> {
     applied: bool,
 }
 
+/// Why what a handler staged for an input was not written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// Writing may work later (the broker is unreachable): the input is
+    /// delivered again.
+    #[error(transparent)]
+    Retry(#[from] Nack),
+    /// A record is larger than the bus takes, so the input can never be
+    /// applied: the runtime dead-letters it (`state_too_large`) and goes on
+    /// with the last durable state.
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// The value and headers of the snapshot record of `key`.
+fn encode<S: Serialize>(
+    key: &str,
+    state: &S,
+    input: InputPosition,
+    applied: bool,
+    correlation_id: Uuid,
+) -> Result<(Vec<u8>, Headers), Nack> {
+    let record = Record {
+        key: key.to_string(),
+        state,
+        input,
+        applied,
+    };
+    let value = serde_json::to_vec(&record)
+        .map_err(|e| Nack::new(format!("encoding the state of {key}: {e}")))?;
+    let headers = Headers {
+        content_type: Some("application/json".into()),
+        correlation_id: Some(correlation_id),
+        ..Headers::default()
+    };
+    Ok((value, headers))
+}
+
 /// The bus and snapshot topic a store works with, given by the runtime.
 #[derive(Clone)]
 pub struct StateContext {
@@ -132,9 +175,20 @@ pub trait StateKeeper: Send + Sync {
     /// turn; `false` when the input was applied already.
     async fn admit(&self, ctx: &StateContext, event: &InboundEvent) -> Result<bool, Nack>;
 
+    /// Whether what the handler staged for `event` can be written: `Err`
+    /// with the reason when a record is larger than the bus takes
+    /// ([`EventBus::max_record_bytes`]). The runtime asks before it
+    /// publishes the handler's events, so an input whose state cannot be
+    /// kept publishes nothing.
+    fn check_staged(&self, event: &InboundEvent) -> Result<(), String> {
+        let _ = event;
+        Ok(())
+    }
+
     /// Writes what the handler staged for `event`. The runtime calls it
-    /// after the handler's events are published.
-    async fn commit(&self, event: &InboundEvent) -> Result<(), Nack>;
+    /// after the handler's events are published. On `Err` nothing staged
+    /// is applied: the store keeps the state it had.
+    async fn commit(&self, event: &InboundEvent) -> Result<(), CommitError>;
 
     /// Drops what the handler staged for `event` (it failed, or its events
     /// could not be published).
@@ -329,7 +383,7 @@ where
         event: &InboundEvent,
         key: &str,
         state: S,
-    ) -> Result<(), Nack> {
+    ) -> Result<(), CommitError> {
         let ctx = self.lock().ctx.clone();
         if let Some(ctx) = ctx {
             self.write(&ctx, event, key, &state, false).await?;
@@ -350,7 +404,7 @@ where
         key: &str,
         state: &S,
         applied: bool,
-    ) -> Result<(), Nack> {
+    ) -> Result<(), CommitError> {
         let input = InputPosition::of(event);
         self.write_at(
             ctx,
@@ -371,26 +425,26 @@ where
         key: &str,
         state: &S,
         applied: bool,
-    ) -> Result<(), Nack> {
+    ) -> Result<(), CommitError> {
         let partition = input.partition;
-        let record = Record {
-            key: key.to_string(),
-            state,
-            input,
-            applied,
-        };
-        let value = serde_json::to_vec(&record)
-            .map_err(|e| Nack::new(format!("encoding the state of {key}: {e}")))?;
-        let headers = Headers {
-            content_type: Some("application/json".into()),
-            correlation_id: Some(correlation_id),
-            ..Headers::default()
-        };
-        ctx.bus
+        let (value, headers) = encode(key, state, input, applied, correlation_id)?;
+        let written = ctx
+            .bus
             .publish_to_partition(&ctx.topic, partition, key.as_bytes(), &value, &headers)
-            .await
-            .map(|_| ())
-            .map_err(|e| Nack::new(format!("writing the state of {key} to {}: {e}", ctx.topic)))
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(BusError::TooLarge { message, .. }) => Err(CommitError::TooLarge(format!(
+                "the state of {key} ({} bytes as a record of {}) is larger than the bus \
+                 takes: {message}",
+                value.len(),
+                ctx.topic
+            ))),
+            Err(e) => Err(CommitError::Retry(Nack::new(format!(
+                "writing the state of {key} to {}: {e}",
+                ctx.topic
+            )))),
+        }
     }
 
     /// Waits until no input holds the turn, and holds it until the guard is
@@ -418,6 +472,8 @@ where
 
     /// Writes `state` for `key` now, for no input (an aggregation window
     /// closed), while the caller holds the turn ([`StateStore::take_turn`]).
+    /// A record too large to write leaves the window open, as any failed
+    /// write does.
     pub async fn write_now(
         &self,
         partition: i32,
@@ -433,7 +489,11 @@ where
                 offset: -1,
             };
             self.write_at(&ctx, input, correlation_id, key, &state, false)
-                .await?;
+                .await
+                .map_err(|e| match e {
+                    CommitError::Retry(nack) => nack,
+                    CommitError::TooLarge(reason) => Nack::new(reason),
+                })?;
         }
         self.lock()
             .partitions
@@ -543,7 +603,38 @@ where
         Ok(true)
     }
 
-    async fn commit(&self, event: &InboundEvent) -> Result<(), Nack> {
+    fn check_staged(&self, event: &InboundEvent) -> Result<(), String> {
+        let inner = self.lock();
+        let Some(ctx) = &inner.ctx else {
+            return Ok(());
+        };
+        let Some(limit) = ctx.bus.max_record_bytes() else {
+            return Ok(());
+        };
+        for (key, state) in &inner.staged {
+            let input = InputPosition::of(event);
+            let cid = event.envelope.correlation_id;
+            let (value, headers) =
+                encode(key, state, input, true, cid).map_err(|e| e.to_string())?;
+            let size = record_wire_size(&BusRecord {
+                topic: &ctx.topic,
+                partition: Some(event.partition),
+                key: Some(key.as_bytes()),
+                value: &value,
+                headers: &headers,
+            });
+            if size > limit {
+                return Err(format!(
+                    "the state of {key} would be a record of {size} bytes on {}, over the \
+                     {limit} bytes the bus takes; the input is not applied",
+                    ctx.topic
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&self, event: &InboundEvent) -> Result<(), CommitError> {
         let (ctx, staged) = {
             let mut inner = self.lock();
             (inner.ctx.clone(), std::mem::take(&mut inner.staged))
@@ -709,6 +800,50 @@ mod tests {
         other.assigned(&ctx, &[0]).await.unwrap();
         assert_eq!(other.get(0, "a"), Some(3));
         assert!(!pending(&other, &ctx, 0).await, "offset 0 was applied");
+    }
+
+    /// State larger than the bus takes is told apart from a write that
+    /// fails for a while (the broker down): the first can never be
+    /// applied, the second is to be retried. Neither changes the store.
+    #[tokio::test]
+    async fn state_too_large_is_told_from_a_failed_write_and_nothing_is_applied() {
+        use crate::bus::memory::MemoryBusSettings;
+        let bus = InMemoryBus::new(MemoryBusSettings {
+            max_record_bytes: Some(1000),
+            publish_retry: crate::retry::RetrySettings {
+                max_retries: 0,
+                ..crate::retry::RetrySettings::default()
+            },
+            ..MemoryBusSettings::default()
+        });
+        let ctx = StateContext {
+            bus: Arc::new(bus.clone()),
+            topic: "onex.snapshot.demo.node.v1".into(),
+        };
+        let store: StateStore<String> = StateStore::new();
+        assert!(store.admit(&ctx, &event(0)).await.unwrap());
+        store.stage(0, "a", "small".into());
+        assert_eq!(store.check_staged(&event(0)), Ok(()));
+        store.commit(&event(0)).await.unwrap();
+
+        assert!(store.admit(&ctx, &event(1)).await.unwrap());
+        store.stage(0, "a", "x".repeat(2000));
+        let reason = store.check_staged(&event(1)).unwrap_err();
+        assert!(reason.contains("over the 1000 bytes"), "{reason}");
+        let refused = store.commit(&event(1)).await.unwrap_err();
+        assert!(matches!(refused, CommitError::TooLarge(_)), "{refused}");
+        assert_eq!(store.get(0, "a").as_deref(), Some("small"));
+
+        // Offset 1 was not applied: the next try sees the last durable state.
+        assert!(store.admit(&ctx, &event(1)).await.unwrap());
+        store.stage(0, "a", "next".into());
+        bus.inject_transient_failures(1);
+        let failed = store.commit(&event(1)).await.unwrap_err();
+        assert!(matches!(failed, CommitError::Retry(_)), "{failed}");
+        assert_eq!(store.get(0, "a").as_deref(), Some("small"));
+        let again: StateStore<String> = StateStore::new();
+        assert!(again.admit(&ctx, &event(1)).await.unwrap());
+        assert_eq!(again.get(0, "a").as_deref(), Some("small"));
     }
 
     #[test]

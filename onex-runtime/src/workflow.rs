@@ -28,7 +28,7 @@ use crate::names::Named;
 use crate::node::{
     Handled, HandlerContext, HandlerError, InboundEvent, NodeHandler, OutboundEvent,
 };
-use crate::state::{StateKeeper, StateStore};
+use crate::state::{CommitError, StateKeeper, StateStore};
 
 /// One run of a workflow: the triggering event's payload and the results of
 /// the steps completed so far.
@@ -197,7 +197,11 @@ impl<T: WorkflowTable<H>, H: Send + Sync + 'static> NodeHandler for WorkflowDriv
             self.store
                 .record_progress(event, &key, progress)
                 .await
-                .map_err(|nack| HandlerError::Retriable(nack.reason))?;
+                .map_err(|e| match e {
+                    CommitError::Retry(nack) => HandlerError::Retriable(nack.reason),
+                    // No retry makes it fit: dead-lettered at once.
+                    CommitError::TooLarge(reason) => HandlerError::Fatal(reason),
+                })?;
         }
         self.failed_at().remove(&workflow_id);
         self.store.stage(

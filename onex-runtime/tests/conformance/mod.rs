@@ -85,7 +85,8 @@ macro_rules! every_scenario {
             handlers_use_the_bus,
             a_panicking_handler_is_dead_lettered_and_the_partition_goes_on,
             a_replayed_dead_letter_is_handled_again,
-            an_oversized_dead_letter_is_written_without_the_value
+            an_oversized_dead_letter_is_written_without_the_value,
+            a_state_too_large_to_keep_is_dead_lettered_and_the_partition_goes_on
         );
     };
 }
@@ -1239,4 +1240,111 @@ pub async fn an_oversized_dead_letter_is_written_without_the_value(b: &dyn Backe
     let echoed = Envelope::from_bytes(&o.value).unwrap();
     assert_eq!(echoed.correlation_id, good.correlation_id);
     rig.stop().await;
+}
+
+/// A reducer of one aggregate that counts its inputs and keeps every
+/// `pad` they carry in its state, publishing the count.
+struct Tally {
+    out_topic: String,
+    store: onex_runtime::state::StateStore<serde_json::Value>,
+}
+
+#[async_trait]
+impl NodeHandler for Tally {
+    async fn handle(&self, _ctx: &HandlerContext, event: &InboundEvent) -> Handled {
+        let before = self
+            .store
+            .get(event.partition, "tally")
+            .unwrap_or_else(|| json!({"count": 0, "pads": []}));
+        let count = before["count"].as_u64().unwrap_or(0) + 1;
+        let mut pads = before["pads"].as_array().cloned().unwrap_or_default();
+        pads.extend(event.envelope.payload.get("pad").cloned());
+        let state = json!({"count": count, "pads": pads});
+        self.store.stage(event.partition, "tally", state);
+        Ok(vec![OutboundEvent::new(
+            &self.out_topic,
+            "tallied",
+            json!({ "count": count, "n": event.envelope.payload["n"] }),
+        )
+        .with_partition_key("tally")])
+    }
+
+    fn state_keeper(&self) -> Option<&dyn onex_runtime::state::StateKeeper> {
+        Some(&self.store)
+    }
+}
+
+/// An input whose new state is larger than the bus takes (two pads of
+/// 600 kB: 1.2 MB, where Kafka's producer takes 1 MB, and the in-memory bus
+/// here as much) is not applied: it
+/// is dead-lettered as `state_too_large` with the size and the limit,
+/// publishes nothing, and the input after it is handled from the last
+/// durable state, so the partition goes on and no count is lost or doubled.
+pub async fn a_state_too_large_to_keep_is_dead_lettered_and_the_partition_goes_on(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let (t, dlq) = node_topics(b, &bus, &["tally", "tally-out"]).await;
+    let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
+    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
+    let handler = Arc::new(Tally {
+        out_topic: t[1].clone(),
+        store: Default::default(),
+    });
+    let spec = NodeSpec {
+        kind: NodeKind::Reducer,
+        // A snapshot topic of its own (it is named after the node): on a
+        // broker that outlives the test, another run's state is not restored.
+        name: format!(
+            "node_tally_{}_reducer",
+            &Uuid::new_v4().simple().to_string()[..12]
+        ),
+        ..spec(&t[0], &t[1], 2)
+    };
+    let service = node(b, spec, handler, bus.clone()).await;
+    let pad = "x".repeat(600_000);
+    let huge = Envelope::new("thing", json!({"n": 2, "pad": pad}), source());
+    for input in [
+        Envelope::new("thing", json!({"n": 1, "pad": pad}), source()),
+        huge.clone(),
+        Envelope::new("thing", json!({"n": 3}), source()),
+    ] {
+        bus.publish_envelope(&t[0], &input, Some("tally"))
+            .await
+            .unwrap();
+    }
+    let got = recv_n(&mut out, 2, b.patience()).await;
+    let counts: Vec<(i64, i64)> = got
+        .iter()
+        .map(|m| {
+            let p = Envelope::from_bytes(&m.value).unwrap().payload;
+            (p["n"].as_i64().unwrap(), p["count"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [(1, 1), (3, 2)],
+        "input 2 neither applied nor published"
+    );
+    let d = recv_n(&mut dead, 1, b.patience()).await.remove(0);
+    let doc = DeadLetter::parse(&d.value).expect("a dead-letter document");
+    assert_eq!(doc.error_type.as_deref(), Some("state_too_large"));
+    assert_eq!(doc.correlation_id, Some(huge.correlation_id.to_string()));
+    assert_eq!(doc.retry_count, Some(0));
+    assert!(
+        doc.failure_reason.contains("tally"),
+        "{}",
+        doc.failure_reason
+    );
+    assert!(
+        doc.failure_reason.contains("1000000 bytes"),
+        "the limit: {}",
+        doc.failure_reason
+    );
+    assert_eq!(d.headers.extra["dlq_error_type"], "state_too_large");
+    assert_eq!(Envelope::from_bytes(&doc.replay().value).unwrap(), huge);
+    expect_silence(&mut out, Duration::from_millis(300)).await;
+    expect_silence(&mut dead, Duration::from_millis(10)).await;
+    service.shutdown().await;
+    for s in [dsub, osub] {
+        s.unsubscribe().await;
+    }
 }
