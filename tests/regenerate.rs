@@ -829,3 +829,43 @@ fn a_crate_folder_linked_outside_the_output_folder_is_refused() {
     assert!(dir.is_symlink());
     assert!(read(&inside, "Cargo.toml").contains("version = \"1.1.0\""));
 }
+
+/// Leftover staging folders are cleared before a run, and a killed run's
+/// parked crate is put back from them; a link planted under a staging
+/// folder's name, or under the name of the crate it parked, is never
+/// followed: the folder it leads to stays where it is, untouched.
+#[cfg(unix)]
+#[test]
+fn links_planted_as_staging_folders_are_never_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("contract.yaml"), contract()).unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(elsewhere.join("old/src")).unwrap();
+    std::fs::write(elsewhere.join("old/src/secret.rs"), "// not onex-gen's\n").unwrap();
+    let before = snapshot(&elsewhere);
+    // A link named like a stage, leading outside.
+    std::os::unix::fs::symlink(&elsewhere, out.join(".onex-gen-stage-node_regen_effect-a"))
+        .unwrap();
+    // A real stage whose parked crate is a link leading outside.
+    let stage = out.join(".onex-gen-stage-node_regen_effect-b");
+    std::fs::create_dir(&stage).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("old"), stage.join("old")).unwrap();
+
+    let o = onex_gen_bounded(tmp.path(), &["new", "contract.yaml", "-o", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        snapshot(&elsewhere),
+        before,
+        "the outside folder is untouched"
+    );
+    let dir = out.join("node_regen_effect");
+    assert!(!dir.is_symlink() && dir.join("Cargo.toml").is_file());
+    assert!(
+        !dir.join("src/secret.rs").exists(),
+        "nothing was moved in from outside"
+    );
+    let o = onex_gen(tmp.path(), &["check", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

@@ -846,8 +846,15 @@ fn remove_stale_stages(parent: &Path, crate_dir: &Path, node_name: &str) {
         if !e.file_name().to_string_lossy().starts_with(&prefix) {
             continue;
         }
+        // Only a real folder is a stage, and only a real folder in it the
+        // crate it parked: a link planted under either name is left alone,
+        // so nothing outside the output folder is ever moved in.
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
         let old = e.path().join(OLD_CRATE);
-        if !crate_dir.exists() && old.is_dir() {
+        let parked = std::fs::symlink_metadata(&old).is_ok_and(|m| m.is_dir());
+        if parked && std::fs::symlink_metadata(crate_dir).is_err() {
             let _ = std::fs::rename(&old, crate_dir);
         }
         let _ = std::fs::remove_dir_all(e.path());
