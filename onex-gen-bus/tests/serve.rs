@@ -750,11 +750,15 @@ async fn a_state_machine_beyond_the_limits_is_refused_before_generation() {
     let h = harness(|_, _| {}).await;
     let ok = h.ask(&req(reducer_with(20, 10))).await;
     assert!(ok.completed, "{:#}", ok.envelope.payload);
-    for (states, wildcards) in [(120, 120), (serve::generate::MAX_FSM_STATES, 0)] {
+    for (states, wildcards) in [(120, 120), (onex_gen::stages::validate::MAX_FSM_STATES, 0)] {
         let started = std::time::Instant::now();
         let r = h.ask(&req(reducer_with(states, wildcards))).await;
         let p = &r.envelope.payload;
-        assert_eq!(p["error_type"], "too_large", "{states}x{wildcards}: {p:#}");
+        assert_eq!(
+            p["error_type"], "invalid_contract",
+            "{states}x{wildcards}: {p:#}"
+        );
+        assert_eq!(p["diagnostics"][0]["code"], "E-FSM-SIZE", "{p:#}");
         assert!(
             started.elapsed() < Duration::from_secs(3),
             "{states}x{wildcards}"

@@ -12,7 +12,6 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use onex_gen::contract::{Contract, FromState};
 use onex_gen::diagnostic::Diagnostics;
 use onex_gen::error::GenError;
 use onex_gen::manifest::{self, sha256_hex};
@@ -27,16 +26,6 @@ use super::root::{OutputRoot, RootError, StoredResult};
 /// (`warnings_total`) counts them all. A contract within the size limit can
 /// hold thousands, and the answer must still fit in one Kafka record.
 pub const MAX_LISTED: usize = 100;
-
-/// Most states a request's state machine may have.
-pub const MAX_FSM_STATES: usize = 1_000;
-
-/// Most transitions a request's state machine may come to, a transition
-/// from any state (`from_state: '*'`) counting once per non-terminal state:
-/// the generated code and tests grow with that number times the states, so
-/// without a bound a contract well within the size limit takes hours. The
-/// largest known contract comes to 32.
-pub const MAX_FSM_TRANSITIONS: usize = 1_000;
 
 /// Name of the contract copy inside a generated crate.
 pub const CRATE_CONTRACT_FILE: &str = "contract.yaml";
@@ -186,12 +175,6 @@ pub fn answer(
             });
         }
     };
-    if let Some(why) = beyond_limits(&validated.contract) {
-        return Ok(Answer {
-            outcome: Outcome::Failed(fail("too_large", &why, &validated.warnings)),
-            replayed: false,
-        });
-    }
     let name = validated.contract.name.clone();
     let crate_dir = root.crate_dir(&name);
 
@@ -277,33 +260,6 @@ pub fn answer(
             })
         }
     }
-}
-
-/// Why `contract` is beyond what the service generates, if it is
-/// ([`MAX_FSM_STATES`], [`MAX_FSM_TRANSITIONS`]).
-fn beyond_limits(contract: &Contract) -> Option<String> {
-    let sm = contract.state_machine.as_ref()?;
-    let states = sm.states.len();
-    if states > MAX_FSM_STATES {
-        return Some(format!(
-            "the state machine has {states} states; the limit is {MAX_FSM_STATES}"
-        ));
-    }
-    let open = sm.states.iter().filter(|s| !s.terminal).count();
-    let transitions: usize = sm
-        .transitions
-        .iter()
-        .map(|t| match t.from {
-            FromState::Any => open,
-            FromState::State(_) => 1,
-        })
-        .sum();
-    (transitions > MAX_FSM_TRANSITIONS).then(|| {
-        format!(
-            "the state machine comes to {transitions} transitions (one from any state counts \
-             once per non-terminal state); the limit is {MAX_FSM_TRANSITIONS}"
-        )
-    })
 }
 
 fn replay(stored: StoredResult) -> Answer {

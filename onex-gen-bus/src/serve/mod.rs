@@ -19,8 +19,8 @@
 //!
 //! What one request may cost is bounded: the contract's bytes
 //! (`--max-contract-bytes`), its YAML nesting, aliases and nodes (stage 1),
-//! its state machine ([`generate::MAX_FSM_STATES`],
-//! [`generate::MAX_FSM_TRANSITIONS`]), and the answer, which lists at most
+//! its state machine (stage 2: [`onex_gen::stages::validate::MAX_FSM_STATES`],
+//! [`onex_gen::stages::validate::MAX_FSM_TRANSITIONS`]), and the answer, which lists at most
 //! [`generate::MAX_LISTED`] diagnostics or warnings so that it fits in one
 //! Kafka record. A request that fails inside the service for good is
 //! answered on [`FAILED_TOPIC`] (`internal_error`) as well as dead-lettered.

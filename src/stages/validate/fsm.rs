@@ -10,6 +10,30 @@ use super::{Ctx, Cursor};
 
 const STATE_EXPECTED: &str = "a state declared under states (state_name), or '*' as from_state";
 
+/// Most states a state machine may declare.
+pub const MAX_FSM_STATES: usize = 1_000;
+
+/// Most transitions a state machine may come to, a transition from any
+/// state (`from_state: '*'`) counting once per non-terminal state. The
+/// generated code and its tests grow with that number times the states, so
+/// without a bound a contract of a few kilobytes takes hours to generate.
+/// The largest known contract comes to 32.
+pub const MAX_FSM_TRANSITIONS: usize = 1_000;
+
+/// An `E-FSM-SIZE` error at `at` when `count` is over `limit`.
+fn over_limit(ctx: &mut Ctx, at: &Cursor, count: usize, limit: usize, what: &str) -> bool {
+    if count <= limit {
+        return false;
+    }
+    ctx.error(
+        "E-FSM-SIZE",
+        at,
+        format!("the state machine comes to {count} {what}; the limit is {limit}"),
+        format!("at most {limit}"),
+    );
+    true
+}
+
 fn action_names(c: Option<Cursor>) -> Vec<String> {
     let Some(c) = c else {
         return Vec::new();
@@ -53,6 +77,18 @@ pub fn state_machine(ctx: &mut Ctx, root: &Cursor) -> Option<StateMachine> {
         .get_any(&["state_machine_name", "name"])
         .and_then(|n| n.scalar())
         .unwrap_or_else(|| "state_machine".into());
+
+    // Counted before anything is read, so that reading stays cheap too.
+    for (list, limit) in [
+        ("states", MAX_FSM_STATES),
+        ("transitions", MAX_FSM_TRANSITIONS),
+    ] {
+        if let Some(at) = sm.get(list) {
+            if over_limit(ctx, &at, at.items().len(), limit, list) {
+                return None;
+            }
+        }
+    }
 
     let mut states: Vec<State> = Vec::new();
     let mut declared: Vec<(String, Cursor)> = Vec::new();
@@ -260,6 +296,20 @@ pub fn state_machine(ctx: &mut Ctx, root: &Cursor) -> Option<StateMachine> {
         } else if s.terminal {
             terminal.push(s.name.clone());
         }
+    }
+
+    let open = states.iter().filter(|s| !s.terminal).count();
+    let expanded: usize = transitions
+        .iter()
+        .map(|t| match t.from {
+            FromState::Any => open,
+            FromState::State(_) => 1,
+        })
+        .sum();
+    let what = "transitions (one from any state counting once per non-terminal state)";
+    let at = sm.get("transitions").unwrap_or_else(|| sm.clone());
+    if over_limit(ctx, &at, expanded, MAX_FSM_TRANSITIONS, what) {
+        return None;
     }
 
     let initial = initial?;

@@ -17,6 +17,7 @@
 
 mod env;
 mod fsm;
+pub use fsm::{MAX_FSM_STATES, MAX_FSM_TRANSITIONS};
 mod identity;
 mod lax;
 mod ops;
