@@ -17,7 +17,7 @@ type CounterField = fn(&Metrics) -> &AtomicU64;
 /// The counters [`Metrics`] keeps, in the order they are rendered: the name
 /// after its `onex_` prefix, the help text and the field that counts.
 #[rustfmt::skip]
-const COUNTERS: [(&str, &str, CounterField); 7] = [
+const COUNTERS: [(&str, &str, CounterField); 8] = [
     ("events_consumed_total", "Messages handed to a subscriber.", |m| &m.consumed),
     ("events_published_total", "Messages published.", |m| &m.published),
     ("events_publish_failed_total", "Publishes that failed for good.", |m| &m.publish_failed),
@@ -25,6 +25,7 @@ const COUNTERS: [(&str, &str, CounterField); 7] = [
     ("retries_total", "Publish and handler retries.", |m| &m.retries),
     ("events_dead_lettered_total", "Messages sent to a dead-letter topic.", |m| &m.dead_lettered),
     ("duplicates_skipped_total", "Duplicate messages skipped.", |m| &m.duplicates_skipped),
+    ("producer_rebuilds_total", "Producers replaced after a fatal error.", |m| &m.producer_rebuilds),
 ];
 
 /// Runtime counters, shared by the bus, the dispatcher and the health endpoint.
@@ -44,6 +45,8 @@ pub struct Metrics {
     pub dead_lettered: AtomicU64,
     /// Duplicate messages skipped.
     pub duplicates_skipped: AtomicU64,
+    /// Kafka producers replaced after librdkafka declared them fatally failed.
+    pub producer_rebuilds: AtomicU64,
     /// Consumer lag per consumed topic, where the backend reports it.
     consumer_lag: Mutex<BTreeMap<String, i64>>,
     latency_buckets: [AtomicU64; 13],
@@ -266,8 +269,9 @@ mod tests {
             &m.retries,
             &m.dead_lettered,
             &m.duplicates_skipped,
+            &m.producer_rebuilds,
         ];
-        // Each counter gets its own value (1 to 7), so a row that read the
+        // Each counter gets its own value (1 to 8), so a row that read the
         // wrong counter shows.
         for (times, counter) in (1..).zip(counters) {
             for _ in 0..times {
@@ -299,9 +303,12 @@ onex_events_dead_lettered_total{node="n"} 6
 # HELP onex_duplicates_skipped_total Duplicate messages skipped.
 # TYPE onex_duplicates_skipped_total counter
 onex_duplicates_skipped_total{node="n"} 7
+# HELP onex_producer_rebuilds_total Producers replaced after a fatal error.
+# TYPE onex_producer_rebuilds_total counter
+onex_producer_rebuilds_total{node="n"} 8
 # HELP onex_circuit_breaker_opens_total Times the circuit opened.
 # TYPE onex_circuit_breaker_opens_total counter
-onex_circuit_breaker_opens_total{node="n"} 8
+onex_circuit_breaker_opens_total{node="n"} 9
 # HELP onex_circuit_breaker_state 0 closed, 1 half-open, 2 open.
 # TYPE onex_circuit_breaker_state gauge
 onex_circuit_breaker_state{node="n"} 1
@@ -346,6 +353,6 @@ events_sent_to_dlq{node="n"} 6
 # TYPE retries_attempted counter
 retries_attempted{node="n"} 5
 "#;
-        assert_eq!(m.render("n", 1, 8), expected);
+        assert_eq!(m.render("n", 1, 9), expected);
     }
 }

@@ -4,6 +4,7 @@
 
 mod conformance;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use conformance::Backend;
 use onex_runtime::async_trait;
 use onex_runtime::breaker::CircuitState;
 use onex_runtime::bus::kafka::KafkaBus;
-use onex_runtime::bus::{BusBackend, BusError, EventBus, PublishReceipt};
+use onex_runtime::bus::{BusBackend, BusError, EventBus, OutgoingMessage, PublishReceipt};
 use onex_runtime::config::{KafkaSettings, OffsetReset};
 use onex_runtime::headers::Headers;
 use onex_runtime::health::{HealthReport, Status};
@@ -618,5 +619,59 @@ async fn a_dead_letter_too_large_for_the_broker_is_written_without_the_record() 
 
     let offset = committed_offset(&c, "huge", topic);
     assert_eq!(offset, Some(rdkafka::Offset::Offset(2)));
+    bus.close().await.unwrap();
+}
+
+/// The values of partition 0 of `topic`, as text.
+async fn values_of(bus: &KafkaBus, topic: &str) -> Vec<String> {
+    let records = bus.read_partition(topic, 0).await.unwrap();
+    records
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.value).into_owned())
+        .collect()
+}
+
+/// librdkafka raises a fatal error on the idempotent producer when the
+/// produce request at the head of a partition fails with
+/// OUT_OF_ORDER_SEQUENCE_NUMBER (it can no longer vouch for order and
+/// once-ness), and that producer fails every publish from then on. The bus
+/// replaces it: the publish that met the error is retried on a new producer
+/// and delivered, a batch that meets a second one likewise, and later
+/// publishes go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_producer_error_is_recovered_with_a_new_producer() {
+    let c = cluster();
+    let topic = "fenced";
+    let bus = bus_on(&c, topic, settings(&c.bootstrap_servers())).await;
+    bus.publish(topic, None, b"before", &Headers::default())
+        .await
+        .unwrap();
+    let out_of_order = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER];
+    let r = publish_against(&c, &bus, topic, &out_of_order).await;
+    assert!(r.is_ok(), "the publish that met the fatal error: {r:?}");
+
+    c.request_errors(RDKafkaApiKey::Produce, &out_of_order);
+    let batch: Vec<OutgoingMessage> = ["b1", "b2"]
+        .iter()
+        .map(|v| OutgoingMessage {
+            topic: topic.into(),
+            key: None,
+            value: v.as_bytes().to_vec(),
+            headers: Headers::default(),
+        })
+        .collect();
+    for r in bus.publish_batch(&batch).await {
+        assert!(r.is_ok(), "a batch after the second fatal error: {r:?}");
+    }
+    bus.publish(topic, None, b"after", &Headers::default())
+        .await
+        .unwrap();
+
+    let mut values = values_of(&bus, topic).await;
+    values.dedup();
+    assert_eq!(values, ["before", "x", "b1", "b2", "after"]);
+    assert_eq!(bus.breaker().state(), CircuitState::Closed);
+    let rebuilds = bus.metrics().producer_rebuilds.load(Ordering::Relaxed);
+    assert_eq!(rebuilds, 2, "one new producer per fatal error");
     bus.close().await.unwrap();
 }

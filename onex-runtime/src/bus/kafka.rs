@@ -9,8 +9,16 @@
 //! flushes the producer, because dropping it would purge queued messages.
 //! `reconnect.backoff.max.ms` is capped at the breaker's reset timeout so a
 //! half-open trial never fires before librdkafka has tried to reconnect.
+//!
+//! A fatal error (`rd_kafka_fatal_error`: the idempotent producer can no
+//! longer vouch for order and once-ness, as after a broker that stalled in
+//! the middle of a produce) leaves the producer unusable for good. The bus
+//! then builds a new one and retries the publish on it: the records the old
+//! producer failed are published again, never acknowledged to the handler
+//! before, so the inputs behind them stay uncommitted until they are
+//! (at-least-once, as for any retried publish).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -60,7 +68,6 @@ pub fn is_non_retriable(code: RDKafkaErrorCode) -> bool {
             | C::SaslAuthenticationFailed
             | C::UnsupportedVersion
             | C::UnsupportedForMessageFormat
-            | C::Fatal
     )
 }
 
@@ -293,19 +300,29 @@ const CONNECT_PAUSE: Duration = Duration::from_millis(100);
 
 struct Inner {
     settings: KafkaSettings,
-    producer: FutureProducer<QuietContext>,
+    /// The producer in use; replaced when librdkafka declares it fatally
+    /// failed (see [`KafkaBus::producer`]).
+    producer: RwLock<FutureProducer<QuietContext>>,
     /// The producer's context, which records TLS and SASL failures.
     context: QuietContext,
     core: BusCore,
+}
+
+/// A new producer with `settings`, sharing `context`.
+fn create_producer(
+    settings: &KafkaSettings,
+    context: &QuietContext,
+) -> Result<FutureProducer<QuietContext>, BusError> {
+    producer_config(settings)
+        .create_with_context(context.clone())
+        .map_err(config_error)
 }
 
 impl KafkaBus {
     /// Creates the producer without contacting the broker.
     pub fn new(settings: KafkaSettings, metrics: Arc<Metrics>) -> Result<Self, BusError> {
         let context = QuietContext::default();
-        let producer: FutureProducer<QuietContext> = producer_config(&settings)
-            .create_with_context(context.clone())
-            .map_err(config_error)?;
+        let producer = RwLock::new(create_producer(&settings, &context)?);
         let core = BusCore::new(
             settings.breaker.clone(),
             settings.publish_retry.clone(),
@@ -355,9 +372,54 @@ impl KafkaBus {
         &self.inner.settings
     }
 
+    /// The producer to use. One in librdkafka's fatal error state refuses
+    /// every record for good, so it is replaced first by a new one (logged
+    /// and counted in `onex_producer_rebuilds_total`); what the old one
+    /// still held has failed or fails with the fatal error, and its
+    /// publishers retry on the new one.
+    fn producer(&self) -> FutureProducer<QuietContext> {
+        let current = self
+            .inner
+            .producer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if current.client().fatal_error().is_none() {
+            return current;
+        }
+        let mut slot = self
+            .inner
+            .producer
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        // Another publisher may have replaced it meanwhile.
+        let Some((code, reason)) = slot.client().fatal_error() else {
+            return slot.clone();
+        };
+        match create_producer(&self.inner.settings, &self.inner.context) {
+            Ok(fresh) => {
+                tracing::error!(
+                    error = %code,
+                    %reason,
+                    "the Kafka producer failed fatally; replaced it with a new one"
+                );
+                inc(&self.inner.core.metrics.producer_rebuilds);
+                *slot = fresh;
+            }
+            // The configuration made the first one; a failure here is
+            // librdkafka's own, and the failing producer is all there is.
+            Err(e) => tracing::error!(
+                error = %code,
+                %reason,
+                "the Kafka producer failed fatally, and a new one could not be made: {e}"
+            ),
+        }
+        slot.clone()
+    }
+
     /// The names of the (non-internal) topics the cluster has.
     pub async fn topic_names(&self, timeout: Duration) -> Result<Vec<String>, BusError> {
-        let producer = self.inner.producer.clone();
+        let producer = self.producer();
         tokio::task::spawn_blocking(move || {
             let md = producer
                 .client()
@@ -381,8 +443,7 @@ impl KafkaBus {
         record: FutureRecord<'_, [u8], [u8]>,
     ) -> Result<PublishReceipt, AttemptError> {
         match self
-            .inner
-            .producer
+            .producer()
             .send(record, Timeout::After(self.inner.settings.timeout))
             .await
         {
@@ -407,7 +468,7 @@ impl KafkaBus {
 
     /// Whether the broker answers that `topic` does not exist.
     async fn topic_is_unknown(&self, topic: &str) -> bool {
-        let producer = self.inner.producer.clone();
+        let producer = self.producer();
         let topic = topic.to_string();
         let timeout = self.inner.settings.timeout.min(Duration::from_secs(5));
         tokio::task::spawn_blocking(move || {
@@ -747,6 +808,7 @@ impl EventBus for KafkaBus {
             !core.is_closed() && core.breaker.state() == crate::breaker::CircuitState::Closed;
         let started = Instant::now();
         let mut valid_topic: Option<&str> = None;
+        let producer = self.producer();
         let pending: Vec<Option<DeliveryFuture>> = messages
             .iter()
             .map(|m| {
@@ -760,7 +822,7 @@ impl EventBus for KafkaBus {
                 let headers =
                     (m.headers != Headers::default()).then(|| to_owned_headers(&m.headers));
                 let record = future_record(m.record(), headers);
-                self.inner.producer.send_result(record).ok()
+                producer.send_result(record).ok()
             })
             .collect();
         let mut out = Vec::with_capacity(messages.len());
@@ -808,7 +870,7 @@ impl EventBus for KafkaBus {
 
     async fn partition_count(&self, topic: &str) -> Result<i32, BusError> {
         validate_topic_name(topic)?;
-        let producer = self.inner.producer.clone();
+        let producer = self.producer();
         let timeout = self.inner.settings.timeout;
         let name = topic.to_string();
         let count = tokio::task::spawn_blocking(move || {
@@ -949,7 +1011,7 @@ impl EventBus for KafkaBus {
             return Ok(());
         }
         self.inner.core.stop_subscriptions().await;
-        let producer = self.inner.producer.clone();
+        let producer = self.producer();
         let timeout = self.inner.settings.timeout;
         tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout)))
             .await
@@ -972,6 +1034,8 @@ mod tests {
         assert!(!is_non_retriable(RDKafkaErrorCode::MessageTimedOut));
         assert!(!is_non_retriable(RDKafkaErrorCode::AllBrokersDown));
         assert!(!is_non_retriable(RDKafkaErrorCode::QueueFull));
+        // A fatally failed producer is replaced, and the publish retried.
+        assert!(!is_non_retriable(RDKafkaErrorCode::Fatal));
     }
 
     #[test]
