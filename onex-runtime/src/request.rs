@@ -1,6 +1,14 @@
 //! Request/response over topics: a request envelope carries the reply topic
 //! in `metadata.reply_to`; the responder publishes its answer there with the
 //! request's correlation id, which the requester awaits with a timeout.
+//!
+//! A correlation id is no secret: it travels in the request, so whoever can
+//! read the request topic and write the reply topic can answer in its name.
+//! An answer that names a cause (`causation_id`) must therefore name the
+//! request's event id; one naming another event is ignored and the request
+//! goes on waiting. Every responder here (`respond`, the nodes' replies,
+//! `onex-gen serve`) names the request as the cause; an answer that names no
+//! cause at all is still taken, as responders may leave it null.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,7 +44,24 @@ pub enum RequestError {
     NoReplyTopic,
 }
 
-type Pending = Arc<Mutex<HashMap<Uuid, oneshot::Sender<Reply>>>>;
+/// A request waiting for its answer.
+struct Waiter {
+    /// The request's event id, which an answer naming a cause must name.
+    request_id: Uuid,
+    answer: oneshot::Sender<Reply>,
+}
+
+impl Waiter {
+    /// Whether `envelope` may answer this request: it names the request
+    /// as its cause, or no cause at all.
+    fn accepts(&self, envelope: &Envelope) -> bool {
+        envelope
+            .causation_id
+            .map_or(true, |cause| cause == self.request_id)
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<Uuid, Waiter>>>;
 
 /// A response, with the topic it arrived on.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,18 +93,28 @@ struct ResponseRouter {
 #[async_trait]
 impl MessageHandler for ResponseRouter {
     async fn on_message(&self, msg: &BusMessage) -> Result<(), Nack> {
-        if let Ok(envelope) = Envelope::from_bytes(&msg.value) {
-            let waiter = self
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&envelope.correlation_id);
-            if let Some(tx) = waiter {
-                let _ = tx.send(Reply {
-                    topic: self.topic.clone(),
-                    envelope,
-                });
-            }
+        let Ok(envelope) = Envelope::from_bytes(&msg.value) else {
+            return Ok(());
+        };
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(waiter) = pending.get(&envelope.correlation_id) else {
+            return Ok(());
+        };
+        if !waiter.accepts(&envelope) {
+            tracing::warn!(
+                topic = %self.topic,
+                correlation_id = %envelope.correlation_id,
+                causation_id = ?envelope.causation_id,
+                request = %waiter.request_id,
+                "an answer whose causation id names another event is ignored"
+            );
+            return Ok(());
+        }
+        if let Some(waiter) = pending.remove(&envelope.correlation_id) {
+            let _ = waiter.answer.send(Reply {
+                topic: self.topic.clone(),
+                envelope,
+            });
         }
         Ok(())
     }
@@ -133,7 +168,8 @@ impl RequestClient {
     }
 
     /// Publishes a request to `topic` and waits up to `timeout` for the
-    /// response with the same correlation id.
+    /// response with the same correlation id (and, if it names a cause, the
+    /// request's event id as its causation id).
     pub async fn request(
         &self,
         topic: &str,
@@ -160,7 +196,11 @@ impl RequestClient {
         }
         let correlation_id = env.correlation_id;
         let (tx, rx) = oneshot::channel();
-        self.lock().insert(correlation_id, tx);
+        let waiter = Waiter {
+            request_id: env.event_id,
+            answer: tx,
+        };
+        self.lock().insert(correlation_id, waiter);
         if let Err(e) = self.bus.publish_envelope(topic, &env, None).await {
             self.lock().remove(&correlation_id);
             return Err(e.into());
@@ -177,7 +217,7 @@ impl RequestClient {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Reply>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Waiter>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -323,6 +363,66 @@ mod tests {
                 .unwrap();
             assert_eq!(reply.topic, topic);
             assert_eq!(reply.envelope.correlation_id, id);
+        }
+        client.close().await;
+    }
+
+    /// Whoever reads the request can copy its correlation id: an answer in
+    /// that correlation whose causation id names another event is ignored
+    /// (even when it comes first), the genuine one is taken. An answer that
+    /// names no cause is taken too (responders may leave it null).
+    #[tokio::test]
+    async fn a_forged_answer_naming_another_cause_is_ignored() {
+        let bus: Arc<dyn EventBus> = Arc::new(InMemoryBus::default());
+        let reply_topic = "onex.evt.svc.ask-replies.v1";
+        let responder_bus = bus.clone();
+        let handler = handler_fn(move |m: BusMessage| {
+            let bus = responder_bus.clone();
+            async move {
+                let req = Envelope::from_bytes(&m.value).map_err(|e| Nack::new(e.to_string()))?;
+                let answer = |who: &str| {
+                    Envelope::caused_by(
+                        &req,
+                        "answered",
+                        json!({ "by": who }),
+                        EventSource::default(),
+                    )
+                };
+                let mut forged = answer("forger");
+                forged.causation_id = Some(Uuid::new_v4());
+                let mut uncaused = answer("no cause");
+                uncaused.causation_id = None;
+                let answers = match req.payload["kind"].as_str() {
+                    Some("uncaused") => vec![uncaused],
+                    _ => vec![forged, answer("responder")],
+                };
+                for a in answers {
+                    bus.publish_envelope(reply_topic, &a, None)
+                        .await
+                        .map_err(|e| Nack::new(e.to_string()))?;
+                }
+                Ok(())
+            }
+        });
+        let _server = bus
+            .subscribe("onex.cmd.svc.ask.v1", "server", handler)
+            .await
+            .unwrap();
+        let client =
+            RequestClient::new(bus.clone(), reply_topic, "client-1", EventSource::default())
+                .await
+                .unwrap();
+        for (kind, by) in [("forged", "responder"), ("uncaused", "no cause")] {
+            let req = Envelope::new("ask", json!({ "kind": kind }), EventSource::default());
+            let request_id = req.event_id;
+            let reply = client
+                .send("onex.cmd.svc.ask.v1", req, Duration::from_secs(2))
+                .await
+                .unwrap();
+            assert_eq!(reply.envelope.payload["by"], by, "{kind}");
+            if kind == "forged" {
+                assert_eq!(reply.envelope.causation_id, Some(request_id));
+            }
         }
         client.close().await;
     }
