@@ -287,6 +287,17 @@ mod tests {
         bus.subscribe(topic, "server", handler).await.unwrap()
     }
 
+    /// Sends a request with `payload` to `topic` through `client`: the
+    /// request and its reply.
+    async fn ask(client: &RequestClient, topic: &str, payload: Value) -> (Envelope, Reply) {
+        let req = Envelope::new("ask", payload, EventSource::default());
+        let reply = client
+            .send(topic, req.clone(), Duration::from_secs(2))
+            .await
+            .unwrap();
+        (req, reply)
+    }
+
     #[tokio::test]
     async fn request_gets_the_matching_response() {
         let bus: Arc<dyn EventBus> = Arc::new(InMemoryBus::default());
@@ -355,14 +366,9 @@ mod tests {
             (true, "onex.evt.svc.passed.v1"),
             (false, "onex.evt.svc.failed.v1"),
         ] {
-            let req = Envelope::new("check", json!({ "ok": ok }), EventSource::default());
-            let id = req.correlation_id;
-            let reply = client
-                .send("onex.cmd.svc.check.v1", req, Duration::from_secs(2))
-                .await
-                .unwrap();
+            let (req, reply) = ask(&client, "onex.cmd.svc.check.v1", json!({ "ok": ok })).await;
             assert_eq!(reply.topic, topic);
-            assert_eq!(reply.envelope.correlation_id, id);
+            assert_eq!(reply.envelope.correlation_id, req.correlation_id);
         }
         client.close().await;
     }
@@ -413,15 +419,10 @@ mod tests {
                 .await
                 .unwrap();
         for (kind, by) in [("forged", "responder"), ("uncaused", "no cause")] {
-            let req = Envelope::new("ask", json!({ "kind": kind }), EventSource::default());
-            let request_id = req.event_id;
-            let reply = client
-                .send("onex.cmd.svc.ask.v1", req, Duration::from_secs(2))
-                .await
-                .unwrap();
+            let (req, reply) = ask(&client, "onex.cmd.svc.ask.v1", json!({ "kind": kind })).await;
             assert_eq!(reply.envelope.payload["by"], by, "{kind}");
             if kind == "forged" {
-                assert_eq!(reply.envelope.causation_id, Some(request_id));
+                assert_eq!(reply.envelope.causation_id, Some(req.event_id));
             }
         }
         client.close().await;

@@ -530,6 +530,63 @@ async fn hostile_headers_neither_stop_the_consumer_nor_hide_the_others() {
     }
 }
 
+/// The dispatcher of the node `spec` (instance `i`, no topic prefix, group
+/// `group`) for the records of `consumed` on `bus`, handled by `handler`.
+fn dispatcher_of(
+    bus: &Arc<dyn EventBus>,
+    spec: NodeSpec,
+    handler: Arc<dyn NodeHandler>,
+    group: &str,
+    consumed: &str,
+) -> onex_runtime::node::Dispatcher {
+    use onex_runtime::handler_bus::{HandlerBus, HandlerBusSettings};
+    use onex_runtime::node::DispatchShared;
+    use onex_runtime::topic::TopicNamer;
+    use onex_runtime::EventSource;
+
+    let source = EventSource::new(&spec.name, "i");
+    let shared = DispatchShared::new(
+        Arc::new(spec),
+        handler,
+        TopicNamer::new(""),
+        source.clone(),
+        Default::default(),
+        group.into(),
+        None,
+        bus.metrics(),
+    );
+    let handler_bus = HandlerBus::new(
+        bus.clone(),
+        HandlerBusSettings {
+            namer: TopicNamer::new(""),
+            source,
+            declared: Default::default(),
+            environment: "dev".into(),
+            group: group.into(),
+            instance_id: "i".into(),
+        },
+    );
+    shared.dispatcher(consumed, Arc::new(handler_bus))
+}
+
+/// The records of partition 0 of `topic`, read again until there are
+/// `count` of them or `within` has passed.
+async fn read_until(
+    bus: &dyn EventBus,
+    topic: &str,
+    count: usize,
+    within: Duration,
+) -> Vec<onex_runtime::bus::BusMessage> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let records = bus.read_partition(topic, 0).await.unwrap();
+        if records.len() >= count || std::time::Instant::now() > deadline {
+            return records;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A record well under the broker's limit whose dead letter is over it
 /// (the document repeats the value as escaped text, and as base64 when it
 /// is not UTF-8: 700 kB of such bytes make over 3 MB, and librdkafka
@@ -539,10 +596,6 @@ async fn hostile_headers_neither_stop_the_consumer_nor_hide_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_too_large_for_the_broker_is_written_without_the_record() {
     use onex_runtime::dlq::{self, DeadLetter};
-    use onex_runtime::handler_bus::{HandlerBus, HandlerBusSettings};
-    use onex_runtime::node::DispatchShared;
-    use onex_runtime::topic::TopicNamer;
-    use onex_runtime::EventSource;
 
     let c = cluster();
     let topic = "onex.evt.mock.huge.v1";
@@ -550,30 +603,8 @@ async fn a_dead_letter_too_large_for_the_broker_is_written_without_the_record() 
     c.create_topic(&dlq_topic, 1, 1).unwrap();
     let bus: Arc<dyn EventBus> =
         Arc::new(bus_on(&c, topic, settings(&c.bootstrap_servers())).await);
-    let source = EventSource::new("node_huge_compute", "i");
     let spec = NodeSpec::new("node_huge_compute", NodeKind::Compute, "1.0.0");
-    let shared = DispatchShared::new(
-        Arc::new(spec),
-        Arc::new(Noop),
-        TopicNamer::new(""),
-        source.clone(),
-        Default::default(),
-        "huge".into(),
-        None,
-        Arc::new(Metrics::new()),
-    );
-    let handler_bus = HandlerBus::new(
-        bus.clone(),
-        HandlerBusSettings {
-            namer: TopicNamer::new(""),
-            source,
-            declared: Default::default(),
-            environment: "dev".into(),
-            group: "huge".into(),
-            instance_id: "i".into(),
-        },
-    );
-    let dispatcher = shared.dispatcher(topic, Arc::new(handler_bus));
+    let dispatcher = dispatcher_of(&bus, spec, Arc::new(Noop), "huge", topic);
     assert_eq!(dispatcher.dlq_topic(), dlq_topic);
     let huge = vec![0xff_u8; 700_000];
     let cid = uuid::Uuid::new_v4();
@@ -590,14 +621,7 @@ async fn a_dead_letter_too_large_for_the_broker_is_written_without_the_record() 
         .subscribe(topic, "huge", Arc::new(dispatcher))
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let letters = loop {
-        let letters = bus.read_partition(&dlq_topic, 0).await.unwrap();
-        if letters.len() >= 2 || std::time::Instant::now() > deadline {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let letters = read_until(bus.as_ref(), &dlq_topic, 2, Duration::from_secs(20)).await;
     sub.unsubscribe().await;
     assert_eq!(letters.len(), 2, "two dead letters");
     let compact = DeadLetter::parse(&letters[0].value).expect("a dead-letter document");
@@ -701,9 +725,6 @@ impl NodeHandler for Forward {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_publishes_through_a_fatal_producer_error_without_dead_lettering() {
     use onex_runtime::envelope::Envelope;
-    use onex_runtime::handler_bus::{HandlerBus, HandlerBusSettings};
-    use onex_runtime::node::DispatchShared;
-    use onex_runtime::topic::TopicNamer;
     use onex_runtime::EventSource;
 
     let c = cluster();
@@ -720,30 +741,9 @@ async fn a_node_publishes_through_a_fatal_producer_error_without_dead_lettering(
     );
     bus.publish_envelope(input, &request, None).await.unwrap();
 
-    let source = EventSource::new("node_fenced_effect", "i");
     let spec = NodeSpec::new("node_fenced_effect", NodeKind::Effect, "1.0.0");
-    let shared = DispatchShared::new(
-        Arc::new(spec),
-        Arc::new(Forward),
-        TopicNamer::new(""),
-        source.clone(),
-        Default::default(),
-        "fenced".into(),
-        None,
-        bus.metrics(),
-    );
-    let handler_bus = HandlerBus::new(
-        Arc::new(bus.clone()),
-        HandlerBusSettings {
-            namer: TopicNamer::new(""),
-            source,
-            declared: Default::default(),
-            environment: "dev".into(),
-            group: "fenced".into(),
-            instance_id: "i".into(),
-        },
-    );
-    let dispatcher = shared.dispatcher(input, Arc::new(handler_bus));
+    let shared_bus: Arc<dyn EventBus> = Arc::new(bus.clone());
+    let dispatcher = dispatcher_of(&shared_bus, spec, Arc::new(Forward), "fenced", input);
     // The next produce request is the output's.
     c.request_errors(
         RDKafkaApiKey::Produce,
@@ -753,14 +753,7 @@ async fn a_node_publishes_through_a_fatal_producer_error_without_dead_lettering(
         .subscribe(input, "fenced", Arc::new(dispatcher))
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let outputs = loop {
-        let outputs = bus.read_partition(output, 0).await.unwrap();
-        if !outputs.is_empty() || std::time::Instant::now() > deadline {
-            break outputs;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let outputs = read_until(&bus, output, 1, Duration::from_secs(15)).await;
     sub.unsubscribe().await;
     assert_eq!(outputs.len(), 1, "the output, once");
     let out = Envelope::from_bytes(&outputs[0].value).unwrap();
