@@ -396,25 +396,35 @@ impl KafkaBus {
         let Some((code, reason)) = slot.client().fatal_error() else {
             return slot.clone();
         };
-        match create_producer(&self.inner.settings, &self.inner.context) {
-            Ok(fresh) => {
+        let fresh = match create_producer(&self.inner.settings, &self.inner.context) {
+            Ok(fresh) => fresh,
+            // The configuration made the first one; a failure here is
+            // librdkafka's own, and the failing producer is all there is.
+            Err(e) => {
                 tracing::error!(
                     error = %code,
                     %reason,
-                    "the Kafka producer failed fatally; replaced it with a new one"
+                    "the Kafka producer failed fatally, and a new one could not be made: {e}"
                 );
-                inc(&self.inner.core.metrics.producer_rebuilds);
-                *slot = fresh;
+                return slot.clone();
             }
-            // The configuration made the first one; a failure here is
-            // librdkafka's own, and the failing producer is all there is.
-            Err(e) => tracing::error!(
-                error = %code,
-                %reason,
-                "the Kafka producer failed fatally, and a new one could not be made: {e}"
-            ),
+        };
+        tracing::error!(
+            error = %code,
+            %reason,
+            "the Kafka producer failed fatally; replaced it with a new one"
+        );
+        inc(&self.inner.core.metrics.producer_rebuilds);
+        let failed = std::mem::replace(&mut *slot, fresh);
+        let chosen = slot.clone();
+        drop(slot);
+        // Dropping the last handle on a producer purges it and joins its
+        // polling thread: not on a runtime worker.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop((failed, current)))),
+            Err(_) => drop((failed, current)),
         }
-        slot.clone()
+        chosen
     }
 
     /// The names of the (non-internal) topics the cluster has.
