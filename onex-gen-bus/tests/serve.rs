@@ -568,6 +568,43 @@ async fn thousands_of_findings_still_fit_in_one_kafka_record() {
 
 /// An output root in a temporary folder, which lives as long as the
 /// returned guard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_results_index_stays_within_its_bound() {
+    let h = harness(|cfg, _| {
+        cfg.retention = serve::Retention {
+            max_entries: 2,
+            max_age: Duration::from_secs(3600),
+        }
+    })
+    .await;
+    let results = h.root.join(".onex-serve/results");
+    let count = || std::fs::read_dir(&results).unwrap().count();
+    // Each request with new contract bytes is a new entry.
+    let invalid = |i: usize| req(format!("name: node_bad_{i}\nnode_type: NOT_A_KIND\n"));
+    for i in 0..5 {
+        let answer = h.ask(&invalid(i)).await;
+        assert_eq!(answer.envelope.payload["error_type"], "invalid_contract");
+        assert!(count() <= 2, "{} entries after {} requests", count(), i + 1);
+    }
+    let stats = &h.running.stats;
+    assert_eq!(stats.pruned.load(Ordering::Relaxed), 3);
+    // The most recent answers are still replayed; a forgotten one is
+    // worked out again, to the same answer but for its timing.
+    let replayed = stats.replayed.load(Ordering::Relaxed);
+    h.ask(&invalid(4)).await;
+    assert_eq!(stats.replayed.load(Ordering::Relaxed), replayed + 1);
+    let failed = stats.failed.load(Ordering::Relaxed);
+    let again = h.ask(&invalid(0)).await;
+    assert_eq!(stats.failed.load(Ordering::Relaxed), failed + 1);
+    assert_eq!(again.envelope.payload["error_type"], "invalid_contract");
+    let metrics = http_get(h.running.health_addr, "/metrics").await;
+    assert!(
+        metrics.contains("onex_gen_serve_results_pruned_total 4"),
+        "{metrics}"
+    );
+    h.assert_nothing_outside_root();
+}
+
 fn temp_root() -> (tempfile::TempDir, serve::OutputRoot) {
     let tmp = tempfile::tempdir().unwrap();
     let root = serve::OutputRoot::open(&tmp.path().join("out")).unwrap();

@@ -15,7 +15,10 @@
 //! id. The crate goes to `OUTPUT_ROOT/<validated node name>` and nowhere else
 //! (see [`root`]). A repeated or redelivered request (same contract bytes,
 //! options and generator version) is answered from the results index
-//! without generating again.
+//! without generating again, while the index remembers it: it keeps the
+//! most recently given answers, up to a count and an age
+//! (`--results-max-entries`, `--results-max-age-hours`; see
+//! [`root::Retention`]), and a request it has forgotten is generated again.
 //!
 //! What one request may cost is bounded: the contract's bytes
 //! (`--max-contract-bytes`), its YAML nesting, aliases and nodes (stage 1),
@@ -32,9 +35,9 @@ pub mod root;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use onex_runtime::async_trait;
 use onex_runtime::bus::kafka::KafkaBus;
@@ -52,7 +55,7 @@ use tokio::sync::watch;
 
 pub use generate::{answer, Answer, GeneratorSettings, Outcome};
 pub use request::{GenerationRequest, RequestOptions, RuntimeOption};
-pub use root::OutputRoot;
+pub use root::{OutputRoot, Retention};
 
 use onex_gen::diagnostic::Diagnostics;
 
@@ -99,6 +102,8 @@ pub struct ServeConfig {
     pub consumer_group: String,
     pub max_contract_bytes: usize,
     pub generator: GeneratorSettings,
+    /// How much of the results index is kept.
+    pub retention: Retention,
 }
 
 impl ServeConfig {
@@ -109,6 +114,7 @@ impl ServeConfig {
             consumer_group: DEFAULT_GROUP.into(),
             max_contract_bytes: request::DEFAULT_MAX_CONTRACT_BYTES,
             generator: GeneratorSettings::default(),
+            retention: Retention::default(),
         }
     }
 
@@ -153,6 +159,8 @@ pub struct ServeStats {
     pub replayed: AtomicU64,
     pub failed: AtomicU64,
     pub refused: AtomicU64,
+    /// Answers the results index has forgotten (see [`Retention`]).
+    pub pruned: AtomicU64,
 }
 
 impl ServeStats {
@@ -163,11 +171,14 @@ impl ServeStats {
              onex_gen_serve_requests_total{{result=\"generated\"}} {}\n\
              onex_gen_serve_requests_total{{result=\"replayed\"}} {}\n\
              onex_gen_serve_requests_total{{result=\"failed\"}} {}\n\
-             onex_gen_serve_requests_total{{result=\"refused\"}} {}\n",
+             onex_gen_serve_requests_total{{result=\"refused\"}} {}\n\
+             # TYPE onex_gen_serve_results_pruned_total counter\n\
+             onex_gen_serve_results_pruned_total {}\n",
             g(&self.generated),
             g(&self.replayed),
             g(&self.failed),
             g(&self.refused),
+            g(&self.pruned),
         )
     }
 }
@@ -179,18 +190,25 @@ pub struct ServeHandler {
     max_contract_bytes: usize,
     topics: ServeTopics,
     stats: Arc<ServeStats>,
+    retention: Retention,
+    /// New answers since the results index was last pruned.
+    answered_since_prune: AtomicUsize,
 }
 
 impl ServeHandler {
-    /// Opens (creating) the output root.
+    /// Opens (creating) the output root and prunes its results index.
     pub fn new(cfg: &ServeConfig) -> Result<Self, root::RootError> {
-        Ok(ServeHandler {
+        let handler = ServeHandler {
             root: OutputRoot::open(&cfg.output_root)?,
             generator: cfg.generator.clone(),
             max_contract_bytes: cfg.max_contract_bytes,
             topics: cfg.topics.clone(),
             stats: Arc::default(),
-        })
+            retention: cfg.retention,
+            answered_since_prune: AtomicUsize::new(0),
+        };
+        prune(&handler.root, &handler.retention, &handler.stats);
+        Ok(handler)
     }
 
     pub fn stats(&self) -> Arc<ServeStats> {
@@ -199,6 +217,18 @@ impl ServeHandler {
 
     pub fn root(&self) -> &OutputRoot {
         &self.root
+    }
+
+    /// Prunes the results index once every [`Retention::prune_every`] new
+    /// answers.
+    async fn prune_when_due(&self) {
+        let due = self.retention.prune_every();
+        if self.answered_since_prune.fetch_add(1, Ordering::Relaxed) + 1 < due {
+            return;
+        }
+        self.answered_since_prune.store(0, Ordering::Relaxed);
+        let (root, retention, stats) = (self.root.clone(), self.retention, self.stats.clone());
+        let _ = tokio::task::spawn_blocking(move || prune(&root, &retention, &stats)).await;
     }
 
     fn event(&self, outcome: &Outcome) -> OutboundEvent {
@@ -244,6 +274,9 @@ impl NodeHandler for ServeHandler {
             .await
             .map_err(|e| HandlerError::Retriable(format!("generation task failed: {e}")))?
             .map_err(|e| HandlerError::Retriable(e.to_string()))?;
+        if !answered.replayed {
+            self.prune_when_due().await;
+        }
         let counter = match (&answered.outcome, answered.replayed) {
             (_, true) => &self.stats.replayed,
             (Outcome::Completed(_), false) => &self.stats.generated,
@@ -286,6 +319,26 @@ impl NodeHandler for ServeHandler {
         payload["retry_count"] = failure.retry_count.into();
         let payload = self.root.relative_json(payload);
         Some(self.event(&Outcome::Failed(payload)))
+    }
+}
+
+/// One pruning pass over the results index. A failure is logged, not
+/// fatal: the index only grows until the next pass.
+fn prune(root: &OutputRoot, retention: &Retention, stats: &ServeStats) {
+    match root.prune_results(retention, SystemTime::now()) {
+        Ok(pruned) => {
+            let n = pruned.total();
+            stats.pruned.fetch_add(n as u64, Ordering::Relaxed);
+            if n > 0 {
+                tracing::info!(
+                    expired = pruned.expired,
+                    over_limit = pruned.over_limit,
+                    unfinished = pruned.unfinished,
+                    "results index pruned"
+                );
+            }
+        }
+        Err(e) => tracing::warn!("results index not pruned: {e}"),
     }
 }
 
@@ -489,6 +542,15 @@ pub struct ServeArgs {
     /// Largest contract accepted, in bytes.
     #[arg(long, default_value_t = request::DEFAULT_MAX_CONTRACT_BYTES)]
     pub max_contract_bytes: usize,
+    /// Most answers the results index keeps; past it the least recently
+    /// given are forgotten, and their requests are generated again.
+    #[arg(long, value_name = "N", default_value_t = Retention::DEFAULT_MAX_ENTRIES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub results_max_entries: u64,
+    /// Hours an answer stays in the results index after it was last given.
+    #[arg(long, value_name = "HOURS", default_value_t = Retention::DEFAULT_MAX_AGE_HOURS,
+          value_parser = clap::value_parser!(u64).range(1..=87_600))]
+    pub results_max_age_hours: u64,
     /// onex-runtime folder used when a request asks for `"runtime": "path"`.
     #[arg(long, value_name = "PATH")]
     pub runtime_path: Option<PathBuf>,
@@ -513,6 +575,10 @@ impl ServeArgs {
                     .runtime_path
                     .as_ref()
                     .map(|p| onex_gen::manifest::absolute(p)),
+            },
+            retention: Retention {
+                max_entries: usize::try_from(self.results_max_entries).unwrap_or(usize::MAX),
+                max_age: Duration::from_secs(self.results_max_age_hours * 3600),
             },
         }
     }

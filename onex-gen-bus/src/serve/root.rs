@@ -12,11 +12,14 @@
 //! - What the service tells a requester names paths relative to the root
 //!   ([`OutputRoot::relative_json`]), never where the root is on the host.
 //! - `<root>/.onex-serve/` (a name no node can have) holds the results index
-//!   (`results/<idempotency key>.json`) and the per-node lock files.
+//!   (`results/<idempotency key>.json`) and the per-node lock files. The
+//!   index is bounded ([`Retention`]): each request with new contract bytes
+//!   adds an entry, so without a bound a requester could fill the disk.
 
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -82,6 +85,71 @@ fn refuse_symlinks_in(path: &Path) -> Result<(), RootError> {
 /// Whether `path` is a regular file (not a symlink, pipe or device).
 fn is_regular_file(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}
+
+/// How much of the results index is kept. An answer that has gone is
+/// simply generated again when its request comes back (the same contract
+/// and generator give the same crate), so the bound costs time, never a
+/// wrong answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// The most answers kept: past it, the least recently answered go.
+    pub max_entries: usize,
+    /// How long an answer is kept after it was last given.
+    pub max_age: Duration,
+}
+
+impl Retention {
+    /// Default number of answers kept.
+    pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
+    /// Default time an answer is kept, in hours (a week).
+    pub const DEFAULT_MAX_AGE_HOURS: u64 = 168;
+
+    /// How many new answers may be stored between two pruning passes:
+    /// a tenth of the bound, so the index never holds more than 10% over it.
+    pub fn prune_every(&self) -> usize {
+        (self.max_entries / 10).clamp(1, 1_000)
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_entries: Self::DEFAULT_MAX_ENTRIES,
+            max_age: Duration::from_secs(Self::DEFAULT_MAX_AGE_HOURS * 3600),
+        }
+    }
+}
+
+/// What one pruning pass removed from the results index.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Answers older than [`Retention::max_age`].
+    pub expired: usize,
+    /// The least recently given answers beyond [`Retention::max_entries`].
+    pub over_limit: usize,
+    /// Temporary files of stores that a killed process never finished.
+    pub unfinished: usize,
+}
+
+impl Pruned {
+    /// Every file removed.
+    pub fn total(&self) -> usize {
+        self.expired + self.over_limit + self.unfinished
+    }
+}
+
+/// A temporary file of a store is left behind only by a process killed
+/// between writing and renaming it; past this age no live store owns it.
+const UNFINISHED_STORE_AGE: Duration = Duration::from_secs(3600);
+
+/// Prefix of the temporary files [`OutputRoot::store_result`] writes.
+const TEMPORARY_PREFIX: &str = ".tmp";
+
+/// Whether `name` is an entry of the results index: `<hex digits>.json`.
+fn is_result_name(name: &str) -> bool {
+    name.strip_suffix(".json")
+        .is_some_and(|key| !key.is_empty() && key.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// A stored outcome, republished as it is for a repeated request.
@@ -209,15 +277,77 @@ impl OutputRoot {
     }
 
     /// The stored outcome for `key`, if any (an unreadable entry counts as
-    /// none, so the request is simply generated again).
+    /// none, so the request is simply generated again). An answer given
+    /// again counts as recent for [`Retention`].
     pub fn load_result(&self, key: &str) -> Option<StoredResult> {
         let path = self.result_path(key);
         if !is_regular_file(&path) {
             return None;
         }
-        let text = std::fs::read_to_string(path).ok()?;
+        let text = std::fs::read_to_string(&path).ok()?;
         let stored: StoredResult = serde_json::from_str(&text).ok()?;
-        (stored.key == key).then_some(stored)
+        if stored.key != key {
+            return None;
+        }
+        // Best effort: an entry that cannot be touched just ages sooner.
+        if let Ok(file) = open_no_follow(&path) {
+            let _ = file.set_modified(SystemTime::now());
+        }
+        Some(stored)
+    }
+
+    /// Bounds the results index as `retention` says, ages counted back from
+    /// `now`: removes answers older than its age, then the least recently
+    /// given ones beyond its count, and temporary files a killed process
+    /// left. Only names the index writes are touched, and never through a
+    /// link. Several processes may prune one root at once: an entry another
+    /// one removed first is not an error.
+    pub fn prune_results(
+        &self,
+        retention: &Retention,
+        now: SystemTime,
+    ) -> Result<Pruned, RootError> {
+        self.check_state_dir()?;
+        let dir = self.state_dir().join("results");
+        let mut pruned = Pruned::default();
+        let mut kept: Vec<(SystemTime, PathBuf)> = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let result = is_result_name(&name);
+            if !result && !name.starts_with(TEMPORARY_PREFIX) {
+                continue;
+            }
+            // `DirEntry::metadata` does not follow a link.
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.file_type().is_file() {
+                continue;
+            }
+            let modified = meta.modified().unwrap_or(now);
+            let age = now.duration_since(modified).unwrap_or_default();
+            let path = entry.path();
+            if !result {
+                if age >= UNFINISHED_STORE_AGE && remove(&path)? {
+                    pruned.unfinished += 1;
+                }
+            } else if age >= retention.max_age {
+                if remove(&path)? {
+                    pruned.expired += 1;
+                }
+            } else {
+                kept.push((modified, path));
+            }
+        }
+        if kept.len() > retention.max_entries {
+            kept.sort();
+            let excess = kept.len() - retention.max_entries;
+            for (_, path) in &kept[..excess] {
+                if remove(path)? {
+                    pruned.over_limit += 1;
+                }
+            }
+        }
+        Ok(pruned)
     }
 
     /// Records an outcome atomically (temporary file, fsync, rename).
@@ -286,6 +416,24 @@ impl Drop for NodeLock {
     }
 }
 
+/// Opens `path` for writing its times, refusing a link put in its place.
+fn open_no_follow(path: &Path) -> std::io::Result<File> {
+    let mut options = File::options();
+    options.append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    options.open(path)
+}
+
+/// Removes a file; `false` if it was already gone.
+fn remove(path: &Path) -> Result<bool, RootError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
 #[cfg(unix)]
 fn flock(file: &File, lock: bool) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
@@ -337,6 +485,113 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(entries, vec![std::ffi::OsString::from(STATE_DIR)]);
+    }
+
+    fn keeping(max_entries: usize, max_age: Duration) -> Retention {
+        Retention {
+            max_entries,
+            max_age,
+        }
+    }
+
+    /// Stores an answer for `key` last given `age` before `now`.
+    fn stored(root: &OutputRoot, key: &str, now: SystemTime, age: Duration) -> PathBuf {
+        root.store_result(&StoredResult {
+            key: key.into(),
+            outcome: "failed".into(),
+            payload: serde_json::json!({"key": key}),
+        })
+        .unwrap();
+        let path = root.result_path(key);
+        File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(now - age)
+            .unwrap();
+        path
+    }
+
+    fn results_left(root: &OutputRoot) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(root.state_dir().join("results"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_results_index_keeps_the_most_recent_answers_within_its_bound() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = OutputRoot::open(tmp.path()).unwrap();
+        let now = SystemTime::now();
+        let retention = keeping(3, Duration::from_secs(3600));
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        // Keys a..f, answered 50, 40, ... 0 minutes ago; `b` is answered
+        // again now, which makes it recent.
+        for (i, key) in ["aa", "bb", "cc", "dd", "ee", "ff"].iter().enumerate() {
+            stored(&root, key, now, minutes(50 - 10 * i as u64));
+        }
+        assert!(root.load_result("bb").is_some());
+        let pruned = root.prune_results(&retention, SystemTime::now()).unwrap();
+        assert_eq!(pruned.over_limit, 3, "{pruned:?}");
+        assert_eq!(results_left(&root), ["bb.json", "ee.json", "ff.json"]);
+        // A pruned answer is no longer replayed: its request is generated again.
+        assert!(root.load_result("aa").is_none());
+        assert_eq!(
+            root.prune_results(&retention, now).unwrap(),
+            Pruned::default()
+        );
+    }
+
+    #[test]
+    fn old_answers_and_unfinished_stores_are_removed_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = OutputRoot::open(tmp.path()).unwrap();
+        let now = SystemTime::now();
+        let retention = keeping(100, Duration::from_secs(24 * 3600));
+        let hours = |h: u64| Duration::from_secs(3600 * h);
+        stored(&root, "0a", now, hours(25));
+        stored(&root, "0b", now, hours(23));
+        let results = root.state_dir().join("results");
+        let age_file = |name: &str, age: Duration| {
+            let f = File::create(results.join(name)).unwrap();
+            f.set_modified(now - age).unwrap();
+        };
+        age_file(".tmpKILLED", hours(2));
+        age_file(".tmpWRITING", Duration::from_secs(5));
+        age_file("README", hours(1000));
+        age_file("notes.json", hours(1000));
+        let pruned = root.prune_results(&retention, now).unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                expired: 1,
+                over_limit: 0,
+                unfinished: 1
+            }
+        );
+        assert_eq!(
+            results_left(&root),
+            [".tmpWRITING", "0b.json", "README", "notes.json"]
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn pruning_removes_a_link_never_what_it_points_to() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim.json");
+        std::fs::write(&victim, "keep").unwrap();
+        let root = OutputRoot::open(&tmp.path().join("out")).unwrap();
+        let link = root.state_dir().join("results").join("abc.json");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let retention = keeping(1, Duration::ZERO);
+        root.prune_results(&retention, SystemTime::now()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(root.load_result("abc").is_none());
     }
 
     #[cfg(unix)]
