@@ -9,6 +9,11 @@
 //! `/health` and `/metrics`). At start it asks every node to introspect, so
 //! a restarted registry fills up at once.
 //!
+//! Anyone who can write to the introspection topic can add to the catalog,
+//! so it is bounded ([`CatalogLimits`]): an instance whose identifiers or
+//! description are too large, or a new instance when the catalog is full,
+//! is refused (logged and counted), never stored or sent to Consul.
+//!
 //! With `CONSUL_HTTP_ADDR` set (`host:port` or `http://host:port`; HTTPS is
 //! not supported) each instance is also registered with the Consul agent
 //! (`PUT /v1/agent/service/register`), with an HTTP check on the node's
@@ -91,6 +96,56 @@ pub enum Change {
     Added(NodeEntry),
     Updated(NodeEntry),
     Removed(NodeEntry),
+    /// The instance was not stored, for the reason given.
+    Refused {
+        id: String,
+        reason: Refusal,
+    },
+}
+
+/// Why an introspection event was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The catalog holds [`CatalogLimits::max_instances`] already.
+    Full,
+    /// `node_id` or the instance id is longer than [`MAX_ID_BYTES`], or the
+    /// entry is larger than [`CatalogLimits::max_entry_bytes`].
+    TooLarge,
+}
+
+impl Refusal {
+    /// The `reason` label of the refusal metric.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Full => "full",
+            Refusal::TooLarge => "too_large",
+        }
+    }
+}
+
+/// Longest `node_id` or instance id accepted, in bytes: they name the
+/// instance in URLs and in Consul.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// How much the catalog holds. The defaults bound it to about 160 MB, for
+/// deployments of up to thousands of instances whose introspection is a
+/// few kilobytes each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogLimits {
+    /// Most instances at once; past it a new instance is refused until one
+    /// leaves or expires, while the known ones are still updated.
+    pub max_instances: usize,
+    /// Largest entry, as the catalog serves it in JSON.
+    pub max_entry_bytes: usize,
+}
+
+impl Default for CatalogLimits {
+    fn default() -> Self {
+        CatalogLimits {
+            max_instances: 5_000,
+            max_entry_bytes: 32 * 1024,
+        }
+    }
 }
 
 /// The catalog of live node instances.
@@ -98,6 +153,7 @@ pub enum Change {
 pub struct Catalog {
     entries: BTreeMap<String, NodeEntry>,
     heartbeat: Duration,
+    limits: CatalogLimits,
 }
 
 fn text(v: &Value, k: &str) -> String {
@@ -172,9 +228,14 @@ fn checkable(ip: IpAddr) -> bool {
 
 impl Catalog {
     pub fn new(heartbeat: Duration) -> Self {
+        Self::with_limits(heartbeat, CatalogLimits::default())
+    }
+
+    pub fn with_limits(heartbeat: Duration, limits: CatalogLimits) -> Self {
         Catalog {
             entries: BTreeMap::new(),
             heartbeat,
+            limits,
         }
     }
 
@@ -197,7 +258,7 @@ impl Catalog {
 
     /// Applies one introspection event seen at `now`. Events older than the
     /// expiry window, and events that are not introspection payloads, are
-    /// ignored.
+    /// ignored; an instance beyond [`CatalogLimits`] is refused.
     pub fn apply(&mut self, env: &Envelope, now: DateTime<Utc>) -> Option<Change> {
         let p = &env.payload;
         let node_id = text(p, "node_id");
@@ -220,6 +281,18 @@ impl Catalog {
         let id = format!("{node_id}/{instance_id}");
         if text(p, "reason") == "shutdown" {
             return self.entries.remove(&id).map(Change::Removed);
+        }
+        let refuse = |reason| {
+            Some(Change::Refused {
+                id: id.clone(),
+                reason,
+            })
+        };
+        if node_id.len() > MAX_ID_BYTES || instance_id.len() > MAX_ID_BYTES {
+            return refuse(Refusal::TooLarge);
+        }
+        if !self.entries.contains_key(&id) && self.entries.len() >= self.limits.max_instances {
+            return refuse(Refusal::Full);
         }
         let endpoints = p.get("endpoints").cloned().unwrap_or_else(|| json!({}));
         let entry = NodeEntry {
@@ -248,6 +321,10 @@ impl Catalog {
             first_seen: now,
             last_seen: now,
         };
+        let size = serde_json::to_vec(&entry).map_or(usize::MAX, |v| v.len());
+        if size > self.limits.max_entry_bytes {
+            return refuse(Refusal::TooLarge);
+        }
         match self.entries.get_mut(&id) {
             Some(old) => {
                 let first_seen = old.first_seen;
@@ -464,6 +541,8 @@ pub struct RegistryStats {
     pub added: AtomicU64,
     pub removed: AtomicU64,
     pub expired: AtomicU64,
+    pub refused_full: AtomicU64,
+    pub refused_too_large: AtomicU64,
     pub consul_errors: AtomicU64,
 }
 
@@ -486,6 +565,7 @@ impl Shared {
             Change::Updated(e) if e.health_url.is_none() => c.pass(e).await,
             Change::Updated(_) => Ok(()),
             Change::Removed(e) => c.deregister(e).await,
+            Change::Refused { .. } => Ok(()),
         };
         if let Err(e) = result {
             self.stats.consul_errors.fetch_add(1, Ordering::Relaxed);
@@ -512,6 +592,15 @@ impl MessageHandler for Shared {
                 self.stats.removed.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(node = %e.node_name, instance = %e.instance_id, "node left");
             }
+            Some(Change::Refused { id, reason }) => {
+                let counter = match reason {
+                    Refusal::Full => &self.stats.refused_full,
+                    Refusal::TooLarge => &self.stats.refused_too_large,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                let id: String = id.chars().take(80).collect();
+                tracing::warn!(%id, reason = reason.as_str(), "instance refused");
+            }
             _ => {}
         }
         if let Some(change) = change {
@@ -533,6 +622,8 @@ pub struct RegistryConfig {
     /// Consumer group (unique per registry instance by default).
     pub group: String,
     pub consul: Option<ConsulClient>,
+    /// How much the catalog holds.
+    pub limits: CatalogLimits,
 }
 
 impl RegistryConfig {
@@ -543,6 +634,7 @@ impl RegistryConfig {
             topic_prefix: String::new(),
             group: format!("onex-gen.registry.{}", Uuid::new_v4()),
             consul: None,
+            limits: CatalogLimits::default(),
         }
     }
 }
@@ -615,7 +707,7 @@ pub async fn start(
             source,
         })?;
     let shared = Arc::new(Shared {
-        catalog: Mutex::new(Catalog::new(cfg.heartbeat)),
+        catalog: Mutex::new(Catalog::with_limits(cfg.heartbeat, cfg.limits)),
         consul: cfg.consul.clone(),
         heartbeat: cfg.heartbeat,
         stats: RegistryStats::default(),
@@ -701,12 +793,17 @@ fn route(req: &Request, shared: &Shared) -> Response {
                  onex_gen_registry_changes_total{{change=\"added\"}} {}\n\
                  onex_gen_registry_changes_total{{change=\"removed\"}} {}\n\
                  onex_gen_registry_changes_total{{change=\"expired\"}} {}\n\
+                 # TYPE onex_gen_registry_refused_total counter\n\
+                 onex_gen_registry_refused_total{{reason=\"full\"}} {}\n\
+                 onex_gen_registry_refused_total{{reason=\"too_large\"}} {}\n\
                  onex_gen_registry_consul_errors_total {}\n",
                 shared.catalog().len(),
                 g(&s.events),
                 g(&s.added),
                 g(&s.removed),
                 g(&s.expired),
+                g(&s.refused_full),
+                g(&s.refused_too_large),
                 g(&s.consul_errors),
             ))
         }
@@ -730,6 +827,14 @@ pub struct RegistryArgs {
     /// Consumer group (default: one unique to this process).
     #[arg(long)]
     pub group: Option<String>,
+    /// Most node instances in the catalog; a new one past it is refused.
+    #[arg(long, value_name = "N", default_value_t = CatalogLimits::default().max_instances as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_instances: u64,
+    /// Largest catalog entry of one instance, in bytes of JSON.
+    #[arg(long, value_name = "BYTES", default_value_t = CatalogLimits::default().max_entry_bytes as u64,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_entry_bytes: u64,
 }
 
 /// `onex-gen registry`: runs until SIGINT/SIGTERM.
@@ -750,6 +855,11 @@ pub fn run_cli(args: RegistryArgs) -> anyhow::Result<u8> {
     if let Some(g) = args.group {
         cfg.group = g;
     }
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    cfg.limits = CatalogLimits {
+        max_instances: size(args.max_instances),
+        max_entry_bytes: size(args.max_entry_bytes),
+    };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let bus = KafkaBus::connect(
@@ -828,6 +938,62 @@ mod tests {
         assert!(c
             .apply(&Envelope::new("x", json!({}), EventSource::default()), now)
             .is_none());
+    }
+
+    #[test]
+    fn a_full_catalog_refuses_new_instances_and_still_updates_known_ones() {
+        let limits = CatalogLimits {
+            max_instances: 3,
+            ..CatalogLimits::default()
+        };
+        let mut c = Catalog::with_limits(Duration::from_secs(10), limits);
+        let now = Utc::now();
+        for i in 0..3 {
+            let added = c.apply(&event("startup", &format!("i{i}"), 0), now);
+            assert!(matches!(added, Some(Change::Added(_))), "{added:?}");
+        }
+        let refused = c.apply(&event("startup", "i3", 0), now);
+        assert_eq!(
+            refused,
+            Some(Change::Refused {
+                id: "node_a/i3".into(),
+                reason: Refusal::Full
+            })
+        );
+        assert_eq!(c.len(), 3);
+        assert!(matches!(
+            c.apply(&event("heartbeat", "i0", 0), now),
+            Some(Change::Updated(_))
+        ));
+        // One leaves: a new instance has room again.
+        c.apply(&event("shutdown", "i1", 0), now);
+        assert!(matches!(
+            c.apply(&event("startup", "i3", 0), now),
+            Some(Change::Added(_))
+        ));
+    }
+
+    #[test]
+    fn oversized_introspection_is_refused() {
+        let mut c = Catalog::new(Duration::from_secs(10));
+        let now = Utc::now();
+        let long_id = "i".repeat(MAX_ID_BYTES + 1);
+        let too_large = |change: Option<Change>| match change {
+            Some(Change::Refused { reason, .. }) => reason == Refusal::TooLarge,
+            _ => false,
+        };
+        assert!(too_large(c.apply(&event("startup", &long_id, 0), now)));
+        let mut big = event("startup", "i1", 0);
+        big.payload["capabilities"]["padding"] = json!("x".repeat(40 * 1024));
+        assert!(too_large(c.apply(&big, now)));
+        assert!(c.is_empty());
+        // A known instance that grows past the bound keeps its last entry.
+        c.apply(&event("startup", "i1", 0), now);
+        c.apply(&big, now);
+        assert_eq!(
+            c.entries().next().unwrap().capabilities.get("padding"),
+            None
+        );
     }
 
     #[test]

@@ -187,15 +187,39 @@ async fn until<F: Fn() -> bool>(what: &str, f: F) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_join_leave_and_expire_with_consul_calls() {
+/// A registry on a fresh in-memory bus, telling the recording Consul
+/// (token `secret`); `tweak` adjusts its settings first.
+struct Setup {
+    reg: registry::RunningRegistry,
+    bus: InMemoryBus,
+    shared: Arc<dyn EventBus>,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+async fn setup(tweak: impl FnOnce(&mut RegistryConfig)) -> Setup {
     let (consul_addr, calls) = consul_recorder().await;
     let bus = InMemoryBus::default();
     let shared: Arc<dyn EventBus> = Arc::new(bus.clone());
     let mut cfg = RegistryConfig::new("127.0.0.1:0".parse().unwrap());
-    cfg.heartbeat = Duration::from_millis(400);
     cfg.consul = Some(ConsulClient::new(&consul_addr, Some("secret".into())).unwrap());
+    tweak(&mut cfg);
     let reg = registry::start(cfg, shared.clone()).await.unwrap();
+    Setup {
+        reg,
+        bus,
+        shared,
+        calls,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_join_leave_and_expire_with_consul_calls() {
+    let Setup {
+        reg,
+        bus,
+        shared,
+        calls,
+    } = setup(|cfg| cfg.heartbeat = Duration::from_millis(400)).await;
 
     // A real runtime node joins.
     let source = ConfigSource::from_pairs([("ONEX_INSTANCE_ID", "inst-1")]);
@@ -343,5 +367,56 @@ async fn nodes_join_leave_and_expire_with_consul_calls() {
             .load(std::sync::atomic::Ordering::Relaxed),
         0
     );
+    reg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_instances_stops_at_the_catalog_bound() {
+    let Setup {
+        reg, shared, calls, ..
+    } = setup(|cfg| cfg.limits.max_instances = 5).await;
+
+    let introspection = |instance: String, padding: usize| {
+        Envelope::new(
+            "node-introspection",
+            json!({
+                "node_id": "node_flood",
+                "node_type": "effect",
+                "capabilities": {
+                    "metadata": {"instance_id": instance},
+                    "padding": "x".repeat(padding),
+                },
+                "reason": "startup",
+            }),
+            EventSource::default(),
+        )
+    };
+    // One instance whose description alone is 100 KB, then 50 made-up ones.
+    let huge = std::iter::once(introspection("huge".into(), 100 * 1024));
+    let fakes = (0..50).map(|i| introspection(format!("fake-{i}"), 0));
+    for e in huge.chain(fakes) {
+        shared
+            .publish_envelope(INTROSPECTION_TOPIC, &e, None)
+            .await
+            .unwrap();
+    }
+    let stats = reg.stats();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    until("all events read", || load(&stats.events) == 51).await;
+    assert_eq!(reg.catalog().len(), 5);
+    assert_eq!(load(&stats.refused_full), 45);
+    assert_eq!(load(&stats.refused_too_large), 1);
+    until("registrations", || calls.lock().unwrap().len() >= 5).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let registered = calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.path == "/v1/agent/service/register")
+        .count();
+    assert_eq!(registered, 5);
+    let (status, doc) = get(reg.http_addr, "/nodes").await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(doc["count"], 5);
     reg.shutdown().await;
 }
