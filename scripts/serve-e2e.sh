@@ -6,7 +6,8 @@
 #   scripts/serve-e2e.sh          100 requests (valid, duplicates, malformed) to two serve
 #                                 processes in one group, one killed with SIGKILL partway and
 #                                 its partitions handed to the survivor and a replacement;
-#                                 then a generated node shows up in the registry
+#                                 then a generated node shows up in the registry; and
+#                                 `bus replay-dlq` resumed after --max and after SIGKILL
 #   scripts/serve-e2e.sh bench    request -> completed latency p50/p99 and requests/s
 #   scripts/serve-e2e.sh all      both
 #
@@ -72,7 +73,7 @@ run_e2e() {
   if [[ -z "${ONEX_E2E_NODE_BIN:-}" && "${SERVE_E2E_NODE:-build}" != inproc ]]; then
     build_node
   fi
-  run_exact serve_end_to_end
+  run_exact serve_end_to_end && run_exact replay_dlq_end_to_end
 }
 
 run_bench() {

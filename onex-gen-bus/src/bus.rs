@@ -9,7 +9,14 @@
 //!   only prints what it would do).
 //!
 //! Each command reads a topic from the start with a fresh consumer group
-//! unless `--group` is given (a named group makes `replay-dlq` resumable).
+//! unless `--group` is given. A named group makes `replay-dlq` resumable: a
+//! letter's offset is committed only once it has been replayed (or passed
+//! over by the filters), so a run stopped by `--max`, by a failed publish or
+//! by a crash leaves every letter it did not replay for the next run, and
+//! the first failure stops the run so that letters are replayed in order.
+//! `--dry-run` commits nothing and so takes no `--group`. A letter whose
+//! original topic is the dead-letter topic itself is never replayed (it
+//! would come straight back).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -18,7 +25,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use onex_runtime::bus::kafka::KafkaBus;
-use onex_runtime::bus::{handler_fn, BusMessage, EventBus};
+use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Nack};
 use onex_runtime::config::{ConfigSource, KafkaSettings, OffsetReset};
 use onex_runtime::dlq;
 use onex_runtime::metrics::Metrics;
@@ -26,7 +33,7 @@ use onex_runtime::topic::TopicNamer;
 use onex_runtime::uuid::Uuid;
 use onex_runtime::{Envelope, EventSource};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// `onex-gen bus ...`
 #[derive(Debug, Args)]
@@ -98,8 +105,9 @@ pub enum BusCommand {
         /// Print what would be replayed; publish nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Consumer group (default: a fresh one scanning the whole topic).
-        #[arg(long)]
+        /// Consumer group (default: a fresh one scanning the whole topic); a
+        /// named group resumes where its last run stopped.
+        #[arg(long, conflicts_with = "dry_run")]
         group: Option<String>,
         /// Stop after replaying this many.
         #[arg(long)]
@@ -131,6 +139,9 @@ pub fn run(args: BusArgs) -> anyhow::Result<i32> {
         let mut settings = KafkaSettings::new(servers.clone());
         settings.auto_offset_reset = OffsetReset::Earliest;
         settings.timeout = Duration::from_secs(10);
+        // Each letter's offset is committed as soon as it is replayed, so a
+        // resumed replay after a crash repeats at most the letter in hand.
+        settings.enable_auto_commit = false;
         let bus = KafkaBus::connect(settings, Arc::new(Metrics::new()), Duration::from_secs(10))
             .await
             .with_context(|| format!("connecting to Kafka at {servers}"))?;
@@ -194,13 +205,23 @@ pub async fn run_on(
             let topic = namer.physical(&topic);
             let group =
                 group.unwrap_or_else(|| format!("onex-gen-tail-{}", Uuid::new_v4().simple()));
+            let mut reader =
+                Reader::open(bus, &topic, &group, Duration::from_secs(idle_secs)).await?;
             let mut seen = 0usize;
-            drain(bus, &topic, &group, Duration::from_secs(idle_secs), |m| {
-                writeln!(out, "{}", describe(&m))?;
+            let mut written = Ok(());
+            while max.is_none_or(|n| seen < n) {
+                let Some(delivery) = reader.next().await else {
+                    break;
+                };
+                written = writeln!(out, "{}", describe(&delivery.message));
+                if written.is_err() {
+                    break;
+                }
+                delivery.done();
                 seen += 1;
-                Ok(max.is_some_and(|n| seen >= n))
-            })
-            .await?;
+            }
+            reader.close().await;
+            written?;
             Ok(0)
         }
         BusCommand::ReplayDlq {
@@ -213,6 +234,9 @@ pub async fn run_on(
             max,
             idle_secs,
         } => {
+            if dry_run && group.is_some() {
+                anyhow::bail!("--dry-run commits nothing, so it cannot use --group");
+            }
             let topic = namer.physical(&dlq_topic);
             let group =
                 group.unwrap_or_else(|| format!("onex-gen-replay-{}", Uuid::new_v4().simple()));
@@ -221,44 +245,59 @@ pub async fn run_on(
                 event_type,
                 correlation_id,
             };
-            let mut replayed = 0usize;
-            let mut failed = 0usize;
-            let mut pending = Vec::new();
-            drain(bus, &topic, &group, Duration::from_secs(idle_secs), |m| {
-                if filter.matches(&m) {
-                    pending.push(m);
-                }
-                Ok(max.is_some_and(|n| pending.len() >= n))
-            })
-            .await?;
-            for m in pending {
-                let Some(msg) = dlq::replay(&m) else {
+            let mut reader =
+                Reader::open(bus, &topic, &group, Duration::from_secs(idle_secs)).await?;
+            let (mut taken, mut replayed, mut failed) = (0usize, 0usize, 0usize);
+            let mut written = Ok(());
+            while failed == 0 && max.is_none_or(|n| taken < n) {
+                let Some(delivery) = reader.next().await else {
+                    break;
+                };
+                let m = &delivery.message;
+                let letter = filter.matches(m).then(|| dlq::replay(m)).flatten();
+                let Some(msg) = letter else {
+                    delivery.done();
                     continue;
                 };
+                taken += 1;
                 let mut line = json!({
                     "dlq_offset": m.offset,
                     "to": msg.topic,
                     "correlation_id": msg.headers.correlation_id,
-                    "error_type": dlq::inspect(&m).and_then(|i| i.error_type),
+                    "error_type": dlq::inspect(m).and_then(|i| i.error_type),
                     "dry_run": dry_run,
                 });
-                if !dry_run {
-                    match bus
+                let published = if dry_run {
+                    None
+                } else if msg.topic == topic {
+                    Some(Err(anyhow::anyhow!(
+                        "the letter names its own dead-letter topic"
+                    )))
+                } else {
+                    let sent = bus
                         .publish(&msg.topic, msg.key.as_deref(), &msg.value, &msg.headers)
-                        .await
-                    {
-                        Ok(r) => {
-                            replayed += 1;
-                            line["offset"] = json!(r.offset);
-                        }
-                        Err(e) => {
-                            failed += 1;
-                            line["error"] = json!(e.to_string());
-                        }
+                        .await;
+                    Some(sent.map_err(anyhow::Error::from))
+                };
+                match published {
+                    Some(Ok(r)) => {
+                        replayed += 1;
+                        line["offset"] = json!(r.offset);
+                        delivery.done();
                     }
+                    Some(Err(e)) => {
+                        failed += 1;
+                        line["error"] = json!(e.to_string());
+                    }
+                    None => delivery.done(),
                 }
-                writeln!(out, "{line}")?;
+                written = writeln!(out, "{line}");
+                if written.is_err() {
+                    break;
+                }
             }
+            reader.close().await;
+            written?;
             writeln!(
                 out,
                 "{}",
@@ -269,42 +308,72 @@ pub async fn run_on(
     }
 }
 
-/// Reads `topic` as `group` until `idle` passes without a message or `each`
-/// returns `true`.
-async fn drain(
-    bus: &Arc<dyn EventBus>,
-    topic: &str,
-    group: &str,
-    idle: Duration,
-    mut each: impl FnMut(BusMessage) -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let sub = bus
-        .subscribe(
-            topic,
-            group,
-            handler_fn(move |m| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(m);
-                    Ok(())
-                }
-            }),
-        )
-        .await?;
-    let mut result = Ok(());
-    while let Ok(Some(m)) = tokio::time::timeout(idle, rx.recv()).await {
-        match each(m) {
-            Ok(false) => {}
-            Ok(true) => break,
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        }
+/// One message read, committed only when [`Delivery::done`] says it was
+/// dealt with; dropped, it stays for the group's next reader.
+struct Delivery {
+    message: BusMessage,
+    dealt_with: oneshot::Sender<()>,
+}
+
+impl Delivery {
+    fn done(self) {
+        let _ = self.dealt_with.send(());
     }
-    sub.unsubscribe().await;
-    result
+}
+
+/// Reads a topic as a consumer group, one message at a time: the group's
+/// offset moves past a message only once the caller is done with it.
+struct Reader {
+    deliveries: mpsc::Receiver<Delivery>,
+    subscription: onex_runtime::bus::Subscription,
+    idle: Duration,
+}
+
+impl Reader {
+    async fn open(
+        bus: &Arc<dyn EventBus>,
+        topic: &str,
+        group: &str,
+        idle: Duration,
+    ) -> anyhow::Result<Self> {
+        let (tx, deliveries) = mpsc::channel(1);
+        // Hands each message over and waits until the reader is done with it.
+        let hand_over = handler_fn(move |message| {
+            let tx = tx.clone();
+            async move {
+                let (dealt_with, done) = oneshot::channel();
+                let delivery = Delivery {
+                    message,
+                    dealt_with,
+                };
+                let not_done = || Nack::new("left for the group's next reader");
+                tx.send(delivery).await.map_err(|_| not_done())?;
+                done.await.map_err(|_| not_done())
+            }
+        });
+        let subscription = bus.subscribe(topic, group, hand_over).await?;
+        Ok(Reader {
+            deliveries,
+            subscription,
+            idle,
+        })
+    }
+
+    /// The next message, or `None` once `idle` passes without one.
+    async fn next(&mut self) -> Option<Delivery> {
+        tokio::time::timeout(self.idle, self.deliveries.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Stops reading; what was done is committed, nothing else.
+    async fn close(self) {
+        // Dropping the channel first refuses every delivery in flight, so
+        // the subscription has nothing left to wait for.
+        drop(self.deliveries);
+        self.subscription.unsubscribe().await;
+    }
 }
 
 /// One consumed message as a JSON line.
@@ -429,27 +498,8 @@ mod tests {
     }
 
     async fn letter(bus: &Arc<dyn EventBus>, error_type: &str, cid: Uuid) {
-        let env =
-            Envelope::new("thing", json!({}), EventSource::default()).with_correlation_id(cid);
-        let original = BusMessage {
-            topic: "onex.evt.t.in.v1".into(),
-            partition: 0,
-            offset: 7,
-            key: None,
-            value: env.to_bytes(),
-            headers: env.headers(),
-        };
-        let failure = Failure {
-            error_type: error_type.into(),
-            reason: "r".into(),
-            retry_count: 1,
-            failed_at: onex_runtime::chrono::Utc::now(),
-            correlation_id: Some(cid),
-        };
-        let dl = dead_letter(&original, "onex.evt.t.in.v1.dlq", "g", "n", &failure);
-        bus.publish(&dl.topic, None, &dl.value, &dl.headers)
-            .await
-            .unwrap();
+        let (topic, dlq_topic) = ("onex.evt.t.in.v1", "onex.evt.t.in.v1.dlq");
+        letter_of(bus, topic, dlq_topic, error_type, cid).await;
     }
 
     #[tokio::test]
@@ -519,6 +569,134 @@ mod tests {
         assert_eq!(back.len(), 1);
         assert_eq!(back[0]["envelope"]["correlation_id"], keep.to_string());
         assert!(back[0]["headers"].get("dlq_error_type").is_none());
+    }
+
+    /// A `fatal` dead letter of `original_topic` on `onex.evt.t.in.v1.dlq`.
+    async fn fatal_letter(bus: &Arc<dyn EventBus>, original_topic: &str, cid: Uuid) {
+        letter_of(bus, original_topic, "onex.evt.t.in.v1.dlq", "fatal", cid).await;
+    }
+
+    /// A dead letter of `original_topic` for a message with correlation id
+    /// `cid` that failed as `error_type`, on `dlq_topic`.
+    async fn letter_of(
+        bus: &Arc<dyn EventBus>,
+        original_topic: &str,
+        dlq_topic: &str,
+        error_type: &str,
+        cid: Uuid,
+    ) {
+        let env =
+            Envelope::new("thing", json!({}), EventSource::default()).with_correlation_id(cid);
+        let original = BusMessage {
+            topic: original_topic.into(),
+            partition: 0,
+            offset: 7,
+            key: None,
+            value: env.to_bytes(),
+            headers: env.headers(),
+        };
+        let failure = Failure {
+            error_type: error_type.into(),
+            reason: "r".into(),
+            retry_count: 1,
+            failed_at: onex_runtime::chrono::Utc::now(),
+            correlation_id: Some(cid),
+        };
+        let dl = dead_letter(&original, dlq_topic, "g", "n", &failure);
+        bus.publish(&dl.topic, None, &dl.value, &dl.headers)
+            .await
+            .unwrap();
+    }
+
+    fn replay_as(group: &str, max: Option<usize>) -> BusCommand {
+        BusCommand::ReplayDlq {
+            dlq_topic: "onex.evt.t.in.v1.dlq".into(),
+            error_type: None,
+            event_type: None,
+            correlation_id: None,
+            dry_run: false,
+            group: Some(group.into()),
+            max,
+            idle_secs: 1,
+        }
+    }
+
+    /// Runs `command`; its exit code and the JSON lines it printed.
+    async fn outcome(bus: &Arc<dyn EventBus>, command: BusCommand) -> (i32, Vec<Value>) {
+        let mut out = Vec::new();
+        let code = run_on(bus, &TopicNamer::default(), command, &mut out)
+            .await
+            .unwrap();
+        (code, lines(&out))
+    }
+
+    #[tokio::test]
+    async fn a_resumable_replay_never_passes_over_a_letter_it_did_not_replay() {
+        let bus = bus();
+        let cids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        for cid in &cids {
+            fatal_letter(&bus, "onex.evt.t.in.v1", *cid).await;
+        }
+        let (_, first) = outcome(&bus, replay_as("ops", Some(2))).await;
+        assert_eq!(first.last().unwrap()["replayed"], 2, "{first:?}");
+        let (_, rest) = outcome(&bus, replay_as("ops", None)).await;
+        assert_eq!(rest.last().unwrap()["replayed"], 3, "{rest:?}");
+        let (_, none) = outcome(&bus, replay_as("ops", None)).await;
+        assert_eq!(none.last().unwrap()["replayed"], 0, "{none:?}");
+        let replayed: Vec<String> = first[..2]
+            .iter()
+            .chain(&rest[..3])
+            .map(|l| l["correlation_id"].as_str().unwrap().to_string())
+            .collect();
+        let expected: Vec<String> = cids.iter().map(Uuid::to_string).collect();
+        assert_eq!(replayed, expected);
+    }
+
+    #[tokio::test]
+    async fn a_letter_that_could_not_be_replayed_stays_for_the_next_run() {
+        let bus = bus();
+        // The original topic is not a valid topic name: the publish fails.
+        fatal_letter(&bus, "bad topic", Uuid::new_v4()).await;
+        fatal_letter(&bus, "onex.evt.t.in.v1", Uuid::new_v4()).await;
+        for _ in 0..2 {
+            let (code, l) = outcome(&bus, replay_as("ops", None)).await;
+            assert_eq!(code, 1, "{l:?}");
+            let summary = l.last().unwrap();
+            assert_eq!(
+                (&summary["replayed"], &summary["failed"]),
+                (&json!(0), &json!(1)),
+                "{l:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_letter_naming_its_own_dead_letter_topic_is_not_replayed() {
+        let bus = bus();
+        fatal_letter(&bus, "onex.evt.t.in.v1.dlq", Uuid::new_v4()).await;
+        let (code, l) = tokio::time::timeout(
+            Duration::from_secs(20),
+            outcome(&bus, replay_as("ops", None)),
+        )
+        .await
+        .expect("the replay ends");
+        assert_eq!(code, 1, "{l:?}");
+        assert_eq!(l.last().unwrap()["failed"], 1, "{l:?}");
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_never_moves_a_named_group() {
+        let bus = bus();
+        fatal_letter(&bus, "onex.evt.t.in.v1", Uuid::new_v4()).await;
+        let mut dry = replay_as("ops", None);
+        if let BusCommand::ReplayDlq { dry_run, .. } = &mut dry {
+            *dry_run = true;
+        }
+        let mut out = Vec::new();
+        let refused = run_on(&bus, &TopicNamer::default(), dry, &mut out).await;
+        assert!(refused.is_err(), "{:?}", lines(&out));
+        let (_, l) = outcome(&bus, replay_as("ops", None)).await;
+        assert_eq!(l.last().unwrap()["replayed"], 1, "{l:?}");
     }
 
     /// A dead letter as an ONEX Python service writes it (the document
