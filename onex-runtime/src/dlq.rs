@@ -22,8 +22,11 @@
 //! original record's headers in `original_message.headers`, so that a
 //! replay puts the very same record back. `error_type` is one of
 //! `invalid_input`, `retriable`, `fatal`, `decode_error`, `timeout`,
-//! `circuit_open`, `publish_failed` or `state_too_large` (the state the
-//! input would leave is larger than the bus takes, so it was not applied).
+//! `circuit_open`, `publish_failed`, `state_too_large` (the state the
+//! input would leave is larger than the bus takes, so it was not applied)
+//! or `window_too_large` (the record of a closed aggregation window is
+//! larger than the bus takes, so it was never published: `original_topic`
+//! is where it was to go, and the document has no partition or offset).
 //!
 //! The record keeps the original key and headers and repeats the document in
 //! `dlq_*` headers ([`names`]), so tools that read headers only still see why
@@ -148,6 +151,13 @@ fn text_and_exact(bytes: &[u8]) -> (String, Option<String>) {
     }
 }
 
+/// Whether `original` was read from its topic. A record the node could
+/// never write (an aggregation window's, too large for the bus) is given
+/// as one with a negative partition and offset.
+fn was_written(original: &BusMessage) -> bool {
+    original.partition >= 0 && original.offset >= 0
+}
+
 fn exact(text: Option<&String>, base64: Option<&String>) -> Option<Vec<u8>> {
     match base64.and_then(|b| BASE64.decode(b).ok()) {
         Some(bytes) => Some(bytes),
@@ -164,13 +174,14 @@ impl DeadLetter {
         };
         let (value, value_base64) = text_and_exact(&original.value);
         let correlation_id = failure.correlation_id.or(original.headers.correlation_id);
+        let written = was_written(original);
         DeadLetter {
             original_topic: original.topic.clone(),
             original_message: OriginalMessage {
                 key,
                 value: Some(value),
-                offset: Some(original.offset),
-                partition: Some(original.partition),
+                offset: written.then_some(original.offset),
+                partition: written.then_some(original.partition),
                 key_base64,
                 value_base64,
                 headers: original.headers.to_pairs().into_iter().collect(),
@@ -270,9 +281,10 @@ impl Letterhead<'_> {
     /// record well under the limit can make one over it. This one leaves
     /// out the record's key, value and headers: the document gives the
     /// value's length in `omitted_value_bytes` and its place (topic,
-    /// partition, offset) in the original topic, where the record stays;
-    /// the reason is cut to [`COMPACT_REASON_CHARS`] and says so. [`replay`]
-    /// gives `None` for it.
+    /// partition, offset) in the original topic, where the record stays
+    /// (a record never written, such as an aggregation window's, has no
+    /// place: the reason says so); the reason is cut to
+    /// [`COMPACT_REASON_CHARS`] and says so. [`replay`] gives `None` for it.
     pub fn without_record(&self, original: &BusMessage, failure: &Failure) -> OutgoingMessage {
         let bare = BusMessage {
             topic: original.topic.clone(),
@@ -286,14 +298,19 @@ impl Letterhead<'_> {
             },
         };
         let reason: String = failure.reason.chars().take(COMPACT_REASON_CHARS).collect();
+        let place = if was_written(original) {
+            format!(
+                "it is in {} partition {} at offset {}",
+                original.topic, original.partition, original.offset
+            )
+        } else {
+            format!("it was never written to {}", original.topic)
+        };
         let failure = Failure {
             reason: format!(
                 "{reason}; the record ({} bytes) is left out of this dead letter, too large \
-                 with it: it is in {} partition {} at offset {}",
+                 with it: {place}",
                 original.value.len(),
-                original.topic,
-                original.partition,
-                original.offset
             ),
             ..failure.clone()
         };
@@ -316,10 +333,14 @@ impl Letterhead<'_> {
         }
         headers.content_type = Some(crate::envelope::ENVELOPE_CONTENT_TYPE.to_string());
         headers.retry_count = Some(failure.retry_count);
+        let place = was_written(original).then(|| {
+            [
+                (names::ORIGINAL_PARTITION, original.partition.to_string()),
+                (names::ORIGINAL_OFFSET, original.offset.to_string()),
+            ]
+        });
         let extra = [
             (names::ORIGINAL_TOPIC, original.topic.clone()),
-            (names::ORIGINAL_PARTITION, original.partition.to_string()),
-            (names::ORIGINAL_OFFSET, original.offset.to_string()),
             (names::CONSUMER_GROUP, self.group.to_string()),
             (names::REASON, failure.reason.clone()),
             (names::ERROR_TYPE, failure.error_type.clone()),
@@ -327,7 +348,7 @@ impl Letterhead<'_> {
             (names::FAILED_AT, format_timestamp(&failure.failed_at)),
             (names::NODE, self.node.to_string()),
         ];
-        for (k, v) in extra {
+        for (k, v) in extra.into_iter().chain(place.into_iter().flatten()) {
             headers.extra.insert(k.to_string(), v);
         }
         OutgoingMessage {
@@ -488,6 +509,50 @@ mod tests {
         let back = replay(&delivered(&dl)).unwrap();
         assert_eq!(back.key, original.key);
         assert_eq!(back.value, original.value);
+    }
+
+    /// A record the node never wrote (an aggregation window's, too large
+    /// for the bus) comes with partition and offset -1: its dead letter
+    /// names neither, and the one without the record says where it was to
+    /// go instead of where it is.
+    #[test]
+    fn a_record_never_written_is_given_no_place() {
+        let never = BusMessage {
+            topic: "out".into(),
+            partition: -1,
+            offset: -1,
+            key: Some(b"k".to_vec()),
+            value: b"{}".to_vec(),
+            headers: Headers::default(),
+        };
+        let failure = Failure {
+            error_type: "window_too_large".into(),
+            reason: "too large".into(),
+            retry_count: 0,
+            failed_at: Utc::now(),
+            correlation_id: None,
+        };
+        let head = Letterhead {
+            dlq_topic: "in.dlq",
+            group: "g",
+            node: "n",
+        };
+        let compact = head.without_record(&never, &failure);
+        for letter in [head.whole(&never, &failure), compact.clone()] {
+            let doc = DeadLetter::parse(&letter.value).unwrap();
+            assert_eq!(doc.original_topic, "out");
+            let m = &doc.original_message;
+            assert_eq!((m.partition, m.offset), (None, None));
+            for name in [names::ORIGINAL_PARTITION, names::ORIGINAL_OFFSET] {
+                assert!(!letter.headers.extra.contains_key(name), "{name}");
+            }
+        }
+        let doc = DeadLetter::parse(&compact.value).unwrap();
+        assert!(
+            doc.failure_reason.ends_with("it was never written to out"),
+            "{}",
+            doc.failure_reason
+        );
     }
 
     /// A dead letter written by an ONEX Python service: no headers inside,
