@@ -15,7 +15,10 @@
 //! state is larger than the bus takes is not applied and is dead-lettered
 //! as [`STATE_TOO_LARGE`], before its results are published when the bus
 //! knows its limit; a state write that fails otherwise is retried by
-//! delivering the input again.
+//! delivering the input again. The record of a closed aggregation window
+//! that is larger than the bus takes is dead-lettered as
+//! [`WINDOW_TOO_LARGE`] and the window closed; a window whose publish
+//! fails otherwise is published again later.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
@@ -33,7 +36,8 @@ pub use crate::retry::RetrySettings;
 
 use crate::breaker::CircuitBreaker;
 use crate::bus::{
-    BusError, BusMessage, EventBus, MessageHandler, Nack, OutgoingMessage, PublishReceipt,
+    record_wire_size, BusError, BusMessage, EventBus, MessageHandler, Nack, OutgoingMessage,
+    PublishReceipt,
 };
 pub use crate::dlq::Failure;
 use crate::dlq::Letterhead;
@@ -41,7 +45,8 @@ use crate::envelope::{Envelope, EventSource};
 use crate::handler_bus::HandlerBus;
 use crate::metrics::{inc, Metrics};
 use crate::state::{
-    output_event_id, snapshot_topic, window_event_id, CommitError, StateContext, StateKeeper,
+    output_event_id, snapshot_topic, window_event_id, CommitError, DueWindow, StateContext,
+    StateKeeper,
 };
 use crate::topic::TopicNamer;
 
@@ -617,6 +622,11 @@ async fn unwinding_as_fatal(
 /// leave is larger than the bus takes.
 pub const STATE_TOO_LARGE: &str = "state_too_large";
 
+/// The `error_type` of the record of an aggregation window dead-lettered
+/// because it is larger than the bus takes (the window is closed all the
+/// same).
+pub const WINDOW_TOO_LARGE: &str = "window_too_large";
+
 /// Runs a [`NodeHandler`] for the messages of one consumed topic.
 pub struct Dispatcher {
     spec: Arc<NodeSpec>,
@@ -757,41 +767,111 @@ impl Dispatcher {
     }
 
     /// Publishes the handler's aggregation windows that have closed, then
-    /// records them closed (see [`crate::reducer`]); returns how many. A
-    /// failed publish leaves them open for the next call, which publishes
-    /// the same ids.
+    /// records them closed (see [`crate::reducer`]); returns how many.
+    /// A window's record larger than the bus takes can never be published:
+    /// it is dead-lettered as [`WINDOW_TOO_LARGE`] and the window is closed
+    /// all the same. Any other failed publish leaves that window, and those
+    /// after it, open for the next call, which publishes the same ids; the
+    /// windows before it are recorded closed, so they are not published
+    /// again.
     pub async fn flush_windows(&self) -> Result<usize, Nack> {
         let Some(keeper) = self.handler.state_keeper() else {
             return Ok(0);
         };
-        let Some(due) = keeper.due_windows(Utc::now().timestamp_millis()).await else {
+        let Some(mut due) = keeper.due_windows(Utc::now().timestamp_millis()).await else {
             return Ok(0);
         };
+        let mut failed = None;
+        let mut done = 0;
         for w in &due.windows {
-            for (index, out) in w.events.iter().enumerate() {
-                let mut env = Envelope::new(
-                    out.event_type.clone(),
-                    out.payload.clone(),
-                    self.source.clone(),
-                )
-                .with_correlation_id(w.correlation_id);
-                env.causation_id = Some(w.causation_id);
-                env.event_id = window_event_id(&self.spec.name, &w.key, w.start_ms, index);
-                let topic = self.namer.physical(&out.topic);
-                self.bus
-                    .publish_envelope(&topic, &env, out.partition_key.as_deref())
-                    .await
-                    .map_err(|e| {
-                        Nack::new(format!(
-                            "publishing the window of {} to {topic} failed: {e}",
-                            w.key
-                        ))
-                    })?;
+            if let Err(nack) = self.publish_window(w).await {
+                failed = Some(nack);
+                break;
+            }
+            done += 1;
+        }
+        due.windows.truncate(done);
+        keeper.windows_published(due).await?;
+        failed.map_or(Ok(done), Err)
+    }
+
+    /// Publishes the events of the closed window `w`. One whose record is
+    /// larger than the bus takes is dead-lettered instead; `Err` when a
+    /// publish or that dead letter may work later.
+    async fn publish_window(&self, w: &DueWindow) -> Result<(), Nack> {
+        for (index, out) in w.events.iter().enumerate() {
+            let mut env = Envelope::new(
+                out.event_type.clone(),
+                out.payload.clone(),
+                self.source.clone(),
+            )
+            .with_correlation_id(w.correlation_id);
+            env.causation_id = Some(w.causation_id);
+            env.event_id = window_event_id(&self.spec.name, &w.key, w.start_ms, index);
+            let topic = self.namer.physical(&out.topic);
+            let message = OutgoingMessage::envelope(topic, &env, out.partition_key.as_deref());
+            match self.bus.send(message.record()).await {
+                Ok(_) => {}
+                Err(BusError::TooLarge { message: cause, .. }) => {
+                    self.dead_letter_window(w, &message, &cause).await?;
+                }
+                Err(e) => {
+                    return Err(Nack::new(format!(
+                        "publishing the window of {} to {} failed: {e}",
+                        w.key, message.topic
+                    )))
+                }
             }
         }
-        let count = due.windows.len();
-        keeper.windows_published(due).await?;
-        Ok(count)
+        Ok(())
+    }
+
+    /// Dead-letters `message`, the record of the closed window `w` that the
+    /// bus refused as too large (`cause`), naming its size and the limit.
+    /// The record was never written, so the dead letter has no partition
+    /// or offset; with the record in it, it is too large as well, and is
+    /// written without it ([`Letterhead::without_record`]).
+    async fn dead_letter_window(
+        &self,
+        w: &DueWindow,
+        message: &OutgoingMessage,
+        cause: &str,
+    ) -> Result<(), Nack> {
+        let size = record_wire_size(&message.record());
+        let limit = self.bus.max_record_bytes().map_or_else(
+            || "larger than the bus takes".to_string(),
+            |limit| format!("over the {limit} bytes the bus takes"),
+        );
+        let reason = format!(
+            "the window of {} starting at {} ms is a record of {size} bytes on {}, {limit} \
+             ({cause}); it is not published, and the window is closed",
+            w.key, w.start_ms, message.topic
+        );
+        tracing::error!(
+            node = %self.spec.name,
+            aggregate = %w.key,
+            window_start_ms = w.start_ms,
+            topic = %message.topic,
+            bytes = size,
+            dlq = %self.dlq_topic,
+            "an aggregation window too large to publish is dead-lettered and closed"
+        );
+        let record = BusMessage {
+            topic: message.topic.clone(),
+            partition: -1,
+            offset: -1,
+            key: message.key.clone(),
+            value: message.value.clone(),
+            headers: message.headers.clone(),
+        };
+        let failure = Failure {
+            error_type: WINDOW_TOO_LARGE.into(),
+            reason,
+            retry_count: 0,
+            failed_at: Utc::now(),
+            correlation_id: Some(w.correlation_id),
+        };
+        self.dead_letter(&record, failure).await
     }
 
     /// When the handler has an aggregation window: publishes closed windows

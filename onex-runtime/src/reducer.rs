@@ -14,6 +14,10 @@
 //! (`window: {start_ms, end_ms, inputs}`, the state before its first input
 //! and after its last), with ids derived from the aggregate and the window
 //! ([`crate::state::window_event_id`]), and then records the window closed.
+//! A window whose record is larger than the bus takes can never be
+//! published: it is dead-lettered (`window_too_large`) and recorded closed
+//! all the same; one whose publish fails otherwise stays open and is
+//! published again on a later tick.
 //! The open window is part of the aggregate's durable state, so a restarted
 //! or new owner of the partition publishes it; a crash between publishing
 //! and recording publishes the same ids again.

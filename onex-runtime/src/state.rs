@@ -212,9 +212,11 @@ pub trait StateKeeper: Send + Sync {
 
     /// Waits for the turn and returns the windows that closed by `now_ms`
     /// (milliseconds since the epoch), with what to publish for each; `None`
-    /// when none did. The runtime publishes their events, then hands them
-    /// to [`StateKeeper::windows_published`]; dropping them instead gives
-    /// the turn back and leaves the windows open.
+    /// when none did. The runtime publishes their events (or dead-letters
+    /// a record larger than the bus takes), then hands them to
+    /// [`StateKeeper::windows_published`], less those it could not publish
+    /// yet; dropping them instead gives the turn back and leaves the
+    /// windows open.
     async fn due_windows(&self, now_ms: i64) -> Option<DueWindows> {
         let _ = now_ms;
         None

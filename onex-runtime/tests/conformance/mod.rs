@@ -15,6 +15,7 @@ use onex_runtime::dlq::DeadLetter;
 use onex_runtime::headers::{Headers, Priority};
 use onex_runtime::introspection::{INTROSPECTION_REQUEST_TOPIC, INTROSPECTION_TOPIC};
 use onex_runtime::metrics::Metrics;
+use onex_runtime::reducer::{JsonReducer, Reduce, ReducerEvents, ReducerTable};
 use onex_runtime::service::NodeService;
 use onex_runtime::testing::python_epoch_event;
 use onex_runtime::{
@@ -86,7 +87,8 @@ macro_rules! every_scenario {
             a_panicking_handler_is_dead_lettered_and_the_partition_goes_on,
             a_replayed_dead_letter_is_handled_again,
             an_oversized_dead_letter_is_written_without_the_value,
-            a_state_too_large_to_keep_is_dead_lettered_and_the_partition_goes_on
+            a_state_too_large_to_keep_is_dead_lettered_and_the_partition_goes_on,
+            a_window_too_large_to_publish_is_dead_lettered_and_closed
         );
     };
 }
@@ -1345,6 +1347,141 @@ pub async fn a_state_too_large_to_keep_is_dead_lettered_and_the_partition_goes_o
     expect_silence(&mut dead, Duration::from_millis(10)).await;
     service.shutdown().await;
     for s in [dsub, osub] {
+        s.unsubscribe().await;
+    }
+}
+
+/// The logical topics of [`Doubling`]'s node (the test gives it a topic
+/// prefix of its own, so on a broker that outlives the test they are new).
+pub const WINDOW_IN: &str = "onex.evt.conformance.window-in.v1";
+pub const WINDOW_OUT: &str = "onex.evt.conformance.window-out.v1";
+
+/// A JSON reducer with a 300 ms aggregation window whose state keeps its
+/// last input's `pad` twice: a state twice the size of its input.
+pub struct Doubling;
+
+impl ReducerTable for Doubling {
+    const EVENTS: ReducerEvents = ReducerEvents {
+        state_changed: "doubling.window",
+        completed: "doubling.completed",
+        result_topic: Some(WINDOW_OUT),
+        terminal_topic: None,
+    };
+    const WINDOW_MS: Option<u64> = Some(300);
+}
+
+impl Reduce for Doubling {
+    fn reduce(
+        &self,
+        state: &serde_json::Value,
+        event: &InboundEvent,
+    ) -> Result<serde_json::Value, HandlerError> {
+        let inputs = state["inputs"].as_u64().unwrap_or(0) + 1;
+        let pad = event.envelope.payload["pad"].clone();
+        Ok(json!({"inputs": inputs, "pad": pad, "copy": pad}))
+    }
+}
+
+/// How far below the bus's limit [`Doubling`]'s state is made to be. The
+/// snapshot record kept while its window is open adds about 460 bytes to
+/// the state (the key, the window's ids, the input's position), the
+/// window's record about 1060 (the envelope's fields and headers): such a
+/// state is kept, but its window can never be published.
+const WINDOW_RECORD_MARGIN: usize = 760;
+
+/// An aggregation window whose record is larger than the bus takes (its
+/// state fits as a snapshot record, the window's envelope around it does
+/// not) is dead-lettered as `window_too_large`, naming the size and the
+/// limit, and recorded closed: it is not tried again, the windows of the
+/// other aggregates are published once each, and later inputs go on.
+pub async fn a_window_too_large_to_publish_is_dead_lettered_and_closed(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let limit = bus.max_record_bytes().expect("the bus knows its limit");
+    let prefix = format!("w{}.", &Uuid::new_v4().simple().to_string()[..12]);
+    let spec = NodeSpec {
+        kind: NodeKind::Reducer,
+        name: "node_doubling_reducer".into(),
+        idempotency: None,
+        ..spec(WINDOW_IN, WINDOW_OUT, 0)
+    };
+    let handler = Arc::new(JsonReducer::<Doubling, Doubling>::new(Doubling));
+    let config = b
+        .node_config()
+        .into_iter()
+        .chain([("KAFKA_TOPIC_PREFIX".to_string(), prefix.clone())]);
+    let service = node_service(spec, handler, config);
+    b.create_topics(&bus, &service.topics()).await;
+    let [input, output, dlq] =
+        [WINDOW_IN, WINDOW_OUT, &format!("{WINDOW_IN}.dlq")].map(|t| format!("{prefix}{t}"));
+    let (osub, mut out) = collect(&bus, &output, &group()).await;
+    let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
+    service.start(bus.clone(), false).await.expect("node start");
+
+    let big = "x".repeat((limit - WINDOW_RECORD_MARGIN) / 2);
+    let inputs = [("a", "small"), ("b", big.as_str()), ("c", "small")]
+        .map(|(key, pad)| (key, Envelope::new("thing", json!({ "pad": pad }), source())));
+    for (key, e) in &inputs {
+        bus.publish_envelope(&input, e, Some(key)).await.unwrap();
+    }
+    let d = recv_n(&mut dead, 1, b.patience()).await.remove(0);
+    let doc = DeadLetter::parse(&d.value).expect("a dead-letter document");
+    assert_eq!(
+        doc.error_type.as_deref(),
+        Some("window_too_large"),
+        "{}",
+        doc.failure_reason
+    );
+    assert_eq!(d.headers.extra["dlq_error_type"], "window_too_large");
+    assert_eq!(doc.original_topic, output);
+    assert_eq!(
+        doc.correlation_id,
+        Some(inputs[1].1.correlation_id.to_string())
+    );
+    let reason = &doc.failure_reason;
+    assert!(reason.contains("window of b"), "{reason}");
+    assert!(
+        reason.contains(&format!("over the {limit} bytes")),
+        "{reason}"
+    );
+    // Never written: no partition or offset to point at.
+    assert_eq!(doc.original_message.offset, None);
+    assert!(!d.headers.extra.contains_key("dlq_original_offset"));
+    match doc.original_message.omitted_value_bytes {
+        // With the record, the dead letter is too large as well.
+        Some(n) => {
+            assert!(n > big.len() * 2, "{n}");
+            assert!(reason.contains("never written"), "{reason}");
+        }
+        None => assert!(doc.replay().value.len() > big.len() * 2),
+    }
+
+    // The other aggregates' windows, once each; then a later input's.
+    let windows = |got: Vec<BusMessage>| -> Vec<(String, u64)> {
+        let mut w: Vec<(String, u64)> = got
+            .iter()
+            .map(|m| {
+                let p = Envelope::from_bytes(&m.value).unwrap().payload;
+                let key = p["aggregate_id"].as_str().unwrap().to_string();
+                (key, p["state"]["inputs"].as_u64().unwrap())
+            })
+            .collect();
+        w.sort();
+        w
+    };
+    let got = recv_n(&mut out, 2, b.patience()).await;
+    assert_eq!(windows(got), [("a".into(), 1), ("c".into(), 1)]);
+    let later = Envelope::new("thing", json!({ "pad": "small" }), source());
+    bus.publish_envelope(&input, &later, Some("a"))
+        .await
+        .unwrap();
+    let got = recv_n(&mut out, 1, b.patience()).await;
+    assert_eq!(windows(got), [("a".into(), 2)]);
+    expect_silence(&mut out, Duration::from_millis(500)).await;
+    expect_silence(&mut dead, Duration::from_millis(10)).await;
+    let dead_lettered = service.metrics().dead_lettered.load(Ordering::Relaxed);
+    assert_eq!(dead_lettered, 1, "counted once");
+    service.shutdown().await;
+    for s in [osub, dsub] {
         s.unsubscribe().await;
     }
 }
