@@ -2,18 +2,14 @@
 
 mod conformance;
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use conformance::Backend;
 use onex_runtime::async_trait;
-use onex_runtime::breaker::{CircuitBreaker, CircuitBreakerSettings, CircuitState};
+use onex_runtime::breaker::{CircuitBreakerSettings, CircuitState};
 use onex_runtime::bus::memory::{InMemoryBus, MemoryBusSettings};
-use onex_runtime::bus::{
-    BusBackend, BusError, BusHealth, BusMessage, EventBus, MessageHandler, PublishReceipt, Record,
-    Subscription,
-};
+use onex_runtime::bus::{BusError, EventBus};
 use onex_runtime::headers::Headers;
 use onex_runtime::metrics::Metrics;
 use onex_runtime::retry::RetrySettings;
@@ -480,75 +476,6 @@ async fn a_record_without_an_event_id_has_one_id_on_every_delivery() {
     service.shutdown().await;
 }
 
-/// The in-memory bus, except that the first `left` records sent to `topic`
-/// with `key` fail as if the broker were away (the bus's own retries
-/// spent).
-struct AwayForKey {
-    inner: InMemoryBus,
-    topic: &'static str,
-    key: &'static [u8],
-    left: AtomicU32,
-}
-
-#[async_trait]
-impl EventBus for AwayForKey {
-    fn backend(&self) -> BusBackend {
-        self.inner.backend()
-    }
-    async fn send(&self, record: Record<'_>) -> Result<PublishReceipt, BusError> {
-        let refused = record.topic == self.topic
-            && record.key == Some(self.key)
-            && self
-                .left
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-        if refused {
-            return Err(BusError::Transient {
-                topic: record.topic.to_string(),
-                attempts: 3,
-                message: "the broker is away".into(),
-            });
-        }
-        self.inner.send(record).await
-    }
-    async fn read_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Vec<BusMessage>, BusError> {
-        self.inner.read_partition(topic, partition).await
-    }
-    async fn partition_count(&self, topic: &str) -> Result<i32, BusError> {
-        self.inner.partition_count(topic).await
-    }
-    async fn ensure_compacted_topic(&self, topic: &str, partitions: i32) -> Result<(), BusError> {
-        self.inner.ensure_compacted_topic(topic, partitions).await
-    }
-    async fn subscribe(
-        &self,
-        topic: &str,
-        group: &str,
-        handler: Arc<dyn MessageHandler>,
-    ) -> Result<Subscription, BusError> {
-        self.inner.subscribe(topic, group, handler).await
-    }
-    async fn ensure_topics(&self, topics: &[String]) -> Result<(), BusError> {
-        self.inner.ensure_topics(topics).await
-    }
-    async fn health(&self) -> BusHealth {
-        self.inner.health().await
-    }
-    fn breaker(&self) -> &CircuitBreaker {
-        self.inner.breaker()
-    }
-    fn metrics(&self) -> Arc<Metrics> {
-        self.inner.metrics()
-    }
-    async fn close(&self) -> Result<(), BusError> {
-        self.inner.close().await
-    }
-}
-
 /// A closed aggregation window whose publish fails for a while (the
 /// broker away) stays open and is published on a later tick, once; the
 /// window published before it on the same tick is recorded closed and is
@@ -558,15 +485,18 @@ async fn a_window_that_fails_to_publish_is_published_later_once() {
     use conformance::{Doubling, WINDOW_IN, WINDOW_OUT};
     use onex_runtime::reducer::JsonReducer;
     use onex_runtime::{Envelope, EventSource, NodeKind, NodeSpec};
+    use std::sync::atomic::Ordering;
 
-    let mem = InMemoryBus::default();
-    let plain: Arc<dyn EventBus> = Arc::new(mem.clone());
-    let away: Arc<dyn EventBus> = Arc::new(AwayForKey {
-        inner: mem.clone(),
-        topic: WINDOW_OUT,
-        key: b"b",
-        left: AtomicU32::new(3),
+    // One attempt per publish: an injected failure fails the publish.
+    let mem = InMemoryBus::new(MemoryBusSettings {
+        publish_retry: RetrySettings {
+            max_retries: 0,
+            ..RetrySettings::default()
+        },
+        ..MemoryBusSettings::default()
     });
+    mem.inject_transient_failures_for(WINDOW_OUT, b"b", 3);
+    let bus: Arc<dyn EventBus> = Arc::new(mem);
     let spec = NodeSpec {
         subscribe_topics: vec![WINDOW_IN.into()],
         publish_topics: vec![WINDOW_OUT.into()],
@@ -575,16 +505,15 @@ async fn a_window_that_fails_to_publish_is_published_later_once() {
     };
     let handler = Arc::new(JsonReducer::<Doubling, Doubling>::new(Doubling));
     let service = conformance::node_service(spec, handler, Vec::<(String, String)>::new());
-    let (sub, mut out) = conformance::collect(&plain, WINDOW_OUT, "watch").await;
-    service.start(away, false).await.unwrap();
+    let (sub, mut out) = conformance::collect(&bus, WINDOW_OUT, "watch").await;
+    service.start(bus.clone(), false).await.unwrap();
     for key in ["a", "b"] {
         let input = Envelope::new(
             "thing",
             serde_json::json!({ "pad": key }),
             EventSource::default(),
         );
-        plain
-            .publish_envelope(WINDOW_IN, &input, Some(key))
+        bus.publish_envelope(WINDOW_IN, &input, Some(key))
             .await
             .unwrap();
     }
@@ -593,6 +522,8 @@ async fn a_window_that_fails_to_publish_is_published_later_once() {
     keys.sort();
     assert_eq!(keys, [Some(b"a".to_vec()), Some(b"b".to_vec())]);
     conformance::expect_silence(&mut out, Duration::from_millis(500)).await;
+    let failed = bus.metrics().publish_failed.load(Ordering::Relaxed);
+    assert_eq!(failed, 3, "the window of b failed three times first");
     service.shutdown().await;
     sub.unsubscribe().await;
 }

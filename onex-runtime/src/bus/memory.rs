@@ -104,6 +104,16 @@ struct State {
 struct Faults {
     transient: AtomicU32,
     fatal: AtomicU32,
+    /// Transient failures left for the records of one topic and key.
+    keyed: Mutex<Option<KeyedFaults>>,
+}
+
+/// Transient failures left for the records with `key` sent to `topic`.
+#[derive(Debug)]
+struct KeyedFaults {
+    topic: String,
+    key: Vec<u8>,
+    left: u32,
 }
 
 /// The in-memory bus. Cheap to clone (shared state).
@@ -223,6 +233,36 @@ impl InMemoryBus {
     /// Makes the next `n` publish attempts fail with a non-retriable error.
     pub fn inject_fatal_failures(&self, n: u32) {
         self.inner.faults.fatal.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes the next `n` publish attempts of records with `key` to `topic`
+    /// fail with a transient error; other records are not affected.
+    pub fn inject_transient_failures_for(&self, topic: &str, key: &[u8], n: u32) {
+        let faults = KeyedFaults {
+            topic: topic.to_string(),
+            key: key.to_vec(),
+            left: n,
+        };
+        *self.keyed_faults() = Some(faults);
+    }
+
+    fn keyed_faults(&self) -> std::sync::MutexGuard<'_, Option<KeyedFaults>> {
+        self.inner
+            .faults
+            .keyed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `record` is one the keyed faults are for, taking one.
+    fn take_keyed_fault(&self, record: &Record<'_>) -> bool {
+        match self.keyed_faults().as_mut() {
+            Some(f) if f.left > 0 && f.topic == record.topic && record.key == Some(&f.key[..]) => {
+                f.left -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     fn take_fault(counter: &AtomicU32) -> bool {
@@ -381,7 +421,7 @@ impl EventBus for InMemoryBus {
                     message: "injected non-retriable failure".into(),
                 }));
             }
-            if Self::take_fault(&faults.transient) {
+            if Self::take_fault(&faults.transient) || self.take_keyed_fault(&record) {
                 return Err(AttemptError::Retriable("injected transient failure".into()));
             }
             Ok(self.append(record))

@@ -22,7 +22,7 @@ use onex_runtime::{
     async_trait, EnvVarSpec, Envelope, EventSource, Handled, HandlerContext, HandlerError,
     InboundEvent, NodeHandler, NodeKind, NodeSpec, OutboundEvent, RetrySettings,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -1371,11 +1371,7 @@ impl ReducerTable for Doubling {
 }
 
 impl Reduce for Doubling {
-    fn reduce(
-        &self,
-        state: &serde_json::Value,
-        event: &InboundEvent,
-    ) -> Result<serde_json::Value, HandlerError> {
+    fn reduce(&self, state: &Value, event: &InboundEvent) -> Result<Value, HandlerError> {
         let inputs = state["inputs"].as_u64().unwrap_or(0) + 1;
         let pad = event.envelope.payload["pad"].clone();
         Ok(json!({"inputs": inputs, "pad": pad, "copy": pad}))
