@@ -580,10 +580,20 @@ fn stage_prefix(node_name: &str) -> String {
     format!(".onex-gen-stage-{node_name}-")
 }
 
-/// An exclusive lock on a folder: flock(2) on the folder itself, so no
-/// file is added to it; released when dropped (or the process ends).
+/// How a run holds the folders a crate is in: `new` holds them
+/// exclusively from planning to the swap, `check` shared while it reads, so
+/// it waits for a swap in progress and `check` runs never wait for each
+/// other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    Shared,
+    Exclusive,
+}
+
+/// A lock on a folder: flock(2) on the folder itself, so no file is added
+/// to it; released when dropped (or the process ends).
 #[derive(Debug)]
-struct FolderLock(#[allow(dead_code)] std::fs::File);
+pub struct FolderLock(#[allow(dead_code)] std::fs::File);
 
 /// What [`lock_folder`] did.
 #[derive(Debug)]
@@ -595,26 +605,44 @@ enum Locking {
     Gone,
 }
 
-/// Locks the folder `dir`, waiting while another run holds it. `held` has
-/// the ids of the folders this run has locked (a second lock on one would
-/// wait for itself).
+/// Locks the folder `dir`, waiting while another run holds it in a mode
+/// that excludes `mode`. `held` has the ids of the folders this run has
+/// locked (a second lock on one would wait for itself).
 #[cfg(unix)]
-fn lock_folder(dir: &Path, held: &mut BTreeSet<(u64, u64)>) -> Result<Locking, GenError> {
+fn lock_folder(
+    dir: &Path,
+    mode: LockMode,
+    held: &mut BTreeSet<(u64, u64)>,
+) -> Result<Locking, GenError> {
     use std::os::fd::AsRawFd as _;
-    use std::os::unix::fs::MetadataExt as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
     let failed = |e: std::io::Error| GenError::Io {
         path: dir.to_path_buf(),
         source: std::io::Error::new(e.kind(), format!("locking the folder: {e}")),
     };
+    let operation = match mode {
+        LockMode::Shared => libc::LOCK_SH,
+        LockMode::Exclusive => libc::LOCK_EX,
+    };
     loop {
-        let file = std::fs::File::open(dir).map_err(|e| GenError::io(dir, e))?;
+        // Opened read-only, as a folder and not through a link: a link or
+        // a FIFO planted under its name is refused, never opened.
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(dir)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Locking::Gone),
+            Err(e) => return Err(failed(e)),
+        };
         let meta = file.metadata().map_err(failed)?;
         let id = (meta.dev(), meta.ino());
         if held.contains(&id) {
             return Ok(Locking::AlreadyHeld);
         }
         // SAFETY: flock(2) on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        if unsafe { libc::flock(file.as_raw_fd(), operation) } != 0 {
             let e = std::io::Error::last_os_error();
             match e.raw_os_error() {
                 Some(libc::EINTR) => continue,
@@ -638,8 +666,53 @@ fn lock_folder(dir: &Path, held: &mut BTreeSet<(u64, u64)>) -> Result<Locking, G
 }
 
 #[cfg(not(unix))]
-fn lock_folder(_dir: &Path, _held: &mut BTreeSet<(u64, u64)>) -> Result<Locking, GenError> {
+fn lock_folder(
+    _dir: &Path,
+    _mode: LockMode,
+    _held: &mut BTreeSet<(u64, u64)>,
+) -> Result<Locking, GenError> {
     Ok(Locking::AlreadyHeld)
+}
+
+/// The folders a crate at `crate_dir` is in, which a run writing it locks:
+/// the one it is named in, and the one its real folder is in when it is a
+/// link. Not resolved: the folders may not exist yet.
+pub fn crate_folders(crate_dir: &Path) -> Vec<PathBuf> {
+    let real = std::fs::canonicalize(crate_dir).ok();
+    let named = match (crate_dir.components().next_back(), &real) {
+        // `.` or `..` names the crate itself, not the folder it is in.
+        (Some(std::path::Component::Normal(_)), _) | (_, None) => parent_of(crate_dir),
+        (_, Some(real)) => parent_of(real),
+    };
+    let mut folders = vec![named];
+    folders.extend(real.map(|r| parent_of(&r)));
+    folders
+}
+
+/// Locks the folders `dirs` in `mode`, each once, in their order. They are
+/// real paths (links resolved), so every run agrees on the order however it
+/// spelled them, and two runs over the same folders cannot wait for each
+/// other. For a folder removed while this run waited, `gone` says whether
+/// to lock it again (after making it anew).
+pub fn lock_folders(
+    dirs: &BTreeSet<PathBuf>,
+    mode: LockMode,
+    mut gone: impl FnMut(&Path) -> Result<bool, GenError>,
+) -> Result<Vec<FolderLock>, GenError> {
+    let mut locks = Vec::new();
+    let mut held = BTreeSet::new();
+    for dir in dirs {
+        loop {
+            match lock_folder(dir, mode, &mut held)? {
+                Locking::Locked(lock) => locks.push(lock),
+                Locking::AlreadyHeld => {}
+                Locking::Gone if gone(dir)? => continue,
+                Locking::Gone => {}
+            }
+            break;
+        }
+    }
+    Ok(locks)
 }
 
 impl Transaction {
@@ -648,37 +721,19 @@ impl Transaction {
     /// run that holds it. Each folder is locked once, in one order, so two
     /// runs over the same folders cannot wait for each other.
     fn lock_parents(&mut self, writes: &[CrateWrite<'_>]) -> Result<Vec<FolderLock>, GenError> {
-        let mut parents = BTreeSet::new();
-        for w in writes {
-            parents.insert(parent_of(&w.crate_dir));
-            // A crate folder that is a link is staged beside its target.
-            if let Ok(real) = std::fs::canonicalize(&w.crate_dir) {
-                parents.insert(parent_of(&real));
-            }
-        }
-        // Locked in the order of their real paths, which every run agrees
-        // on however it spelled them.
+        let parents: BTreeSet<PathBuf> = writes
+            .iter()
+            .flat_map(|w| crate_folders(&w.crate_dir))
+            .collect();
         let mut real = BTreeSet::new();
         for dir in parents {
             self.create_dirs(&dir)?;
             real.insert(std::fs::canonicalize(&dir).map_err(|e| GenError::io(&dir, e))?);
         }
-        let mut locks = Vec::new();
-        let mut held = BTreeSet::new();
-        for dir in real {
-            loop {
-                match lock_folder(&dir, &mut held)? {
-                    Locking::Locked(lock) => locks.push(lock),
-                    Locking::AlreadyHeld => {}
-                    Locking::Gone => {
-                        self.create_dirs(&dir)?;
-                        continue;
-                    }
-                }
-                break;
-            }
-        }
-        Ok(locks)
+        lock_folders(&real, LockMode::Exclusive, |dir| {
+            self.create_dirs(dir)?;
+            Ok(true)
+        })
     }
 
     /// Creates `dir` and any missing parents, journalling each one.
@@ -1100,6 +1155,30 @@ mod tests {
         // No staging folders are left behind.
         let left: Vec<_> = std::fs::read_dir(tmp.path().join("out")).unwrap().collect();
         assert_eq!(left.len(), 1);
+    }
+
+    /// A crate is locked through the folder it is in, however it is named:
+    /// `n/..` names `out` itself, which is in the temporary folder, and a
+    /// crate folder that is a link is also staged beside its target.
+    #[cfg(unix)]
+    #[test]
+    fn the_folders_a_crate_is_in_are_those_it_is_named_and_found_in() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        let out = root.join("out");
+        std::fs::create_dir_all(out.join("n")).unwrap();
+        std::fs::create_dir_all(root.join("real/m")).unwrap();
+        std::os::unix::fs::symlink(root.join("real/m"), out.join("m")).unwrap();
+        assert_eq!(crate_folders(&out.join("n")), [out.clone(), out.clone()]);
+        assert_eq!(
+            crate_folders(&out.join("n/..")),
+            [root.clone(), root.clone()]
+        );
+        assert_eq!(
+            crate_folders(&out.join("m")),
+            [out.clone(), root.join("real")]
+        );
+        assert_eq!(crate_folders(&out.join("new")), [out]);
     }
 
     #[test]
