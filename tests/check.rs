@@ -295,3 +295,118 @@ fn check_does_not_read_through_links() {
     );
     assert!(!v.to_string().contains("hunter2"), "{v:#}");
 }
+
+/// flock(2) held on a folder from the test, as a run of `new` (`LOCK_EX`)
+/// or `check` (`LOCK_SH`) holds it; released when dropped.
+#[cfg(unix)]
+struct FolderFlock(#[allow(dead_code)] std::fs::File);
+
+#[cfg(unix)]
+impl FolderFlock {
+    fn hold(dir: &Path, mode: libc::c_int) -> Self {
+        use std::os::fd::AsRawFd as _;
+        let file = std::fs::File::open(dir).unwrap();
+        // SAFETY: flock(2) on a descriptor this test owns.
+        assert_eq!(unsafe { libc::flock(file.as_raw_fd(), mode) }, 0);
+        Self(file)
+    }
+}
+
+/// Starts `check PATH` in `cwd`.
+fn spawn_check(cwd: &Path, path: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_onex-gen"))
+        .current_dir(cwd)
+        .args(["check", path])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Whether `child` is still running after `wait`.
+fn still_running_after(child: &mut std::process::Child, wait: std::time::Duration) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < wait {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    true
+}
+
+/// `check` while `new --force` keeps swapping new crates into the same
+/// folder: it never reads a crate half swapped (one crate's manifest,
+/// another's files), so every run is in sync.
+#[cfg(unix)]
+#[test]
+fn check_during_regeneration_reads_one_whole_crate() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (tmp, _dir) = setup();
+    // Two copies of one contract: the crate names the copy it was generated
+    // from, so each run swaps in another crate, and each is in sync.
+    std::fs::write(tmp.path().join("same.yaml"), contract()).unwrap();
+    let stop = AtomicBool::new(false);
+    let (runs, checks) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut runs = 0;
+            for c in ["same.yaml", "contract.yaml"].iter().cycle() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let o = onex_gen(tmp.path(), &["new", c, "-o", "out", "--force"]);
+                assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+                runs += 1;
+            }
+            runs
+        });
+        let checks: Vec<_> = (0..12)
+            .map(|_| onex_gen(tmp.path(), &["check", "out"]))
+            .collect();
+        stop.store(true, Ordering::Relaxed);
+        (writer.join().unwrap(), checks)
+    });
+    assert!(runs >= 2, "the crate was regenerated {runs} time(s)");
+    for o in &checks {
+        assert_eq!(o.status.code(), Some(0), "{}", text(o));
+    }
+}
+
+/// `check` runs do not wait for each other: a shared lock on the output
+/// folder, as another `check` holds it, lets `check` through.
+#[cfg(unix)]
+#[test]
+fn checks_do_not_wait_for_each_other() {
+    let (tmp, _dir) = setup();
+    let other_check = FolderFlock::hold(&tmp.path().join("out"), libc::LOCK_SH);
+    let mut child = spawn_check(tmp.path(), "out");
+    let waited = still_running_after(&mut child, std::time::Duration::from_secs(10));
+    drop(other_check);
+    let o = child.wait_with_output().unwrap();
+    assert!(!waited, "check waited for another check: {}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// `check` waits while a run of `new` holds the output folder (an exclusive
+/// lock), then reads the crate; so does `check .` in the crate folder.
+#[cfg(unix)]
+#[test]
+fn check_waits_for_a_run_writing_the_folder() {
+    let (tmp, dir) = setup();
+    let new_run = FolderFlock::hold(&tmp.path().join("out"), libc::LOCK_EX);
+    let mut children = [
+        spawn_check(tmp.path(), "out"),
+        spawn_check(&tmp.path().join(dir), "."),
+    ];
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let waited: Vec<bool> = children
+        .iter_mut()
+        .map(|c| c.try_wait().unwrap().is_none())
+        .collect();
+    drop(new_run);
+    for (child, waited) in children.into_iter().zip(waited) {
+        let o = child.wait_with_output().unwrap();
+        assert!(waited, "check did not wait for the folder: {}", text(&o));
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+}

@@ -42,7 +42,9 @@ use crate::manifest::{
 };
 use crate::pipeline::{Destination, Generation, Job, RuntimeChoice};
 use crate::stages::render::RuntimeSource;
-use crate::stages::write::{merge_shared, SharedOutcome, BASE_DIR};
+use crate::stages::write::{
+    crate_folders, lock_folders, merge_shared, LockMode, SharedOutcome, BASE_DIR,
+};
 
 /// The folder whose every file must be generated.
 pub const GENERATED_DIR: &str = "src/generated/";
@@ -356,39 +358,84 @@ pub fn find_crates(root: &Path) -> Vec<PathBuf> {
 
 /// Checks the crates at `paths`: each is a crate folder (with a manifest) or
 /// a folder searched for crates. No paths: the current folder.
+///
+/// `new` swaps a crate in under an exclusive lock on the folder it is in
+/// ([`crate::stages::write::lock_folders`]); `check` holds those folders
+/// shared from finding the crates to comparing the last one, so it waits for
+/// a swap in progress and reads each crate whole, old or new. The lock is
+/// flock(2) on the folders themselves: nothing is written anywhere. Where
+/// the folders cannot be locked (no flock on their file system, no
+/// permission to open one) the crates are read unlocked, as before.
 pub fn check(paths: &[PathBuf]) -> CheckReport {
-    let mut report = CheckReport::default();
     let roots: Vec<PathBuf> = if paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
         paths.to_vec()
     };
+    // A crate named on the command line may be missing for a moment, swapped
+    // out by a run that cannot exchange folders atomically: its folder is
+    // locked before looking. Crates found by searching are only known
+    // after: looked for again once their folders are held too.
+    let mut folders: BTreeSet<PathBuf> = roots
+        .iter()
+        .filter(|r| r.join(MANIFEST_PATH).is_file() || !r.exists())
+        .flat_map(|r| real_folders(r))
+        .collect();
+    loop {
+        // A folder that cannot be locked leaves the crates unlocked, as
+        // where there is no flock: `check` reads them all the same.
+        let locks = lock_folders(&folders, LockMode::Shared, |_| Ok(false)).unwrap_or_default();
+        let (crates, errors) = find(&roots);
+        let needed: BTreeSet<PathBuf> = crates.iter().flat_map(|c| real_folders(c)).collect();
+        if needed.is_subset(&folders) {
+            let report = CheckReport {
+                crates: check_crates(&crates),
+                errors,
+            };
+            drop(locks);
+            return report;
+        }
+        // Locked again from the start, in order, with the new folders.
+        drop(locks);
+        folders.extend(needed);
+    }
+}
+
+/// The real folders a crate at `dir` is in ([`crate_folders`]); those that
+/// do not exist are left out.
+fn real_folders(dir: &Path) -> Vec<PathBuf> {
+    crate_folders(dir)
+        .iter()
+        .filter_map(|f| std::fs::canonicalize(f).ok())
+        .collect()
+}
+
+/// The crate folders at `roots` ([`check`]), and the roots that are none.
+fn find(roots: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
     let mut crates = Vec::new();
-    for root in &roots {
+    let mut errors = Vec::new();
+    for root in roots {
         if root.join(MANIFEST_PATH).is_file() {
             crates.push(root.clone());
         } else if root.is_dir() {
             let found = find_crates(root);
             if found.is_empty() {
-                report.errors.push(format!(
+                errors.push(format!(
                     "{}: no generated crate (no {MANIFEST_PATH}) found here",
                     root.display()
                 ));
             }
             crates.extend(found);
         } else if root.exists() {
-            report.errors.push(format!(
+            errors.push(format!(
                 "{}: is a file, not a folder (expected a crate folder, or a folder to search for crates)",
                 root.display()
             ));
         } else {
-            report
-                .errors
-                .push(format!("{}: no such folder", root.display()));
+            errors.push(format!("{}: no such folder", root.display()));
         }
     }
-    report.crates = check_crates(&crates);
-    report
+    (crates, errors)
 }
 
 /// Checks these crate folders (each must hold a manifest).
