@@ -388,21 +388,31 @@ fn checks_do_not_wait_for_each_other() {
 }
 
 /// `check` waits while a run of `new` holds the output folder (an exclusive
-/// lock), then reads the crate; so does `check .` in the crate folder.
+/// lock), then reads the crate as that run left it. Meanwhile the crate is
+/// parked in a staging folder, as a swap by two renames leaves it for a
+/// moment: a `check` that did not wait would find no crate there.
 #[cfg(unix)]
 #[test]
 fn check_waits_for_a_run_writing_the_folder() {
     let (tmp, dir) = setup();
+    let crate_dir = tmp.path().join(&dir);
     let new_run = FolderFlock::hold(&tmp.path().join("out"), libc::LOCK_EX);
+    let stage = tmp
+        .path()
+        .join("out/.onex-gen-stage-node_check_effect-swapping");
+    std::fs::create_dir(&stage).unwrap();
+    std::fs::rename(&crate_dir, stage.join("old")).unwrap();
     let mut children = [
         spawn_check(tmp.path(), "out"),
-        spawn_check(&tmp.path().join(dir), "."),
+        spawn_check(tmp.path(), dir.to_str().unwrap()),
     ];
     std::thread::sleep(std::time::Duration::from_millis(300));
     let waited: Vec<bool> = children
         .iter_mut()
         .map(|c| c.try_wait().unwrap().is_none())
         .collect();
+    std::fs::rename(stage.join("old"), &crate_dir).unwrap();
+    std::fs::remove_dir(&stage).unwrap();
     drop(new_run);
     for (child, waited) in children.into_iter().zip(waited) {
         let o = child.wait_with_output().unwrap();

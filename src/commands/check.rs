@@ -372,14 +372,20 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
     } else {
         paths.to_vec()
     };
-    // A crate named on the command line may be missing for a moment, swapped
-    // out by a run that cannot exchange folders atomically: its folder is
-    // locked before looking. Crates found by searching are only known
-    // after: looked for again once their folders are held too.
+    // A crate may be missing for a moment, parked by a run that cannot
+    // exchange folders atomically: the folders are locked before looking,
+    // the one a crate named here is in, and a folder searched (where `new
+    // -o` writes crates). Crates found deeper are looked for again once
+    // their folders are held too.
     let mut folders: BTreeSet<PathBuf> = roots
         .iter()
-        .filter(|r| r.join(MANIFEST_PATH).is_file() || !r.exists())
-        .flat_map(|r| real_folders(r))
+        .flat_map(|r| {
+            if r.is_dir() && !r.join(MANIFEST_PATH).is_file() {
+                std::fs::canonicalize(r).into_iter().collect()
+            } else {
+                real_folders(r)
+            }
+        })
         .collect();
     loop {
         // A folder that cannot be locked leaves the crates unlocked, as
