@@ -594,6 +594,7 @@ mod tests {
             key: None,
             value: env.to_bytes(),
             headers: env.headers(),
+            raw_headers: Default::default(),
         };
         let failure = Failure {
             error_type: error_type.into(),

@@ -314,6 +314,7 @@ fn read_with_kafka_python(topics: &[String]) -> Vec<BusMessage> {
                 value: hex_field(&r, "value"),
                 headers: Headers::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
                     .expect("headers an ONEX client can read"),
+                raw_headers: pairs.into_iter().collect(),
             }
         })
         .collect()
@@ -1214,6 +1215,7 @@ async fn replay_dlq_end_to_end() {
             key: Some(format!("k-{i}").into_bytes()),
             value: env.to_bytes(),
             headers: env.headers(),
+            raw_headers: Default::default(),
         };
         let failure = dlq::Failure {
             error_type: "fatal".into(),

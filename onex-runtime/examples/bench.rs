@@ -98,6 +98,7 @@ async fn kafka(servers: &str, n: usize, latency_n: usize) {
             key: None,
             value: value.clone(),
             headers: Headers::default(),
+            raw_headers: None,
         })
         .collect();
     let (mut raw_best, mut rt_best) = (Duration::MAX, Duration::MAX);

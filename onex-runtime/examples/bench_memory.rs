@@ -98,6 +98,7 @@ async fn mpsc_round(events: usize) -> Duration {
             key: None,
             value: value.clone(),
             headers: Headers::default(),
+            raw_headers: Default::default(),
         })
         .await
         .expect("send");

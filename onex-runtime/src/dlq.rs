@@ -42,7 +42,7 @@ use uuid::Uuid;
 
 use crate::bus::{BusMessage, OutgoingMessage};
 use crate::envelope::format_timestamp;
-use crate::headers::Headers;
+use crate::headers::{Headers, RawHeaders};
 
 /// Header names added to dead letters.
 pub mod names {
@@ -228,6 +228,7 @@ impl DeadLetter {
             key,
             value,
             headers,
+            raw_headers: None,
         }
     }
 }
@@ -296,6 +297,7 @@ impl Letterhead<'_> {
                 correlation_id: original.headers.correlation_id,
                 ..Headers::default()
             },
+            raw_headers: RawHeaders::new(),
         };
         let reason: String = failure.reason.chars().take(COMPACT_REASON_CHARS).collect();
         let place = if was_written(original) {
@@ -356,6 +358,7 @@ impl Letterhead<'_> {
             key: original.key.clone(),
             value: document.to_bytes(),
             headers,
+            raw_headers: None,
         }
     }
 }
@@ -418,6 +421,7 @@ mod tests {
             key: dl.key.clone(),
             value: dl.value.clone(),
             headers: dl.headers.clone(),
+            raw_headers: dl.record().wire_headers(),
         }
     }
 
@@ -435,6 +439,7 @@ mod tests {
                 ..Headers::default()
             }
             .with_extra("x-custom", "1"),
+            raw_headers: RawHeaders::new(),
         };
         let failed_at = Utc::now();
         let failure = Failure {
@@ -497,6 +502,7 @@ mod tests {
             key: Some(vec![0xff, 0x00]),
             value: vec![0x80, b'a', 0xfe],
             headers: Headers::default(),
+            raw_headers: RawHeaders::new(),
         };
         let failure = Failure {
             error_type: "decode_error".into(),
@@ -524,6 +530,7 @@ mod tests {
             key: Some(b"k".to_vec()),
             value: b"{}".to_vec(),
             headers: Headers::default(),
+            raw_headers: RawHeaders::new(),
         };
         let failure = Failure {
             error_type: "window_too_large".into(),
@@ -577,6 +584,7 @@ mod tests {
             key: None,
             value: value.to_string().into_bytes(),
             headers: Headers::default(),
+            raw_headers: RawHeaders::new(),
         };
         let info = inspect(&msg).unwrap();
         assert_eq!(info.error_type.as_deref(), Some("ValueError"));

@@ -5,6 +5,11 @@
 //! names below (`correlation_id`, `event_type`, ...). Headers this crate does
 //! not know are kept in [`Headers::extra`] so that nothing is lost when a
 //! message is forwarded (for example to a dead-letter topic and back).
+//!
+//! A Kafka record's headers are a list, not a map: a name may come more
+//! than once, and values are bytes. [`RawHeaders`] is that list as it
+//! travelled; [`Headers`] is the typed view of it, in which a repeated name
+//! has its last value (see [`Headers::from_pairs`]).
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -186,12 +191,17 @@ impl Headers {
 
     /// Decodes headers from `(name, raw value)` pairs. Unknown names land in
     /// `extra`; a known header with a malformed value is an error.
+    ///
+    /// A name that comes more than once is read from its last value alone,
+    /// as if the earlier ones were not there: the last value wins, as it
+    /// does for the ONEX Python services (`dict(record.headers)`). Every
+    /// value, in order, stays in the message's [`RawHeaders`].
     pub fn from_pairs<'a, I>(pairs: I) -> Result<Self, HeaderError>
     where
         I: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
         let mut h = Headers::default();
-        for (name, raw) in pairs {
+        for (name, raw) in last_of_each(pairs) {
             h.set(name, raw)?;
         }
         Ok(h)
@@ -201,14 +211,16 @@ impl Headers {
     /// header with a malformed value (a `retry_count` of `-1`, a
     /// `correlation_id` that is no UUID) is kept verbatim in `extra`, and
     /// reported, instead of failing the others: a consumer still reads the
-    /// correlation id and trace of a record one of whose headers is off.
+    /// correlation id and trace of a record one of whose headers is off. A
+    /// repeated name has its last value, as in [`Headers::from_pairs`], even
+    /// when that one is malformed and an earlier one is not.
     pub fn from_pairs_lenient<'a, I>(pairs: I) -> (Self, Vec<HeaderError>)
     where
         I: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
         let mut h = Headers::default();
         let mut malformed = Vec::new();
-        for (name, raw) in pairs {
+        for (name, raw) in last_of_each(pairs) {
             if let Err(e) = h.set(name, raw) {
                 h.extra
                     .insert(name.to_string(), String::from_utf8_lossy(raw).into_owned());
@@ -259,6 +271,81 @@ impl Headers {
     pub fn with_extra(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.extra.insert(name.into(), value.into());
         self
+    }
+}
+
+/// The last value of each name: the typed view's rule for a name that a
+/// record's headers repeat.
+fn last_of_each<'a, I>(pairs: I) -> BTreeMap<&'a str, &'a [u8]>
+where
+    I: IntoIterator<Item = (&'a str, &'a [u8])>,
+{
+    pairs.into_iter().collect()
+}
+
+/// A record's headers as they travel on Kafka: `(name, value)` pairs in the
+/// record's order, a name as often as it came, each value as its bytes
+/// (which need not be UTF-8). [`Headers`] is the typed view of them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RawHeaders(Vec<(String, Vec<u8>)>);
+
+impl RawHeaders {
+    /// No headers.
+    pub fn new() -> Self {
+        RawHeaders::default()
+    }
+
+    /// Appends a header (after any of the same name).
+    pub fn push(&mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) {
+        self.0.push((name.into(), value.into()));
+    }
+
+    /// These headers with one more at the end.
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.push(name, value);
+        self
+    }
+
+    /// Every `(name, value)` pair, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
+    /// Every value of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+        self.iter().filter(move |(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// How many headers there are (a repeated name counts each time).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The typed view, as [`Headers::from_pairs_lenient`] reads it (a
+    /// repeated name has its last value), and the malformed known headers.
+    pub fn decode(&self) -> (Headers, Vec<HeaderError>) {
+        Headers::from_pairs_lenient(self.iter())
+    }
+}
+
+impl From<&Headers> for RawHeaders {
+    /// The typed headers as they go on the wire ([`Headers::to_pairs`]).
+    fn from(h: &Headers) -> Self {
+        h.to_pairs()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect()
+    }
+}
+
+impl FromIterator<(String, Vec<u8>)> for RawHeaders {
+    fn from_iter<T: IntoIterator<Item = (String, Vec<u8>)>>(iter: T) -> Self {
+        RawHeaders(iter.into_iter().collect())
     }
 }
 
@@ -430,6 +517,44 @@ mod tests {
             .collect();
         expected.sort();
         assert_eq!(again, expected);
+    }
+
+    #[test]
+    fn a_repeated_name_has_its_last_value_in_the_typed_view() {
+        let first = Uuid::new_v4().to_string();
+        let last = Uuid::new_v4().to_string();
+        let raw = RawHeaders::new()
+            .with("correlation_id", first.as_str())
+            .with("x-hop", "a")
+            .with("correlation_id", last.as_str())
+            .with("x-hop", vec![0xff, b'b'])
+            .with("x-hop", "c");
+        assert_eq!(raw.len(), 5);
+        let hops: Vec<&[u8]> = raw.get_all("x-hop").collect();
+        assert_eq!(hops, [&b"a"[..], &[0xff, b'b'][..], &b"c"[..]]);
+        let (h, malformed) = raw.decode();
+        assert!(malformed.is_empty(), "{malformed:?}");
+        assert_eq!(h.correlation_id.map(|c| c.to_string()), Some(last.clone()));
+        assert_eq!(h.extra["x-hop"], "c");
+        assert_eq!(Headers::from_pairs(raw.iter()).unwrap(), h);
+        // The last value wins even when it is malformed and an earlier one
+        // is not: the view is the one its last value alone gives.
+        let raw = RawHeaders::new()
+            .with("retry_count", "2")
+            .with("retry_count", "-1");
+        let (h, malformed) = raw.decode();
+        assert_eq!(h.retry_count, None);
+        assert_eq!(h.extra["retry_count"], "-1");
+        assert_eq!(malformed.len(), 1);
+        assert!(Headers::from_pairs(raw.iter()).is_err());
+        // And a malformed earlier value is not read at all.
+        let raw = RawHeaders::new()
+            .with("retry_count", "-1")
+            .with("retry_count", "2");
+        assert_eq!(
+            Headers::from_pairs(raw.iter()).unwrap().retry_count,
+            Some(2)
+        );
     }
 
     #[test]

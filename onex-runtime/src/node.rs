@@ -863,6 +863,7 @@ impl Dispatcher {
             key: message.key.clone(),
             value: message.value.clone(),
             headers: message.headers.clone(),
+            raw_headers: message.raw_headers.clone().unwrap_or_default(),
         };
         let failure = Failure {
             error_type: WINDOW_TOO_LARGE.into(),

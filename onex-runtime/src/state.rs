@@ -624,6 +624,7 @@ where
                 key: Some(key.as_bytes()),
                 value: &value,
                 headers: &headers,
+                raw_headers: None,
             });
             if size > limit {
                 return Err(format!(

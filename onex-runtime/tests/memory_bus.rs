@@ -133,6 +133,7 @@ async fn a_record_over_the_limit_is_refused_as_too_large() {
             key: Some(b"k"),
             value,
             headers: &headers,
+            raw_headers: None,
         })
     };
     // 36 bytes of record fields, the key, and the header: 1 + 1 + 1 + 1.
@@ -145,6 +146,7 @@ async fn a_record_over_the_limit_is_refused_as_too_large() {
         key: None,
         value: b"",
         headers: &wide,
+        raw_headers: None,
     });
     assert_eq!(wide_size, 36 + 2 + 64 + 1);
     let limit = record(&[b'x'; 100]);

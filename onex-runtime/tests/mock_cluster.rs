@@ -682,6 +682,7 @@ async fn a_fatal_producer_error_is_recovered_with_a_new_producer() {
             key: None,
             value: v.as_bytes().to_vec(),
             headers: Headers::default(),
+            raw_headers: None,
         })
         .collect();
     for r in bus.publish_batch(&batch).await {

@@ -44,7 +44,7 @@ use super::{
 };
 use crate::breaker::CircuitBreaker;
 use crate::config::KafkaSettings;
-use crate::headers::Headers;
+use crate::headers::RawHeaders;
 use crate::metrics::{inc, Metrics};
 use crate::topic::validate_topic_name;
 
@@ -570,15 +570,15 @@ fn read_partition_blocking(
     Ok(out)
 }
 
-fn to_owned_headers(h: &Headers) -> OwnedHeaders {
-    h.to_pairs()
-        .iter()
-        .fold(OwnedHeaders::new(), |acc, (k, v)| {
-            acc.insert(Header {
-                key: k,
-                value: Some(v.as_bytes()),
-            })
+/// A record's wire headers ([`Record::wire_headers`]) as librdkafka takes
+/// them, in order, a repeated name as often as it is listed.
+fn to_owned_headers(h: &RawHeaders) -> OwnedHeaders {
+    h.iter().fold(OwnedHeaders::new(), |acc, (k, v)| {
+        acc.insert(Header {
+            key: k,
+            value: Some(v),
         })
+    })
 }
 
 /// `record` as librdkafka takes it, with `headers` (converted by
@@ -627,8 +627,11 @@ fn raw_headers<'m>(m: &'m BorrowedMessage<'_>) -> Vec<(&'m str, &'m [u8])> {
 }
 
 fn to_bus_message(m: &BorrowedMessage<'_>) -> BusMessage {
-    let raw = raw_headers(m);
-    let (headers, malformed) = Headers::from_pairs_lenient(raw.iter().copied());
+    let raw: RawHeaders = raw_headers(m)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_vec()))
+        .collect();
+    let (headers, malformed) = raw.decode();
     for e in malformed {
         tracing::warn!(
             topic = m.topic(),
@@ -644,6 +647,7 @@ fn to_bus_message(m: &BorrowedMessage<'_>) -> BusMessage {
         key: m.key().map(<[u8]>::to_vec),
         value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
         headers,
+        raw_headers: raw,
     }
 }
 
@@ -798,7 +802,7 @@ impl EventBus for KafkaBus {
     }
 
     async fn send(&self, record: Record<'_>) -> Result<PublishReceipt, BusError> {
-        let owned = to_owned_headers(record.headers);
+        let owned = to_owned_headers(&record.wire_headers());
         let attempt = || self.send_once(record.topic, future_record(record, Some(owned.clone())));
         self.inner
             .core
@@ -829,9 +833,10 @@ impl EventBus for KafkaBus {
                     validate_topic_name(&m.topic).ok()?;
                     valid_topic = Some(&m.topic);
                 }
-                let headers =
-                    (m.headers != Headers::default()).then(|| to_owned_headers(&m.headers));
-                let record = future_record(m.record(), headers);
+                let record = m.record();
+                let wire = record.wire_headers();
+                let headers = (!wire.is_empty()).then(|| to_owned_headers(&wire));
+                let record = future_record(record, headers);
                 producer.send_result(record).ok()
             })
             .collect();

@@ -287,7 +287,13 @@ impl InMemoryBus {
             offset,
             key: record.key.map(<[u8]>::to_vec),
             value: record.value.to_vec(),
-            headers: record.headers.clone(),
+            // What a Kafka consumer would read: the typed view of the
+            // headers as they went on the wire.
+            headers: match record.raw_headers {
+                Some(raw) => raw.decode().0,
+                None => record.headers.clone(),
+            },
+            raw_headers: record.wire_headers(),
         };
         let history_copy = (max_history > 0).then(|| msg.clone());
         log.messages.push_back(msg);

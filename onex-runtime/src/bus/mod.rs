@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::breaker::{CircuitBreaker, CircuitOpenError, CircuitState};
 use crate::envelope::Envelope;
-use crate::headers::Headers;
+use crate::headers::{Headers, RawHeaders};
 use crate::metrics::{inc, Metrics};
 use crate::retry::RetrySettings;
 use crate::topic::TopicError;
@@ -47,8 +47,26 @@ pub struct BusMessage {
     pub key: Option<Vec<u8>>,
     /// Record value.
     pub value: Vec<u8>,
-    /// Decoded headers.
+    /// Decoded headers: the typed view of `raw_headers`, in which a name
+    /// that comes more than once has its last value.
     pub headers: Headers,
+    /// The record's headers as received: every `(name, value)` pair in
+    /// order, a repeated name as often as it came, values as their bytes
+    /// (on Kafka, a header whose name is not UTF-8 is left out, logged).
+    pub raw_headers: RawHeaders,
+}
+
+impl BusMessage {
+    /// The record's headers as they were on the wire: `raw_headers`, or
+    /// for a message built by hand with typed headers only, those
+    /// written out.
+    pub fn wire_headers(&self) -> RawHeaders {
+        if self.raw_headers.is_empty() {
+            RawHeaders::from(&self.headers)
+        } else {
+            self.raw_headers.clone()
+        }
+    }
 }
 
 /// A message to publish.
@@ -62,9 +80,21 @@ pub struct OutgoingMessage {
     pub value: Vec<u8>,
     /// Headers.
     pub headers: Headers,
+    /// Headers to send exactly as listed, in order and with repeats,
+    /// instead of `headers` written out (a replayed record's); `headers` is
+    /// then their typed view ([`OutgoingMessage::with_raw_headers`]).
+    pub raw_headers: Option<RawHeaders>,
 }
 
 impl OutgoingMessage {
+    /// The message with `raw` as its headers, sent exactly as listed, and
+    /// `headers` their typed view.
+    pub fn with_raw_headers(mut self, raw: RawHeaders) -> Self {
+        self.headers = raw.decode().0;
+        self.raw_headers = Some(raw);
+        self
+    }
+
     /// An envelope as a message: JSON value, standard headers, key =
     /// `partition_key` if given.
     pub fn envelope(topic: impl Into<String>, env: &Envelope, partition_key: Option<&str>) -> Self {
@@ -75,6 +105,7 @@ impl OutgoingMessage {
             key: partition_key.map(|k| k.as_bytes().to_vec()),
             value: env.to_bytes(),
             headers,
+            raw_headers: None,
         }
     }
 
@@ -87,6 +118,7 @@ impl OutgoingMessage {
             key: self.key.as_deref(),
             value: &self.value,
             headers: &self.headers,
+            raw_headers: self.raw_headers.as_ref(),
         }
     }
 }
@@ -105,6 +137,20 @@ pub struct Record<'a> {
     pub value: &'a [u8],
     /// Headers.
     pub headers: &'a Headers,
+    /// Headers to send exactly as listed instead of `headers` written out
+    /// (see [`OutgoingMessage::raw_headers`]).
+    pub raw_headers: Option<&'a RawHeaders>,
+}
+
+impl Record<'_> {
+    /// The headers as they go on the wire: `raw_headers` when given, else
+    /// `headers` written out ([`Headers::to_pairs`]).
+    pub fn wire_headers(&self) -> RawHeaders {
+        match self.raw_headers {
+            Some(raw) => raw.clone(),
+            None => RawHeaders::from(self.headers),
+        }
+    }
 }
 
 /// How many bytes `record` counts for as a Kafka record (format v2), the
@@ -124,8 +170,7 @@ pub fn record_wire_size(record: &Record<'_>) -> usize {
     }
     const RECORD_FIELDS: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
     let headers: usize = record
-        .headers
-        .to_pairs()
+        .wire_headers()
         .iter()
         .map(|(name, value)| varint(name.len()) + name.len() + varint(value.len()) + value.len())
         .sum();
@@ -392,6 +437,7 @@ pub trait EventBus: Send + Sync + 'static {
             key,
             value,
             headers,
+            raw_headers: None,
         })
         .await
     }
@@ -413,6 +459,7 @@ pub trait EventBus: Send + Sync + 'static {
             key: Some(key),
             value,
             headers,
+            raw_headers: None,
         })
         .await
     }

@@ -979,6 +979,7 @@ pub async fn batch_publish_keeps_order(b: &dyn Backend) {
             key: Some(b"same".to_vec()),
             value: format!("{i}").into_bytes(),
             headers: Headers::default(),
+            raw_headers: None,
         })
         .collect();
     let results = bus.publish_batch(&batch).await;
@@ -1081,6 +1082,7 @@ pub async fn no_loss_on_publisher_close(b: &dyn Backend) {
             key: None,
             value: format!("{i}").into_bytes(),
             headers: Headers::default(),
+            raw_headers: None,
         })
         .collect();
     let (sub, mut rx) = collect(&bus, &t[0], &group()).await;

@@ -228,6 +228,7 @@ mod tests {
             key: Some(key.as_bytes().to_vec()),
             value: Vec::new(),
             headers: Headers::default(),
+            raw_headers: Default::default(),
         }
     }
 
