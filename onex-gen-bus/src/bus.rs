@@ -274,9 +274,9 @@ pub async fn run_on(
                         "the letter names its own dead-letter topic"
                     )))
                 } else {
-                    let sent = bus
-                        .publish(&msg.topic, msg.key.as_deref(), &msg.value, &msg.headers)
-                        .await;
+                    // The record's headers exactly as the dead letter lists
+                    // them: in order, a repeated name as often as it came.
+                    let sent = bus.send(msg.record()).await;
                     Some(sent.map_err(anyhow::Error::from))
                 };
                 match published {
@@ -434,7 +434,7 @@ mod tests {
     use onex_runtime::bus::memory::InMemoryBus;
     use onex_runtime::bus::BusMessage;
     use onex_runtime::dlq::{dead_letter, Failure};
-    use onex_runtime::headers::Headers;
+    use onex_runtime::headers::{Headers, RawHeaders};
 
     fn bus() -> Arc<dyn EventBus> {
         Arc::new(InMemoryBus::default())
@@ -495,6 +495,14 @@ mod tests {
         assert_eq!(consumed[0]["envelope"]["correlation_id"], cid.to_string());
         assert_eq!(consumed[0]["headers"]["correlation_id"], cid.to_string());
         assert_eq!(consumed[0]["key"], "k");
+    }
+
+    /// The headers of the records [`letter_of`] dead-letters: the envelope's,
+    /// then `x-hop` twice.
+    fn hop_headers(env: &Envelope) -> RawHeaders {
+        RawHeaders::from(&env.headers())
+            .with("x-hop", "a")
+            .with("x-hop", "b")
     }
 
     async fn letter(bus: &Arc<dyn EventBus>, error_type: &str, cid: Uuid) {
@@ -569,6 +577,10 @@ mod tests {
         assert_eq!(back.len(), 1);
         assert_eq!(back[0]["envelope"]["correlation_id"], keep.to_string());
         assert!(back[0]["headers"].get("dlq_error_type").is_none());
+        // Every header as the record had it, in order, `x-hop` twice.
+        let replayed = bus.read_partition("onex.evt.t.in.v1", 0).await.unwrap();
+        let env = Envelope::from_bytes(&replayed[0].value).unwrap();
+        assert_eq!(replayed[0].raw_headers, hop_headers(&env));
     }
 
     /// A `fatal` dead letter of `original_topic` on `onex.evt.t.in.v1.dlq`.
@@ -587,14 +599,15 @@ mod tests {
     ) {
         let env =
             Envelope::new("thing", json!({}), EventSource::default()).with_correlation_id(cid);
+        let raw_headers = hop_headers(&env);
         let original = BusMessage {
             topic: original_topic.into(),
             partition: 0,
             offset: 7,
             key: None,
             value: env.to_bytes(),
-            headers: env.headers(),
-            raw_headers: Default::default(),
+            headers: raw_headers.decode().0,
+            raw_headers,
         };
         let failure = Failure {
             error_type: error_type.into(),

@@ -6,7 +6,16 @@
 //! ```json
 //! {
 //!   "original_topic": "onex.cmd.x.do.v1",
-//!   "original_message": {"key": "k", "value": "{...}", "offset": 41, "partition": 0},
+//!   "original_message": {
+//!     "key": "k", "value": "{...}", "offset": 41, "partition": 0,
+//!     "headers": {"correlation_id": "1b1e1c4d-...", "x-hop": "b"},
+//!     "header_list": [
+//!       {"name": "correlation_id", "value": "1b1e1c4d-..."},
+//!       {"name": "x-hop", "value": "a"},
+//!       {"name": "x-blob", "value": "/wD+", "encoding": "base64"},
+//!       {"name": "x-hop", "value": "b"}
+//!     ]
+//!   },
 //!   "failure_reason": "fatal failure: ...",
 //!   "failure_timestamp": "2025-10-18T10:00:00.123456Z",
 //!   "correlation_id": "1b1e1c4d-...",
@@ -19,8 +28,15 @@
 //!
 //! `key` and `value` are the original bytes as UTF-8 text; bytes that are
 //! not UTF-8 are also kept exactly in `key_base64` / `value_base64`, and the
-//! original record's headers in `original_message.headers`, so that a
-//! replay puts the very same record back. `error_type` is one of
+//! original record's headers in `original_message.header_list`, so that a
+//! replay puts the very same record back. A record's headers are a list: a
+//! name may come more than once and a value is bytes, so `header_list` has
+//! every header in the record's order, each value as UTF-8 text or, when it
+//! is not UTF-8, as base64 with `"encoding": "base64"`. `headers` is the
+//! same as a map (a repeated name has its last value, the typed view's
+//! rule), for readers that know only it; dead letters written before
+//! `header_list` existed, and those of the ONEX Python services, replay
+//! from `headers`. `error_type` is one of
 //! `invalid_input`, `retriable`, `fatal`, `decode_error`, `timeout`,
 //! `circuit_open`, `publish_failed`, `state_too_large` (the state the
 //! input would leave is larger than the bus takes, so it was not applied)
@@ -28,9 +44,10 @@
 //! larger than the bus takes, so it was never published: `original_topic`
 //! is where it was to go, and the document has no partition or offset).
 //!
-//! The record keeps the original key and headers and repeats the document in
-//! `dlq_*` headers ([`names`]), so tools that read headers only still see why
-//! a message failed.
+//! The record keeps the original key and headers (in their order, repeats
+//! included, but for `content_type`, `retry_count` and `correlation_id`,
+//! which it sets) and repeats the document in `dlq_*` headers ([`names`]),
+//! so tools that read headers only still see why a message failed.
 
 use std::collections::BTreeMap;
 
@@ -42,6 +59,7 @@ use uuid::Uuid;
 
 use crate::bus::{BusMessage, OutgoingMessage};
 use crate::envelope::format_timestamp;
+use crate::headers::names::CORRELATION_ID;
 use crate::headers::{Headers, RawHeaders};
 
 /// Header names added to dead letters.
@@ -100,15 +118,63 @@ pub struct OriginalMessage {
     /// The exact value bytes, when they are not UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_base64: Option<String>,
-    /// The original record's headers.
+    /// The original record's headers as a map (a repeated name has its
+    /// last value); `header_list` has them all.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// The original record's headers in their order, a repeated name as
+    /// often as it came, values that are not UTF-8 as base64. Absent from
+    /// older dead letters, which [`DeadLetter::replay`] reads from
+    /// `headers`, and from one without the record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_list: Option<Vec<HeaderEntry>>,
     /// The length of the value, when the dead letter left the key, value
     /// and headers out because with them it was larger than the broker
     /// takes; the record is then only in the original topic, at `partition`
     /// and `offset`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub omitted_value_bytes: Option<usize>,
+}
+
+/// The `encoding` of a [`HeaderEntry`] whose value is written as base64.
+pub const BASE64_ENCODING: &str = "base64";
+
+/// One header of the original record, in [`OriginalMessage::header_list`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderEntry {
+    /// The header's name.
+    pub name: String,
+    /// The value as UTF-8 text, or as base64 when `encoding` says so.
+    pub value: String,
+    /// [`BASE64_ENCODING`] when the value is not UTF-8; absent for text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+}
+
+impl HeaderEntry {
+    /// The entry for one header: the value as text when it is UTF-8, else
+    /// as base64.
+    pub fn new(name: &str, value: &[u8]) -> Self {
+        let (value, encoding) = match text_and_exact(value) {
+            (text, None) => (text, None),
+            (_, Some(base64)) => (base64, Some(BASE64_ENCODING.to_string())),
+        };
+        HeaderEntry {
+            name: name.to_string(),
+            value,
+            encoding,
+        }
+    }
+
+    /// The value's bytes; `None` when the encoding is not one this crate
+    /// writes, or the base64 does not decode.
+    pub fn bytes(&self) -> Option<Vec<u8>> {
+        match self.encoding.as_deref() {
+            None => Some(self.value.as_bytes().to_vec()),
+            Some(BASE64_ENCODING) => BASE64.decode(&self.value).ok(),
+            Some(_) => None,
+        }
+    }
 }
 
 /// The dead-letter document (the record's value).
@@ -185,6 +251,13 @@ impl DeadLetter {
                 key_base64,
                 value_base64,
                 headers: original.headers.to_pairs().into_iter().collect(),
+                header_list: Some(
+                    original
+                        .wire_headers()
+                        .iter()
+                        .map(|(name, value)| HeaderEntry::new(name, value))
+                        .collect(),
+                ),
                 omitted_value_bytes: None,
             },
             failure_reason: failure.reason.clone(),
@@ -209,11 +282,30 @@ impl DeadLetter {
     }
 
     /// The message that puts the original record back on its topic: the
-    /// same key, value and headers.
+    /// same key, value and headers. The headers are those of `header_list`,
+    /// in its order and with its repeats, sent exactly so; without it (an
+    /// older dead letter, or one of an entry this crate cannot read) those
+    /// of the `headers` map. Either way a `correlation_id` header is added
+    /// when there is none and the document names a correlation id.
     pub fn replay(&self) -> OutgoingMessage {
         let m = &self.original_message;
         let value = exact(m.value.as_ref(), m.value_base64.as_ref()).unwrap_or_default();
         let key = exact(m.key.as_ref(), m.key_base64.as_ref());
+        let correlation_id: Option<Uuid> =
+            self.correlation_id.as_deref().and_then(|c| c.parse().ok());
+        if let Some(mut raw) = self.listed_headers() {
+            if let Some(cid) = correlation_id.filter(|_| !raw.contains(CORRELATION_ID)) {
+                raw.push(CORRELATION_ID, cid.to_string());
+            }
+            let message = OutgoingMessage {
+                topic: self.original_topic.clone(),
+                key,
+                value,
+                headers: Headers::default(),
+                raw_headers: None,
+            };
+            return message.with_raw_headers(raw);
+        }
         let mut headers =
             Headers::from_pairs(m.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())))
                 .unwrap_or_else(|_| Headers {
@@ -221,7 +313,7 @@ impl DeadLetter {
                     ..Headers::default()
                 });
         if headers.correlation_id.is_none() {
-            headers.correlation_id = self.correlation_id.as_deref().and_then(|c| c.parse().ok());
+            headers.correlation_id = correlation_id;
         }
         OutgoingMessage {
             topic: self.original_topic.clone(),
@@ -230,6 +322,17 @@ impl DeadLetter {
             headers,
             raw_headers: None,
         }
+    }
+
+    /// The headers of `header_list`, when it is there and every entry
+    /// reads.
+    fn listed_headers(&self) -> Option<RawHeaders> {
+        self.original_message
+            .header_list
+            .as_ref()?
+            .iter()
+            .map(|h| Some((h.name.clone(), h.bytes()?)))
+            .collect()
     }
 }
 
@@ -318,23 +421,27 @@ impl Letterhead<'_> {
         };
         let mut document = DeadLetter::new(&bare, self.group, self.node, &failure);
         document.original_message.value = None;
+        document.original_message.header_list = None;
         document.original_message.omitted_value_bytes = Some(original.value.len());
         self.letter(&bare, &document, &failure)
     }
 
-    /// The record carrying `document`, the dead letter of `original`.
+    /// The record carrying `document`, the dead letter of `original`: the
+    /// original's headers in their order, repeats included, but for those
+    /// this one sets (content type, retry count, correlation id, `dlq_*`),
+    /// which follow them.
     fn letter(
         &self,
         original: &BusMessage,
         document: &DeadLetter,
         failure: &Failure,
     ) -> OutgoingMessage {
-        let mut headers = original.headers.clone();
-        if headers.correlation_id.is_none() {
-            headers.correlation_id = failure.correlation_id;
-        }
-        headers.content_type = Some(crate::envelope::ENVELOPE_CONTENT_TYPE.to_string());
-        headers.retry_count = Some(failure.retry_count);
+        let mut own = Headers {
+            correlation_id: original.headers.correlation_id.or(failure.correlation_id),
+            content_type: Some(crate::envelope::ENVELOPE_CONTENT_TYPE.to_string()),
+            retry_count: Some(failure.retry_count),
+            ..Headers::default()
+        };
         let place = was_written(original).then(|| {
             [
                 (names::ORIGINAL_PARTITION, original.partition.to_string()),
@@ -351,15 +458,26 @@ impl Letterhead<'_> {
             (names::NODE, self.node.to_string()),
         ];
         for (k, v) in extra.into_iter().chain(place.into_iter().flatten()) {
-            headers.extra.insert(k.to_string(), v);
+            own.extra.insert(k.to_string(), v);
         }
-        OutgoingMessage {
+        let own = RawHeaders::from(&own);
+        let mut headers: RawHeaders = original
+            .wire_headers()
+            .iter()
+            .filter(|(name, _)| !own.contains(name))
+            .map(|(name, value)| (name.to_string(), value.to_vec()))
+            .collect();
+        for (name, value) in own.iter() {
+            headers.push(name, value);
+        }
+        let letter = OutgoingMessage {
             topic: self.dlq_topic.to_string(),
             key: original.key.clone(),
             value: document.to_bytes(),
-            headers,
+            headers: Headers::default(),
             raw_headers: None,
-        }
+        };
+        letter.with_raw_headers(headers)
     }
 }
 
@@ -463,7 +581,11 @@ mod tests {
                     "value": "{\"x\":1}",
                     "offset": 41,
                     "partition": 2,
-                    "headers": {"event_type": "t", "x-custom": "1"}
+                    "headers": {"event_type": "t", "x-custom": "1"},
+                    "header_list": [
+                        {"name": "event_type", "value": "t"},
+                        {"name": "x-custom", "value": "1"}
+                    ]
                 },
                 "failure_reason": "boom",
                 "failure_timestamp": format_timestamp(&failed_at),
@@ -560,6 +682,102 @@ mod tests {
             "{}",
             doc.failure_reason
         );
+    }
+
+    fn failure() -> Failure {
+        Failure {
+            error_type: "fatal".into(),
+            reason: "boom".into(),
+            retry_count: 0,
+            failed_at: Utc::now(),
+            correlation_id: None,
+        }
+    }
+
+    /// A record whose headers repeat a name, one value not UTF-8.
+    fn hops() -> BusMessage {
+        let raw = RawHeaders::new()
+            .with("x-hop", "a")
+            .with("content_type", "text/plain")
+            .with("x-blob", vec![0xff, 0x00])
+            .with("x-hop", "b");
+        BusMessage {
+            topic: "t".into(),
+            partition: 0,
+            offset: 3,
+            key: Some(b"k".to_vec()),
+            value: b"v".to_vec(),
+            headers: raw.decode().0,
+            raw_headers: raw,
+        }
+    }
+
+    #[test]
+    fn repeated_headers_are_listed_in_order_and_replayed_so() {
+        let original = hops();
+        let dl = dead_letter(&original, "t.dlq", "g", "n", &failure());
+        let doc = DeadLetter::parse(&dl.value).unwrap();
+        let m = &doc.original_message;
+        assert_eq!(
+            serde_json::to_value(&m.header_list).unwrap(),
+            json!([
+                {"name": "x-hop", "value": "a"},
+                {"name": "content_type", "value": "text/plain"},
+                {"name": "x-blob", "value": "/wA=", "encoding": "base64"},
+                {"name": "x-hop", "value": "b"}
+            ])
+        );
+        // The map has the last value of each name.
+        assert_eq!(m.headers["x-hop"], "b");
+        // The dead letter's own record keeps them too, in order, but for
+        // the content type, which it sets.
+        let own: Vec<(&str, &[u8])> = dl
+            .raw_headers
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|(name, _)| !name.starts_with("dlq_"))
+            .collect();
+        assert_eq!(
+            own,
+            [
+                ("x-hop", &b"a"[..]),
+                ("x-blob", &[0xff, 0x00][..]),
+                ("x-hop", &b"b"[..]),
+                ("content_type", &b"application/json"[..]),
+                ("retry_count", &b"0"[..]),
+            ]
+        );
+        assert_eq!(dl.headers.extra["x-hop"], "b");
+        let back = replay(&delivered(&dl)).unwrap();
+        assert_eq!(back.raw_headers.as_ref(), Some(&original.raw_headers));
+        assert_eq!(back.headers, original.headers);
+
+        // An entry this crate cannot read: the map is replayed instead.
+        let mut odd = doc.clone();
+        if let Some(list) = odd.original_message.header_list.as_mut() {
+            list[0].encoding = Some("rot13".into());
+        }
+        let back = odd.replay();
+        assert_eq!(back.raw_headers, None);
+        assert_eq!(back.headers.extra["x-hop"], "b");
+    }
+
+    #[test]
+    fn a_dead_letter_without_the_record_lists_no_headers() {
+        let original = hops();
+        let head = Letterhead {
+            dlq_topic: "t.dlq",
+            group: "g",
+            node: "n",
+        };
+        let dl = head.without_record(&original, &failure());
+        let doc = DeadLetter::parse(&dl.value).unwrap();
+        assert_eq!(doc.original_message.omitted_value_bytes, Some(1));
+        assert_eq!(doc.original_message.header_list, None);
+        assert_eq!(doc.original_message.key, None);
+        assert!(!dl.raw_headers.as_ref().unwrap().contains("x-hop"));
+        assert!(replay(&delivered(&dl)).is_none());
     }
 
     /// A dead letter written by an ONEX Python service: no headers inside,

@@ -286,8 +286,23 @@ where
 /// A record's headers as they travel on Kafka: `(name, value)` pairs in the
 /// record's order, a name as often as it came, each value as its bytes
 /// (which need not be UTF-8). [`Headers`] is the typed view of them.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct RawHeaders(Vec<(String, Vec<u8>)>);
+
+/// `[("name", b"value"), ...]`, the values as escaped byte strings.
+impl std::fmt::Debug for RawHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Bytes<'a>(&'a [u8]);
+        impl std::fmt::Debug for Bytes<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "b\"{}\"", self.0.escape_ascii())
+            }
+        }
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, v)| (k, Bytes(v))))
+            .finish()
+    }
+}
 
 impl RawHeaders {
     /// No headers.
@@ -314,6 +329,11 @@ impl RawHeaders {
     /// Every value of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
         self.iter().filter(move |(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// Whether there is a header named `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get_all(name).next().is_some()
     }
 
     /// How many headers there are (a repeated name counts each time).
@@ -530,6 +550,7 @@ mod tests {
             .with("x-hop", vec![0xff, b'b'])
             .with("x-hop", "c");
         assert_eq!(raw.len(), 5);
+        assert!(format!("{raw:?}").ends_with(r#"("x-hop", b"\xffb"), ("x-hop", b"c")]"#));
         let hops: Vec<&[u8]> = raw.get_all("x-hop").collect();
         assert_eq!(hops, [&b"a"[..], &[0xff, b'b'][..], &b"c"[..]]);
         let (h, malformed) = raw.decode();
@@ -547,6 +568,10 @@ mod tests {
         assert_eq!(h.extra["retry_count"], "-1");
         assert_eq!(malformed.len(), 1);
         assert!(Headers::from_pairs(raw.iter()).is_err());
+        assert_eq!(
+            format!("{raw:?}"),
+            r#"[("retry_count", b"2"), ("retry_count", b"-1")]"#
+        );
         // And a malformed earlier value is not read at all.
         let raw = RawHeaders::new()
             .with("retry_count", "-1")

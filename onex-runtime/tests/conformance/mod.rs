@@ -9,10 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use onex_runtime::bus::kafka::KafkaBus;
-use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Nack, OutgoingMessage, Subscription};
+use onex_runtime::bus::{
+    handler_fn, BusMessage, EventBus, Nack, OutgoingMessage, Record, Subscription,
+};
 use onex_runtime::config::{ConfigSource, KafkaSettings, RuntimeConfig};
 use onex_runtime::dlq::DeadLetter;
-use onex_runtime::headers::{Headers, Priority};
+use onex_runtime::headers::{Headers, Priority, RawHeaders};
 use onex_runtime::introspection::{INTROSPECTION_REQUEST_TOPIC, INTROSPECTION_TOPIC};
 use onex_runtime::metrics::Metrics;
 use onex_runtime::reducer::{JsonReducer, Reduce, ReducerEvents, ReducerTable};
@@ -87,6 +89,7 @@ macro_rules! every_scenario {
             a_panicking_handler_is_dead_lettered_and_the_partition_goes_on,
             a_replayed_dead_letter_is_handled_again,
             an_oversized_dead_letter_is_written_without_the_value,
+            repeated_header_names_survive_dead_letter_and_replay,
             a_state_too_large_to_keep_is_dead_lettered_and_the_partition_goes_on,
             a_window_too_large_to_publish_is_dead_lettered_and_closed
         );
@@ -1105,8 +1108,9 @@ pub async fn no_loss_on_publisher_close(b: &dyn Backend) {
     }
 }
 
-/// An echo node ([`Echo`]) on fresh topics `<name>` and `<name>-out`,
-/// with what reaches its dead-letter and output topics collected.
+/// An echo node ([`Echo`], refusing as fatal an input whose `kind` is
+/// `poison`) on fresh topics `<name>` and `<name>-out`, with what reaches
+/// its dead-letter and output topics collected.
 struct EchoRig {
     bus: Arc<dyn EventBus>,
     input: String,
@@ -1125,7 +1129,7 @@ impl EchoRig {
         let (t, dlq) = node_topics(b, &bus, &[name, &format!("{name}-out")]).await;
         let (dsub, dead) = collect(&bus, &dlq, &group()).await;
         let (osub, out) = collect(&bus, &t[1], &group()).await;
-        let handler = Echo::new(&t[1], fail_first, None);
+        let handler = Echo::new(&t[1], fail_first, Some("poison"));
         let spec = spec(&t[0], &t[1], max_retries);
         let service = node(b, spec, handler.clone(), bus.clone()).await;
         EchoRig {
@@ -1243,6 +1247,125 @@ pub async fn an_oversized_dead_letter_is_written_without_the_value(b: &dyn Backe
     let o = recv_n(&mut rig.out, 1, b.patience()).await.remove(0);
     let echoed = Envelope::from_bytes(&o.value).unwrap();
     assert_eq!(echoed.correlation_id, good.correlation_id);
+    rig.stop().await;
+}
+
+/// How a scenario writes records and reads them back as a Kafka client
+/// sees them: through the bus under test ([`BusWire`]), or through a
+/// client no one here wrote.
+#[async_trait]
+pub trait Wire: Send + Sync {
+    /// Writes one record with exactly these headers, in this order.
+    async fn produce(&self, topic: &str, key: Option<&[u8]>, value: &[u8], headers: &RawHeaders);
+    /// Every record of `topic`, from the start of each partition to its
+    /// end, with the headers as read (`raw_headers`).
+    async fn read(&self, topic: &str) -> Vec<BusMessage>;
+}
+
+/// The bus under test as its own [`Wire`].
+pub struct BusWire(pub Arc<dyn EventBus>);
+
+#[async_trait]
+impl Wire for BusWire {
+    async fn produce(&self, topic: &str, key: Option<&[u8]>, value: &[u8], headers: &RawHeaders) {
+        let record = Record {
+            topic,
+            partition: None,
+            key,
+            value,
+            headers: &headers.decode().0,
+            raw_headers: Some(headers),
+        };
+        self.0.send(record).await.expect("produce");
+    }
+
+    async fn read(&self, topic: &str) -> Vec<BusMessage> {
+        let mut out = Vec::new();
+        for partition in 0..self.0.partition_count(topic).await.expect("partitions") {
+            out.extend(self.0.read_partition(topic, partition).await.expect("read"));
+        }
+        out
+    }
+}
+
+/// A record whose headers repeat a name (and carry a value that is not
+/// UTF-8), written through the bus and failed for good by the node, is
+/// dead-lettered with every header in its order, and its replay puts the
+/// very same headers back.
+pub async fn repeated_header_names_survive_dead_letter_and_replay(b: &dyn Backend) {
+    let rig = EchoRig::start(b, "hops", 0, 0).await;
+    let wire = BusWire(rig.bus.clone());
+    repeated_headers_survive_dead_letter_and_replay(b, rig, &wire).await;
+}
+
+/// [`repeated_header_names_survive_dead_letter_and_replay`] with the
+/// record written and every record read through `wire`.
+pub async fn repeated_headers_from_outside_survive_dead_letter_and_replay(
+    b: &dyn Backend,
+    wire: &dyn Wire,
+) {
+    let rig = EchoRig::start(b, "outside-hops", 0, 0).await;
+    repeated_headers_survive_dead_letter_and_replay(b, rig, wire).await;
+}
+
+async fn repeated_headers_survive_dead_letter_and_replay(
+    b: &dyn Backend,
+    mut rig: EchoRig,
+    wire: &dyn Wire,
+) {
+    let poison = Envelope::new("thing", json!({"kind": "poison"}), source());
+    let sent = RawHeaders::from(&poison.headers())
+        .with("x-hop", "first")
+        .with("x-blob", vec![0xff, 0x00, 0xfe])
+        .with("x-hop", "second");
+    wire.produce(&rig.input, Some(b"hop-key"), &poison.to_bytes(), &sent)
+        .await;
+    recv_n(&mut rig.dead, 1, b.patience()).await;
+    let dlq = format!("{}.dlq", rig.input);
+    let letters = wire.read(&dlq).await;
+    assert_eq!(letters.len(), 1, "one dead letter");
+    let letter = &letters[0];
+    let hops: Vec<String> = letter
+        .raw_headers
+        .get_all("x-hop")
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert_eq!(hops, ["first", "second"], "the dead letter's own headers");
+
+    // The document lists every header in its order; a value that is not
+    // UTF-8 as base64, marked so.
+    let doc: serde_json::Value = serde_json::from_slice(&letter.value).expect("a JSON document");
+    let listed: Vec<(String, String, Option<String>)> = doc["original_message"]["header_list"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no header_list in {doc}"))
+        .iter()
+        .map(|h| {
+            (
+                h["name"].as_str().unwrap().to_string(),
+                h["value"].as_str().unwrap().to_string(),
+                h["encoding"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, Option<String>)> = sent
+        .iter()
+        .map(|(name, value)| match std::str::from_utf8(value) {
+            Ok(text) => (name.to_string(), text.to_string(), None),
+            Err(_) => (name.to_string(), "/wD+".to_string(), Some("base64".into())),
+        })
+        .collect();
+    assert_eq!(listed, expected);
+
+    // Replayed, the record has the same headers in the same order.
+    let replay = onex_runtime::dlq::replay(letter).expect("a replayable dead letter");
+    rig.bus.send(replay.record()).await.expect("replay");
+    let records = wire.read(&rig.input).await;
+    assert_eq!(records.len(), 2, "the record and its replay");
+    for r in &records {
+        assert_eq!(r.raw_headers, sent, "headers of offset {}", r.offset);
+        assert_eq!(r.key.as_deref(), Some(&b"hop-key"[..]));
+        assert_eq!(r.value, poison.to_bytes());
+    }
     rig.stop().await;
 }
 
