@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Runs onex-runtime's real-broker tests: starts tansu on loopback
-# (scripts/broker.sh), runs the kafka_broker test target against it, then
+# (scripts/broker.sh), runs the kafka_broker test target against it (one of
+# its tests writes and reads with kafka-python, $ONEX_PYTHON, set up by
+# scripts/install-tools.sh when it is not set), then
 # kafka_tls (behind the TLS proxy) and kafka_sasl (brokers that require
 # SASL, plain and over TLS), checks
 # from outside with kafka-python (when $ONEX_PYTHON has it) that a published
 # envelope and its headers are on the wire, and stops the broker again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [[ -z "${ONEX_PYTHON:-}" ]]; then
+  eval "$(scripts/install-tools.sh | grep '^export ONEX_PYTHON=')"
+fi
 
 export ONEX_BROKER_STATE="${ONEX_BROKER_STATE:-$(mktemp -d)/broker}"
 addr="$(scripts/broker.sh start)"

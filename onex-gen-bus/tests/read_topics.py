@@ -6,13 +6,12 @@ values and header values in hex.
     python read_topics.py TOPIC...     (broker: ONEX_TEST_KAFKA)
 """
 
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "e2e"))
 
-from onex_e2e import Reader, bootstrap  # noqa: E402
+from onex_e2e import Reader, bootstrap, record_json  # noqa: E402
 
 
 def main():
@@ -22,14 +21,7 @@ def main():
     reader = Reader(bootstrap(), topics)
     try:
         for r in reader.drain():
-            print(json.dumps({
-                "topic": r.topic,
-                "partition": r.partition,
-                "offset": r.offset,
-                "key": None if r.key is None else r.key.hex(),
-                "value": (r.value or b"").hex(),
-                "headers": [[k, (v or b"").hex()] for k, v in (r.headers or [])],
-            }))
+            print(record_json(r))
     finally:
         reader.close()
 

@@ -18,8 +18,9 @@ use onex_runtime::async_trait;
 use onex_runtime::bus::kafka::KafkaBus;
 use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Nack};
 use onex_runtime::config::{KafkaSettings, OffsetReset};
-use onex_runtime::headers::Headers;
+use onex_runtime::headers::{Headers, RawHeaders};
 use onex_runtime::metrics::Metrics;
+use serde_json::json;
 use uuid::Uuid;
 
 fn bootstrap() -> String {
@@ -254,4 +255,106 @@ async fn consumer_lag_is_reported() {
     }
     drop(sub);
     bus.close().await.unwrap();
+}
+
+/// kafka-python (`ONEX_PYTHON`) running `tests/outside_client.py`: a Kafka
+/// client no one here wrote, writing and reading records for a scenario.
+struct KafkaPython;
+
+impl KafkaPython {
+    /// Runs the client with `args` and gives back what it printed.
+    async fn run(args: Vec<String>) -> String {
+        let python = std::env::var("ONEX_PYTHON")
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| {
+                panic!(
+                    "ONEX_PYTHON is not set: an outside client (kafka-python) writes and reads \
+                     here; eval \"$(scripts/install-tools.sh)\" sets it"
+                )
+            });
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(&python)
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/outside_client.py"
+                ))
+                .args(&args)
+                .env("ONEX_TEST_KAFKA", bootstrap())
+                .output()
+                .unwrap_or_else(|e| panic!("running {python}: {e}"))
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "tests/outside_client.py failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+#[async_trait]
+impl conformance::Wire for KafkaPython {
+    async fn produce(&self, topic: &str, key: Option<&[u8]>, value: &[u8], headers: &RawHeaders) {
+        let headers: Vec<_> = headers
+            .iter()
+            .map(|(name, value)| json!([name, to_hex(value)]))
+            .collect();
+        let record = json!({"key": key.map(to_hex), "value": to_hex(value), "headers": headers});
+        Self::run(vec!["produce".into(), topic.into(), record.to_string()]).await;
+    }
+
+    async fn read(&self, topic: &str) -> Vec<BusMessage> {
+        let printed = Self::run(vec!["read".into(), topic.into()]).await;
+        printed
+            .lines()
+            .map(|line| {
+                let r: serde_json::Value = serde_json::from_str(line).unwrap();
+                let text = |v: &serde_json::Value| v.as_str().unwrap().to_string();
+                let raw: RawHeaders = r["headers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| (text(&h[0]), from_hex(h[1].as_str().unwrap())))
+                    .collect();
+                BusMessage {
+                    topic: text(&r["topic"]),
+                    partition: r["partition"].as_i64().unwrap() as i32,
+                    offset: r["offset"].as_i64().unwrap(),
+                    key: r["key"].as_str().map(from_hex),
+                    value: from_hex(r["value"].as_str().unwrap()),
+                    headers: raw.decode().0,
+                    raw_headers: raw,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A record an outside client (kafka-python) writes with a header name
+/// twice and a header value that is not UTF-8, failed for good by a node,
+/// is read back by that client from the dead-letter topic with every header
+/// in order, in the dead letter's document and on its record; replayed, it
+/// is read back with the very same headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_headers_from_kafka_python_survive_dead_letter_and_replay() {
+    conformance::repeated_headers_from_outside_survive_dead_letter_and_replay(
+        &Broker,
+        &KafkaPython,
+    )
+    .await;
 }

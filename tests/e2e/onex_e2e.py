@@ -87,6 +87,19 @@ def headers_dict(record):
     return {k: (v.decode("utf-8", "replace") if v is not None else None) for k, v in record.headers or []}
 
 
+def record_json(record):
+    """A record as one JSON object: key, value and header values in hex,
+    the headers as [name, value] pairs in the record's order."""
+    return json.dumps({
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": None if record.key is None else record.key.hex(),
+        "value": (record.value or b"").hex(),
+        "headers": [[k, (v or b"").hex()] for k, v in (record.headers or [])],
+    })
+
+
 def decode(record):
     try:
         return json.loads(record.value)
