@@ -3,7 +3,10 @@
 //! - `publish TOPIC` sends a test envelope (with a chosen or fresh
 //!   correlation id) and prints where it landed;
 //! - `consume TOPIC` tails a topic, one JSON line per message with the
-//!   decoded envelope (or the raw value when it is not one);
+//!   decoded envelope (or the raw value when it is not one), the headers as
+//!   a map (a repeated name has its last value) and as `header_list`, in
+//!   wire order with repeats (a value that is not UTF-8 in base64, as in a
+//!   dead letter);
 //! - `replay-dlq DLQ_TOPIC` moves dead letters back to their original topic
 //!   (filtered by error type, event type or correlation id; `--dry-run`
 //!   only prints what it would do).
@@ -394,6 +397,12 @@ fn describe(m: &BusMessage) -> Value {
         "offset": m.offset,
         "key": m.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
         "headers": headers,
+        // As on the wire: in order, a repeated name as often as it came.
+        "header_list": m
+            .wire_headers()
+            .iter()
+            .map(|(name, value)| dlq::HeaderEntry::new(name, value))
+            .collect::<Vec<_>>(),
     });
     if let (Some(l), Value::Object(b)) = (line.as_object_mut(), body) {
         l.extend(b);
@@ -433,6 +442,7 @@ mod tests {
     use super::*;
     use onex_runtime::bus::memory::InMemoryBus;
     use onex_runtime::bus::BusMessage;
+    use onex_runtime::bus::OutgoingMessage;
     use onex_runtime::dlq::{dead_letter, Failure};
     use onex_runtime::headers::{Headers, RawHeaders};
 
@@ -503,6 +513,44 @@ mod tests {
         RawHeaders::from(&env.headers())
             .with("x-hop", "a")
             .with("x-hop", "b")
+    }
+
+    #[tokio::test]
+    async fn consume_lists_repeated_headers_in_wire_order() {
+        let bus = bus();
+        let raw = RawHeaders::new()
+            .with("x-hop", "first")
+            .with("x-hop", "second")
+            .with("x-blob", vec![0xff, 0x00]);
+        let message = OutgoingMessage {
+            topic: "onex.evt.t.hops.v1".into(),
+            key: None,
+            value: b"{}".to_vec(),
+            headers: Headers::default(),
+            raw_headers: None,
+        }
+        .with_raw_headers(raw);
+        bus.send(message.record()).await.unwrap();
+        let mut out = Vec::new();
+        let consume = BusCommand::Consume {
+            topic: "onex.evt.t.hops.v1".into(),
+            group: None,
+            max: Some(1),
+            idle_secs: 5,
+        };
+        run_on(&bus, &TopicNamer::default(), consume, &mut out)
+            .await
+            .unwrap();
+        let line = &lines(&out)[0];
+        assert_eq!(line["headers"]["x-hop"], "second");
+        assert_eq!(
+            line["header_list"],
+            json!([
+                {"name": "x-hop", "value": "first"},
+                {"name": "x-hop", "value": "second"},
+                {"name": "x-blob", "value": "/wA=", "encoding": "base64"},
+            ])
+        );
     }
 
     async fn letter(bus: &Arc<dyn EventBus>, error_type: &str, cid: Uuid) {
