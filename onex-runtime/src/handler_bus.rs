@@ -24,6 +24,7 @@ use crate::envelope::{Envelope, EventSource};
 use crate::node::{HandlerError, OutboundEvent};
 use crate::publisher::Router;
 use crate::request::{RequestClient, RequestError};
+use crate::state::published_event_id;
 use crate::topic::TopicNamer;
 
 /// The bus as the handlers of one node see it.
@@ -106,33 +107,43 @@ impl HandlerBus {
         }
     }
 
-    /// Publishes `event`, caused by `inbound`.
+    /// Publishes `event`, caused by `inbound`, as the `seq`-th event the
+    /// handler of `inbound` publishes (its id is derived from both, see
+    /// [`published_event_id`]).
     pub async fn publish(
         &self,
         inbound: &Envelope,
         event: OutboundEvent,
+        seq: usize,
     ) -> Result<PublishReceipt, HandlerError> {
         self.check_declared(&event.topic)?;
-        let m = event.into_message(inbound, None, &self.source, &self.namer);
+        let id = published_event_id(&self.source.node_id, inbound, seq);
+        let m = event.into_message(inbound, id, &self.source, &self.namer);
         self.bus
             .publish(&m.topic, m.key.as_deref(), &m.value, &m.headers)
             .await
             .map_err(bus_failure)
     }
 
-    /// Publishes `events` in order, caused by `inbound`; fails on the first
-    /// that could not be published.
+    /// Publishes `events` in order, caused by `inbound`, numbered from the
+    /// start of `seqs` as [`HandlerBus::publish`] numbers one; fails on the
+    /// first that could not be published.
     pub async fn publish_batch(
         &self,
         inbound: &Envelope,
         events: Vec<OutboundEvent>,
+        seqs: std::ops::Range<usize>,
     ) -> Result<Vec<PublishReceipt>, HandlerError> {
         for e in &events {
             self.check_declared(&e.topic)?;
         }
         let messages: Vec<_> = events
             .into_iter()
-            .map(|e| e.into_message(inbound, None, &self.source, &self.namer))
+            .zip(seqs)
+            .map(|(e, seq)| {
+                let id = published_event_id(&self.source.node_id, inbound, seq);
+                e.into_message(inbound, id, &self.source, &self.namer)
+            })
             .collect();
         self.bus
             .publish_batch(&messages)

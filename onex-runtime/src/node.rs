@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,8 +46,8 @@ use crate::envelope::{Envelope, EventSource};
 use crate::handler_bus::HandlerBus;
 use crate::metrics::{inc, Metrics};
 use crate::state::{
-    output_event_id, snapshot_topic, window_event_id, CommitError, DueWindow, StateContext,
-    StateKeeper,
+    output_event_id, reply_event_id, snapshot_topic, window_event_id, CommitError, DueWindow,
+    StateContext, StateKeeper,
 };
 use crate::topic::TopicNamer;
 
@@ -298,12 +299,12 @@ impl OutboundEvent {
     }
 
     /// The record for this event, caused by `inbound`: correlation and trace
-    /// carried over, causation id = the inbound event id, the topic prefixed;
-    /// `event_id` when given, else a fresh one.
+    /// carried over, causation id = the inbound event id, the topic prefixed,
+    /// and the id `event_id` (derived from the input by the caller).
     pub fn into_message(
         self,
         inbound: &Envelope,
-        event_id: Option<Uuid>,
+        event_id: Uuid,
         source: &EventSource,
         namer: &TopicNamer,
     ) -> OutgoingMessage {
@@ -315,9 +316,7 @@ impl OutboundEvent {
             headers,
         } = self;
         let mut envelope = Envelope::caused_by(inbound, event_type, payload, source.clone());
-        if let Some(id) = event_id {
-            envelope.event_id = id;
-        }
+        envelope.event_id = event_id;
         let mut message =
             OutgoingMessage::envelope(namer.physical(&topic), &envelope, partition_key.as_deref());
         if !headers.is_empty() {
@@ -369,8 +368,14 @@ pub struct HandlerContext {
     node_name: Arc<str>,
     env: Arc<BTreeMap<String, String>>,
     correlation_id: Uuid,
+    /// The event id of the message being handled (the correlation id for a
+    /// context made without one).
+    event_id: Uuid,
     attempt: u32,
     bus: Option<(Arc<HandlerBus>, Arc<Envelope>)>,
+    /// How many events the handler published itself in this call, so the
+    /// next one gets the next derived id.
+    published: Arc<AtomicUsize>,
 }
 
 impl fmt::Debug for HandlerContext {
@@ -396,8 +401,10 @@ impl HandlerContext {
             node_name: node_name.into(),
             env: Arc::new(env),
             correlation_id,
+            event_id: correlation_id,
             attempt,
             bus: None,
+            published: Arc::default(),
         }
     }
 
@@ -405,6 +412,7 @@ impl HandlerContext {
     /// to give a handler an in-memory bus).
     pub fn with_bus(mut self, bus: Arc<HandlerBus>, inbound: Envelope) -> Self {
         self.correlation_id = inbound.correlation_id;
+        self.event_id = inbound.event_id;
         self.bus = Some((bus, Arc::new(inbound)));
         self
     }
@@ -419,18 +427,33 @@ impl HandlerContext {
     /// Publishes `event` now (to a topic the contract declares), in the
     /// flow of the message being handled. Use [`OutboundEvent::with_header`]
     /// and [`OutboundEvent::with_partition_key`] for headers and the key.
+    ///
+    /// Its event id derives from the message being handled and from how
+    /// many events this call published before it, so a handler run again
+    /// for the same message (a retry, or a redelivery after a crash) that
+    /// publishes the same events in the same order publishes the same ids,
+    /// which a consumer dropping duplicate ids sees once.
     pub async fn publish(&self, event: OutboundEvent) -> Result<PublishReceipt, HandlerError> {
         let (bus, inbound) = self.on_bus()?;
-        bus.publish(inbound, event).await
+        let seq = self.next_published_ids(1).start;
+        bus.publish(inbound, event, seq).await
     }
 
-    /// Publishes `events` in order, pipelined.
+    /// Publishes `events` in order, pipelined, with ids derived as
+    /// [`HandlerContext::publish`] derives them.
     pub async fn publish_batch(
         &self,
         events: Vec<OutboundEvent>,
     ) -> Result<Vec<PublishReceipt>, HandlerError> {
         let (bus, inbound) = self.on_bus()?;
-        bus.publish_batch(inbound, events).await
+        let seqs = self.next_published_ids(events.len());
+        bus.publish_batch(inbound, events, seqs).await
+    }
+
+    /// The sequence numbers of the next `n` events this call publishes.
+    fn next_published_ids(&self, n: usize) -> std::ops::Range<usize> {
+        let first = self.published.fetch_add(n, Ordering::Relaxed);
+        first..first + n
     }
 
     /// Sends a request to a declared `topic` and waits up to `timeout` for
@@ -491,6 +514,15 @@ impl HandlerContext {
     /// 0 for the first attempt, then 1, 2, ... for retries.
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// A key naming the message being handled, the same on every attempt
+    /// and on every delivery of it (`<node>:<event id>`): pass it to the
+    /// systems an effect calls (an `Idempotency-Key` header, a unique
+    /// column) so that a message handled again after a crash, between the
+    /// effect and the commit of its offset, does not apply the effect twice.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}", self.node_name, self.event_id)
     }
 }
 
@@ -970,8 +1002,10 @@ impl Dispatcher {
             node_name: self.spec.name.as_str().into(),
             env: self.env.clone(),
             correlation_id,
+            event_id: event.envelope.event_id,
             attempt,
             bus: Some((self.handler_bus.clone(), Arc::new(event.envelope.clone()))),
+            published: Arc::default(),
         };
         let call = unwinding_as_fatal(self.handler.handle(&ctx, event));
         let result = match self.spec.handler_timeout_ms {
@@ -1028,12 +1062,10 @@ impl Dispatcher {
             self.reply(inbound, reply_to, &outputs).await?;
         }
         for (index, out) in outputs.into_iter().enumerate() {
-            // With durable state a result's id is derived from its input, so
-            // a result published again after a crash is recognisably the same.
-            let event_id = self
-                .state
-                .is_some()
-                .then(|| output_event_id(&self.spec.name, inbound, index));
+            // A result's id is derived from its input, so a result published
+            // again (the input redelivered after a crash before its offset
+            // was committed) is recognisably the same.
+            let event_id = output_event_id(&self.spec.name, inbound, index);
             let topic = self.namer.physical(&out.topic);
             let message = out.into_message(inbound, event_id, &self.source, &self.namer);
             if let Err(e) = self
@@ -1134,7 +1166,10 @@ impl Dispatcher {
                 })
                 .collect()
         };
-        for answer in answers {
+        for (index, mut answer) in answers.into_iter().enumerate() {
+            // Stable as the results' ids: a requester sees a repeated answer
+            // as the same one.
+            answer.event_id = reply_event_id(&self.spec.name, inbound, index);
             if let Err(e) = self.bus.publish_envelope(reply_to, &answer, None).await {
                 return Err(Failure {
                     error_type: "publish_failed".into(),

@@ -47,11 +47,28 @@ use crate::topic::parse_onex_topic;
 /// Namespace of the ids derived from inputs ([`output_event_id`]).
 const OUTPUT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f6e_6578_2d73_7461_7465_2d6f_7574_7075);
 
-/// The id of the `index`-th event a node publishes for `inbound`: the same
+/// The id of the `index`-th result a node publishes for `inbound`: the same
 /// input always yields the same ids, so a consumer can drop a re-published
 /// duplicate.
 pub fn output_event_id(node: &str, inbound: &Envelope, index: usize) -> Uuid {
     let name = format!("{node}/{}/{index}", inbound.event_id);
+    Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes())
+}
+
+/// The id of the `index`-th answer a node sends to the reply topic of the
+/// request `inbound`: stable as [`output_event_id`], and distinct from the
+/// ids of the results it publishes on its own topics.
+pub fn reply_event_id(node: &str, inbound: &Envelope, index: usize) -> Uuid {
+    let name = format!("{node}/{}/reply/{index}", inbound.event_id);
+    Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes())
+}
+
+/// The id of the `seq`-th event a handler publishes itself (through its
+/// context) while handling `inbound`, counted in the order of its publish
+/// calls: a handler run again for the same input, after a retry or a
+/// crash, publishes the same ids again.
+pub fn published_event_id(node: &str, inbound: &Envelope, seq: usize) -> Uuid {
+    let name = format!("{node}/{}/published/{seq}", inbound.event_id);
     Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes())
 }
 
@@ -855,5 +872,20 @@ mod tests {
         assert_eq!(output_event_id("n", &env, 0), output_event_id("n", &env, 0));
         assert_ne!(output_event_id("n", &env, 0), output_event_id("n", &env, 1));
         assert_ne!(output_event_id("n", &env, 0), output_event_id("m", &env, 0));
+        // Results, answers and a handler's own publishes never share an id.
+        let ids = [
+            output_event_id("n", &env, 0),
+            reply_event_id("n", &env, 0),
+            published_event_id("n", &env, 0),
+        ];
+        assert!(ids
+            .iter()
+            .enumerate()
+            .all(|(i, a)| ids[i + 1..].iter().all(|b| a != b)));
+        assert_eq!(reply_event_id("n", &env, 1), reply_event_id("n", &env, 1));
+        assert_eq!(
+            published_event_id("n", &env, 2),
+            published_event_id("n", &env, 2)
+        );
     }
 }

@@ -91,7 +91,8 @@ macro_rules! every_scenario {
             an_oversized_dead_letter_is_written_without_the_value,
             repeated_header_names_survive_dead_letter_and_replay,
             a_state_too_large_to_keep_is_dead_lettered_and_the_partition_goes_on,
-            a_window_too_large_to_publish_is_dead_lettered_and_closed
+            a_window_too_large_to_publish_is_dead_lettered_and_closed,
+            an_input_handled_again_publishes_the_same_ids
         );
     };
 }
@@ -1604,5 +1605,102 @@ pub async fn a_window_too_large_to_publish_is_dead_lettered_and_closed(b: &dyn B
     service.shutdown().await;
     for s in [osub, dsub] {
         s.unsubscribe().await;
+    }
+}
+
+/// Publishes one note through its context, returns one result, and
+/// records the idempotency key of every call.
+struct KeyRecorder {
+    notes: String,
+    out: String,
+    keys: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl NodeHandler for KeyRecorder {
+    async fn handle(&self, ctx: &HandlerContext, event: &InboundEvent) -> Handled {
+        self.keys.lock().unwrap().push(ctx.idempotency_key());
+        let n = &event.envelope.payload["n"];
+        ctx.publish(OutboundEvent::new(&self.notes, "noted", json!({ "n": n })))
+            .await?;
+        Ok(vec![OutboundEvent::new(
+            &self.out,
+            "done",
+            json!({ "n": n }),
+        )])
+    }
+}
+
+/// An input handled a second time (as after a crash between publishing
+/// its results and committing its offset) publishes its results, its
+/// handler's own events and its request's answers with the ids of the
+/// first time, and its handler sees the same idempotency key: a consumer
+/// dropping duplicate ids, and a system taking the key, see it once.
+/// Another input gets other ids.
+pub async fn an_input_handled_again_publishes_the_same_ids(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let (t, _) = node_topics(b, &bus, &["again", "again-out", "again-notes", "again-re"]).await;
+    let handler = Arc::new(KeyRecorder {
+        notes: t[2].clone(),
+        out: t[1].clone(),
+        keys: Mutex::new(Vec::new()),
+    });
+    let mut s = spec(&t[0], &t[1], 0);
+    // Nothing recognises the second delivery as a duplicate: it is handled.
+    s.idempotency = None;
+    s.publish_topics.push(t[2].clone());
+    let service = node(b, s, handler.clone(), bus.clone()).await;
+    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
+    let (nsub, mut notes) = collect(&bus, &t[2], &group()).await;
+    let (rsub, mut replies) = collect(&bus, &t[3], &group()).await;
+    let mut input = Envelope::new("thing", json!({"n": 1}), source());
+    input
+        .metadata
+        .insert(onex_runtime::request::REPLY_TO.into(), json!(t[3]));
+    let other = Envelope::new("thing", json!({"n": 2}), source());
+    for e in [&input, &input, &other] {
+        bus.publish_envelope(&t[0], e, Some("one-key"))
+            .await
+            .unwrap();
+    }
+    let ids = |got: Vec<BusMessage>| -> Vec<(i64, Uuid)> {
+        got.iter()
+            .map(|m| {
+                let e = Envelope::from_bytes(&m.value).unwrap();
+                (e.payload["n"].as_i64().unwrap(), e.event_id)
+            })
+            .collect()
+    };
+    let results = ids(recv_n(&mut out, 3, b.patience()).await);
+    let noted = ids(recv_n(&mut notes, 3, b.patience()).await);
+    let answers = ids(recv_n(&mut replies, 2, b.patience()).await);
+    for (what, got) in [("results", &results), ("notes", &noted)] {
+        assert_eq!(
+            got.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            [1, 1, 2],
+            "{what}"
+        );
+        assert_eq!(got[0].1, got[1].1, "{what}: the input again, the same id");
+        assert_ne!(got[1].1, got[2].1, "{what}: another input, another id");
+    }
+    assert_eq!(answers[0], answers[1], "the answer again, the same id");
+    let firsts = [results[0].1, noted[0].1, answers[0].1];
+    assert!(
+        firsts[0] != firsts[1] && firsts[1] != firsts[2] && firsts[0] != firsts[2],
+        "a result, a note and an answer are three events: {firsts:?}"
+    );
+    let keys = handler.keys.lock().unwrap().clone();
+    let key = format!("node_echo_compute:{}", input.event_id);
+    assert_eq!(
+        keys,
+        [
+            key.clone(),
+            key,
+            format!("node_echo_compute:{}", other.event_id)
+        ]
+    );
+    service.shutdown().await;
+    for sub in [osub, nsub, rsub] {
+        sub.unsubscribe().await;
     }
 }
