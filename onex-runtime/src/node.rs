@@ -6,7 +6,9 @@
 //! idempotency, call the handler (with the optional timeout and circuit
 //! breaker; a panic in it is a `Fatal` failure), retry `Retriable` failures
 //! with backoff, publish the outputs (correlation id preserved, causation id
-//! = inbound event id) and only then acknowledge. `InvalidInput` and `Fatal`
+//! = inbound event id, event ids derived from the inbound one so that an
+//! input handled again after a crash publishes the same ids) and only then
+//! acknowledge. `InvalidInput` and `Fatal`
 //! failures, and `Retriable` ones whose retries ran out, go to the dead-letter
 //! topic (without the record when the broker refuses the dead letter whole,
 //! see [`crate::dlq::Letterhead::without_record`]); if that write fails the message
@@ -539,8 +541,8 @@ pub trait NodeHandler: Send + Sync + 'static {
 
     /// The state this handler keeps on the bus, if it keeps any (reducers,
     /// orchestrators). The runtime then restores it before handling, skips
-    /// inputs applied before, derives the ids of published events from the
-    /// input and writes the state after publishing them; see [`crate::state`].
+    /// inputs applied before and writes the state after publishing the
+    /// input's events; see [`crate::state`].
     fn state_keeper(&self) -> Option<&dyn StateKeeper> {
         None
     }

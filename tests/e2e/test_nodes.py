@@ -632,6 +632,86 @@ class EffectNode(NodeE2E, unittest.TestCase):
                 node.kill()
             broker.stop()
 
+    def test_9c_sigkill_mid_stream_then_restart(self):
+        """SIGKILL while the slow message is handled, the 20 inputs before it
+        answered (their offsets committed in the background every 5 s, so
+        mostly not yet) and 10 waiting behind it; restarted with the same
+        instance id: every input gets its output, an input handled again
+        publishes its output with the id of the first time (dropping
+        duplicate ids leaves one output per input), none is dead-lettered,
+        and the handler of an input handled again saw the idempotency key of
+        its first run, `node_echo_effect:<input event id>`."""
+        self.stop_running_nodes()
+        instance = f"e2e-effect-killed-{uuid.uuid4()}"
+        env = {"ONEX_INSTANCE_ID": instance}
+        node = killed = self.start_node(env)
+        node.instance = instance
+        self.wait_started(node)
+        before = [envelope("demo.echo-requested", {"message": f"k-{i}"}) for i in range(20)]
+        slow = envelope("demo.echo-requested", {"message": "slow"})
+        after = [envelope("demo.echo-requested", {"message": f"k-{i}"}) for i in range(20, 30)]
+        sent = before + [slow] + after
+        self.client.send_envelopes(self.SUBSCRIBE, [(e, None) for e in sent])
+        node.wait_line("slow echo started.*" + slow["correlation_id"])
+        node.kill()
+        committed = self.client.committed(self.GROUP, self.SUBSCRIBE)
+        outputs = self.reader(*self.PUBLISH)
+        outputs.drain()
+        cids = {e["correlation_id"]: e for e in sent}
+
+        def outputs_by_input():
+            by_input = {}
+            for r in outputs.records:
+                out = decode(r) or {}
+                if out.get("correlation_id") in cids:
+                    by_input.setdefault(out["correlation_id"], []).append(out)
+            return by_input
+
+        out_before_restart = len(outputs_by_input())
+        node = self.start_node(env)
+        node.instance = instance
+        restarted = time.monotonic()
+        deadline = restarted + 60
+        while set(outputs_by_input()) != set(cids):
+            if time.monotonic() > deadline:
+                missing = len(set(cids) - set(outputs_by_input()))
+                raise AssertionError(f"no output for {missing} of {len(cids)} inputs 60 s after "
+                                     f"the restart\n{node.tail()}")
+            outputs.poll()
+        answered_again = time.monotonic() - restarted
+        outputs.drain()
+        republished = 0
+        for cid, outs in outputs_by_input().items():
+            first = outs[0]
+            self.assertEqual(first["causation_id"], cids[cid]["event_id"])
+            for again in outs[1:]:
+                self.assertEqual(again["event_id"], first["event_id"],
+                                 "an input handled again publishes its output with the same id")
+                self.assertEqual(again["payload"], first["payload"])
+                republished += 1
+        # The user code logs each call's key, as the system it calls would
+        # record it.
+        runs = {}
+        called = re.compile(r"echo called correlation_id=(\S+) idempotency_key=(\S+)")
+        for line in killed.lines + node.lines:
+            m = called.search(line)
+            if m and m.group(1) in cids:
+                runs.setdefault(m.group(1), []).append(m.group(2))
+        self.assertEqual(set(runs), set(cids), "every input reached the handler")
+        for cid, keys in runs.items():
+            self.assertEqual(set(keys), {f"node_echo_effect:{cids[cid]['event_id']}"},
+                             "the idempotency key names the input, on every run")
+        again = [cid for cid, keys in runs.items() if len(keys) > 1]
+        self.assertIn(slow["correlation_id"], again, "the input in hand at the kill is handled again")
+        letters = [r for r in self.reader(self.DLQ).drain()
+                   if headers_dict(r).get("correlation_id") in cids]
+        self.assertEqual(letters, [], "inputs dead-lettered because of the kill")
+        print(f"\n  effect: killed with {out_before_restart} of {len(cids)} inputs answered "
+              f"(committed offsets {committed}); after the restart {len(again)} handled again, "
+              f"{republished} output(s) re-published with their first id; "
+              f"all answered {answered_again:.1f} s after the restart", file=sys.stderr)
+        self.assertEqual(node.terminate(timeout=10), 0, node.tail())
+
 
 class ComputeNode(NodeE2E, unittest.TestCase):
     NODE = "node_word_count_compute"

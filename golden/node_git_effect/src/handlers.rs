@@ -7,6 +7,11 @@
 //! write anything. Return `HandlerError::Retriable` for failures worth retrying
 //! (the runtime backs off and retries, then dead-letters the message) and
 //! `HandlerError::Fatal` or `HandlerError::InvalidInput` for ones that are not.
+//!
+//! A message can reach an operation again after a crash between its effect
+//! and the commit of its offset: pass `ctx.idempotency_key()`, the same on
+//! every delivery of the message, to the systems an operation changes (an
+//! idempotency-key header, a unique column) so that they apply it once.
 
 use onex_runtime::{HandlerContext, HandlerError};
 

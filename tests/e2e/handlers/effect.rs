@@ -3,6 +3,9 @@
 //! contract's ECHO_PREFIX, and fails retriably for the message `unavailable`
 //! so the contract's retry policy and dead-lettering can be seen on the wire;
 //! the message `slow` takes 3 s, long enough to be in flight at SIGTERM.
+//! Every call logs the input's correlation id and idempotency key, as the
+//! system an effect calls would record the key, so the test can see from
+//! outside which inputs were handled again and with which key.
 
 use onex_runtime::{HandlerContext, HandlerError};
 
@@ -24,6 +27,12 @@ impl Operations for Handlers {
         ctx: &HandlerContext,
         input: EchoInput,
     ) -> Result<EchoOutput, HandlerError> {
+        tracing::info!(
+            correlation_id = %ctx.correlation_id(),
+            idempotency_key = %ctx.idempotency_key(),
+            attempt = ctx.attempt(),
+            "echo called"
+        );
         if input.message == "unavailable" {
             return Err(HandlerError::Retriable(format!(
                 "echo backend unavailable (attempt {})",
