@@ -24,7 +24,7 @@ use crate::envelope::{Envelope, EventSource};
 use crate::node::{HandlerError, OutboundEvent};
 use crate::publisher::Router;
 use crate::request::{RequestClient, RequestError};
-use crate::state::published_event_id;
+use crate::state::{published_event_id, request_event_id};
 use crate::topic::TopicNamer;
 
 /// The bus as the handlers of one node see it.
@@ -185,8 +185,12 @@ impl HandlerBus {
     ) -> Result<Envelope, HandlerError> {
         self.check_declared(topic)?;
         let client = self.client().await?;
-        // A correlation of its own, in the caller's trace.
+        // An id derived from the input and what is asked, so a retry sends
+        // the same request; a correlation of its own per send, in the
+        // caller's trace, so each send waits for its own answer.
+        let id = request_event_id(&self.source.node_id, inbound, topic, event_type, &payload);
         let mut request = Envelope::caused_by(inbound, event_type, payload, self.source.clone());
+        request.event_id = id;
         request.correlation_id = uuid::Uuid::new_v4();
         let physical = self.namer.physical(topic);
         match client.send(&physical, request, timeout).await {

@@ -3,7 +3,8 @@
 //!
 //! Per message: decode the envelope (undecodable → dead letter), skip
 //! duplicates of messages handled before when the spec asks for
-//! idempotency, call the handler (with the optional timeout and circuit
+//! idempotency (not of requests, which are answered every time), call the
+//! handler (with the optional timeout and circuit
 //! breaker; a panic in it is a `Fatal` failure), retry `Retriable` failures
 //! with backoff, publish the outputs (correlation id preserved, causation id
 //! = inbound event id, event ids derived from the inbound one so that an
@@ -462,6 +463,13 @@ impl HandlerContext {
     /// the responder's answer (the envelope with the request's correlation
     /// id on this node's reply topic). No answer in time is
     /// [`HandlerError::Retriable`].
+    ///
+    /// The request's event id derives from the message being handled and
+    /// from the topic, event type and payload
+    /// ([`crate::state::request_event_id`]): sent again by a retry after a
+    /// timeout or by the handler run again after a crash, it is the same
+    /// request under a new correlation id, and the node answering it sees
+    /// the same idempotency key.
     pub async fn request(
         &self,
         topic: &str,
@@ -1327,8 +1335,12 @@ impl MessageHandler for Dispatcher {
             );
             return Ok(());
         }
+        // A request is answered every time it comes: its sender, retrying
+        // after a timeout, sends the same event id again and waits for an
+        // answer (the handler's idempotency key keeps its effect single).
+        let is_request = envelope.metadata.contains_key(crate::request::REPLY_TO);
         let key = match (&self.spec.idempotency, &self.seen) {
-            (Some(rule), Some(seen)) => {
+            (Some(rule), Some(seen)) if !is_request => {
                 let k = dedupe_key(rule, &envelope);
                 if seen.lock().unwrap_or_else(|p| p.into_inner()).contains(k) {
                     inc(&self.metrics.duplicates_skipped);

@@ -56,10 +56,36 @@ pub fn output_event_id(node: &str, inbound: &Envelope, index: usize) -> Uuid {
 }
 
 /// The id of the `index`-th answer a node sends to the reply topic of the
-/// request `inbound`: stable as [`output_event_id`], and distinct from the
-/// ids of the results it publishes on its own topics.
+/// request `inbound`: stable as [`output_event_id`] for one request, and
+/// distinct from the ids of the results it publishes on its own topics. A
+/// request retried by its sender keeps its event id under a new
+/// correlation id ([`request_event_id`]); each correlation gets answers of
+/// its own.
 pub fn reply_event_id(node: &str, inbound: &Envelope, index: usize) -> Uuid {
-    let name = format!("{node}/{}/reply/{index}", inbound.event_id);
+    let name = format!(
+        "{node}/{}/reply/{}/{index}",
+        inbound.event_id, inbound.correlation_id
+    );
+    Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes())
+}
+
+/// The id of a request a handler sends (`HandlerContext::request`) while
+/// handling `inbound`: derived from the input and from what is asked (the
+/// topic, the event type and the payload), so the request sent again, by
+/// a retry of the handler after a timeout or by its re-run after a crash,
+/// has the id of the first, and the node answering it sees the same
+/// idempotency key. Two identical requests for one input are one request.
+pub fn request_event_id(
+    node: &str,
+    inbound: &Envelope,
+    topic: &str,
+    event_type: &str,
+    payload: &serde_json::Value,
+) -> Uuid {
+    let name = format!(
+        "{node}/{}/request/{topic}/{event_type}/{payload}",
+        inbound.event_id
+    );
     Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes())
 }
 
@@ -883,6 +909,17 @@ mod tests {
             .enumerate()
             .all(|(i, a)| ids[i + 1..].iter().all(|b| a != b)));
         assert_eq!(reply_event_id("n", &env, 1), reply_event_id("n", &env, 1));
+        let retried = env.clone().with_correlation_id(Uuid::new_v4());
+        assert_ne!(
+            reply_event_id("n", &env, 0),
+            reply_event_id("n", &retried, 0)
+        );
+        let asked = |topic: &str, payload: serde_json::Value| {
+            request_event_id("n", &env, topic, "quote", &payload)
+        };
+        assert_eq!(asked("t", json!({"a": 1})), asked("t", json!({"a": 1})));
+        assert_ne!(asked("t", json!({"a": 1})), asked("t", json!({"a": 2})));
+        assert_ne!(asked("t", json!({"a": 1})), asked("u", json!({"a": 1})));
         assert_eq!(
             published_event_id("n", &env, 2),
             published_event_id("n", &env, 2)

@@ -1367,6 +1367,40 @@ class RequestWorkflow(unittest.TestCase):
         self.assertEqual(failed["payload"]["retry_count"], 2)
         print(f"\n  request: dead-lettered {took:.1f} s after the input (3 attempts of 2 s)")
 
+    def test_3_a_step_retried_after_a_timeout_sends_the_same_request(self):
+        """The effect node (back after test 2) takes 3 s over the first quote
+        of an order with a `slow` item, longer than the step's 2 s: the step
+        times out and is retried. The retry is the same request (one event
+        id, a new correlation id), which the effect sees under the same
+        idempotency key and answers from its ledger without pricing again;
+        the workflow completes with that answer."""
+        effect = type(self).effect = self.start(self.EFFECT)
+        # A plain order first: the effect node has its partition.
+        probe = envelope("demo.checkout", {"order_id": f"order-{uuid.uuid4()}", "items": ["pen"]})
+        self.client.send_envelope(self.SUBSCRIBE, probe)
+        self.reader(self.PUBLISH[1]).wait_for(correlated(probe["correlation_id"]), "probe completion",
+                                              timeout=60)
+        order = f"order-{uuid.uuid4()}"
+        env = envelope("demo.checkout", {"order_id": order, "items": ["pen", "slow"]})
+        self.client.send_envelope(self.SUBSCRIBE, env)
+        done = decode(self.reader(self.PUBLISH[1]).wait_for(correlated(env["correlation_id"]),
+                                                            "workflow completion", timeout=60))
+        self.assertEqual(done["event_type"], "node-checkout-orchestrator.workflow-completed", done)
+        self.assertEqual(done["payload"]["results"]["quote_price"], {"order_id": order, "total_cents": 500})
+        requests = self.requests_of(env, 2)
+        self.assertEqual(len({r["event_id"] for r in requests}), 1, "a retry sends the same request")
+        self.assertEqual(len({r["correlation_id"] for r in requests}), len(requests),
+                         "each send waits for its own answer")
+        key = f"{self.EFFECT}:{requests[0]['event_id']}"
+        priced = [line for line in effect.lines if "quote priced" in line and order in line]
+        replayed = [line for line in effect.lines if "quote replayed" in line and order in line]
+        self.assertEqual(len(priced), 1, "priced once\n" + effect.tail())
+        self.assertIn(f"idempotency_key={key}", priced[0])
+        self.assertTrue(replayed and all(f"idempotency_key={key}" in line for line in replayed),
+                        "the retry has the key of the first request\n" + effect.tail())
+        print(f"\n  request: a step retried after a timeout sent {len(requests)} requests with one id; "
+              f"the effect priced once and answered {len(replayed)} from its ledger", file=sys.stderr)
+
 
 def durable_env(instance, extra=None):
     """Settings of a node restarted under the same identity. Group membership

@@ -92,7 +92,8 @@ macro_rules! every_scenario {
             repeated_header_names_survive_dead_letter_and_replay,
             a_state_too_large_to_keep_is_dead_lettered_and_the_partition_goes_on,
             a_window_too_large_to_publish_is_dead_lettered_and_closed,
-            an_input_handled_again_publishes_the_same_ids
+            an_input_handled_again_publishes_the_same_ids,
+            a_retried_request_is_one_request_answered_every_time
         );
     };
 }
@@ -482,6 +483,14 @@ fn spec(input: &str, output: &str, max_retries: u32) -> NodeSpec {
         tags: vec!["test".into()],
         heartbeat_interval_secs: 0,
         ..NodeSpec::new("node_echo_compute", NodeKind::Compute, "1.0.0")
+    }
+}
+
+/// [`spec`] for a node of another name.
+fn spec_named(name: &str, input: &str, output: &str, max_retries: u32) -> NodeSpec {
+    NodeSpec {
+        name: name.into(),
+        ..spec(input, output, max_retries)
     }
 }
 
@@ -900,15 +909,13 @@ pub async fn handlers_use_the_bus(b: &dyn Backend) {
         out_topic: t[3].clone(),
         commands: Mutex::new(Vec::new()),
     });
-    let mut adder_spec = spec(&t[2], &t[3], 0);
-    adder_spec.name = "node_adder_compute".into();
+    let adder_spec = spec_named("node_adder_compute", &t[2], &t[3], 0);
     let adder_node = start(adder_spec, adder.clone(), adder_pairs).await;
     let caller = Arc::new(Caller {
         notes: t[1].clone(),
         adder: t[2].clone(),
     });
-    let mut cs = spec(&t[0], &t[1], 0);
-    cs.name = "node_caller_orchestrator".into();
+    let mut cs = spec_named("node_caller_orchestrator", &t[0], &t[1], 0);
     cs.publish_topics.push(t[2].clone());
     let caller_node = start(cs, caller, pairs).await;
     let (nsub, mut notes) = collect(&bus, &t[1], &group()).await;
@@ -1701,6 +1708,106 @@ pub async fn an_input_handled_again_publishes_the_same_ids(b: &dyn Backend) {
     );
     service.shutdown().await;
     for sub in [osub, nsub, rsub] {
+        sub.unsubscribe().await;
+    }
+}
+
+/// Answers `quote` requests (with no result: the answer is
+/// `quote.completed`); the first call outlasts its requester's timeout.
+/// Records the idempotency key of every call.
+struct SlowQuoter {
+    keys: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl NodeHandler for SlowQuoter {
+    async fn handle(&self, ctx: &HandlerContext, _event: &InboundEvent) -> Handled {
+        let first = {
+            let mut keys = self.keys.lock().unwrap();
+            keys.push(ctx.idempotency_key());
+            keys.len() == 1
+        };
+        if first {
+            tokio::time::sleep(QUOTE_TIMEOUT + Duration::from_millis(500)).await;
+        }
+        Ok(vec![])
+    }
+}
+
+/// How long [`AsksOnce`] waits for an answer.
+const QUOTE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks the quoter, retrying (through the runtime) when no answer came.
+struct AsksOnce {
+    quoter: String,
+    out: String,
+}
+
+#[async_trait]
+impl NodeHandler for AsksOnce {
+    async fn handle(&self, ctx: &HandlerContext, event: &InboundEvent) -> Handled {
+        let payload = event.envelope.payload.clone();
+        let answer = ctx
+            .request(&self.quoter, "quote", payload, QUOTE_TIMEOUT)
+            .await?;
+        let done = json!({ "answer": answer.event_type });
+        Ok(vec![OutboundEvent::new(&self.out, "done", done)])
+    }
+}
+
+/// A request its sender retries after a timeout (the answerer was slow) is
+/// the same request: one event id, a new correlation id per send. The node
+/// answering it handles it every time it comes, although it drops
+/// duplicates by event id (its sender waits for an answer), with the same
+/// idempotency key; the sender gets the answer to its retry and goes on.
+pub async fn a_retried_request_is_one_request_answered_every_time(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let (t, _) = node_topics(b, &bus, &["ask", "asked-out", "quote", "quoted"]).await;
+    let quoter = Arc::new(SlowQuoter {
+        keys: Mutex::new(Vec::new()),
+    });
+    let qs = spec_named("node_quote_effect", &t[2], &t[3], 0);
+    assert_eq!(qs.idempotency, Some(onex_runtime::Idempotency::EventId));
+    let quoting = node(b, qs, quoter.clone(), bus.clone()).await;
+    // Enough retries for a broker that takes a while to assign the reply
+    // topic's partition to the requester.
+    let mut asks = spec_named("node_asker_orchestrator", &t[0], &t[1], 5);
+    asks.publish_topics.push(t[2].clone());
+    asks.handler_timeout_ms = None;
+    let asker = AsksOnce {
+        quoter: t[2].clone(),
+        out: t[1].clone(),
+    };
+    let asking = node(b, asks, Arc::new(asker), bus.clone()).await;
+    let (qsub, mut requests) = collect(&bus, &t[2], &group()).await;
+    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
+    let input = Envelope::new("ask", json!({"n": 7}), source());
+    bus.publish_envelope(&t[0], &input, None).await.unwrap();
+    let done = recv_n(&mut out, 1, b.patience() * 2).await.remove(0);
+    assert_eq!(
+        Envelope::from_bytes(&done.value).unwrap().payload,
+        json!({"answer": "quote.completed"})
+    );
+    let sent: Vec<Envelope> = recv_n(&mut requests, 2, b.patience())
+        .await
+        .iter()
+        .map(|m| Envelope::from_bytes(&m.value).unwrap())
+        .collect();
+    assert_eq!(
+        sent[0].event_id, sent[1].event_id,
+        "one request, sent again"
+    );
+    assert_ne!(
+        sent[0].correlation_id, sent[1].correlation_id,
+        "each send waits for its own answer"
+    );
+    let keys = quoter.keys.lock().unwrap().clone();
+    assert!(keys.len() >= 2, "answered every time it came: {keys:?}");
+    let key = format!("node_quote_effect:{}", sent[0].event_id);
+    assert!(keys.iter().all(|k| *k == key), "{keys:?}");
+    asking.shutdown().await;
+    quoting.shutdown().await;
+    for sub in [qsub, osub] {
         sub.unsubscribe().await;
     }
 }
