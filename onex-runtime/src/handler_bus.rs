@@ -11,18 +11,25 @@
 //! `onex.evt.<node>.replies.v1`, which every instance reads with a group of
 //! its own; the responder answers there (a generated node does so for every
 //! request that names a reply topic).
+//!
+//! Broadcasts and group commands are the routing the ONEX bus offers on
+//! top of `publish`: `broadcast_to_environment` publishes to
+//! `<environment>.broadcast` and `send_to_group` to
+//! `<environment>.<group>` (the topic prefix applies to both); the value is
+//! `{"command": ..., "payload": ...}` and the `source` header is
+//! `<environment>.<group>` of the sender.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
 use crate::bus::{BusError, EventBus, PublishReceipt};
 use crate::envelope::{Envelope, EventSource};
+use crate::headers::Headers;
 use crate::node::{HandlerError, OutboundEvent};
-use crate::publisher::Router;
 use crate::request::{RequestClient, RequestError};
 use crate::state::{published_event_id, request_event_id};
 use crate::topic::TopicNamer;
@@ -33,7 +40,10 @@ pub struct HandlerBus {
     namer: TopicNamer,
     source: EventSource,
     declared: BTreeSet<String>,
-    router: Router,
+    /// `KAFKA_ENVIRONMENT`, where broadcasts and group commands go.
+    environment: String,
+    /// `KAFKA_GROUP`, the sender of commands.
+    group: String,
     reply_topic: String,
     reply_group: String,
     requests: OnceCell<RequestClient>,
@@ -75,7 +85,8 @@ impl HandlerBus {
     pub fn new(bus: Arc<dyn EventBus>, s: HandlerBusSettings) -> Self {
         let node = s.source.node_id.clone();
         HandlerBus {
-            router: Router::new(bus.clone(), s.namer.clone(), &s.environment, &s.group),
+            environment: s.environment,
+            group: s.group,
             reply_topic: s.namer.physical(&reply_topic(&node)),
             reply_group: format!("{node}.replies.{}", s.instance_id),
             bus,
@@ -203,30 +214,126 @@ impl HandlerBus {
     }
 
     /// Sends `command` to every node of `target_environment` (default: this
-    /// node's, `KAFKA_ENVIRONMENT`) on `<environment>.broadcast`.
+    /// node's, `KAFKA_ENVIRONMENT`) on `<environment>.broadcast`, as the
+    /// `seq`-th event the handler of `inbound` publishes.
     pub async fn broadcast_to_environment(
         &self,
+        inbound: &Envelope,
         command: &str,
         payload: Value,
         target_environment: Option<&str>,
+        seq: usize,
     ) -> Result<PublishReceipt, HandlerError> {
-        self.router
-            .broadcast_to_environment(command, payload, target_environment)
+        let env = target_environment.unwrap_or(&self.environment);
+        let topic = format!("{env}.broadcast");
+        self.send_command(inbound, &topic, command, payload, seq)
             .await
-            .map_err(bus_failure)
     }
 
     /// Sends `command` to the nodes of `target_group` on
-    /// `<environment>.<target_group>`.
+    /// `<environment>.<target_group>`, as the `seq`-th event the handler of
+    /// `inbound` publishes.
     pub async fn send_to_group(
         &self,
+        inbound: &Envelope,
         command: &str,
         payload: Value,
         target_group: &str,
+        seq: usize,
     ) -> Result<PublishReceipt, HandlerError> {
-        self.router
-            .send_to_group(command, payload, target_group)
+        let topic = format!("{}.{target_group}", self.environment);
+        self.send_command(inbound, &topic, command, payload, seq)
+            .await
+    }
+
+    /// A command in the flow of `inbound` (its correlation and trace), with
+    /// an id derived as a published event's.
+    async fn send_command(
+        &self,
+        inbound: &Envelope,
+        topic: &str,
+        command: &str,
+        payload: Value,
+        seq: usize,
+    ) -> Result<PublishReceipt, HandlerError> {
+        let value = json!({"command": command, "payload": payload}).to_string();
+        let headers = Headers {
+            content_type: Some("application/json".into()),
+            source: Some(format!("{}.{}", self.environment, self.group)),
+            event_type: Some(command.to_string()),
+            timestamp: Some(chrono::Utc::now()),
+            message_id: Some(published_event_id(&self.source.node_id, inbound, seq)),
+            correlation_id: Some(inbound.correlation_id),
+            trace_id: inbound.trace_id().map(str::to_string),
+            ..Headers::default()
+        };
+        let topic = self.namer.physical(topic);
+        self.bus
+            .publish(&topic, None, value.as_bytes(), &headers)
             .await
             .map_err(bus_failure)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::memory::InMemoryBus;
+
+    fn handler_bus(mem: &InMemoryBus) -> HandlerBus {
+        HandlerBus::new(
+            Arc::new(mem.clone()),
+            HandlerBusSettings {
+                namer: TopicNamer::default(),
+                source: EventSource::new("node_x_effect", "i1"),
+                declared: BTreeSet::new(),
+                environment: "dev".into(),
+                group: "intelligence".into(),
+                instance_id: "i1".into(),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn broadcasts_and_group_commands_are_routed_in_the_flow_of_the_input() {
+        let mem = InMemoryBus::default();
+        let hb = handler_bus(&mem);
+        let mut inbound = Envelope::new("go", json!({}), EventSource::default());
+        inbound
+            .metadata
+            .insert("trace_id".into(), json!("trace-of-the-input"));
+        hb.broadcast_to_environment(&inbound, "introspect", json!({"a": 1}), None, 0)
+            .await
+            .unwrap();
+        hb.broadcast_to_environment(&inbound, "introspect", json!({}), Some("prod"), 1)
+            .await
+            .unwrap();
+        hb.send_to_group(&inbound, "reload", json!({}), "search", 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            mem.topics(),
+            vec!["dev.broadcast", "dev.search", "prod.broadcast"]
+        );
+        let m = &mem.history(1, Some("dev.broadcast"))[0];
+        let v: Value = serde_json::from_slice(&m.value).unwrap();
+        assert_eq!(v, json!({"command": "introspect", "payload": {"a": 1}}));
+        assert_eq!(m.headers.source.as_deref(), Some("dev.intelligence"));
+        assert_eq!(m.headers.correlation_id, Some(inbound.correlation_id));
+        assert_eq!(m.headers.trace_id.as_deref(), Some("trace-of-the-input"));
+        // Sent again by a handler run again for the same input: the same id.
+        let first = m.headers.message_id;
+        assert_eq!(
+            first,
+            Some(published_event_id("node_x_effect", &inbound, 0))
+        );
+        hb.broadcast_to_environment(&inbound, "introspect", json!({"a": 1}), None, 0)
+            .await
+            .unwrap();
+        let again = &mem.history(usize::MAX, Some("dev.broadcast"));
+        assert_eq!(again.len(), 2);
+        assert!(again.iter().all(|m| m.headers.message_id == first));
+        let group = &mem.history(1, Some("dev.search"))[0];
+        assert_ne!(group.headers.message_id, first);
     }
 }

@@ -26,7 +26,6 @@ pub mod metrics;
 pub mod names;
 pub mod node;
 pub mod operations;
-pub mod publisher;
 pub mod reducer;
 pub mod request;
 pub mod retry;

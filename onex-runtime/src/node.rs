@@ -490,8 +490,9 @@ impl HandlerContext {
         payload: serde_json::Value,
         target_environment: Option<&str>,
     ) -> Result<PublishReceipt, HandlerError> {
-        let (bus, _) = self.on_bus()?;
-        bus.broadcast_to_environment(command, payload, target_environment)
+        let (bus, inbound) = self.on_bus()?;
+        let seq = self.next_published_ids(1).start;
+        bus.broadcast_to_environment(inbound, command, payload, target_environment, seq)
             .await
     }
 
@@ -502,8 +503,10 @@ impl HandlerContext {
         payload: serde_json::Value,
         target_group: &str,
     ) -> Result<PublishReceipt, HandlerError> {
-        let (bus, _) = self.on_bus()?;
-        bus.send_to_group(command, payload, target_group).await
+        let (bus, inbound) = self.on_bus()?;
+        let seq = self.next_published_ids(1).start;
+        bus.send_to_group(inbound, command, payload, target_group, seq)
+            .await
     }
 
     /// A contract environment variable (its value, else its default).
