@@ -167,48 +167,18 @@ impl Metrics {
             1 => "half_open",
             _ => "open",
         };
-        let rows: [(&str, &str, &str, String); 6] = [
-            (
-                "events_published",
-                "counter",
-                "Events published.",
-                get(&self.published).to_string(),
-            ),
-            (
-                "events_failed",
-                "counter",
-                "Events whose publish failed for good.",
-                get(&self.publish_failed).to_string(),
-            ),
-            (
-                "avg_publish_time_ms",
-                "gauge",
-                "Mean publish time in milliseconds.",
-                format!("{avg_ms:.3}"),
-            ),
-            (
-                "circuit_breaker_status",
-                "gauge",
-                "Publish circuit: 0 closed, 1 half-open, 2 open (state label).",
-                breaker_state.to_string(),
-            ),
-            (
-                "events_sent_to_dlq",
-                "counter",
-                "Messages sent to a dead-letter topic.",
-                get(&self.dead_lettered).to_string(),
-            ),
-            (
-                "retries_attempted",
-                "counter",
-                "Publish and handler retries.",
-                get(&self.retries).to_string(),
-            ),
+        let values = [
+            get(&self.published).to_string(),
+            get(&self.publish_failed).to_string(),
+            format!("{avg_ms:.3}"),
+            breaker_state.to_string(),
+            get(&self.dead_lettered).to_string(),
+            get(&self.retries).to_string(),
         ];
-        for (name, kind, help, value) in rows {
+        for ((name, kind, help), value) in EVENT_BUS_NAMES.iter().zip(values) {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
-            if name == "circuit_breaker_status" {
+            if *name == "circuit_breaker_status" {
                 let _ = writeln!(out, "{name}{{node=\"{node}\",state=\"{status}\"}} {value}");
             } else {
                 let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
@@ -216,6 +186,37 @@ impl Metrics {
         }
     }
 }
+
+/// The event bus metrics the ONEX Python services report, as (name, type,
+/// help), in the order [`Metrics::render`] writes them.
+const EVENT_BUS_NAMES: [(&str, &str, &str); 6] = [
+    ("events_published", "counter", "Events published."),
+    (
+        "events_failed",
+        "counter",
+        "Events whose publish failed for good.",
+    ),
+    (
+        "avg_publish_time_ms",
+        "gauge",
+        "Mean publish time in milliseconds.",
+    ),
+    (
+        "circuit_breaker_status",
+        "gauge",
+        "Publish circuit: 0 closed, 1 half-open, 2 open (state label).",
+    ),
+    (
+        "events_sent_to_dlq",
+        "counter",
+        "Messages sent to a dead-letter topic.",
+    ),
+    (
+        "retries_attempted",
+        "counter",
+        "Publish and handler retries.",
+    ),
+];
 
 #[cfg(test)]
 mod tests {
