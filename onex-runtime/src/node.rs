@@ -52,7 +52,7 @@ use crate::state::{
     output_event_id, reply_event_id, snapshot_topic, window_event_id, CommitError, DueWindow,
     StateContext, StateKeeper,
 };
-use crate::topic::TopicNamer;
+use crate::topic::{reply_topic_refusal, TopicNamer};
 
 /// The four ONEX node kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -811,6 +811,27 @@ impl Dispatcher {
         !self.source.service.is_empty() && envelope.source.service == self.source.service
     }
 
+    /// Why a request read from `consumed` may not be answered on its
+    /// `reply_to`, if it may not: not a topic name, a topic no answer
+    /// belongs on ([`reply_topic_refusal`]), this node's dead-letter topic,
+    /// or a topic it consumes (it would answer itself).
+    fn reply_refusal(&self, reply_to: &serde_json::Value, consumed: &str) -> Option<String> {
+        let Some(topic) = reply_to.as_str() else {
+            return Some(format!("{reply_to} is not a topic name"));
+        };
+        if let Some(reason) = reply_topic_refusal(topic, &self.namer) {
+            return Some(reason);
+        }
+        let own = |t: &String| self.namer.physical(t) == topic;
+        if topic == self.dlq_topic {
+            return Some(format!("`{topic}` is this node's dead-letter topic"));
+        }
+        if topic == consumed || self.spec.subscribe_topics.iter().any(own) {
+            return Some(format!("`{topic}` is a topic this node consumes"));
+        }
+        None
+    }
+
     /// Publishes the handler's aggregation windows that have closed, then
     /// records them closed (see [`crate::reducer`]); returns how many.
     /// A window's record larger than the bus takes can never be published:
@@ -1338,10 +1359,22 @@ impl MessageHandler for Dispatcher {
             );
             return Ok(());
         }
+        let reply_to = envelope.metadata.get(crate::request::REPLY_TO);
+        if let Some(reason) = reply_to.and_then(|r| self.reply_refusal(r, &msg.topic)) {
+            // Refused before the handler runs: nothing is applied unanswered.
+            let failure = Failure {
+                error_type: "invalid_input".into(),
+                reason: format!("metadata.reply_to: {reason}"),
+                retry_count: 0,
+                failed_at: Utc::now(),
+                correlation_id: Some(envelope.correlation_id),
+            };
+            return self.dead_letter(msg, failure).await;
+        }
         // A request is answered every time it comes: its sender, retrying
         // after a timeout, sends the same event id again and waits for an
         // answer (the handler's idempotency key keeps its effect single).
-        let is_request = envelope.metadata.contains_key(crate::request::REPLY_TO);
+        let is_request = reply_to.is_some();
         let key = match (&self.spec.idempotency, &self.seen) {
             (Some(rule), Some(seen)) if !is_request => {
                 let k = dedupe_key(rule, &envelope);

@@ -9,6 +9,13 @@
 //! goes on waiting. Every responder here (`respond`, the nodes' replies,
 //! `onex-gen serve`) names the request as the cause; an answer that names no
 //! cause at all is still taken, as responders may leave it null.
+//!
+//! The reply topic is no less the sender's to choose, so a node answers
+//! only on a topic answers belong on: a request whose `reply_to` names a
+//! command, dead-letter or snapshot topic, a Kafka internal topic, a topic
+//! the node consumes, or no topic name at all is dead-lettered as
+//! `invalid_input` before its handler runs
+//! ([`crate::topic::reply_topic_refusal`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -127,6 +127,36 @@ pub fn parse_onex_topic(name: &str) -> Result<OnexTopic<'_>, TopicError> {
     })
 }
 
+/// Why answers to a request may not be published on `reply_to` (a
+/// physical topic name taken from the request), if they may not. A request
+/// comes from outside the node, so its reply topic must not make the node
+/// write where answers do not belong: into commands (another node's work),
+/// dead letters or snapshots (another node's failures and state), or
+/// Kafka's internal topics.
+pub fn reply_topic_refusal(reply_to: &str, namer: &TopicNamer) -> Option<String> {
+    if let Err(e) = validate_topic_name(reply_to) {
+        return Some(e.to_string());
+    }
+    if reply_to.starts_with("__") {
+        return Some(format!("`{reply_to}` is a Kafka internal topic"));
+    }
+    let logical = reply_to.strip_prefix(namer.prefix()).unwrap_or(reply_to);
+    let refused = [
+        ("onex.cmd.", "a command topic"),
+        ("onex.dlq.", "a dead-letter topic"),
+        ("onex.snapshot.", "a snapshot topic"),
+    ]
+    .into_iter()
+    .find(|(root, _)| logical.starts_with(root))
+    .map(|(_, what)| what)
+    .or_else(|| {
+        logical
+            .ends_with(DLQ_SUFFIX)
+            .then_some("a dead-letter topic")
+    });
+    refused.map(|what| format!("`{reply_to}` is {what}; answers go to event topics"))
+}
+
 /// How strictly topic names are checked against the ONEX taxonomy
 /// (`ONEX_TOPIC_VALIDATION`). Kafka validity is always enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -247,6 +277,31 @@ impl TopicNamer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replies_stay_out_of_commands_dead_letters_snapshots_and_internals() {
+        let namer = TopicNamer::new("dev.");
+        for ok in [
+            "onex.evt.node-x.replies.v1",
+            "dev.onex.evt.node-x.replies.v1",
+            "dev.archon.replies",
+        ] {
+            assert_eq!(reply_topic_refusal(ok, &namer), None, "{ok}");
+        }
+        for (refused, why) in [
+            ("dev.onex.cmd.demo.charge.v1", "a command topic"),
+            ("onex.cmd.demo.charge.v1", "a command topic"),
+            ("dev.onex.dlq.demo.charge.v1", "a dead-letter topic"),
+            ("dev.onex.evt.demo.charged.v1.dlq", "a dead-letter topic"),
+            ("dev.onex.snapshot.demo.node-x.v1", "a snapshot topic"),
+            ("__consumer_offsets", "Kafka internal"),
+            ("bad topic", "allowed are"),
+            ("", "empty"),
+        ] {
+            let reason = reply_topic_refusal(refused, &namer).unwrap_or_default();
+            assert!(reason.contains(why), "{refused}: {reason}");
+        }
+    }
 
     #[test]
     fn kafka_rules() {

@@ -93,7 +93,8 @@ macro_rules! every_scenario {
             a_state_too_large_to_keep_is_dead_lettered_and_the_partition_goes_on,
             a_window_too_large_to_publish_is_dead_lettered_and_closed,
             an_input_handled_again_publishes_the_same_ids,
-            a_retried_request_is_one_request_answered_every_time
+            a_retried_request_is_one_request_answered_every_time,
+            a_request_cannot_aim_its_answer_where_answers_do_not_belong
         );
     };
 }
@@ -1808,6 +1809,70 @@ pub async fn a_retried_request_is_one_request_answered_every_time(b: &dyn Backen
     asking.shutdown().await;
     quoting.shutdown().await;
     for sub in [qsub, osub] {
+        sub.unsubscribe().await;
+    }
+}
+
+/// A request comes from outside, and its `metadata.reply_to` names where
+/// the node publishes its answer: one naming a command, dead-letter or
+/// snapshot topic, a Kafka internal topic, a topic the node consumes, or
+/// no topic at all is dead-lettered (`invalid_input`) before the handler
+/// runs, so nothing is applied unanswered and nothing is written there; a
+/// request naming an event topic is answered.
+pub async fn a_request_cannot_aim_its_answer_where_answers_do_not_belong(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let (t, dlq) = node_topics(b, &bus, &["aim", "aim-out", "aim-replies"]).await;
+    let handler = Echo::new(&t[1], 0, None);
+    let service = node(b, spec(&t[0], &t[1], 0), handler.clone(), bus.clone()).await;
+    let (dsub, mut dead) = collect(&bus, &dlq, &group()).await;
+    let (rsub, mut replies) = collect(&bus, &t[2], &group()).await;
+    let hostile = [
+        json!("onex.cmd.demo.charge-card.v1"),
+        json!("onex.snapshot.demo.node-echo-compute.v1"),
+        json!("onex.dlq.demo.charge-card.v1"),
+        json!(dlq),
+        json!(t[0]),
+        json!("__consumer_offsets"),
+        json!("no spaces allowed"),
+        json!(42),
+    ];
+    let mut refused = Vec::new();
+    for reply_to in &hostile {
+        let mut request = Envelope::new("thing", json!({"kind": "request"}), source());
+        request
+            .metadata
+            .insert(onex_runtime::request::REPLY_TO.into(), reply_to.clone());
+        bus.publish_envelope(&t[0], &request, None).await.unwrap();
+        refused.push(request.correlation_id.to_string());
+    }
+    let mut fair = Envelope::new("thing", json!({"kind": "request"}), source());
+    fair.metadata
+        .insert(onex_runtime::request::REPLY_TO.into(), json!(t[2]));
+    bus.publish_envelope(&t[0], &fair, None).await.unwrap();
+    let answer = recv_n(&mut replies, 1, b.patience()).await.remove(0);
+    let answer = Envelope::from_bytes(&answer.value).unwrap();
+    assert_eq!(answer.correlation_id, fair.correlation_id);
+    let letters = recv_n(&mut dead, hostile.len(), b.patience()).await;
+    for (letter, reply_to) in letters.iter().zip(&hostile) {
+        let doc = DeadLetter::parse(&letter.value).expect("a dead-letter document");
+        assert_eq!(
+            doc.error_type.as_deref(),
+            Some("invalid_input"),
+            "{reply_to}"
+        );
+        assert!(
+            doc.failure_reason.starts_with("metadata.reply_to: "),
+            "{doc:?}"
+        );
+        assert!(refused.contains(doc.correlation_id.as_ref().unwrap()));
+    }
+    assert_eq!(
+        handler.calls(),
+        1,
+        "only the request with an event topic was handled"
+    );
+    service.shutdown().await;
+    for sub in [dsub, rsub] {
         sub.unsubscribe().await;
     }
 }
