@@ -13,7 +13,8 @@
 //! The reply topic is no less the sender's to choose, so a node answers
 //! only on a topic answers belong on: a request whose `reply_to` names a
 //! command, dead-letter or snapshot topic, a Kafka internal topic, a topic
-//! the node consumes, or no topic name at all is dead-lettered as
+//! the node consumes, a topic without the node's prefix (another
+//! environment), or no topic name at all is dead-lettered as
 //! `invalid_input` before its handler runs
 //! ([`crate::topic::reply_topic_refusal`]).
 

@@ -131,8 +131,9 @@ pub fn parse_onex_topic(name: &str) -> Result<OnexTopic<'_>, TopicError> {
 /// physical topic name taken from the request), if they may not. A request
 /// comes from outside the node, so its reply topic must not make the node
 /// write where answers do not belong: into commands (another node's work),
-/// dead letters or snapshots (another node's failures and state), or
-/// Kafka's internal topics.
+/// dead letters or snapshots (another node's failures and state), Kafka's
+/// internal topics, or, for a node with a topic prefix, another
+/// environment's topics.
 pub fn reply_topic_refusal(reply_to: &str, namer: &TopicNamer) -> Option<String> {
     if let Err(e) = validate_topic_name(reply_to) {
         return Some(e.to_string());
@@ -140,7 +141,12 @@ pub fn reply_topic_refusal(reply_to: &str, namer: &TopicNamer) -> Option<String>
     if reply_to.starts_with("__") {
         return Some(format!("`{reply_to}` is a Kafka internal topic"));
     }
-    let logical = reply_to.strip_prefix(namer.prefix()).unwrap_or(reply_to);
+    let Some(logical) = reply_to.strip_prefix(namer.prefix()) else {
+        return Some(format!(
+            "`{reply_to}` is outside this node's environment (topic prefix `{}`)",
+            namer.prefix()
+        ));
+    };
     let refused = [
         ("onex.cmd.", "a command topic"),
         ("onex.dlq.", "a dead-letter topic"),
@@ -281,16 +287,21 @@ mod tests {
     #[test]
     fn replies_stay_out_of_commands_dead_letters_snapshots_and_internals() {
         let namer = TopicNamer::new("dev.");
-        for ok in [
-            "onex.evt.node-x.replies.v1",
-            "dev.onex.evt.node-x.replies.v1",
-            "dev.archon.replies",
-        ] {
+        for ok in ["dev.onex.evt.node-x.replies.v1", "dev.archon.replies"] {
             assert_eq!(reply_topic_refusal(ok, &namer), None, "{ok}");
         }
+        // Without a prefix there is one environment.
+        let unprefixed = TopicNamer::default();
+        assert_eq!(reply_topic_refusal("archon.replies", &unprefixed), None);
+        let reason = reply_topic_refusal("onex.cmd.demo.charge.v1", &unprefixed);
+        assert!(reason.is_some_and(|r| r.contains("a command topic")));
         for (refused, why) in [
             ("dev.onex.cmd.demo.charge.v1", "a command topic"),
-            ("onex.cmd.demo.charge.v1", "a command topic"),
+            (
+                "onex.evt.node-x.replies.v1",
+                "outside this node's environment",
+            ),
+            ("prod.onex.evt.node-x.replies.v1", "topic prefix `dev.`"),
             ("dev.onex.dlq.demo.charge.v1", "a dead-letter topic"),
             ("dev.onex.evt.demo.charged.v1.dlq", "a dead-letter topic"),
             ("dev.onex.snapshot.demo.node-x.v1", "a snapshot topic"),
