@@ -1,16 +1,16 @@
 //! What a generated node provides (its [`NodeSpec`] and [`NodeHandler`]) and
 //! the dispatch loop that runs the handler for each consumed message.
 //!
-//! Per message: decode the envelope (undecodable → dead letter), skip
-//! duplicates of messages handled before when the spec asks for
-//! idempotency (not of requests, which are answered every time), call the
-//! handler (with the optional timeout and circuit
-//! breaker; a panic in it is a `Fatal` failure), retry `Retriable` failures
-//! with backoff, publish the outputs (correlation id preserved, causation id
-//! = inbound event id, event ids derived from the inbound one so that an
-//! input handled again after a crash publishes the same ids) and only then
-//! acknowledge. `InvalidInput` and `Fatal`
-//! failures, and `Retriable` ones whose retries ran out, go to the dead-letter
+//! Per message: decode the envelope (undecodable → dead letter), refuse a
+//! request whose reply topic no answer belongs on (dead letter), skip
+//! duplicates of messages handled before when the spec asks for idempotency
+//! (not of requests, which are answered every time), call the handler (with
+//! the optional timeout and circuit breaker; a panic in it is a `Fatal`
+//! failure), retry `Retriable` failures with backoff, publish the outputs
+//! (correlation id preserved, causation id = inbound event id, event ids
+//! derived from the inbound one so that an input handled again after a crash
+//! publishes the same ids) and only then acknowledge. `InvalidInput` and
+//! `Fatal` failures, and `Retriable` ones whose retries ran out, go to the dead-letter
 //! topic (without the record when the broker refuses the dead letter whole,
 //! see [`crate::dlq::Letterhead::without_record`]); if that write fails the message
 //! is not acknowledged and will be delivered again. A dead-lettered message
@@ -822,10 +822,10 @@ impl Dispatcher {
         if let Some(reason) = reply_topic_refusal(topic, &self.namer) {
             return Some(reason);
         }
-        let own = |t: &String| self.namer.physical(t) == topic;
         if topic == self.dlq_topic {
             return Some(format!("`{topic}` is this node's dead-letter topic"));
         }
+        let own = |t: &String| self.namer.physical(t) == topic;
         if topic == consumed || self.spec.subscribe_topics.iter().any(own) {
             return Some(format!("`{topic}` is a topic this node consumes"));
         }
