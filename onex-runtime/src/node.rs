@@ -371,9 +371,6 @@ pub struct HandlerContext {
     node_name: Arc<str>,
     env: Arc<BTreeMap<String, String>>,
     correlation_id: Uuid,
-    /// The event id of the message being handled (the correlation id for a
-    /// context made without one).
-    event_id: Uuid,
     attempt: u32,
     bus: Option<(Arc<HandlerBus>, Arc<Envelope>)>,
     /// How many events the handler published itself in this call, so the
@@ -404,7 +401,6 @@ impl HandlerContext {
             node_name: node_name.into(),
             env: Arc::new(env),
             correlation_id,
-            event_id: correlation_id,
             attempt,
             bus: None,
             published: Arc::default(),
@@ -415,7 +411,6 @@ impl HandlerContext {
     /// to give a handler an in-memory bus).
     pub fn with_bus(mut self, bus: Arc<HandlerBus>, inbound: Envelope) -> Self {
         self.correlation_id = inbound.correlation_id;
-        self.event_id = inbound.event_id;
         self.bus = Some((bus, Arc::new(inbound)));
         self
     }
@@ -534,8 +529,15 @@ impl HandlerContext {
     /// systems an effect calls (an `Idempotency-Key` header, a unique
     /// column) so that a message handled again after a crash, between the
     /// effect and the commit of its offset, does not apply the effect twice.
+    ///
+    /// A context made without a message ([`HandlerContext::new`], for
+    /// calling a handler directly) names its correlation id instead.
     pub fn idempotency_key(&self) -> String {
-        format!("{}:{}", self.node_name, self.event_id)
+        let id = self
+            .bus
+            .as_ref()
+            .map_or(self.correlation_id, |(_, inbound)| inbound.event_id);
+        format!("{}:{id}", self.node_name)
     }
 }
 
@@ -1036,7 +1038,6 @@ impl Dispatcher {
             node_name: self.spec.name.as_str().into(),
             env: self.env.clone(),
             correlation_id,
-            event_id: event.envelope.event_id,
             attempt,
             bus: Some((self.handler_bus.clone(), Arc::new(event.envelope.clone()))),
             published: Arc::default(),

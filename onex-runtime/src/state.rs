@@ -51,7 +51,11 @@ const OUTPUT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f6e_6578_2d73_7461_7465_2d6
 /// input always yields the same ids, so a consumer can drop a re-published
 /// duplicate.
 pub fn output_event_id(node: &str, inbound: &Envelope, index: usize) -> Uuid {
-    let name = format!("{node}/{}/{index}", inbound.event_id);
+    derived_id(&format!("{node}/{}/{index}", inbound.event_id))
+}
+
+/// The id named `name` in the namespace of derived ids.
+fn derived_id(name: &str) -> Uuid {
     Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes())
 }
 
@@ -62,11 +66,10 @@ pub fn output_event_id(node: &str, inbound: &Envelope, index: usize) -> Uuid {
 /// correlation id ([`request_event_id`]); each correlation gets answers of
 /// its own.
 pub fn reply_event_id(node: &str, inbound: &Envelope, index: usize) -> Uuid {
-    let name = format!(
+    derived_id(&format!(
         "{node}/{}/reply/{}/{index}",
         inbound.event_id, inbound.correlation_id
-    );
-    Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes())
+    ))
 }
 
 /// The id of a request a handler sends (`HandlerContext::request`) while
@@ -82,11 +85,10 @@ pub fn request_event_id(
     event_type: &str,
     payload: &serde_json::Value,
 ) -> Uuid {
-    let name = format!(
+    derived_id(&format!(
         "{node}/{}/request/{topic}/{event_type}/{payload}",
         inbound.event_id
-    );
-    Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes())
+    ))
 }
 
 /// The id of the `seq`-th event a handler publishes itself (through its
@@ -94,16 +96,14 @@ pub fn request_event_id(
 /// calls: a handler run again for the same input, after a retry or a
 /// crash, publishes the same ids again.
 pub fn published_event_id(node: &str, inbound: &Envelope, seq: usize) -> Uuid {
-    let name = format!("{node}/{}/published/{seq}", inbound.event_id);
-    Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes())
+    derived_id(&format!("{node}/{}/published/{seq}", inbound.event_id))
 }
 
 /// The id of the `index`-th event a node publishes when the aggregation
 /// window starting at `start_ms` closes for `key`: the same window always
 /// yields the same ids, whichever process publishes it.
 pub fn window_event_id(node: &str, key: &str, start_ms: i64, index: usize) -> Uuid {
-    let name = format!("{node}/window/{key}/{start_ms}/{index}");
-    Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes())
+    derived_id(&format!("{node}/window/{key}/{start_ms}/{index}"))
 }
 
 /// The logical snapshot topic of a node: `onex.snapshot.<producer>.<name>.v1`,

@@ -147,20 +147,20 @@ pub fn reply_topic_refusal(reply_to: &str, namer: &TopicNamer) -> Option<String>
             namer.prefix()
         ));
     };
-    let refused = [
-        ("onex.cmd.", "a command topic"),
-        ("onex.dlq.", "a dead-letter topic"),
-        ("onex.snapshot.", "a snapshot topic"),
-    ]
-    .into_iter()
-    .find(|(root, _)| logical.starts_with(root))
-    .map(|(_, what)| what)
-    .or_else(|| {
-        logical
-            .ends_with(DLQ_SUFFIX)
-            .then_some("a dead-letter topic")
-    });
-    refused.map(|what| format!("`{reply_to}` is {what}; answers go to event topics"))
+    let kind = logical
+        .strip_prefix("onex.")
+        .and_then(|rest| rest.split('.').next())
+        .and_then(TopicKind::parse);
+    let what = match kind {
+        Some(TopicKind::Command) => "a command topic",
+        Some(TopicKind::DeadLetter) => "a dead-letter topic",
+        Some(TopicKind::Snapshot) => "a snapshot topic",
+        _ if logical.ends_with(DLQ_SUFFIX) => "a dead-letter topic",
+        _ => return None,
+    };
+    Some(format!(
+        "`{reply_to}` is {what}; answers go to event topics"
+    ))
 }
 
 /// How strictly topic names are checked against the ONEX taxonomy

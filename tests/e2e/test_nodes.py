@@ -77,6 +77,17 @@ def original_value(record):
     return base64.b64decode(exact) if exact else (original.get("value") or "").encode("utf-8")
 
 
+def outputs_by_input(reader, cids):
+    """The envelopes `reader` has read so far whose correlation id is in
+    `cids`, by correlation id, in the order read."""
+    by_input = {}
+    for r in reader.records:
+        out = decode(r) or {}
+        if out.get("correlation_id") in cids:
+            by_input.setdefault(out["correlation_id"], []).append(out)
+    return by_input
+
+
 def node_env(instance):
     """What every node of these tests is started with."""
     return {
@@ -594,24 +605,16 @@ class EffectNode(NodeE2E, unittest.TestCase):
             after = [envelope("demo.echo-requested", {"message": f"after-{i}"}) for i in range(5)]
             client.send_envelopes(self.SUBSCRIBE, [(e, None) for e in after])
             cids = {e["correlation_id"] for e in sent + after}
-
-            def outputs_by_input():
-                by_input = {}
-                for r in outputs.records:
-                    out = decode(r) or {}
-                    if out.get("correlation_id") in cids:
-                        by_input.setdefault(out["correlation_id"], set()).add(out["event_id"])
-                return by_input
-
             deadline = time.monotonic() + 60
-            while set(outputs_by_input()) != cids:
+            while set(outputs_by_input(outputs, cids)) != cids:
                 if time.monotonic() > deadline:
-                    missing = len(cids - set(outputs_by_input()))
+                    missing = len(cids - set(outputs_by_input(outputs, cids)))
                     raise AssertionError(f"no output for {missing} of {len(cids)} inputs 60 s after "
                                          f"a {pause_s} s outage\n{node.tail()}")
                 outputs.poll()
             outputs.drain(timeout=10)
-            twice = {c: ids for c, ids in outputs_by_input().items() if len(ids) > 1}
+            ids = {c: {o["event_id"] for o in outs} for c, outs in outputs_by_input(outputs, cids).items()}
+            twice = {c: i for c, i in ids.items() if len(i) > 1}
             self.assertEqual(twice, {}, "inputs handled twice (outputs with different event ids)")
             copies = sum(1 for r in outputs.records if (decode(r) or {}).get("correlation_id") in cids)
             letters = [r for r in dead.drain(timeout=10) if headers_dict(r).get("correlation_id") in cids]
@@ -658,30 +661,21 @@ class EffectNode(NodeE2E, unittest.TestCase):
         outputs = self.reader(*self.PUBLISH)
         outputs.drain()
         cids = {e["correlation_id"]: e for e in sent}
-
-        def outputs_by_input():
-            by_input = {}
-            for r in outputs.records:
-                out = decode(r) or {}
-                if out.get("correlation_id") in cids:
-                    by_input.setdefault(out["correlation_id"], []).append(out)
-            return by_input
-
-        out_before_restart = len(outputs_by_input())
+        out_before_restart = len(outputs_by_input(outputs, cids))
         node = self.start_node(env)
         node.instance = instance
         restarted = time.monotonic()
         deadline = restarted + 60
-        while set(outputs_by_input()) != set(cids):
+        while set(outputs_by_input(outputs, cids)) != set(cids):
             if time.monotonic() > deadline:
-                missing = len(set(cids) - set(outputs_by_input()))
+                missing = len(set(cids) - set(outputs_by_input(outputs, cids)))
                 raise AssertionError(f"no output for {missing} of {len(cids)} inputs 60 s after "
                                      f"the restart\n{node.tail()}")
             outputs.poll()
         answered_again = time.monotonic() - restarted
         outputs.drain()
         republished = 0
-        for cid, outs in outputs_by_input().items():
+        for cid, outs in outputs_by_input(outputs, cids).items():
             first = outs[0]
             self.assertEqual(first["causation_id"], cids[cid]["event_id"])
             for again in outs[1:]:
