@@ -103,8 +103,15 @@ impl EventBus for NodeView {
     async fn partition_count(&self, topic: &str) -> Result<i32, BusError> {
         self.0.partition_count(topic).await
     }
-    async fn ensure_compacted_topic(&self, topic: &str, partitions: i32) -> Result<(), BusError> {
-        self.0.ensure_compacted_topic(topic, partitions).await
+    async fn ensure_compacted_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        retention: Option<Duration>,
+    ) -> Result<(), BusError> {
+        self.0
+            .ensure_compacted_topic(topic, partitions, retention)
+            .await
     }
     async fn subscribe(
         &self,

@@ -23,11 +23,10 @@
 //! [`WINDOW_TOO_LARGE`] and the window closed; a window whose publish
 //! fails otherwise is published again later.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,6 +46,7 @@ pub use crate::dlq::Failure;
 use crate::dlq::Letterhead;
 use crate::envelope::{Envelope, EventSource};
 use crate::handler_bus::HandlerBus;
+use crate::ledger::{duplicate_key, ledger_topic, Ledger, DEDUPE_CAPACITY};
 use crate::metrics::{inc, Metrics};
 use crate::state::{
     output_event_id, reply_event_id, snapshot_topic, window_event_id, CommitError, DueWindow,
@@ -570,73 +570,6 @@ pub trait NodeHandler: Send + Sync + 'static {
     }
 }
 
-/// Remembers recently handled messages (bounded, oldest forgotten first).
-#[derive(Debug)]
-struct SeenSet {
-    order: VecDeque<u64>,
-    set: HashSet<u64>,
-    capacity: usize,
-}
-
-impl SeenSet {
-    fn new(capacity: usize) -> Self {
-        SeenSet {
-            order: VecDeque::new(),
-            set: HashSet::new(),
-            capacity,
-        }
-    }
-
-    fn contains(&self, k: u64) -> bool {
-        self.set.contains(&k)
-    }
-
-    fn insert(&mut self, k: u64) {
-        if self.set.insert(k) {
-            self.order.push_back(k);
-            if self.order.len() > self.capacity {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
-            }
-        }
-    }
-}
-
-/// How many handled messages are remembered for duplicate detection.
-pub const DEDUPE_CAPACITY: usize = 100_000;
-
-/// A payload field named by an idempotency rule: a JSON pointer
-/// (`/a/b`) or a top-level name.
-fn field<'a>(env: &'a Envelope, name: &str) -> Option<&'a serde_json::Value> {
-    if name.starts_with('/') {
-        env.payload.pointer(name)
-    } else {
-        env.payload.get(name)
-    }
-}
-
-fn dedupe_key(rule: &Idempotency, env: &Envelope) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    match rule {
-        Idempotency::EventId => env.event_id.hash(&mut h),
-        // An input that carries none of the fields cannot be told apart
-        // by them: it is itself, by its event id.
-        Idempotency::HashFields(fields) if fields.iter().all(|f| field(env, f).is_none()) => {
-            env.event_id.hash(&mut h)
-        }
-        Idempotency::HashFields(fields) => {
-            env.event_type.hash(&mut h);
-            for f in fields {
-                let v = field(env, f);
-                f.hash(&mut h);
-                v.map(|v| v.to_string()).hash(&mut h);
-            }
-        }
-    }
-    h.finish()
-}
-
 /// `call`, with a panic inside it turned into [`HandlerError::Fatal`]: a
 /// handler that panics on some input fails that input (it is
 /// dead-lettered, as a compute node's panicking computation is) instead of
@@ -687,9 +620,10 @@ pub struct Dispatcher {
     group: String,
     dlq_topic: String,
     breaker: Option<Arc<CircuitBreaker>>,
-    seen: Option<Arc<Mutex<SeenSet>>>,
+    ledger: Option<Arc<Ledger>>,
     metrics: Arc<Metrics>,
     state: Option<StateContext>,
+    ledger_ctx: Option<StateContext>,
 }
 
 /// Shared state of all dispatchers of one node.
@@ -712,7 +646,7 @@ pub struct DispatchShared {
     /// Counters.
     pub metrics: Arc<Metrics>,
     breaker: Option<Arc<CircuitBreaker>>,
-    seen: Option<Arc<Mutex<SeenSet>>>,
+    ledger: Option<Arc<Ledger>>,
     durable_state: bool,
 }
 
@@ -734,10 +668,10 @@ impl DispatchShared {
                 .circuit_breaker
                 .clone()
                 .map(|s| Arc::new(CircuitBreaker::new(s))),
-            seen: spec
+            ledger: spec
                 .idempotency
                 .as_ref()
-                .map(|_| Arc::new(Mutex::new(SeenSet::new(DEDUPE_CAPACITY)))),
+                .map(|_| Arc::new(Ledger::new(DEDUPE_CAPACITY))),
             spec,
             handler,
             namer,
@@ -750,8 +684,9 @@ impl DispatchShared {
         }
     }
 
-    /// Whether a handler that keeps state keeps it on the bus (the
-    /// default) or only in process memory.
+    /// Whether a handler that keeps state, and a node that drops
+    /// duplicates, keep what they know on the bus (the default) or only in
+    /// process memory.
     pub fn with_durable_state(mut self, durable: bool) -> Self {
         self.durable_state = durable;
         self
@@ -770,16 +705,26 @@ impl DispatchShared {
             .map(|_| self.namer.physical(&snapshot_topic(&self.spec)))
     }
 
+    /// The physical ledger topic of handled inputs, when the spec asks for
+    /// idempotency (see [`crate::ledger`]).
+    pub fn ledger_topic(&self) -> Option<String> {
+        self.ledger
+            .as_ref()
+            .filter(|_| self.durable_state)
+            .map(|_| self.namer.physical(&ledger_topic(&self.spec)))
+    }
+
     /// A dispatcher for the logical topic `consumed`, publishing on the bus
     /// of `handler_bus`.
     pub fn dispatcher(&self, consumed: &str, handler_bus: Arc<HandlerBus>) -> Dispatcher {
         let bus = handler_bus.bus().clone();
-        let state = self.state_topic().map(|topic| StateContext {
+        let on_bus = |topic| StateContext {
             bus: bus.clone(),
             topic,
-        });
+        };
         Dispatcher {
-            state,
+            state: self.state_topic().map(on_bus),
+            ledger_ctx: self.ledger_topic().map(on_bus),
             spec: self.spec.clone(),
             handler: self.handler.clone(),
             bus,
@@ -791,7 +736,7 @@ impl DispatchShared {
             group: self.group.clone(),
             dlq_topic: self.namer.dlq(consumed, self.dlq_explicit.as_deref()),
             breaker: self.breaker.clone(),
-            seen: self.seen.clone(),
+            ledger: self.ledger.clone(),
             metrics: self.metrics.clone(),
         }
     }
@@ -977,6 +922,10 @@ impl Dispatcher {
     /// node of the environment or group receives every command.
     pub fn for_commands(mut self) -> Self {
         self.commands_only = true;
+        // Each instance reads every command with a group of its own: what
+        // one handled is no reason for another to skip it, so none of it
+        // goes to the ledger the instances share.
+        self.ledger_ctx = None;
         self
     }
 
@@ -1312,6 +1261,9 @@ impl MessageHandler for Dispatcher {
         if let Some(keeper) = self.handler.state_keeper() {
             keeper.revoked(topic, partitions);
         }
+        if let Some((ledger, _)) = self.ledger.as_ref().zip(self.ledger_ctx.as_ref()) {
+            ledger.revoked(partitions).await;
+        }
     }
 
     async fn on_assigned(&self, topic: &str, partitions: &[i32]) {
@@ -1376,15 +1328,16 @@ impl MessageHandler for Dispatcher {
         // after a timeout, sends the same event id again and waits for an
         // answer (the handler's idempotency key keeps its effect single).
         let is_request = reply_to.is_some();
-        let key = match (&self.spec.idempotency, &self.seen) {
-            (Some(rule), Some(seen)) if !is_request => {
-                let k = dedupe_key(rule, &envelope);
-                if seen.lock().unwrap_or_else(|p| p.into_inner()).contains(k) {
+        let key = match (&self.spec.idempotency, &self.ledger) {
+            (Some(rule), Some(ledger)) if !is_request => {
+                let k = duplicate_key(rule, &envelope);
+                let ctx = self.ledger_ctx.as_ref();
+                if ledger.handled(ctx, msg.partition, k).await? {
                     inc(&self.metrics.duplicates_skipped);
-                    tracing::debug!(event_id = %envelope.event_id, "duplicate skipped");
+                    tracing::debug!(event_id = %envelope.event_id, key = %k, "duplicate skipped");
                     return Ok(());
                 }
-                Some((k, seen))
+                Some((k, ledger))
             }
             _ => None,
         };
@@ -1424,8 +1377,10 @@ impl MessageHandler for Dispatcher {
             // put back on the topic (replayed) it is work again.
             return self.dead_letter(msg, failure).await;
         }
-        if let Some((k, seen)) = key {
-            seen.lock().unwrap_or_else(|p| p.into_inner()).insert(k);
+        if let Some((k, ledger)) = key {
+            // Not acknowledged unless recorded: delivered again, the input
+            // is handled again and publishes the same ids.
+            ledger.record(self.ledger_ctx.as_ref(), &event, k).await?;
         }
         Ok(())
     }
@@ -1459,52 +1414,6 @@ mod tests {
         assert_eq!(e.event_type, "x.done");
         assert_eq!(e.payload, json!({ "ok": true }));
         assert_eq!(e.partition_key.as_deref(), Some("k"));
-    }
-
-    #[test]
-    fn seen_set_is_bounded() {
-        let mut s = SeenSet::new(2);
-        s.insert(1);
-        s.insert(2);
-        s.insert(3);
-        assert!(!s.contains(1));
-        assert!(s.contains(2) && s.contains(3));
-    }
-
-    #[test]
-    fn hash_fields_ignore_other_fields() {
-        let src = EventSource::default();
-        let a = Envelope::new(
-            "t",
-            json!({"id": 1, "n": {"x": 2}, "noise": 1}),
-            src.clone(),
-        );
-        let b = Envelope::new(
-            "t",
-            json!({"id": 1, "n": {"x": 2}, "noise": 2}),
-            src.clone(),
-        );
-        let c = Envelope::new("t", json!({"id": 2, "n": {"x": 2}}), src);
-        let rule = Idempotency::HashFields(vec!["id".into(), "/n/x".into()]);
-        assert_eq!(dedupe_key(&rule, &a), dedupe_key(&rule, &b));
-        assert_ne!(dedupe_key(&rule, &a), dedupe_key(&rule, &c));
-        assert_ne!(
-            dedupe_key(&Idempotency::EventId, &a),
-            dedupe_key(&Idempotency::EventId, &b)
-        );
-    }
-
-    #[test]
-    fn inputs_without_any_key_field_are_told_apart_by_their_event_id() {
-        let src = EventSource::default();
-        let rule = Idempotency::HashFields(vec!["node_id".into(), "/n/x".into()]);
-        let a = Envelope::new("t", json!({"trigger": "go"}), src.clone());
-        let b = Envelope::new("t", json!({"trigger": "go"}), src.clone());
-        assert_ne!(dedupe_key(&rule, &a), dedupe_key(&rule, &b));
-        // One field present: the fields decide, as before.
-        let c = Envelope::new("t", json!({"node_id": "n"}), src.clone());
-        let d = Envelope::new("t", json!({"node_id": "n"}), src);
-        assert_eq!(dedupe_key(&rule, &c), dedupe_key(&rule, &d));
     }
 
     #[test]

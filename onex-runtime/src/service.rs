@@ -313,7 +313,13 @@ impl NodeService {
         if self.config.create_topics && bus.backend() == BusBackend::Kafka {
             bus.ensure_topics(&self.topics()).await?;
         }
-        if let Some(snapshot) = self.shared.state_topic() {
+        let kept = [
+            self.shared.state_topic().map(|t| (t, None)),
+            self.shared
+                .ledger_topic()
+                .map(|t| (t, Some(crate::ledger::LEDGER_RETENTION))),
+        ];
+        if kept.iter().any(Option::is_some) {
             // Co-partitioned with the consumed topics: as many partitions
             // as the widest of them.
             let mut partitions = 1;
@@ -321,7 +327,23 @@ impl NodeService {
                 let topic = self.shared.namer.physical(logical);
                 partitions = partitions.max(bus.partition_count(&topic).await?);
             }
-            bus.ensure_compacted_topic(&snapshot, partitions).await?;
+            let create = self.config.create_topics || bus.backend() != BusBackend::Kafka;
+            for (topic, retention) in kept.iter().flatten() {
+                if create {
+                    bus.ensure_compacted_topic(topic, partitions, *retention)
+                        .await?;
+                } else if let Err(e) = bus.partition_count(topic).await {
+                    // Whoever manages the cluster's topics creates it.
+                    return Err(BusError::NonRetriable {
+                        topic: topic.clone(),
+                        message: format!(
+                            "{e}; with ONEX_CREATE_TOPICS=false it must exist (compacted, \
+                             {partitions} partitions), or ONEX_DURABLE_STATE=false keeps \
+                             what the node knows in memory only"
+                        ),
+                    });
+                }
+            }
         }
         let handler_bus = Arc::new(HandlerBus::new(bus.clone(), self.handler_bus_settings()));
         let mut subs = Vec::new();

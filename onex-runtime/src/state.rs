@@ -111,6 +111,11 @@ pub fn window_event_id(node: &str, key: &str, start_ms: i64, index: usize) -> Uu
 /// else consumed; `onex` when none follows the taxonomy) and the name is the
 /// node's name in kebab case.
 pub fn snapshot_topic(spec: &NodeSpec) -> String {
+    node_topic(spec, "")
+}
+
+/// `onex.snapshot.<producer>.<name><suffix>.v1`, as [`snapshot_topic`].
+pub(crate) fn node_topic(spec: &NodeSpec, suffix: &str) -> String {
     let producer = spec
         .publish_topics
         .iter()
@@ -126,7 +131,7 @@ pub fn snapshot_topic(spec: &NodeSpec) -> String {
             _ => '-',
         })
         .collect();
-    format!("onex.snapshot.{producer}.{name}.v1")
+    format!("onex.snapshot.{producer}.{name}{suffix}.v1")
 }
 
 /// Where an input was consumed.
@@ -353,7 +358,7 @@ impl<S> Default for StateStore<S> {
     }
 }
 
-fn same_bus(a: &Arc<dyn EventBus>, b: &Arc<dyn EventBus>) -> bool {
+pub(crate) fn same_bus(a: &Arc<dyn EventBus>, b: &Arc<dyn EventBus>) -> bool {
     std::ptr::eq(Arc::as_ptr(a) as *const (), Arc::as_ptr(b) as *const ())
 }
 

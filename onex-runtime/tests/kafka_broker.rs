@@ -358,3 +358,18 @@ async fn repeated_headers_from_kafka_python_survive_dead_letter_and_replay() {
     )
     .await;
 }
+
+/// An input a node handled is skipped when it comes again after the node
+/// restarted: the next process reads what it handled from the ledger topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_handled_before_a_restart_is_skipped_after_it() {
+    conformance::an_input_handled_before_a_restart_is_skipped_after_it(&Broker).await;
+}
+
+/// With `ONEX_CREATE_TOPICS=false` a node wants its ledger topic to exist
+/// (tansu, like Kafka with auto-creation off, creates no topic on a
+/// metadata request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_may_not_create_topics_names_the_ledger_it_needs() {
+    conformance::a_node_that_may_not_create_topics_names_the_ledger_it_needs(&Broker).await;
+}

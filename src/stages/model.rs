@@ -56,6 +56,9 @@ pub struct NodeModel {
     pub breaker_differs: bool,
     /// Rust expression for `Option<onex_runtime::Idempotency>`.
     pub idempotency: Code,
+    /// What tells a message from its duplicates, in words (`its event id`),
+    /// when the contract asks for idempotency.
+    pub duplicates_told_by: Option<String>,
     pub handler_timeout_ms: Option<u64>,
     /// The reducer's aggregation window in milliseconds.
     pub aggregation_window_ms: Option<u64>,
@@ -461,6 +464,7 @@ pub fn build(contract: &Contract) -> NodeModel {
         breaker_differs: contract.circuit_breaker
             != crate::contract::CircuitBreakerPolicy::default(),
         idempotency,
+        duplicates_told_by: contract.idempotency.as_ref().map(told_by),
         handler_timeout_ms: contract.performance.timeout_ms,
         aggregation_window_ms: contract.aggregation_window_ms,
         capabilities,
@@ -607,6 +611,18 @@ fn idempotency_code(idempotency: Option<&Idempotency>) -> Code {
         }
     };
     expr.code()
+}
+
+/// How a node with `idempotency` tells a message from its duplicates, for
+/// its README.
+fn told_by(idempotency: &Idempotency) -> String {
+    match idempotency {
+        Idempotency::EventId => "its event id".to_string(),
+        Idempotency::HashFields { fields } => {
+            let names: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
+            format!("the values of its payload's {}", names.join(", "))
+        }
+    }
 }
 
 fn plan_topics(contract: &Contract) -> TopicPlan {

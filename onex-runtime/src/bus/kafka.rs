@@ -914,19 +914,30 @@ impl EventBus for KafkaBus {
         })
     }
 
-    async fn ensure_compacted_topic(&self, topic: &str, partitions: i32) -> Result<(), BusError> {
+    async fn ensure_compacted_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        retention: Option<Duration>,
+    ) -> Result<(), BusError> {
         validate_topic_name(topic)?;
         let existing = self.topic_names(self.inner.settings.timeout).await?;
         if existing.iter().any(|t| t == topic) {
             return Ok(());
         }
         let s = &self.inner.settings;
-        let new = NewTopic::new(
+        let retention_ms = retention.map(|r| r.as_millis().to_string());
+        let mut new = NewTopic::new(
             topic,
             partitions.max(1),
             TopicReplication::Fixed(s.topic_replication),
-        )
-        .set("cleanup.policy", "compact");
+        );
+        new = match &retention_ms {
+            None => new.set("cleanup.policy", "compact"),
+            Some(ms) => new
+                .set("cleanup.policy", "compact,delete")
+                .set("retention.ms", ms),
+        };
         self.create_topics(&[new]).await
     }
 

@@ -458,7 +458,12 @@ impl EventBus for InMemoryBus {
 
     /// Nothing is ever compacted in memory: readers keep the last record
     /// of each key, which is what compaction would leave.
-    async fn ensure_compacted_topic(&self, topic: &str, _partitions: i32) -> Result<(), BusError> {
+    async fn ensure_compacted_topic(
+        &self,
+        topic: &str,
+        _partitions: i32,
+        _retention: Option<Duration>,
+    ) -> Result<(), BusError> {
         self.ensure_topics(&[topic.to_string()]).await
     }
 

@@ -500,8 +500,15 @@ pub trait EventBus: Send + Sync + 'static {
     async fn partition_count(&self, topic: &str) -> Result<i32, BusError>;
 
     /// Creates `topic` as a compacted topic (`cleanup.policy=compact`) with
-    /// `partitions` partitions, unless it exists.
-    async fn ensure_compacted_topic(&self, topic: &str, partitions: i32) -> Result<(), BusError>;
+    /// `partitions` partitions, unless it exists. With `retention`, records
+    /// older than that are deleted as well (`cleanup.policy=compact,delete`,
+    /// `retention.ms`).
+    async fn ensure_compacted_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        retention: Option<Duration>,
+    ) -> Result<(), BusError>;
 
     /// Starts consuming `topic` as member of `group`.
     async fn subscribe(

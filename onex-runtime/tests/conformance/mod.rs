@@ -88,6 +88,7 @@ macro_rules! every_scenario {
             handlers_use_the_bus,
             a_panicking_handler_is_dead_lettered_and_the_partition_goes_on,
             a_replayed_dead_letter_is_handled_again,
+            a_broadcast_reaches_every_instance_of_a_node_with_a_ledger,
             an_oversized_dead_letter_is_written_without_the_value,
             repeated_header_names_survive_dead_letter_and_replay,
             a_state_too_large_to_keep_is_dead_lettered_and_the_partition_goes_on,
@@ -1213,6 +1214,147 @@ pub async fn a_replayed_dead_letter_is_handled_again(b: &dyn Backend) {
     expect_silence(&mut rig.dead, Duration::from_millis(10)).await;
     assert_eq!(rig.handler.calls(), 2, "handled once, then a duplicate");
     rig.stop().await;
+}
+
+/// A node that drops duplicates remembers what it handled across a
+/// restart: an input sent again after it (a sender's retry, or the record
+/// delivered again after a crash between the ledger write and the offset
+/// commit) is skipped by the next process, whose handler never sees it;
+/// the input after it is handled. Needs a backend whose log outlives a
+/// process (a broker): the next process connects anew with [`Backend::bus`].
+pub async fn an_input_handled_before_a_restart_is_skipped_after_it(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let (t, _) = node_topics(b, &bus, &["restarted", "restarted-out"]).await;
+    let first = Envelope::new("thing", json!({"n": 1}), source());
+    let second = Envelope::new("thing", json!({"n": 2}), source());
+    let handler = Echo::new(&t[1], 0, None);
+    let service = node(b, spec(&t[0], &t[1], 0), handler.clone(), bus.clone()).await;
+    bus.publish_envelope(&t[0], &first, Some("k"))
+        .await
+        .unwrap();
+    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
+    recv_n(&mut out, 1, b.patience()).await;
+    osub.unsubscribe().await;
+    service.shutdown().await;
+
+    let bus = b.bus().await;
+    let handler = Echo::new(&t[1], 0, None);
+    let restarted = node(b, spec(&t[0], &t[1], 0), handler.clone(), bus.clone()).await;
+    for e in [&first, &second] {
+        bus.publish_envelope(&t[0], e, Some("k")).await.unwrap();
+    }
+    // Everything published on the output topic, from its start.
+    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
+    let causes: Vec<Option<Uuid>> = recv_n(&mut out, 2, b.patience())
+        .await
+        .iter()
+        .map(|m| Envelope::from_bytes(&m.value).unwrap().causation_id)
+        .collect();
+    assert_eq!(
+        causes,
+        [Some(first.event_id), Some(second.event_id)],
+        "the input handled before the restart is skipped, the next one handled"
+    );
+    expect_silence(&mut out, Duration::from_secs(1)).await;
+    assert_eq!(handler.calls(), 1, "the restarted handler saw one input");
+    osub.unsubscribe().await;
+    restarted.shutdown().await;
+}
+
+/// A node told not to create topics (`ONEX_CREATE_TOPICS=false`, a cluster
+/// whose topics an operator manages) does not start without its ledger
+/// topic, and says which topic it wants; once the topic exists it starts
+/// and handles its input. Needs a broker that does not create topics on a
+/// metadata request.
+pub async fn a_node_that_may_not_create_topics_names_the_ledger_it_needs(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let (t, _) = node_topics(b, &bus, &["strict", "strict-out"]).await;
+    let name = format!("node_strict_{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let spec = spec_named(&name, &t[0], &t[1], 0);
+    let ledger = onex_runtime::ledger::ledger_topic(&spec);
+    let config = || {
+        let mut pairs = b.node_config();
+        pairs.push(("ONEX_CREATE_TOPICS".into(), "false".into()));
+        pairs
+    };
+    let handler = Echo::new(&t[1], 0, None);
+    let service = node_service(spec.clone(), handler.clone(), config());
+    let err = service
+        .start(bus.clone(), false)
+        .await
+        .expect_err("no ledger topic, and none may be created");
+    let text = err.to_string();
+    assert!(
+        text.contains(&ledger) && text.contains("ONEX_CREATE_TOPICS=false"),
+        "{text}"
+    );
+    assert!(
+        b.bus().await.partition_count(&ledger).await.is_err(),
+        "not created"
+    );
+
+    b.create_topics(&bus, std::slice::from_ref(&ledger)).await;
+    let service = node_service(spec, handler.clone(), config());
+    service.start(bus.clone(), false).await.expect("node start");
+    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
+    let input = Envelope::new("thing", json!({"n": 1}), source());
+    bus.publish_envelope(&t[0], &input, None).await.unwrap();
+    recv_n(&mut out, 1, b.patience()).await;
+    osub.unsubscribe().await;
+    service.shutdown().await;
+}
+
+/// Waits until `handler` was called `n` times.
+async fn calls_reach(handler: &Echo, n: u32, patience: Duration) {
+    let deadline = tokio::time::Instant::now() + patience;
+    while handler.calls() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {n} calls",
+            handler.calls()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A broadcast reaches every instance of a node that drops duplicates,
+/// also one started after another instance handled it: the ledger the
+/// instances share holds what they read as a group, not the commands each
+/// reads for itself.
+pub async fn a_broadcast_reaches_every_instance_of_a_node_with_a_ledger(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let (t, _) = node_topics(b, &bus, &["bcast", "bcast-out"]).await;
+    let environment = format!("env{}", Uuid::new_v4().simple());
+    let mut pairs = b.node_config();
+    pairs.push(("KAFKA_ENVIRONMENT".into(), environment.clone()));
+    let broadcast = format!("{environment}.broadcast");
+    b.create_topics(&bus, std::slice::from_ref(&broadcast))
+        .await;
+    let name = format!("node_many_{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let start = |handler: Arc<Echo>| {
+        let service = node_service(spec_named(&name, &t[0], &t[1], 0), handler, pairs.clone());
+        let bus = bus.clone();
+        async move {
+            service.start(bus, false).await.expect("node start");
+            service
+        }
+    };
+    let first = Echo::new(&t[1], 0, None);
+    let one = start(first.clone()).await;
+    let reload = Envelope::new("reload", json!({}), source());
+    bus.publish_envelope(&broadcast, &reload, None)
+        .await
+        .unwrap();
+    calls_reach(&first, 1, b.patience()).await;
+    // Its acknowledgement (and, were it kept, its ledger record) follows
+    // the call.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = Echo::new(&t[1], 0, None);
+    let two = start(second.clone()).await;
+    calls_reach(&second, 1, b.patience()).await;
+    assert_eq!(first.calls(), 1);
+    two.shutdown().await;
+    one.shutdown().await;
 }
 
 /// A record whose dead letter would be larger than the broker takes (the

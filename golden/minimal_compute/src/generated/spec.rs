@@ -13,6 +13,7 @@ pub fn spec() -> NodeSpec {
         description: "Counts the words of a text.".to_owned(),
         subscribe_topics: strings(&["onex.cmd.demo.word-count-requested.v1"]),
         publish_topics: strings(&["onex.evt.demo.word-count-completed.v1"]),
+        idempotency: Some(onex_runtime::Idempotency::EventId),
         capabilities: strings(&["compute"]),
         ..NodeSpec::for_contract("node_word_count_compute", NodeKind::Compute, "1.0.0")
     }

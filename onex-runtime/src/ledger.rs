@@ -1,0 +1,441 @@
+//! What a node whose contract asks for idempotency has handled, kept on the
+//! bus so that a restart, a redeploy or a rebalance does not forget it.
+//!
+//! Each handled input leaves its duplicate key ([`duplicate_key`]) in a
+//! bounded set in memory and a record in the node's ledger topic
+//! ([`ledger_topic`], compacted, one record per key). The ledger is
+//! co-partitioned with the consumed topics, as the snapshot topic of state
+//! is ([`crate::state`]): the record of an input goes to the input's
+//! partition number (modulo the ledger's partition count), and the process
+//! given a partition reads that partition of the ledger before it handles
+//! the partition's first input, and again when the partition comes back
+//! after a rebalance.
+//!
+//! The record is written after the input's results are published and before
+//! its offset is committed. A crash before the write has the input handled
+//! again, with results of the same ids ([`crate::state::output_event_id`]);
+//! a crash after it, and a sender sending the same input again at any later
+//! time, find the key and the input is skipped. A record that cannot be
+//! written leaves the input unacknowledged: it is delivered again.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::bus::{EventBus, Nack};
+use crate::envelope::Envelope;
+use crate::headers::Headers;
+use crate::node::{Idempotency, InboundEvent, NodeSpec};
+use crate::state::{node_topic, same_bus, InputPosition, StateContext};
+
+/// How many handled inputs a process remembers (the oldest is forgotten
+/// first).
+pub const DEDUPE_CAPACITY: usize = 100_000;
+
+/// How long an input is remembered as handled: the ledger topic deletes
+/// older records (`retention.ms`), and a process reading the ledger skips
+/// them where the broker has not deleted them yet. A duplicate coming later
+/// than that is handled again.
+pub const LEDGER_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Namespace of duplicate keys derived from payload fields.
+const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6f6e_6578_2d69_6465_6d70_6f74_656e_6379);
+
+/// The logical ledger topic of a node with idempotency:
+/// `onex.snapshot.<producer>.<name>-handled.v1` (see
+/// [`crate::state::snapshot_topic`] for the producer and the name).
+pub fn ledger_topic(spec: &NodeSpec) -> String {
+    node_topic(spec, "-handled")
+}
+
+/// A payload field named by an idempotency rule: a JSON pointer (`/a/b`) or
+/// a top-level name.
+fn field<'a>(env: &'a Envelope, name: &str) -> Option<&'a serde_json::Value> {
+    if name.starts_with('/') {
+        env.payload.pointer(name)
+    } else {
+        env.payload.get(name)
+    }
+}
+
+/// What tells an input from its duplicates under `rule`: its event id, or
+/// a name-based UUID of its event type and the named fields. It is written
+/// to the ledger, so it is the same in every build and every process.
+pub fn duplicate_key(rule: &Idempotency, env: &Envelope) -> Uuid {
+    match rule {
+        Idempotency::EventId => env.event_id,
+        // An input that carries none of the fields cannot be told apart by
+        // them: it is itself, by its event id.
+        Idempotency::HashFields(fields) if fields.iter().all(|f| field(env, f).is_none()) => {
+            env.event_id
+        }
+        Idempotency::HashFields(fields) => {
+            let named: Vec<(&str, Option<&serde_json::Value>)> =
+                fields.iter().map(|f| (f.as_str(), field(env, f))).collect();
+            let text = serde_json::json!([env.event_type, named]).to_string();
+            Uuid::new_v5(&KEY_NAMESPACE, text.as_bytes())
+        }
+    }
+}
+
+/// Recently handled keys, oldest forgotten first.
+#[derive(Debug)]
+struct SeenSet {
+    order: VecDeque<Uuid>,
+    set: HashSet<Uuid>,
+    capacity: usize,
+}
+
+impl SeenSet {
+    fn contains(&self, key: &Uuid) -> bool {
+        self.set.contains(key)
+    }
+
+    fn insert(&mut self, key: Uuid) {
+        if self.set.insert(key) {
+            self.order.push_back(key);
+            if self.order.len() > self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// One record of the ledger topic.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    key: Uuid,
+    event_id: Uuid,
+    input: InputPosition,
+    handled_at: DateTime<Utc>,
+}
+
+/// Which partitions of the ledger this process has read, on which bus.
+#[derive(Default)]
+struct Read {
+    bus: Option<Arc<dyn EventBus>>,
+    /// The ledger's partition count.
+    partitions: i32,
+    read: HashSet<i32>,
+}
+
+/// The handled inputs of one node (shared by its dispatchers).
+pub struct Ledger {
+    seen: Mutex<SeenSet>,
+    read: tokio::sync::Mutex<Read>,
+}
+
+impl Ledger {
+    /// An empty ledger remembering `capacity` keys.
+    pub fn new(capacity: usize) -> Self {
+        Ledger {
+            seen: Mutex::new(SeenSet {
+                order: VecDeque::new(),
+                set: HashSet::new(),
+                capacity,
+            }),
+            read: tokio::sync::Mutex::new(Read::default()),
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, SeenSet> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether an input of `partition` with `key` was handled before, by
+    /// this process or (with `ctx`, the bus and ledger topic) any other
+    /// that held the partition.
+    pub async fn handled(
+        &self,
+        ctx: Option<&StateContext>,
+        partition: i32,
+        key: Uuid,
+    ) -> Result<bool, Nack> {
+        if let Some(ctx) = ctx {
+            self.read_partition(ctx, partition).await?;
+        }
+        Ok(self.seen().contains(&key))
+    }
+
+    /// Records `key` as handled by `event`: on the bus first (with `ctx`),
+    /// then in memory.
+    pub async fn record(
+        &self,
+        ctx: Option<&StateContext>,
+        event: &InboundEvent,
+        key: Uuid,
+    ) -> Result<(), Nack> {
+        if let Some(ctx) = ctx {
+            let partition = self.read_partition(ctx, event.partition).await?;
+            let entry = Entry {
+                key,
+                event_id: event.envelope.event_id,
+                input: InputPosition::of(event),
+                handled_at: Utc::now(),
+            };
+            let value = serde_json::to_vec(&entry)
+                .map_err(|e| Nack::new(format!("encoding the ledger entry of {key}: {e}")))?;
+            let headers = Headers {
+                content_type: Some("application/json".into()),
+                correlation_id: Some(event.envelope.correlation_id),
+                ..Headers::default()
+            };
+            let id = key.to_string();
+            ctx.bus
+                .publish_to_partition(&ctx.topic, partition, id.as_bytes(), &value, &headers)
+                .await
+                .map_err(|e| Nack::new(format!("recording {key} in {}: {e}", ctx.topic)))?;
+        }
+        self.seen().insert(key);
+        Ok(())
+    }
+
+    /// Forgets that these partitions were read: when they come back, what
+    /// another process recorded meanwhile is read.
+    pub async fn revoked(&self, partitions: &[i32]) {
+        let mut read = self.read.lock().await;
+        let count = read.partitions.max(1);
+        for p in partitions {
+            read.read.remove(&p.rem_euclid(count));
+        }
+    }
+
+    /// Reads the ledger partition of the input partition `partition` if it
+    /// was not read on this bus yet; returns that ledger partition.
+    async fn read_partition(&self, ctx: &StateContext, partition: i32) -> Result<i32, Nack> {
+        let mut read = self.read.lock().await;
+        if !read.bus.as_ref().is_some_and(|b| same_bus(b, &ctx.bus)) {
+            // Another bus (degraded start, then Kafka) is another log.
+            let count = ctx
+                .bus
+                .partition_count(&ctx.topic)
+                .await
+                .map_err(|e| Nack::new(format!("the partitions of {}: {e}", ctx.topic)))?;
+            *read = Read {
+                bus: Some(ctx.bus.clone()),
+                partitions: count.max(1),
+                read: HashSet::new(),
+            };
+        }
+        let ledger_partition = partition.rem_euclid(read.partitions);
+        if read.read.contains(&ledger_partition) {
+            return Ok(ledger_partition);
+        }
+        let started = std::time::Instant::now();
+        let records = ctx
+            .bus
+            .read_partition(&ctx.topic, ledger_partition)
+            .await
+            .map_err(|e| Nack::new(format!("reading {}/{ledger_partition}: {e}", ctx.topic)))?;
+        let mut keys = 0;
+        let since = Utc::now() - LEDGER_RETENTION;
+        {
+            let mut seen = self.seen();
+            for msg in &records {
+                if msg.value.is_empty() {
+                    continue;
+                }
+                match serde_json::from_slice::<Entry>(&msg.value) {
+                    Ok(entry) if entry.handled_at < since => {}
+                    Ok(entry) => {
+                        seen.insert(entry.key);
+                        keys += 1;
+                    }
+                    Err(e) => tracing::warn!(
+                        topic = %ctx.topic,
+                        partition = ledger_partition,
+                        offset = msg.offset,
+                        "ledger record skipped, it does not decode: {e}"
+                    ),
+                }
+            }
+        }
+        tracing::info!(
+            topic = %ctx.topic,
+            partition = ledger_partition,
+            keys,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "handled inputs read"
+        );
+        read.read.insert(ledger_partition);
+        Ok(ledger_partition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::memory::InMemoryBus;
+    use crate::envelope::EventSource;
+    use serde_json::json;
+
+    fn event(partition: i32, offset: i64, envelope: Envelope) -> InboundEvent {
+        InboundEvent {
+            topic: "in".into(),
+            partition,
+            offset,
+            key: None,
+            headers: Headers::default(),
+            envelope,
+        }
+    }
+
+    async fn ctx(partitions: i32) -> StateContext {
+        let bus: Arc<dyn EventBus> = Arc::new(InMemoryBus::default());
+        bus.ensure_compacted_topic("ledger", partitions, Some(LEDGER_RETENTION))
+            .await
+            .unwrap();
+        StateContext {
+            bus,
+            topic: "ledger".into(),
+        }
+    }
+
+    fn input() -> Envelope {
+        Envelope::new("t", json!({"n": 1}), EventSource::default())
+    }
+
+    #[tokio::test]
+    async fn a_recorded_key_is_known_to_the_next_process() {
+        let ctx = ctx(2).await;
+        let first = Ledger::new(10);
+        let a = event(1, 7, input());
+        let key = duplicate_key(&Idempotency::EventId, &a.envelope);
+        assert!(!first.handled(Some(&ctx), 1, key).await.unwrap());
+        first.record(Some(&ctx), &a, key).await.unwrap();
+        assert!(first.handled(Some(&ctx), 1, key).await.unwrap());
+
+        let next = Ledger::new(10);
+        assert!(next.handled(Some(&ctx), 1, key).await.unwrap());
+        let other = duplicate_key(&Idempotency::EventId, &input());
+        assert!(!next.handled(Some(&ctx), 1, other).await.unwrap());
+        // Without the bus, a process knows only what it handled itself.
+        assert!(!Ledger::new(10).handled(None, 1, key).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_partition_given_back_is_read_again() {
+        let ctx = ctx(2).await;
+        let mine = Ledger::new(10);
+        let theirs = Ledger::new(10);
+        assert!(!mine.handled(Some(&ctx), 0, Uuid::nil()).await.unwrap());
+        // While `theirs` holds partition 0, it handles an input.
+        let a = event(0, 3, input());
+        let key = duplicate_key(&Idempotency::EventId, &a.envelope);
+        theirs.record(Some(&ctx), &a, key).await.unwrap();
+        assert!(
+            !mine.handled(Some(&ctx), 0, key).await.unwrap(),
+            "not read yet"
+        );
+        mine.revoked(&[0]).await;
+        assert!(mine.handled(Some(&ctx), 0, key).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn input_partitions_beyond_the_ledger_share_its_partitions() {
+        let ctx = ctx(2).await;
+        let a = event(5, 0, input());
+        let key = duplicate_key(&Idempotency::EventId, &a.envelope);
+        Ledger::new(10).record(Some(&ctx), &a, key).await.unwrap();
+        let count = ctx.bus.partition_count("ledger").await.unwrap();
+        assert!(count < 5);
+        let records = ctx.bus.read_partition("ledger", 5 % count).await.unwrap();
+        assert_eq!(records.len(), 1);
+        assert!(Ledger::new(10).handled(Some(&ctx), 5, key).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_input_handled_longer_ago_than_the_retention_is_forgotten() {
+        let ctx = ctx(1).await;
+        let a = event(0, 1, input());
+        let b = event(0, 2, input());
+        for (e, age) in [(&a, LEDGER_RETENTION * 2), (&b, LEDGER_RETENTION / 2)] {
+            let entry = Entry {
+                key: e.envelope.event_id,
+                event_id: e.envelope.event_id,
+                input: InputPosition::of(e),
+                handled_at: Utc::now() - age,
+            };
+            let value = serde_json::to_vec(&entry).unwrap();
+            let key = entry.key.to_string();
+            ctx.bus
+                .publish_to_partition("ledger", 0, key.as_bytes(), &value, &Headers::default())
+                .await
+                .unwrap();
+        }
+        let ledger = Ledger::new(10);
+        assert!(!ledger
+            .handled(Some(&ctx), 0, a.envelope.event_id)
+            .await
+            .unwrap());
+        assert!(ledger
+            .handled(Some(&ctx), 0, b.envelope.event_id)
+            .await
+            .unwrap());
+    }
+
+    #[test]
+    fn the_oldest_key_is_forgotten_first() {
+        let ledger = Ledger::new(2);
+        let keys: Vec<Uuid> = (1..=3u128).map(Uuid::from_u128).collect();
+        let mut seen = ledger.seen();
+        for k in &keys {
+            seen.insert(*k);
+        }
+        assert!(!seen.contains(&keys[0]));
+        assert!(seen.contains(&keys[1]) && seen.contains(&keys[2]));
+    }
+
+    #[test]
+    fn field_keys_depend_on_the_named_fields_only() {
+        let src = EventSource::default();
+        let a = Envelope::new("t", json!({"id": 1, "n": {"x": 2}}), src.clone());
+        let b = Envelope::new(
+            "t",
+            json!({"id": 1, "n": {"x": 2}, "noise": 2}),
+            src.clone(),
+        );
+        let c = Envelope::new("t", json!({"id": 2, "n": {"x": 2}}), src.clone());
+        let d = Envelope::new("u", json!({"id": 1, "n": {"x": 2}}), src);
+        let rule = Idempotency::HashFields(vec!["id".into(), "/n/x".into()]);
+        assert_eq!(duplicate_key(&rule, &a), duplicate_key(&rule, &b));
+        assert_ne!(duplicate_key(&rule, &a), duplicate_key(&rule, &c));
+        assert_ne!(duplicate_key(&rule, &a), duplicate_key(&rule, &d));
+        assert_ne!(
+            duplicate_key(&Idempotency::EventId, &a),
+            duplicate_key(&Idempotency::EventId, &b)
+        );
+    }
+
+    /// The key is written to the ledger and read by later builds: it must
+    /// not depend on anything but the input (this value is what every
+    /// build has derived since the ledger exists).
+    #[test]
+    fn field_keys_are_the_same_in_every_build() {
+        let e = Envelope::new("t", json!({"id": 1}), EventSource::default());
+        let rule = Idempotency::HashFields(vec!["id".into()]);
+        assert_eq!(
+            duplicate_key(&rule, &e),
+            Uuid::new_v5(&KEY_NAMESPACE, br#"["t",[["id",1]]]"#)
+        );
+    }
+
+    #[test]
+    fn inputs_without_any_key_field_are_told_apart_by_their_event_id() {
+        let src = EventSource::default();
+        let rule = Idempotency::HashFields(vec!["node_id".into(), "/n/x".into()]);
+        let a = Envelope::new("t", json!({"trigger": "go"}), src.clone());
+        let b = Envelope::new("t", json!({"trigger": "go"}), src.clone());
+        assert_ne!(duplicate_key(&rule, &a), duplicate_key(&rule, &b));
+        // One field present: the fields decide.
+        let c = Envelope::new("t", json!({"node_id": "n"}), src.clone());
+        let d = Envelope::new("t", json!({"node_id": "n"}), src);
+        assert_eq!(duplicate_key(&rule, &c), duplicate_key(&rule, &d));
+    }
+}
