@@ -477,6 +477,10 @@ pub enum Idempotency {
     EventId,
     /// Skip a message whose hash over these payload fields was already processed.
     HashFields { fields: Vec<String> },
+    /// Skip a message whose event id was already processed; a message that
+    /// carries none is told by the hash over these payload fields
+    /// (`event_id_tracking` with `hash_fields`: "event_id or derived hash").
+    EventIdElseFields { fields: Vec<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]

@@ -194,7 +194,9 @@ fn every_topic_env_var_and_policy_reaches_the_generated_code() {
         match &c.idempotency {
             None => assert!(!spec.contains("idempotency:"), "{at}"),
             Some(Idempotency::EventId) => assert!(spec.contains("Idempotency::EventId"), "{at}"),
-            Some(Idempotency::HashFields { fields }) => {
+            Some(
+                Idempotency::HashFields { fields } | Idempotency::EventIdElseFields { fields },
+            ) => {
                 for f in fields {
                     assert!(spec.contains(&literal(f)), "{at}: hash field {f} missing");
                 }

@@ -349,10 +349,13 @@ fn topics_from_every_layout() {
     let registry = contract(
         "omnibase_infra/src__omnibase_infra__nodes__node_registration_reducer__contract.yaml",
     );
-    assert!(matches!(
+    // "Skip duplicate events based on event_id or derived hash".
+    assert_eq!(
         registry.idempotency,
-        Some(Idempotency::HashFields { .. })
-    ));
+        Some(Idempotency::EventIdElseFields {
+            fields: vec!["node_id".into(), "node_type".into(), "timestamp".into()]
+        })
+    );
     let policy = contract(
         "omniintelligence/src__omniintelligence__nodes__node_policy_state_reducer__contract.yaml",
     );

@@ -341,10 +341,15 @@ impl Envelope {
     /// record decodes to the same id, which duplicate detection and the ids
     /// of the results of a node that keeps state rest on.
     pub fn from_message(msg: &BusMessage) -> Result<Self, EnvelopeError> {
-        Self::decode(&msg.value, &msg.headers, || {
-            let place = format!("{}/{}/{}", msg.topic, msg.partition, msg.offset);
-            Uuid::new_v5(&RECORD_ID_NAMESPACE, place.as_bytes())
-        })
+        Self::decode(&msg.value, &msg.headers, || Self::place_id(msg))
+    }
+
+    /// The event id of a record that carries none (in its envelope or its
+    /// `message_id` header): derived from the record's place on the log, so
+    /// the record delivered again has the same.
+    pub fn place_id(msg: &BusMessage) -> Uuid {
+        let place = format!("{}/{}/{}", msg.topic, msg.partition, msg.offset);
+        Uuid::new_v5(&RECORD_ID_NAMESPACE, place.as_bytes())
     }
 
     fn decode(

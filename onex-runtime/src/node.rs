@@ -93,6 +93,10 @@ pub enum Idempotency {
     /// By the values of these payload fields (top-level names or
     /// `/json/pointers`).
     HashFields(Vec<String>),
+    /// By the event id the message carries (in its envelope or its
+    /// `message_id` header); a message without one by the values of these
+    /// payload fields, as [`Idempotency::HashFields`].
+    EventIdElseFields(Vec<String>),
 }
 
 /// An environment variable the node's contract depends on.
@@ -1330,7 +1334,8 @@ impl MessageHandler for Dispatcher {
         let is_request = reply_to.is_some();
         let key = match (&self.spec.idempotency, &self.ledger) {
             (Some(rule), Some(ledger)) if !is_request => {
-                let k = duplicate_key(rule, &envelope);
+                let carried = envelope.event_id != Envelope::place_id(msg);
+                let k = duplicate_key(rule, &envelope, carried);
                 let ctx = self.ledger_ctx.as_ref();
                 if ledger.handled(ctx, msg.partition, k).await? {
                     inc(&self.metrics.duplicates_skipped);

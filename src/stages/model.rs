@@ -603,24 +603,33 @@ fn idempotency_code(idempotency: Option<&Idempotency>) -> Code {
             Expr::Some(Box::new(Expr::Path("onex_runtime::Idempotency::EventId")))
         }
         Some(Idempotency::HashFields { fields }) => {
-            let fields = fields.iter().map(|f| Expr::Str(f.clone())).collect();
-            Expr::Some(Box::new(Expr::Call(
-                "onex_runtime::Idempotency::HashFields",
-                vec![Expr::Vec(fields)],
-            )))
+            fields_rule("onex_runtime::Idempotency::HashFields", fields)
+        }
+        Some(Idempotency::EventIdElseFields { fields }) => {
+            fields_rule("onex_runtime::Idempotency::EventIdElseFields", fields)
         }
     };
     expr.code()
 }
 
+/// `Some(variant(vec![fields...]))`.
+fn fields_rule(variant: &'static str, fields: &[String]) -> Expr {
+    let fields = fields.iter().map(|f| Expr::Str(f.clone())).collect();
+    Expr::Some(Box::new(Expr::Call(variant, vec![Expr::Vec(fields)])))
+}
+
 /// How a node with `idempotency` tells a message from its duplicates, for
 /// its README.
 fn told_by(idempotency: &Idempotency) -> String {
+    let values = |fields: &[String]| {
+        let names: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
+        format!("the values of its payload's {}", names.join(", "))
+    };
     match idempotency {
         Idempotency::EventId => "its event id".to_string(),
-        Idempotency::HashFields { fields } => {
-            let names: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
-            format!("the values of its payload's {}", names.join(", "))
+        Idempotency::HashFields { fields } => values(fields),
+        Idempotency::EventIdElseFields { fields } => {
+            format!("its event id (one without an id by {})", values(fields))
         }
     }
 }

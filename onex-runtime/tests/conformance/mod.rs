@@ -89,6 +89,7 @@ macro_rules! every_scenario {
             a_panicking_handler_is_dead_lettered_and_the_partition_goes_on,
             a_replayed_dead_letter_is_handled_again,
             a_broadcast_reaches_every_instance_of_a_node_with_a_ledger,
+            an_input_is_told_by_the_event_id_it_carries_else_by_its_fields,
             an_oversized_dead_letter_is_written_without_the_value,
             repeated_header_names_survive_dead_letter_and_replay,
             a_state_too_large_to_keep_is_dead_lettered_and_the_partition_goes_on,
@@ -1355,6 +1356,52 @@ pub async fn a_broadcast_reaches_every_instance_of_a_node_with_a_ledger(b: &dyn 
     assert_eq!(first.calls(), 1);
     two.shutdown().await;
     one.shutdown().await;
+}
+
+/// A node whose contract tracks event ids with hash fields as the fallback
+/// ("event_id or derived hash") tells a record by the event id it carries,
+/// and a record that carries none by the fields: two events with the same
+/// fields and their own ids are both handled, a record without an id that
+/// repeats another one's fields is skipped, and so is an id seen before.
+pub async fn an_input_is_told_by_the_event_id_it_carries_else_by_its_fields(b: &dyn Backend) {
+    let bus = b.bus().await;
+    let (t, _) = node_topics(b, &bus, &["carried", "carried-out"]).await;
+    let mut s = spec(&t[0], &t[1], 0);
+    s.idempotency = Some(onex_runtime::Idempotency::EventIdElseFields(vec![
+        "n".into()
+    ]));
+    let handler = Echo::new(&t[1], 0, None);
+    let service = node(b, s, handler.clone(), bus.clone()).await;
+    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
+    let (x1, x2) = (Uuid::new_v4(), Uuid::new_v4());
+    let records = [
+        json!({"event_type": "thing", "event_id": x1, "payload": {"n": 1}}),
+        json!({"event_type": "thing", "event_id": x2, "payload": {"n": 1}}),
+        json!({"event_type": "thing", "payload": {"n": 2}}),
+        json!({"event_type": "thing", "payload": {"n": 2}}),
+        json!({"event_type": "thing", "event_id": x1, "payload": {"n": 1}}),
+        json!({"event_type": "thing", "payload": {"n": 3}}),
+    ];
+    for r in &records {
+        let value = serde_json::to_vec(r).unwrap();
+        bus.publish(&t[0], Some(b"k"), &value, &Headers::default())
+            .await
+            .unwrap();
+    }
+    let handled: Vec<i64> = recv_n(&mut out, 4, b.patience())
+        .await
+        .iter()
+        .map(|m| {
+            Envelope::from_bytes(&m.value).unwrap().payload["echo"]["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(handled, [1, 1, 2, 3]);
+    expect_silence(&mut out, Duration::from_millis(500)).await;
+    assert_eq!(handler.calls(), 4);
+    osub.unsubscribe().await;
+    service.shutdown().await;
 }
 
 /// A record whose dead letter would be larger than the broker takes (the

@@ -229,7 +229,11 @@ pub fn health_check(_ctx: &mut Ctx, root: &Cursor) -> HealthCheck {
 
 /// `idempotency`:
 /// - `enabled: false` or no section: none;
-/// - `derivation: deterministic_hash` with `hash_fields`: hash of those fields;
+/// - `strategy: event_id_tracking` (or none) with `hash_fields`: the event id
+///   the message carries, else the hash of those fields ("skip duplicate
+///   events based on event_id or derived hash", `fallback_to_event_id`);
+/// - `derivation: deterministic_hash` with `hash_fields` under another
+///   strategy: hash of those fields;
 /// - `strategy: event_id_tracking`: the envelope event id;
 /// - other strategies with `hash_fields` (e.g. `debounce_window`): hash of
 ///   those fields, with a warning;
@@ -253,6 +257,12 @@ pub fn idempotency(ctx: &mut Ctx, root: &Cursor) -> Option<Idempotency> {
         .and_then(|s| s.scalar())
         .unwrap_or_default();
     let at = c.get("strategy").unwrap_or(c.clone());
+    let by_event_id = matches!(strategy.as_str(), "event_id_tracking" | "event_id" | "");
+    if by_event_id && !hash_fields.is_empty() {
+        return Some(Idempotency::EventIdElseFields {
+            fields: hash_fields,
+        });
+    }
     if derivation == "deterministic_hash" && !hash_fields.is_empty() {
         return Some(Idempotency::HashFields {
             fields: hash_fields,
