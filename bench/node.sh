@@ -17,6 +17,13 @@
 #                 awaiting their ack, offsets still committed in order after them
 #   handwritten-linger5  the plain loop with librdkafka's default 5 ms linger (what the
 #                 runtime had before it set linger.ms=0); not run unless named
+#   idempotent    the generated node of a copy of the contract that asks for
+#                 idempotency by event id (renamed node_echo_idempotent_effect): each
+#                 handled request is also recorded in the node's ledger topic before
+#                 its offset is committed; not run unless named
+#   idempotent-memory  the same node with ONEX_DURABLE_STATE=false: duplicates
+#                 dropped by what the process remembers, nothing recorded on the bus;
+#                 not run unless named
 # All use acks=all, idempotence, no linger, no auto-commit, fetch.wait.max.ms=100.
 #
 # Per service and round, each on a fresh, empty tansu broker:
@@ -50,20 +57,31 @@ mkdir -p "$dir"
 raw="$dir/raw.txt"
 : >"$raw"
 
+# Generates the node of contract $1 (named $2) with the e2e test's echo
+# handler and builds it (release).
+build_node() { # contract name
+  local nodes="$dir/nodes"
+  "$ROOT/target/release/onex-gen" new "$1" \
+    --runtime-path "$ROOT/onex-runtime" -o "$nodes" --force >/dev/null
+  cp "$ROOT/tests/e2e/handlers/effect.rs" "$nodes/$2/src/handlers.rs"
+  # The node's dependencies at the versions this workspace builds with.
+  cp "$ROOT/Cargo.lock" "$nodes/$2/Cargo.lock"
+  # Same target folder as the workspace: librdkafka is built once.
+  CARGO_TARGET_DIR="$ROOT/target" cargo build --release --manifest-path "$nodes/$2/Cargo.toml"
+}
+
 build() {
   log "building onex-gen, the driver and the hand-written service (release)"
   (cd "$ROOT" && cargo build --release --locked --bin onex-gen \
     && cargo build --release --locked -p onex-runtime --example bench_echo_driver --example bench_handwritten)
   log "generating and building the minimal_effect node (release)"
-  local nodes="$dir/nodes"
-  "$ROOT/target/release/onex-gen" new "$ROOT/contracts/minimal_effect.yaml" \
-    --runtime-path "$ROOT/onex-runtime" -o "$nodes" --force >/dev/null
-  cp "$ROOT/tests/e2e/handlers/effect.rs" "$nodes/node_echo_effect/src/handlers.rs"
-  # The node's dependencies at the versions this workspace builds with.
-  cp "$ROOT/Cargo.lock" "$nodes/node_echo_effect/Cargo.lock"
-  # Same target folder as the workspace: librdkafka is built once.
-  CARGO_TARGET_DIR="$ROOT/target" cargo build --release \
-    --manifest-path "$nodes/node_echo_effect/Cargo.toml"
+  build_node "$ROOT/contracts/minimal_effect.yaml" node_echo_effect
+  log "generating and building its idempotent copy (release)"
+  local contract="$dir/node_echo_idempotent_effect.yaml"
+  sed 's/^name: node_echo_effect$/name: node_echo_idempotent_effect/' \
+    "$ROOT/contracts/minimal_effect.yaml" >"$contract"
+  printf 'idempotency:\n  enabled: true\n  strategy: event_id_tracking\n' >>"$contract"
+  build_node "$contract" node_echo_idempotent_effect
 }
 
 DRIVER="$ROOT/target/release/examples/bench_echo_driver"
@@ -80,6 +98,13 @@ start_service() {
       KAFKA_BOOTSTRAP_SERVERS="$servers" KAFKA_AUTO_OFFSET_RESET=earliest \
         KAFKA_MAX_IN_FLIGHT="$in_flight" ONEX_HEALTH_ADDR="127.0.0.1:$port" RUST_LOG=warn \
         "$ROOT/target/release/node-echo-effect" >"$dir/$name.log" 2>&1 &
+      ;;
+    idempotent | idempotent-memory)
+      local durable=true
+      [[ "$name" == idempotent-memory ]] && durable=false
+      KAFKA_BOOTSTRAP_SERVERS="$servers" KAFKA_AUTO_OFFSET_RESET=earliest \
+        ONEX_DURABLE_STATE="$durable" ONEX_HEALTH_ADDR="127.0.0.1:$port" RUST_LOG=warn \
+        "$ROOT/target/release/node-echo-idempotent-effect" >"$dir/$name.log" 2>&1 &
       ;;
     handwritten)
       KAFKA_BOOTSTRAP_SERVERS="$servers" BENCH_IN_FLIGHT=1 \
@@ -134,7 +159,7 @@ paced_case() { # service round kind events rate
   pid="$(start_service "$name" "$servers")"
   f="$dir/$name-$round-$kind.txt"
   KAFKA_BOOTSTRAP_SERVERS="$servers" "$DRIVER" paced "$4" "$5" "$DRAIN" >"$f"
-  if [[ "$name" == generated* ]]; then
+  if [[ "$name" == generated* || "$name" == idempotent* ]]; then
     node_p95="$(node_publish_quantile 0.95)"
     node_p99="$(node_publish_quantile 0.99)"
   fi
