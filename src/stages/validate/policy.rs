@@ -281,7 +281,7 @@ pub fn idempotency(ctx: &mut Ctx, root: &Cursor) -> Option<Idempotency> {
         ctx.warning(
             "W-UNSUPPORTED",
             &at,
-            format!("idempotency strategy {strategy:?} is approximated by skipping messages whose hash_fields were already seen"),
+            format!("idempotency strategy {strategy:?} is approximated by skipping messages whose hash_fields were seen in the last 7 days"),
             "strategy: event_id_tracking, or hash_fields",
         );
         return Some(Idempotency::HashFields {
@@ -292,7 +292,7 @@ pub fn idempotency(ctx: &mut Ctx, root: &Cursor) -> Option<Idempotency> {
         ctx.warning(
             "W-UNSUPPORTED",
             &at,
-            format!("idempotency strategy {strategy:?} is approximated by skipping messages whose {key:?} was already seen"),
+            format!("idempotency strategy {strategy:?} is approximated by skipping messages whose {key:?} was seen in the last 7 days"),
             "strategy: event_id_tracking, or hash_fields",
         );
         return Some(Idempotency::HashFields { fields: vec![key] });
