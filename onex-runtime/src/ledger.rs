@@ -63,14 +63,19 @@ fn field<'a>(env: &'a Envelope, name: &str) -> Option<&'a serde_json::Value> {
 }
 
 /// What tells an input from its duplicates under `rule`: its event id, or
-/// a name-based UUID of its event type and the named fields. `id_carried`:
-/// whether the input came with its event id (else the id was derived from
-/// its place on the log, [`Envelope::place_id`]). The key is written to the
-/// ledger, so it is the same in every build and every process.
-pub fn duplicate_key(rule: &Idempotency, env: &Envelope, id_carried: bool) -> Uuid {
+/// a name-based UUID of its event type and the named fields. `id_carried`
+/// tells, when the rule asks, whether the input came with its event id
+/// (else the id was derived from its place on the log,
+/// [`Envelope::place_id`]). The key is written to the ledger, so it is the
+/// same in every build and every process.
+pub fn duplicate_key(
+    rule: &Idempotency,
+    env: &Envelope,
+    id_carried: impl FnOnce() -> bool,
+) -> Uuid {
     match rule {
         Idempotency::EventId => env.event_id,
-        Idempotency::EventIdElseFields(_) if id_carried => env.event_id,
+        Idempotency::EventIdElseFields(_) if id_carried() => env.event_id,
         // An input that carries none of the fields cannot be told apart by
         // them: it is itself, by its event id.
         Idempotency::HashFields(fields) | Idempotency::EventIdElseFields(fields)
@@ -311,14 +316,14 @@ mod tests {
         let ctx = ctx(2).await;
         let first = Ledger::new(10);
         let a = event(1, 7, input());
-        let key = duplicate_key(&Idempotency::EventId, &a.envelope, true);
+        let key = duplicate_key(&Idempotency::EventId, &a.envelope, || true);
         assert!(!first.handled(Some(&ctx), 1, key).await.unwrap());
         first.record(Some(&ctx), &a, key).await.unwrap();
         assert!(first.handled(Some(&ctx), 1, key).await.unwrap());
 
         let next = Ledger::new(10);
         assert!(next.handled(Some(&ctx), 1, key).await.unwrap());
-        let other = duplicate_key(&Idempotency::EventId, &input(), true);
+        let other = duplicate_key(&Idempotency::EventId, &input(), || true);
         assert!(!next.handled(Some(&ctx), 1, other).await.unwrap());
         // Without the bus, a process knows only what it handled itself.
         assert!(!Ledger::new(10).handled(None, 1, key).await.unwrap());
@@ -332,7 +337,7 @@ mod tests {
         assert!(!mine.handled(Some(&ctx), 0, Uuid::nil()).await.unwrap());
         // While `theirs` holds partition 0, it handles an input.
         let a = event(0, 3, input());
-        let key = duplicate_key(&Idempotency::EventId, &a.envelope, true);
+        let key = duplicate_key(&Idempotency::EventId, &a.envelope, || true);
         theirs.record(Some(&ctx), &a, key).await.unwrap();
         assert!(
             !mine.handled(Some(&ctx), 0, key).await.unwrap(),
@@ -346,7 +351,7 @@ mod tests {
     async fn input_partitions_beyond_the_ledger_share_its_partitions() {
         let ctx = ctx(2).await;
         let a = event(5, 0, input());
-        let key = duplicate_key(&Idempotency::EventId, &a.envelope, true);
+        let key = duplicate_key(&Idempotency::EventId, &a.envelope, || true);
         Ledger::new(10).record(Some(&ctx), &a, key).await.unwrap();
         let count = ctx.bus.partition_count("ledger").await.unwrap();
         assert!(count < 5);
@@ -410,20 +415,20 @@ mod tests {
         let d = Envelope::new("u", json!({"id": 1, "n": {"x": 2}}), src);
         let rule = Idempotency::HashFields(vec!["id".into(), "/n/x".into()]);
         assert_eq!(
-            duplicate_key(&rule, &a, true),
-            duplicate_key(&rule, &b, true)
+            duplicate_key(&rule, &a, || true),
+            duplicate_key(&rule, &b, || true)
         );
         assert_ne!(
-            duplicate_key(&rule, &a, true),
-            duplicate_key(&rule, &c, true)
+            duplicate_key(&rule, &a, || true),
+            duplicate_key(&rule, &c, || true)
         );
         assert_ne!(
-            duplicate_key(&rule, &a, true),
-            duplicate_key(&rule, &d, true)
+            duplicate_key(&rule, &a, || true),
+            duplicate_key(&rule, &d, || true)
         );
         assert_ne!(
-            duplicate_key(&Idempotency::EventId, &a, true),
-            duplicate_key(&Idempotency::EventId, &b, true)
+            duplicate_key(&Idempotency::EventId, &a, || true),
+            duplicate_key(&Idempotency::EventId, &b, || true)
         );
     }
 
@@ -435,7 +440,7 @@ mod tests {
         let e = Envelope::new("t", json!({"id": 1}), EventSource::default());
         let rule = Idempotency::HashFields(vec!["id".into()]);
         assert_eq!(
-            duplicate_key(&rule, &e, true),
+            duplicate_key(&rule, &e, || true),
             Uuid::new_v5(&KEY_NAMESPACE, br#"["t",[["id",1]]]"#)
         );
     }
@@ -448,21 +453,21 @@ mod tests {
         let b = Envelope::new("t", json!({"entity_id": "e", "action": "go"}), src);
         // Two events that say the same thing are two events when each has its id ...
         assert_ne!(
-            duplicate_key(&rule, &a, true),
-            duplicate_key(&rule, &b, true)
+            duplicate_key(&rule, &a, || true),
+            duplicate_key(&rule, &b, || true)
         );
-        assert_eq!(duplicate_key(&rule, &a, true), a.event_id);
+        assert_eq!(duplicate_key(&rule, &a, || true), a.event_id);
         // ... and one when neither came with an id (each got its place's).
         assert_eq!(
-            duplicate_key(&rule, &a, false),
-            duplicate_key(&rule, &b, false)
+            duplicate_key(&rule, &a, || false),
+            duplicate_key(&rule, &b, || false)
         );
         assert_eq!(
-            duplicate_key(&rule, &a, false),
+            duplicate_key(&rule, &a, || false),
             duplicate_key(
                 &Idempotency::HashFields(vec!["entity_id".into(), "action".into()]),
                 &a,
-                true
+                || true
             )
         );
     }
@@ -474,15 +479,15 @@ mod tests {
         let a = Envelope::new("t", json!({"trigger": "go"}), src.clone());
         let b = Envelope::new("t", json!({"trigger": "go"}), src.clone());
         assert_ne!(
-            duplicate_key(&rule, &a, true),
-            duplicate_key(&rule, &b, true)
+            duplicate_key(&rule, &a, || true),
+            duplicate_key(&rule, &b, || true)
         );
         // One field present: the fields decide.
         let c = Envelope::new("t", json!({"node_id": "n"}), src.clone());
         let d = Envelope::new("t", json!({"node_id": "n"}), src);
         assert_eq!(
-            duplicate_key(&rule, &c, true),
-            duplicate_key(&rule, &d, true)
+            duplicate_key(&rule, &c, || true),
+            duplicate_key(&rule, &d, || true)
         );
     }
 }

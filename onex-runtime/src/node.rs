@@ -1334,7 +1334,7 @@ impl MessageHandler for Dispatcher {
         let is_request = reply_to.is_some();
         let key = match (&self.spec.idempotency, &self.ledger) {
             (Some(rule), Some(ledger)) if !is_request => {
-                let carried = envelope.event_id != Envelope::place_id(msg);
+                let carried = || envelope.event_id != Envelope::place_id(msg);
                 let k = duplicate_key(rule, &envelope, carried);
                 let ctx = self.ledger_ctx.as_ref();
                 if ledger.handled(ctx, msg.partition, k).await? {
