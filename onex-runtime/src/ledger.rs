@@ -17,6 +17,13 @@
 //! a crash after it, and a sender sending the same input again at any later
 //! time, find the key and the input is skipped. A record that cannot be
 //! written leaves the input unacknowledged: it is delivered again.
+//!
+//! An input is handled under a [`Claim`] on its key. Two copies of one input
+//! taken at once (`KAFKA_MAX_IN_FLIGHT` above 1 hands a copy sent under
+//! another record key to the handler while the first is still running, and
+//! each consumed topic has its own consumer) do not both run: the second
+//! waits for the first copy's claim, then finds its key recorded and is
+//! skipped, or, if the first copy failed, is handled itself.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -139,6 +146,37 @@ struct Read {
 pub struct Ledger {
     seen: Mutex<SeenSet>,
     read: tokio::sync::Mutex<Read>,
+    /// Keys of inputs being handled in this process, each under a [`Claim`].
+    in_flight: Mutex<HashSet<Uuid>>,
+    /// Told each time a claim is given up.
+    released: tokio::sync::Notify,
+}
+
+/// The key of an input this process is handling: another copy of the input
+/// waits in [`Ledger::claim`] until the claim is recorded or dropped.
+#[must_use = "the input's key is released when the claim is dropped"]
+pub struct Claim {
+    ledger: Arc<Ledger>,
+    key: Uuid,
+}
+
+impl Claim {
+    /// Records the input as handled by `event` (see [`Ledger`]), then gives
+    /// up the claim: a copy waiting for it is skipped.
+    pub async fn record(
+        self,
+        ctx: Option<&StateContext>,
+        event: &InboundEvent,
+    ) -> Result<(), Nack> {
+        self.ledger.record(ctx, event, self.key).await
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.ledger.in_flight().remove(&self.key);
+        self.ledger.released.notify_waiters();
+    }
 }
 
 impl Ledger {
@@ -151,6 +189,8 @@ impl Ledger {
                 capacity,
             }),
             read: tokio::sync::Mutex::new(Read::default()),
+            in_flight: Mutex::new(HashSet::new()),
+            released: tokio::sync::Notify::new(),
         }
     }
 
@@ -158,10 +198,47 @@ impl Ledger {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<Uuid>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Claims the input of `partition` with `key` for handling: `None` if
+    /// it was handled before (by this process, or with `ctx`, the bus and
+    /// ledger topic, by any other that held the partition), else the claim
+    /// to record once its results are out. While another copy of the input
+    /// is being handled in this process, waits for it first.
+    pub async fn claim(
+        self: &Arc<Self>,
+        ctx: Option<&StateContext>,
+        partition: i32,
+        key: Uuid,
+    ) -> Result<Option<Claim>, Nack> {
+        loop {
+            // Listening before looking: a claim given up in between still
+            // wakes this copy.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.in_flight().insert(key) {
+                break;
+            }
+            tracing::debug!(key = %key, "a copy of this input is being handled: waiting for it");
+            released.await;
+        }
+        let claim = Claim {
+            ledger: self.clone(),
+            key,
+        };
+        if self.handled(ctx, partition, key).await? {
+            return Ok(None);
+        }
+        Ok(Some(claim))
+    }
+
     /// Whether an input of `partition` with `key` was handled before, by
     /// this process or (with `ctx`, the bus and ledger topic) any other
     /// that held the partition.
-    pub async fn handled(
+    async fn handled(
         &self,
         ctx: Option<&StateContext>,
         partition: i32,
@@ -175,7 +252,7 @@ impl Ledger {
 
     /// Records `key` as handled by `event`: on the bus first (with `ctx`),
     /// then in memory.
-    pub async fn record(
+    async fn record(
         &self,
         ctx: Option<&StateContext>,
         event: &InboundEvent,
@@ -327,6 +404,78 @@ mod tests {
         assert!(!next.handled(Some(&ctx), 1, other).await.unwrap());
         // Without the bus, a process knows only what it handled itself.
         assert!(!Ledger::new(10).handled(None, 1, key).await.unwrap());
+    }
+
+    /// Claims `key` on `ledger` in a task, and records it if claimed; the
+    /// task ends with whether the input was handled.
+    fn copy_in_task(ledger: &Arc<Ledger>, key: Uuid) -> tokio::task::JoinHandle<bool> {
+        let ledger = ledger.clone();
+        tokio::spawn(async move {
+            match ledger.claim(None, 0, key).await.unwrap() {
+                Some(claim) => {
+                    claim.record(None, &event(0, 2, input())).await.unwrap();
+                    true
+                }
+                None => false,
+            }
+        })
+    }
+
+    async fn finished(copy: tokio::task::JoinHandle<bool>) -> bool {
+        tokio::time::timeout(Duration::from_secs(5), copy)
+            .await
+            .expect("a waiting copy wakes when the claim is given up")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_copy_taken_while_the_input_is_handled_waits_and_is_skipped() {
+        let ledger = Arc::new(Ledger::new(10));
+        let a = event(0, 1, input());
+        let key = a.envelope.event_id;
+        let first = ledger
+            .claim(None, 0, key)
+            .await
+            .unwrap()
+            .expect("new input");
+        let copy = copy_in_task(&ledger, key);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !copy.is_finished(),
+            "the copy waits while the input is handled"
+        );
+        // Another key does not wait.
+        assert!(ledger
+            .claim(None, 0, Uuid::new_v4())
+            .await
+            .unwrap()
+            .is_some());
+        first.record(None, &a).await.unwrap();
+        assert!(
+            !finished(copy).await,
+            "the copy is skipped once the input is recorded"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_copy_of_an_input_that_failed_is_handled_once() {
+        let ledger = Arc::new(Ledger::new(10));
+        let key = Uuid::new_v4();
+        let first = ledger
+            .claim(None, 0, key)
+            .await
+            .unwrap()
+            .expect("new input");
+        let copies = [copy_in_task(&ledger, key), copy_in_task(&ledger, key)];
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(copies.iter().all(|c| !c.is_finished()));
+        // The first copy failed: its claim is dropped without a record.
+        drop(first);
+        let mut handled = 0;
+        for copy in copies {
+            handled += usize::from(finished(copy).await);
+        }
+        assert_eq!(handled, 1, "one of the two waiting copies is handled");
     }
 
     #[tokio::test]

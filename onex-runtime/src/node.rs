@@ -1332,17 +1332,17 @@ impl MessageHandler for Dispatcher {
         // after a timeout, sends the same event id again and waits for an
         // answer (the handler's idempotency key keeps its effect single).
         let is_request = reply_to.is_some();
-        let key = match (&self.spec.idempotency, &self.ledger) {
+        let claim = match (&self.spec.idempotency, &self.ledger) {
             (Some(rule), Some(ledger)) if !is_request => {
                 let carried = || envelope.event_id != Envelope::place_id(msg);
                 let k = duplicate_key(rule, &envelope, carried);
                 let ctx = self.ledger_ctx.as_ref();
-                if ledger.handled(ctx, msg.partition, k).await? {
+                let Some(claim) = ledger.claim(ctx, msg.partition, k).await? else {
                     inc(&self.metrics.duplicates_skipped);
                     tracing::debug!(event_id = %envelope.event_id, key = %k, "duplicate skipped");
                     return Ok(());
-                }
-                Some((k, ledger))
+                };
+                Some(claim)
             }
             _ => None,
         };
@@ -1382,10 +1382,10 @@ impl MessageHandler for Dispatcher {
             // put back on the topic (replayed) it is work again.
             return self.dead_letter(msg, failure).await;
         }
-        if let Some((k, ledger)) = key {
+        if let Some(claim) = claim {
             // Not acknowledged unless recorded: delivered again, the input
             // is handled again and publishes the same ids.
-            ledger.record(self.ledger_ctx.as_ref(), &event, k).await?;
+            claim.record(self.ledger_ctx.as_ref(), &event).await?;
         }
         Ok(())
     }

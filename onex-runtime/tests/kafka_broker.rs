@@ -366,6 +366,17 @@ async fn an_input_handled_before_a_restart_is_skipped_after_it() {
     conformance::an_input_handled_before_a_restart_is_skipped_after_it(&Broker).await;
 }
 
+/// With `KAFKA_MAX_IN_FLIGHT` 8, a copy of an input sent under another
+/// record key is taken while the input is still being handled: it waits for
+/// it and is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_an_input_in_flight_at_once_are_handled_once() {
+    let mut s = settings();
+    s.max_in_flight = 8;
+    let bus = Arc::new(conformance::kafka_bus(s, Duration::from_secs(10)).await);
+    conformance::copies_of_an_input_in_flight_at_once_are_handled_once(&Broker, bus).await;
+}
+
 /// With `ONEX_CREATE_TOPICS=false` a node wants its ledger topic to exist
 /// (tansu, like Kafka with auto-creation off, creates no topic on a
 /// metadata request).

@@ -1262,6 +1262,43 @@ pub async fn an_input_handled_before_a_restart_is_skipped_after_it(b: &dyn Backe
     restarted.shutdown().await;
 }
 
+/// Two copies of one input taken at once are handled once. `bus` hands a
+/// subscription several messages at once (Kafka's `KAFKA_MAX_IN_FLIGHT`
+/// above 1): an input, another input and a copy of the first, each under
+/// its own record key, start together. The other input is handled alongside
+/// the first (the bus had them in flight at once); the copy waits for the
+/// first and is skipped. A copy sent after that is skipped too.
+pub async fn copies_of_an_input_in_flight_at_once_are_handled_once(
+    b: &dyn Backend,
+    bus: Arc<dyn EventBus>,
+) {
+    let (t, _) = node_topics(b, &bus, &["copies", "copies-out"]).await;
+    let handler = Lingering::new(&t[1], Duration::from_millis(500));
+    let service = node(b, spec(&t[0], &t[1], 0), handler.clone(), bus.clone()).await;
+    let (osub, mut out) = collect(&bus, &t[1], &group()).await;
+    let input = Envelope::new("thing", json!({"n": 1}), source());
+    let other = Envelope::new("thing", json!({"n": 2}), source());
+    for (e, key) in [(&input, "a"), (&other, "z"), (&input, "b")] {
+        bus.publish_envelope(&t[0], e, Some(key)).await.unwrap();
+    }
+    recv_n(&mut out, 2, b.patience()).await;
+    bus.publish_envelope(&t[0], &input, Some("c"))
+        .await
+        .unwrap();
+    expect_silence(&mut out, Duration::from_secs(2)).await;
+    assert!(
+        handler.overlapped(),
+        "no two inputs were in flight at once: the bus did not test copies in flight"
+    );
+    let mut started = handler.started();
+    started.sort();
+    let mut expected = vec![input.event_id, other.event_id];
+    expected.sort();
+    assert_eq!(started, expected, "each input handled once");
+    osub.unsubscribe().await;
+    service.shutdown().await;
+}
+
 /// A node told not to create topics (`ONEX_CREATE_TOPICS=false`, a cluster
 /// whose topics an operator manages) does not start without its ledger
 /// topic, and says which topic it wants; once the topic exists it starts
@@ -1896,6 +1933,50 @@ pub async fn an_input_handled_again_publishes_the_same_ids(b: &dyn Backend) {
     service.shutdown().await;
     for sub in [osub, nsub, rsub] {
         sub.unsubscribe().await;
+    }
+}
+
+/// Echoes each input to `out_topic` after `linger`; records the event id
+/// of each call it starts, and whether two calls ever ran at once.
+struct Lingering {
+    out_topic: String,
+    linger: Duration,
+    started: Mutex<Vec<Uuid>>,
+    running: AtomicU32,
+    overlapped: std::sync::atomic::AtomicBool,
+}
+
+impl Lingering {
+    fn new(out_topic: &str, linger: Duration) -> Arc<Self> {
+        Arc::new(Lingering {
+            out_topic: out_topic.into(),
+            linger,
+            started: Mutex::new(Vec::new()),
+            running: AtomicU32::new(0),
+            overlapped: Default::default(),
+        })
+    }
+
+    fn started(&self) -> Vec<Uuid> {
+        self.started.lock().unwrap().clone()
+    }
+
+    fn overlapped(&self) -> bool {
+        self.overlapped.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl NodeHandler for Lingering {
+    async fn handle(&self, _ctx: &HandlerContext, event: &InboundEvent) -> Handled {
+        self.started.lock().unwrap().push(event.envelope.event_id);
+        if self.running.fetch_add(1, Ordering::SeqCst) > 0 {
+            self.overlapped.store(true, Ordering::SeqCst);
+        }
+        tokio::time::sleep(self.linger).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        let echo = json!({"echo": event.envelope.payload});
+        Ok(vec![OutboundEvent::new(&self.out_topic, "echoed", echo)])
     }
 }
 
