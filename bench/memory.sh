@@ -11,9 +11,8 @@ source "$(dirname "$0")/lib/common.sh"
 
 dir="$OUT/memory"
 mkdir -p "$dir"
-log "building the example (release)"
-(cd "$ROOT" && cargo build --release --locked -p onex-runtime --example bench_memory)
-"$ROOT/target/release/examples/bench_memory" "${BENCH_EVENTS:-1000000}" "${BENCH_ROUNDS:-5}" | tee "$dir/raw.txt"
+example="$(runtime_example bench_memory)"
+"$example" "${BENCH_EVENTS:-1000000}" "${BENCH_ROUNDS:-5}" | tee "$dir/raw.txt"
 {
   echo "## In-memory bus against tokio mpsc"
   echo

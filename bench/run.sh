@@ -7,6 +7,7 @@
 #   bench/run.sh node       generated node vs hand-written rdkafka service on tansu
 #   bench/run.sh memory     in-memory bus vs a bare tokio mpsc pipeline
 #   bench/run.sh serve      onex-gen serve (two release processes) vs onex-gen new in a loop
+#   bench/run.sh read-back  reading a partition back on tansu: whole, tail, bare rdkafka
 #   bench/run.sh pipeline   the generator's stages over the corpus (cargo bench --bench pipeline)
 #   bench/run.sh ci         .ci/run from a fresh clone with an empty tool cache, per step (45+ min)
 #
@@ -18,7 +19,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 name="${1:-}"
 case "$name" in
-  asyncapi | format | node | memory | serve | ci) exec "$here/$name.sh" ;;
+  asyncapi | format | node | memory | serve | read-back | ci) exec "$here/$name.sh" ;;
   pipeline) cd "$here/.." && exec cargo bench --locked --bench pipeline ;;
   *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2

@@ -17,6 +17,13 @@ machine() {
     "$(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
+# Builds onex-runtime's example NAME (release); prints its path.
+runtime_example() {
+  log "building the example $1 (release)"
+  (cd "$ROOT" && cargo build --release --locked -p onex-runtime --example "$1" >&2)
+  printf '%s\n' "$ROOT/target/release/examples/$1"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }

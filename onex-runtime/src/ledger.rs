@@ -9,7 +9,8 @@
 //! partition number (modulo the ledger's partition count), and the process
 //! given a partition reads that partition of the ledger before it handles
 //! the partition's first input, and again when the partition comes back
-//! after a rebalance.
+//! after a rebalance: its last records, as many as the process remembers
+//! ([`DEDUPE_CAPACITY`]), however long the ledger's history.
 //!
 //! The record is written after the input's results are published and before
 //! its offset is committed. A crash before the write has the input handled
@@ -315,9 +316,12 @@ impl Ledger {
             return Ok(ledger_partition);
         }
         let started = std::time::Instant::now();
+        // What this process can remember is the end of the ledger: a long
+        // history is not read for keys that would be forgotten at once.
+        let capacity = self.seen().capacity;
         let records = ctx
             .bus
-            .read_partition(&ctx.topic, ledger_partition)
+            .read_partition_tail(&ctx.topic, ledger_partition, capacity)
             .await
             .map_err(|e| Nack::new(format!("reading {}/{ledger_partition}: {e}", ctx.topic)))?;
         let mut keys = 0;

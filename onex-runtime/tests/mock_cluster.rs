@@ -159,7 +159,7 @@ async fn transient_broker_errors_are_absorbed() {
 async fn breaker_opens_when_the_broker_is_down_and_closes_after_it_returns() {
     let c = cluster();
     let mut s = settings(&c.bootstrap_servers());
-    s.timeout = Duration::from_millis(800);
+    s.timeout = Duration::from_millis(300);
     s.breaker.failure_threshold = 2;
     s.breaker.reset_timeout_ms = 1500;
     let bus = bus_on(&c, "down", s).await;
@@ -648,10 +648,14 @@ async fn a_dead_letter_too_large_for_the_broker_is_written_without_the_record() 
 
 /// The values of partition 0 of `topic`, as text.
 async fn values_of(bus: &KafkaBus, topic: &str) -> Vec<String> {
-    let records = bus.read_partition(topic, 0).await.unwrap();
+    values(&bus.read_partition(topic, 0).await.unwrap())
+}
+
+/// The values of `records`, as text.
+fn values(records: &[onex_runtime::bus::BusMessage]) -> Vec<String> {
     records
         .iter()
-        .map(|m| String::from_utf8_lossy(&m.value).into_owned())
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
         .collect()
 }
 
@@ -766,5 +770,69 @@ async fn a_node_publishes_through_a_fatal_producer_error_without_dead_lettering(
     );
     let rebuilds = bus.metrics().producer_rebuilds.load(Ordering::Relaxed);
     assert_eq!(rebuilds, 1);
+    bus.close().await.unwrap();
+}
+
+/// Writes `count` records, values `0` to `count - 1`, on partition 0 of a
+/// new `topic` of `c`, with a producer of its own. (The mock cluster keeps
+/// a few megabytes of a partition: larger values would be dropped.)
+fn fill(c: &Cluster, topic: &str, count: usize) {
+    use rdkafka::producer::BaseRecord;
+    c.create_topic(topic, 1, 1).unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", c.bootstrap_servers())
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for n in 0..count {
+        let value = n.to_string();
+        loop {
+            match producer.send(BaseRecord::<[u8], [u8]>::to(topic).payload(value.as_bytes())) {
+                Ok(()) => break,
+                Err((_, _)) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flushed");
+}
+
+/// The end of a partition is read from the end: its last records, in
+/// order; all of them when it holds fewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tail_of_a_partition_is_its_last_records() {
+    let c = cluster();
+    fill(&c, "tail", 10);
+    let bus =
+        conformance::kafka_bus(settings(&c.bootstrap_servers()), Duration::from_secs(5)).await;
+    let tail = bus.read_partition_tail("tail", 0, 3).await.unwrap();
+    assert_eq!(values(&tail), ["7", "8", "9"]);
+    assert_eq!(tail[0].offset, 7);
+    let all = bus.read_partition_tail("tail", 0, 100).await.unwrap();
+    assert_eq!(
+        values(&all),
+        values(&bus.read_partition("tail", 0).await.unwrap())
+    );
+    assert_eq!(all.len(), 10);
+    bus.close().await.unwrap();
+}
+
+/// A log longer than the bus's timeout takes to read is read to its end:
+/// the timeout bounds a read that stops moving, not the whole read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_longer_than_the_timeout_is_read_to_its_end() {
+    let c = cluster();
+    let count = 300_000;
+    fill(&c, "long", count);
+    let mut s = settings(&c.bootstrap_servers());
+    s.timeout = Duration::from_millis(300);
+    let bus = conformance::kafka_bus(s, Duration::from_secs(5)).await;
+    let started = std::time::Instant::now();
+    let records = bus.read_partition("long", 0).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(records.len(), count);
+    assert_eq!(values(&records[count - 1..]), [(count - 1).to_string()]);
+    eprintln!("{count} records read in {took:?}");
     bus.close().await.unwrap();
 }

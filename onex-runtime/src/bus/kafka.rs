@@ -427,6 +427,35 @@ impl KafkaBus {
         chosen
     }
 
+    /// Reads one partition from `from` to the high watermark read first,
+    /// with a group-less consumer assigned to it.
+    async fn read_from(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: ReadFrom,
+    ) -> Result<Vec<BusMessage>, BusError> {
+        validate_topic_name(topic)?;
+        let mut config = base_client_config(&self.inner.settings);
+        config
+            .set("group.id", "onex-state-restore")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "10")
+            // Past `queued.min.messages` read ahead, librdkafka waits this
+            // long (1 s by default) before fetching more: a long log would
+            // be read in bursts.
+            .set("fetch.queue.backoff.ms", "10");
+        let timeout = self.inner.settings.timeout;
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || {
+            read_partition_blocking(config, &topic, partition, from, timeout)
+        })
+        .await
+        .map_err(|e| BusError::Connection(e.to_string()))?
+    }
+
     /// The names of the (non-internal) topics the cluster has.
     pub async fn topic_names(&self, timeout: Duration) -> Result<Vec<String>, BusError> {
         let producer = self.producer();
@@ -529,11 +558,13 @@ impl KafkaBus {
     }
 }
 
-/// Reads `topic`/`partition` from its low to its high watermark.
+/// Reads `topic`/`partition` from `from` to its high watermark, and what
+/// came with the record before it.
 fn read_partition_blocking(
     config: ClientConfig,
     topic: &str,
     partition: i32,
+    from: ReadFrom,
     timeout: Duration,
 ) -> Result<Vec<BusMessage>, BusError> {
     let consumer: BaseConsumer<QuietContext> = config
@@ -542,32 +573,57 @@ fn read_partition_blocking(
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, Timeout::After(timeout))
         .map_err(connection_error)?;
+    let start = match from {
+        ReadFrom::Start => low,
+        ReadFrom::End(back) => high.saturating_sub(back).max(low),
+    };
     let mut out = Vec::new();
-    if high <= low {
+    if high <= start {
         return Ok(out);
     }
     let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(low))
+    tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(start))
         .map_err(connection_error)?;
     consumer.assign(&tpl).map_err(connection_error)?;
-    let deadline = Instant::now() + timeout;
-    let mut next = low;
+    // A long log takes as long as it takes; a read that stops moving fails.
+    let mut deadline = Instant::now() + timeout;
+    let mut next = start;
     while next < high {
         if Instant::now() > deadline {
             return Err(BusError::Connection(format!(
-                "reading {topic}/{partition} stopped at offset {next} of {high} after {timeout:?}"
+                "reading {topic}/{partition} stopped at offset {next} of {high}: \
+                 nothing came for {timeout:?}"
             )));
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 next = m.offset() + 1;
                 out.push(to_bus_message(&m));
+                deadline = Instant::now() + timeout;
             }
             Some(Err(e)) => tracing::debug!(topic, partition, "reading state: {e}"),
             None => {}
         }
     }
+    // What was fetched with the record before the end: a broker that counts
+    // the end from a batch's first record (tansu 0.6.0 answers the last
+    // batch's base offset + 1) still hands over the whole batch.
+    while let Some(m) = consumer.poll(Duration::ZERO) {
+        match m {
+            Ok(m) => out.push(to_bus_message(&m)),
+            Err(e) => tracing::debug!(topic, partition, "reading state: {e}"),
+        }
+    }
     Ok(out)
+}
+
+/// Where [`read_partition_blocking`] starts.
+#[derive(Debug, Clone, Copy)]
+enum ReadFrom {
+    /// The low watermark.
+    Start,
+    /// This many offsets before the high watermark (or the low one).
+    End(i64),
 }
 
 /// A record's wire headers ([`Record::wire_headers`]) as librdkafka takes
@@ -866,21 +922,24 @@ impl EventBus for KafkaBus {
         topic: &str,
         partition: i32,
     ) -> Result<Vec<BusMessage>, BusError> {
-        validate_topic_name(topic)?;
-        let mut config = base_client_config(&self.inner.settings);
-        config
-            .set("group.id", "onex-state-restore")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "10");
-        let timeout = self.inner.settings.timeout;
-        let topic = topic.to_string();
-        tokio::task::spawn_blocking(move || {
-            read_partition_blocking(config, &topic, partition, timeout)
-        })
-        .await
-        .map_err(|e| BusError::Connection(e.to_string()))?
+        self.read_from(topic, partition, ReadFrom::Start).await
+    }
+
+    /// As [`Self::read_partition`], from `last` offsets before the high
+    /// watermark.
+    async fn read_partition_tail(
+        &self,
+        topic: &str,
+        partition: i32,
+        last: usize,
+    ) -> Result<Vec<BusMessage>, BusError> {
+        let back = i64::try_from(last).unwrap_or(i64::MAX);
+        let records = self
+            .read_from(topic, partition, ReadFrom::End(back))
+            .await?;
+        // A broker that reports the end short of the last batch's other
+        // records (tansu 0.6.0) has more read than asked.
+        Ok(super::keep_last(records, last))
     }
 
     async fn partition_count(&self, topic: &str) -> Result<i32, BusError> {

@@ -398,6 +398,12 @@ pub struct BusHealth {
     pub detail: Option<String>,
 }
 
+/// The last `last` of `records`.
+pub(crate) fn keep_last(mut records: Vec<BusMessage>, last: usize) -> Vec<BusMessage> {
+    records.drain(..records.len().saturating_sub(last));
+    records
+}
+
 /// The event bus.
 #[async_trait]
 pub trait EventBus: Send + Sync + 'static {
@@ -495,6 +501,19 @@ pub trait EventBus: Send + Sync + 'static {
         topic: &str,
         partition: i32,
     ) -> Result<Vec<BusMessage>, BusError>;
+
+    /// The end of one partition: its last `last` records (all of them if it
+    /// holds fewer) up to its end at the time of the call, in offset order.
+    /// A bus that can start reading in the middle of a log reads no more.
+    async fn read_partition_tail(
+        &self,
+        topic: &str,
+        partition: i32,
+        last: usize,
+    ) -> Result<Vec<BusMessage>, BusError> {
+        let records = self.read_partition(topic, partition).await?;
+        Ok(keep_last(records, last))
+    }
 
     /// How many partitions `topic` has.
     async fn partition_count(&self, topic: &str) -> Result<i32, BusError>;
