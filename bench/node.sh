@@ -24,6 +24,8 @@
 #   idempotent-memory  the same node with ONEX_DURABLE_STATE=false: duplicates
 #                 dropped by what the process remembers, nothing recorded on the bus;
 #                 not run unless named
+#   idempotent-inflight  the idempotent node with KAFKA_MAX_IN_FLIGHT=1000: the
+#                 ledger records of many requests in flight at once; not run unless named
 # All use acks=all, idempotence, no linger, no auto-commit, fetch.wait.max.ms=100.
 #
 # Per service and round, each on a fresh, empty tansu broker:
@@ -99,11 +101,13 @@ start_service() {
         KAFKA_MAX_IN_FLIGHT="$in_flight" ONEX_HEALTH_ADDR="127.0.0.1:$port" RUST_LOG=warn \
         "$ROOT/target/release/node-echo-effect" >"$dir/$name.log" 2>&1 &
       ;;
-    idempotent | idempotent-memory)
-      local durable=true
+    idempotent | idempotent-memory | idempotent-inflight)
+      local durable=true in_flight=1
       [[ "$name" == idempotent-memory ]] && durable=false
+      [[ "$name" == idempotent-inflight ]] && in_flight=1000
       KAFKA_BOOTSTRAP_SERVERS="$servers" KAFKA_AUTO_OFFSET_RESET=earliest \
-        ONEX_DURABLE_STATE="$durable" ONEX_HEALTH_ADDR="127.0.0.1:$port" RUST_LOG=warn \
+        ONEX_DURABLE_STATE="$durable" KAFKA_MAX_IN_FLIGHT="$in_flight" \
+        ONEX_HEALTH_ADDR="127.0.0.1:$port" RUST_LOG=warn \
         "$ROOT/target/release/node-echo-idempotent-effect" >"$dir/$name.log" 2>&1 &
       ;;
     handwritten)
