@@ -10,7 +10,8 @@
 //! given a partition reads that partition of the ledger before it handles
 //! the partition's first input, and again when the partition comes back
 //! after a rebalance: its last records, as many as the process remembers
-//! ([`DEDUPE_CAPACITY`]), however long the ledger's history.
+//! ([`DEDUPE_CAPACITY`]), however long the ledger's history. The inputs of
+//! the partition wait for that read; those of the others go on.
 //!
 //! The record is written after the input's results are published and before
 //! its offset is committed. A crash before the write has the input handled
@@ -26,12 +27,13 @@
 //! waits for the first copy's claim, then finds its key recorded and is
 //! skipped, or, if the first copy failed, is handled itself.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::bus::{EventBus, Nack};
@@ -140,7 +142,9 @@ struct Read {
     bus: Option<Arc<dyn EventBus>>,
     /// The ledger's partition count.
     partitions: i32,
-    read: HashSet<i32>,
+    /// Per ledger partition, its read: done, or under way (the inputs of
+    /// the partition wait for it, those of others do not).
+    read: HashMap<i32, Arc<OnceCell<()>>>,
 }
 
 /// The handled inputs of one node (shared by its dispatchers).
@@ -297,24 +301,33 @@ impl Ledger {
     /// Reads the ledger partition of the input partition `partition` if it
     /// was not read on this bus yet; returns that ledger partition.
     async fn read_partition(&self, ctx: &StateContext, partition: i32) -> Result<i32, Nack> {
-        let mut read = self.read.lock().await;
-        if !read.bus.as_ref().is_some_and(|b| same_bus(b, &ctx.bus)) {
-            // Another bus (degraded start, then Kafka) is another log.
-            let count = ctx
-                .bus
-                .partition_count(&ctx.topic)
-                .await
-                .map_err(|e| Nack::new(format!("the partitions of {}: {e}", ctx.topic)))?;
-            *read = Read {
-                bus: Some(ctx.bus.clone()),
-                partitions: count.max(1),
-                read: HashSet::new(),
-            };
-        }
-        let ledger_partition = partition.rem_euclid(read.partitions);
-        if read.read.contains(&ledger_partition) {
-            return Ok(ledger_partition);
-        }
+        let (ledger_partition, read) = {
+            let mut read = self.read.lock().await;
+            if !read.bus.as_ref().is_some_and(|b| same_bus(b, &ctx.bus)) {
+                // Another bus (degraded start, then Kafka) is another log.
+                let count = ctx
+                    .bus
+                    .partition_count(&ctx.topic)
+                    .await
+                    .map_err(|e| Nack::new(format!("the partitions of {}: {e}", ctx.topic)))?;
+                *read = Read {
+                    bus: Some(ctx.bus.clone()),
+                    partitions: count.max(1),
+                    read: HashMap::new(),
+                };
+            }
+            let ledger_partition = partition.rem_euclid(read.partitions);
+            let cell = read.read.entry(ledger_partition).or_default().clone();
+            (ledger_partition, cell)
+        };
+        // A read that fails is tried again by the next input.
+        read.get_or_try_init(|| self.load(ctx, ledger_partition))
+            .await?;
+        Ok(ledger_partition)
+    }
+
+    /// Reads the end of one ledger partition into what this process knows.
+    async fn load(&self, ctx: &StateContext, ledger_partition: i32) -> Result<(), Nack> {
         let started = std::time::Instant::now();
         // What this process can remember is the end of the ledger: a long
         // history is not read for keys that would be forgotten at once.
@@ -354,8 +367,7 @@ impl Ledger {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "handled inputs read"
         );
-        read.read.insert(ledger_partition);
-        Ok(ledger_partition)
+        Ok(())
     }
 }
 
@@ -480,6 +492,112 @@ mod tests {
             handled += usize::from(finished(copy).await);
         }
         assert_eq!(handled, 1, "one of the two waiting copies is handled");
+    }
+
+    /// A ledger topic of two empty partitions whose reads of partition 1
+    /// wait until `open` is told. Nothing but reading is asked of it here.
+    struct Gated {
+        open: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl EventBus for Gated {
+        fn backend(&self) -> crate::bus::BusBackend {
+            crate::bus::BusBackend::InMemory
+        }
+        async fn send(
+            &self,
+            _: crate::bus::Record<'_>,
+        ) -> Result<crate::bus::PublishReceipt, crate::bus::BusError> {
+            unreachable!("the ledger only reads here")
+        }
+        async fn read_partition(
+            &self,
+            _: &str,
+            partition: i32,
+        ) -> Result<Vec<crate::bus::BusMessage>, crate::bus::BusError> {
+            if partition == 1 {
+                self.open.notified().await;
+            }
+            Ok(Vec::new())
+        }
+        async fn partition_count(&self, _: &str) -> Result<i32, crate::bus::BusError> {
+            Ok(2)
+        }
+        async fn ensure_compacted_topic(
+            &self,
+            _: &str,
+            _: i32,
+            _: Option<Duration>,
+        ) -> Result<(), crate::bus::BusError> {
+            unreachable!("the ledger only reads here")
+        }
+        async fn subscribe(
+            &self,
+            _: &str,
+            _: &str,
+            _: Arc<dyn crate::bus::MessageHandler>,
+        ) -> Result<crate::bus::Subscription, crate::bus::BusError> {
+            unreachable!("the ledger only reads here")
+        }
+        async fn ensure_topics(&self, _: &[String]) -> Result<(), crate::bus::BusError> {
+            unreachable!("the ledger only reads here")
+        }
+        async fn health(&self) -> crate::bus::BusHealth {
+            unreachable!("the ledger only reads here")
+        }
+        fn breaker(&self) -> &crate::breaker::CircuitBreaker {
+            unreachable!("the ledger only reads here")
+        }
+        fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+            unreachable!("the ledger only reads here")
+        }
+        async fn close(&self) -> Result<(), crate::bus::BusError> {
+            unreachable!("the ledger only reads here")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_partition_being_read_holds_up_no_other() {
+        let gated = Arc::new(Gated {
+            open: tokio::sync::Notify::new(),
+        });
+        let ctx = StateContext {
+            bus: gated.clone(),
+            topic: "ledger".into(),
+        };
+        let ledger = Arc::new(Ledger::new(10));
+        let claim = |partition: i32| {
+            let (ledger, ctx) = (ledger.clone(), ctx.clone());
+            tokio::spawn(async move {
+                ledger
+                    .claim(Some(&ctx), partition, Uuid::new_v4())
+                    .await
+                    .unwrap()
+                    .is_some()
+            })
+        };
+        assert!(claim(0).await.unwrap(), "partition 0 read");
+        let slow = claim(1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!slow.is_finished(), "partition 1 is being read");
+        let quick = tokio::time::timeout(Duration::from_secs(2), claim(0)).await;
+        assert!(
+            quick
+                .expect("an input of partition 0 waited for the read of partition 1")
+                .unwrap(),
+            "and was claimed"
+        );
+        // Another input of partition 1 waits for the same read, which is
+        // done once.
+        let also_slow = claim(1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!also_slow.is_finished());
+        gated.open.notify_one();
+        for input in [slow, also_slow] {
+            let claimed = tokio::time::timeout(Duration::from_secs(2), input).await;
+            assert!(claimed.expect("partition 1 read once").unwrap());
+        }
     }
 
     #[tokio::test]
