@@ -343,6 +343,7 @@ impl NodeService {
                         ),
                     });
                 }
+                check_kept_topic(bus, topic, *retention).await?;
             }
         }
         let handler_bus = Arc::new(HandlerBus::new(bus.clone(), self.handler_bus_settings()));
@@ -605,5 +606,39 @@ impl MessageHandler for IntrospectionResponder {
             .publish_introspection(Reason::Request, correlation_id)
             .await;
         Ok(())
+    }
+}
+
+/// Refuses a topic the node keeps its state or ledger in whose settings
+/// (created by someone else, or changed since) would delete what it must
+/// keep; warns where it keeps less than the node means to. A broker that
+/// does not tell its settings is not judged.
+async fn check_kept_topic(
+    bus: &Arc<dyn EventBus>,
+    topic: &str,
+    remember: Option<std::time::Duration>,
+) -> Result<(), BusError> {
+    let settings = match bus.topic_config(topic).await {
+        Ok(settings) => settings,
+        Err(e) => {
+            tracing::warn!(
+                topic,
+                "its settings could not be read, so they are not checked: {e}"
+            );
+            return Ok(());
+        }
+    };
+    match crate::state::kept_topic_settings(remember, &settings) {
+        Ok(None) => Ok(()),
+        Ok(Some(warning)) => {
+            tracing::warn!(topic, "{warning}");
+            Ok(())
+        }
+        Err(why) => Err(BusError::NonRetriable {
+            topic: topic.to_string(),
+            message: format!(
+                "{why} (or ONEX_DURABLE_STATE=false keeps what the node knows in memory only)"
+            ),
+        }),
     }
 }

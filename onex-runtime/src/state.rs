@@ -29,8 +29,9 @@
 //! Inputs that share state must share a partition: the aggregate key is the
 //! record key, and consumed topics have the same partition count.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -112,6 +113,45 @@ pub fn window_event_id(node: &str, key: &str, start_ms: i64, index: usize) -> Uu
 /// node's name in kebab case.
 pub fn snapshot_topic(spec: &NodeSpec) -> String {
     node_topic(spec, "")
+}
+
+/// What the settings a broker reports for a topic a node keeps things in
+/// mean for it: its snapshot topic (`remember` is `None`: the latest state
+/// of every aggregate, however old) or its ledger topic (`remember` is how
+/// long it means to remember a handled input). An error where the topic
+/// would delete what the node must keep, a warning where it keeps less than
+/// the node means to, nothing where it is right or the broker does not say.
+pub fn kept_topic_settings(
+    remember: Option<Duration>,
+    settings: &BTreeMap<String, String>,
+) -> Result<Option<String>, String> {
+    let policy = settings.get("cleanup.policy").map(String::as_str);
+    let has = |word: &str| policy.is_some_and(|p| p.split(',').any(|w| w.trim() == word));
+    let retention_ms = settings
+        .get("retention.ms")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|ms| *ms >= 0);
+    match (remember, policy, retention_ms) {
+        (None, Some(p), _) if !has("compact") => Err(format!(
+            "cleanup.policy={p}: the state of an aggregate that has not changed for \
+             retention.ms would be deleted; a snapshot topic needs cleanup.policy=compact"
+        )),
+        (None, Some(p), Some(ms)) if has("delete") => Err(format!(
+            "cleanup.policy={p} with retention.ms={ms}: the state of an aggregate that has not \
+             changed for {ms} ms would be deleted; a snapshot topic needs cleanup.policy=compact \
+             or retention.ms=-1"
+        )),
+        (Some(keep), Some(_), Some(ms))
+            if has("delete") && u128::from(ms.unsigned_abs()) < keep.as_millis() =>
+        {
+            Ok(Some(format!(
+                "retention.ms={ms}: an input handled more than {ms} ms ago is forgotten, and \
+                 handled again if it comes again, where the node means to remember it {} s",
+                keep.as_secs()
+            )))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// `onex.snapshot.<producer>.<name><suffix>.v1`, as [`snapshot_topic`].
@@ -749,6 +789,81 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_kept_topic_that_would_delete_what_the_node_keeps_is_refused() {
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let day_ms = "86400000";
+        for (remember, pairs, expected) in [
+            // Snapshot topics.
+            (None, vec![("cleanup.policy", "compact")], Ok(false)),
+            (
+                None,
+                vec![("cleanup.policy", "delete"), ("retention.ms", day_ms)],
+                Err("compact"),
+            ),
+            (None, vec![("cleanup.policy", "delete")], Err("compact")),
+            (
+                None,
+                vec![
+                    ("cleanup.policy", "compact,delete"),
+                    ("retention.ms", day_ms),
+                ],
+                Err("-1"),
+            ),
+            (
+                None,
+                vec![
+                    ("cleanup.policy", "compact, delete"),
+                    ("retention.ms", "-1"),
+                ],
+                Ok(false),
+            ),
+            // What the broker does not say is not judged.
+            (None, vec![], Ok(false)),
+            // Ledger topics: what they delete, they would forget anyway
+            // unless it is younger than what the node remembers.
+            (
+                Some(week),
+                vec![
+                    ("cleanup.policy", "compact,delete"),
+                    ("retention.ms", "604800000"),
+                ],
+                Ok(false),
+            ),
+            (
+                Some(week),
+                vec![("cleanup.policy", "delete"), ("retention.ms", day_ms)],
+                Ok(true),
+            ),
+            (
+                Some(week),
+                vec![("cleanup.policy", "compact"), ("retention.ms", day_ms)],
+                Ok(false),
+            ),
+            (
+                Some(week),
+                vec![("cleanup.policy", "delete"), ("retention.ms", "-1")],
+                Ok(false),
+            ),
+        ] {
+            let got = kept_topic_settings(remember, &settings(&pairs));
+            match (expected, &got) {
+                (Ok(warns), Ok(warning)) => {
+                    assert_eq!(warning.is_some(), warns, "{pairs:?}: {got:?}")
+                }
+                (Err(says), Err(why)) => assert!(why.contains(says), "{pairs:?}: {why}"),
+                _ => panic!("{pairs:?}: {got:?}"),
+            }
+        }
+    }
     use crate::bus::memory::InMemoryBus;
     use serde_json::json;
 

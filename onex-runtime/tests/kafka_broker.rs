@@ -424,3 +424,27 @@ async fn records_written_in_one_batch_are_read_back_whole() {
     assert_eq!(values(tail), sent[45..], "the last five");
     bus.close().await.unwrap();
 }
+
+/// A snapshot topic an operator created with `cleanup.policy=delete` and a
+/// day's retention is refused at start-up (tansu reports the settings a
+/// topic was created with).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_topic_that_would_delete_state_is_refused() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+
+    conformance::a_snapshot_topic_that_would_delete_state_is_refused(&Broker, |topic| async move {
+        let admin: AdminClient<_> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .create()
+            .expect("admin client");
+        let new = NewTopic::new(&topic, 1, TopicReplication::Fixed(1))
+            .set("cleanup.policy", "delete")
+            .set("retention.ms", "86400000");
+        let created = admin
+            .create_topics([&new], &AdminOptions::new())
+            .await
+            .expect("create topics");
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+    })
+    .await;
+}

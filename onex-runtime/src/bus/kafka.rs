@@ -18,11 +18,12 @@
 //! before, so the inputs behind them stay uncommitted until they are
 //! (at-least-once, as for any retried publish).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -529,11 +530,16 @@ impl KafkaBus {
         .unwrap_or(false)
     }
 
+    /// An admin client with the bus's connection settings.
+    fn admin(&self) -> Result<AdminClient<QuietContext>, BusError> {
+        base_client_config(&self.inner.settings)
+            .create_with_context(QuietContext::default())
+            .map_err(config_error)
+    }
+
     /// Creates topics; one that exists already is fine.
     async fn create_topics(&self, new: &[NewTopic<'_>]) -> Result<(), BusError> {
-        let admin: AdminClient<QuietContext> = base_client_config(&self.inner.settings)
-            .create_with_context(QuietContext::default())
-            .map_err(config_error)?;
+        let admin = self.admin()?;
         let opts = AdminOptions::new()
             .operation_timeout(Some(Timeout::After(self.inner.settings.timeout)));
         let results = admin
@@ -971,6 +977,30 @@ impl EventBus for KafkaBus {
             topic: topic.to_string(),
             message: format!("{count} partitions"),
         })
+    }
+
+    async fn topic_config(&self, topic: &str) -> Result<BTreeMap<String, String>, BusError> {
+        validate_topic_name(topic)?;
+        let admin = self.admin()?;
+        let opts =
+            AdminOptions::new().request_timeout(Some(Timeout::After(self.inner.settings.timeout)));
+        let results = admin
+            .describe_configs(&[ResourceSpecifier::Topic(topic)], &opts)
+            .await
+            .map_err(connection_error)?;
+        let mut out = BTreeMap::new();
+        for result in results {
+            let resource = result.map_err(|e| BusError::NonRetriable {
+                topic: topic.to_string(),
+                message: format!("describing its settings failed: {e}"),
+            })?;
+            for entry in resource.entries {
+                if let Some(value) = entry.value {
+                    out.insert(entry.name, value);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn ensure_compacted_topic(

@@ -518,6 +518,16 @@ pub trait EventBus: Send + Sync + 'static {
     /// How many partitions `topic` has.
     async fn partition_count(&self, topic: &str) -> Result<i32, BusError>;
 
+    /// The settings of `topic` the broker reports (`cleanup.policy`,
+    /// `retention.ms`, ...), by name; empty where the bus has none to tell.
+    async fn topic_config(
+        &self,
+        topic: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, BusError> {
+        let _ = topic;
+        Ok(std::collections::BTreeMap::new())
+    }
+
     /// Creates `topic` as a compacted topic (`cleanup.policy=compact`) with
     /// `partitions` partitions, unless it exists. With `retention`, records
     /// older than that are deleted as well (`cleanup.policy=compact,delete`,

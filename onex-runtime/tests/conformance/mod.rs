@@ -497,6 +497,30 @@ fn spec_named(name: &str, input: &str, output: &str, max_retries: u32) -> NodeSp
     }
 }
 
+/// A node name no other scenario or run uses: its snapshot and ledger
+/// topics are its own.
+fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{}", &Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// Starts `service` on `bus`, which must fail (`why` says why it must)
+/// with an error that names each of `names`.
+async fn refused_start(
+    service: &Arc<NodeService>,
+    bus: &Arc<dyn EventBus>,
+    why: &str,
+    names: &[&str],
+) {
+    let text = service
+        .start(bus.clone(), false)
+        .await
+        .expect_err(why)
+        .to_string();
+    for name in names {
+        assert!(text.contains(name), "{name} is not named: {text}");
+    }
+}
+
 /// A node service for `spec` and `handler`, configured by `pairs`; not
 /// started.
 pub fn node_service<K: Into<String>, V: Into<String>>(
@@ -1307,8 +1331,7 @@ pub async fn copies_of_an_input_in_flight_at_once_are_handled_once(
 pub async fn a_node_that_may_not_create_topics_names_the_ledger_it_needs(b: &dyn Backend) {
     let bus = b.bus().await;
     let (t, _) = node_topics(b, &bus, &["strict", "strict-out"]).await;
-    let name = format!("node_strict_{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let spec = spec_named(&name, &t[0], &t[1], 0);
+    let spec = spec_named(&unique_name("node_strict"), &t[0], &t[1], 0);
     let ledger = onex_runtime::ledger::ledger_topic(&spec);
     let config = || {
         let mut pairs = b.node_config();
@@ -1317,15 +1340,13 @@ pub async fn a_node_that_may_not_create_topics_names_the_ledger_it_needs(b: &dyn
     };
     let handler = Echo::new(&t[1], 0, None);
     let service = node_service(spec.clone(), handler.clone(), config());
-    let err = service
-        .start(bus.clone(), false)
-        .await
-        .expect_err("no ledger topic, and none may be created");
-    let text = err.to_string();
-    assert!(
-        text.contains(&ledger) && text.contains("ONEX_CREATE_TOPICS=false"),
-        "{text}"
-    );
+    refused_start(
+        &service,
+        &bus,
+        "no ledger topic, and none may be created",
+        &[&ledger, "ONEX_CREATE_TOPICS=false"],
+    )
+    .await;
     assert!(bus.partition_count(&ledger).await.is_err(), "not created");
 
     b.create_topics(&bus, std::slice::from_ref(&ledger)).await;
@@ -1365,7 +1386,7 @@ pub async fn a_broadcast_reaches_every_instance_of_a_node_with_a_ledger(b: &dyn 
     let broadcast = format!("{environment}.broadcast");
     b.create_topics(&bus, std::slice::from_ref(&broadcast))
         .await;
-    let name = format!("node_many_{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let name = unique_name("node_many");
     let start = |handler: Arc<Echo>| {
         let service = node_service(spec_named(&name, &t[0], &t[1], 0), handler, pairs.clone());
         let bus = bus.clone();
@@ -1402,8 +1423,7 @@ pub async fn an_input_is_told_by_the_event_id_it_carries_else_by_its_fields(b: &
     let (t, _) = node_topics(b, &bus, &["carried", "carried-out"]).await;
     // A ledger of its own: the keys of the records without an id are the
     // same in every run, and a broker outlives a run.
-    let name = format!("node_carried_{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let mut s = spec_named(&name, &t[0], &t[1], 0);
+    let mut s = spec_named(&unique_name("node_carried"), &t[0], &t[1], 0);
     s.idempotency = Some(onex_runtime::Idempotency::EventIdElseFields(vec![
         "n".into()
     ]));
@@ -1736,6 +1756,38 @@ impl Reduce for Doubling {
         let pad = event.envelope.payload["pad"].clone();
         Ok(json!({"inputs": inputs, "pad": pad, "copy": pad}))
     }
+}
+
+/// A snapshot topic someone else created with `cleanup.policy=delete` (a
+/// cluster's default) would delete the state of every aggregate that did
+/// not change for its retention: the node does not start, and says which
+/// topic and which setting. `create_deleting` creates the topic so, before
+/// the node starts. Needs a broker that reports a topic's settings.
+pub async fn a_snapshot_topic_that_would_delete_state_is_refused<F, Fut>(
+    b: &dyn Backend,
+    create_deleting: F,
+) where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let bus = b.bus().await;
+    let (t, _) = node_topics(b, &bus, &["deleting", "deleting-out"]).await;
+    let spec = NodeSpec {
+        kind: NodeKind::Reducer,
+        idempotency: None,
+        ..spec_named(&unique_name("node_deleting"), &t[0], &t[1], 0)
+    };
+    let snapshot = onex_runtime::state::snapshot_topic(&spec);
+    create_deleting(snapshot.clone()).await;
+    let handler = Arc::new(JsonReducer::<Doubling, Doubling>::new(Doubling));
+    let service = node_service(spec, handler, b.node_config());
+    refused_start(
+        &service,
+        &bus,
+        "the snapshot topic would delete state",
+        &[&snapshot, "cleanup.policy=delete"],
+    )
+    .await;
 }
 
 /// How far below the bus's limit [`Doubling`]'s state is made to be. The
