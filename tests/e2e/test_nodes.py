@@ -746,9 +746,19 @@ class ComputeNode(NodeE2E, unittest.TestCase):
         output per input, and the input sent after the restart is answered.
         (Should a commit land between the answers and the kill, nothing is
         delivered again: another batch is sent, up to 3 times.)"""
+        self.sigkill_after_answers_then_restart({}, keyed=False)
+
+    def test_9c_sigkill_after_answers_then_restart_many_in_flight(self):
+        """The same with KAFKA_MAX_IN_FLIGHT=100 and each input under a key
+        of its own: the node handles many at once, each recorded in the
+        ledger before it is acknowledged, and after the SIGKILL and the
+        restart every input delivered again is skipped all the same."""
+        self.sigkill_after_answers_then_restart({"KAFKA_MAX_IN_FLIGHT": "100"}, keyed=True)
+
+    def sigkill_after_answers_then_restart(self, extra_env, keyed):
         self.stop_running_nodes()
         instance = f"e2e-compute-killed-{uuid.uuid4()}"
-        env = {"ONEX_INSTANCE_ID": instance}
+        env = {"ONEX_INSTANCE_ID": instance, **extra_env}
         outputs = self.reader(*self.PUBLISH)
         cids = {}
         for attempt in range(3):
@@ -758,7 +768,8 @@ class ComputeNode(NodeE2E, unittest.TestCase):
             batch = [envelope("demo.word-count-requested", {"text": f"batch {attempt} input {i}"})
                      for i in range(20)]
             cids.update((e["correlation_id"], e) for e in batch)
-            self.client.send_envelopes(self.SUBSCRIBE, [(e, None) for e in batch])
+            self.client.send_envelopes(
+                self.SUBSCRIBE, [(e, e["event_id"] if keyed else None) for e in batch])
             deadline = time.monotonic() + 60
             while set(outputs_by_input(outputs, cids)) != set(cids):
                 if time.monotonic() > deadline:
@@ -784,7 +795,7 @@ class ComputeNode(NodeE2E, unittest.TestCase):
                          "inputs answered more than once")
         skipped = self.duplicates_skipped(node)
         self.assertGreater(skipped, 0, "inputs delivered again after the restart")
-        print(f"\n  compute: killed with {len(cids)} inputs answered (committed offsets "
+        print(f"\n  compute {extra_env or ''}: killed with {len(cids)} inputs answered (committed offsets "
               f"{committed}, log end {ends}); after the restart {skipped} delivered again, "
               f"all skipped: 0 answered twice", file=sys.stderr)
         self.assertEqual(node.terminate(timeout=10), 0, node.tail())
