@@ -142,7 +142,7 @@ pub fn kept_topic_settings(
              or retention.ms=-1"
         )),
         (Some(keep), Some(_), Some(ms))
-            if has("delete") && u128::from(ms.unsigned_abs()) < keep.as_millis() =>
+            if has("delete") && Duration::from_millis(ms.unsigned_abs()) < keep =>
         {
             Ok(Some(format!(
                 "retention.ms={ms}: an input handled more than {ms} ms ago is forgotten, and \
@@ -789,6 +789,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::memory::InMemoryBus;
+    use serde_json::json;
 
     fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -864,8 +866,6 @@ mod tests {
             }
         }
     }
-    use crate::bus::memory::InMemoryBus;
-    use serde_json::json;
 
     fn event(offset: i64) -> InboundEvent {
         let mut e = crate::testing::inbound("in", "t", json!({}));

@@ -19,6 +19,7 @@ pub mod kafka;
 mod kafka_log;
 pub mod memory;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -520,12 +521,8 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// The settings of `topic` the broker reports (`cleanup.policy`,
     /// `retention.ms`, ...), by name; empty where the bus has none to tell.
-    async fn topic_config(
-        &self,
-        topic: &str,
-    ) -> Result<std::collections::BTreeMap<String, String>, BusError> {
-        let _ = topic;
-        Ok(std::collections::BTreeMap::new())
+    async fn topic_config(&self, _topic: &str) -> Result<BTreeMap<String, String>, BusError> {
+        Ok(BTreeMap::new())
     }
 
     /// Creates `topic` as a compacted topic (`cleanup.policy=compact`) with
