@@ -20,32 +20,7 @@ pub struct Origin {
     pub position: Position,
 }
 
-/// The four node kinds onex-gen generates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NodeKind {
-    Effect,
-    Compute,
-    Reducer,
-    Orchestrator,
-}
-
-impl NodeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeKind::Effect => "effect",
-            NodeKind::Compute => "compute",
-            NodeKind::Reducer => "reducer",
-            NodeKind::Orchestrator => "orchestrator",
-        }
-    }
-}
-
-impl fmt::Display for NodeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::kind::NodeKind;
 
 /// Names a node cannot have: the crate onex-gen generates is named after
 /// the node, and its binary could not tell it from a crate of the same

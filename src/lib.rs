@@ -26,5 +26,10 @@ pub mod yaml;
 #[path = "../onex-runtime/src/bus_env.rs"]
 pub mod bus_env;
 
+/// The four node kinds: the same file onex-runtime compiles, so a contract
+/// can name exactly the kinds the runtime runs.
+#[path = "../onex-runtime/src/kind.rs"]
+pub mod kind;
+
 /// The generator version recorded in every @generated header and manifest.
 pub const GENERATOR_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -22,6 +22,7 @@ pub mod headers;
 pub mod health;
 pub mod http;
 pub mod introspection;
+mod kind;
 pub mod ledger;
 pub mod metrics;
 pub mod names;

@@ -35,6 +35,7 @@ use uuid::Uuid;
 
 pub use crate::breaker::CircuitBreakerSettings;
 pub use crate::headers::Headers;
+pub use crate::kind::NodeKind;
 pub use crate::retry::RetrySettings;
 
 use crate::breaker::CircuitBreaker;
@@ -53,37 +54,6 @@ use crate::state::{
     StateContext, StateKeeper,
 };
 use crate::topic::{reply_topic_refusal, TopicNamer};
-
-/// The four ONEX node kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeKind {
-    /// Side effects (I/O).
-    Effect,
-    /// Pure computation.
-    Compute,
-    /// State reduction.
-    Reducer,
-    /// Workflow coordination.
-    Orchestrator,
-}
-
-impl NodeKind {
-    /// `effect`, `compute`, `reducer` or `orchestrator`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeKind::Effect => "effect",
-            NodeKind::Compute => "compute",
-            NodeKind::Reducer => "reducer",
-            NodeKind::Orchestrator => "orchestrator",
-        }
-    }
-}
-
-impl fmt::Display for NodeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// How duplicates are recognised.
 #[derive(Debug, Clone, PartialEq, Eq)]
