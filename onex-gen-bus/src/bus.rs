@@ -489,12 +489,7 @@ mod tests {
         run_on(
             &bus,
             &namer,
-            BusCommand::Consume {
-                topic: "onex.evt.t.x.v1".into(),
-                group: None,
-                max: Some(2),
-                idle_secs: 5,
-            },
+            consume("onex.evt.t.x.v1", Some(2), 5),
             &mut out,
         )
         .await
@@ -532,12 +527,7 @@ mod tests {
         .with_raw_headers(raw);
         bus.send(message.record()).await.unwrap();
         let mut out = Vec::new();
-        let consume = BusCommand::Consume {
-            topic: "onex.evt.t.hops.v1".into(),
-            group: None,
-            max: Some(1),
-            idle_secs: 5,
-        };
+        let consume = consume("onex.evt.t.hops.v1", Some(1), 5);
         run_on(&bus, &TopicNamer::default(), consume, &mut out)
             .await
             .unwrap();
@@ -586,19 +576,9 @@ mod tests {
         assert_eq!(l[0]["to"], "onex.evt.t.in.v1");
         assert_eq!(l[1]["replayed"], 0);
         let mut out = Vec::new();
-        run_on(
-            &bus,
-            &namer,
-            BusCommand::Consume {
-                topic: "onex.evt.t.in.v1".into(),
-                group: None,
-                max: None,
-                idle_secs: 1,
-            },
-            &mut out,
-        )
-        .await
-        .unwrap();
+        run_on(&bus, &namer, consume("onex.evt.t.in.v1", None, 1), &mut out)
+            .await
+            .unwrap();
         assert!(out.is_empty(), "dry run published nothing");
 
         let mut out = Vec::new();
@@ -608,19 +588,9 @@ mod tests {
         );
         assert_eq!(lines(&out).last().unwrap()["replayed"], 1);
         let mut out = Vec::new();
-        run_on(
-            &bus,
-            &namer,
-            BusCommand::Consume {
-                topic: "onex.evt.t.in.v1".into(),
-                group: None,
-                max: None,
-                idle_secs: 1,
-            },
-            &mut out,
-        )
-        .await
-        .unwrap();
+        run_on(&bus, &namer, consume("onex.evt.t.in.v1", None, 1), &mut out)
+            .await
+            .unwrap();
         let back = lines(&out);
         assert_eq!(back.len(), 1);
         assert_eq!(back[0]["envelope"]["correlation_id"], keep.to_string());
@@ -680,6 +650,17 @@ mod tests {
             group: Some(group.into()),
             max,
             idle_secs: 1,
+        }
+    }
+
+    /// `bus consume TOPIC` without a group: at most `max` records, until
+    /// none has come for `idle_secs`.
+    fn consume(topic: &str, max: Option<usize>, idle_secs: u64) -> BusCommand {
+        BusCommand::Consume {
+            topic: topic.into(),
+            group: None,
+            max,
+            idle_secs,
         }
     }
 
@@ -811,12 +792,7 @@ mod tests {
             lines(&out)
         );
         let mut out = Vec::new();
-        let consume = BusCommand::Consume {
-            topic: "onex.evt.t.in.v1".into(),
-            group: None,
-            max: None,
-            idle_secs: 1,
-        };
+        let consume = consume("onex.evt.t.in.v1", None, 1);
         run_on(&bus, &namer, consume, &mut out).await.unwrap();
         let back = lines(&out);
         assert_eq!(back.len(), 1);

@@ -20,8 +20,7 @@ use onex_runtime::{Envelope, EventSource};
 use serde_json::Value;
 
 use crate::serve::{
-    GenerationRequest, RequestOptions, RuntimeOption, ServeTopics, COMPLETED_TOPIC, FAILED_TOPIC,
-    REQUEST_EVENT_TYPE, REQUEST_TOPIC,
+    GenerationRequest, RequestOptions, RuntimeOption, ServeTopics, REQUEST_EVENT_TYPE,
 };
 
 /// The service's answer.
@@ -160,12 +159,8 @@ pub struct RequestArgs {
     /// Ask for a path dependency on the service's runtime instead of a vendored copy.
     #[arg(long)]
     pub runtime_path: bool,
-    #[arg(long, default_value = REQUEST_TOPIC)]
-    pub request_topic: String,
-    #[arg(long, default_value = COMPLETED_TOPIC)]
-    pub completed_topic: String,
-    #[arg(long, default_value = FAILED_TOPIC)]
-    pub failed_topic: String,
+    #[command(flatten)]
+    pub topics: ServeTopics,
     /// Print the answer's envelope as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -191,11 +186,7 @@ pub fn run_cli(args: RequestArgs) -> anyhow::Result<u8> {
         source.set("KAFKA_BOOTSTRAP_SERVERS", s.clone());
     }
     let config = RuntimeConfig::from_source(&source)?;
-    let topics = ServeTopics {
-        request: args.request_topic.clone(),
-        completed: args.completed_topic.clone(),
-        failed: args.failed_topic.clone(),
-    };
+    let topics = args.topics.clone();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let bus = KafkaBus::connect(

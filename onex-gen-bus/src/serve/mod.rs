@@ -76,11 +76,18 @@ pub const DEFAULT_GROUP: &str = "onex-gen.serve";
 /// The service's node name (introspection, health, metrics).
 pub const SERVICE_NODE_NAME: &str = "onex_gen_serve";
 
-/// The topics the service uses (logical names; the prefix is applied).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The topics the service uses (logical names; the prefix is applied), and
+/// the flags of `serve` and `request` that name them.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct ServeTopics {
+    /// Topic generation requests are sent to.
+    #[arg(long = "request-topic", value_name = "TOPIC", default_value = REQUEST_TOPIC)]
     pub request: String,
+    /// Topic a completed generation is announced on.
+    #[arg(long = "completed-topic", value_name = "TOPIC", default_value = COMPLETED_TOPIC)]
     pub completed: String,
+    /// Topic a failed generation is announced on.
+    #[arg(long = "failed-topic", value_name = "TOPIC", default_value = FAILED_TOPIC)]
     pub failed: String,
 }
 
@@ -533,12 +540,8 @@ pub struct ServeArgs {
     /// Consumer group shared by the service's processes.
     #[arg(long, default_value = DEFAULT_GROUP)]
     pub group: String,
-    #[arg(long, default_value = REQUEST_TOPIC)]
-    pub request_topic: String,
-    #[arg(long, default_value = COMPLETED_TOPIC)]
-    pub completed_topic: String,
-    #[arg(long, default_value = FAILED_TOPIC)]
-    pub failed_topic: String,
+    #[command(flatten)]
+    pub topics: ServeTopics,
     /// Largest contract accepted, in bytes.
     #[arg(long, default_value_t = request::DEFAULT_MAX_CONTRACT_BYTES)]
     pub max_contract_bytes: usize,
@@ -563,11 +566,7 @@ impl ServeArgs {
     pub fn config(&self) -> ServeConfig {
         ServeConfig {
             output_root: self.output_root.clone(),
-            topics: ServeTopics {
-                request: self.request_topic.clone(),
-                completed: self.completed_topic.clone(),
-                failed: self.failed_topic.clone(),
-            },
+            topics: self.topics.clone(),
             consumer_group: self.consumer_group(),
             max_contract_bytes: self.max_contract_bytes,
             generator: GeneratorSettings {
