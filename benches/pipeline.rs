@@ -19,11 +19,14 @@
 //! changes the corpus; `BENCH_RUNS` the number of runs (default 10). Prints
 //! a Markdown table of medians.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use onex_gen::fileset::FileSet;
-use onex_gen::pipeline::{run_jobs, Destination, Job, RuntimeChoice};
+use onex_gen::pipeline::run_jobs;
 use onex_gen::stages::validate::load;
 use onex_gen::stages::write::{write, WriteOptions};
 use sha2::{Digest, Sha256};
@@ -32,29 +35,7 @@ fn corpus() -> Vec<PathBuf> {
     let dir = std::env::var_os("ONEX_CONTRACTS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/onex-contracts"));
-    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .map(|e| e.into_path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
-    files.sort();
-    files
-}
-
-fn jobs(contracts: &[PathBuf], out: &Path) -> Vec<Job> {
-    contracts
-        .iter()
-        .enumerate()
-        .map(|(i, c)| Job {
-            contract: c.clone(),
-            destination: Destination::Exact(out.join(i.to_string())),
-            runtime: RuntimeChoice::Path(
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("onex-runtime"),
-            ),
-            template_dir: None,
-        })
-        .collect()
+    common::contract_files(&dir)
 }
 
 fn median(runs: usize, mut f: impl FnMut()) -> Duration {
@@ -122,7 +103,7 @@ fn main() {
     let scratch = tempfile::tempdir().expect("a temp folder");
     let out = scratch.path().join("crates");
 
-    let generated: Vec<FileSet> = run_jobs(&jobs(&contracts, &out), false)
+    let generated: Vec<FileSet> = run_jobs(&common::path_jobs(&contracts, &out), false)
         .into_iter()
         .map(|r| {
             r.expect("every corpus contract generates")
@@ -138,11 +119,11 @@ fn main() {
         }
     });
     let generate = median(runs, || {
-        std::hint::black_box(run_jobs(&jobs(&contracts, &out), false));
+        std::hint::black_box(run_jobs(&common::path_jobs(&contracts, &out), false));
     });
     std::env::set_var("ONEX_GEN_CACHE", "off");
     let generate_cold = median(runs, || {
-        std::hint::black_box(run_jobs(&jobs(&contracts, &out), false));
+        std::hint::black_box(run_jobs(&common::path_jobs(&contracts, &out), false));
     });
     std::env::remove_var("ONEX_GEN_CACHE");
     let mut n = 0;
@@ -153,7 +134,7 @@ fn main() {
     let new = median(runs, || {
         n += 1;
         let dest = scratch.path().join(format!("new{n}"));
-        let gens: Vec<_> = run_jobs(&jobs(&contracts, &dest), false)
+        let gens: Vec<_> = run_jobs(&common::path_jobs(&contracts, &dest), false)
             .into_iter()
             .map(|r| r.expect("generates"))
             .collect();
@@ -166,7 +147,7 @@ fn main() {
 
     // The drift check runs over crates written once, with their manifests.
     let checked = scratch.path().join("checked");
-    let gens: Vec<_> = run_jobs(&jobs(&contracts, &checked), false)
+    let gens: Vec<_> = run_jobs(&common::path_jobs(&contracts, &checked), false)
         .into_iter()
         .map(|r| r.expect("generates"))
         .collect();

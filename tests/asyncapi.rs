@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use onex_gen::pipeline::{run_jobs, Destination, Job, RuntimeChoice};
+use onex_gen::pipeline::run_jobs;
 use onex_gen::yaml::{load_str, Limits};
 
 fn root() -> PathBuf {
@@ -53,30 +53,9 @@ fn golden_asyncapi_documents_are_valid() {
 #[test]
 fn corpus_asyncapi_documents_are_valid() {
     let corpus = common::shared_corpus();
-    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&corpus)
-        .into_iter()
-        .filter_map(Result::ok)
-        .map(|e| e.into_path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
-    files.sort();
+    let files = common::contract_files(&corpus);
     assert_eq!(files.len(), 61, "contracts under {}", corpus.display());
-    let jobs: Vec<Job> = files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| Job {
-            contract: f.clone(),
-            destination: Destination::Exact(
-                std::env::temp_dir()
-                    .join("onex-gen-asyncapi")
-                    .join(i.to_string()),
-            ),
-            runtime: RuntimeChoice::Path(
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("onex-runtime"),
-            ),
-            template_dir: None,
-        })
-        .collect();
+    let jobs = common::path_jobs(&files, &std::env::temp_dir().join("onex-gen-asyncapi"));
     let v = validator();
     let mut errors = Vec::new();
     for (file, result) in files.iter().zip(run_jobs(&jobs, false)) {

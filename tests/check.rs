@@ -11,10 +11,7 @@ fn contract() -> String {
 }
 
 fn setup() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("contract.yaml"), contract()).unwrap();
-    let o = onex_gen(tmp.path(), &["new", "contract.yaml", "-o", "out"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let tmp = common::generated_effect("check");
     (tmp, PathBuf::from("out/node_check_effect"))
 }
 

@@ -5,10 +5,12 @@
 //! `ONEX_CONTRACTS_DIR`, so any folder of contracts can be checked the same
 //! way. Building the generated crates is `scripts/corpus-build.sh`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use onex_gen::contract::{CircuitBreakerPolicy, Contract, Idempotency, NodeKind, RetryPolicy};
-use onex_gen::pipeline::{run_jobs, Destination, Generation, Job, RuntimeChoice};
+use onex_gen::pipeline::{run_jobs, Generation};
 
 fn corpus_dir() -> PathBuf {
     match std::env::var_os("ONEX_CONTRACTS_DIR") {
@@ -17,38 +19,10 @@ fn corpus_dir() -> PathBuf {
     }
 }
 
-fn contract_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(corpus_dir())
-        .into_iter()
-        .filter_map(Result::ok)
-        .map(|e| e.into_path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
-    files.sort();
-    files
-}
-
 /// Generates every corpus contract in memory (nothing is written).
 fn generate_all() -> Vec<(PathBuf, Generation)> {
-    let files = contract_files();
-    assert!(
-        !files.is_empty(),
-        "no contracts under {}",
-        corpus_dir().display()
-    );
-    let out = std::env::temp_dir().join("onex-gen-corpus-test");
-    let jobs: Vec<Job> = files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| Job {
-            contract: f.clone(),
-            destination: Destination::Exact(out.join(i.to_string())),
-            runtime: RuntimeChoice::Path(
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("onex-runtime"),
-            ),
-            template_dir: None,
-        })
-        .collect();
+    let files = common::contract_files(&corpus_dir());
+    let jobs = common::path_jobs(&files, &std::env::temp_dir().join("onex-gen-corpus-test"));
     let mut failures = Vec::new();
     let mut generated = Vec::new();
     for (file, result) in files.iter().zip(run_jobs(&jobs, false)) {

@@ -18,17 +18,6 @@ fn corpus_dir() -> PathBuf {
     common::shared_corpus()
 }
 
-fn contract_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(corpus_dir())
-        .into_iter()
-        .filter_map(Result::ok)
-        .map(|e| e.into_path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
-    files.sort();
-    files
-}
-
 fn corpus(name: &str) -> Validated {
     let path = corpus_dir().join(name);
     match load(&path) {
@@ -39,12 +28,7 @@ fn corpus(name: &str) -> Validated {
 
 #[test]
 fn every_corpus_contract_validates() {
-    let files = contract_files();
-    assert!(
-        !files.is_empty(),
-        "no contracts under {}",
-        corpus_dir().display()
-    );
+    let files = common::contract_files(&corpus_dir());
     let mut failures = Vec::new();
     let mut kinds = std::collections::BTreeMap::new();
     for f in &files {

@@ -11,10 +11,10 @@
 //! --nocapture`. The sampled contracts are printed, so a failure can be
 //! reproduced from the output.
 
+mod common;
 mod forms;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use onex_gen::pipeline::{self, GenerateOptions, RuntimeChoice};
@@ -26,26 +26,9 @@ fn root() -> PathBuf {
 }
 
 fn cargo(dir: &Path, args: &[&str]) {
-    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(args)
-        .current_dir(dir)
-        .env(
-            "CARGO_TARGET_DIR",
-            std::env::var_os("ONEX_NODES_TARGET")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root().join("target/nodes")),
-        )
-        .env_remove("RUSTFLAGS")
-        .output()
-        .expect("running cargo");
-    assert!(
-        out.status.success(),
-        "`cargo {}` in {} failed:\n{}{}",
-        args.join(" "),
-        dir.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = common::cargo(dir, args) {
+        panic!("{e}");
+    }
 }
 
 #[test]

@@ -14,8 +14,9 @@
 //! `cargo test --test golden_build -- --nocapture`. Set
 //! `GOLDEN_ONLY=<stem>[,<stem>...]` to build only some crates.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::PathBuf;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -41,34 +42,7 @@ fn golden_crates() -> Vec<PathBuf> {
     out
 }
 
-/// The target folder every generated crate of the test suite builds in.
-fn nodes_target() -> PathBuf {
-    std::env::var_os("ONEX_NODES_TARGET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/nodes"))
-}
-
-fn cargo(dir: &Path, args: &[&str]) -> Result<(), String> {
-    let target = nodes_target();
-    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(args)
-        .current_dir(dir)
-        .env("CARGO_TARGET_DIR", &target)
-        .env_remove("RUSTFLAGS")
-        .output()
-        .map_err(|e| format!("running cargo: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`cargo {}` in {} failed:\n{}{}",
-            args.join(" "),
-            dir.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
+use common::{cargo, nodes_target};
 
 #[test]
 fn every_golden_crate_lints_is_formatted_and_passes_its_tests() {

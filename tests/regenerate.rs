@@ -14,10 +14,7 @@ fn contract() -> String {
 
 /// A temp folder with `contract.yaml`, and the crate generated from it into `out/`.
 fn setup() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("contract.yaml"), contract()).unwrap();
-    let o = onex_gen(tmp.path(), &["new", "contract.yaml", "-o", "out"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let tmp = common::generated_effect("regen");
     let dir = tmp.path().join("out/node_regen_effect");
     assert!(dir.join(".onex-gen/manifest.json").is_file());
     (tmp, dir)

@@ -14,6 +14,8 @@
 //! `UPDATE_EXPECT=1 cargo test --test stage_model_render` rewrites the
 //! expectations.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use onex_gen::fileset::FileSet;
@@ -22,19 +24,10 @@ use onex_gen::stages::render::{render, RenderOptions, RuntimeSource};
 use onex_gen::stages::validate::load;
 use onex_gen::stages::wiring::wire;
 
+use common::stage_cases;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cases(dir: &str) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
-        .unwrap_or_else(|e| panic!("{dir}: {e}"))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml") || p.is_dir())
-        .collect();
-    out.sort();
-    assert!(!out.is_empty(), "no cases in {dir}");
-    out
 }
 
 /// The model of a case, with the contract path as the repository sees it.
@@ -104,7 +97,7 @@ fn expect(path: &Path, actual: &str) {
 
 #[test]
 fn stage_3_model_cases() {
-    for case in cases("stages/3-model/ok") {
+    for case in stage_cases("stages/3-model/ok") {
         let model = model_of(&case);
         let mut json = serde_json::to_value(&model).expect("a model serialises");
         json.as_object_mut().expect("an object").remove("contract");
@@ -115,7 +108,7 @@ fn stage_3_model_cases() {
 
 #[test]
 fn stage_4_render_cases() {
-    for case in cases("stages/4-render/ok") {
+    for case in stage_cases("stages/4-render/ok") {
         let files = render(&model_of(&case), &options(None))
             .unwrap_or_else(|e| panic!("{}: {e}", case.display()));
         expect(
@@ -127,7 +120,7 @@ fn stage_4_render_cases() {
 
 #[test]
 fn stage_4_5_wiring_cases() {
-    for case in cases("stages/4.5-wiring/ok") {
+    for case in stage_cases("stages/4.5-wiring/ok") {
         let model = model_of(&case);
         let before = render(&model, &options(None)).expect("stage 4 renders");
         let after = wire(before.clone(), &model, &options(None)).expect("stage 4.5 wires");
@@ -151,14 +144,14 @@ fn error_case(
 
 #[test]
 fn stage_4_render_error_cases() {
-    for case in cases("stages/4-render/err") {
+    for case in stage_cases("stages/4-render/err") {
         error_case(&case, render);
     }
 }
 
 #[test]
 fn stage_4_5_wiring_error_cases() {
-    for case in cases("stages/4.5-wiring/err") {
+    for case in stage_cases("stages/4.5-wiring/err") {
         error_case(&case, |model, opts| {
             wire(render(model, &options(None))?, model, opts)
         });
@@ -196,7 +189,7 @@ fn files_refer_only_to_generated_modules() {
         "stages/4.5-wiring/ok",
         "contracts",
     ] {
-        contracts.extend(cases(dir).into_iter().filter(|p| p.is_file()));
+        contracts.extend(stage_cases(dir).into_iter().filter(|p| p.is_file()));
     }
     for contract in contracts {
         let model = model_of(&contract);

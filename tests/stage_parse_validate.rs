@@ -9,6 +9,8 @@
 //! `UPDATE_EXPECT=1 cargo test --test stage_parse_validate` rewrites the
 //! expectations.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -16,19 +18,10 @@ use onex_gen::stages::parse::parse;
 use onex_gen::stages::validate::validate;
 use onex_gen::yaml::{Node, Value};
 
+use common::stage_cases;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cases(dir: &str) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
-        .unwrap_or_else(|e| panic!("{dir}: {e}"))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    out.sort();
-    assert!(!out.is_empty(), "no cases in {dir}");
-    out
 }
 
 /// The case path relative to the repository root, so diagnostics are stable.
@@ -92,7 +85,7 @@ fn finish(failures: Vec<String>) {
 #[test]
 fn parse_ok_cases() {
     let mut failures = Vec::new();
-    for case in cases("stages/1-parse/ok") {
+    for case in stage_cases("stages/1-parse/ok") {
         let bytes = std::fs::read(&case).unwrap();
         let raw = match parse(&rel(&case), &bytes) {
             Ok(r) => r,
@@ -114,7 +107,7 @@ fn parse_ok_cases() {
 #[test]
 fn parse_err_cases() {
     let mut failures = Vec::new();
-    for case in cases("stages/1-parse/err") {
+    for case in stage_cases("stages/1-parse/err") {
         let bytes = std::fs::read(&case).unwrap();
         match parse(&rel(&case), &bytes) {
             Ok(_) => failures.push(format!(
@@ -134,7 +127,7 @@ fn parse_err_cases() {
 #[test]
 fn validate_ok_cases() {
     let mut failures = Vec::new();
-    for case in cases("stages/2-validate/ok") {
+    for case in stage_cases("stages/2-validate/ok") {
         let bytes = std::fs::read(&case).unwrap();
         let result = parse(&rel(&case), &bytes).and_then(|raw| validate(&raw));
         match result {
@@ -153,7 +146,7 @@ fn validate_ok_cases() {
 #[test]
 fn validate_err_cases() {
     let mut failures = Vec::new();
-    for case in cases("stages/2-validate/err") {
+    for case in stage_cases("stages/2-validate/err") {
         let bytes = std::fs::read(&case).unwrap();
         match parse(&rel(&case), &bytes).and_then(|raw| validate(&raw)) {
             Ok(_) => failures.push(format!(
@@ -184,9 +177,9 @@ mod never_panics {
 
     /// Fixture contracts plus a few real ones, as seeds for mutation.
     fn seeds() -> Vec<Vec<u8>> {
-        let mut out: Vec<Vec<u8>> = cases("stages/2-validate/ok")
+        let mut out: Vec<Vec<u8>> = stage_cases("stages/2-validate/ok")
             .into_iter()
-            .chain(cases("stages/2-validate/err"))
+            .chain(stage_cases("stages/2-validate/err"))
             .filter_map(|p| std::fs::read(p).ok())
             .collect();
         let corpus = root().join("../shared/onex-contracts");

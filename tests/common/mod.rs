@@ -30,6 +30,17 @@ io_operations:
     )
 }
 
+/// A temp folder holding `contract.yaml` ([`effect_contract`] of `area`)
+/// and the crate `onex-gen new` generated from it, in
+/// `out/node_<area>_effect`.
+pub fn generated_effect(area: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("contract.yaml"), effect_contract(area)).unwrap();
+    let o = onex_gen(tmp.path(), &["new", "contract.yaml", "-o", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    tmp
+}
+
 /// Runs the built `onex-gen` in `cwd`.
 pub fn onex_gen(cwd: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_onex-gen"))
@@ -73,4 +84,80 @@ pub fn shared_corpus() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// The contract files under `dir`, found as `onex-gen new DIR` finds them.
+pub fn contract_files(dir: &Path) -> Vec<PathBuf> {
+    let files = onex_gen::stages::parse::contract_files(&[dir.to_path_buf()]);
+    assert!(
+        files.iter().all(|f| f.is_file()),
+        "no contracts under {}",
+        dir.display()
+    );
+    files
+}
+
+/// One job per contract, each crate in its own folder under `out`, on a
+/// path dependency on this repository's runtime.
+pub fn path_jobs(contracts: &[PathBuf], out: &Path) -> Vec<onex_gen::pipeline::Job> {
+    use onex_gen::pipeline::{Destination, Job, RuntimeChoice};
+    contracts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Job {
+            contract: c.clone(),
+            destination: Destination::Exact(out.join(i.to_string())),
+            runtime: RuntimeChoice::Path(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("onex-runtime"),
+            ),
+            template_dir: None,
+        })
+        .collect()
+}
+
+/// The target folder every generated crate of the test suite builds in
+/// (`ONEX_NODES_TARGET`, default `target/nodes`).
+pub fn nodes_target() -> PathBuf {
+    std::env::var_os("ONEX_NODES_TARGET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/nodes"))
+}
+
+/// Runs `cargo ARGS` in the generated crate `dir`, in [`nodes_target`];
+/// its output when it fails.
+pub fn cargo(dir: &Path, args: &[&str]) -> Result<(), String> {
+    let target = nodes_target();
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`cargo {}` in {} failed:\n{}{}",
+            args.join(" "),
+            dir.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// The cases of one stage folder (`stages/<stage>/ok`, `.../err`), sorted:
+/// each a `.yaml` contract, or a folder holding one with the files it
+/// needs (templates, for the render and wiring stages).
+pub fn stage_cases(dir: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml") || p.is_dir())
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no cases in {dir}");
+    out
 }
