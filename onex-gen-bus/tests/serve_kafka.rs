@@ -85,6 +85,16 @@ fn dlq(t: &ServeTopics) -> String {
     format!("{}.dlq", t.request)
 }
 
+/// The service's three topics and its dead-letter topic.
+fn every_topic(t: &ServeTopics) -> [String; 4] {
+    [
+        t.request.clone(),
+        t.completed.clone(),
+        t.failed.clone(),
+        dlq(t),
+    ]
+}
+
 async fn kafka(partitions: i32) -> Arc<dyn EventBus> {
     let mut s = KafkaSettings::new(bootstrap());
     s.auto_offset_reset = OffsetReset::Earliest;
@@ -404,14 +414,7 @@ async fn serve_end_to_end() {
     let t = topics(&run);
     let group = format!("onex-gen.serve.e2e-{run}");
     let bus = kafka(PARTITIONS).await;
-    bus.ensure_topics(&[
-        t.request.clone(),
-        t.completed.clone(),
-        t.failed.clone(),
-        dlq(&t),
-    ])
-    .await
-    .unwrap();
+    bus.ensure_topics(&every_topic(&t)).await.unwrap();
     let (seen, subs) = collect(
         &bus,
         &[t.completed.clone(), t.failed.clone(), dlq(&t)],
@@ -1055,14 +1058,7 @@ async fn serve_benchmark() {
     let t = topics(&run);
     let group = format!("onex-gen.serve.bench-{run}");
     let bus = kafka(4).await;
-    bus.ensure_topics(&[
-        t.request.clone(),
-        t.completed.clone(),
-        t.failed.clone(),
-        dlq(&t),
-    ])
-    .await
-    .unwrap();
+    bus.ensure_topics(&every_topic(&t)).await.unwrap();
     let runtime = Path::new(env!("CARGO_MANIFEST_DIR")).join("../onex-runtime");
     let mut procs = vec![
         spawn_serve("bench-a", work.path(), &root, &t, &group, Some(&runtime)),
