@@ -866,3 +866,35 @@ fn links_planted_as_staging_folders_are_never_followed() {
     let o = onex_gen(tmp.path(), &["check", "out"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// One run may write several crates of one node into one folder, each
+/// given its own folder (the library's exact destinations): staging one
+/// does not take another's stage for a killed run's leftovers, nor one of a
+/// folder whose name starts with its own.
+#[test]
+fn crates_of_one_node_in_one_folder_are_all_written() {
+    use onex_gen::pipeline::{run_jobs, Destination};
+    use onex_gen::stages::write::{write, WriteOptions};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("contract.yaml");
+    std::fs::write(&path, contract()).unwrap();
+    let out = tmp.path().join("out");
+    let mut jobs = common::path_jobs(&[path.clone(), path.clone(), path], &out);
+    jobs[2].destination = Destination::Exact(out.join("0-again"));
+    let gens: Vec<_> = run_jobs(&jobs, false)
+        .into_iter()
+        .map(|r| r.expect("generates"))
+        .collect();
+    write(&gens, &WriteOptions::default()).expect("writes every crate");
+    let mut entries: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["0", "0-again", "1"], "no stage left behind");
+    for dir in &entries {
+        let manifest = out.join(dir).join(".onex-gen/manifest.json");
+        assert!(manifest.is_file(), "{dir} was not written");
+    }
+}

@@ -575,9 +575,13 @@ struct Transaction {
     staging: Vec<tempfile::TempDir>,
 }
 
-/// The prefix of a crate's staging folders, beside the crate.
-fn stage_prefix(node_name: &str) -> String {
-    format!(".onex-gen-stage-{node_name}-")
+/// The prefix of the staging folders of the crate in `crate_dir`, beside
+/// it. Named after the crate's folder, not its node: one run may write two
+/// crates of one node into one folder (each given its folder), and each
+/// takes only its own stages for a killed run's leftovers.
+fn stage_prefix(crate_dir: &Path) -> String {
+    let name = crate_dir.file_name().unwrap_or_default().to_string_lossy();
+    format!(".onex-gen-stage-{name}-")
 }
 
 /// How a run holds the folders a crate is in: `new` holds them
@@ -770,9 +774,9 @@ impl Transaction {
         };
         let parent = parent_of(&crate_dir);
         self.create_dirs(&parent)?;
-        remove_stale_stages(&parent, &crate_dir, &p.node_name);
+        remove_stale_stages(&parent, &crate_dir);
         let stage = tempfile::Builder::new()
-            .prefix(&stage_prefix(&p.node_name))
+            .prefix(&stage_prefix(&crate_dir))
             .tempdir_in(&parent)
             .map_err(|e| GenError::io(&parent, e))?;
         let root = stage.path().join("crate");
@@ -892,13 +896,18 @@ fn parent_of(dir: &Path) -> PathBuf {
 /// is locked, so no other run is staging there). If a run
 /// died between the two renames of [`exchange`]'s fallback, the old crate
 /// is put back first.
-fn remove_stale_stages(parent: &Path, crate_dir: &Path, node_name: &str) {
-    let prefix = stage_prefix(node_name);
+fn remove_stale_stages(parent: &Path, crate_dir: &Path) {
+    let prefix = stage_prefix(crate_dir);
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
     for e in entries.flatten() {
-        if !e.file_name().to_string_lossy().starts_with(&prefix) {
+        // The rest is the stage's random suffix: a crate folder whose name
+        // merely starts with this one's (`x` and `x-y`) has stages of its own.
+        let name = e.file_name();
+        let ours =
+            (name.to_string_lossy().strip_prefix(&prefix)).is_some_and(|rest| !rest.contains('-'));
+        if !ours {
             continue;
         }
         // Only a real folder is a stage, and only a real folder in it the
