@@ -38,7 +38,8 @@
 //! `header_list` existed, and those of the ONEX Python services, replay
 //! from `headers`. `error_type` is one of
 //! `invalid_input`, `retriable`, `fatal`, `decode_error`, `timeout`,
-//! `circuit_open`, `publish_failed`, `state_too_large` (the state the
+//! `circuit_open`, `publish_failed` (the bus refused a result as it is;
+//! one it cannot take for now is published later instead), `state_too_large` (the state the
 //! input would leave is larger than the bus takes, so it was not applied)
 //! or `window_too_large` (the record of a closed aggregation window is
 //! larger than the bus takes, so it was never published: `original_topic`

@@ -17,7 +17,7 @@ type CounterField = fn(&Metrics) -> &AtomicU64;
 /// The counters [`Metrics`] keeps, in the order they are rendered: the name
 /// after its `onex_` prefix, the help text and the field that counts.
 #[rustfmt::skip]
-const COUNTERS: [(&str, &str, CounterField); 8] = [
+const COUNTERS: [(&str, &str, CounterField); 9] = [
     ("events_consumed_total", "Messages handed to a subscriber.", |m| &m.consumed),
     ("events_published_total", "Messages published.", |m| &m.published),
     ("events_publish_failed_total", "Publishes that failed for good.", |m| &m.publish_failed),
@@ -26,6 +26,7 @@ const COUNTERS: [(&str, &str, CounterField); 8] = [
     ("events_dead_lettered_total", "Messages sent to a dead-letter topic.", |m| &m.dead_lettered),
     ("duplicates_skipped_total", "Duplicate messages skipped.", |m| &m.duplicates_skipped),
     ("producer_rebuilds_total", "Producers replaced after a fatal error.", |m| &m.producer_rebuilds),
+    ("partitions_revoked_total", "Consumed partitions taken away: a rebalance, or a lost session.", |m| &m.partitions_revoked),
 ];
 
 /// Runtime counters, shared by the bus, the dispatcher and the health endpoint.
@@ -47,6 +48,10 @@ pub struct Metrics {
     pub duplicates_skipped: AtomicU64,
     /// Kafka producers replaced after librdkafka declared them fatally failed.
     pub producer_rebuilds: AtomicU64,
+    /// Consumed partitions taken from this process: by a rebalance, or
+    /// because its group session expired (a broker outage longer than the
+    /// session, a process stalled past it).
+    pub partitions_revoked: AtomicU64,
     /// Consumer lag per consumed topic, where the backend reports it.
     consumer_lag: Mutex<BTreeMap<String, i64>>,
     latency_buckets: [AtomicU64; 13],
@@ -271,8 +276,9 @@ mod tests {
             &m.dead_lettered,
             &m.duplicates_skipped,
             &m.producer_rebuilds,
+            &m.partitions_revoked,
         ];
-        // Each counter gets its own value (1 to 8), so a row that read the
+        // Each counter gets its own value (1 to 9), so a row that read the
         // wrong counter shows.
         for (times, counter) in (1..).zip(counters) {
             for _ in 0..times {
@@ -307,9 +313,12 @@ onex_duplicates_skipped_total{node="n"} 7
 # HELP onex_producer_rebuilds_total Producers replaced after a fatal error.
 # TYPE onex_producer_rebuilds_total counter
 onex_producer_rebuilds_total{node="n"} 8
+# HELP onex_partitions_revoked_total Consumed partitions taken away: a rebalance, or a lost session.
+# TYPE onex_partitions_revoked_total counter
+onex_partitions_revoked_total{node="n"} 9
 # HELP onex_circuit_breaker_opens_total Times the circuit opened.
 # TYPE onex_circuit_breaker_opens_total counter
-onex_circuit_breaker_opens_total{node="n"} 9
+onex_circuit_breaker_opens_total{node="n"} 10
 # HELP onex_circuit_breaker_state 0 closed, 1 half-open, 2 open.
 # TYPE onex_circuit_breaker_state gauge
 onex_circuit_breaker_state{node="n"} 1
@@ -354,6 +363,6 @@ events_sent_to_dlq{node="n"} 6
 # TYPE retries_attempted counter
 retries_attempted{node="n"} 5
 "#;
-        assert_eq!(m.render("n", 1, 9), expected);
+        assert_eq!(m.render("n", 1, 10), expected);
     }
 }

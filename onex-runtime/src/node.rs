@@ -721,6 +721,34 @@ enum Outcome {
     Failed(Failure),
 }
 
+/// Why a handler's results were not all published.
+enum Unpublished {
+    /// The bus refused a result as it is (its topic, its size): the input
+    /// is dead-lettered as `publish_failed`.
+    Refused(Failure),
+    /// The bus cannot take records for now ([`BusError::is_unavailable`]):
+    /// the input is delivered again.
+    Unavailable(Nack),
+}
+
+impl Unpublished {
+    /// What `error`, met publishing a result of `inbound`, means for it.
+    fn of(error: BusError, reason: String, inbound: &Envelope) -> Self {
+        if error.is_unavailable() {
+            return Unpublished::Unavailable(Nack::new(format!(
+                "{reason}; delivered again once the bus is back"
+            )));
+        }
+        Unpublished::Refused(Failure {
+            error_type: "publish_failed".into(),
+            reason,
+            retry_count: 0,
+            failed_at: Utc::now(),
+            correlation_id: Some(inbound.correlation_id),
+        })
+    }
+}
+
 impl Dispatcher {
     /// Whether `envelope` was published by this node's own service (any of
     /// its instances): its results, state changes and introspection events.
@@ -1004,14 +1032,17 @@ impl Dispatcher {
         }
     }
 
-    /// Publishes the handler's results. A result that cannot be published
-    /// (after the bus's own retries) is reported as the failure that
-    /// dead-letters the inbound message, so it is not redelivered forever.
+    /// Publishes the handler's results. A result the bus refuses as it is
+    /// (its topic, its size) is reported as the failure that dead-letters
+    /// the inbound message, so it is not delivered again forever. A bus that
+    /// is unavailable for now (an outage that outlasted the bus's own
+    /// retries, an open circuit) is not the message's fault: it is delivered
+    /// again, and handled again once the bus is back.
     async fn publish_outputs(
         &self,
         inbound: &Envelope,
         outputs: Vec<OutboundEvent>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), Unpublished> {
         let reply_to = inbound
             .metadata
             .get(crate::request::REPLY_TO)
@@ -1036,17 +1067,8 @@ impl Dispatcher {
                 )
                 .await
             {
-                let retry_count = match &e {
-                    BusError::Transient { attempts, .. } => attempts.saturating_sub(1),
-                    _ => 0,
-                };
-                return Err(Failure {
-                    error_type: "publish_failed".into(),
-                    reason: format!("publishing a result to {topic} failed: {e}"),
-                    retry_count,
-                    failed_at: Utc::now(),
-                    correlation_id: Some(inbound.correlation_id),
-                });
+                let reason = format!("publishing a result to {topic} failed: {e}");
+                return Err(Unpublished::of(e, reason, inbound));
             }
         }
         Ok(())
@@ -1076,8 +1098,15 @@ impl Dispatcher {
                 return Ok(Some(too_large(reason)));
             }
         }
-        if let Err(failure) = self.publish_outputs(&event.envelope, outputs).await {
-            return Ok(Some(failure));
+        match self.publish_outputs(&event.envelope, outputs).await {
+            Ok(()) => {}
+            Err(Unpublished::Refused(failure)) => return Ok(Some(failure)),
+            Err(Unpublished::Unavailable(nack)) => {
+                if let Some((keeper, _)) = keeper {
+                    keeper.abandon(event);
+                }
+                return Err(nack);
+            }
         }
         let Some((keeper, _)) = keeper else {
             return Ok(None);
@@ -1102,7 +1131,7 @@ impl Dispatcher {
         inbound: &Envelope,
         reply_to: &str,
         outputs: &[OutboundEvent],
-    ) -> Result<(), Failure> {
+    ) -> Result<(), Unpublished> {
         let answers: Vec<Envelope> = if outputs.is_empty() {
             let event_type = format!("{}.completed", inbound.event_type);
             vec![Envelope::caused_by(
@@ -1129,13 +1158,8 @@ impl Dispatcher {
             // as the same one.
             answer.event_id = reply_event_id(&self.spec.name, inbound, index);
             if let Err(e) = self.bus.publish_envelope(reply_to, &answer, None).await {
-                return Err(Failure {
-                    error_type: "publish_failed".into(),
-                    reason: format!("answering on {reply_to} failed: {e}"),
-                    retry_count: 0,
-                    failed_at: Utc::now(),
-                    correlation_id: Some(inbound.correlation_id),
-                });
+                let reason = format!("answering on {reply_to} failed: {e}");
+                return Err(Unpublished::of(e, reason, inbound));
             }
         }
         Ok(())

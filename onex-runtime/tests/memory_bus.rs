@@ -57,6 +57,18 @@ fn fast_bus(threshold: u32) -> InMemoryBus {
     })
 }
 
+/// A bus that makes one attempt per publish: each injected failure fails a
+/// publish.
+fn one_attempt_bus() -> InMemoryBus {
+    InMemoryBus::new(MemoryBusSettings {
+        publish_retry: RetrySettings {
+            max_retries: 0,
+            ..RetrySettings::default()
+        },
+        ..MemoryBusSettings::default()
+    })
+}
+
 #[tokio::test]
 async fn debugging_helpers() {
     let bus = InMemoryBus::default();
@@ -489,14 +501,7 @@ async fn a_window_that_fails_to_publish_is_published_later_once() {
     use onex_runtime::{Envelope, EventSource, NodeKind, NodeSpec};
     use std::sync::atomic::Ordering;
 
-    // One attempt per publish: an injected failure fails the publish.
-    let mem = InMemoryBus::new(MemoryBusSettings {
-        publish_retry: RetrySettings {
-            max_retries: 0,
-            ..RetrySettings::default()
-        },
-        ..MemoryBusSettings::default()
-    });
+    let mem = one_attempt_bus();
     mem.inject_transient_failures_for(WINDOW_OUT, b"b", 3);
     let bus: Arc<dyn EventBus> = Arc::new(mem);
     let spec = NodeSpec {
@@ -528,4 +533,62 @@ async fn a_window_that_fails_to_publish_is_published_later_once() {
     assert_eq!(failed, 3, "the window of b failed three times first");
     service.shutdown().await;
     sub.unsubscribe().await;
+}
+
+/// A result the bus cannot take for now (the broker away for longer than
+/// the bus's own retries; here only the output topic's records, as when
+/// one broker of several is down) is not the input's fault: the input is
+/// not dead-lettered but delivered again, and handled again from the state
+/// before it once the bus takes the result. Every input is answered, in
+/// order, and applied once.
+#[tokio::test]
+async fn an_input_whose_result_the_bus_cannot_take_for_now_is_handled_again() {
+    use conformance::Tally;
+    use onex_runtime::{Envelope, EventSource, NodeKind, NodeSpec};
+    use std::sync::atomic::Ordering;
+
+    let (input, output) = ("onex.cmd.later.in.v1", "onex.evt.later.out.v1");
+    let mem = one_attempt_bus();
+    mem.inject_transient_failures_for(output, b"tally", 3);
+    let bus: Arc<dyn EventBus> = Arc::new(mem);
+    let spec = NodeSpec {
+        subscribe_topics: vec![input.into()],
+        publish_topics: vec![output.into()],
+        heartbeat_interval_secs: 0,
+        ..NodeSpec::new("node_later_reducer", NodeKind::Reducer, "1.0.0")
+    };
+    let handler = Arc::new(Tally {
+        out_topic: output.into(),
+        store: Default::default(),
+    });
+    let service = conformance::node_service(spec, handler, Vec::<(String, String)>::new());
+    let (osub, mut out) = conformance::collect(&bus, output, "watch").await;
+    let dlq = format!("{input}.dlq");
+    let (dsub, mut dead) = conformance::collect(&bus, &dlq, "watch").await;
+    service.start(bus.clone(), false).await.unwrap();
+    for n in [1, 2] {
+        let e = Envelope::new(
+            "thing",
+            serde_json::json!({ "n": n }),
+            EventSource::default(),
+        );
+        bus.publish_envelope(input, &e, Some("tally"))
+            .await
+            .unwrap();
+    }
+    let got = conformance::recv_n(&mut out, 2, Duration::from_secs(5)).await;
+    let counts = conformance::tallies(&got);
+    assert_eq!(
+        counts,
+        [(1, 1), (2, 2)],
+        "each input answered and applied once"
+    );
+    conformance::expect_silence(&mut dead, Duration::from_millis(300)).await;
+    conformance::expect_silence(&mut out, Duration::from_millis(10)).await;
+    let failed = bus.metrics().publish_failed.load(Ordering::Relaxed);
+    assert_eq!(failed, 3, "the result of input 1 failed three times first");
+    service.shutdown().await;
+    for s in [osub, dsub] {
+        s.unsubscribe().await;
+    }
 }

@@ -709,15 +709,15 @@ async fn a_fatal_producer_error_is_recovered_with_a_new_producer() {
     bus.close().await.unwrap();
 }
 
-/// Answers every input with one output on `onex.evt.mock.fenced-out.v1`.
-struct Forward;
+/// Answers every input with one output on its topic.
+struct Forward(&'static str);
 
 #[async_trait]
 impl NodeHandler for Forward {
     async fn handle(&self, _: &HandlerContext, event: &InboundEvent) -> Handled {
         let payload = event.envelope.payload.clone();
         Ok(vec![onex_runtime::OutboundEvent::new(
-            "onex.evt.mock.fenced-out.v1",
+            self.0,
             "forwarded",
             payload,
         )])
@@ -748,7 +748,13 @@ async fn a_node_publishes_through_a_fatal_producer_error_without_dead_lettering(
 
     let spec = NodeSpec::new("node_fenced_effect", NodeKind::Effect, "1.0.0");
     let shared_bus: Arc<dyn EventBus> = Arc::new(bus.clone());
-    let dispatcher = dispatcher_of(&shared_bus, spec, Arc::new(Forward), "fenced", input);
+    let dispatcher = dispatcher_of(
+        &shared_bus,
+        spec,
+        Arc::new(Forward(output)),
+        "fenced",
+        input,
+    );
     // The next produce request is the output's.
     c.request_errors(
         RDKafkaApiKey::Produce,
@@ -834,5 +840,167 @@ async fn a_log_longer_than_the_timeout_is_read_to_its_end() {
     assert_eq!(records.len(), count);
     assert_eq!(values(&records[count - 1..]), [(count - 1).to_string()]);
     eprintln!("{count} records read in {took:?}");
+    bus.close().await.unwrap();
+}
+
+/// Answers every input with one output on its topic, as [`Forward`]; an
+/// input whose `n` is in `held` waits, once it is being handled, until the
+/// gate opens.
+struct Held {
+    output: &'static str,
+    held: std::ops::Range<u64>,
+    entered: std::sync::atomic::AtomicU32,
+    gate: tokio::sync::watch::Receiver<bool>,
+}
+
+#[async_trait]
+impl NodeHandler for Held {
+    async fn handle(&self, ctx: &HandlerContext, event: &InboundEvent) -> Handled {
+        let n = event.envelope.payload["n"].as_u64().unwrap_or_default();
+        if self.held.contains(&n) {
+            self.entered.fetch_add(1, Ordering::SeqCst);
+            let mut gate = self.gate.clone();
+            let _ = gate.wait_for(|open| *open).await;
+        }
+        Forward(self.output).handle(ctx, event).await
+    }
+}
+
+/// A broker outage longer than the consumer session, starting while
+/// inputs are being handled: the node's member is dropped from its group
+/// (its partition is taken away: `onex_partitions_revoked_total`), its output publishes
+/// fail until the broker is back, and the offsets of the inputs it was
+/// handling may not be committed. Once the broker is back the node joins
+/// again and goes on: every input, sent before the outage, just as it
+/// began, or after it, is answered exactly once (those handled but not
+/// committed are skipped by the ledger when delivered again), and nothing
+/// is dead-lettered. On tansu 0.6.0 a member that rejoins after its session
+/// has expired is handed no partition (see the README), so this runs here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_goes_on_after_an_outage_longer_than_its_session() {
+    use onex_runtime::envelope::Envelope;
+    use onex_runtime::introspection::{INTROSPECTION_REQUEST_TOPIC, INTROSPECTION_TOPIC};
+    use onex_runtime::EventSource;
+
+    const SESSION: Duration = Duration::from_secs(6);
+    let c = cluster();
+    let (input, output) = ("onex.cmd.mock.outage-in.v1", "onex.evt.mock.outage-out.v1");
+    let spec = NodeSpec {
+        subscribe_topics: vec![input.into()],
+        publish_topics: vec![output.into()],
+        consumer_group: "outage".into(),
+        idempotency: Some(onex_runtime::Idempotency::EventId),
+        heartbeat_interval_secs: 0,
+        ..NodeSpec::new("node_outage_effect", NodeKind::Effect, "1.0.0")
+    };
+    let dlq_topic = format!("{input}.dlq");
+    for t in [
+        input,
+        output,
+        &dlq_topic,
+        &onex_runtime::ledger::ledger_topic(&spec),
+        INTROSPECTION_TOPIC,
+        INTROSPECTION_REQUEST_TOPIC,
+    ] {
+        c.create_topic(t, 1, 1).unwrap();
+    }
+    let servers = c.bootstrap_servers();
+    let (open_gate, gate) = tokio::sync::watch::channel(false);
+    let handler = Arc::new(Held {
+        output,
+        held: 3..6,
+        entered: Default::default(),
+        gate,
+    });
+    let service = conformance::node_service(
+        spec,
+        handler.clone(),
+        [
+            ("KAFKA_BOOTSTRAP_SERVERS", servers.clone()),
+            ("KAFKA_AUTO_OFFSET_RESET", "earliest".into()),
+            ("ONEX_CREATE_TOPICS", "false".into()),
+        ],
+    );
+    for t in service.command_topics() {
+        c.create_topic(&t, 1, 1).unwrap();
+    }
+    let mut s = settings(&servers);
+    s.session_timeout_ms = SESSION.as_millis() as u32;
+    // The mock cluster does not answer DescribeConfigs: the start-up check
+    // of the ledger topic's settings waits this long, then goes on.
+    s.timeout = Duration::from_secs(2);
+    let node_bus = conformance::kafka_bus(s, Duration::from_secs(5)).await;
+    let revoked = || {
+        node_bus
+            .metrics()
+            .partitions_revoked
+            .load(Ordering::Relaxed)
+    };
+    service
+        .start(Arc::new(node_bus.clone()), false)
+        .await
+        .unwrap();
+    let bus = conformance::kafka_bus(settings(&servers), Duration::from_secs(5)).await;
+    let mut sent = Vec::new();
+    let mut send = async |bus: &KafkaBus, n: u32| {
+        let e = Envelope::new(
+            "thing",
+            serde_json::json!({ "n": n }),
+            EventSource::default(),
+        );
+        bus.publish_envelope(input, &e, None).await.unwrap();
+        sent.push(e.event_id);
+    };
+
+    for n in 0..3 {
+        send(&bus, n).await;
+    }
+    assert_eq!(
+        read_until(&bus, output, 3, Duration::from_secs(30))
+            .await
+            .len(),
+        3
+    );
+    assert_eq!(revoked(), 0);
+    for n in 3..6 {
+        send(&bus, n).await;
+    }
+    // The outage begins while the first of them is being handled; its
+    // output is published once the broker is down.
+    while handler.entered.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.broker_down(1).unwrap();
+    open_gate.send_replace(true);
+    tokio::time::sleep(SESSION + Duration::from_secs(4)).await;
+    c.broker_up(1).unwrap();
+    for n in 6..9 {
+        send(&bus, n).await;
+    }
+
+    read_until(&bus, output, 9, Duration::from_secs(60)).await;
+    // Long enough for an input delivered again to be answered again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut causes: Vec<_> = bus
+        .read_partition(output, 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| {
+            Envelope::from_bytes(&m.value)
+                .unwrap()
+                .causation_id
+                .unwrap()
+        })
+        .collect();
+    causes.sort();
+    sent.sort();
+    assert_eq!(causes, sent, "each input answered once");
+    assert!(
+        revoked() >= 1,
+        "the outage did not outlast the node's session"
+    );
+    assert!(bus.read_partition(&dlq_topic, 0).await.unwrap().is_empty());
+    service.shutdown().await;
     bus.close().await.unwrap();
 }

@@ -248,6 +248,9 @@ impl ConsumerContext for AssignmentContext {
             }
             Rebalance::Revoke(tpl) => {
                 log_rebalance("revoked", tpl);
+                self.metrics
+                    .partitions_revoked
+                    .fetch_add(tpl.count() as u64, std::sync::atomic::Ordering::Relaxed);
                 self.assigned.send_replace(false);
             }
             Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),

@@ -259,6 +259,25 @@ pub enum BusError {
     Security(String),
 }
 
+impl BusError {
+    /// Whether the bus cannot take records for now, whatever the record:
+    /// the broker unreachable or failing past the retries, the circuit
+    /// open, the login refused, or the bus closing. Waiting may fix it, so
+    /// a message whose results meet it is delivered again rather than
+    /// dead-lettered. The others (a record too large, a topic refused,
+    /// a configuration refused) are about what was published.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            BusError::CircuitOpen(_)
+                | BusError::Closed
+                | BusError::Transient { .. }
+                | BusError::Connection(_)
+                | BusError::Security(_)
+        )
+    }
+}
+
 /// A handler's refusal of a message: it will be delivered again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("message not acknowledged: {reason}")]

@@ -1625,10 +1625,11 @@ async fn repeated_headers_survive_dead_letter_and_replay(
 }
 
 /// A reducer of one aggregate that counts its inputs and keeps every
-/// `pad` they carry in its state, publishing the count.
-struct Tally {
-    out_topic: String,
-    store: onex_runtime::state::StateStore<serde_json::Value>,
+/// `pad` they carry in its state, publishing the count (and the input's
+/// `n`) under the record key `tally`.
+pub struct Tally {
+    pub out_topic: String,
+    pub store: onex_runtime::state::StateStore<serde_json::Value>,
 }
 
 #[async_trait]
@@ -1654,6 +1655,17 @@ impl NodeHandler for Tally {
     fn state_keeper(&self) -> Option<&dyn onex_runtime::state::StateKeeper> {
         Some(&self.store)
     }
+}
+
+/// The input's `n` and the count of each of [`Tally`]'s outputs.
+pub fn tallies(outputs: &[BusMessage]) -> Vec<(i64, i64)> {
+    outputs
+        .iter()
+        .map(|m| {
+            let p = Envelope::from_bytes(&m.value).unwrap().payload;
+            (p["n"].as_i64().unwrap(), p["count"].as_i64().unwrap())
+        })
+        .collect()
 }
 
 /// An input whose new state is larger than the bus takes (two pads of
@@ -1693,14 +1705,7 @@ pub async fn a_state_too_large_to_keep_is_dead_lettered_and_the_partition_goes_o
             .await
             .unwrap();
     }
-    let got = recv_n(&mut out, 2, b.patience()).await;
-    let counts: Vec<(i64, i64)> = got
-        .iter()
-        .map(|m| {
-            let p = Envelope::from_bytes(&m.value).unwrap().payload;
-            (p["n"].as_i64().unwrap(), p["count"].as_i64().unwrap())
-        })
-        .collect();
+    let counts = tallies(&recv_n(&mut out, 2, b.patience()).await);
     assert_eq!(
         counts,
         [(1, 1), (3, 2)],
