@@ -306,7 +306,8 @@ impl NodeHandler for ServeHandler {
     }
 
     /// A request that failed for good inside the service (its retries ran
-    /// out, or its answer could not be published) is dead-lettered by the
+    /// out, or the bus refused its answer as it is; an answer the bus cannot
+    /// take for now is published later instead) is dead-lettered by the
     /// runtime and answered here, so the requester hears of it too:
     /// `error_type` `internal_error`, the runtime's failure class in
     /// `cause`, the reason with paths relative to the output root.
