@@ -676,3 +676,48 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The errors waiting may fix leave a message to be handled again; the
+    /// others are about the record, its topic or the configuration, and
+    /// dead-letter it.
+    #[test]
+    fn the_errors_a_later_attempt_may_not_meet_are_unavailable() {
+        let topic = || "onex.evt.t.out.v1".to_string();
+        let unavailable = [
+            BusError::CircuitOpen(crate::breaker::CircuitOpenError {
+                retry_after: Duration::from_secs(1),
+                correlation_id: None,
+            }),
+            BusError::Closed,
+            BusError::Transient {
+                topic: topic(),
+                attempts: 3,
+                message: "Local: Message timed out".into(),
+            },
+            BusError::Connection("all brokers down".into()),
+            BusError::Security("SASL authentication failed".into()),
+        ];
+        for e in &unavailable {
+            assert!(e.is_unavailable(), "{e}");
+        }
+        let refused = [
+            BusError::Topic(crate::topic::TopicError::Empty),
+            BusError::NonRetriable {
+                topic: topic(),
+                message: "unknown topic".into(),
+            },
+            BusError::TooLarge {
+                topic: topic(),
+                message: "2000000 bytes".into(),
+            },
+            BusError::Config("bad acks".into()),
+        ];
+        for e in &refused {
+            assert!(!e.is_unavailable(), "{e}");
+        }
+    }
+}
