@@ -1039,11 +1039,11 @@ async fn outage_longer_than_the_session() {
 }
 
 /// A subscription told to stop while the broker is down stops before the
-/// broker is back: its last offset commit fails for want of a group
-/// coordinator and the consumer leaves without one (the offsets not
-/// committed are delivered again, to the next member), instead of holding
-/// the process until the broker returns. It takes about two sessions
-/// (12.2 s with a 6 s session, measured); the bound here is 20 s.
+/// broker is back: its last offset commit, which may wait for a group
+/// coordinator as long as the outage lasts, is given up after the bus's
+/// timeout (2 s here; the offsets not committed are delivered again, to
+/// the next member), and the consumer leaves without a coordinator. Before
+/// that bound, 1 run in 6 never stopped. The bound here is 10 s.
 #[test]
 fn a_subscription_stops_while_the_broker_is_down() {
     let took = bounded(Duration::from_secs(60), || async {
@@ -1073,5 +1073,6 @@ fn a_subscription_stops_while_the_broker_is_down() {
         let _ = bus.close().await;
         started.elapsed()
     });
-    assert!(took < Duration::from_secs(20), "stopping took {took:?}");
+    eprintln!("stopped {took:?} after it was told to");
+    assert!(took < Duration::from_secs(10), "stopping took {took:?}");
 }

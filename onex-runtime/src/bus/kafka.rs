@@ -786,7 +786,8 @@ impl ErrorLog {
 
 /// One subscription's consumer and where its messages go.
 struct Subscriber {
-    consumer: StreamConsumer<AssignmentContext>,
+    /// Shared with the thread of the last commit (see [`Subscriber::finish`]).
+    consumer: Arc<StreamConsumer<AssignmentContext>>,
     handler: Arc<dyn MessageHandler>,
     settings: KafkaSettings,
     metrics: Arc<Metrics>,
@@ -808,13 +809,45 @@ impl Subscriber {
     /// Commits the stored offsets, leaves the group and reports the last
     /// rebalances.
     async fn finish(&self, rebalances: &mut tokio::sync::mpsc::UnboundedReceiver<Rebalanced>) {
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => tracing::debug!("offsets committed"),
-            Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
-            Err(e) => tracing::warn!("final commit failed: {e}"),
-        }
+        self.last_commit().await;
         self.consumer.unsubscribe();
         report_rebalances(self.handler.as_ref(), rebalances).await;
+    }
+
+    /// Commits the stored offsets, waiting for the answer at most the bus's
+    /// timeout. librdkafka's synchronous commit has no timeout of its own,
+    /// and while the broker is down it may wait for a group coordinator for
+    /// as long as the outage lasts: a node told to stop then never stopped.
+    /// It runs on a thread of its own, which is left to it past the
+    /// timeout; the offsets it did not commit are delivered again to the
+    /// next member.
+    async fn last_commit(&self) {
+        let consumer = self.consumer.clone();
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("onex-last-commit".into())
+            .spawn(move || {
+                let committed = consumer.commit_consumer_state(CommitMode::Sync);
+                // Answered in time, the subscription closes the consumer
+                // itself, as it did before this thread.
+                drop(consumer);
+                let _ = answer.send(committed);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("final commit not made: no thread for it: {e}");
+            return;
+        }
+        let timeout = self.settings.timeout;
+        match tokio::time::timeout(timeout, answered).await {
+            Ok(Ok(Ok(()))) => tracing::debug!("offsets committed"),
+            Ok(Ok(Err(e))) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
+            Ok(Ok(Err(e))) => tracing::warn!("final commit failed: {e}"),
+            Ok(Err(_)) => tracing::warn!("final commit failed: its thread ended without an answer"),
+            Err(_) => tracing::warn!(
+                "final commit not answered within {timeout:?}; what it did not commit is \
+                 delivered again to the next member"
+            ),
+        }
     }
 }
 
@@ -1053,7 +1086,7 @@ impl EventBus for KafkaBus {
                 .map_err(config_error)?;
         consumer.subscribe(&[topic]).map_err(connection_error)?;
         let sub = Subscriber {
-            consumer,
+            consumer: Arc::new(consumer),
             handler,
             settings: self.inner.settings.clone(),
             metrics,
