@@ -786,7 +786,7 @@ impl ErrorLog {
 
 /// One subscription's consumer and where its messages go.
 struct Subscriber {
-    /// Shared with the thread of the last commit (see [`Subscriber::finish`]).
+    /// Shared with the thread of the last commit (see [`Subscriber::last_commit`]).
     consumer: Arc<StreamConsumer<AssignmentContext>>,
     handler: Arc<dyn MessageHandler>,
     settings: KafkaSettings,
