@@ -13,7 +13,10 @@
 //! `Fatal` failures, and `Retriable` ones whose retries ran out, go to the dead-letter
 //! topic (without the record when the broker refuses the dead letter whole,
 //! see [`crate::dlq::Letterhead::without_record`]); if that write fails the message
-//! is not acknowledged and will be delivered again. A dead-lettered message
+//! is not acknowledged and will be delivered again; so is a message whose
+//! results the bus cannot take for now. A node that keeps no state then
+//! keeps what handling it came to, and publishes that when it comes back,
+//! without running the handler again (module `unfinished`). A dead-lettered message
 //! is not remembered as seen: replayed, it is handled. An input whose new
 //! state is larger than the bus takes is not applied and is dead-lettered
 //! as [`STATE_TOO_LARGE`], before its results are published when the bus
@@ -54,6 +57,10 @@ use crate::state::{
     StateContext, StateKeeper,
 };
 use crate::topic::{reply_topic_refusal, TopicNamer};
+
+mod unfinished;
+
+use unfinished::{Place, Unfinished};
 
 /// How duplicates are recognised.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -598,6 +605,7 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     state: Option<StateContext>,
     ledger_ctx: Option<StateContext>,
+    unfinished: Unfinished,
 }
 
 /// Shared state of all dispatchers of one node.
@@ -712,13 +720,31 @@ impl DispatchShared {
             breaker: self.breaker.clone(),
             ledger: self.ledger.clone(),
             metrics: self.metrics.clone(),
+            unfinished: Unfinished::default(),
         }
     }
 }
 
+/// What handling an input came to.
 enum Outcome {
-    Done(Vec<OutboundEvent>),
+    /// The records to publish, in order: the answers to a request first,
+    /// then the results.
+    Done(Vec<OutgoingMessage>),
+    /// The failure that dead-letters the input.
     Failed(Failure),
+}
+
+impl Outcome {
+    /// Roughly the bytes it holds.
+    fn size(&self) -> usize {
+        match self {
+            Outcome::Done(records) => records
+                .iter()
+                .map(|r| r.value.len() + r.key.as_ref().map_or(0, Vec::len) + r.topic.len())
+                .sum(),
+            Outcome::Failed(failure) => failure.reason.len() + failure.error_type.len(),
+        }
+    }
 }
 
 /// Why a handler's results were not all published.
@@ -887,7 +913,7 @@ impl Dispatcher {
             failed_at: Utc::now(),
             correlation_id: Some(w.correlation_id),
         };
-        self.dead_letter(&record, failure).await
+        self.dead_letter(&record, &failure).await
     }
 
     /// When the handler has an aggregation window: publishes closed windows
@@ -936,19 +962,19 @@ impl Dispatcher {
         &self.dlq_topic
     }
 
-    async fn run_handler(&self, event: &InboundEvent) -> Outcome {
+    async fn run_handler(&self, event: &InboundEvent) -> Result<Vec<OutboundEvent>, Failure> {
         let correlation_id = event.envelope.correlation_id;
         let retry = &self.spec.retry;
         let mut attempt = 0u32;
         loop {
             let result = self.call_once(event, attempt).await;
             let (error_type, reason, retriable) = match result {
-                Ok(outputs) => return Outcome::Done(outputs),
+                Ok(outputs) => return Ok(outputs),
                 Err((t, r, retriable)) => (t, r, retriable),
             };
             inc(&self.metrics.handler_failures);
             if !retriable || attempt >= retry.max_retries {
-                return Outcome::Failed(Failure {
+                return Err(Failure {
                     error_type,
                     reason,
                     retry_count: attempt,
@@ -1032,59 +1058,80 @@ impl Dispatcher {
         }
     }
 
-    /// Publishes the handler's results. A result the bus refuses as it is
-    /// (its topic, its size) is reported as the failure that dead-letters
-    /// the inbound message, so it is not delivered again forever. A bus that
-    /// is unavailable for now (an outage that outlasted the bus's own
-    /// retries, an open circuit) is not the message's fault: it is delivered
-    /// again, and handled again once the bus is back.
-    async fn publish_outputs(
-        &self,
-        inbound: &Envelope,
-        outputs: Vec<OutboundEvent>,
-    ) -> Result<(), Unpublished> {
+    /// The records of what the handler returned for `inbound`, in the order
+    /// they are published: when the input is a request that names a reply
+    /// topic, its answers first (a request with no result gets
+    /// `<event type>.completed`), then the results. The ids of both are
+    /// derived from the input, so a record published again (the input
+    /// redelivered after a crash before its offset was committed) is
+    /// recognisably the same.
+    fn records(&self, inbound: &Envelope, outputs: Vec<OutboundEvent>) -> Vec<OutgoingMessage> {
         let reply_to = inbound
             .metadata
             .get(crate::request::REPLY_TO)
             .and_then(serde_json::Value::as_str);
+        let mut records = Vec::with_capacity(outputs.len() + usize::from(reply_to.is_some()));
         if let Some(reply_to) = reply_to {
-            self.reply(inbound, reply_to, &outputs).await?;
+            let answers: Vec<(String, serde_json::Value)> = if outputs.is_empty() {
+                vec![(
+                    format!("{}.completed", inbound.event_type),
+                    serde_json::json!({}),
+                )]
+            } else {
+                outputs
+                    .iter()
+                    .map(|o| (o.event_type.clone(), o.payload.clone()))
+                    .collect()
+            };
+            for (index, (event_type, payload)) in answers.into_iter().enumerate() {
+                let mut answer =
+                    Envelope::caused_by(inbound, event_type, payload, self.source.clone());
+                answer.event_id = reply_event_id(&self.spec.name, inbound, index);
+                records.push(OutgoingMessage::envelope(reply_to, &answer, None));
+            }
         }
         for (index, out) in outputs.into_iter().enumerate() {
-            // A result's id is derived from its input, so a result published
-            // again (the input redelivered after a crash before its offset
-            // was committed) is recognisably the same.
             let event_id = output_event_id(&self.spec.name, inbound, index);
-            let topic = self.namer.physical(&out.topic);
-            let message = out.into_message(inbound, event_id, &self.source, &self.namer);
-            if let Err(e) = self
-                .bus
-                .publish(
-                    &message.topic,
-                    message.key.as_deref(),
-                    &message.value,
-                    &message.headers,
-                )
-                .await
-            {
-                let reason = format!("publishing a result to {topic} failed: {e}");
-                return Err(Unpublished::of(e, reason, inbound));
+            records.push(out.into_message(inbound, event_id, &self.source, &self.namer));
+        }
+        records
+    }
+
+    /// Publishes `records` in order. A record the bus refuses as it is (its
+    /// topic, its size) is reported as the failure that dead-letters the
+    /// inbound message, so it is not delivered again forever. A bus that is
+    /// unavailable for now (an outage that outlasted the bus's own retries,
+    /// an open circuit) is not the message's fault: it is delivered again,
+    /// and the records from the one not taken on come back with the error.
+    async fn publish_records(
+        &self,
+        inbound: &Envelope,
+        records: Vec<OutgoingMessage>,
+    ) -> Result<(), (Unpublished, Vec<OutgoingMessage>)> {
+        let mut records = records.into_iter();
+        while let Some(record) = records.next() {
+            if let Err(e) = self.bus.send(record.record()).await {
+                let reason = format!("publishing to {} failed: {e}", record.topic);
+                let unsent = std::iter::once(record).chain(records).collect();
+                return Err((Unpublished::of(e, reason, inbound), unsent));
             }
         }
         Ok(())
     }
 
-    /// Publishes what the handler returned for `event` and then writes the
-    /// state it staged; the failure that dead-letters the input, if any.
-    /// State too large for the bus (`state_too_large`) is found before
-    /// anything is published when the bus knows its limit, else when the
-    /// write is refused; either way the input is not applied. A write that
-    /// may work later is `Err`: the input is delivered again.
+    /// Publishes the records of what the handler returned for `event` and
+    /// then writes the state it staged; the failure that dead-letters the
+    /// input, if any. State too large for the bus (`state_too_large`) is
+    /// found before anything is published when the bus knows its limit,
+    /// else when the write is refused; either way the input is not applied.
+    /// A write that may work later is `Err`: the input is delivered again.
+    /// Records the bus cannot take for now are kept for that redelivery
+    /// when the node keeps no state (see [`unfinished`]).
     async fn publish_and_keep(
         &self,
         event: &InboundEvent,
         keeper: Option<(&dyn StateKeeper, &StateContext)>,
-        outputs: Vec<OutboundEvent>,
+        records: Vec<OutgoingMessage>,
     ) -> Result<Option<Failure>, Nack> {
         let too_large = |reason: String| Failure {
             error_type: STATE_TOO_LARGE.into(),
@@ -1098,12 +1145,15 @@ impl Dispatcher {
                 return Ok(Some(too_large(reason)));
             }
         }
-        match self.publish_outputs(&event.envelope, outputs).await {
+        match self.publish_records(&event.envelope, records).await {
             Ok(()) => {}
-            Err(Unpublished::Refused(failure)) => return Ok(Some(failure)),
-            Err(Unpublished::Unavailable(nack)) => {
-                if let Some((keeper, _)) = keeper {
-                    keeper.abandon(event);
+            Err((Unpublished::Refused(failure), _)) => return Ok(Some(failure)),
+            Err((Unpublished::Unavailable(nack), unsent)) => {
+                match keeper {
+                    Some((keeper, _)) => keeper.abandon(event),
+                    None => self
+                        .unfinished
+                        .keep(Place::of(event), Outcome::Done(unsent)),
                 }
                 return Err(nack);
             }
@@ -1121,48 +1171,6 @@ impl Dispatcher {
                 "{reason}; the input is not applied, and its results were published already"
             )))),
         }
-    }
-
-    /// Answers a request that names a reply topic: every result goes there
-    /// too (a request with no result gets `<event type>.completed`), with
-    /// the request's correlation id.
-    async fn reply(
-        &self,
-        inbound: &Envelope,
-        reply_to: &str,
-        outputs: &[OutboundEvent],
-    ) -> Result<(), Unpublished> {
-        let answers: Vec<Envelope> = if outputs.is_empty() {
-            let event_type = format!("{}.completed", inbound.event_type);
-            vec![Envelope::caused_by(
-                inbound,
-                event_type,
-                serde_json::json!({}),
-                self.source.clone(),
-            )]
-        } else {
-            outputs
-                .iter()
-                .map(|o| {
-                    Envelope::caused_by(
-                        inbound,
-                        o.event_type.clone(),
-                        o.payload.clone(),
-                        self.source.clone(),
-                    )
-                })
-                .collect()
-        };
-        for (index, mut answer) in answers.into_iter().enumerate() {
-            // Stable as the results' ids: a requester sees a repeated answer
-            // as the same one.
-            answer.event_id = reply_event_id(&self.spec.name, inbound, index);
-            if let Err(e) = self.bus.publish_envelope(reply_to, &answer, None).await {
-                let reason = format!("answering on {reply_to} failed: {e}");
-                return Err(Unpublished::of(e, reason, inbound));
-            }
-        }
-        Ok(())
     }
 
     /// Tells the failure topic, when the contract names one, that a message
@@ -1205,13 +1213,13 @@ impl Dispatcher {
         }
     }
 
-    async fn dead_letter(&self, msg: &BusMessage, failure: Failure) -> Result<(), Nack> {
+    async fn dead_letter(&self, msg: &BusMessage, failure: &Failure) -> Result<(), Nack> {
         let head = Letterhead {
             dlq_topic: &self.dlq_topic,
             group: &self.group,
             node: &self.spec.name,
         };
-        let mut sent = self.bus.send(head.whole(msg, &failure).record()).await;
+        let mut sent = self.bus.send(head.whole(msg, failure).record()).await;
         if let Err(BusError::NonRetriable { message, .. } | BusError::TooLarge { message, .. }) =
             &sent
         {
@@ -1223,7 +1231,7 @@ impl Dispatcher {
                 dlq = %self.dlq_topic,
                 "dead letter refused ({message}); writing it without the record"
             );
-            let compact = head.without_record(msg, &failure);
+            let compact = head.without_record(msg, failure);
             sent = self.bus.send(compact.record()).await;
         }
         match sent {
@@ -1297,7 +1305,7 @@ impl MessageHandler for Dispatcher {
                     failed_at: Utc::now(),
                     correlation_id: msg.headers.correlation_id,
                 };
-                return self.dead_letter(msg, failure).await;
+                return self.dead_letter(msg, &failure).await;
             }
         };
         // Broadcast and group command topics are where the instances of one
@@ -1320,7 +1328,7 @@ impl MessageHandler for Dispatcher {
                 failed_at: Utc::now(),
                 correlation_id: Some(envelope.correlation_id),
             };
-            return self.dead_letter(msg, failure).await;
+            return self.dead_letter(msg, &failure).await;
         }
         // A request is answered every time it comes: its sender, retrying
         // after a timeout, sends the same event id again and waits for an
@@ -1355,8 +1363,28 @@ impl MessageHandler for Dispatcher {
                 return Ok(());
             }
         }
-        let failed = match self.run_handler(&event).await {
-            Outcome::Done(outputs) => self.publish_and_keep(&event, keeper, outputs).await?,
+        // What an earlier delivery of this input came to, when the bus could
+        // not take it then: published now, without running the handler again.
+        let kept = match keeper {
+            None => self.unfinished.take(&Place::of(&event)),
+            Some(_) => None,
+        };
+        let outcome = match kept {
+            Some(outcome) => {
+                tracing::debug!(
+                    node = %self.spec.name,
+                    event_id = %event.envelope.event_id,
+                    "handled before the bus went away: the handler is not run again"
+                );
+                outcome
+            }
+            None => match self.run_handler(&event).await {
+                Ok(outputs) => Outcome::Done(self.records(&event.envelope, outputs)),
+                Err(failure) => Outcome::Failed(failure),
+            },
+        };
+        let failed = match outcome {
+            Outcome::Done(records) => self.publish_and_keep(&event, keeper, records).await?,
             Outcome::Failed(failure) => Some(failure),
         };
         if let Some(failure) = failed {
@@ -1374,12 +1402,23 @@ impl MessageHandler for Dispatcher {
             self.publish_failure(&event, &failure).await;
             // Not remembered as seen: a dead letter was not handled, and
             // put back on the topic (replayed) it is work again.
-            return self.dead_letter(msg, failure).await;
+            let lettered = self.dead_letter(msg, &failure).await;
+            if lettered.is_err() && keeper.is_none() {
+                self.unfinished
+                    .keep(Place::of(&event), Outcome::Failed(failure));
+            }
+            return lettered;
         }
         if let Some(claim) = claim {
             // Not acknowledged unless recorded: delivered again, the input
-            // is handled again and publishes the same ids.
-            claim.record(self.ledger_ctx.as_ref(), &event).await?;
+            // publishes the same ids again, and is recorded then.
+            if let Err(nack) = claim.record(self.ledger_ctx.as_ref(), &event).await {
+                if keeper.is_none() {
+                    self.unfinished
+                        .keep(Place::of(&event), Outcome::Done(Vec::new()));
+                }
+                return Err(nack);
+            }
         }
         Ok(())
     }

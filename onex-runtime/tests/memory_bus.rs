@@ -427,8 +427,9 @@ impl NodeHandler for IdRecorder {
         let mut seen = self.seen.lock().unwrap();
         seen.push(event.envelope.event_id);
         if seen.len() == 1 {
-            // The dead letter, and the one without the record.
-            self.bus.inject_fatal_failures(2);
+            // Every dead letter fails, until the test lets them through:
+            // the input stays unacknowledged.
+            self.bus.inject_fatal_failures(u32::MAX);
             return Err(HandlerError::Fatal("first delivery".into()));
         }
         Ok(vec![])
@@ -440,17 +441,18 @@ impl NodeHandler for IdRecorder {
 /// the same id on every delivery: its `message_id` header, else an id
 /// derived from its topic, partition and offset. Duplicate detection by
 /// event id, and the ids of the results of a node that keeps state (the
-/// same when an input is applied again after a crash), rest on it.
+/// same when an input is applied again after a crash), rest on it. Here
+/// the first record is delivered again to the next process, after the
+/// first stopped with it unacknowledged (its dead letter failing).
 #[tokio::test]
 async fn a_record_without_an_event_id_has_one_id_on_every_delivery() {
-    use onex_runtime::config::{ConfigSource, RuntimeConfig};
-    use onex_runtime::service::NodeService;
     use onex_runtime::{strings, NodeKind, NodeSpec};
 
-    let bus = InMemoryBus::default();
+    let mem = InMemoryBus::default();
+    let bus: Arc<dyn EventBus> = Arc::new(mem.clone());
     let topic = "onex.cmd.ids.run.v1";
     let handler = Arc::new(IdRecorder {
-        bus: bus.clone(),
+        bus: mem.clone(),
         seen: std::sync::Mutex::new(Vec::new()),
     });
     let spec = NodeSpec {
@@ -462,32 +464,44 @@ async fn a_record_without_an_event_id_has_one_id_on_every_delivery() {
         heartbeat_interval_secs: 0,
         ..NodeSpec::new("node_ids_effect", NodeKind::Effect, "1.0.0")
     };
-    let src = ConfigSource::from_pairs([("ONEX_HEALTH_ADDR", "127.0.0.1:0")]);
-    let config = RuntimeConfig::from_source(&src).expect("valid configuration");
-    let service = Arc::new(NodeService::new(spec, handler.clone(), config, &src).expect("node"));
-    service
-        .start(Arc::new(bus.clone()), false)
-        .await
-        .expect("start");
+    // A process: the node's dispatcher, subscribed in its group.
+    let start = async || {
+        let dispatcher =
+            conformance::dispatcher_of(&bus, spec.clone(), handler.clone(), "g", topic);
+        bus.subscribe(topic, "g", Arc::new(dispatcher))
+            .await
+            .unwrap()
+    };
+    let first = start().await;
     let command = br#"{"command": "reload", "payload": {}}"#;
     let message_id = uuid::Uuid::new_v4();
     let with_id = Headers {
         message_id: Some(message_id),
         ..Headers::default()
     };
-    for headers in [&Headers::default(), &Headers::default(), &with_id] {
+    bus.publish(topic, None, command, &Headers::default())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while handler.seen.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.unsubscribe().await;
+    mem.inject_fatal_failures(0);
+    let second = start().await;
+    for headers in [&Headers::default(), &with_id] {
         bus.publish(topic, None, command, headers).await.unwrap();
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while handler.seen.lock().unwrap().len() < 4 {
         assert!(std::time::Instant::now() < deadline, "{:?}", handler.seen);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let seen = handler.seen.lock().unwrap().clone();
-    assert_eq!(seen[0], seen[1], "one record, delivered twice");
+    assert_eq!(seen[0], seen[1], "one record, delivered to both processes");
     assert_ne!(seen[1], seen[2], "another record");
     assert_eq!(seen[3], message_id);
-    service.shutdown().await;
+    second.unsubscribe().await;
 }
 
 /// A closed aggregation window whose publish fails for a while (the
@@ -533,6 +547,189 @@ async fn a_window_that_fails_to_publish_is_published_later_once() {
     assert_eq!(failed, 3, "the window of b failed three times first");
     service.shutdown().await;
     sub.unsubscribe().await;
+}
+
+/// An effect that counts its calls and answers each input with its `n`,
+/// under the record key `k`; an input whose `n` is 0 fails for good.
+#[derive(Default)]
+struct Calls {
+    out_topic: &'static str,
+    calls: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait]
+impl NodeHandler for Calls {
+    async fn handle(&self, _ctx: &HandlerContext, event: &InboundEvent) -> Handled {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let n = &event.envelope.payload["n"];
+        if n == 0 {
+            return Err(HandlerError::Fatal("no call for 0".into()));
+        }
+        Ok(vec![onex_runtime::OutboundEvent::new(
+            self.out_topic,
+            "called",
+            serde_json::json!({ "n": n }),
+        )
+        .with_partition_key("k")])
+    }
+}
+
+/// An input of [`Calls`].
+fn call(n: i64) -> onex_runtime::Envelope {
+    let payload = serde_json::json!({ "n": n });
+    onex_runtime::Envelope::new("call", payload, onex_runtime::EventSource::default())
+}
+
+/// The spec of an effect node of [`Calls`] consuming `input`.
+fn calls_spec(input: &str, output: &str) -> onex_runtime::NodeSpec {
+    use onex_runtime::{NodeKind, NodeSpec};
+    NodeSpec {
+        subscribe_topics: vec![input.into()],
+        publish_topics: vec![output.into()],
+        heartbeat_interval_secs: 0,
+        ..NodeSpec::new("node_later_effect", NodeKind::Effect, "1.0.0")
+    }
+}
+
+/// Starts a node of `spec` and `handler` on `bus` and sends it `inputs`
+/// (key `k`) on its first topic.
+async fn calls_node(
+    bus: &Arc<dyn EventBus>,
+    spec: onex_runtime::NodeSpec,
+    handler: Arc<Calls>,
+    inputs: &[onex_runtime::Envelope],
+) -> Arc<onex_runtime::service::NodeService> {
+    let input = spec.subscribe_topics[0].clone();
+    let service = conformance::node_service(spec, handler, Vec::<(String, String)>::new());
+    service.start(bus.clone(), false).await.unwrap();
+    for e in inputs {
+        bus.publish_envelope(&input, e, Some("k")).await.unwrap();
+    }
+    service
+}
+
+/// An effect whose result the bus cannot take for now is not run again
+/// when its input is delivered again: what it returned is kept and
+/// published once the bus takes it. The handler (the call to the outside
+/// system) runs once per input, each input is answered once, and nothing
+/// is dead-lettered. Before, the handler ran again at each redelivery:
+/// 5 calls for 2 inputs here.
+#[tokio::test]
+async fn an_effect_whose_result_waits_for_the_bus_is_not_run_again() {
+    use std::sync::atomic::Ordering;
+
+    let (input, output) = ("onex.cmd.later.call.v1", "onex.evt.later.called.v1");
+    let mem = one_attempt_bus();
+    mem.inject_transient_failures_for(output, b"k", 3);
+    let bus: Arc<dyn EventBus> = Arc::new(mem);
+    let (osub, mut out) = conformance::collect(&bus, output, "watch").await;
+    let dlq = format!("{input}.dlq");
+    let (dsub, mut dead) = conformance::collect(&bus, &dlq, "watch").await;
+    let handler = Arc::new(Calls {
+        out_topic: output,
+        ..Calls::default()
+    });
+    let service = calls_node(
+        &bus,
+        calls_spec(input, output),
+        handler.clone(),
+        &[call(1), call(2)],
+    )
+    .await;
+    let got = conformance::recv_n(&mut out, 2, Duration::from_secs(5)).await;
+    let ns: Vec<_> = got
+        .iter()
+        .map(|m| {
+            onex_runtime::Envelope::from_bytes(&m.value)
+                .unwrap()
+                .payload["n"]
+                .clone()
+        })
+        .collect();
+    assert_eq!(ns, [1, 2], "each input answered once, in order");
+    conformance::expect_silence(&mut dead, Duration::from_millis(300)).await;
+    conformance::expect_silence(&mut out, Duration::from_millis(10)).await;
+    let failed = bus.metrics().publish_failed.load(Ordering::Relaxed);
+    assert_eq!(failed, 3, "the result of input 1 failed three times first");
+    assert_eq!(
+        handler.calls.load(Ordering::SeqCst),
+        2,
+        "one call per input"
+    );
+    service.shutdown().await;
+    for s in [osub, dsub] {
+        s.unsubscribe().await;
+    }
+}
+
+/// The same for an input that failed for good: while its dead letter
+/// cannot be written, the input comes back, and the failure is what it
+/// came to; the handler is not run again.
+#[tokio::test]
+async fn an_effect_whose_dead_letter_waits_for_the_bus_is_not_run_again() {
+    use std::sync::atomic::Ordering;
+
+    let (input, output) = ("onex.cmd.later.fail.v1", "onex.evt.later.failed.v1");
+    let dlq = format!("{input}.dlq");
+    let mem = one_attempt_bus();
+    mem.inject_transient_failures_for(&dlq, b"k", 3);
+    let bus: Arc<dyn EventBus> = Arc::new(mem);
+    let (dsub, mut dead) = conformance::collect(&bus, &dlq, "watch").await;
+    let handler = Arc::new(Calls {
+        out_topic: output,
+        ..Calls::default()
+    });
+    let service = calls_node(&bus, calls_spec(input, output), handler.clone(), &[call(0)]).await;
+    let letters = conformance::recv_n(&mut dead, 1, Duration::from_secs(5)).await;
+    assert_eq!(letters.len(), 1);
+    conformance::expect_silence(&mut dead, Duration::from_millis(300)).await;
+    let failed = bus.metrics().publish_failed.load(Ordering::Relaxed);
+    assert_eq!(failed, 3, "the dead letter failed three times first");
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 1, "one call");
+    service.shutdown().await;
+    dsub.unsubscribe().await;
+}
+
+/// The same for an input handled and answered whose entry in the ledger of
+/// handled inputs cannot be written for now: delivered again, it is
+/// recorded then, and neither run nor answered again.
+#[tokio::test]
+async fn an_effect_whose_ledger_entry_waits_for_the_bus_is_not_run_again() {
+    use std::sync::atomic::Ordering;
+
+    let (input, output) = ("onex.cmd.later.record.v1", "onex.evt.later.recorded.v1");
+    let spec = onex_runtime::NodeSpec {
+        idempotency: Some(onex_runtime::Idempotency::EventId),
+        ..calls_spec(input, output)
+    };
+    let ledger = &onex_runtime::ledger::ledger_topic(&spec);
+    let mem = one_attempt_bus();
+    let once = call(1);
+    mem.inject_transient_failures_for(ledger, once.event_id.to_string().as_bytes(), 3);
+    let bus: Arc<dyn EventBus> = Arc::new(mem);
+    let (osub, mut out) = conformance::collect(&bus, output, "watch").await;
+    let (lsub, mut recorded) = conformance::collect(&bus, ledger, "watch").await;
+    let handler = Arc::new(Calls {
+        out_topic: output,
+        ..Calls::default()
+    });
+    let service = calls_node(&bus, spec, handler.clone(), &[once]).await;
+    assert_eq!(
+        conformance::recv_n(&mut recorded, 1, Duration::from_secs(5))
+            .await
+            .len(),
+        1
+    );
+    let answers = conformance::recv_n(&mut out, 1, Duration::from_secs(1)).await;
+    assert_eq!(answers.len(), 1);
+    conformance::expect_silence(&mut out, Duration::from_millis(300)).await;
+    let failed = bus.metrics().publish_failed.load(Ordering::Relaxed);
+    assert_eq!(failed, 3, "the ledger entry failed three times first");
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 1, "one call");
+    service.shutdown().await;
+    for s in [osub, lsub] {
+        s.unsubscribe().await;
+    }
 }
 
 /// A result the bus cannot take for now (the broker away for longer than

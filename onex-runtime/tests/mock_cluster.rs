@@ -530,45 +530,6 @@ async fn hostile_headers_neither_stop_the_consumer_nor_hide_the_others() {
     }
 }
 
-/// The dispatcher of the node `spec` (instance `i`, no topic prefix, group
-/// `group`) for the records of `consumed` on `bus`, handled by `handler`.
-fn dispatcher_of(
-    bus: &Arc<dyn EventBus>,
-    spec: NodeSpec,
-    handler: Arc<dyn NodeHandler>,
-    group: &str,
-    consumed: &str,
-) -> onex_runtime::node::Dispatcher {
-    use onex_runtime::handler_bus::{HandlerBus, HandlerBusSettings};
-    use onex_runtime::node::DispatchShared;
-    use onex_runtime::topic::TopicNamer;
-    use onex_runtime::EventSource;
-
-    let source = EventSource::new(&spec.name, "i");
-    let shared = DispatchShared::new(
-        Arc::new(spec),
-        handler,
-        TopicNamer::new(""),
-        source.clone(),
-        Default::default(),
-        group.into(),
-        None,
-        bus.metrics(),
-    );
-    let handler_bus = HandlerBus::new(
-        bus.clone(),
-        HandlerBusSettings {
-            namer: TopicNamer::new(""),
-            source,
-            declared: Default::default(),
-            environment: "dev".into(),
-            group: group.into(),
-            instance_id: "i".into(),
-        },
-    );
-    shared.dispatcher(consumed, Arc::new(handler_bus))
-}
-
 /// The records of partition 0 of `topic`, read again until there are
 /// `count` of them or `within` has passed.
 async fn read_until(
@@ -604,7 +565,7 @@ async fn a_dead_letter_too_large_for_the_broker_is_written_without_the_record() 
     let bus: Arc<dyn EventBus> =
         Arc::new(bus_on(&c, topic, settings(&c.bootstrap_servers())).await);
     let spec = NodeSpec::new("node_huge_compute", NodeKind::Compute, "1.0.0");
-    let dispatcher = dispatcher_of(&bus, spec, Arc::new(Noop), "huge", topic);
+    let dispatcher = conformance::dispatcher_of(&bus, spec, Arc::new(Noop), "huge", topic);
     assert_eq!(dispatcher.dlq_topic(), dlq_topic);
     let huge = vec![0xff_u8; 700_000];
     let cid = uuid::Uuid::new_v4();
@@ -748,7 +709,7 @@ async fn a_node_publishes_through_a_fatal_producer_error_without_dead_lettering(
 
     let spec = NodeSpec::new("node_fenced_effect", NodeKind::Effect, "1.0.0");
     let shared_bus: Arc<dyn EventBus> = Arc::new(bus.clone());
-    let dispatcher = dispatcher_of(
+    let dispatcher = conformance::dispatcher_of(
         &shared_bus,
         spec,
         Arc::new(Forward(output)),
@@ -845,18 +806,20 @@ async fn a_log_longer_than_the_timeout_is_read_to_its_end() {
 
 /// Answers every input with one output on its topic, as [`Forward`]; an
 /// input whose `n` is in `held` waits, once it is being handled, until the
-/// gate opens.
+/// gate opens. Counts its calls for each `n`.
 struct Held {
     output: &'static str,
     held: std::ops::Range<u64>,
     entered: std::sync::atomic::AtomicU32,
     gate: tokio::sync::watch::Receiver<bool>,
+    calls: std::sync::Mutex<std::collections::BTreeMap<u64, u32>>,
 }
 
 #[async_trait]
 impl NodeHandler for Held {
     async fn handle(&self, ctx: &HandlerContext, event: &InboundEvent) -> Handled {
         let n = event.envelope.payload["n"].as_u64().unwrap_or_default();
+        *self.calls.lock().unwrap().entry(n).or_default() += 1;
         if self.held.contains(&n) {
             self.entered.fetch_add(1, Ordering::SeqCst);
             let mut gate = self.gate.clone();
@@ -944,6 +907,7 @@ async fn outage_longer_than_the_session() {
         held: 3..6,
         entered: Default::default(),
         gate,
+        calls: Default::default(),
     });
     let service = conformance::node_service(
         spec,
@@ -1029,6 +993,14 @@ async fn outage_longer_than_the_session() {
     causes.sort();
     sent.sort();
     assert_eq!(causes, sent, "each input answered once");
+    // The output of the input in hand, not taken during the outage, was
+    // kept for its redeliveries: the handler ran once for it too.
+    let calls = handler.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        (0..9).map(|n| (n, 1)).collect(),
+        "the handler's calls for each input"
+    );
     assert!(
         revoked() >= 1,
         "the outage did not outlast the node's session"

@@ -544,6 +544,45 @@ async fn node(
     service
 }
 
+/// The dispatcher of the node `spec` (instance `i`, no topic prefix, group
+/// `group`) for the records of `consumed` on `bus`, handled by `handler`.
+pub fn dispatcher_of(
+    bus: &Arc<dyn EventBus>,
+    spec: NodeSpec,
+    handler: Arc<dyn NodeHandler>,
+    group: &str,
+    consumed: &str,
+) -> onex_runtime::node::Dispatcher {
+    use onex_runtime::handler_bus::{HandlerBus, HandlerBusSettings};
+    use onex_runtime::node::DispatchShared;
+    use onex_runtime::topic::TopicNamer;
+    use onex_runtime::EventSource;
+
+    let source = EventSource::new(&spec.name, "i");
+    let shared = DispatchShared::new(
+        Arc::new(spec),
+        handler,
+        TopicNamer::new(""),
+        source.clone(),
+        Default::default(),
+        group.into(),
+        None,
+        bus.metrics(),
+    );
+    let handler_bus = HandlerBus::new(
+        bus.clone(),
+        HandlerBusSettings {
+            namer: TopicNamer::new(""),
+            source,
+            declared: Default::default(),
+            environment: "dev".into(),
+            group: group.into(),
+            instance_id: "i".into(),
+        },
+    );
+    shared.dispatcher(consumed, Arc::new(handler_bus))
+}
+
 /// A Kafka bus with these settings (and metrics of its own); panics when
 /// the broker does not answer within `connect_timeout`.
 pub async fn kafka_bus(settings: KafkaSettings, connect_timeout: Duration) -> KafkaBus {
