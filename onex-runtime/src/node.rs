@@ -1176,39 +1176,42 @@ impl Dispatcher {
     /// Tells the failure topic, when the contract names one, that a message
     /// failed for good. Best effort: the dead letter is the durable record,
     /// so a failed publish here is logged and does not hold the message back.
+    /// The announcement has an id derived from the input, so one made again
+    /// (the input delivered again while its dead letter could not be
+    /// written, or after a crash) is recognisably the same.
     async fn publish_failure(&self, event: &InboundEvent, failure: &Failure) {
         let inbound = &event.envelope;
-        if let Some(out) = self.handler.failure_event(event, failure) {
-            let mut env =
-                Envelope::caused_by(inbound, out.event_type, out.payload, self.source.clone());
-            // One failure announcement per input, whatever the retries.
-            env.event_id = output_event_id(&self.spec.name, inbound, usize::MAX);
-            let topic = self.namer.physical(&out.topic);
-            if let Err(e) = self
-                .bus
-                .publish_envelope(&topic, &env, out.partition_key.as_deref())
-                .await
-            {
-                tracing::warn!(node = %self.spec.name, %topic, "publishing the failure event failed: {e}");
+        let (topic, mut env, key) = match self.handler.failure_event(event, failure) {
+            Some(out) => {
+                let env =
+                    Envelope::caused_by(inbound, out.event_type, out.payload, self.source.clone());
+                (out.topic, env, out.partition_key)
             }
-            return;
-        }
-        let Some(topic) = &self.spec.failure_topic else {
-            return;
+            None => {
+                let Some(topic) = &self.spec.failure_topic else {
+                    return;
+                };
+                let payload = serde_json::json!({
+                    "node": self.spec.name,
+                    "failed_event_id": inbound.event_id,
+                    "failed_event_type": inbound.event_type,
+                    "error_type": failure.error_type,
+                    "reason": failure.reason,
+                    "retry_count": failure.retry_count,
+                    "failed_at": failure.failed_at,
+                });
+                let event_type = format!("{}.failed", self.spec.name.replace('_', "-"));
+                let env = Envelope::caused_by(inbound, event_type, payload, self.source.clone());
+                (topic.clone(), env, None)
+            }
         };
-        let payload = serde_json::json!({
-            "node": self.spec.name,
-            "failed_event_id": inbound.event_id,
-            "failed_event_type": inbound.event_type,
-            "error_type": failure.error_type,
-            "reason": failure.reason,
-            "retry_count": failure.retry_count,
-            "failed_at": failure.failed_at,
-        });
-        let event_type = format!("{}.failed", self.spec.name.replace('_', "-"));
-        let env = Envelope::caused_by(inbound, event_type, payload, self.source.clone());
-        let topic = self.namer.physical(topic);
-        if let Err(e) = self.bus.publish_envelope(&topic, &env, None).await {
+        env.event_id = output_event_id(&self.spec.name, inbound, usize::MAX);
+        let topic = self.namer.physical(&topic);
+        if let Err(e) = self
+            .bus
+            .publish_envelope(&topic, &env, key.as_deref())
+            .await
+        {
             tracing::warn!(node = %self.spec.name, %topic, "publishing the failure event failed: {e}");
         }
     }

@@ -664,7 +664,8 @@ async fn an_effect_whose_result_waits_for_the_bus_is_not_run_again() {
 
 /// The same for an input that failed for good: while its dead letter
 /// cannot be written, the input comes back, and the failure is what it
-/// came to; the handler is not run again.
+/// came to; the handler is not run again. The failure is announced on the
+/// contract's failure topic at each delivery, under one event id.
 #[tokio::test]
 async fn an_effect_whose_dead_letter_waits_for_the_bus_is_not_run_again() {
     use std::sync::atomic::Ordering;
@@ -675,19 +676,41 @@ async fn an_effect_whose_dead_letter_waits_for_the_bus_is_not_run_again() {
     mem.inject_transient_failures_for(&dlq, b"k", 3);
     let bus: Arc<dyn EventBus> = Arc::new(mem);
     let (dsub, mut dead) = conformance::collect(&bus, &dlq, "watch").await;
+    let announced = "onex.evt.later.call-failed.v1";
+    let (asub, mut failures) = conformance::collect(&bus, announced, "watch").await;
     let handler = Arc::new(Calls {
         out_topic: output,
         ..Calls::default()
     });
-    let service = calls_node(&bus, calls_spec(input, output), handler.clone(), &[call(0)]).await;
+    let service = calls_node(
+        &bus,
+        onex_runtime::NodeSpec {
+            failure_topic: Some(announced.into()),
+            ..calls_spec(input, output)
+        },
+        handler.clone(),
+        &[call(0)],
+    )
+    .await;
     let letters = conformance::recv_n(&mut dead, 1, Duration::from_secs(5)).await;
     assert_eq!(letters.len(), 1);
     conformance::expect_silence(&mut dead, Duration::from_millis(300)).await;
     let failed = bus.metrics().publish_failed.load(Ordering::Relaxed);
     assert_eq!(failed, 3, "the dead letter failed three times first");
     assert_eq!(handler.calls.load(Ordering::SeqCst), 1, "one call");
+    let mut ids = std::collections::BTreeSet::new();
+    while let Ok(m) = failures.try_recv() {
+        ids.insert(
+            onex_runtime::Envelope::from_bytes(&m.value)
+                .unwrap()
+                .event_id,
+        );
+    }
+    assert_eq!(ids.len(), 1, "one failure, announced under one id: {ids:?}");
     service.shutdown().await;
-    dsub.unsubscribe().await;
+    for s in [dsub, asub] {
+        s.unsubscribe().await;
+    }
 }
 
 /// The same for an input handled and answered whose entry in the ledger of
