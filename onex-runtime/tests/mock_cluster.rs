@@ -670,6 +670,32 @@ async fn a_fatal_producer_error_is_recovered_with_a_new_producer() {
     bus.close().await.unwrap();
 }
 
+/// A broker that answers a producer's records with PRODUCER_FENCED (tansu
+/// 0.6.0 does, for good, after an outage in which records timed out) has
+/// stopped taking that producer's id; librdkafka fails each record so and
+/// goes on with the same id, without a fatal error. The bus replaces the
+/// producer: the publish is retried on a new one and delivered, and later
+/// publishes go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_producer_is_replaced() {
+    let c = cluster();
+    let topic = "fenced-for-good";
+    let bus = bus_on(&c, topic, settings(&c.bootstrap_servers())).await;
+    bus.publish(topic, None, b"before", &Headers::default())
+        .await
+        .unwrap();
+    let fenced = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED];
+    let r = publish_against(&c, &bus, topic, &fenced).await;
+    assert!(r.is_ok(), "the publish the broker fenced: {r:?}");
+    bus.publish(topic, None, b"after", &Headers::default())
+        .await
+        .unwrap();
+    assert_eq!(values_of(&bus, topic).await, ["before", "x", "after"]);
+    let rebuilds = bus.metrics().producer_rebuilds.load(Ordering::Relaxed);
+    assert_eq!(rebuilds, 1, "one new producer");
+    bus.close().await.unwrap();
+}
+
 /// Answers every input with one output on its topic.
 struct Forward(&'static str);
 

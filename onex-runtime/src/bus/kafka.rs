@@ -16,7 +16,9 @@
 //! then builds a new one and retries the publish on it: the records the old
 //! producer failed are published again, never acknowledged to the handler
 //! before, so the inputs behind them stay uncommitted until they are
-//! (at-least-once, as for any retried publish).
+//! (at-least-once, as for any retried publish). So does a record the broker
+//! answers as fenced (PRODUCER_FENCED): the broker no longer takes the
+//! producer's id, which librdkafka does not treat as fatal and keeps using.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -304,12 +306,31 @@ const CONNECT_PAUSE: Duration = Duration::from_millis(100);
 
 struct Inner {
     settings: KafkaSettings,
-    /// The producer in use; replaced when librdkafka declares it fatally
-    /// failed (see [`KafkaBus::producer`]).
-    producer: RwLock<FutureProducer<QuietContext>>,
+    /// The producer in use; replaced when it can no longer publish (see
+    /// [`KafkaBus::replace_producer`]).
+    producer: RwLock<Producing>,
     /// The producer's context, which records TLS and SASL failures.
     context: QuietContext,
     core: BusCore,
+}
+
+/// The producer in use, and how many were replaced before it.
+#[derive(Clone)]
+struct Producing {
+    generation: u64,
+    producer: FutureProducer<QuietContext>,
+}
+
+/// Whether a publish failed with `code` because the broker no longer takes
+/// records from this producer's id and epoch. librdkafka reports it for
+/// each record and goes on with the same id: tansu 0.6.0 answers so every
+/// record after an outage in which records timed out, for good.
+fn is_fenced(code: Option<RDKafkaErrorCode>) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        Some(C::ProducerFenced | C::InvalidProducerEpoch | C::Fenced)
+    )
 }
 
 /// A new producer with `settings`, sharing `context`.
@@ -326,7 +347,10 @@ impl KafkaBus {
     /// Creates the producer without contacting the broker.
     pub fn new(settings: KafkaSettings, metrics: Arc<Metrics>) -> Result<Self, BusError> {
         let context = QuietContext::default();
-        let producer = RwLock::new(create_producer(&settings, &context)?);
+        let producer = RwLock::new(Producing {
+            generation: 0,
+            producer: create_producer(&settings, &context)?,
+        });
         let core = BusCore::new(
             settings.breaker.clone(),
             settings.publish_retry.clone(),
@@ -376,49 +400,61 @@ impl KafkaBus {
         &self.inner.settings
     }
 
-    /// The producer to use. One in librdkafka's fatal error state refuses
-    /// every record for good, so it is replaced first by a new one (logged
-    /// and counted in `onex_producer_rebuilds_total`); what the old one
-    /// still held has failed or fails with the fatal error, and its
-    /// publishers retry on the new one.
+    /// The producer to use (see [`Self::producing`]).
     fn producer(&self) -> FutureProducer<QuietContext> {
+        self.producing().producer
+    }
+
+    /// The producer to use. One in librdkafka's fatal error state refuses
+    /// every record for good, so it is replaced first.
+    fn producing(&self) -> Producing {
         let current = self
             .inner
             .producer
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        if current.client().fatal_error().is_none() {
-            return current;
+        match current.producer.client().fatal_error() {
+            None => current,
+            Some((code, reason)) => self.replace_producer(current, &format!("{code}: {reason}")),
         }
+    }
+
+    /// Replaces `current`, which can no longer publish (`why`), by a new
+    /// producer, logged and counted in `onex_producer_rebuilds_total`,
+    /// unless another publisher replaced it first; gives back the producer
+    /// now in use. What the old one still held has failed or fails, and its
+    /// publishers retry on the new one.
+    fn replace_producer(&self, current: Producing, why: &str) -> Producing {
         let mut slot = self
             .inner
             .producer
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        // Another publisher may have replaced it meanwhile.
-        let Some((code, reason)) = slot.client().fatal_error() else {
+        if slot.generation != current.generation {
             return slot.clone();
-        };
+        }
         let fresh = match create_producer(&self.inner.settings, &self.inner.context) {
             Ok(fresh) => fresh,
             // The configuration made the first one; a failure here is
             // librdkafka's own, and the failing producer is all there is.
             Err(e) => {
                 tracing::error!(
-                    error = %code,
-                    %reason,
-                    "the Kafka producer failed fatally, and a new one could not be made: {e}"
+                    reason = why,
+                    "the Kafka producer can no longer publish, and a new one could not be made: {e}"
                 );
                 return slot.clone();
             }
         };
         tracing::error!(
-            error = %code,
-            %reason,
-            "the Kafka producer failed fatally; replaced it with a new one"
+            reason = why,
+            "the Kafka producer can no longer publish; replaced it with a new one"
         );
         inc(&self.inner.core.metrics.producer_rebuilds);
+        let fresh = Producing {
+            generation: current.generation + 1,
+            producer: fresh,
+        };
         let failed = std::mem::replace(&mut *slot, fresh);
         let chosen = slot.clone();
         drop(slot);
@@ -485,15 +521,22 @@ impl KafkaBus {
         topic: &str,
         record: FutureRecord<'_, [u8], [u8]>,
     ) -> Result<PublishReceipt, AttemptError> {
-        match self
-            .producer()
+        let producing = self.producing();
+        let sent = producing
+            .producer
             .send(record, Timeout::After(self.inner.settings.timeout))
-            .await
-        {
+            .await;
+        match sent {
             Ok(d) => Ok(PublishReceipt {
                 partition: d.partition,
                 offset: d.offset,
             }),
+            Err((e, _)) if is_fenced(e.rdkafka_error_code()) => {
+                // Not the record's fault, and not the broker's for long: a
+                // new producer, with a new id, publishes it again.
+                self.replace_producer(producing, &e.to_string());
+                Err(AttemptError::Retriable(e.to_string()))
+            }
             Err((e, _)) => {
                 // librdkafka reports a topic the broker does not have as a
                 // delivery timeout; ask the broker to tell the two apart.
