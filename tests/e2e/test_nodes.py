@@ -559,9 +559,6 @@ class EffectNode(NodeE2E, unittest.TestCase):
                 node.terminate(timeout=10)
             broker.stop()
 
-    # The consumer session timeout of the outage test, in seconds.
-    OUTAGE_SESSION_S = 6
-
     def test_7b_broker_outage_within_the_session(self):
         """The broker stops answering (SIGSTOP) for 4 s, less than the 6 s
         consumer session, while a message is being handled and five more
@@ -571,7 +568,23 @@ class EffectNode(NodeE2E, unittest.TestCase):
         healthy afterwards. (An outage longer than the session is not tested
         here: tansu 0.6.0 then leaves the rejoining consumer without its
         partition; see README, "Fast recovery".)"""
-        pause_s = 4
+        self.outage(pause_s=4, session_s=6)
+
+    def test_7c_broker_outage_longer_than_a_publish(self):
+        """As 7b, with publishes that give up after 1 s and no retry, and the
+        broker stopped for 6 s (under a 15 s session): the output of the
+        message in hand when the broker stopped cannot be published, so the
+        message is delivered again, several times, before the broker is back.
+        The handler, whose user code logs each call, is called once for every
+        input all the same: what it returned is kept and published when the
+        bus takes it."""
+        self.outage(pause_s=6, session_s=15, settings={
+            "KAFKA_TIMEOUT_SECONDS": "1",
+            "KAFKA_MAX_RETRY_ATTEMPTS": "0",
+            "KAFKA_CIRCUIT_BREAKER_THRESHOLD": "100",
+        }, one_call_each=True)
+
+    def outage(self, pause_s, session_s, settings=None, one_call_each=False):
         tansu = tansu_binary()
         if tansu is None:
             self.skipTest("no tansu binary (set TANSU_BIN)")
@@ -581,7 +594,8 @@ class EffectNode(NodeE2E, unittest.TestCase):
         client = node = None
         on_this_broker = {
             "KAFKA_BOOTSTRAP_SERVERS": broker.address,
-            "KAFKA_SESSION_TIMEOUT_MS": str(self.OUTAGE_SESSION_S * 1000),
+            "KAFKA_SESSION_TIMEOUT_MS": str(session_s * 1000),
+            **(settings or {}),
         }
         try:
             client = Client(broker.address)
@@ -622,8 +636,22 @@ class EffectNode(NodeE2E, unittest.TestCase):
             status, doc = wait_health(node.health_url(), lambda s, d: d.get("status") == "healthy",
                                       "healthy after the outage", timeout=60)
             self.assertEqual((status, doc["bus"], doc["degraded"]), (200, "kafka", False), doc)
+            # The user code logs each call, as the system it calls would see it.
+            calls = {}
+            called = re.compile(r"echo called correlation_id=(\S+)")
+            for line in node.lines:
+                m = called.search(line)
+                if m and m.group(1) in cids:
+                    calls[m.group(1)] = calls.get(m.group(1), 0) + 1
+            redelivered = sum(1 for line in node.lines
+                              if "message not acknowledged" in line and "delivered again" in line)
+            if one_call_each:
+                self.assertGreater(redelivered, 0, "no input was delivered again: nothing tested\n"
+                                   + node.tail())
+                self.assertEqual(calls, {c: 1 for c in cids}, "handler calls per input")
             print(f"\n  broker outage of {pause_s} s: "
-                  f"{len(cids)} inputs, one output each, {copies - len(cids)} re-published",
+                  f"{len(cids)} inputs, one output each, {copies - len(cids)} re-published, "
+                  f"{sum(calls.values())} handler calls, {redelivered} redeliveries",
                   file=sys.stderr)
             for r in (intro, outputs, dead):
                 r.close()
