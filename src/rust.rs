@@ -235,7 +235,7 @@ pub fn doc_text(s: &str) -> String {
 /// gets, so lines stay within 100.
 const DOC_WIDTH: usize = 87;
 
-/// Free text folded into doc-comment lines of at most [`DOC_WIDTH`]
+/// Free text folded into doc-comment lines of at most `DOC_WIDTH`
 /// characters ([`doc_text`], then wrapped). The text stays one Markdown
 /// paragraph: a line that would start a list, quote, heading, code fence or
 /// table gets its first character escaped, so contract text cannot turn into

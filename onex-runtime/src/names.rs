@@ -2,10 +2,12 @@
 //! steps, a field's allowed values): [`named_enum!`] writes the enum with the
 //! contract's spelling of each variant, so generated code lists only the
 //! names, and implements [`Named`] for it, so the runtime can look names up.
+//!
+//! [`named_enum!`]: crate::named_enum!
 
 use std::fmt;
 
-/// An enum of a contract's names, as [`named_enum!`] declares it.
+/// An enum of a contract's names, as [`named_enum!`](crate::named_enum!) declares it.
 pub trait Named: Copy + Eq + fmt::Display + Send + Sync + 'static {
     /// Every variant, in contract order.
     const ALL: &'static [Self];

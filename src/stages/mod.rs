@@ -9,9 +9,9 @@
 //! | 3 | [`model`] | Contract → NodeModel |
 //! | 4 | [`render`] | NodeModel → FileSet |
 //! | 4.5 | [`wiring`] | FileSet → FileSet (event-bus wiring) |
-//! | – | [`format`] | FileSet → FileSet (one rustfmt pass per run) |
+//! | – | [`mod@format`] | FileSet → FileSet (one rustfmt pass per run) |
 //! | 5 | [`verify`] | FileSet → VerifiedFileSet |
-//! | 6 | [`write`] | VerifiedFileSet → disk + manifest |
+//! | 6 | [`mod@write`] | VerifiedFileSet → disk + manifest |
 
 /// Stage 1 parse: bytes → RawContract (YAML with a line:col for every node).
 pub mod parse;

@@ -3,7 +3,7 @@
 //! The model decides every Rust name and type the generated crate will use,
 //! and which topic each kind of event goes to, so that the templates only
 //! lay text out. Nothing here reads the contract's YAML: it works from the
-//! validated [`Contract`] alone.
+//! validated [`Contract`](crate::contract::Contract) alone.
 
 use std::collections::BTreeSet;
 

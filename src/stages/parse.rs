@@ -1,5 +1,7 @@
 //! Stage 1: parse. Contract bytes become a [`RawContract`]: a YAML tree with a
 //! line and column for every node, plus the path and content hash.
+//!
+//! [`RawContract`]: crate::stages::parse::RawContract
 
 use std::path::{Path, PathBuf};
 

@@ -14,6 +14,9 @@
 //! - optionally (`--cargo-check`), the crate passes `cargo check`.
 //!
 //! Findings are [`Diagnostics`] whose file is `<node name>/<path in crate>`.
+//!
+//! [`VerifiedFileSet`]: crate::stages::verify::VerifiedFileSet
+//! [`Diagnostics`]: crate::diagnostic::Diagnostics
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -26,6 +26,9 @@
 //! - Files the user added (anywhere but `src/generated/`) are never touched.
 //!   Generated files in the old manifest that are no longer generated
 //!   (orphans) are removed; a shared one the user edited is left to them.
+//!
+//! [`Owner`]: crate::fileset::Owner
+//! [`SHARED_FILES`]: crate::stages::write::SHARED_FILES
 
 use std::collections::BTreeSet;
 use std::fmt;

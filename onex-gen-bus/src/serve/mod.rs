@@ -532,7 +532,7 @@ pub fn init_tracing() {
 /// `onex-gen serve` flags.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Folder the crates go into (each in DIR/<node name>/); created if missing.
+    /// Folder the crates go into (each in `DIR/<node name>/`); created if missing.
     #[arg(long, value_name = "DIR")]
     pub output_root: PathBuf,
     /// Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, else localhost:9092).

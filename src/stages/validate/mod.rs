@@ -5,8 +5,9 @@
 //! order:
 //! 1. the JSON Schema in `schema/contract.schema.json` checks the shape of
 //!    every section onex-gen reads, after what the platform's own loader
-//!    accepts beyond it (null sections, pydantic's lax coercions; see
-//!    [`lax`]) has been resolved with warnings; its errors stop validation;
+//!    accepts beyond it (null sections, pydantic's lax coercions; see the
+//!    private `lax` module) has been resolved with warnings; its errors stop
+//!    validation;
 //! 2. normalisation turns every dialect the real ONEX contracts use into the
 //!    one [`Contract`] shape (see `stages/2-validate/README.md` for the
 //!    decisions);
@@ -14,6 +15,9 @@
 //!    graphs and environment variable names.
 //!
 //! Unknown top-level keys give a `W-UNKNOWN-KEY` warning, never an error.
+//!
+//! [`RawContract`]: crate::stages::parse::RawContract
+//! [`Contract`]: crate::contract::Contract
 
 mod env;
 mod fsm;

@@ -12,6 +12,8 @@
 //! everything from there: at-least-once, as with one at a time. A
 //! rebalance is reported to the handler only once every message taken
 //! before it is finished.
+//!
+//! [`MessageHandler::keys_independent`]: crate::bus::MessageHandler::keys_independent
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
