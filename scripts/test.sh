@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what it needs (tansu,
 # kafka-python; see scripts/install-tools.sh), then
-#   1. formatting and clippy -D warnings on the workspace,
+#   1. formatting, clippy -D warnings and the docs' links (cargo doc -D
+#      warnings, private items too) on the workspace,
 #   2. cargo test --locked on the workspace (unit, stage fixtures, golden
 #      files, corpus, regeneration, CLI, in-memory and mock-cluster tests),
 #   3. `onex-gen check golden` (the drift check CI users run),
@@ -77,6 +78,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # a broker or build generated crates, and run in later steps): lint them too.
 cargo clippy --workspace --locked --test golden_build --test forms_build --test serve_kafka \
   --test kafka_broker --test kafka_tls --test kafka_sasl -- -D warnings
+
+step "cargo doc -D warnings"
+# Private items too: their broken links are what a reader of the code follows.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --locked
 
 step "cargo test: build"
 cargo test --workspace --locked --no-run
