@@ -888,32 +888,35 @@ class ReducerNode(NodeE2E, unittest.TestCase):
 
     # -- durable state (run after the shared tests: they stop every node) ----
 
-    def send_orders(self, orders, trigger, extra=None):
-        """One event per order, sent as one burst; returns their correlation ids."""
+    def send_orders(self, orders, trigger, extra=None, client=None):
+        """One event per order, sent as one burst (by `client`, else the
+        class's); returns their correlation ids."""
         items = [(envelope(f"demo.order.{trigger}", {"aggregate_id": order, **(extra or {})}), order)
                  for order in orders]
-        self.client.send_envelopes(self.SUBSCRIBE, items)
+        (client or self.client).send_envelopes(self.SUBSCRIBE, items)
         return [env["correlation_id"] for env, _ in items]
 
-    def changes_of(self, orders):
-        """State-change records of these orders in topic order: [(event id, payload)]."""
+    def changes_of(self, orders, status=None):
+        """State-change records of these orders in topic order, as read by
+        `status` (else the class's reader): [(event id, payload)]."""
         wanted = set(orders)
         out = []
-        for r in self.reader(self.STATUS).records:
+        for r in (status or self.reader(self.STATUS)).records:
             env = decode(r)
             if isinstance(env, dict) and (env.get("payload") or {}).get("aggregate_id") in wanted:
                 out.append((env["event_id"], env["payload"]))
         return out
 
-    def wait_changes(self, orders, count, timeout=60):
+    def wait_changes(self, orders, count, timeout=60, status=None):
+        status = status or self.reader(self.STATUS)
         deadline = time.monotonic() + timeout
         while True:
-            distinct = {eid for eid, _ in self.changes_of(orders)}
+            distinct = {eid for eid, _ in self.changes_of(orders, status)}
             if len(distinct) >= count:
                 return distinct
             if time.monotonic() > deadline:
                 raise AssertionError(f"{len(distinct)} of {count} state changes within {timeout} s")
-            self.reader(self.STATUS).poll()
+            status.poll()
 
     def first_change_after(self, ends, timeout=60):
         """Waits for a state change beyond the end offsets `ends` of the status
@@ -936,15 +939,16 @@ class ReducerNode(NodeE2E, unittest.TestCase):
         self.assertEqual(done, seen, "the node was stopped by the slow order, the later ones waiting")
         return ends, done
 
-    def check_each_transition_once(self, orders, cids):
+    def check_each_transition_once(self, orders, cids, status=None, dlq=None):
+        status = status or self.reader(self.STATUS)
         # Zero dead letters for these inputs.
-        dead = [r for r in self.reader(self.DLQ).drain()
+        dead = [r for r in (dlq or self.reader(self.DLQ)).drain()
                 if headers_dict(r).get("correlation_id") in set(cids)]
         self.assertEqual(dead, [], "dead letters for the orders")
         # A consumer dropping duplicate ids sees each transition once, in order.
-        self.reader(self.STATUS).drain()
+        status.drain()
         seen, by_order, duplicates = {}, {}, 0
-        for eid, payload in self.changes_of(orders):
+        for eid, payload in self.changes_of(orders, status):
             if eid in seen:
                 self.assertEqual(seen[eid], payload, "a re-published event id carries the same change")
                 duplicates += 1
@@ -954,6 +958,72 @@ class ReducerNode(NodeE2E, unittest.TestCase):
         for order in orders:
             self.assertEqual(by_order.get(order), [("pending", "paid"), ("paid", "shipped")], order)
         return duplicates
+
+    def test_7c_broker_outage_longer_than_a_publish(self):
+        """The reducer's side of the effect's 7c, on a broker of its own: 70
+        orders paid while the node takes 5 s over the 21st (its guard) and
+        the rest wait; the broker stopped (SIGSTOP) for 6 s as the 21st is
+        handled, with publishes that give up after 1 s and no retry, under a
+        15 s session, so its state change and state write fail and it is
+        handled again from the state before it; then every order shipped.
+        Every order's two transitions are published, once each by id and in
+        order, none is dead-lettered, and the node is healthy after."""
+        pause_s = 6
+        tansu = tansu_binary()
+        if tansu is None:
+            self.skipTest("no tansu binary (set TANSU_BIN)")
+        port = closed_port()
+        workdir = os.path.join(os.environ.get("ONEX_E2E_LOG_DIR") or "/tmp", f"reducer-outage-{port}")
+        broker = Broker(tansu, port, workdir)
+        client = node = None
+        orders = [f"order-{uuid.uuid4()}" for _ in range(70)]
+        instance = f"e2e-reducer-outage-{uuid.uuid4()}"
+        try:
+            client = Client(broker.address)
+            node = self.start_node(durable_env(instance, {
+                "E2E_SLOW_AGGREGATE": orders[20],
+                "KAFKA_BOOTSTRAP_SERVERS": broker.address,
+                "KAFKA_SESSION_TIMEOUT_MS": "15000",
+                "KAFKA_TIMEOUT_SECONDS": "1",
+                "KAFKA_MAX_RETRY_ATTEMPTS": "0",
+                "KAFKA_CIRCUIT_BREAKER_THRESHOLD": "100",
+            }))
+            node.instance = instance
+            intro = client.reader(INTROSPECTION_TOPIC)
+            intro.wait_for(lambda r: (decode(r) or {}).get("payload", {}).get("capabilities", {})
+                           .get("metadata", {}).get("instance_id") == instance,
+                           "start-up introspection on the test's broker")
+            status, dlq = client.reader(self.STATUS), client.reader(self.DLQ)
+            cids = self.send_orders(orders, "payment_captured", {"amount": 10}, client=client)
+            self.wait_changes(orders, 20, status=status)
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                time.sleep(pause_s)
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+            self.wait_changes(orders, 70, timeout=90, status=status)
+            cids += self.send_orders(orders, "order_shipped", client=client)
+            self.wait_changes(orders, 140, status=status)
+            duplicates = self.check_each_transition_once(orders, cids, status=status, dlq=dlq)
+            status_code, doc = wait_health(node.health_url(), lambda s, d: d.get("status") == "healthy",
+                                           "healthy after the outage", timeout=60)
+            self.assertEqual((status_code, doc["bus"], doc["degraded"]), (200, "kafka", False), doc)
+            redelivered = sum(1 for line in node.lines
+                              if "message not acknowledged" in line and "delivered again" in line)
+            self.assertGreater(redelivered, 0, "no input was delivered again: nothing tested\n"
+                               + node.tail())
+            print(f"\n  reducer, broker outage of {pause_s} s: 140 transitions, each once by id, "
+                  f"{duplicates} re-published duplicate(s) dropped by id, {redelivered} redeliveries",
+                  file=sys.stderr)
+            for r in (intro, status, dlq):
+                r.close()
+            self.assertEqual(node.terminate(timeout=15), 0, node.tail())
+        finally:
+            if client is not None:
+                client.close()
+            if node is not None and node.proc.poll() is None:
+                node.kill()
+            broker.stop()
 
     def test_9c_two_sigkills_mid_stream(self):
         self.stop_running_nodes()
