@@ -467,7 +467,10 @@ where
     }
 
     /// Writes `state` for `key` now, without marking `event` applied (a
-    /// workflow's progress between steps).
+    /// workflow's progress between steps). The process keeps it even when
+    /// the write fails for now ([`CommitError::Retry`]): the input handled
+    /// again in this process resumes after it, and the state written when
+    /// the input is committed takes it to the bus.
     pub async fn record_progress(
         &self,
         event: &InboundEvent,
@@ -475,8 +478,12 @@ where
         state: S,
     ) -> Result<(), CommitError> {
         let ctx = self.lock().ctx.clone();
-        if let Some(ctx) = ctx {
-            self.write(&ctx, event, key, &state, false).await?;
+        let written = match ctx {
+            Some(ctx) => self.write(&ctx, event, key, &state, false).await,
+            None => Ok(()),
+        };
+        if let Err(CommitError::TooLarge(_)) = written {
+            return written;
         }
         self.lock()
             .partitions
@@ -484,7 +491,7 @@ where
             .or_default()
             .entries
             .insert(key.to_string(), state);
-        Ok(())
+        written
     }
 
     async fn write(

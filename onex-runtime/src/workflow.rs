@@ -5,7 +5,9 @@
 //! - A workflow instance is identified by the consumed event's id; a
 //!   redelivered input (after a crash, a rebalance or a failed publish)
 //!   resumes at the first unfinished step and never runs a finished one
-//!   again. Progress is written after each step.
+//!   again. Progress is written after each step; a write the bus cannot
+//!   take for now does not stop the run (the process keeps the progress,
+//!   and the run's final state takes it to the bus).
 //! - A failing step fails the handler call: the runtime retries it with the
 //!   contract's backoff and jitter, counting each failure for the handler's
 //!   circuit breaker, and the run resumes at that step. A workflow that
@@ -194,14 +196,23 @@ impl<T: WorkflowTable<H>, H: Send + Sync + 'static> NodeHandler for WorkflowDriv
             let progress = Progress {
                 results: run.results.clone(),
             };
-            self.store
-                .record_progress(event, &key, progress)
-                .await
-                .map_err(|e| match e {
-                    CommitError::Retry(nack) => HandlerError::Retriable(nack.reason),
-                    // No retry makes it fit: dead-lettered at once.
-                    CommitError::TooLarge(reason) => HandlerError::Fatal(reason),
-                })?;
+            match self.store.record_progress(event, &key, progress).await {
+                Ok(()) => {}
+                // The bus cannot take it for now. Failing the run here would
+                // have the retry run this finished step again, and an outage
+                // outlasting the retries dead-letter the workflow. The process
+                // keeps the progress and the run goes on: the state written
+                // with the run's outcome takes it to the bus (a crash before
+                // that runs the step again, with the same idempotency key).
+                Err(CommitError::Retry(nack)) => tracing::warn!(
+                    %workflow_id,
+                    step,
+                    "the progress is not on the bus yet; the run goes on: {}",
+                    nack.reason
+                ),
+                // No retry makes it fit: dead-lettered at once.
+                Err(CommitError::TooLarge(reason)) => return Err(HandlerError::Fatal(reason)),
+            }
         }
         self.failed_at().remove(&workflow_id);
         self.store.stage(
@@ -400,5 +411,58 @@ mod tests {
             .unwrap();
         assert_eq!(restarted.hooks.first_runs.load(Ordering::SeqCst), 0);
         keeper.commit(&later).await.unwrap();
+    }
+
+    /// A step's progress the bus cannot take for now (a broker outage) does
+    /// not fail the run: failing it had the retry run the finished step
+    /// again (twice here), and an outage outlasting the retries dead-letter
+    /// the workflow. The process keeps the progress: the run completes, and
+    /// handled again (its results not published), it runs no step again;
+    /// the state committed with its outcome takes the progress to the bus.
+    #[tokio::test]
+    async fn a_step_whose_progress_the_bus_cannot_take_is_not_run_again() {
+        use crate::bus::memory::MemoryBusSettings;
+        use crate::bus::EventBus;
+        use crate::retry::RetrySettings;
+
+        let topic = "onex.snapshot.demo.two.v1";
+        let bus = InMemoryBus::new(MemoryBusSettings {
+            publish_retry: RetrySettings {
+                max_retries: 0,
+                ..RetrySettings::default()
+            },
+            ..MemoryBusSettings::default()
+        });
+        let ctx = StateContext {
+            bus: Arc::new(bus.clone()),
+            topic: topic.into(),
+        };
+        let node: WorkflowDriver<Table, Hooks> = WorkflowDriver::new(Hooks::default());
+        let event = crate::testing::inbound("in", "go", json!({}));
+        let workflow = event.envelope.event_id.to_string();
+        bus.inject_transient_failures_for(topic, workflow.as_bytes(), 1);
+        let keeper = node.state_keeper().unwrap();
+        assert!(keeper.admit(&ctx, &event).await.unwrap());
+        let out = node.handle(&crate::testing::context(), &event).await;
+        assert_eq!(out.map(|o| o.len()).ok(), Some(3), "the run completes");
+        // Its results could not be published: the input comes back.
+        keeper.abandon(&event);
+        assert!(keeper.admit(&ctx, &event).await.unwrap());
+        node.handle(&crate::testing::context(), &event)
+            .await
+            .unwrap();
+        keeper.commit(&event).await.unwrap();
+        assert_eq!(node.hooks.first_runs.load(Ordering::SeqCst), 1);
+        // The state committed with the outcome carries both steps, the input
+        // applied.
+        let written = bus.read_partition(topic, 0).await.unwrap();
+        let last = written.last().expect("the state was written");
+        let record: serde_json::Value = serde_json::from_slice(&last.value).unwrap();
+        assert_eq!(record["applied"], json!(true));
+        let steps: Vec<&String> = record["state"]["results"]
+            .as_object()
+            .map(|r| r.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(steps, ["first", "second"], "{record}");
     }
 }
