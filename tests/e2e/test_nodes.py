@@ -1198,10 +1198,11 @@ class OrchestratorNode(NodeE2E, unittest.TestCase):
         node.instance = "e2e-orchestrator-durable"
         return node
 
-    def step_runs(self, workflow_id):
-        """[(step, attempt, unix ms, outcome)] of one workflow, in the order they ran."""
+    def step_runs(self, workflow_id, step_log=None):
+        """[(step, attempt, unix ms, outcome)] of one workflow, in the order
+        they ran, from `step_log` (else the durable node's)."""
         try:
-            with open(self.step_log, encoding="utf-8") as f:
+            with open(step_log or self.step_log, encoding="utf-8") as f:
                 lines = f.read().split("\n")
         except FileNotFoundError:
             return []
@@ -1211,6 +1212,90 @@ class OrchestratorNode(NodeE2E, unittest.TestCase):
             if len(parts) == 4 and parts[0].startswith(f"{workflow_id}:"):
                 runs.append((parts[0].split(":", 1)[1], int(parts[1]), int(parts[2]), parts[3]))
         return runs
+
+    def test_7c_broker_outage_longer_than_a_publish(self):
+        """The orchestrator's side of the effect's 7c, on a broker of its own:
+        a workflow whose charging takes 3 s, the broker stopped (SIGSTOP) for
+        6 s as charging starts, with publishes that give up after 1 s and no
+        retry (15 s session), so the progress written after charging and
+        after shipping, and the run's events, fail. Every step runs once (the
+        steps' own log), the workflow completes once with its four events,
+        nothing is dead-lettered, and three workflows sent after the outage
+        complete too."""
+        pause_s = 6
+        tansu = tansu_binary()
+        if tansu is None:
+            self.skipTest("no tansu binary (set TANSU_BIN)")
+        port = closed_port()
+        workdir = os.path.join(os.environ.get("ONEX_E2E_LOG_DIR") or "/tmp", f"orchestrator-outage-{port}")
+        broker = Broker(tansu, port, workdir)
+        step_log = os.path.join(tempfile.mkdtemp(prefix="onex-e2e-steps-"), "steps.log")
+        instance = f"e2e-orchestrator-outage-{uuid.uuid4()}"
+        client = node = None
+        try:
+            client = Client(broker.address)
+            node = self.start_node(durable_env(instance, {
+                "E2E_STEP_LOG": step_log,
+                "KAFKA_BOOTSTRAP_SERVERS": broker.address,
+                "KAFKA_SESSION_TIMEOUT_MS": "15000",
+                "KAFKA_TIMEOUT_SECONDS": "1",
+                "KAFKA_MAX_RETRY_ATTEMPTS": "0",
+                "KAFKA_CIRCUIT_BREAKER_THRESHOLD": "100",
+            }))
+            node.instance = instance
+            intro = client.reader(INTROSPECTION_TOPIC)
+            intro.wait_for(lambda r: (decode(r) or {}).get("payload", {}).get("capabilities", {})
+                           .get("metadata", {}).get("instance_id") == instance,
+                           "start-up introspection on the test's broker")
+            outputs, dlq = client.reader(*self.PUBLISH), client.reader(self.DLQ)
+            snapshot = client.reader(self.SNAPSHOT)
+            slow = envelope("demo.fulfil-order", {"order_id": f"order-{uuid.uuid4()}", "charge_delay_ms": 3000})
+            client.send_envelope(self.SUBSCRIBE, slow)
+            # Charging starts once the first step's progress is written.
+            snapshot.wait_for(lambda r: r.key == slow["event_id"].encode(), "progress record")
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                time.sleep(pause_s)
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+            after = [envelope("demo.fulfil-order", {"order_id": f"order-{uuid.uuid4()}"}) for _ in range(3)]
+            for env in after:
+                client.send_envelope(self.SUBSCRIBE, env)
+            for env in [slow] + after:
+                outputs.wait_all(correlated(env["correlation_id"]), 4,
+                                 f"with correlation id {env['correlation_id']}", timeout=60)
+            outputs.drain()
+            for env in [slow] + after:
+                events = {}
+                for r in outputs.records:
+                    if correlated(env["correlation_id"])(r):
+                        e = decode(r)
+                        events.setdefault(e["event_id"], e)
+                kinds = sorted(e["event_type"].rsplit(".", 1)[1] for e in events.values())
+                self.assertEqual(kinds, ["step-completed"] * 3 + ["workflow-completed"],
+                                 "four events by id")
+                runs = self.step_runs(env["event_id"], step_log)
+                self.assertEqual([(step, outcome) for step, _, _, outcome in runs],
+                                 [(step, "done") for step in self.STEPS], "each step ran once")
+            cids = {env["correlation_id"] for env in [slow] + after}
+            letters = [r for r in dlq.drain(timeout=10) if headers_dict(r).get("correlation_id") in cids]
+            self.assertEqual(letters, [], "workflows dead-lettered because of the outage")
+            unacknowledged = sum(1 for line in node.lines
+                                 if "message not acknowledged" in line and "delivered again" in line)
+            kept = sum(1 for line in node.lines if "the progress is not on the bus yet" in line)
+            self.assertGreater(kept, 0, "no progress write failed: nothing tested\n" + node.tail())
+            print(f"\n  orchestrator, broker outage of {pause_s} s: 4 workflows completed, each step once; "
+                  f"{kept} progress write(s) kept for later, {unacknowledged} redeliveries",
+                  file=sys.stderr)
+            for r in (intro, outputs, dlq, snapshot):
+                r.close()
+            self.assertEqual(node.terminate(timeout=15), 0, node.tail())
+        finally:
+            if client is not None:
+                client.close()
+            if node is not None and node.proc.poll() is None:
+                node.kill()
+            broker.stop()
 
     def test_9c_killed_between_steps_resumes_at_the_second(self):
         self.stop_running_nodes()
