@@ -33,6 +33,7 @@ of the built node binaries), optionally ONEX_E2E_LOG_DIR (node logs).
 """
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -136,6 +137,78 @@ class NodeE2E:
         return []
 
     # -- shared machinery ----------------------------------------------------
+
+    # Settings under which a publish fails during a broker outage of a few
+    # seconds: it gives up after 1 s, with no retry, and the circuit stays
+    # closed (the 7c tests).
+    SHORT_PUBLISHES = {
+        "KAFKA_TIMEOUT_SECONDS": "1",
+        "KAFKA_MAX_RETRY_ATTEMPTS": "0",
+        "KAFKA_CIRCUIT_BREAKER_THRESHOLD": "100",
+    }
+
+    @contextlib.contextmanager
+    def node_on_a_broker_of_its_own(self, name, session_s, env, instance=None):
+        """Starts a tansu of its own (its folder named after `name`) and a
+        node on it with `env` and a consumer session of `session_s`, under
+        the instance id `instance` when given; yields (broker, client, node)
+        once the node's start-up introspection is on that broker, and stops
+        the three afterwards."""
+        tansu = tansu_binary()
+        if tansu is None:
+            self.skipTest("no tansu binary (set TANSU_BIN)")
+        port = closed_port()
+        workdir = os.path.join(os.environ.get("ONEX_E2E_LOG_DIR") or "/tmp", f"{name}-{port}")
+        broker = Broker(tansu, port, workdir)
+        client = node = None
+        try:
+            client = Client(broker.address)
+            env = {
+                **(durable_env(instance) if instance else {}),
+                **env,
+                "KAFKA_BOOTSTRAP_SERVERS": broker.address,
+                "KAFKA_SESSION_TIMEOUT_MS": str(session_s * 1000),
+            }
+            node = self.start_node(env)
+            if instance:
+                node.instance = instance
+            # The node creates its topics as it starts.
+            intro = client.reader(INTROSPECTION_TOPIC)
+            intro.wait_for(lambda r: (decode(r) or {}).get("payload", {}).get("capabilities", {})
+                           .get("metadata", {}).get("instance_id") == node.instance,
+                           "start-up introspection on the test's broker")
+            intro.close()
+            yield broker, client, node
+        finally:
+            if client is not None:
+                client.close()
+            if node is not None and node.proc.poll() is None:
+                node.kill()
+            broker.stop()
+
+    @staticmethod
+    def pause(broker, seconds):
+        """The broker stops answering (SIGSTOP) for `seconds`, then goes on."""
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+
+    def redeliveries(self, node, at_least=0):
+        """How often the node left an input unacknowledged, to be delivered
+        again; fails below `at_least` (the fault a test is about did not
+        happen)."""
+        count = sum(1 for line in node.lines
+                    if "message not acknowledged" in line and "delivered again" in line)
+        self.assertGreaterEqual(count, at_least, "no input was delivered again: nothing tested\n"
+                                + node.tail())
+        return count
+
+    def healthy_on_kafka(self, node):
+        status, doc = wait_health(node.health_url(), lambda s, d: d.get("status") == "healthy",
+                                  "healthy after the outage", timeout=60)
+        self.assertEqual((status, doc["bus"], doc["degraded"]), (200, "kafka", False), doc)
 
     @classmethod
     def setUpClass(cls):
@@ -578,44 +651,18 @@ class EffectNode(NodeE2E, unittest.TestCase):
         The handler, whose user code logs each call, is called once for every
         input all the same: what it returned is kept and published when the
         bus takes it."""
-        self.outage(pause_s=6, session_s=15, settings={
-            "KAFKA_TIMEOUT_SECONDS": "1",
-            "KAFKA_MAX_RETRY_ATTEMPTS": "0",
-            "KAFKA_CIRCUIT_BREAKER_THRESHOLD": "100",
-        }, one_call_each=True)
+        self.outage(pause_s=6, session_s=15, settings=self.SHORT_PUBLISHES, one_call_each=True)
 
     def outage(self, pause_s, session_s, settings=None, one_call_each=False):
-        tansu = tansu_binary()
-        if tansu is None:
-            self.skipTest("no tansu binary (set TANSU_BIN)")
-        port = closed_port()
-        workdir = os.path.join(os.environ.get("ONEX_E2E_LOG_DIR") or "/tmp", f"outage-broker-{port}")
-        broker = Broker(tansu, port, workdir)
-        client = node = None
-        on_this_broker = {
-            "KAFKA_BOOTSTRAP_SERVERS": broker.address,
-            "KAFKA_SESSION_TIMEOUT_MS": str(session_s * 1000),
-            **(settings or {}),
-        }
-        try:
-            client = Client(broker.address)
-            node = self.start_node(on_this_broker)
-            # The node creates its topics as it starts.
-            intro = client.reader(INTROSPECTION_TOPIC)
-            intro.wait_for(lambda r: (decode(r) or {}).get("payload", {}).get("capabilities", {})
-                           .get("metadata", {}).get("instance_id") == node.instance,
-                           "start-up introspection on the test's broker")
+        with self.node_on_a_broker_of_its_own("outage-broker", session_s, settings or {}) as started:
+            broker, client, node = started
             outputs = client.reader(*self.PUBLISH)
             dead = client.reader(self.DLQ)
             slow = envelope("demo.echo-requested", {"message": "slow"})
             sent = [slow] + [envelope("demo.echo-requested", {"message": f"before-{i}"}) for i in range(5)]
             client.send_envelopes(self.SUBSCRIBE, [(e, None) for e in sent])
             node.wait_line("slow echo started.*" + slow["correlation_id"])
-            os.kill(broker.pid, signal.SIGSTOP)
-            try:
-                time.sleep(pause_s)
-            finally:
-                os.kill(broker.pid, signal.SIGCONT)
+            self.pause(broker, pause_s)
             after = [envelope("demo.echo-requested", {"message": f"after-{i}"}) for i in range(5)]
             client.send_envelopes(self.SUBSCRIBE, [(e, None) for e in after])
             cids = {e["correlation_id"] for e in sent + after}
@@ -633,9 +680,7 @@ class EffectNode(NodeE2E, unittest.TestCase):
             copies = sum(1 for r in outputs.records if (decode(r) or {}).get("correlation_id") in cids)
             letters = [r for r in dead.drain(timeout=10) if headers_dict(r).get("correlation_id") in cids]
             self.assertEqual(letters, [], "inputs dead-lettered because of the outage")
-            status, doc = wait_health(node.health_url(), lambda s, d: d.get("status") == "healthy",
-                                      "healthy after the outage", timeout=60)
-            self.assertEqual((status, doc["bus"], doc["degraded"]), (200, "kafka", False), doc)
+            self.healthy_on_kafka(node)
             # The user code logs each call, as the system it calls would see it.
             calls = {}
             called = re.compile(r"echo called correlation_id=(\S+)")
@@ -643,25 +688,16 @@ class EffectNode(NodeE2E, unittest.TestCase):
                 m = called.search(line)
                 if m and m.group(1) in cids:
                     calls[m.group(1)] = calls.get(m.group(1), 0) + 1
-            redelivered = sum(1 for line in node.lines
-                              if "message not acknowledged" in line and "delivered again" in line)
+            redelivered = self.redeliveries(node, at_least=1 if one_call_each else 0)
             if one_call_each:
-                self.assertGreater(redelivered, 0, "no input was delivered again: nothing tested\n"
-                                   + node.tail())
                 self.assertEqual(calls, {c: 1 for c in cids}, "handler calls per input")
             print(f"\n  broker outage of {pause_s} s: "
                   f"{len(cids)} inputs, one output each, {copies - len(cids)} re-published, "
                   f"{sum(calls.values())} handler calls, {redelivered} redeliveries",
                   file=sys.stderr)
-            for r in (intro, outputs, dead):
+            for r in (outputs, dead):
                 r.close()
             self.assertEqual(node.terminate(timeout=15), 0, node.tail())
-        finally:
-            if client is not None:
-                client.close()
-            if node is not None and node.proc.poll() is None:
-                node.kill()
-            broker.stop()
 
     def test_9c_sigkill_mid_stream_then_restart(self):
         """SIGKILL while the slow message is handled, the 20 inputs before it
@@ -969,61 +1005,27 @@ class ReducerNode(NodeE2E, unittest.TestCase):
         Every order's two transitions are published, once each by id and in
         order, none is dead-lettered, and the node is healthy after."""
         pause_s = 6
-        tansu = tansu_binary()
-        if tansu is None:
-            self.skipTest("no tansu binary (set TANSU_BIN)")
-        port = closed_port()
-        workdir = os.path.join(os.environ.get("ONEX_E2E_LOG_DIR") or "/tmp", f"reducer-outage-{port}")
-        broker = Broker(tansu, port, workdir)
-        client = node = None
         orders = [f"order-{uuid.uuid4()}" for _ in range(70)]
+        settings = {"E2E_SLOW_AGGREGATE": orders[20], **self.SHORT_PUBLISHES}
         instance = f"e2e-reducer-outage-{uuid.uuid4()}"
-        try:
-            client = Client(broker.address)
-            node = self.start_node(durable_env(instance, {
-                "E2E_SLOW_AGGREGATE": orders[20],
-                "KAFKA_BOOTSTRAP_SERVERS": broker.address,
-                "KAFKA_SESSION_TIMEOUT_MS": "15000",
-                "KAFKA_TIMEOUT_SECONDS": "1",
-                "KAFKA_MAX_RETRY_ATTEMPTS": "0",
-                "KAFKA_CIRCUIT_BREAKER_THRESHOLD": "100",
-            }))
-            node.instance = instance
-            intro = client.reader(INTROSPECTION_TOPIC)
-            intro.wait_for(lambda r: (decode(r) or {}).get("payload", {}).get("capabilities", {})
-                           .get("metadata", {}).get("instance_id") == instance,
-                           "start-up introspection on the test's broker")
+        with self.node_on_a_broker_of_its_own("reducer-outage", 15, settings, instance) as started:
+            broker, client, node = started
             status, dlq = client.reader(self.STATUS), client.reader(self.DLQ)
             cids = self.send_orders(orders, "payment_captured", {"amount": 10}, client=client)
             self.wait_changes(orders, 20, status=status)
-            os.kill(broker.pid, signal.SIGSTOP)
-            try:
-                time.sleep(pause_s)
-            finally:
-                os.kill(broker.pid, signal.SIGCONT)
+            self.pause(broker, pause_s)
             self.wait_changes(orders, 70, timeout=90, status=status)
             cids += self.send_orders(orders, "order_shipped", client=client)
             self.wait_changes(orders, 140, status=status)
             duplicates = self.check_each_transition_once(orders, cids, status=status, dlq=dlq)
-            status_code, doc = wait_health(node.health_url(), lambda s, d: d.get("status") == "healthy",
-                                           "healthy after the outage", timeout=60)
-            self.assertEqual((status_code, doc["bus"], doc["degraded"]), (200, "kafka", False), doc)
-            redelivered = sum(1 for line in node.lines
-                              if "message not acknowledged" in line and "delivered again" in line)
-            self.assertGreater(redelivered, 0, "no input was delivered again: nothing tested\n"
-                               + node.tail())
+            self.healthy_on_kafka(node)
+            redelivered = self.redeliveries(node, at_least=1)
             print(f"\n  reducer, broker outage of {pause_s} s: 140 transitions, each once by id, "
                   f"{duplicates} re-published duplicate(s) dropped by id, {redelivered} redeliveries",
                   file=sys.stderr)
-            for r in (intro, status, dlq):
+            for r in (status, dlq):
                 r.close()
             self.assertEqual(node.terminate(timeout=15), 0, node.tail())
-        finally:
-            if client is not None:
-                client.close()
-            if node is not None and node.proc.poll() is None:
-                node.kill()
-            broker.stop()
 
     def test_9c_two_sigkills_mid_stream(self):
         self.stop_running_nodes()
@@ -1223,41 +1225,18 @@ class OrchestratorNode(NodeE2E, unittest.TestCase):
         nothing is dead-lettered, and three workflows sent after the outage
         complete too."""
         pause_s = 6
-        tansu = tansu_binary()
-        if tansu is None:
-            self.skipTest("no tansu binary (set TANSU_BIN)")
-        port = closed_port()
-        workdir = os.path.join(os.environ.get("ONEX_E2E_LOG_DIR") or "/tmp", f"orchestrator-outage-{port}")
-        broker = Broker(tansu, port, workdir)
         step_log = os.path.join(tempfile.mkdtemp(prefix="onex-e2e-steps-"), "steps.log")
+        settings = {"E2E_STEP_LOG": step_log, **self.SHORT_PUBLISHES}
         instance = f"e2e-orchestrator-outage-{uuid.uuid4()}"
-        client = node = None
-        try:
-            client = Client(broker.address)
-            node = self.start_node(durable_env(instance, {
-                "E2E_STEP_LOG": step_log,
-                "KAFKA_BOOTSTRAP_SERVERS": broker.address,
-                "KAFKA_SESSION_TIMEOUT_MS": "15000",
-                "KAFKA_TIMEOUT_SECONDS": "1",
-                "KAFKA_MAX_RETRY_ATTEMPTS": "0",
-                "KAFKA_CIRCUIT_BREAKER_THRESHOLD": "100",
-            }))
-            node.instance = instance
-            intro = client.reader(INTROSPECTION_TOPIC)
-            intro.wait_for(lambda r: (decode(r) or {}).get("payload", {}).get("capabilities", {})
-                           .get("metadata", {}).get("instance_id") == instance,
-                           "start-up introspection on the test's broker")
+        with self.node_on_a_broker_of_its_own("orchestrator-outage", 15, settings, instance) as started:
+            broker, client, node = started
             outputs, dlq = client.reader(*self.PUBLISH), client.reader(self.DLQ)
             snapshot = client.reader(self.SNAPSHOT)
             slow = envelope("demo.fulfil-order", {"order_id": f"order-{uuid.uuid4()}", "charge_delay_ms": 3000})
             client.send_envelope(self.SUBSCRIBE, slow)
             # Charging starts once the first step's progress is written.
             snapshot.wait_for(lambda r: r.key == slow["event_id"].encode(), "progress record")
-            os.kill(broker.pid, signal.SIGSTOP)
-            try:
-                time.sleep(pause_s)
-            finally:
-                os.kill(broker.pid, signal.SIGCONT)
+            self.pause(broker, pause_s)
             after = [envelope("demo.fulfil-order", {"order_id": f"order-{uuid.uuid4()}"}) for _ in range(3)]
             for env in after:
                 client.send_envelope(self.SUBSCRIBE, env)
@@ -1280,22 +1259,15 @@ class OrchestratorNode(NodeE2E, unittest.TestCase):
             cids = {env["correlation_id"] for env in [slow] + after}
             letters = [r for r in dlq.drain(timeout=10) if headers_dict(r).get("correlation_id") in cids]
             self.assertEqual(letters, [], "workflows dead-lettered because of the outage")
-            unacknowledged = sum(1 for line in node.lines
-                                 if "message not acknowledged" in line and "delivered again" in line)
+            redelivered = self.redeliveries(node)
             kept = sum(1 for line in node.lines if "the progress is not on the bus yet" in line)
             self.assertGreater(kept, 0, "no progress write failed: nothing tested\n" + node.tail())
             print(f"\n  orchestrator, broker outage of {pause_s} s: 4 workflows completed, each step once; "
-                  f"{kept} progress write(s) kept for later, {unacknowledged} redeliveries",
+                  f"{kept} progress write(s) kept for later, {redelivered} redeliveries",
                   file=sys.stderr)
-            for r in (intro, outputs, dlq, snapshot):
+            for r in (outputs, dlq, snapshot):
                 r.close()
             self.assertEqual(node.terminate(timeout=15), 0, node.tail())
-        finally:
-            if client is not None:
-                client.close()
-            if node is not None and node.proc.poll() is None:
-                node.kill()
-            broker.stop()
 
     def test_9c_killed_between_steps_resumes_at_the_second(self):
         self.stop_running_nodes()
