@@ -60,7 +60,7 @@ use crate::topic::{reply_topic_refusal, TopicNamer};
 
 mod unfinished;
 
-use unfinished::{Place, Unfinished};
+use unfinished::Unfinished;
 
 /// How duplicates are recognised.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1151,9 +1151,7 @@ impl Dispatcher {
             Err((Unpublished::Unavailable(nack), unsent)) => {
                 match keeper {
                     Some((keeper, _)) => keeper.abandon(event),
-                    None => self
-                        .unfinished
-                        .keep(Place::of(event), Outcome::Done(unsent)),
+                    None => self.unfinished.keep(event, Outcome::Done(unsent)),
                 }
                 return Err(nack);
             }
@@ -1369,7 +1367,7 @@ impl MessageHandler for Dispatcher {
         // What an earlier delivery of this input came to, when the bus could
         // not take it then: published now, without running the handler again.
         let kept = match keeper {
-            None => self.unfinished.take(&Place::of(&event)),
+            None => self.unfinished.take(&event),
             Some(_) => None,
         };
         let outcome = match kept {
@@ -1407,8 +1405,7 @@ impl MessageHandler for Dispatcher {
             // put back on the topic (replayed) it is work again.
             let lettered = self.dead_letter(msg, &failure).await;
             if lettered.is_err() && keeper.is_none() {
-                self.unfinished
-                    .keep(Place::of(&event), Outcome::Failed(failure));
+                self.unfinished.keep(&event, Outcome::Failed(failure));
             }
             return lettered;
         }
@@ -1417,8 +1414,7 @@ impl MessageHandler for Dispatcher {
             // publishes the same ids again, and is recorded then.
             if let Err(nack) = claim.record(self.ledger_ctx.as_ref(), &event).await {
                 if keeper.is_none() {
-                    self.unfinished
-                        .keep(Place::of(&event), Outcome::Done(Vec::new()));
+                    self.unfinished.keep(&event, Outcome::Done(Vec::new()));
                 }
                 return Err(nack);
             }

@@ -415,8 +415,8 @@ mod tests {
 
     /// A step's progress the bus cannot take for now (a broker outage) does
     /// not fail the run: failing it had the retry run the finished step
-    /// again (twice here), and an outage outlasting the retries dead-letter
-    /// the workflow. The process keeps the progress: the run completes, and
+    /// again, and an outage outlasting the retries dead-letter the
+    /// workflow. The process keeps the progress: the run completes, and
     /// handled again (its results not published), it runs no step again;
     /// the state committed with its outcome takes the progress to the bus.
     #[tokio::test]

@@ -32,8 +32,7 @@ pub const CAPACITY: usize = 1024;
 pub const BYTE_BUDGET: usize = 64 << 20;
 
 /// Where an input was read, and which event it was.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Place {
+struct Place {
     topic: String,
     partition: i32,
     offset: i64,
@@ -42,13 +41,22 @@ pub struct Place {
 
 impl Place {
     /// The place of `event`.
-    pub fn of(event: &InboundEvent) -> Self {
+    fn of(event: &InboundEvent) -> Self {
         Place {
             topic: event.topic.clone(),
             partition: event.partition,
             offset: event.offset,
             event_id: event.envelope.event_id,
         }
+    }
+
+    /// Whether this is the place of `event` (compared without copying its
+    /// topic: every input of a node without state is looked up).
+    fn is_of(&self, event: &InboundEvent) -> bool {
+        self.offset == event.offset
+            && self.partition == event.partition
+            && self.event_id == event.envelope.event_id
+            && self.topic == event.topic
     }
 }
 
@@ -65,12 +73,12 @@ struct Kept {
 }
 
 impl Unfinished {
-    /// Keeps `outcome` for the input at `place`, in place of what was kept
-    /// for it before.
-    pub fn keep(&self, place: Place, outcome: Outcome) {
+    /// Keeps `outcome` for the input `event`, in place of what was kept for
+    /// it before.
+    pub fn keep(&self, event: &InboundEvent, outcome: Outcome) {
         let size = outcome.size();
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        kept.remove(&place);
+        kept.remove(event);
         if size > BYTE_BUDGET {
             return;
         }
@@ -81,15 +89,15 @@ impl Unfinished {
             kept.bytes -= gone;
         }
         kept.bytes += size;
-        kept.entries.push_back((place, outcome, size));
+        kept.entries.push_back((Place::of(event), outcome, size));
     }
 
-    /// What was kept for the input at `place`, taken out of the store.
-    pub fn take(&self, place: &Place) -> Option<Outcome> {
+    /// What was kept for the input `event`, taken out of the store.
+    pub fn take(&self, event: &InboundEvent) -> Option<Outcome> {
         self.kept
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(place)
+            .remove(event)
     }
 
     /// How many inputs are kept.
@@ -100,8 +108,8 @@ impl Unfinished {
 }
 
 impl Kept {
-    fn remove(&mut self, place: &Place) -> Option<Outcome> {
-        let at = self.entries.iter().position(|(p, _, _)| p == place)?;
+    fn remove(&mut self, event: &InboundEvent) -> Option<Outcome> {
+        let at = self.entries.iter().position(|(p, _, _)| p.is_of(event))?;
         let (_, outcome, size) = self.entries.remove(at)?;
         self.bytes -= size;
         Some(outcome)
@@ -115,13 +123,12 @@ mod tests {
     use crate::dlq::Failure;
     use crate::headers::Headers;
 
-    fn place(offset: i64) -> Place {
-        Place {
-            topic: "t".into(),
-            partition: 0,
-            offset,
-            event_id: Uuid::from_u128(offset as u128),
-        }
+    /// The input at `offset` of topic `t`, with an event id of its own.
+    fn input(offset: i64) -> InboundEvent {
+        let mut event = crate::testing::inbound("t", "e", serde_json::json!({}));
+        event.offset = offset;
+        event.envelope.event_id = Uuid::from_u128(offset as u128);
+        event
     }
 
     fn records(bytes: usize) -> Outcome {
@@ -154,28 +161,28 @@ mod tests {
     #[test]
     fn an_outcome_is_taken_once_and_only_for_its_own_input() {
         let store = Unfinished::default();
-        store.keep(place(1), records(10));
-        store.keep(place(2), failed());
-        let mut other_event = place(1);
-        other_event.event_id = Uuid::from_u128(99);
+        store.keep(&input(1), records(10));
+        store.keep(&input(2), failed());
+        let mut other_event = input(1);
+        other_event.envelope.event_id = Uuid::from_u128(99);
         assert!(
             store.take(&other_event).is_none(),
             "another event at the place"
         );
-        assert!(store.take(&place(3)).is_none());
-        assert_eq!(value_len(store.take(&place(1))), Some(10));
-        assert!(store.take(&place(1)).is_none(), "taken already");
-        assert_eq!(value_len(store.take(&place(2))), Some(usize::MAX));
+        assert!(store.take(&input(3)).is_none());
+        assert_eq!(value_len(store.take(&input(1))), Some(10));
+        assert!(store.take(&input(1)).is_none(), "taken already");
+        assert_eq!(value_len(store.take(&input(2))), Some(usize::MAX));
         assert_eq!(store.len(), 0);
     }
 
     #[test]
     fn keeping_again_replaces() {
         let store = Unfinished::default();
-        store.keep(place(1), records(10));
-        store.keep(place(1), records(4));
+        store.keep(&input(1), records(10));
+        store.keep(&input(1), records(4));
         assert_eq!(store.len(), 1);
-        assert_eq!(value_len(store.take(&place(1))), Some(4));
+        assert_eq!(value_len(store.take(&input(1))), Some(4));
         assert_eq!(store.kept.lock().unwrap().bytes, 0);
     }
 
@@ -183,13 +190,13 @@ mod tests {
     fn the_oldest_goes_first_past_the_count() {
         let store = Unfinished::default();
         for offset in 0..CAPACITY as i64 + 2 {
-            store.keep(place(offset), records(1));
+            store.keep(&input(offset), records(1));
         }
         assert_eq!(store.len(), CAPACITY);
-        assert!(store.take(&place(0)).is_none());
-        assert!(store.take(&place(1)).is_none());
-        assert!(store.take(&place(2)).is_some());
-        assert!(store.take(&place(CAPACITY as i64 + 1)).is_some());
+        assert!(store.take(&input(0)).is_none());
+        assert!(store.take(&input(1)).is_none());
+        assert!(store.take(&input(2)).is_some());
+        assert!(store.take(&input(CAPACITY as i64 + 1)).is_some());
     }
 
     #[test]
@@ -198,14 +205,14 @@ mod tests {
         // A third of the budget with the topic name (`out`) counted.
         let third = BYTE_BUDGET / 3 - "out".len();
         for offset in 0..4 {
-            store.keep(place(offset), records(third));
+            store.keep(&input(offset), records(third));
         }
         assert_eq!(store.len(), 3);
-        assert!(store.take(&place(0)).is_none());
+        assert!(store.take(&input(0)).is_none());
         assert!(store.kept.lock().unwrap().bytes <= BYTE_BUDGET);
         // Larger than the whole budget: not kept, and nothing else evicted.
-        store.keep(place(9), records(BYTE_BUDGET + 1));
-        assert!(store.take(&place(9)).is_none());
+        store.keep(&input(9), records(BYTE_BUDGET + 1));
+        assert!(store.take(&input(9)).is_none());
         assert_eq!(store.len(), 3);
     }
 }
