@@ -8,7 +8,9 @@
 //! each message, and synchronously when a subscription stops. `close`
 //! flushes the producer, because dropping it would purge queued messages.
 //! `reconnect.backoff.max.ms` is capped at the breaker's reset timeout so a
-//! half-open trial never fires before librdkafka has tried to reconnect.
+//! half-open trial never fires before librdkafka has tried to reconnect,
+//! and for consumers at the heartbeat interval, so that a member reaches its
+//! group coordinator again before its session ends.
 //!
 //! A fatal error (`rd_kafka_fatal_error`: the idempotent producer can no
 //! longer vouch for order and once-ness, as after a broker that stalled in
@@ -93,13 +95,19 @@ fn classify(topic: &str, e: &KafkaError) -> AttemptError {
     }
 }
 
+/// The longest pause between attempts to reach a broker: the breaker's
+/// reset timeout (so a half-open trial finds a fresh attempt), within
+/// 100 ms and 10 s.
+fn base_backoff_max(s: &KafkaSettings) -> u64 {
+    s.breaker.reset_timeout_ms.clamp(100, 10_000)
+}
+
 /// The settings shared by producers, consumers and admin clients.
 pub fn base_client_config(s: &KafkaSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
-    let backoff_max = s.breaker.reset_timeout_ms.clamp(100, 10_000);
     c.set("bootstrap.servers", &s.bootstrap_servers)
         .set("reconnect.backoff.ms", "100")
-        .set("reconnect.backoff.max.ms", backoff_max.to_string())
+        .set("reconnect.backoff.max.ms", base_backoff_max(s).to_string())
         .set(
             "socket.timeout.ms",
             s.timeout.as_millis().max(10).to_string(),
@@ -161,9 +169,17 @@ pub fn consumer_config(s: &KafkaSettings, group: &str, topic: &str) -> ClientCon
         .set("fetch.wait.max.ms", s.fetch_max_wait_ms.to_string())
         .set("statistics.interval.ms", "5000");
     let session = s.session_timeout_ms;
+    let heartbeat = (session / 3).max(100);
     c.set("session.timeout.ms", session.to_string())
         // librdkafka wants the heartbeat well inside the session.
-        .set("heartbeat.interval.ms", (session / 3).max(100).to_string());
+        .set("heartbeat.interval.ms", heartbeat.to_string());
+    // A broker back from an outage is tried again within one heartbeat, so
+    // the member reaches its coordinator while its session still holds:
+    // the reconnect backoff doubles up to its cap during the outage, and a
+    // cap longer than what is left of the session costs the member its
+    // partitions (a rebalance, and on some brokers none given back).
+    let backoff_max = base_backoff_max(s).min(u64::from(heartbeat));
+    c.set("reconnect.backoff.max.ms", backoff_max.to_string());
     if let Some(instance) = &s.group_instance_id {
         c.set("group.instance.id", format!("{instance}.{topic}"));
     }
@@ -1246,6 +1262,18 @@ mod tests {
         assert_eq!(c.get("auto.offset.reset"), Some("latest"));
         assert_eq!(c.get("session.timeout.ms"), Some("6000"));
         assert_eq!(c.get("heartbeat.interval.ms"), Some("2000"));
+        assert_eq!(c.get("reconnect.backoff.max.ms"), Some("2000"));
+        // The breaker's default reset of 30 s: producers wait up to 10 s
+        // between attempts, consumers one heartbeat at the most.
+        s.breaker.reset_timeout_ms = 30_000;
+        s.session_timeout_ms = 15_000;
+        assert_eq!(
+            producer_config(&s).get("reconnect.backoff.max.ms"),
+            Some("10000")
+        );
+        let c = consumer_config(&s, "g", "t");
+        assert_eq!(c.get("heartbeat.interval.ms"), Some("5000"));
+        assert_eq!(c.get("reconnect.backoff.max.ms"), Some("5000"));
         assert_eq!(c.get("group.instance.id"), None);
         assert_eq!(c.get("sasl.password"), None);
         assert_eq!(c.get("security.protocol"), Some("plaintext"));
