@@ -812,9 +812,9 @@ impl Dispatcher {
     /// A window's record larger than the bus takes can never be published:
     /// it is dead-lettered as [`WINDOW_TOO_LARGE`] and the window is closed
     /// all the same. Any other failed publish leaves that window, and those
-    /// after it, open for the next call, which publishes the same ids; the
-    /// windows before it are recorded closed, so they are not published
-    /// again.
+    /// after it, for the next call, which publishes the same events under
+    /// the same ids; the windows before it are recorded closed, so they are
+    /// not published again.
     pub async fn flush_windows(&self) -> Result<usize, Nack> {
         let Some(keeper) = self.handler.state_keeper() else {
             return Ok(0);

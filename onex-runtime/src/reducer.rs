@@ -16,14 +16,21 @@
 //! ([`crate::state::window_event_id`]), and then records the window closed.
 //! A window whose record is larger than the bus takes can never be
 //! published: it is dead-lettered (`window_too_large`) and recorded closed
-//! all the same; one whose publish fails otherwise stays open and is
-//! published again on a later tick.
-//! The open window is part of the aggregate's durable state, so a restarted
-//! or new owner of the partition publishes it; a crash between publishing
-//! and recording publishes the same ids again.
+//! all the same; one whose publish fails otherwise waits and is published
+//! again on a later tick.
+//! What a window publishes is fixed when it ends: an input that comes after
+//! its end opens the next window, even while the ended one waits to be
+//! published. Its events may be out already (a publish that timed out, a
+//! crash before the record), and a consumer takes an id once, so a copy
+//! published again must be the same. At most [`MAX_CLOSED_WINDOWS`] ended
+//! windows of an aggregate wait; its next input waits for them.
+//! The windows not published yet are part of the aggregate's durable state,
+//! so a restarted or new owner of the partition publishes them; a crash
+//! between publishing and recording publishes the same events again.
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -58,9 +65,14 @@ pub struct ReducerEvents {
 pub struct Kept<S> {
     /// The aggregate's state.
     pub state: S,
-    /// Under an aggregation window: the window not published yet.
+    /// Under an aggregation window: the latest window not published yet.
+    /// It takes inputs until it ends.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<OpenWindow<S>>,
+    /// Under an aggregation window: earlier windows that ended before an
+    /// input opened `window`, not published yet, oldest first.
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    pub closed: Vec<ClosedWindow<S>>,
 }
 
 /// An aggregation window that has inputs and is not published yet.
@@ -78,6 +90,22 @@ pub struct OpenWindow<S> {
     pub causation_id: Uuid,
 }
 
+/// A window that ended and is not published yet, with the state it ended
+/// in: what it publishes no longer changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClosedWindow<S> {
+    /// The window.
+    pub window: OpenWindow<S>,
+    /// The state after its last input.
+    pub state: S,
+}
+
+/// How many ended windows of one aggregate may wait to be published. Its
+/// next input waits (is delivered again) while that many do: only a bus
+/// that takes the state records but not the windows' events lets them
+/// pile up.
+pub const MAX_CLOSED_WINDOWS: usize = 16;
+
 /// Milliseconds since the epoch, now.
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -85,8 +113,12 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Builds what a closed window publishes: `(key, kept state)` to events.
-type WindowEvents<S> = fn(&str, &Kept<S>, &OpenWindow<S>, i64) -> Vec<OutboundEvent>;
+/// Builds what a closed window publishes: `(key, state after the window,
+/// window, end)` to events.
+type WindowEvents<S> = fn(&str, &S, &OpenWindow<S>, i64) -> Vec<OutboundEvent>;
+
+/// Where windows take the time from: milliseconds since the epoch.
+type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// The aggregates of a reducer: durable state per aggregate, and the
 /// aggregation windows when the table has one.
@@ -94,6 +126,7 @@ struct Aggregates<S> {
     store: StateStore<Kept<S>>,
     window_ms: Option<i64>,
     window_events: WindowEvents<S>,
+    clock: Clock,
 }
 
 impl<S> Aggregates<S>
@@ -107,6 +140,7 @@ where
                 .filter(|ms| *ms > 0)
                 .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
             window_events,
+            clock: Arc::new(now_ms),
         }
     }
 
@@ -128,19 +162,28 @@ where
             let kept = Kept {
                 state: after,
                 window: None,
+                closed: Vec::new(),
             };
             self.store.stage(event.partition, aggregate, kept);
             return false;
         };
-        let window = match kept.and_then(|k| k.window) {
-            // A window that closed but is not published yet takes the
-            // input: it is published on the next tick, with it.
-            Some(open) => OpenWindow {
+        let now = (self.clock)();
+        let (current, mut closed) = kept.map_or((None, Vec::new()), |k| (k.window, k.closed));
+        let window = match current {
+            Some(open) if now < open.start_ms.saturating_add(window_ms) => OpenWindow {
                 inputs: open.inputs + 1,
                 ..open
             },
-            None => {
-                let now = now_ms();
+            ended => {
+                // A window that ended keeps what it publishes, published or
+                // not: its events may be out already under their ids, which
+                // a consumer takes once. The input opens the next window.
+                if let Some(window) = ended {
+                    closed.push(ClosedWindow {
+                        window,
+                        state: before.clone(),
+                    });
+                }
                 OpenWindow {
                     start_ms: now - now.rem_euclid(window_ms),
                     inputs: 1,
@@ -153,6 +196,7 @@ where
         let kept = Kept {
             state: after,
             window: Some(window),
+            closed,
         };
         self.store.stage(event.partition, aggregate, kept);
         true
@@ -169,7 +213,25 @@ where
     S: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     async fn admit(&self, ctx: &StateContext, event: &InboundEvent) -> Result<bool, Nack> {
-        self.store.admit(ctx, event).await
+        if !self.store.admit(ctx, event).await? {
+            return Ok(false);
+        }
+        if self.window_ms.is_none() {
+            return Ok(true);
+        }
+        let aggregate = aggregate_key(event);
+        let waiting = self
+            .store
+            .get(event.partition, &aggregate)
+            .map_or(0, |k| k.closed.len());
+        if waiting >= MAX_CLOSED_WINDOWS {
+            self.store.abandon(event);
+            return Err(Nack::new(format!(
+                "{waiting} ended windows of {aggregate} wait to be published; \
+                 its next input waits for them"
+            )));
+        }
+        Ok(true)
     }
 
     fn check_staged(&self, event: &InboundEvent) -> Result<(), String> {
@@ -200,40 +262,54 @@ where
     async fn due_windows(&self, now_ms: i64) -> Option<DueWindows> {
         let window_ms = self.window_ms?;
         let turn = self.store.take_turn().await;
-        let windows: Vec<DueWindow> = self
-            .store
-            .entries()
-            .into_iter()
-            .filter_map(|(partition, key, kept)| {
-                let open = kept.window.clone()?;
-                let end_ms = open.start_ms.saturating_add(window_ms);
-                (end_ms <= now_ms).then(|| DueWindow {
+        let mut windows = Vec::new();
+        for (partition, key, kept) in self.store.entries() {
+            let open = kept
+                .window
+                .filter(|w| w.start_ms.saturating_add(window_ms) <= now_ms)
+                .map(|window| ClosedWindow {
+                    window,
+                    state: kept.state,
+                });
+            for ClosedWindow { window, state } in kept.closed.into_iter().chain(open) {
+                let end_ms = window.start_ms.saturating_add(window_ms);
+                windows.push(DueWindow {
                     partition,
-                    events: (self.window_events)(&key, &kept, &open, end_ms),
-                    key,
-                    start_ms: open.start_ms,
-                    correlation_id: open.correlation_id,
-                    causation_id: open.causation_id,
-                })
-            })
-            .collect();
+                    events: (self.window_events)(&key, &state, &window, end_ms),
+                    key: key.clone(),
+                    start_ms: window.start_ms,
+                    correlation_id: window.correlation_id,
+                    causation_id: window.causation_id,
+                });
+            }
+        }
         if windows.is_empty() {
             return None;
         }
         Some(DueWindows::new(windows, turn))
     }
 
+    /// Records each aggregate's published windows closed, with one state
+    /// record per aggregate.
     async fn windows_published(&self, due: DueWindows) -> Result<(), Nack> {
+        // An aggregate's windows are due together, oldest first.
+        let mut aggregates: Vec<(&DueWindow, Vec<i64>)> = Vec::new();
         for w in &due.windows {
-            let Some(kept) = self.store.get(w.partition, &w.key) else {
+            match aggregates.last_mut() {
+                Some((first, starts)) if first.partition == w.partition && first.key == w.key => {
+                    starts.push(w.start_ms)
+                }
+                _ => aggregates.push((w, vec![w.start_ms])),
+            }
+        }
+        for (first, starts) in aggregates {
+            let Some(mut kept) = self.store.get(first.partition, &first.key) else {
                 continue;
             };
-            let closed = Kept {
-                state: kept.state,
-                window: None,
-            };
+            kept.closed.retain(|c| !starts.contains(&c.window.start_ms));
+            kept.window = kept.window.filter(|w| !starts.contains(&w.start_ms));
             self.store
-                .write_now(w.partition, &w.key, closed, w.correlation_id)
+                .write_now(first.partition, &first.key, kept, first.correlation_id)
                 .await?;
         }
         drop(due);
@@ -405,17 +481,17 @@ fn fsm_events<T: FsmTable<H>, H>(
 
 fn fsm_window_events<T: FsmTable<H>, H>(
     aggregate: &str,
-    kept: &Kept<T::State>,
+    after: &T::State,
     open: &OpenWindow<T::State>,
     end_ms: i64,
 ) -> Vec<OutboundEvent> {
     let change = serde_json::json!({
         "aggregate_id": aggregate,
         "from_state": open.before,
-        "to_state": kept.state,
+        "to_state": after,
         "window": window_json(open, end_ms),
     });
-    fsm_events::<T, H>(aggregate, change, kept.state)
+    fsm_events::<T, H>(aggregate, change, *after)
 }
 
 /// A reducer moving one `T` state machine per aggregate.
@@ -494,14 +570,14 @@ pub trait ReducerTable: Send + Sync + 'static {
 
 fn json_window_events<T: ReducerTable>(
     aggregate: &str,
-    kept: &Kept<serde_json::Value>,
+    after: &serde_json::Value,
     open: &OpenWindow<serde_json::Value>,
     end_ms: i64,
 ) -> Vec<OutboundEvent> {
     let events = T::EVENTS;
     let change = serde_json::json!({
         "aggregate_id": aggregate,
-        "state": kept.state,
+        "state": after,
         "before": open.before,
         "window": window_json(open, end_ms),
     });
@@ -578,7 +654,7 @@ mod tests {
     use crate::bus::EventBus;
     use crate::state::StateContext;
     use serde_json::json;
-    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
 
     /// A light: off -on-> on -off-> off, `break` from anywhere to broken
     /// (terminal); publishing once per `WINDOW_MS` window when that is not 0.
@@ -827,7 +903,9 @@ mod tests {
     #[tokio::test]
     async fn a_window_publishes_one_aggregated_state_per_aggregate() {
         let ctx = light_context();
-        let node: FsmReducer<WindowedLight, ()> = FsmReducer::new(());
+        let mut node: FsmReducer<WindowedLight, ()> = FsmReducer::new(());
+        // Every input in one window, wherever the wall clock is.
+        test_clock(&mut node);
         let keeper = node.state_keeper().unwrap();
         assert_eq!(keeper.window(), Some(Duration::from_secs(1)));
         for (offset, (trigger, lamp)) in [("on", "l1"), ("off", "l1"), ("on", "l1"), ("on", "l2")]
@@ -917,6 +995,128 @@ mod tests {
             admitted.is_err(),
             "the input was admitted during the publish"
         );
+        keeper.windows_published(due).await.unwrap();
+        assert!(keeper.admit(&ctx, &next).await.unwrap());
+        keeper.abandon(&next);
+    }
+
+    /// Sets the windows of `node` on a clock the test moves: the returned
+    /// milliseconds since the epoch, starting 100 ms into a window.
+    fn test_clock<T: FsmTable<()>>(node: &mut FsmReducer<T, ()>) -> Arc<AtomicI64> {
+        let now = Arc::new(AtomicI64::new(1_700_000_000_100));
+        let read = now.clone();
+        node.aggregates.clock = Arc::new(move || read.load(Ordering::SeqCst));
+        now
+    }
+
+    /// The windows due at `now_ms`, as (aggregate, start, payload of the
+    /// first event), and the turn they hold.
+    async fn due_at(
+        keeper: &dyn StateKeeper,
+        now_ms: i64,
+    ) -> (Vec<(String, i64, serde_json::Value)>, DueWindows) {
+        let due = keeper.due_windows(now_ms).await.expect("windows due");
+        let seen = due
+            .windows
+            .iter()
+            .map(|w| (w.key.clone(), w.start_ms, w.events[0].payload.clone()))
+            .collect();
+        (seen, due)
+    }
+
+    #[tokio::test]
+    async fn an_input_after_a_window_ended_opens_the_next_one() {
+        let ctx = light_context();
+        let mut node: FsmReducer<WindowedLight, ()> = FsmReducer::new(());
+        let clock = test_clock(&mut node);
+        let start = clock.load(Ordering::SeqCst) - 100;
+        apply(&node, &ctx, &event("on", "l1", 0)).await;
+        let keeper = node.state_keeper().unwrap();
+
+        // The window ended; its publish went out, or not: the process
+        // cannot tell (a timed-out publish, a crash before the record).
+        clock.store(start + 1000, Ordering::SeqCst);
+        let (first, due) = due_at(keeper, start + 1000).await;
+        assert_eq!(first.len(), 1);
+        drop(due);
+
+        // A later input does not change what that window publishes: its
+        // ids are out already, maybe, and a consumer keeps the first copy.
+        apply(&node, &ctx, &event("off", "l1", 1)).await;
+        assert_eq!(node.state_of("l1"), Lamp::Off);
+        let (again, due) = due_at(keeper, start + 1500).await;
+        assert_eq!(again, first, "the ended window publishes the same, once");
+        drop(due);
+
+        // Once the next window ended too, both are due, in order; a new
+        // process restoring the partition finds the same.
+        let (both, due) = due_at(keeper, start + 2000).await;
+        let second = json!({
+            "aggregate_id": "l1",
+            "from_state": "on",
+            "to_state": "off",
+            "terminal": false,
+            "window": { "start_ms": start + 1000, "end_ms": start + 2000, "inputs": 1 },
+        });
+        assert_eq!(
+            both,
+            [first[0].clone(), ("l1".into(), start + 1000, second)]
+        );
+        drop(due);
+        let fresh: FsmReducer<WindowedLight, ()> = FsmReducer::new(());
+        apply(&fresh, &ctx, &event("on", "l2", 2)).await;
+        let fresh_keeper = fresh.state_keeper().unwrap();
+        let (restored, due) = due_at(fresh_keeper, start + 2000).await;
+        assert_eq!(restored[..2], both[..]);
+        drop(due);
+
+        // Published: nothing of l1 is due any more, here or after a restore.
+        let due = keeper.due_windows(start + 2000).await.unwrap();
+        keeper.windows_published(due).await.unwrap();
+        assert!(keeper.due_windows(i64::MAX).await.is_none());
+        let restarted: FsmReducer<WindowedLight, ()> = FsmReducer::new(());
+        apply(&restarted, &ctx, &event("on", "l3", 3)).await;
+        let (left, due) = due_at(restarted.state_keeper().unwrap(), i64::MAX).await;
+        let keys: Vec<&str> = left.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(keys, ["l2", "l3"]);
+        drop(due);
+    }
+
+    #[tokio::test]
+    async fn an_aggregate_waits_while_its_ended_windows_pile_up() {
+        let ctx = light_context();
+        let mut node: FsmReducer<WindowedLight, ()> = FsmReducer::new(());
+        let clock = test_clock(&mut node);
+        let keeper = node.state_keeper().unwrap();
+        // One input a window, none published: every window but the last
+        // waits, ended.
+        for offset in 0..=MAX_CLOSED_WINDOWS as i64 {
+            let trigger = if offset % 2 == 0 { "on" } else { "off" };
+            apply(&node, &ctx, &event(trigger, "l1", offset)).await;
+            clock.fetch_add(1000, Ordering::SeqCst);
+        }
+        let next = event("on", "l1", 200);
+        let refused = keeper.admit(&ctx, &next).await.unwrap_err();
+        assert!(
+            refused.reason.contains("16 ended windows of l1"),
+            "{}",
+            refused.reason
+        );
+        // Another aggregate goes on, and the refusal gave the turn back.
+        apply(&node, &ctx, &event("on", "l2", 100)).await;
+
+        let due = keeper
+            .due_windows(clock.load(Ordering::SeqCst))
+            .await
+            .unwrap();
+        let starts: Vec<i64> = due
+            .windows
+            .iter()
+            .filter(|w| w.key == "l1")
+            .map(|w| w.start_ms)
+            .collect();
+        assert_eq!(starts.len(), MAX_CLOSED_WINDOWS + 1);
+        assert!(starts.windows(2).all(|p| p[1] - p[0] == 1000), "{starts:?}");
         keeper.windows_published(due).await.unwrap();
         assert!(keeper.admit(&ctx, &next).await.unwrap());
         keeper.abandon(&next);

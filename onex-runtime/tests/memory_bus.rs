@@ -504,20 +504,19 @@ async fn a_record_without_an_event_id_has_one_id_on_every_delivery() {
     second.unsubscribe().await;
 }
 
-/// A closed aggregation window whose publish fails for a while (the
-/// broker away) stays open and is published on a later tick, once; the
-/// window published before it on the same tick is recorded closed and is
-/// not published again.
-#[tokio::test]
-async fn a_window_that_fails_to_publish_is_published_later_once() {
+/// [`conformance::Doubling`]'s node, started on `bus`, and what collects the
+/// windows it publishes.
+async fn doubling_node(
+    bus: &Arc<dyn EventBus>,
+) -> (
+    Arc<onex_runtime::service::NodeService>,
+    onex_runtime::bus::Subscription,
+    tokio::sync::mpsc::UnboundedReceiver<onex_runtime::bus::BusMessage>,
+) {
     use conformance::{Doubling, WINDOW_IN, WINDOW_OUT};
     use onex_runtime::reducer::JsonReducer;
-    use onex_runtime::{Envelope, EventSource, NodeKind, NodeSpec};
-    use std::sync::atomic::Ordering;
+    use onex_runtime::{NodeKind, NodeSpec};
 
-    let mem = one_attempt_bus();
-    mem.inject_transient_failures_for(WINDOW_OUT, b"b", 3);
-    let bus: Arc<dyn EventBus> = Arc::new(mem);
     let spec = NodeSpec {
         subscribe_topics: vec![WINDOW_IN.into()],
         publish_topics: vec![WINDOW_OUT.into()],
@@ -526,17 +525,37 @@ async fn a_window_that_fails_to_publish_is_published_later_once() {
     };
     let handler = Arc::new(JsonReducer::<Doubling, Doubling>::new(Doubling));
     let service = conformance::node_service(spec, handler, Vec::<(String, String)>::new());
-    let (sub, mut out) = conformance::collect(&bus, WINDOW_OUT, "watch").await;
+    let (sub, out) = conformance::collect(bus, WINDOW_OUT, "watch").await;
     service.start(bus.clone(), false).await.unwrap();
+    (service, sub, out)
+}
+
+/// Sends [`conformance::Doubling`]'s node an input of aggregate `key`.
+async fn send_pad(bus: &Arc<dyn EventBus>, key: &str, pad: &str) {
+    let input = onex_runtime::Envelope::new(
+        "thing",
+        serde_json::json!({ "pad": pad }),
+        onex_runtime::EventSource::default(),
+    );
+    bus.publish_envelope(conformance::WINDOW_IN, &input, Some(key))
+        .await
+        .unwrap();
+}
+
+/// A closed aggregation window whose publish fails for a while (the
+/// broker away) stays open and is published on a later tick, once; the
+/// window published before it on the same tick is recorded closed and is
+/// not published again.
+#[tokio::test]
+async fn a_window_that_fails_to_publish_is_published_later_once() {
+    use std::sync::atomic::Ordering;
+
+    let mem = one_attempt_bus();
+    mem.inject_transient_failures_for(conformance::WINDOW_OUT, b"b", 3);
+    let bus: Arc<dyn EventBus> = Arc::new(mem);
+    let (service, sub, mut out) = doubling_node(&bus).await;
     for key in ["a", "b"] {
-        let input = Envelope::new(
-            "thing",
-            serde_json::json!({ "pad": key }),
-            EventSource::default(),
-        );
-        bus.publish_envelope(WINDOW_IN, &input, Some(key))
-            .await
-            .unwrap();
+        send_pad(&bus, key, key).await;
     }
     let got = conformance::recv_n(&mut out, 2, Duration::from_secs(5)).await;
     let mut keys: Vec<Option<Vec<u8>>> = got.into_iter().map(|m| m.key).collect();
@@ -545,6 +564,70 @@ async fn a_window_that_fails_to_publish_is_published_later_once() {
     conformance::expect_silence(&mut out, Duration::from_millis(500)).await;
     let failed = bus.metrics().publish_failed.load(Ordering::Relaxed);
     assert_eq!(failed, 3, "the window of b failed three times first");
+    service.shutdown().await;
+    sub.unsubscribe().await;
+}
+
+/// A window whose publish may have gone out (the broker's answer lost) is
+/// published again with the same content: an input that comes after its
+/// end goes to the next window. A consumer keeping one copy per event id
+/// (what the derived ids are for) then counts every input once.
+#[tokio::test]
+async fn a_window_whose_publish_may_be_out_is_published_again_the_same() {
+    use std::collections::BTreeMap;
+
+    let mem = InMemoryBus::new(MemoryBusSettings {
+        publish_retry: RetrySettings {
+            max_retries: 0,
+            ..RetrySettings::default()
+        },
+        // The breaker stays closed, so every try reaches the bus.
+        breaker: CircuitBreakerSettings {
+            failure_threshold: u32::MAX,
+            ..CircuitBreakerSettings::default()
+        },
+        ..MemoryBusSettings::default()
+    });
+    mem.inject_unanswered_publishes_for(conformance::WINDOW_OUT, b"a", u32::MAX);
+    let bus: Arc<dyn EventBus> = Arc::new(mem.clone());
+    let (service, sub, mut out) = doubling_node(&bus).await;
+
+    send_pad(&bus, "a", "first").await;
+    // The window ended, and a copy is out though the node was told it failed.
+    let mut copies = conformance::recv_n(&mut out, 1, Duration::from_secs(5)).await;
+    send_pad(&bus, "a", "second").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    mem.inject_unanswered_publishes_for(conformance::WINDOW_OUT, b"a", 0);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    while let Ok(m) = out.try_recv() {
+        copies.push(m);
+    }
+
+    let mut windows: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for m in &copies {
+        let env: serde_json::Value = serde_json::from_slice(&m.value).unwrap();
+        let id = env["event_id"].as_str().unwrap().to_string();
+        windows.entry(id).or_default().push(env["payload"].clone());
+    }
+    for (id, payloads) in &windows {
+        assert!(
+            payloads.iter().all(|p| p == &payloads[0]),
+            "the copies of {id} differ: {payloads:#?}"
+        );
+    }
+    let first_copies: Vec<&serde_json::Value> = windows.values().map(|p| &p[0]).collect();
+    let inputs: u64 = first_copies
+        .iter()
+        .map(|p| p["window"]["inputs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        inputs, 2,
+        "one copy per id counts every input once: {first_copies:#?}"
+    );
+    assert!(
+        copies.len() > windows.len(),
+        "no window was published twice: nothing tested"
+    );
     service.shutdown().await;
     sub.unsubscribe().await;
 }

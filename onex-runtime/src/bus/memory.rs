@@ -114,6 +114,9 @@ struct KeyedFaults {
     topic: String,
     key: Vec<u8>,
     left: u32,
+    /// Whether the record is written all the same: the broker took it, and
+    /// its answer was lost (a request that timed out after it arrived).
+    written: bool,
 }
 
 /// The in-memory bus. Cheap to clone (shared state).
@@ -238,10 +241,23 @@ impl InMemoryBus {
     /// Makes the next `n` publish attempts of records with `key` to `topic`
     /// fail with a transient error; other records are not affected.
     pub fn inject_transient_failures_for(&self, topic: &str, key: &[u8], n: u32) {
+        self.set_keyed_faults(topic, key, n, false);
+    }
+
+    /// Makes the next `n` publishes of records with `key` to `topic` write
+    /// the record and then fail with a transient error, as when the
+    /// broker's answer is lost: the publisher cannot tell whether the
+    /// record is out. `n` = 0 ends the faults.
+    pub fn inject_unanswered_publishes_for(&self, topic: &str, key: &[u8], n: u32) {
+        self.set_keyed_faults(topic, key, n, true);
+    }
+
+    fn set_keyed_faults(&self, topic: &str, key: &[u8], left: u32, written: bool) {
         let faults = KeyedFaults {
             topic: topic.to_string(),
             key: key.to_vec(),
-            left: n,
+            left,
+            written,
         };
         *self.keyed_faults() = Some(faults);
     }
@@ -254,14 +270,15 @@ impl InMemoryBus {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `record` is one the keyed faults are for, taking one.
-    fn take_keyed_fault(&self, record: &Record<'_>) -> bool {
+    /// Whether `record` is one the keyed faults are for, taking one: `Some`
+    /// with whether the record is written all the same.
+    fn take_keyed_fault(&self, record: &Record<'_>) -> Option<bool> {
         match self.keyed_faults().as_mut() {
             Some(f) if f.left > 0 && f.topic == record.topic && record.key == Some(&f.key[..]) => {
                 f.left -= 1;
-                true
+                Some(f.written)
             }
-            _ => false,
+            _ => None,
         }
     }
 
@@ -427,7 +444,13 @@ impl EventBus for InMemoryBus {
                     message: "injected non-retriable failure".into(),
                 }));
             }
-            if Self::take_fault(&faults.transient) || self.take_keyed_fault(&record) {
+            if Self::take_fault(&faults.transient) {
+                return Err(AttemptError::Retriable("injected transient failure".into()));
+            }
+            if let Some(written) = self.take_keyed_fault(&record) {
+                if written {
+                    self.append(record);
+                }
                 return Err(AttemptError::Retriable("injected transient failure".into()));
             }
             Ok(self.append(record))
