@@ -42,6 +42,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import uuid
@@ -104,39 +105,10 @@ def node_env(instance):
     }
 
 
-class NodeE2E:
-    """The checks shared by every kind; subclasses describe their node."""
-
-    NODE = ""  # binary and node name
-    KIND = ""
-    GROUP = ""
-    SUBSCRIBE = ""
-    PUBLISH = []
-    DLQ = ""
-    ENV_VARS = []  # contract environment variables
-    EXTRA_ENV = {}  # set for every start of this node
-
-    # -- kind-specific parts -------------------------------------------------
-
-    def send_input(self):
-        """Sends one valid input; returns [(envelope, expected output count)]."""
-        raise NotImplementedError
-
-    def check_outputs(self, env, outputs):
-        """Checks the events published for input `env` (all share its correlation id)."""
-        raise NotImplementedError
-
-    def send_bad_payload(self):
-        """Sends a kind-specific poison; returns (envelope or None, correlation id,
-        raw value, expected error type, text expected in the reason)."""
-        raise NotImplementedError
-
-    def start_in_flight(self, node):
-        """Sends input that is still being handled when SIGTERM comes; returns
-        [(envelope, expected output count)]. Only kinds with slow user code."""
-        return []
-
-    # -- shared machinery ----------------------------------------------------
+class BrokerOutages:
+    """Running a node on a broker of its own and stopping that broker; the
+    class provides `start_node(env)`, which returns the started node with its
+    instance id in `instance`."""
 
     # Settings under which a publish fails during a broker outage of a few
     # seconds: it gives up after 1 s, with no retry, and the circuit stays
@@ -209,6 +181,41 @@ class NodeE2E:
         status, doc = wait_health(node.health_url(), lambda s, d: d.get("status") == "healthy",
                                   "healthy after the outage", timeout=60)
         self.assertEqual((status, doc["bus"], doc["degraded"]), (200, "kafka", False), doc)
+
+
+class NodeE2E(BrokerOutages):
+    """The checks shared by every kind; subclasses describe their node."""
+
+    NODE = ""  # binary and node name
+    KIND = ""
+    GROUP = ""
+    SUBSCRIBE = ""
+    PUBLISH = []
+    DLQ = ""
+    ENV_VARS = []  # contract environment variables
+    EXTRA_ENV = {}  # set for every start of this node
+
+    # -- kind-specific parts -------------------------------------------------
+
+    def send_input(self):
+        """Sends one valid input; returns [(envelope, expected output count)]."""
+        raise NotImplementedError
+
+    def check_outputs(self, env, outputs):
+        """Checks the events published for input `env` (all share its correlation id)."""
+        raise NotImplementedError
+
+    def send_bad_payload(self):
+        """Sends a kind-specific poison; returns (envelope or None, correlation id,
+        raw value, expected error type, text expected in the reason)."""
+        raise NotImplementedError
+
+    def start_in_flight(self, node):
+        """Sends input that is still being handled when SIGTERM comes; returns
+        [(envelope, expected output count)]. Only kinds with slow user code."""
+        return []
+
+    # -- shared machinery ----------------------------------------------------
 
     @classmethod
     def setUpClass(cls):
@@ -1329,16 +1336,17 @@ class OrchestratorNode(NodeE2E, unittest.TestCase):
         self.assertEqual(node.terminate(timeout=10), 0, node.tail())
 
 
-class WindowedNode(unittest.TestCase):
+class WindowedNode(BrokerOutages, unittest.TestCase):
     """A reducer with an aggregation window (contracts/minimal_windowed.yaml,
     2 s tumbling windows): one aggregated state per customer per window,
-    durable and once-only through a SIGKILL."""
+    durable and once-only through a SIGKILL and a broker outage."""
 
     NODE = "node_customer_totals_reducer"
     KIND = "reducer"
     GROUP = "node_customer_totals_reducer"
     SUBSCRIBE = "onex.evt.demo.order-placed.v1"
     TOTALS = "onex.evt.demo.customer-totals.v1"
+    SNAPSHOT = "onex.snapshot.demo.node-customer-totals-reducer.v1"
     DLQ = "onex.evt.demo.order-placed.v1.dlq"
     WINDOW_MS = 2000
 
@@ -1357,27 +1365,42 @@ class WindowedNode(unittest.TestCase):
         cls.client.close()
 
     def start(self):
+        return self.start_node({"ONEX_INSTANCE_ID": self.instance})
+
+    def start_node(self, extra_env):
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap(),
             "KAFKA_AUTO_OFFSET_RESET": "earliest",
             "KAFKA_TIMEOUT_SECONDS": "15",
             "ONEX_HEALTH_ADDR": "127.0.0.1:0",
-            "ONEX_INSTANCE_ID": self.instance,
+            "ONEX_INSTANCE_ID": f"e2e-windowed-{uuid.uuid4()}",
             "ONEX_BUS_CONNECT_TIMEOUT_SECONDS": "10",
             "RUST_LOG": "info",
             "NO_COLOR": "1",
+            **extra_env,
         }
         log = os.path.join(self.log_dir, f"{self.NODE}.log") if self.log_dir else None
         node = NodeProcess(os.path.join(bin_dir(), self.NODE.replace("_", "-")), env, (), log)
+        node.instance = env["ONEX_INSTANCE_ID"]
         self.nodes.append(node)
         node.wait_line(r"node running")
         return node
 
-    def send(self, orders):
+    def send(self, orders, client=None):
         """[(customer, amount)] as one burst of order events; their correlation ids."""
         items = [(envelope("demo.order.placed", {"aggregate_id": c, "amount": a}), c) for c, a in orders]
-        self.client.send_envelopes(self.SUBSCRIBE, items)
+        (client or self.client).send_envelopes(self.SUBSCRIBE, items)
         return [env["correlation_id"] for env, _ in items]
+
+    def wait_applied(self, customers, count, client=None):
+        """Waits until `count` orders of `customers` are applied: their state
+        records are on the snapshot topic."""
+        snap = (client or self.client).reader(self.SNAPSHOT)
+        try:
+            snap.wait_all(lambda r: r.key and r.key.decode() in customers
+                          and (decode(r) or {}).get("applied"), count, "state records of the orders")
+        finally:
+            snap.close()
 
     def windows_of(self, reader, customers, expected):
         """Waits until the published windows of `customers` account for
@@ -1450,13 +1473,7 @@ class WindowedNode(unittest.TestCase):
             self.send(orders[:20])
             # Every order applied (the state records are on the snapshot
             # topic), none published yet: kill inside the window.
-            snapshot = "onex.snapshot.demo.node-customer-totals-reducer.v1"
-            snap = self.client.reader(snapshot)
-            try:
-                snap.wait_all(lambda r: r.key and r.key.decode() in customers
-                              and (decode(r) or {}).get("applied"), 20, "state records of the orders")
-            finally:
-                snap.close()
+            self.wait_applied(customers, 20)
             node.kill()
             restarted = time.monotonic()
             node = self.start()
@@ -1475,6 +1492,58 @@ class WindowedNode(unittest.TestCase):
         finally:
             reader.close()
         self.assertEqual(node.terminate(timeout=10), 0, node.tail())
+
+
+    def test_3_windows_that_end_during_a_broker_outage(self):
+        """Windows that end while the broker is stopped (SIGSTOP, 6 s), with
+        publishes that give up after 1 s and no retry, on a broker of its
+        own: their publish fails (the broker may take it all the same once
+        it goes on) and is tried again, while 20 orders sent during the
+        outage come in as the broker comes back, then 20 more. Every id
+        carries one window, each customer's windows chain (each starts from
+        the state the one before ended in, counts the orders it added, one
+        event per window), the totals count every order once, nothing is
+        dead-lettered, and the node is healthy after."""
+        pause_s = 6
+        with self.node_on_a_broker_of_its_own("windowed-outage", 15, self.SHORT_PUBLISHES) as started:
+            broker, client, node = started
+            reader = client.reader(self.TOTALS)
+            try:
+                customers = [f"customer-{uuid.uuid4()}" for _ in range(2)]
+                orders = [(customers[i % 2], 100 + i) for i in range(60)]
+                # Early in a window, so that it is still open when the broker
+                # stops once the orders are applied.
+                time.sleep((self.WINDOW_MS - time.time() * 1000 % self.WINDOW_MS + 100) / 1000)
+                self.send(orders[:20], client)
+                self.wait_applied(customers, 20, client)
+                # The producer of the orders waits for the broker to come back.
+                during = threading.Thread(target=self.send, args=(orders[20:40], client))
+                os.kill(broker.pid, signal.SIGSTOP)
+                try:
+                    during.start()
+                    time.sleep(pause_s)
+                finally:
+                    os.kill(broker.pid, signal.SIGCONT)
+                during.join(timeout=60)
+                self.send(orders[40:], client)
+                expected = {c: (30, sum(a for cc, a in orders if cc == c)) for c in customers}
+                by_customer, duplicates = self.windows_of(reader, set(customers), expected)
+                self.check_windows(by_customer)
+                dlq = client.reader(self.DLQ) if client.topic_exists(self.DLQ) else None
+                dead = dlq.drain() if dlq else []
+                if dlq:
+                    dlq.close()
+                self.assertEqual(dead, [])
+                self.healthy_on_kafka(node)
+                failed = sum(1 for line in node.lines if "aggregation windows stay open" in line)
+                self.assertGreater(failed, 0, "no window publish failed: nothing tested\n" + node.tail())
+                windows = sum(len(w) for w in by_customer.values())
+                print(f"\n  windowed reducer, broker outage of {pause_s} s: {failed} failed window "
+                      f"publish(es); {windows} window event(s) for 60 orders, one content per id; "
+                      f"{duplicates} re-published duplicate(s) dropped by id", file=sys.stderr)
+            finally:
+                reader.close()
+            self.assertEqual(node.terminate(timeout=15), 0, node.tail())
 
 
 class RequestWorkflow(unittest.TestCase):
