@@ -660,18 +660,33 @@ class EffectNode(NodeE2E, unittest.TestCase):
         bus takes it."""
         self.outage(pause_s=6, session_s=15, settings=self.SHORT_PUBLISHES, one_call_each=True)
 
-    def outage(self, pause_s, session_s, settings=None, one_call_each=False):
+    def test_7d_broker_outage_with_many_inputs_in_flight(self):
+        """As 7c, with `KAFKA_MAX_IN_FLIGHT=100` and each input under a key
+        of its own: five slow inputs are handled at once when the broker
+        stops, so five outputs fail while the inputs after them are done
+        and wait for their offsets to be committed. Every input gets one
+        output and one handler call, and the group's committed offsets
+        reach the end of the topic."""
+        settings = {**self.SHORT_PUBLISHES, "KAFKA_MAX_IN_FLIGHT": "100"}
+        self.outage(pause_s=6, session_s=15, settings=settings, one_call_each=True, slow=5)
+
+    def outage(self, pause_s, session_s, settings=None, one_call_each=False, slow=1):
+        """The broker stopped for `pause_s` while `slow` inputs are handled
+        (each under a key of its own when there are several) and five more
+        wait; then five more come after it."""
         with self.node_on_a_broker_of_its_own("outage-broker", session_s, settings or {}) as started:
             broker, client, node = started
             outputs = client.reader(*self.PUBLISH)
             dead = client.reader(self.DLQ)
-            slow = envelope("demo.echo-requested", {"message": "slow"})
-            sent = [slow] + [envelope("demo.echo-requested", {"message": f"before-{i}"}) for i in range(5)]
-            client.send_envelopes(self.SUBSCRIBE, [(e, None) for e in sent])
-            node.wait_line("slow echo started.*" + slow["correlation_id"])
+            slows = [envelope("demo.echo-requested", {"message": "slow"}) for _ in range(slow)]
+            sent = slows + [envelope("demo.echo-requested", {"message": f"before-{i}"}) for i in range(5)]
+            key = (lambda e: e["correlation_id"]) if slow > 1 else (lambda e: None)
+            client.send_envelopes(self.SUBSCRIBE, [(e, key(e)) for e in sent])
+            for e in slows:
+                node.wait_line("slow echo started.*" + e["correlation_id"])
             self.pause(broker, pause_s)
             after = [envelope("demo.echo-requested", {"message": f"after-{i}"}) for i in range(5)]
-            client.send_envelopes(self.SUBSCRIBE, [(e, None) for e in after])
+            client.send_envelopes(self.SUBSCRIBE, [(e, key(e)) for e in after])
             cids = {e["correlation_id"] for e in sent + after}
             deadline = time.monotonic() + 60
             while set(outputs_by_input(outputs, cids)) != cids:
@@ -705,6 +720,16 @@ class EffectNode(NodeE2E, unittest.TestCase):
             for r in (outputs, dead):
                 r.close()
             self.assertEqual(node.terminate(timeout=15), 0, node.tail())
+            # Nothing stuck: the offsets of every input are committed. The
+            # end of the topic is read, not asked for: tansu 0.6.0 answers
+            # ListOffsets with the start of the last batch plus one.
+            inputs = client.reader(self.SUBSCRIBE)
+            ends = {}
+            for r in inputs.wait_all(lambda r: True, len(cids), "inputs"):
+                ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
+            inputs.close()
+            self.assertEqual(client.committed(self.GROUP, self.SUBSCRIBE), ends,
+                             "committed offsets of the group vs the end of the topic")
 
     def test_9c_sigkill_mid_stream_then_restart(self):
         """SIGKILL while the slow message is handled, the 20 inputs before it
