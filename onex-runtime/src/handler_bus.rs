@@ -4,6 +4,12 @@
 //! request and await the correlated response with a timeout, and send
 //! environment broadcasts and group commands.
 //!
+//! A call that meets a bus which cannot take anything for now
+//! ([`BusError::is_unavailable`]: the broker away, the circuit open) fails
+//! with [`CallError::Unavailable`]; the handler sees a retriable failure, and
+//! the runtime, once the handler returns it, delivers the message again
+//! later instead of retrying it by the contract or dead-lettering it.
+//!
 //! Everything published this way continues the flow of the message being
 //! handled: same correlation id and trace, causation id = its event id. A
 //! request starts a correlation of its own (so that several can be in
@@ -71,12 +77,47 @@ pub fn reply_topic(node_name: &str) -> String {
     format!("onex.evt.{}.replies.v1", node_name.replace('_', "-"))
 }
 
-fn bus_failure(e: BusError) -> HandlerError {
-    match e {
-        BusError::NonRetriable { .. } | BusError::Topic(_) | BusError::Config(_) => {
-            HandlerError::Fatal(e.to_string())
+/// Why a call of a handler on the bus failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// The bus cannot take anything for now ([`BusError::is_unavailable`]):
+    /// nothing the handler did is at fault, so the message it handles is
+    /// delivered again later rather than retried or dead-lettered.
+    Unavailable(BusError),
+    /// Anything else, as the handler sees it.
+    Failed(HandlerError),
+}
+
+impl From<HandlerError> for CallError {
+    fn from(e: HandlerError) -> Self {
+        CallError::Failed(e)
+    }
+}
+
+impl From<CallError> for HandlerError {
+    /// A bus that cannot take anything for now is a retriable failure to
+    /// a handler that looks at it.
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Unavailable(e) => HandlerError::Retriable(e.to_string()),
+            CallError::Failed(e) => e,
         }
-        _ => HandlerError::Retriable(e.to_string()),
+    }
+}
+
+impl From<BusError> for CallError {
+    fn from(e: BusError) -> Self {
+        if e.is_unavailable() {
+            return CallError::Unavailable(e);
+        }
+        let failed = match e {
+            BusError::NonRetriable { .. }
+            | BusError::TooLarge { .. }
+            | BusError::Topic(_)
+            | BusError::Config(_) => HandlerError::Fatal(e.to_string()),
+            _ => HandlerError::Retriable(e.to_string()),
+        };
+        CallError::Failed(failed)
     }
 }
 
@@ -126,14 +167,14 @@ impl HandlerBus {
         inbound: &Envelope,
         event: OutboundEvent,
         seq: usize,
-    ) -> Result<PublishReceipt, HandlerError> {
+    ) -> Result<PublishReceipt, CallError> {
         self.check_declared(&event.topic)?;
         let id = published_event_id(&self.source.node_id, inbound, seq);
         let m = event.into_message(inbound, id, &self.source, &self.namer);
         self.bus
             .publish(&m.topic, m.key.as_deref(), &m.value, &m.headers)
             .await
-            .map_err(bus_failure)
+            .map_err(CallError::from)
     }
 
     /// Publishes `events` in order, caused by `inbound`, numbered from the
@@ -144,7 +185,7 @@ impl HandlerBus {
         inbound: &Envelope,
         events: Vec<OutboundEvent>,
         seqs: std::ops::Range<usize>,
-    ) -> Result<Vec<PublishReceipt>, HandlerError> {
+    ) -> Result<Vec<PublishReceipt>, CallError> {
         for e in &events {
             self.check_declared(&e.topic)?;
         }
@@ -160,11 +201,11 @@ impl HandlerBus {
             .publish_batch(&messages)
             .await
             .into_iter()
-            .map(|r| r.map_err(bus_failure))
+            .map(|r| r.map_err(CallError::from))
             .collect()
     }
 
-    async fn client(&self) -> Result<&RequestClient, HandlerError> {
+    async fn client(&self) -> Result<&RequestClient, CallError> {
         self.requests
             .get_or_try_init(|| async {
                 if self.bus.backend() == crate::bus::BusBackend::Kafka {
@@ -181,7 +222,7 @@ impl HandlerBus {
                 .await
             })
             .await
-            .map_err(bus_failure)
+            .map_err(CallError::from)
     }
 
     /// Sends a request of `event_type` to the declared `topic` and waits up
@@ -193,7 +234,7 @@ impl HandlerBus {
         event_type: &str,
         payload: Value,
         timeout: Duration,
-    ) -> Result<Envelope, HandlerError> {
+    ) -> Result<Envelope, CallError> {
         self.check_declared(topic)?;
         let client = self.client().await?;
         // An id derived from the input and what is asked, so a retry sends
@@ -206,10 +247,10 @@ impl HandlerBus {
         let physical = self.namer.physical(topic);
         match client.send(&physical, request, timeout).await {
             Ok(reply) => Ok(reply.envelope),
-            Err(RequestError::Bus(e)) => Err(bus_failure(e)),
-            Err(e) => Err(HandlerError::Retriable(format!(
-                "request to {physical} failed: {e}"
-            ))),
+            Err(RequestError::Bus(e)) => Err(e.into()),
+            Err(e) => {
+                Err(HandlerError::Retriable(format!("request to {physical} failed: {e}")).into())
+            }
         }
     }
 
@@ -223,7 +264,7 @@ impl HandlerBus {
         payload: Value,
         target_environment: Option<&str>,
         seq: usize,
-    ) -> Result<PublishReceipt, HandlerError> {
+    ) -> Result<PublishReceipt, CallError> {
         let env = target_environment.unwrap_or(&self.environment);
         let topic = format!("{env}.broadcast");
         self.send_command(inbound, &topic, command, payload, seq)
@@ -240,7 +281,7 @@ impl HandlerBus {
         payload: Value,
         target_group: &str,
         seq: usize,
-    ) -> Result<PublishReceipt, HandlerError> {
+    ) -> Result<PublishReceipt, CallError> {
         let topic = format!("{}.{target_group}", self.environment);
         self.send_command(inbound, &topic, command, payload, seq)
             .await
@@ -255,7 +296,7 @@ impl HandlerBus {
         command: &str,
         payload: Value,
         seq: usize,
-    ) -> Result<PublishReceipt, HandlerError> {
+    ) -> Result<PublishReceipt, CallError> {
         let value = json!({"command": command, "payload": payload}).to_string();
         let headers = Headers {
             content_type: Some("application/json".into()),
@@ -271,7 +312,7 @@ impl HandlerBus {
         self.bus
             .publish(&topic, None, value.as_bytes(), &headers)
             .await
-            .map_err(bus_failure)
+            .map_err(CallError::from)
     }
 }
 

@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +49,7 @@ use crate::bus::{
 pub use crate::dlq::Failure;
 use crate::dlq::Letterhead;
 use crate::envelope::{Envelope, EventSource};
-use crate::handler_bus::HandlerBus;
+use crate::handler_bus::{CallError, HandlerBus};
 use crate::ledger::{duplicate_key, ledger_topic, Ledger, DEDUPE_CAPACITY};
 use crate::metrics::{inc, Metrics};
 use crate::state::{
@@ -357,6 +357,9 @@ pub struct HandlerContext {
     /// How many events the handler published itself in this call, so the
     /// next one gets the next derived id.
     published: Arc<AtomicUsize>,
+    /// Whether a call of the handler on the bus met a bus that cannot take
+    /// anything for now.
+    bus_unavailable: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for HandlerContext {
@@ -385,6 +388,7 @@ impl HandlerContext {
             attempt,
             bus: None,
             published: Arc::default(),
+            bus_unavailable: Arc::default(),
         }
     }
 
@@ -415,7 +419,9 @@ impl HandlerContext {
     pub async fn publish(&self, event: OutboundEvent) -> Result<PublishReceipt, HandlerError> {
         let (bus, inbound) = self.on_bus()?;
         let seq = self.next_published_ids(1).start;
-        bus.publish(inbound, event, seq).await
+        bus.publish(inbound, event, seq)
+            .await
+            .map_err(|e| self.failed(e))
     }
 
     /// Publishes `events` in order, pipelined, with ids derived as
@@ -426,7 +432,25 @@ impl HandlerContext {
     ) -> Result<Vec<PublishReceipt>, HandlerError> {
         let (bus, inbound) = self.on_bus()?;
         let seqs = self.next_published_ids(events.len());
-        bus.publish_batch(inbound, events, seqs).await
+        bus.publish_batch(inbound, events, seqs)
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
+    /// What the handler sees of a failed call on the bus; a bus that cannot
+    /// take anything for now is remembered, so that the message is
+    /// delivered again rather than retried or dead-lettered.
+    fn failed(&self, e: CallError) -> HandlerError {
+        if matches!(e, CallError::Unavailable(_)) {
+            self.bus_unavailable.store(true, Ordering::Relaxed);
+        }
+        e.into()
+    }
+
+    /// Whether a call of the handler on the bus met a bus that cannot take
+    /// anything for now.
+    fn met_unavailable_bus(&self) -> bool {
+        self.bus_unavailable.load(Ordering::Relaxed)
     }
 
     /// The sequence numbers of the next `n` events this call publishes.
@@ -456,6 +480,7 @@ impl HandlerContext {
         let (bus, inbound) = self.on_bus()?;
         bus.request(inbound, topic, event_type, payload, timeout)
             .await
+            .map_err(|e| self.failed(e))
     }
 
     /// Sends `command` to every node of `target_environment` (default:
@@ -470,6 +495,7 @@ impl HandlerContext {
         let seq = self.next_published_ids(1).start;
         bus.broadcast_to_environment(inbound, command, payload, target_environment, seq)
             .await
+            .map_err(|e| self.failed(e))
     }
 
     /// Sends `command` to the nodes of `target_group` in this environment.
@@ -483,6 +509,7 @@ impl HandlerContext {
         let seq = self.next_published_ids(1).start;
         bus.send_to_group(inbound, command, payload, target_group, seq)
             .await
+            .map_err(|e| self.failed(e))
     }
 
     /// A contract environment variable (its value, else its default).
@@ -747,6 +774,36 @@ impl Outcome {
     }
 }
 
+/// Why one handler call failed.
+struct CallFailed {
+    error_type: String,
+    reason: String,
+    retriable: bool,
+    /// A call of the handler on the bus met a bus that cannot take anything
+    /// for now, and the handler failed retriably.
+    bus_unavailable: bool,
+}
+
+impl CallFailed {
+    fn retriable(error_type: &str, reason: String) -> Self {
+        CallFailed {
+            error_type: error_type.into(),
+            reason,
+            retriable: true,
+            bus_unavailable: false,
+        }
+    }
+}
+
+/// Why the handler of an input did not finish.
+enum Stopped {
+    /// It failed for good: the input is dead-lettered.
+    Failed(Failure),
+    /// A call of its on the bus met a bus that cannot take anything for
+    /// now: the input is delivered again.
+    BusUnavailable(Nack),
+}
+
 /// Why a handler's results were not all published.
 enum Unpublished {
     /// The bus refused a result as it is (its topic, its size): the input
@@ -962,25 +1019,33 @@ impl Dispatcher {
         &self.dlq_topic
     }
 
-    async fn run_handler(&self, event: &InboundEvent) -> Result<Vec<OutboundEvent>, Failure> {
+    /// Runs the handler for `event`, retrying it as the contract says.
+    async fn run_handler(&self, event: &InboundEvent) -> Result<Vec<OutboundEvent>, Stopped> {
         let correlation_id = event.envelope.correlation_id;
         let retry = &self.spec.retry;
         let mut attempt = 0u32;
         loop {
-            let result = self.call_once(event, attempt).await;
-            let (error_type, reason, retriable) = match result {
+            let failed = match self.call_once(event, attempt).await {
                 Ok(outputs) => return Ok(outputs),
-                Err((t, r, retriable)) => (t, r, retriable),
+                Err(failed) => failed,
             };
+            if failed.bus_unavailable {
+                // Nothing the handler did is at fault: neither the contract's
+                // retries nor a dead letter, but the input again, later.
+                return Err(Stopped::BusUnavailable(Nack::new(format!(
+                    "{}; delivered again once the bus is back",
+                    failed.reason
+                ))));
+            }
             inc(&self.metrics.handler_failures);
-            if !retriable || attempt >= retry.max_retries {
-                return Err(Failure {
-                    error_type,
-                    reason,
+            if !failed.retriable || attempt >= retry.max_retries {
+                return Err(Stopped::Failed(Failure {
+                    error_type: failed.error_type,
+                    reason: failed.reason,
                     retry_count: attempt,
                     failed_at: Utc::now(),
                     correlation_id: Some(correlation_id),
-                });
+                }));
             }
             attempt += 1;
             inc(&self.metrics.retries);
@@ -990,25 +1055,25 @@ impl Dispatcher {
                 %correlation_id,
                 attempt,
                 ?delay,
-                error = %reason,
+                error = %failed.reason,
                 "handler failed; retrying"
             );
             tokio::time::sleep(delay).await;
         }
     }
 
-    /// One handler call; on failure `(error_type, reason, retriable)`.
+    /// One handler call.
     async fn call_once(
         &self,
         event: &InboundEvent,
         attempt: u32,
-    ) -> Result<Vec<OutboundEvent>, (String, String, bool)> {
+    ) -> Result<Vec<OutboundEvent>, CallFailed> {
         let correlation_id = event.envelope.correlation_id;
         if let Some(b) = &self.breaker {
             if let Err(open) = b.try_acquire(Some(correlation_id)) {
                 // Wait out the open circuit, counted as a retriable failure.
                 tokio::time::sleep(open.retry_after).await;
-                return Err(("circuit_open".into(), open.to_string(), true));
+                return Err(CallFailed::retriable("circuit_open", open.to_string()));
             }
         }
         let ctx = HandlerContext {
@@ -1018,6 +1083,7 @@ impl Dispatcher {
             attempt,
             bus: Some((self.handler_bus.clone(), Arc::new(event.envelope.clone()))),
             published: Arc::default(),
+            bus_unavailable: Arc::default(),
         };
         let call = unwinding_as_fatal(self.handler.handle(&ctx, event));
         let result = match self.spec.handler_timeout_ms {
@@ -1027,10 +1093,9 @@ impl Dispatcher {
                     if let Some(b) = &self.breaker {
                         b.record_failure();
                     }
-                    return Err((
-                        "timeout".into(),
+                    return Err(CallFailed::retriable(
+                        "timeout",
                         format!("handler did not finish within {ms} ms"),
-                        true,
                     ));
                 }
             },
@@ -1045,7 +1110,11 @@ impl Dispatcher {
             }
             Err(e) => {
                 let retriable = matches!(e, HandlerError::Retriable(_));
-                if let Some(b) = &self.breaker {
+                // A retriable failure after the bus refused a call of the
+                // handler's is the bus's, not that of the dependency the
+                // breaker guards: it counts neither way.
+                let bus_unavailable = retriable && ctx.met_unavailable_bus();
+                if let Some(b) = self.breaker.as_ref().filter(|_| !bus_unavailable) {
                     if retriable {
                         b.record_failure();
                     } else {
@@ -1053,7 +1122,12 @@ impl Dispatcher {
                         b.record_success();
                     }
                 }
-                Err((e.error_type().to_string(), e.to_string(), retriable))
+                Err(CallFailed {
+                    error_type: e.error_type().to_string(),
+                    reason: e.to_string(),
+                    retriable,
+                    bus_unavailable,
+                })
             }
         }
     }
@@ -1381,7 +1455,13 @@ impl MessageHandler for Dispatcher {
             }
             None => match self.run_handler(&event).await {
                 Ok(outputs) => Outcome::Done(self.records(&event.envelope, outputs)),
-                Err(failure) => Outcome::Failed(failure),
+                Err(Stopped::Failed(failure)) => Outcome::Failed(failure),
+                Err(Stopped::BusUnavailable(nack)) => {
+                    if let Some((keeper, _)) = keeper {
+                        keeper.abandon(&event);
+                    }
+                    return Err(nack);
+                }
             },
         };
         let failed = match outcome {

@@ -637,16 +637,27 @@ async fn a_window_whose_publish_may_be_out_is_published_again_the_same() {
 #[derive(Default)]
 struct Calls {
     out_topic: &'static str,
+    /// Where the handler publishes a note itself first (under the key `k`),
+    /// unless empty.
+    notes_topic: &'static str,
     calls: std::sync::atomic::AtomicU32,
 }
 
 #[async_trait]
 impl NodeHandler for Calls {
-    async fn handle(&self, _ctx: &HandlerContext, event: &InboundEvent) -> Handled {
+    async fn handle(&self, ctx: &HandlerContext, event: &InboundEvent) -> Handled {
         self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let n = &event.envelope.payload["n"];
         if n == 0 {
             return Err(HandlerError::Fatal("no call for 0".into()));
+        }
+        if !self.notes_topic.is_empty() {
+            let note = onex_runtime::OutboundEvent::new(
+                self.notes_topic,
+                "noted",
+                serde_json::json!({ "n": n }),
+            );
+            ctx.publish(note.with_partition_key("k")).await?;
         }
         Ok(vec![onex_runtime::OutboundEvent::new(
             self.out_topic,
@@ -689,6 +700,56 @@ async fn calls_node(
         bus.publish_envelope(&input, e, Some("k")).await.unwrap();
     }
     service
+}
+
+/// A handler whose own publish meets a bus that cannot take it for now
+/// (the broker away) is neither retried by the contract nor dead-lettered:
+/// nothing it did is at fault. Its input is delivered again and handled
+/// once the bus takes the publish. Before, the contract's one retry ran out
+/// and the input was dead-lettered, unanswered.
+#[tokio::test]
+async fn a_handler_whose_publish_waits_for_the_bus_is_not_dead_lettered() {
+    let (input, output) = ("onex.cmd.later.note.v1", "onex.evt.later.answered.v1");
+    let notes = "onex.evt.later.noted.v1";
+    let mem = one_attempt_bus();
+    mem.inject_transient_failures_for(notes, b"k", 3);
+    let bus: Arc<dyn EventBus> = Arc::new(mem);
+    let (osub, mut out) = conformance::collect(&bus, output, "watch").await;
+    let (nsub, mut noted) = conformance::collect(&bus, notes, "watch").await;
+    let dlq = format!("{input}.dlq");
+    let (dsub, mut dead) = conformance::collect(&bus, &dlq, "watch").await;
+    let handler = Arc::new(Calls {
+        out_topic: output,
+        notes_topic: notes,
+        ..Calls::default()
+    });
+    let mut spec = calls_spec(input, output);
+    spec.publish_topics.push(notes.into());
+    spec.retry = RetrySettings {
+        max_retries: 1,
+        initial_delay_ms: 10,
+        ..RetrySettings::default()
+    };
+    let service = calls_node(&bus, spec, handler.clone(), &[call(7)]).await;
+    let answers = conformance::recv_n(&mut out, 1, Duration::from_secs(5)).await;
+    assert_eq!(answers.len(), 1);
+    assert_eq!(
+        conformance::recv_n(&mut noted, 1, Duration::from_secs(1))
+            .await
+            .len(),
+        1
+    );
+    conformance::expect_silence(&mut dead, Duration::from_millis(300)).await;
+    conformance::expect_silence(&mut out, Duration::from_millis(10)).await;
+    let calls = handler.calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        calls, 4,
+        "three calls met the bus away, the fourth went through"
+    );
+    service.shutdown().await;
+    for s in [osub, nsub, dsub] {
+        s.unsubscribe().await;
+    }
 }
 
 /// An effect whose result the bus cannot take for now is not run again
