@@ -1571,7 +1571,7 @@ class WindowedNode(BrokerOutages, unittest.TestCase):
             self.assertEqual(node.terminate(timeout=15), 0, node.tail())
 
 
-class RequestWorkflow(unittest.TestCase):
+class RequestWorkflow(BrokerOutages, unittest.TestCase):
     """An orchestrator whose step calls an effect node over request/response
     (contracts/checkout_orchestrator.yaml, step `quote_price` with
     `step_config.effect_node: node_pricing_effect`), running the generated
@@ -1608,14 +1608,17 @@ class RequestWorkflow(unittest.TestCase):
         cls.client.close()
 
     @classmethod
-    def start(cls, name):
+    def start(cls, name, extra_env=None):
         instance = f"e2e-request-{uuid.uuid4()}"
-        env = node_env(instance)
+        env = {**node_env(instance), **(extra_env or {})}
         log = os.path.join(cls.log_dir, f"{name}.log") if cls.log_dir else None
         node = NodeProcess(os.path.join(bin_dir(), name.replace("_", "-")), env, (), log)
         node.instance = instance
         node.wait_line(r"node running", timeout=60)
         return node
+
+    def start_node(self, env):
+        return self.start(self.ORCHESTRATOR, env)
 
     @classmethod
     def reader(cls, *topics):
@@ -1712,6 +1715,59 @@ class RequestWorkflow(unittest.TestCase):
                         "the retry has the key of the first request\n" + effect.tail())
         print(f"\n  request: a step retried after a timeout sent {len(requests)} requests with one id; "
               f"the effect priced once and answered {len(replayed)} from its ledger", file=sys.stderr)
+
+
+    def test_4_a_step_whose_request_meets_a_broker_outage(self):
+        """Both nodes on a broker of their own, with publishes that give up
+        after 1 s and no retry (15 s session). The broker stops (SIGSTOP)
+        for 6 s as the effect starts a 3 s quote: the step's wait times out,
+        and its retry cannot publish the request. That is the bus's fault,
+        not the step's: the input is delivered again, where before the
+        contract's 2 retries ran out within the outage and the workflow was
+        dead-lettered. The workflow completes with the effect's answer, the
+        effect priced the order once, and nothing is dead-lettered."""
+        pause_s = 6
+        settings = dict(self.SHORT_PUBLISHES)
+        with self.node_on_a_broker_of_its_own("request-outage", 15, settings) as started:
+            broker, client, orchestrator = started
+            effect = self.start(self.EFFECT, {**settings, "KAFKA_BOOTSTRAP_SERVERS": broker.address,
+                                              "KAFKA_SESSION_TIMEOUT_MS": "15000"})
+            completions = client.reader(self.PUBLISH[1])
+            try:
+                # A plain order first: the effect node has its partition.
+                probe = envelope("demo.checkout", {"order_id": f"order-{uuid.uuid4()}", "items": ["pen"]})
+                client.send_envelope(self.SUBSCRIBE, probe)
+                completions.wait_for(correlated(probe["correlation_id"]), "probe completion", timeout=60)
+                order = f"order-{uuid.uuid4()}"
+                env = envelope("demo.checkout", {"order_id": order, "items": ["pen", "slow"]})
+                client.send_envelope(self.SUBSCRIBE, env)
+                effect.wait_line(rf"quote correlation_id=\S+ order_id={order}")
+                self.pause(broker, pause_s)
+                done = decode(completions.wait_for(correlated(env["correlation_id"]), "workflow end",
+                                                   timeout=90))
+                self.assertEqual(done["event_type"], "node-checkout-orchestrator.workflow-completed",
+                                 f"{done}\n{orchestrator.tail()}")
+                self.assertEqual(done["payload"]["results"]["quote_price"],
+                                 {"order_id": order, "total_cents": 500})
+                if client.topic_exists(self.DLQ):
+                    dlq = client.reader(self.DLQ)
+                    letters = [r for r in dlq.drain(timeout=10)
+                               if headers_dict(r).get("correlation_id") == env["correlation_id"]]
+                    dlq.close()
+                    self.assertEqual(letters, [], "the workflow was dead-lettered")
+                priced = [line for line in effect.lines if "quote priced" in line and order in line]
+                self.assertEqual(len(priced), 1, "priced once\n" + effect.tail())
+                waited = sum(1 for line in orchestrator.lines if "delivered again once the bus is back" in line)
+                self.assertGreater(waited, 0, "no request met the stopped broker: nothing tested\n"
+                                   + orchestrator.tail())
+                print(f"\n  request, broker outage of {pause_s} s: the workflow completed; its input "
+                      f"delivered again {waited} time(s) while the request could not be published; "
+                      f"the effect priced once", file=sys.stderr)
+            finally:
+                completions.close()
+                if effect.proc.poll() is None:
+                    effect.kill()
+            self.assertEqual(orchestrator.terminate(timeout=15), 0, orchestrator.tail())
 
 
 def durable_env(instance, extra=None):
