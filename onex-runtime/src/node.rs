@@ -1246,12 +1246,14 @@ impl Dispatcher {
     }
 
     /// Tells the failure topic, when the contract names one, that a message
-    /// failed for good. Best effort: the dead letter is the durable record,
-    /// so a failed publish here is logged and does not hold the message back.
-    /// The announcement has an id derived from the input, so one made again
-    /// (the input delivered again while its dead letter could not be
-    /// written, or after a crash) is recognisably the same.
-    async fn publish_failure(&self, event: &InboundEvent, failure: &Failure) {
+    /// failed for good. `Err` when the bus cannot take it for now: the
+    /// message is then delivered again before it is dead-lettered, since a
+    /// requester waiting on the failure topic would otherwise never hear
+    /// of it. One the bus refuses as it is (its size, its topic) is logged,
+    /// and the dead letter is the record. The announcement has an id
+    /// derived from the input, so one made again (the input delivered
+    /// again, or after a crash) is recognisably the same.
+    async fn publish_failure(&self, event: &InboundEvent, failure: &Failure) -> Result<(), Nack> {
         let inbound = &event.envelope;
         let (topic, mut env, key) = match self.handler.failure_event(event, failure) {
             Some(out) => {
@@ -1261,7 +1263,7 @@ impl Dispatcher {
             }
             None => {
                 let Some(topic) = &self.spec.failure_topic else {
-                    return;
+                    return Ok(());
                 };
                 let payload = serde_json::json!({
                     "node": self.spec.name,
@@ -1279,12 +1281,19 @@ impl Dispatcher {
         };
         env.event_id = output_event_id(&self.spec.name, inbound, usize::MAX);
         let topic = self.namer.physical(&topic);
-        if let Err(e) = self
+        match self
             .bus
             .publish_envelope(&topic, &env, key.as_deref())
             .await
         {
-            tracing::warn!(node = %self.spec.name, %topic, "publishing the failure event failed: {e}");
+            Ok(_) => Ok(()),
+            Err(e) if e.is_unavailable() => Err(Nack::new(format!(
+                "announcing the failure on {topic}: {e}; delivered again once the bus is back"
+            ))),
+            Err(e) => {
+                tracing::warn!(node = %self.spec.name, %topic, "publishing the failure event failed: {e}");
+                Ok(())
+            }
         }
     }
 
@@ -1480,14 +1489,16 @@ impl MessageHandler for Dispatcher {
                 );
                 return Ok(());
             }
-            self.publish_failure(&event, &failure).await;
             // Not remembered as seen: a dead letter was not handled, and
             // put back on the topic (replayed) it is work again.
-            let lettered = self.dead_letter(msg, &failure).await;
-            if lettered.is_err() && keeper.is_none() {
+            let mut done = self.publish_failure(&event, &failure).await;
+            if done.is_ok() {
+                done = self.dead_letter(msg, &failure).await;
+            }
+            if done.is_err() && keeper.is_none() {
                 self.unfinished.keep(&event, Outcome::Failed(failure));
             }
-            return lettered;
+            return done;
         }
         if let Some(claim) = claim {
             // Not acknowledged unless recorded: delivered again, the input

@@ -752,6 +752,48 @@ async fn a_handler_whose_publish_waits_for_the_bus_is_not_dead_lettered() {
     }
 }
 
+/// A failure the bus cannot announce for now (the broker away) holds its
+/// input back instead of being dropped: the input is delivered again, the
+/// failure announced and then dead-lettered, and the handler is not run
+/// again. A requester waiting on the failure topic hears of it. Before, the
+/// announcement was logged and lost, and the input dead-lettered.
+#[tokio::test]
+async fn a_failure_announced_while_the_bus_is_away_is_not_lost() {
+    let (input, output) = ("onex.cmd.later.doomed.v1", "onex.evt.later.done.v1");
+    let announced = "onex.evt.later.doomed-failed.v1";
+    let dlq = format!("{input}.dlq");
+    let mem = one_attempt_bus();
+    mem.inject_transient_failures_on(announced, 2);
+    let bus: Arc<dyn EventBus> = Arc::new(mem);
+    let (asub, mut failures) = conformance::collect(&bus, announced, "watch").await;
+    let (dsub, mut dead) = conformance::collect(&bus, &dlq, "watch").await;
+    let handler = Arc::new(Calls {
+        out_topic: output,
+        ..Calls::default()
+    });
+    let spec = onex_runtime::NodeSpec {
+        failure_topic: Some(announced.into()),
+        ..calls_spec(input, output)
+    };
+    let service = calls_node(&bus, spec, handler.clone(), &[call(0)]).await;
+    let told = conformance::recv_n(&mut failures, 1, Duration::from_secs(5)).await;
+    assert_eq!(told.len(), 1, "the failure is announced");
+    assert_eq!(
+        conformance::recv_n(&mut dead, 1, Duration::from_secs(1))
+            .await
+            .len(),
+        1
+    );
+    conformance::expect_silence(&mut failures, Duration::from_millis(300)).await;
+    conformance::expect_silence(&mut dead, Duration::from_millis(10)).await;
+    let calls = handler.calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(calls, 1, "the handler ran once");
+    service.shutdown().await;
+    for s in [asub, dsub] {
+        s.unsubscribe().await;
+    }
+}
+
 /// An effect whose result the bus cannot take for now is not run again
 /// when its input is delivered again: what it returned is kept and
 /// published once the bus takes it. The handler (the call to the outside

@@ -112,7 +112,8 @@ struct Faults {
 #[derive(Debug)]
 struct KeyedFaults {
     topic: String,
-    key: Vec<u8>,
+    /// The records' key; `None`: every record of the topic.
+    key: Option<Vec<u8>>,
     left: u32,
     /// Whether the record is written all the same: the broker took it, and
     /// its answer was lost (a request that timed out after it arrived).
@@ -241,7 +242,13 @@ impl InMemoryBus {
     /// Makes the next `n` publish attempts of records with `key` to `topic`
     /// fail with a transient error; other records are not affected.
     pub fn inject_transient_failures_for(&self, topic: &str, key: &[u8], n: u32) {
-        self.set_keyed_faults(topic, key, n, false);
+        self.set_keyed_faults(topic, Some(key), n, false);
+    }
+
+    /// Makes the next `n` publish attempts of records to `topic`, whatever
+    /// their key, fail with a transient error.
+    pub fn inject_transient_failures_on(&self, topic: &str, n: u32) {
+        self.set_keyed_faults(topic, None, n, false);
     }
 
     /// Makes the next `n` publishes of records with `key` to `topic` write
@@ -249,13 +256,13 @@ impl InMemoryBus {
     /// broker's answer is lost: the publisher cannot tell whether the
     /// record is out. `n` = 0 ends the faults.
     pub fn inject_unanswered_publishes_for(&self, topic: &str, key: &[u8], n: u32) {
-        self.set_keyed_faults(topic, key, n, true);
+        self.set_keyed_faults(topic, Some(key), n, true);
     }
 
-    fn set_keyed_faults(&self, topic: &str, key: &[u8], left: u32, written: bool) {
+    fn set_keyed_faults(&self, topic: &str, key: Option<&[u8]>, left: u32, written: bool) {
         let faults = KeyedFaults {
             topic: topic.to_string(),
-            key: key.to_vec(),
+            key: key.map(<[u8]>::to_vec),
             left,
             written,
         };
@@ -274,7 +281,11 @@ impl InMemoryBus {
     /// with whether the record is written all the same.
     fn take_keyed_fault(&self, record: &Record<'_>) -> Option<bool> {
         match self.keyed_faults().as_mut() {
-            Some(f) if f.left > 0 && f.topic == record.topic && record.key == Some(&f.key[..]) => {
+            Some(f)
+                if f.left > 0
+                    && f.topic == record.topic
+                    && f.key.as_deref().map_or(true, |k| record.key == Some(k)) =>
+            {
                 f.left -= 1;
                 Some(f.written)
             }
