@@ -106,18 +106,14 @@ impl From<CallError> for HandlerError {
 }
 
 impl From<BusError> for CallError {
+    /// A bus that cannot take anything for now, or a refusal of what was
+    /// sent (its topic, its size, the configuration), which no retry fixes.
     fn from(e: BusError) -> Self {
         if e.is_unavailable() {
-            return CallError::Unavailable(e);
+            CallError::Unavailable(e)
+        } else {
+            CallError::Failed(HandlerError::Fatal(e.to_string()))
         }
-        let failed = match e {
-            BusError::NonRetriable { .. }
-            | BusError::TooLarge { .. }
-            | BusError::Topic(_)
-            | BusError::Config(_) => HandlerError::Fatal(e.to_string()),
-            _ => HandlerError::Retriable(e.to_string()),
-        };
-        CallError::Failed(failed)
     }
 }
 

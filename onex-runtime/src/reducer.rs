@@ -90,6 +90,14 @@ pub struct OpenWindow<S> {
     pub causation_id: Uuid,
 }
 
+impl<S> OpenWindow<S> {
+    /// Its end (exclusive), milliseconds since the epoch, for windows of
+    /// `window_ms`.
+    fn end_ms(&self, window_ms: i64) -> i64 {
+        self.start_ms.saturating_add(window_ms)
+    }
+}
+
 /// A window that ended and is not published yet, with the state it ended
 /// in: what it publishes no longer changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,7 +178,7 @@ where
         let now = (self.clock)();
         let (current, mut closed) = kept.map_or((None, Vec::new()), |k| (k.window, k.closed));
         let window = match current {
-            Some(open) if now < open.start_ms.saturating_add(window_ms) => OpenWindow {
+            Some(open) if now < open.end_ms(window_ms) => OpenWindow {
                 inputs: open.inputs + 1,
                 ..open
             },
@@ -266,13 +274,13 @@ where
         for (partition, key, kept) in self.store.entries() {
             let open = kept
                 .window
-                .filter(|w| w.start_ms.saturating_add(window_ms) <= now_ms)
+                .filter(|w| w.end_ms(window_ms) <= now_ms)
                 .map(|window| ClosedWindow {
                     window,
                     state: kept.state,
                 });
             for ClosedWindow { window, state } in kept.closed.into_iter().chain(open) {
-                let end_ms = window.start_ms.saturating_add(window_ms);
+                let end_ms = window.end_ms(window_ms);
                 windows.push(DueWindow {
                     partition,
                     events: (self.window_events)(&key, &state, &window, end_ms),
