@@ -1215,8 +1215,13 @@ impl Dispatcher {
             correlation_id: Some(event.envelope.correlation_id),
         };
         if let Some((keeper, _)) = keeper {
-            if let Err(reason) = keeper.check_staged(event) {
-                return Ok(Some(too_large(reason)));
+            match keeper.check_staged(event) {
+                Ok(()) => {}
+                Err(CommitError::TooLarge(reason)) => return Ok(Some(too_large(reason))),
+                Err(CommitError::Retry(nack)) => {
+                    keeper.abandon(event);
+                    return Err(nack);
+                }
             }
         }
         match self.publish_records(&event.envelope, records).await {

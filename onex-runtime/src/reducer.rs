@@ -23,7 +23,9 @@
 //! published. Its events may be out already (a publish that timed out, a
 //! crash before the record), and a consumer takes an id once, so a copy
 //! published again must be the same. At most [`MAX_CLOSED_WINDOWS`] ended
-//! windows of an aggregate wait; its next input waits for them.
+//! windows of an aggregate wait; its next input waits for them, as does an
+//! input whose snapshot record they would make larger than the bus takes
+//! (each leaves the record when it is published).
 //! The windows not published yet are part of the aggregate's durable state,
 //! so a restarted or new owner of the partition publishes them; a crash
 //! between publishing and recording publishes the same events again.
@@ -213,6 +215,28 @@ where
     fn latest(&self, aggregate: &str) -> Option<S> {
         self.store.latest(aggregate).map(|k| k.state)
     }
+
+    /// How many ended windows wait to be published in what `event` staged
+    /// for its aggregate.
+    fn waiting_windows(&self, event: &InboundEvent) -> usize {
+        self.store
+            .latest(&aggregate_key(event))
+            .map_or(0, |k| k.closed.len())
+    }
+
+    /// A record too large while `waiting` ended windows are in it is too
+    /// large for now: each window leaves it when it is published, so the
+    /// input waits for them (is delivered again) rather than being
+    /// dead-lettered. With none waiting it is too large for good.
+    fn until_published(e: CommitError, waiting: usize) -> CommitError {
+        match e {
+            CommitError::TooLarge(reason) if waiting > 0 => CommitError::Retry(Nack::new(format!(
+                "{reason} for now: {waiting} ended window(s) in it wait to be published, \
+                 and the input waits for them"
+            ))),
+            e => e,
+        }
+    }
 }
 
 #[async_trait]
@@ -242,12 +266,19 @@ where
         Ok(true)
     }
 
-    fn check_staged(&self, event: &InboundEvent) -> Result<(), String> {
-        self.store.check_staged(event)
+    fn check_staged(&self, event: &InboundEvent) -> Result<(), CommitError> {
+        let waiting = self.waiting_windows(event);
+        self.store
+            .check_staged(event)
+            .map_err(|e| Self::until_published(e, waiting))
     }
 
     async fn commit(&self, event: &InboundEvent) -> Result<(), CommitError> {
-        self.store.commit(event).await
+        let waiting = self.waiting_windows(event);
+        self.store
+            .commit(event)
+            .await
+            .map_err(|e| Self::until_published(e, waiting))
     }
 
     fn abandon(&self, event: &InboundEvent) {

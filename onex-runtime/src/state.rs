@@ -24,7 +24,9 @@
 //!    is not applied ([`CommitError::TooLarge`]; the runtime checks before
 //!    publishing with [`StateKeeper::check_staged`] and dead-letters it),
 //!    so the next input sees the last durable state. Any other failed
-//!    write ([`CommitError::Retry`]) has the input delivered again.
+//!    write ([`CommitError::Retry`]) has the input delivered again, as does
+//!    a record a keeper knows to be too large only for now (a reducer's
+//!    ended windows waiting in it to be published).
 //!
 //! Inputs that share state must share a partition: the aggregate key is the
 //! record key, and consumed topics have the same partition count.
@@ -263,12 +265,13 @@ pub trait StateKeeper: Send + Sync {
     /// turn; `false` when the input was applied already.
     async fn admit(&self, ctx: &StateContext, event: &InboundEvent) -> Result<bool, Nack>;
 
-    /// Whether what the handler staged for `event` can be written: `Err`
-    /// with the reason when a record is larger than the bus takes
-    /// ([`EventBus::max_record_bytes`]). The runtime asks before it
-    /// publishes the handler's events, so an input whose state cannot be
-    /// kept publishes nothing.
-    fn check_staged(&self, event: &InboundEvent) -> Result<(), String> {
+    /// Whether what the handler staged for `event` can be written:
+    /// [`CommitError::TooLarge`] when a record is larger than the bus takes
+    /// ([`EventBus::max_record_bytes`]), [`CommitError::Retry`] when it is
+    /// only for now (what makes it large is waiting to be published). The
+    /// runtime asks before it publishes the handler's events, so an input
+    /// whose state cannot be kept publishes nothing.
+    fn check_staged(&self, event: &InboundEvent) -> Result<(), CommitError> {
         let _ = event;
         Ok(())
     }
@@ -700,7 +703,7 @@ where
         Ok(true)
     }
 
-    fn check_staged(&self, event: &InboundEvent) -> Result<(), String> {
+    fn check_staged(&self, event: &InboundEvent) -> Result<(), CommitError> {
         let inner = self.lock();
         let Some(ctx) = &inner.ctx else {
             return Ok(());
@@ -711,8 +714,7 @@ where
         for (key, state) in &inner.staged {
             let input = InputPosition::of(event);
             let cid = event.envelope.correlation_id;
-            let (value, headers) =
-                encode(key, state, input, true, cid).map_err(|e| e.to_string())?;
+            let (value, headers) = encode(key, state, input, true, cid)?;
             let size = record_wire_size(&BusRecord {
                 topic: &ctx.topic,
                 partition: Some(event.partition),
@@ -722,11 +724,11 @@ where
                 raw_headers: None,
             });
             if size > limit {
-                return Err(format!(
+                return Err(CommitError::TooLarge(format!(
                     "the state of {key} would be a record of {size} bytes on {}, over the \
                      {limit} bytes the bus takes; the input is not applied",
                     ctx.topic
-                ));
+                )));
             }
         }
         Ok(())
@@ -1002,7 +1004,11 @@ mod tests {
         assert!(store.admit(&ctx, &event(1)).await.unwrap());
         store.stage(0, "a", "x".repeat(2000));
         let reason = store.check_staged(&event(1)).unwrap_err();
-        assert!(reason.contains("over the 1000 bytes"), "{reason}");
+        assert!(matches!(reason, CommitError::TooLarge(_)), "{reason}");
+        assert!(
+            reason.to_string().contains("over the 1000 bytes"),
+            "{reason}"
+        );
         let refused = store.commit(&event(1)).await.unwrap_err();
         assert!(matches!(refused, CommitError::TooLarge(_)), "{refused}");
         assert_eq!(store.get(0, "a").as_deref(), Some("small"));

@@ -69,6 +69,23 @@ fn one_attempt_bus() -> InMemoryBus {
     })
 }
 
+/// A bus that makes one attempt per publish and whose breaker stays
+/// closed, so every try reaches it; it takes records up to `max_record_bytes`.
+fn every_try_bus(max_record_bytes: Option<usize>) -> InMemoryBus {
+    InMemoryBus::new(MemoryBusSettings {
+        max_record_bytes,
+        publish_retry: RetrySettings {
+            max_retries: 0,
+            ..RetrySettings::default()
+        },
+        breaker: CircuitBreakerSettings {
+            failure_threshold: u32::MAX,
+            ..CircuitBreakerSettings::default()
+        },
+        ..MemoryBusSettings::default()
+    })
+}
+
 #[tokio::test]
 async fn debugging_helpers() {
     let bus = InMemoryBus::default();
@@ -576,18 +593,7 @@ async fn a_window_that_fails_to_publish_is_published_later_once() {
 async fn a_window_whose_publish_may_be_out_is_published_again_the_same() {
     use std::collections::BTreeMap;
 
-    let mem = InMemoryBus::new(MemoryBusSettings {
-        publish_retry: RetrySettings {
-            max_retries: 0,
-            ..RetrySettings::default()
-        },
-        // The breaker stays closed, so every try reaches the bus.
-        breaker: CircuitBreakerSettings {
-            failure_threshold: u32::MAX,
-            ..CircuitBreakerSettings::default()
-        },
-        ..MemoryBusSettings::default()
-    });
+    let mem = every_try_bus(None);
     mem.inject_unanswered_publishes_for(conformance::WINDOW_OUT, b"a", u32::MAX);
     let bus: Arc<dyn EventBus> = Arc::new(mem.clone());
     let (service, sub, mut out) = doubling_node(&bus).await;
@@ -630,6 +636,55 @@ async fn a_window_whose_publish_may_be_out_is_published_again_the_same() {
     );
     service.shutdown().await;
     sub.unsubscribe().await;
+}
+
+/// An input whose snapshot record would be larger than the bus takes only
+/// because an ended window waits in it (its publish failing) waits for the
+/// window to be published; it is not dead-lettered as `state_too_large`.
+#[tokio::test]
+async fn an_input_waits_for_the_windows_that_make_its_state_too_large() {
+    use conformance::{WINDOW_IN, WINDOW_OUT};
+
+    // The state holds its pad twice: an open window's record is about 6,500
+    // bytes (the state and the one before the window), one with an ended
+    // window waiting in it about 9,700.
+    let mem = every_try_bus(Some(8000));
+    mem.inject_transient_failures_for(WINDOW_OUT, b"a", u32::MAX);
+    let bus: Arc<dyn EventBus> = Arc::new(mem.clone());
+    let (dsub, mut dead) = conformance::collect(&bus, &format!("{WINDOW_IN}.dlq"), "dead").await;
+    let (service, sub, mut out) = doubling_node(&bus).await;
+
+    send_pad(&bus, "a", &"1".repeat(1500)).await;
+    // The first window ends and fails to publish; the second input opens
+    // the next one while the first waits in the record.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    send_pad(&bus, "a", &"2".repeat(1500)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    mem.inject_transient_failures_for(WINDOW_OUT, b"a", 0);
+
+    let windows = conformance::recv_n(&mut out, 2, Duration::from_secs(5)).await;
+    let payloads: Vec<serde_json::Value> = windows
+        .iter()
+        .map(|m| serde_json::from_slice::<serde_json::Value>(&m.value).unwrap()["payload"].clone())
+        .collect();
+    let digits: Vec<(u64, String)> = payloads
+        .iter()
+        .map(|p| {
+            let inputs = p["window"]["inputs"].as_u64().unwrap();
+            let pad = p["state"]["pad"].as_str().unwrap();
+            (inputs, pad[..1].to_string())
+        })
+        .collect();
+    assert_eq!(
+        digits,
+        [(1, "1".to_string()), (1, "2".to_string())],
+        "each input in its own window, in order"
+    );
+    conformance::expect_silence(&mut dead, Duration::from_millis(300)).await;
+    conformance::expect_silence(&mut out, Duration::from_millis(300)).await;
+    service.shutdown().await;
+    sub.unsubscribe().await;
+    dsub.unsubscribe().await;
 }
 
 /// An effect that counts its calls and answers each input with its `n`,
