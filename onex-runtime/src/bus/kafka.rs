@@ -531,6 +531,25 @@ impl KafkaBus {
         .map_err(|e| BusError::Connection(e.to_string()))?
     }
 
+    /// The receipt of a first attempt `publish_batch` enqueued, counted as
+    /// a publish, when the broker took it; `None` when there was none or it
+    /// failed (the record then takes the full publish path).
+    async fn delivered(
+        &self,
+        first: Option<DeliveryFuture>,
+        started: Instant,
+    ) -> Option<PublishReceipt> {
+        let d = first?.await.ok()?.ok()?;
+        let core = &self.inner.core;
+        core.breaker.record_success();
+        inc(&core.metrics.published);
+        core.metrics.observe_publish_latency(started.elapsed());
+        Some(PublishReceipt {
+            partition: d.partition,
+            offset: d.offset,
+        })
+    }
+
     /// One attempt at publishing `record` to `topic`.
     async fn send_once(
         &self,
@@ -998,20 +1017,12 @@ impl EventBus for KafkaBus {
             })
             .collect();
         let mut out = Vec::with_capacity(messages.len());
-        for (m, p) in messages.iter().zip(pending) {
-            if let Some(delivery) = p {
-                if let Ok(Ok(d)) = delivery.await {
-                    core.breaker.record_success();
-                    inc(&core.metrics.published);
-                    core.metrics.observe_publish_latency(started.elapsed());
-                    out.push(Ok(PublishReceipt {
-                        partition: d.partition,
-                        offset: d.offset,
-                    }));
-                    continue;
-                }
-            }
-            out.push(self.send(m.record()).await);
+        for (m, first) in messages.iter().zip(pending) {
+            let receipt = match self.delivered(first, started).await {
+                Some(receipt) => Ok(receipt),
+                None => self.send(m.record()).await,
+            };
+            out.push(receipt);
         }
         out
     }
