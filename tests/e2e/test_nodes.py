@@ -541,7 +541,113 @@ class NodeE2E(BrokerOutages):
             os.remove(path)
 
 
-class EffectNode(NodeE2E, unittest.TestCase):
+class HandlerOutages:
+    """Broker outages while a node's user code runs (effect, compute): the
+    class provides `outage_input(text)`, an input whose user code takes 3 s
+    for the text `slow`, and the log lines of that code: `CALLED` for each
+    call, `SLOW_STARTED` when a slow one starts, each followed by the
+    input's correlation id."""
+
+    CALLED = ""
+    SLOW_STARTED = ""
+
+    def outage_input(self, text):
+        raise NotImplementedError
+
+    def test_7b_broker_outage_within_the_session(self):
+        """The broker stops answering (SIGSTOP) for 4 s, less than the 6 s
+        consumer session, while a message is being handled and five more
+        wait, then comes back (SIGCONT) and five more come: every input gets
+        its output, none is dead-lettered, none is handled twice (a
+        re-published output keeps its event id), and the node reports
+        healthy afterwards. (An outage longer than the session is not tested
+        here: tansu 0.6.0 then leaves the rejoining consumer without its
+        partition; see README, "Fast recovery".)"""
+        self.outage(pause_s=4, session_s=6)
+
+    def test_7c_broker_outage_longer_than_a_publish(self):
+        """As 7b, with publishes that give up after 1 s and no retry, and the
+        broker stopped for 6 s (under a 15 s session): the output of the
+        message in hand when the broker stopped cannot be published, so the
+        message is delivered again, several times, before the broker is back.
+        The handler, whose user code logs each call, is called once for every
+        input all the same: what it returned is kept and published when the
+        bus takes it."""
+        self.outage(pause_s=6, session_s=15, settings=self.SHORT_PUBLISHES, one_call_each=True)
+
+    def test_7d_broker_outage_with_many_inputs_in_flight(self):
+        """As 7c, with `KAFKA_MAX_IN_FLIGHT=100` and each input under a key
+        of its own: five slow inputs are handled at once when the broker
+        stops, so five outputs fail while the inputs after them are done
+        and wait for their offsets to be committed. Every input gets one
+        output and one handler call, and the group's committed offsets
+        reach the end of the topic."""
+        settings = {**self.SHORT_PUBLISHES, "KAFKA_MAX_IN_FLIGHT": "100"}
+        self.outage(pause_s=6, session_s=15, settings=settings, one_call_each=True, slow=5)
+
+    def outage(self, pause_s, session_s, settings=None, one_call_each=False, slow=1):
+        """The broker stopped for `pause_s` while `slow` inputs are handled
+        (each under a key of its own when there are several) and five more
+        wait; then five more come after it."""
+        with self.node_on_a_broker_of_its_own("outage-broker", session_s, settings or {}) as started:
+            broker, client, node = started
+            outputs = client.reader(*self.PUBLISH)
+            dead = client.reader(self.DLQ)
+            slows = [self.outage_input("slow") for _ in range(slow)]
+            sent = slows + [self.outage_input(f"before-{i}") for i in range(5)]
+            key = (lambda e: e["correlation_id"]) if slow > 1 else (lambda e: None)
+            client.send_envelopes(self.SUBSCRIBE, [(e, key(e)) for e in sent])
+            for e in slows:
+                node.wait_line(self.SLOW_STARTED + ".*" + e["correlation_id"])
+            self.pause(broker, pause_s)
+            after = [self.outage_input(f"after-{i}") for i in range(5)]
+            client.send_envelopes(self.SUBSCRIBE, [(e, key(e)) for e in after])
+            cids = {e["correlation_id"] for e in sent + after}
+            deadline = time.monotonic() + 60
+            while set(outputs_by_input(outputs, cids)) != cids:
+                if time.monotonic() > deadline:
+                    missing = len(cids - set(outputs_by_input(outputs, cids)))
+                    raise AssertionError(f"no output for {missing} of {len(cids)} inputs 60 s after "
+                                         f"a {pause_s} s outage\n{node.tail()}")
+                outputs.poll()
+            outputs.drain(timeout=10)
+            ids = {c: {o["event_id"] for o in outs} for c, outs in outputs_by_input(outputs, cids).items()}
+            twice = {c: i for c, i in ids.items() if len(i) > 1}
+            self.assertEqual(twice, {}, "inputs handled twice (outputs with different event ids)")
+            copies = sum(1 for r in outputs.records if (decode(r) or {}).get("correlation_id") in cids)
+            letters = [r for r in dead.drain(timeout=10) if headers_dict(r).get("correlation_id") in cids]
+            self.assertEqual(letters, [], "inputs dead-lettered because of the outage")
+            self.healthy_on_kafka(node)
+            # The user code logs each call, as the system it calls would see it.
+            calls = {}
+            called = re.compile(self.CALLED + r" correlation_id=(\S+)")
+            for line in node.lines:
+                m = called.search(line)
+                if m and m.group(1) in cids:
+                    calls[m.group(1)] = calls.get(m.group(1), 0) + 1
+            redelivered = self.redeliveries(node, at_least=1 if one_call_each else 0)
+            if one_call_each:
+                self.assertEqual(calls, {c: 1 for c in cids}, "handler calls per input")
+            print(f"\n  {self.KIND}: broker outage of {pause_s} s: "
+                  f"{len(cids)} inputs, one output each, {copies - len(cids)} re-published, "
+                  f"{sum(calls.values())} handler calls, {redelivered} redeliveries",
+                  file=sys.stderr)
+            for r in (outputs, dead):
+                r.close()
+            self.assertEqual(node.terminate(timeout=15), 0, node.tail())
+            # Nothing stuck: the offsets of every input are committed. The
+            # end of the topic is read, not asked for: tansu 0.6.0 answers
+            # ListOffsets with the start of the last batch plus one.
+            inputs = client.reader(self.SUBSCRIBE)
+            ends = {}
+            for r in inputs.wait_all(lambda r: True, len(cids), "inputs"):
+                ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
+            inputs.close()
+            self.assertEqual(client.committed(self.GROUP, self.SUBSCRIBE), ends,
+                             "committed offsets of the group vs the end of the topic")
+
+
+class EffectNode(HandlerOutages, NodeE2E, unittest.TestCase):
     NODE = "node_echo_effect"
     KIND = "effect"
     GROUP = "demo.echo_effect"
@@ -550,6 +656,11 @@ class EffectNode(NodeE2E, unittest.TestCase):
     DLQ = "onex.dlq.demo.echo.v1"
     ENV_VARS = ["ECHO_PREFIX"]
     EXTRA_ENV = {"ECHO_PREFIX": "e2e:"}
+    CALLED = "echo called"
+    SLOW_STARTED = "slow echo started"
+
+    def outage_input(self, text):
+        return envelope("demo.echo-requested", {"message": text})
 
     def send_input(self):
         env = envelope("demo.echo-requested", {"message": "hello", "repeat": 2})
@@ -639,98 +750,6 @@ class EffectNode(NodeE2E, unittest.TestCase):
                 node.terminate(timeout=10)
             broker.stop()
 
-    def test_7b_broker_outage_within_the_session(self):
-        """The broker stops answering (SIGSTOP) for 4 s, less than the 6 s
-        consumer session, while a message is being handled and five more
-        wait, then comes back (SIGCONT) and five more come: every input gets
-        its output, none is dead-lettered, none is handled twice (a
-        re-published output keeps its event id), and the node reports
-        healthy afterwards. (An outage longer than the session is not tested
-        here: tansu 0.6.0 then leaves the rejoining consumer without its
-        partition; see README, "Fast recovery".)"""
-        self.outage(pause_s=4, session_s=6)
-
-    def test_7c_broker_outage_longer_than_a_publish(self):
-        """As 7b, with publishes that give up after 1 s and no retry, and the
-        broker stopped for 6 s (under a 15 s session): the output of the
-        message in hand when the broker stopped cannot be published, so the
-        message is delivered again, several times, before the broker is back.
-        The handler, whose user code logs each call, is called once for every
-        input all the same: what it returned is kept and published when the
-        bus takes it."""
-        self.outage(pause_s=6, session_s=15, settings=self.SHORT_PUBLISHES, one_call_each=True)
-
-    def test_7d_broker_outage_with_many_inputs_in_flight(self):
-        """As 7c, with `KAFKA_MAX_IN_FLIGHT=100` and each input under a key
-        of its own: five slow inputs are handled at once when the broker
-        stops, so five outputs fail while the inputs after them are done
-        and wait for their offsets to be committed. Every input gets one
-        output and one handler call, and the group's committed offsets
-        reach the end of the topic."""
-        settings = {**self.SHORT_PUBLISHES, "KAFKA_MAX_IN_FLIGHT": "100"}
-        self.outage(pause_s=6, session_s=15, settings=settings, one_call_each=True, slow=5)
-
-    def outage(self, pause_s, session_s, settings=None, one_call_each=False, slow=1):
-        """The broker stopped for `pause_s` while `slow` inputs are handled
-        (each under a key of its own when there are several) and five more
-        wait; then five more come after it."""
-        with self.node_on_a_broker_of_its_own("outage-broker", session_s, settings or {}) as started:
-            broker, client, node = started
-            outputs = client.reader(*self.PUBLISH)
-            dead = client.reader(self.DLQ)
-            slows = [envelope("demo.echo-requested", {"message": "slow"}) for _ in range(slow)]
-            sent = slows + [envelope("demo.echo-requested", {"message": f"before-{i}"}) for i in range(5)]
-            key = (lambda e: e["correlation_id"]) if slow > 1 else (lambda e: None)
-            client.send_envelopes(self.SUBSCRIBE, [(e, key(e)) for e in sent])
-            for e in slows:
-                node.wait_line("slow echo started.*" + e["correlation_id"])
-            self.pause(broker, pause_s)
-            after = [envelope("demo.echo-requested", {"message": f"after-{i}"}) for i in range(5)]
-            client.send_envelopes(self.SUBSCRIBE, [(e, key(e)) for e in after])
-            cids = {e["correlation_id"] for e in sent + after}
-            deadline = time.monotonic() + 60
-            while set(outputs_by_input(outputs, cids)) != cids:
-                if time.monotonic() > deadline:
-                    missing = len(cids - set(outputs_by_input(outputs, cids)))
-                    raise AssertionError(f"no output for {missing} of {len(cids)} inputs 60 s after "
-                                         f"a {pause_s} s outage\n{node.tail()}")
-                outputs.poll()
-            outputs.drain(timeout=10)
-            ids = {c: {o["event_id"] for o in outs} for c, outs in outputs_by_input(outputs, cids).items()}
-            twice = {c: i for c, i in ids.items() if len(i) > 1}
-            self.assertEqual(twice, {}, "inputs handled twice (outputs with different event ids)")
-            copies = sum(1 for r in outputs.records if (decode(r) or {}).get("correlation_id") in cids)
-            letters = [r for r in dead.drain(timeout=10) if headers_dict(r).get("correlation_id") in cids]
-            self.assertEqual(letters, [], "inputs dead-lettered because of the outage")
-            self.healthy_on_kafka(node)
-            # The user code logs each call, as the system it calls would see it.
-            calls = {}
-            called = re.compile(r"echo called correlation_id=(\S+)")
-            for line in node.lines:
-                m = called.search(line)
-                if m and m.group(1) in cids:
-                    calls[m.group(1)] = calls.get(m.group(1), 0) + 1
-            redelivered = self.redeliveries(node, at_least=1 if one_call_each else 0)
-            if one_call_each:
-                self.assertEqual(calls, {c: 1 for c in cids}, "handler calls per input")
-            print(f"\n  broker outage of {pause_s} s: "
-                  f"{len(cids)} inputs, one output each, {copies - len(cids)} re-published, "
-                  f"{sum(calls.values())} handler calls, {redelivered} redeliveries",
-                  file=sys.stderr)
-            for r in (outputs, dead):
-                r.close()
-            self.assertEqual(node.terminate(timeout=15), 0, node.tail())
-            # Nothing stuck: the offsets of every input are committed. The
-            # end of the topic is read, not asked for: tansu 0.6.0 answers
-            # ListOffsets with the start of the last batch plus one.
-            inputs = client.reader(self.SUBSCRIBE)
-            ends = {}
-            for r in inputs.wait_all(lambda r: True, len(cids), "inputs"):
-                ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
-            inputs.close()
-            self.assertEqual(client.committed(self.GROUP, self.SUBSCRIBE), ends,
-                             "committed offsets of the group vs the end of the topic")
-
     def test_9c_sigkill_mid_stream_then_restart(self):
         """SIGKILL while the slow message is handled, the 20 inputs before it
         answered (their offsets committed in the background every 5 s, so
@@ -803,13 +822,18 @@ class EffectNode(NodeE2E, unittest.TestCase):
         self.assertEqual(node.terminate(timeout=10), 0, node.tail())
 
 
-class ComputeNode(NodeE2E, unittest.TestCase):
+class ComputeNode(HandlerOutages, NodeE2E, unittest.TestCase):
     NODE = "node_word_count_compute"
     KIND = "compute"
     GROUP = "node_word_count_compute"
     SUBSCRIBE = "onex.cmd.demo.word-count-requested.v1"
     PUBLISH = ["onex.evt.demo.word-count-completed.v1"]
     DLQ = "onex.cmd.demo.word-count-requested.v1.dlq"
+    CALLED = "count called"
+    SLOW_STARTED = "slow count started"
+
+    def outage_input(self, text):
+        return envelope("demo.word-count-requested", {"text": text})
 
     def send_input(self):
         env = envelope("demo.word-count-requested", {"text": "one two three", "min_length": 2})

@@ -1,5 +1,8 @@
 //! The e2e test's own code for node_word_count_compute (copied over the
-//! generated `src/handlers.rs`): a real word count.
+//! generated `src/handlers.rs`): a real word count. Every call logs the
+//! input's correlation id, so the test can see from outside which inputs
+//! were computed again; the text `slow` takes 3 s, long enough to be in
+//! hand when the test stops the broker.
 
 use onex_runtime::{HandlerContext, HandlerError};
 
@@ -17,7 +20,13 @@ impl Handlers {
 
 impl Operations for Handlers {
     /// Counts the words of at least `min_length` characters and finds the longest.
-    fn compute(&self, _ctx: &HandlerContext, input: NodeInput) -> Result<NodeOutput, HandlerError> {
+    fn compute(&self, ctx: &HandlerContext, input: NodeInput) -> Result<NodeOutput, HandlerError> {
+        tracing::info!(correlation_id = %ctx.correlation_id(), "count called");
+        if input.text == "slow" {
+            tracing::info!(correlation_id = %ctx.correlation_id(), "slow count started");
+            // A computation runs on a blocking thread of its own.
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        }
         let words: Vec<&str> = input
             .text
             .split_whitespace()
