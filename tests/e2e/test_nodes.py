@@ -542,17 +542,23 @@ class NodeE2E(BrokerOutages):
 
 
 class HandlerOutages:
-    """Broker outages while a node's user code runs (effect, compute): the
-    class provides `outage_input(text)`, an input whose user code takes 3 s
-    for the text `slow`, and the log lines of that code: `CALLED` for each
-    call, `SLOW_STARTED` when a slow one starts, each followed by the
-    input's correlation id."""
+    """Broker outages and SIGTERM while a node's user code runs (effect,
+    compute): the class provides `outage_input(text)`, an input whose user
+    code takes 3 s for the text `slow`, and the log lines of that code:
+    `CALLED` for each call, `SLOW_STARTED` when a slow one starts, each
+    followed by the input's correlation id."""
 
     CALLED = ""
     SLOW_STARTED = ""
 
     def outage_input(self, text):
         raise NotImplementedError
+
+    def start_in_flight(self, node):
+        env = self.outage_input("slow")
+        self.client.send_envelope(self.SUBSCRIBE, env)
+        node.wait_line(self.SLOW_STARTED + ".*" + env["correlation_id"])
+        return [(env, 1)]
 
     def test_7b_broker_outage_within_the_session(self):
         """The broker stops answering (SIGSTOP) for 4 s, less than the 6 s
@@ -677,12 +683,6 @@ class EffectNode(HandlerOutages, NodeE2E, unittest.TestCase):
         env = envelope("demo.echo-requested", {"repeat": "twice"})
         raw = self.client.send_envelope(self.SUBSCRIBE, env)
         return env, env["correlation_id"], raw, "invalid_input", "EchoInput"
-
-    def start_in_flight(self, node):
-        env = envelope("demo.echo-requested", {"message": "slow"})
-        self.client.send_envelope(self.SUBSCRIBE, env)
-        node.wait_line("slow echo started.*" + env["correlation_id"])
-        return [(env, 1)]
 
     def test_4a_retriable_failure_retried_then_dead_lettered(self):
         self.wait_started(self.first)
