@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use onex_runtime::bus::kafka::KafkaBus;
-use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Nack};
+use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Membership, Nack};
 use onex_runtime::config::{ConfigSource, KafkaSettings, OffsetReset};
 use onex_runtime::dlq;
 use onex_runtime::metrics::Metrics;
@@ -354,7 +354,9 @@ impl Reader {
                 done.await.map_err(|_| not_done())
             }
         });
-        let subscription = bus.subscribe(topic, group, hand_over).await?;
+        let subscription = bus
+            .subscribe(Membership { topic, group }, hand_over)
+            .await?;
         Ok(Reader {
             deliveries,
             subscription,
@@ -442,7 +444,7 @@ mod tests {
     use super::*;
     use onex_runtime::bus::memory::InMemoryBus;
     use onex_runtime::bus::BusMessage;
-    use onex_runtime::bus::OutgoingMessage;
+    use onex_runtime::bus::{OutgoingMessage, TopicPartition};
     use onex_runtime::dlq::{dead_letter, Failure};
     use onex_runtime::headers::{Headers, RawHeaders};
 
@@ -596,7 +598,10 @@ mod tests {
         assert_eq!(back[0]["envelope"]["correlation_id"], keep.to_string());
         assert!(back[0]["headers"].get("dlq_error_type").is_none());
         // Every header as the record had it, in order, `x-hop` twice.
-        let replayed = bus.read_partition("onex.evt.t.in.v1", 0).await.unwrap();
+        let replayed = bus
+            .read_partition(TopicPartition::new("onex.evt.t.in.v1", 0))
+            .await
+            .unwrap();
         let env = Envelope::from_bytes(&replayed[0].value).unwrap();
         assert_eq!(replayed[0].raw_headers, hop_headers(&env));
     }

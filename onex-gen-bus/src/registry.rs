@@ -34,7 +34,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use onex_runtime::async_trait;
 use onex_runtime::bus::kafka::KafkaBus;
-use onex_runtime::bus::{BusError, BusMessage, EventBus, MessageHandler, Nack, Subscription};
+use onex_runtime::bus::{
+    BusError, BusMessage, EventBus, Membership, MessageHandler, Nack, Subscription,
+};
 use onex_runtime::chrono;
 use onex_runtime::config::{ConfigSource, RuntimeConfig};
 use onex_runtime::http::{Request, Response};
@@ -716,7 +718,15 @@ pub async fn start(
         bus.ensure_topics(&[topic.clone(), request_topic.clone()])
             .await?;
     }
-    let subscription = bus.subscribe(&topic, &cfg.group, shared.clone()).await?;
+    let subscription = bus
+        .subscribe(
+            Membership {
+                topic: &topic,
+                group: &cfg.group,
+            },
+            shared.clone(),
+        )
+        .await?;
     // Ask every running node to introspect now.
     let source = EventSource::new("onex-gen-registry", Uuid::new_v4().to_string());
     let ask = Envelope::new("request-introspection", json!({}), source);

@@ -10,7 +10,8 @@ use onex_gen_bus::registry::{self, ConsulClient, RegistryConfig};
 use onex_runtime::breaker::CircuitBreaker;
 use onex_runtime::bus::memory::InMemoryBus;
 use onex_runtime::bus::{
-    BusBackend, BusError, BusHealth, EventBus, MessageHandler, PublishReceipt, Record, Subscription,
+    BusBackend, BusError, BusHealth, EventBus, Membership, MessageHandler, PublishReceipt, Record,
+    Subscription, TopicPartition,
 };
 use onex_runtime::config::{ConfigSource, RuntimeConfig};
 use onex_runtime::introspection::INTROSPECTION_TOPIC;
@@ -95,10 +96,9 @@ impl EventBus for NodeView {
     }
     async fn read_partition(
         &self,
-        topic: &str,
-        partition: i32,
+        at: TopicPartition<'_>,
     ) -> Result<Vec<onex_runtime::bus::BusMessage>, BusError> {
-        self.0.read_partition(topic, partition).await
+        self.0.read_partition(at).await
     }
     async fn partition_count(&self, topic: &str) -> Result<i32, BusError> {
         self.0.partition_count(topic).await
@@ -115,11 +115,10 @@ impl EventBus for NodeView {
     }
     async fn subscribe(
         &self,
-        topic: &str,
-        group: &str,
+        member: Membership<'_>,
         handler: Arc<dyn MessageHandler>,
     ) -> Result<Subscription, BusError> {
-        self.0.subscribe(topic, group, handler).await
+        self.0.subscribe(member, handler).await
     }
     async fn ensure_topics(&self, topics: &[String]) -> Result<(), BusError> {
         self.0.ensure_topics(topics).await

@@ -355,8 +355,10 @@ async fn collect(
         let s = seen.clone();
         subs.push(
             bus.subscribe(
-                t,
-                &format!("e2e-collector-{run}"),
+                Membership {
+                    topic: t,
+                    group: &format!("e2e-collector-{run}"),
+                },
                 handler_fn(move |m: BusMessage| {
                     let s = s.clone();
                     async move {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use onex_runtime::bus::memory::{InMemoryBus, MemoryBusSettings};
-use onex_runtime::bus::{BusMessage, EventBus, MessageHandler, Nack};
+use onex_runtime::bus::{BusMessage, EventBus, Membership, MessageHandler, Nack};
 use onex_runtime::headers::Headers;
 use tokio::sync::Notify;
 
@@ -61,7 +61,13 @@ async fn bus_round(events: usize) -> Duration {
         done: done.clone(),
     });
     let _subscription = bus
-        .subscribe(TOPIC, "bench", handler)
+        .subscribe(
+            Membership {
+                topic: TOPIC,
+                group: "bench",
+            },
+            handler,
+        )
         .await
         .expect("subscribe");
     let value = vec![b'x'; VALUE_BYTES];

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use onex_runtime::bus::kafka::KafkaBus;
-use onex_runtime::bus::EventBus;
+use onex_runtime::bus::{EventBus, TopicPartition};
 use onex_runtime::config::KafkaSettings;
 use onex_runtime::metrics::Metrics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -146,12 +146,18 @@ async fn main() -> Result<()> {
         base_read = read;
 
         let started = Instant::now();
-        let read = bus.read_partition(&topic, 0).await?.len();
+        let read = bus
+            .read_partition(TopicPartition::new(&topic, 0))
+            .await?
+            .len();
         whole.push(started.elapsed());
         check("read_partition", read, records)?;
 
         let started = Instant::now();
-        let read = bus.read_partition_tail(&topic, 0, tail).await?.len();
+        let read = bus
+            .read_partition_tail(TopicPartition::new(&topic, 0), tail)
+            .await?
+            .len();
         end.push(started.elapsed());
         // On tansu 0.6.0 a read from inside a batch starts at the next
         // batch: up to a batch less than asked.

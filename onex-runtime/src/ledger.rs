@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use crate::bus::{EventBus, Nack};
+use crate::bus::{EventBus, Nack, TopicPartition};
 use crate::envelope::Envelope;
 use crate::headers::Headers;
 use crate::node::{Idempotency, InboundEvent, NodeSpec};
@@ -334,7 +334,7 @@ impl Ledger {
         let capacity = self.seen().capacity;
         let records = ctx
             .bus
-            .read_partition_tail(&ctx.topic, ledger_partition, capacity)
+            .read_partition_tail(TopicPartition::new(&ctx.topic, ledger_partition), capacity)
             .await
             .map_err(|e| Nack::new(format!("reading {}/{ledger_partition}: {e}", ctx.topic)))?;
         let mut keys = 0;
@@ -513,10 +513,9 @@ mod tests {
         }
         async fn read_partition(
             &self,
-            _: &str,
-            partition: i32,
+            at: crate::bus::TopicPartition<'_>,
         ) -> Result<Vec<crate::bus::BusMessage>, crate::bus::BusError> {
-            if partition == 1 {
+            if at.partition == 1 {
                 self.open.notified().await;
             }
             Ok(Vec::new())
@@ -534,8 +533,7 @@ mod tests {
         }
         async fn subscribe(
             &self,
-            _: &str,
-            _: &str,
+            _: crate::bus::Membership<'_>,
             _: Arc<dyn crate::bus::MessageHandler>,
         ) -> Result<crate::bus::Subscription, crate::bus::BusError> {
             unreachable!("the ledger only reads here")
@@ -626,7 +624,11 @@ mod tests {
         Ledger::new(10).record(Some(&ctx), &a, key).await.unwrap();
         let count = ctx.bus.partition_count("ledger").await.unwrap();
         assert!(count < 5);
-        let records = ctx.bus.read_partition("ledger", 5 % count).await.unwrap();
+        let records = ctx
+            .bus
+            .read_partition(TopicPartition::new("ledger", 5 % count))
+            .await
+            .unwrap();
         assert_eq!(records.len(), 1);
         assert!(Ledger::new(10).handled(Some(&ctx), 5, key).await.unwrap());
     }

@@ -27,7 +27,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::bus::{BusError, BusMessage, EventBus, MessageHandler, Nack, Subscription};
+use crate::bus::{BusError, BusMessage, EventBus, Membership, MessageHandler, Nack, Subscription};
 use crate::envelope::{Envelope, EventSource};
 
 /// Metadata key naming the reply topic.
@@ -159,7 +159,7 @@ impl RequestClient {
                 topic: (*topic).to_owned(),
                 pending: pending.clone(),
             });
-            subscriptions.push(bus.subscribe(topic, group, router).await?);
+            subscriptions.push(bus.subscribe(Membership { topic, group }, router).await?);
         }
         Ok(RequestClient {
             bus,
@@ -292,7 +292,15 @@ mod tests {
                 sent.map_err(|e| Nack::new(e.to_string()))
             }
         });
-        bus.subscribe(topic, "server", handler).await.unwrap()
+        bus.subscribe(
+            Membership {
+                topic,
+                group: "server",
+            },
+            handler,
+        )
+        .await
+        .unwrap()
     }
 
     /// Sends a request with `payload` to `topic` through `client`: the
@@ -419,7 +427,13 @@ mod tests {
             }
         });
         let _server = bus
-            .subscribe("onex.cmd.svc.ask.v1", "server", handler)
+            .subscribe(
+                Membership {
+                    topic: "onex.cmd.svc.ask.v1",
+                    group: "server",
+                },
+                handler,
+            )
             .await
             .unwrap();
         let client =

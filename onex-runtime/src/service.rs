@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use crate::bus::kafka::KafkaBus;
 use crate::bus::memory::{InMemoryBus, MemoryBusSettings};
-use crate::bus::{BusBackend, BusError, BusMessage, EventBus, MessageHandler, Nack, Subscription};
+use crate::bus::{
+    BusBackend, BusError, BusMessage, EventBus, Membership, MessageHandler, Nack, Subscription,
+};
 use crate::config::{ConfigError, ConfigSource, RuntimeConfig};
 use crate::envelope::{Envelope, EventSource};
 use crate::handler_bus::{reply_topic, HandlerBus, HandlerBusSettings};
@@ -352,7 +354,16 @@ impl NodeService {
             let topic = self.shared.namer.physical(logical);
             let handler = Arc::new(self.shared.dispatcher(logical, handler_bus.clone()));
             handler.spawn_window_flush();
-            subs.push(bus.subscribe(&topic, &self.shared.group, handler).await?);
+            subs.push(
+                bus.subscribe(
+                    Membership {
+                        topic: &topic,
+                        group: &self.shared.group,
+                    },
+                    handler,
+                )
+                .await?,
+            );
         }
         // Broadcasts to the environment and commands to the group reach
         // every instance: each reads them with a group of its own.
@@ -366,7 +377,16 @@ impl NodeService {
                 "{}.{logical}.{}",
                 self.shared.group, self.identity.instance_id
             );
-            subs.push(bus.subscribe(&topic, &group, Arc::new(dispatcher)).await?);
+            subs.push(
+                bus.subscribe(
+                    Membership {
+                        topic: &topic,
+                        group: &group,
+                    },
+                    Arc::new(dispatcher),
+                )
+                .await?,
+            );
         }
         let requests = self.shared.namer.physical(INTROSPECTION_REQUEST_TOPIC);
         let group = format!(
@@ -376,7 +396,16 @@ impl NodeService {
         let responder = Arc::new(IntrospectionResponder {
             service: Arc::downgrade(self),
         });
-        subs.push(bus.subscribe(&requests, &group, responder).await?);
+        subs.push(
+            bus.subscribe(
+                Membership {
+                    topic: &requests,
+                    group: &group,
+                },
+                responder,
+            )
+            .await?,
+        );
         Ok(subs)
     }
 

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
-use crate::bus::{record_wire_size, BusError, EventBus, Nack, Record as BusRecord};
+use crate::bus::{record_wire_size, BusError, EventBus, Nack, Record as BusRecord, TopicPartition};
 use crate::envelope::Envelope;
 use crate::headers::Headers;
 use crate::node::{InboundEvent, NodeSpec, OutboundEvent};
@@ -608,7 +608,7 @@ where
         let started = std::time::Instant::now();
         let records = ctx
             .bus
-            .read_partition(&ctx.topic, partition)
+            .read_partition(TopicPartition::new(&ctx.topic, partition))
             .await
             .map_err(|e| Nack::new(format!("restoring {}/{partition}: {e}", ctx.topic)))?;
         let mut restored = Partition::default();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::bus::memory::InMemoryBus;
-use crate::bus::{handler_fn, BusMessage, EventBus, Nack, Subscription};
+use crate::bus::{handler_fn, BusMessage, EventBus, Membership, Nack, Subscription};
 use crate::config::{ConfigSource, RuntimeConfig};
 use crate::dlq::{self, DeadLetterInfo};
 use crate::envelope::{Envelope, EventSource};
@@ -118,7 +118,13 @@ impl Answering {
             });
             let physical = namer.physical(topic);
             let subscription = memory
-                .subscribe(&physical, "test-responder", responder)
+                .subscribe(
+                    Membership {
+                        topic: &physical,
+                        group: "test-responder",
+                    },
+                    responder,
+                )
                 .await
                 .expect("the in-memory bus subscribes");
             responders.push(subscription);

@@ -422,7 +422,7 @@ mod tests {
     #[tokio::test]
     async fn a_step_whose_progress_the_bus_cannot_take_is_not_run_again() {
         use crate::bus::memory::MemoryBusSettings;
-        use crate::bus::EventBus;
+        use crate::bus::{EventBus, TopicPartition};
         use crate::retry::RetrySettings;
 
         let topic = "onex.snapshot.demo.two.v1";
@@ -455,7 +455,10 @@ mod tests {
         assert_eq!(node.hooks.first_runs.load(Ordering::SeqCst), 1);
         // The state committed with the outcome carries both steps, the input
         // applied.
-        let written = bus.read_partition(topic, 0).await.unwrap();
+        let written = bus
+            .read_partition(TopicPartition::new(topic, 0))
+            .await
+            .unwrap();
         let last = written.last().expect("the state was written");
         let record: serde_json::Value = serde_json::from_slice(&last.value).unwrap();
         assert_eq!(record["applied"], json!(true));

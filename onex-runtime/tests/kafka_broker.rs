@@ -16,7 +16,7 @@ use std::time::Duration;
 use conformance::{collect, recv_n, topics, Backend};
 use onex_runtime::async_trait;
 use onex_runtime::bus::kafka::KafkaBus;
-use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Nack};
+use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Membership, Nack, TopicPartition};
 use onex_runtime::config::{KafkaSettings, OffsetReset};
 use onex_runtime::headers::{Headers, RawHeaders};
 use onex_runtime::metrics::Metrics;
@@ -92,8 +92,10 @@ async fn failing_handler_does_not_commit_and_restart_redelivers() {
     let a = attempts.clone();
     let sub = bus
         .subscribe(
-            &t[0],
-            &group,
+            Membership {
+                topic: &t[0],
+                group: &group,
+            },
             handler_fn(move |_m: BusMessage| {
                 let a = a.clone();
                 async move {
@@ -219,8 +221,10 @@ async fn consumer_lag_is_reported() {
     let seen = released.clone();
     let sub = bus
         .subscribe(
-            &t[0],
-            &format!("lag-{}", Uuid::new_v4().simple()),
+            Membership {
+                topic: &t[0],
+                group: &format!("lag-{}", Uuid::new_v4().simple()),
+            },
             handler_fn(move |_m: BusMessage| {
                 let released = seen.load(std::sync::atomic::Ordering::SeqCst);
                 async move {
@@ -418,9 +422,15 @@ async fn records_written_in_one_batch_are_read_back_whole() {
             .map(|r| String::from_utf8_lossy(&r.value).into_owned())
             .collect()
     };
-    let all = bus.read_partition(&t[0], 0).await.unwrap();
+    let all = bus
+        .read_partition(TopicPartition::new(&t[0], 0))
+        .await
+        .unwrap();
     assert_eq!(values(all), sent, "every record, in order");
-    let tail = bus.read_partition_tail(&t[0], 0, 5).await.unwrap();
+    let tail = bus
+        .read_partition_tail(TopicPartition::new(&t[0], 0), 5)
+        .await
+        .unwrap();
     assert_eq!(values(tail), sent[45..], "the last five");
     bus.close().await.unwrap();
 }

@@ -9,7 +9,7 @@ use conformance::Backend;
 use onex_runtime::async_trait;
 use onex_runtime::breaker::{CircuitBreakerSettings, CircuitState};
 use onex_runtime::bus::memory::{InMemoryBus, MemoryBusSettings};
-use onex_runtime::bus::{BusError, EventBus};
+use onex_runtime::bus::{BusError, EventBus, Membership};
 use onex_runtime::headers::Headers;
 use onex_runtime::metrics::Metrics;
 use onex_runtime::retry::RetrySettings;
@@ -485,7 +485,7 @@ async fn a_record_without_an_event_id_has_one_id_on_every_delivery() {
     let start = async || {
         let dispatcher =
             conformance::dispatcher_of(&bus, spec.clone(), handler.clone(), "g", topic);
-        bus.subscribe(topic, "g", Arc::new(dispatcher))
+        bus.subscribe(Membership { topic, group: "g" }, Arc::new(dispatcher))
             .await
             .unwrap()
     };

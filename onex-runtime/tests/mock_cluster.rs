@@ -12,7 +12,9 @@ use conformance::Backend;
 use onex_runtime::async_trait;
 use onex_runtime::breaker::CircuitState;
 use onex_runtime::bus::kafka::KafkaBus;
-use onex_runtime::bus::{BusBackend, BusError, EventBus, OutgoingMessage, PublishReceipt};
+use onex_runtime::bus::{
+    BusBackend, BusError, EventBus, Membership, OutgoingMessage, PublishReceipt, TopicPartition,
+};
 use onex_runtime::config::{KafkaSettings, OffsetReset};
 use onex_runtime::headers::Headers;
 use onex_runtime::health::{HealthReport, Status};
@@ -364,7 +366,13 @@ async fn consume_in_flight(
     let bus = bus_on(c, topic, s).await;
     publish_keyed(&bus, topic, records).await;
     let sub = bus
-        .subscribe(topic, &format!("{topic}-group"), probe.clone())
+        .subscribe(
+            Membership {
+                topic,
+                group: &format!("{topic}-group"),
+            },
+            probe.clone(),
+        )
         .await
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -540,7 +548,10 @@ async fn read_until(
 ) -> Vec<onex_runtime::bus::BusMessage> {
     let deadline = std::time::Instant::now() + within;
     loop {
-        let records = bus.read_partition(topic, 0).await.unwrap();
+        let records = bus
+            .read_partition(TopicPartition::new(topic, 0))
+            .await
+            .unwrap();
         if records.len() >= count || std::time::Instant::now() > deadline {
             return records;
         }
@@ -579,7 +590,13 @@ async fn a_dead_letter_too_large_for_the_broker_is_written_without_the_record() 
             .unwrap();
     }
     let sub = bus
-        .subscribe(topic, "huge", Arc::new(dispatcher))
+        .subscribe(
+            Membership {
+                topic,
+                group: "huge",
+            },
+            Arc::new(dispatcher),
+        )
         .await
         .unwrap();
     let letters = read_until(bus.as_ref(), &dlq_topic, 2, Duration::from_secs(20)).await;
@@ -609,7 +626,11 @@ async fn a_dead_letter_too_large_for_the_broker_is_written_without_the_record() 
 
 /// The values of partition 0 of `topic`, as text.
 async fn values_of(bus: &KafkaBus, topic: &str) -> Vec<String> {
-    values(&bus.read_partition(topic, 0).await.unwrap())
+    values(
+        &bus.read_partition(TopicPartition::new(topic, 0))
+            .await
+            .unwrap(),
+    )
 }
 
 /// The values of `records`, as text.
@@ -748,7 +769,13 @@ async fn a_node_publishes_through_a_fatal_producer_error_without_dead_lettering(
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
     );
     let sub = bus
-        .subscribe(input, "fenced", Arc::new(dispatcher))
+        .subscribe(
+            Membership {
+                topic: input,
+                group: "fenced",
+            },
+            Arc::new(dispatcher),
+        )
         .await
         .unwrap();
     let outputs = read_until(&bus, output, 1, Duration::from_secs(15)).await;
@@ -756,7 +783,11 @@ async fn a_node_publishes_through_a_fatal_producer_error_without_dead_lettering(
     assert_eq!(outputs.len(), 1, "the output, once");
     let out = Envelope::from_bytes(&outputs[0].value).unwrap();
     assert_eq!(out.causation_id, Some(request.event_id));
-    assert!(bus.read_partition(&dlq_topic, 0).await.unwrap().is_empty());
+    assert!(bus
+        .read_partition(TopicPartition::new(&dlq_topic, 0))
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
         committed_offset(&c, "fenced", input),
         Some(rdkafka::Offset::Offset(1))
@@ -799,13 +830,23 @@ async fn the_tail_of_a_partition_is_its_last_records() {
     fill(&c, "tail", 10);
     let bus =
         conformance::kafka_bus(settings(&c.bootstrap_servers()), Duration::from_secs(5)).await;
-    let tail = bus.read_partition_tail("tail", 0, 3).await.unwrap();
+    let tail = bus
+        .read_partition_tail(TopicPartition::new("tail", 0), 3)
+        .await
+        .unwrap();
     assert_eq!(values(&tail), ["7", "8", "9"]);
     assert_eq!(tail[0].offset, 7);
-    let all = bus.read_partition_tail("tail", 0, 100).await.unwrap();
+    let all = bus
+        .read_partition_tail(TopicPartition::new("tail", 0), 100)
+        .await
+        .unwrap();
     assert_eq!(
         values(&all),
-        values(&bus.read_partition("tail", 0).await.unwrap())
+        values(
+            &bus.read_partition(TopicPartition::new("tail", 0))
+                .await
+                .unwrap()
+        )
     );
     assert_eq!(all.len(), 10);
     bus.close().await.unwrap();
@@ -822,7 +863,10 @@ async fn a_log_longer_than_the_timeout_is_read_to_its_end() {
     s.timeout = Duration::from_millis(300);
     let bus = conformance::kafka_bus(s, Duration::from_secs(5)).await;
     let started = std::time::Instant::now();
-    let records = bus.read_partition("long", 0).await.unwrap();
+    let records = bus
+        .read_partition(TopicPartition::new("long", 0))
+        .await
+        .unwrap();
     let took = started.elapsed();
     assert_eq!(records.len(), count);
     assert_eq!(values(&records[count - 1..]), [(count - 1).to_string()]);
@@ -1005,7 +1049,7 @@ async fn outage_longer_than_the_session() {
     // Long enough for an input delivered again to be answered again.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut causes: Vec<_> = bus
-        .read_partition(output, 0)
+        .read_partition(TopicPartition::new(output, 0))
         .await
         .unwrap()
         .iter()
@@ -1031,7 +1075,11 @@ async fn outage_longer_than_the_session() {
         revoked() >= 1,
         "the outage did not outlast the node's session"
     );
-    assert!(bus.read_partition(&dlq_topic, 0).await.unwrap().is_empty());
+    assert!(bus
+        .read_partition(TopicPartition::new(&dlq_topic, 0))
+        .await
+        .unwrap()
+        .is_empty());
     service.shutdown().await;
     bus.close().await.unwrap();
 }
@@ -1058,7 +1106,13 @@ fn a_subscription_stops_while_the_broker_is_down() {
             }
         });
         let sub = bus
-            .subscribe("stopping", "stopping", handler)
+            .subscribe(
+                Membership {
+                    topic: "stopping",
+                    group: "stopping",
+                },
+                handler,
+            )
             .await
             .unwrap();
         bus.publish("stopping", None, b"x", &Headers::default())

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::{resilient_publish, AttemptError, BusError, PublishReceipt, Subscription};
+use super::{resilient_publish, AttemptError, BusError, Membership, PublishReceipt, Subscription};
 use crate::breaker::{CircuitBreaker, CircuitBreakerSettings};
 use crate::headers::Headers;
 use crate::metrics::Metrics;
@@ -84,39 +84,35 @@ impl BusCore {
         .await
     }
 
-    /// Checks that a subscription to `topic` may start: the bus is open
-    /// and the name valid. The guard given back is to be moved into
-    /// [`BusCore::start_subscription`].
-    pub(crate) fn admit_subscription(&self, topic: &str) -> Result<TaskGuard, BusError> {
-        self.check_open()?;
-        validate_topic_name(topic)?;
-        self.tasks.guard().ok_or(BusError::Closed)
-    }
-
-    /// Runs `consume` (given the subscription's stop signal) as the
-    /// consumer task of `group` on `topic`, counted until it returns.
-    pub(crate) fn start_subscription<F, Fut>(
+    /// Starts a subscription of `member` if the bus admits it (it is open
+    /// and the topic name valid): `start`, given the subscription's stop
+    /// signal, makes the consumer task, which runs counted until it
+    /// returns. Nothing of the consumer is made for a subscription the bus
+    /// refuses.
+    pub(crate) fn subscribe<F, Fut>(
         &self,
-        topic: &str,
-        group: &str,
-        guard: TaskGuard,
-        consume: F,
-    ) -> Subscription
+        member: Membership<'_>,
+        start: F,
+    ) -> Result<Subscription, BusError>
     where
-        F: FnOnce(watch::Receiver<bool>) -> Fut,
+        F: FnOnce(watch::Receiver<bool>) -> Result<Fut, BusError>,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        self.check_open()?;
+        validate_topic_name(member.topic)?;
+        let guard = self.tasks.guard().ok_or(BusError::Closed)?;
         let (stop_tx, stop) = watch::channel(false);
-        let running = consume(stop);
+        let running = start(stop)?;
         let task = tokio::spawn(async move {
             let _guard = guard;
             running.await;
         });
+        let (topic, group) = (member.topic.to_string(), member.group.to_string());
         self.subscribers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((topic.to_string(), group.to_string(), stop_tx.clone()));
-        Subscription::new(topic.to_string(), group.to_string(), stop_tx, task)
+            .push((topic.clone(), group.clone(), stop_tx.clone()));
+        Ok(Subscription::new(topic, group, stop_tx, task))
     }
 
     /// Subscriptions neither stopped nor dropped, optionally only those

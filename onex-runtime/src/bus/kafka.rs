@@ -45,7 +45,8 @@ use super::common::BusCore;
 use super::kafka_log::QuietContext;
 use super::{
     deliver_until_acked, AttemptError, BusBackend, BusError, BusHealth, BusMessage, EventBus,
-    MessageHandler, OutgoingMessage, PublishReceipt, Record, Subscription,
+    Membership, MessageHandler, OutgoingMessage, PublishReceipt, Record, Subscription,
+    TopicPartition,
 };
 use crate::breaker::CircuitBreaker;
 use crate::config::KafkaSettings;
@@ -487,8 +488,7 @@ impl KafkaBus {
     /// with a group-less consumer assigned to it.
     async fn read_from(
         &self,
-        topic: &str,
-        partition: i32,
+        TopicPartition { topic, partition }: TopicPartition<'_>,
         from: ReadFrom,
     ) -> Result<Vec<BusMessage>, BusError> {
         validate_topic_name(topic)?;
@@ -1029,26 +1029,19 @@ impl EventBus for KafkaBus {
 
     /// Reads with a group-less consumer assigned to the one partition, up
     /// to the high watermark read first.
-    async fn read_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Vec<BusMessage>, BusError> {
-        self.read_from(topic, partition, ReadFrom::Start).await
+    async fn read_partition(&self, at: TopicPartition<'_>) -> Result<Vec<BusMessage>, BusError> {
+        self.read_from(at, ReadFrom::Start).await
     }
 
     /// As [`Self::read_partition`], from `last` offsets before the high
     /// watermark.
     async fn read_partition_tail(
         &self,
-        topic: &str,
-        partition: i32,
+        at: TopicPartition<'_>,
         last: usize,
     ) -> Result<Vec<BusMessage>, BusError> {
         let back = i64::try_from(last).unwrap_or(i64::MAX);
-        let records = self
-            .read_from(topic, partition, ReadFrom::End(back))
-            .await?;
+        let records = self.read_from(at, ReadFrom::End(back)).await?;
         // A broker that reports the end short of the last batch's other
         // records (tansu 0.6.0) has more read than asked.
         Ok(super::keep_last(records, last))
@@ -1138,33 +1131,31 @@ impl EventBus for KafkaBus {
 
     async fn subscribe(
         &self,
-        topic: &str,
-        group: &str,
+        member: Membership<'_>,
         handler: Arc<dyn MessageHandler>,
     ) -> Result<Subscription, BusError> {
-        let guard = self.inner.core.admit_subscription(topic)?;
+        let Membership { topic, group } = member;
         let (assigned_tx, mut assigned) = watch::channel(false);
-        let (rebalances_tx, rebalances) = tokio::sync::mpsc::unbounded_channel();
-        let metrics = self.inner.core.metrics.clone();
-        let consumer: StreamConsumer<AssignmentContext> =
-            consumer_config(&self.inner.settings, group, topic)
-                .create_with_context(AssignmentContext {
-                    assigned: assigned_tx,
-                    rebalances: rebalances_tx,
-                    metrics: metrics.clone(),
-                })
-                .map_err(config_error)?;
-        consumer.subscribe(&[topic]).map_err(connection_error)?;
-        let sub = Subscriber {
-            consumer: Arc::new(consumer),
-            handler,
-            settings: self.inner.settings.clone(),
-            metrics,
-        };
-        let subscription = self
-            .inner
-            .core
-            .start_subscription(topic, group, guard, |stop| consume(sub, rebalances, stop));
+        let subscription = self.inner.core.subscribe(member, |stop| {
+            let (rebalances_tx, rebalances) = tokio::sync::mpsc::unbounded_channel();
+            let metrics = self.inner.core.metrics.clone();
+            let consumer: StreamConsumer<AssignmentContext> =
+                consumer_config(&self.inner.settings, group, topic)
+                    .create_with_context(AssignmentContext {
+                        assigned: assigned_tx,
+                        rebalances: rebalances_tx,
+                        metrics: metrics.clone(),
+                    })
+                    .map_err(config_error)?;
+            consumer.subscribe(&[topic]).map_err(connection_error)?;
+            let sub = Subscriber {
+                consumer: Arc::new(consumer),
+                handler,
+                settings: self.inner.settings.clone(),
+                metrics,
+            };
+            Ok(consume(sub, rebalances, stop))
+        })?;
         let wait = self.inner.settings.timeout;
         match tokio::time::timeout(wait, assigned.wait_for(|a| *a)).await {
             Ok(_) => tracing::info!(topic, group, "subscribed"),

@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use super::common::BusCore;
 use super::{
     deliver_until_acked, record_wire_size, AttemptError, BusBackend, BusError, BusHealth,
-    BusMessage, EventBus, MessageHandler, PublishReceipt, Record, Subscription,
+    BusMessage, EventBus, Membership, MessageHandler, PublishReceipt, Record, Subscription,
+    TopicPartition,
 };
 use crate::breaker::{CircuitBreaker, CircuitBreakerSettings, CircuitState};
 use crate::config::OffsetReset;
@@ -472,15 +473,11 @@ impl EventBus for InMemoryBus {
             .await
     }
 
-    async fn read_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Vec<BusMessage>, BusError> {
+    async fn read_partition(&self, at: TopicPartition<'_>) -> Result<Vec<BusMessage>, BusError> {
         self.inner.core.check_open()?;
         let state = self.state();
-        Ok(match state.topics.get(topic) {
-            Some(log) if partition == 0 => log.messages.iter().cloned().collect(),
+        Ok(match state.topics.get(at.topic) {
+            Some(log) if at.partition == 0 => log.messages.iter().cloned().collect(),
             _ => Vec::new(),
         })
     }
@@ -503,21 +500,15 @@ impl EventBus for InMemoryBus {
 
     async fn subscribe(
         &self,
-        topic: &str,
-        group: &str,
+        member: Membership<'_>,
         handler: Arc<dyn MessageHandler>,
     ) -> Result<Subscription, BusError> {
-        let guard = self.inner.core.admit_subscription(topic)?;
-        let (cursor, end) = self.attach(topic, group);
         let bus = self.clone();
-        let topic_name = topic.to_string();
-        let subscription = self
-            .inner
-            .core
-            .start_subscription(topic, group, guard, |stop| {
-                bus.consume(topic_name, cursor, end, handler, stop)
-            });
-        tracing::debug!(topic, group, "subscribed (in-memory)");
+        let subscription = self.inner.core.subscribe(member, |stop| {
+            let (cursor, end) = bus.attach(member.topic, member.group);
+            Ok(bus.consume(member.topic.to_string(), cursor, end, handler, stop))
+        })?;
+        tracing::debug!(member.topic, member.group, "subscribed (in-memory)");
         Ok(subscription)
     }
 

@@ -124,6 +124,33 @@ impl OutgoingMessage {
     }
 }
 
+/// One partition of a topic, as the partition reads name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicPartition<'a> {
+    /// Physical topic.
+    pub topic: &'a str,
+    /// Partition number.
+    pub partition: i32,
+}
+
+impl<'a> TopicPartition<'a> {
+    /// Partition `partition` of `topic`.
+    pub fn new(topic: &'a str, partition: i32) -> Self {
+        Self { topic, partition }
+    }
+}
+
+/// What a subscription consumes: `topic`, as a member of the consumer
+/// group `group`. The two are named, not positional, because both are
+/// strings a caller could swap without the compiler noticing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Membership<'a> {
+    /// Physical topic.
+    pub topic: &'a str,
+    /// Consumer group.
+    pub group: &'a str,
+}
+
 /// One record to publish, borrowed, so callers keep their buffers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Record<'a> {
@@ -516,22 +543,17 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// Every record of one partition, from the start of the log to its end
     /// at the time of the call, in offset order.
-    async fn read_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Vec<BusMessage>, BusError>;
+    async fn read_partition(&self, at: TopicPartition<'_>) -> Result<Vec<BusMessage>, BusError>;
 
     /// The end of one partition: its last `last` records (all of them if it
     /// holds fewer) up to its end at the time of the call, in offset order.
     /// A bus that can start reading in the middle of a log reads no more.
     async fn read_partition_tail(
         &self,
-        topic: &str,
-        partition: i32,
+        at: TopicPartition<'_>,
         last: usize,
     ) -> Result<Vec<BusMessage>, BusError> {
-        let records = self.read_partition(topic, partition).await?;
+        let records = self.read_partition(at).await?;
         Ok(keep_last(records, last))
     }
 
@@ -555,11 +577,10 @@ pub trait EventBus: Send + Sync + 'static {
         retention: Option<Duration>,
     ) -> Result<(), BusError>;
 
-    /// Starts consuming `topic` as member of `group`.
+    /// Starts consuming `member.topic` as member of `member.group`.
     async fn subscribe(
         &self,
-        topic: &str,
-        group: &str,
+        member: Membership<'_>,
         handler: Arc<dyn MessageHandler>,
     ) -> Result<Subscription, BusError>;
 

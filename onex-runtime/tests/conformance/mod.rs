@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use onex_runtime::bus::kafka::KafkaBus;
 use onex_runtime::bus::{
-    handler_fn, BusMessage, EventBus, Nack, OutgoingMessage, Record, Subscription,
+    handler_fn, BusMessage, EventBus, Membership, Nack, OutgoingMessage, Record, Subscription,
+    TopicPartition,
 };
 use onex_runtime::config::{ConfigSource, KafkaSettings, RuntimeConfig};
 use onex_runtime::dlq::DeadLetter;
@@ -142,8 +143,7 @@ pub async fn collect(
     let (tx, rx) = mpsc::unbounded_channel();
     let sub = bus
         .subscribe(
-            topic,
-            group,
+            Membership { topic, group },
             handler_fn(move |m| {
                 let tx = tx.clone();
                 async move {
@@ -252,8 +252,10 @@ pub async fn redelivery_after_failed_handler(b: &dyn Backend) {
     let a = attempts.clone();
     let sub = bus
         .subscribe(
-            &t[0],
-            &group(),
+            Membership {
+                topic: &t[0],
+                group: &group(),
+            },
             handler_fn(move |m: BusMessage| {
                 let a = a.clone();
                 let tx = tx.clone();
@@ -1576,7 +1578,12 @@ impl Wire for BusWire {
     async fn read(&self, topic: &str) -> Vec<BusMessage> {
         let mut out = Vec::new();
         for partition in 0..self.0.partition_count(topic).await.expect("partitions") {
-            out.extend(self.0.read_partition(topic, partition).await.expect("read"));
+            out.extend(
+                self.0
+                    .read_partition(TopicPartition::new(topic, partition))
+                    .await
+                    .expect("read"),
+            );
         }
         out
     }
