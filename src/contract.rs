@@ -8,9 +8,11 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
 use crate::diagnostic::Position;
+use crate::types::Type;
 
 /// Where something came from in the contract, for later diagnostics and for
 /// the report.
@@ -237,27 +239,58 @@ impl fmt::Display for Version {
     }
 }
 
-/// A field type as written in the contract, parsed into a small type language.
-/// `str | None` and `Optional[str]` become `Optional(String)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", content = "of", rename_all = "snake_case")]
-pub enum FieldType {
-    String,
-    Integer,
-    Float,
-    Bool,
-    Uuid,
-    DateTime,
-    Date,
-    /// Arbitrary JSON: `dict`, `Any`, `object`, and models only named by a Python module.
-    Json,
-    List(Box<FieldType>),
-    Map(Box<FieldType>),
-    Optional(Box<FieldType>),
+/// A field type as written in the contract, parsed into the field
+/// [`Type`] language. `str | None` and `Optional[str]` become
+/// `Optional(String)`.
+pub type FieldType = Type<ContractName>;
+
+/// What a contract type names beyond the built-in types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContractName {
     /// A string restricted to these values (JSON Schema `enum`, `Literal[...]`).
     Enum(Vec<String>),
-    /// A named model the contract does not define (e.g. `ModelGitResult`): carried as JSON.
-    Named(String),
+    /// A model the contract names but does not define (e.g.
+    /// `ModelGitResult`): carried as JSON.
+    Model(String),
+}
+
+/// A field type's JSON form (the stage snapshots record it): its kind as
+/// `type` and what it holds, if anything, as `of`, e.g. `{"type": "list",
+/// "of": {"type": "string"}}`, `{"type": "enum", "of": ["a", "b"]}`,
+/// `{"type": "named", "of": "ModelGitResult"}`.
+impl Serialize for FieldType {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        fn kind<S: Serializer>(serializer: S, kind: &str) -> Result<S::Ok, S::Error> {
+            let mut out = serializer.serialize_struct("FieldType", 1)?;
+            out.serialize_field("type", kind)?;
+            out.end()
+        }
+        fn holding<S: Serializer, T: Serialize + ?Sized>(
+            serializer: S,
+            kind: &str,
+            of: &T,
+        ) -> Result<S::Ok, S::Error> {
+            let mut out = serializer.serialize_struct("FieldType", 2)?;
+            out.serialize_field("type", kind)?;
+            out.serialize_field("of", of)?;
+            out.end()
+        }
+        match self {
+            Type::String => kind(serializer, "string"),
+            Type::Integer => kind(serializer, "integer"),
+            Type::Float => kind(serializer, "float"),
+            Type::Bool => kind(serializer, "bool"),
+            Type::Uuid => kind(serializer, "uuid"),
+            Type::DateTime => kind(serializer, "date_time"),
+            Type::Date => kind(serializer, "date"),
+            Type::Json => kind(serializer, "json"),
+            Type::List(inner) => holding(serializer, "list", inner),
+            Type::Map(inner) => holding(serializer, "map", inner),
+            Type::Optional(inner) => holding(serializer, "optional", inner),
+            Type::Named(ContractName::Enum(values)) => holding(serializer, "enum", values),
+            Type::Named(ContractName::Model(name)) => holding(serializer, "named", name),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -18,6 +18,7 @@ pub mod merge;
 pub mod pipeline;
 pub mod rust;
 pub mod stages;
+pub mod types;
 pub mod yaml;
 
 /// Every bus/runtime variable a generated node's runtime reads:

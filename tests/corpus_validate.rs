@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use onex_gen::contract::{
-    Contract, FieldType, FromState, Idempotency, NodeKind, PublishRole, TopicSource,
+    Contract, ContractName, FieldType, FromState, Idempotency, NodeKind, PublishRole, TopicSource,
 };
 use onex_gen::stages::validate::{load, Validated};
 
@@ -287,7 +287,7 @@ fn legacy_and_nameless_contracts() {
     assert!(stamper.inputs[1].required && !stamper.inputs[3].required);
     assert_eq!(
         stamper.outputs[1].ty,
-        FieldType::Enum(vec!["success".into(), "failure".into()])
+        FieldType::Named(ContractName::Enum(vec!["success".into(), "failure".into()]))
     );
     let v =
         corpus("omnibase/src__omnibase__nodes__stamper_node__v1_0_0__stamper_node_contract.yaml");

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::contract::{FieldType, NodeKind};
+use crate::contract::{ContractName, FieldType, NodeKind};
 use crate::diagnostic::Diagnostic;
 use crate::pipeline::Generation;
 
@@ -77,7 +77,7 @@ impl ContractReport {
                 .flat_map(|o| o.input_fields.iter().chain(&o.output_fields)),
         );
         for f in all_fields {
-            if let FieldType::Named(n) = &f.ty {
+            if let FieldType::Named(ContractName::Model(n)) = &f.ty {
                 add_model(n);
             }
         }

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::contract::{
-    Contract, Field, FieldType, FromState, Idempotency, NodeKind, Operation, PublishRole,
-    TopicName, TopicSource,
+    Contract, ContractName, Field, FieldType, FromState, Idempotency, NodeKind, Operation,
+    PublishRole, TopicName, TopicSource,
 };
 use crate::rust::{
     doc_code, doc_text, f64_literal, Code, Expr, RustType, SerdeDefault, SerdeField,
@@ -993,7 +993,7 @@ impl TypeBuilder {
             RustType::Option(Box::new(base_ty))
         };
         let mut notes: Vec<String> = f.description.iter().cloned().collect();
-        if let FieldType::Named(model) = &f.ty {
+        if let FieldType::Named(ContractName::Model(model)) = &f.ty {
             notes.push(format!(
                 "A `{model}` as JSON (the contract names this model but does not define it)."
             ));
@@ -1025,7 +1025,7 @@ impl TypeBuilder {
             FieldType::Uuid => RustType::Uuid,
             FieldType::DateTime => RustType::DateTime,
             FieldType::Date => RustType::Date,
-            FieldType::Json | FieldType::Named(_) => RustType::Json,
+            FieldType::Json | FieldType::Named(ContractName::Model(_)) => RustType::Json,
             FieldType::List(inner) => {
                 RustType::Vec(Box::new(self.rust_type(owner, field_pascal, inner)))
             }
@@ -1035,7 +1035,7 @@ impl TypeBuilder {
             FieldType::Optional(inner) => {
                 RustType::Option(Box::new(self.rust_type(owner, field_pascal, inner)))
             }
-            FieldType::Enum(values) => {
+            FieldType::Named(ContractName::Enum(values)) => {
                 let name = self.unique(&format!("{owner}{field_pascal}"));
                 let mut seen = BTreeSet::new();
                 let variants = values

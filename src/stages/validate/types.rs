@@ -14,11 +14,11 @@
 //!   `false`, the rest kept as the description; `"UUID or string"` ->
 //!   `UUID | string` (`W-FIELD-TYPE-PROSE`).
 
-use crate::contract::{Field, FieldType, Ident};
+use crate::contract::{ContractName, Field, FieldType, Ident};
 
 use super::{Ctx, Cursor};
 
-/// Parses Python-ish type text. Unknown names become [`FieldType::Named`].
+/// Parses Python-ish type text. Unknown names become [`ContractName::Model`].
 pub fn parse_type(text: &str) -> Result<FieldType, String> {
     let t = text.trim();
     if t.is_empty() {
@@ -89,7 +89,7 @@ pub fn parse_type(text: &str) -> Result<FieldType, String> {
                         .unwrap_or(a);
                     values.push(v.to_owned());
                 }
-                Ok(FieldType::Enum(values))
+                Ok(FieldType::Named(ContractName::Enum(values)))
             }
             "union" => parse_type(&args.join(" | ")),
             _ => Err(format!(
@@ -119,7 +119,7 @@ pub fn parse_type(text: &str) -> Result<FieldType, String> {
         | "None" | "BaseModel" => FieldType::Json,
         "list" | "List" | "array" => FieldType::List(Box::new(FieldType::Json)),
         _ if last.is_empty() => return Err(format!("{t:?} is not a type name")),
-        _ => FieldType::Named(last.to_owned()),
+        _ => FieldType::Named(ContractName::Model(last.to_owned())),
     })
 }
 
@@ -262,7 +262,11 @@ pub fn prose_type(text: &str) -> Option<ReadType> {
 fn plausible_type(text: &str) -> Option<FieldType> {
     let ty = parse_type(text).ok()?;
     match &ty {
-        FieldType::Named(n) if !(n.starts_with("Model") || n.starts_with("Enum")) => None,
+        FieldType::Named(ContractName::Model(n))
+            if !(n.starts_with("Model") || n.starts_with("Enum")) =>
+        {
+            None
+        }
         _ => Some(ty),
     }
 }
@@ -354,7 +358,7 @@ pub fn schema_type(ctx: &mut Ctx, spec: &Cursor) -> (FieldType, String) {
     let ty_text = spec.get("type").and_then(|c| c.scalar());
     let Some(ty_text) = ty_text else {
         if let Some(values) = enum_values {
-            return (FieldType::Enum(values), "enum".into());
+            return (FieldType::Named(ContractName::Enum(values)), "enum".into());
         }
         if spec.get("properties").is_some() {
             return (FieldType::Json, "object".into());
@@ -365,7 +369,7 @@ pub fn schema_type(ctx: &mut Ctx, spec: &Cursor) -> (FieldType, String) {
     let ty = match ty_text.as_str() {
         "string" | "str" => {
             if let Some(values) = enum_values {
-                FieldType::Enum(values)
+                FieldType::Named(ContractName::Enum(values))
             } else {
                 match format.as_deref() {
                     Some("uuid") => FieldType::Uuid,
@@ -375,7 +379,7 @@ pub fn schema_type(ctx: &mut Ctx, spec: &Cursor) -> (FieldType, String) {
                 }
             }
         }
-        "enum" => FieldType::Enum(enum_values.unwrap_or_default()),
+        "enum" => FieldType::Named(ContractName::Enum(enum_values.unwrap_or_default())),
         "integer" | "int" => FieldType::Integer,
         "number" | "float" => FieldType::Float,
         "boolean" | "bool" => FieldType::Bool,
@@ -753,6 +757,7 @@ mod tests {
     #[test]
     fn python_type_text() {
         use FieldType as T;
+        let model = |name: &str| T::Named(ContractName::Model(name.into()));
         let cases = [
             ("str", T::String),
             ("UUID", T::Uuid),
@@ -765,15 +770,15 @@ mod tests {
             ("Optional[datetime]", T::Optional(b(T::DateTime))),
             (
                 "Literal['open', 'closed']",
-                T::Enum(vec!["open".into(), "closed".into()]),
+                T::Named(ContractName::Enum(vec!["open".into(), "closed".into()])),
             ),
             (
                 "list[ModelComparisonRow]",
-                T::List(b(T::Named("ModelComparisonRow".into()))),
+                T::List(b(model("ModelComparisonRow"))),
             ),
             (
                 "omniclaude.models.SkillResultStatus",
-                T::Named("SkillResultStatus".into()),
+                model("SkillResultStatus"),
             ),
             (
                 "list[dict[str, int]] | None",
