@@ -17,6 +17,8 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 use unicode_general_category::{get_general_category, GeneralCategory};
 
+use crate::types::Type;
+
 /// Rust source text produced here; it reaches templates as a safe string.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Code(String);
@@ -312,24 +314,24 @@ pub fn f64_literal(v: f64) -> String {
     }
 }
 
-/// A Rust type the generated code uses for a contract field.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RustType {
-    String,
-    I64,
-    F64,
-    Bool,
-    Uuid,
-    DateTime,
-    Date,
-    /// Any JSON value (`serde_json::Value`): an untyped or only named model.
-    Json,
-    Vec(Box<RustType>),
-    Map(Box<RustType>),
-    Option(Box<RustType>),
-    /// A struct or enum generated for this crate.
+/// A Rust type the generated code uses for a contract field: the field
+/// [`Type`] language over the types generated for the crate.
+pub type RustType = Type<GeneratedName>;
+
+/// A struct or enum generated for this crate, by its Rust name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GeneratedName {
     Struct(String),
     Enum(String),
+}
+
+impl GeneratedName {
+    /// The type's Rust name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            GeneratedName::Struct(name) | GeneratedName::Enum(name) => name,
+        }
+    }
 }
 
 impl RustType {
@@ -346,21 +348,21 @@ impl RustType {
         use serde_json::json;
         match self {
             RustType::String => json!({ "type": "string" }),
-            RustType::I64 => json!({ "type": "integer" }),
-            RustType::F64 => json!({ "type": "number" }),
+            RustType::Integer => json!({ "type": "integer" }),
+            RustType::Float => json!({ "type": "number" }),
             RustType::Bool => json!({ "type": "boolean" }),
             RustType::Uuid => json!({ "type": "string", "format": "uuid" }),
             RustType::DateTime => json!({ "type": "string", "format": "date-time" }),
             RustType::Date => json!({ "type": "string", "format": "date" }),
             RustType::Json => json!({}),
-            RustType::Vec(inner) => {
+            RustType::List(inner) => {
                 json!({ "type": "array", "items": inner.json_schema(schema_of) })
             }
             RustType::Map(inner) => {
                 json!({ "type": "object", "additionalProperties": inner.json_schema(schema_of) })
             }
-            RustType::Option(inner) => inner.json_schema(schema_of),
-            RustType::Struct(name) | RustType::Enum(name) => schema_of(name),
+            RustType::Optional(inner) => inner.json_schema(schema_of),
+            RustType::Named(name) => schema_of(name.as_str()),
         }
     }
 
@@ -368,17 +370,17 @@ impl RustType {
     pub fn example(&self) -> Expr {
         match self {
             RustType::String => Expr::Str("example".to_owned()),
-            RustType::I64 => Expr::Int(1),
-            RustType::F64 => Expr::Float(1.0),
+            RustType::Integer => Expr::Int(1),
+            RustType::Float => Expr::Float(1.0),
             RustType::Bool => Expr::Bool(true),
             RustType::Uuid => Expr::Path("uuid::Uuid::nil()"),
             RustType::DateTime => Expr::Path("chrono::DateTime::UNIX_EPOCH"),
             RustType::Date => Expr::Path("chrono::NaiveDate::default()"),
             RustType::Json => Expr::Path("serde_json::Value::Null"),
-            RustType::Vec(_) => Expr::Vec(Vec::new()),
+            RustType::List(_) => Expr::Vec(Vec::new()),
             RustType::Map(_) => Expr::Path("std::collections::BTreeMap::new()"),
-            RustType::Option(_) => Expr::Path("None"),
-            RustType::Struct(name) | RustType::Enum(name) => Expr::DefaultOf(name.clone()),
+            RustType::Optional(_) => Expr::Path("None"),
+            RustType::Named(name) => Expr::DefaultOf(name.as_str().to_owned()),
         }
     }
 
@@ -388,10 +390,10 @@ impl RustType {
         use serde_json::Value;
         match (self, value) {
             (RustType::String, Value::String(s)) => Some(Expr::Str(s.clone())),
-            (RustType::I64, Value::Number(n)) => n.as_i64().map(Expr::Int),
-            (RustType::F64, Value::Number(n)) => n.as_f64().map(Expr::Float),
+            (RustType::Integer, Value::Number(n)) => n.as_i64().map(Expr::Int),
+            (RustType::Float, Value::Number(n)) => n.as_f64().map(Expr::Float),
             (RustType::Bool, Value::Bool(b)) => Some(Expr::Bool(*b)),
-            (RustType::Vec(inner), Value::Array(items)) => items
+            (RustType::List(inner), Value::Array(items)) => items
                 .iter()
                 .map(|i| inner.literal(i))
                 .collect::<Option<Vec<_>>>()
@@ -405,17 +407,17 @@ impl fmt::Display for RustType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RustType::String => f.write_str("String"),
-            RustType::I64 => f.write_str("i64"),
-            RustType::F64 => f.write_str("f64"),
+            RustType::Integer => f.write_str("i64"),
+            RustType::Float => f.write_str("f64"),
             RustType::Bool => f.write_str("bool"),
             RustType::Uuid => f.write_str("uuid::Uuid"),
             RustType::DateTime => f.write_str("chrono::DateTime<chrono::Utc>"),
             RustType::Date => f.write_str("chrono::NaiveDate"),
             RustType::Json => f.write_str("serde_json::Value"),
-            RustType::Vec(inner) => write!(f, "Vec<{inner}>"),
+            RustType::List(inner) => write!(f, "Vec<{inner}>"),
             RustType::Map(inner) => write!(f, "std::collections::BTreeMap<String, {inner}>"),
-            RustType::Option(inner) => write!(f, "Option<{inner}>"),
-            RustType::Struct(name) | RustType::Enum(name) => f.write_str(name),
+            RustType::Optional(inner) => write!(f, "Option<{inner}>"),
+            RustType::Named(name) => f.write_str(name.as_str()),
         }
     }
 }
@@ -707,9 +709,9 @@ mod tests {
 
     #[test]
     fn types_and_expressions_render_as_rust() {
-        let t = RustType::Option(Box::new(RustType::Vec(Box::new(RustType::String))));
+        let t = RustType::Optional(Box::new(RustType::List(Box::new(RustType::String))));
         assert_eq!(t.to_string(), "Option<Vec<String>>");
-        let lit = RustType::Vec(Box::new(RustType::String)).literal(&serde_json::json!(["all"]));
+        let lit = RustType::List(Box::new(RustType::String)).literal(&serde_json::json!(["all"]));
         assert_eq!(lit.unwrap().to_string(), "vec![\"all\".to_owned()]");
         assert_eq!(
             RustType::Bool

@@ -14,7 +14,7 @@ use crate::contract::{
     PublishRole, TopicName, TopicSource,
 };
 use crate::rust::{
-    doc_code, doc_text, f64_literal, Code, Expr, RustType, SerdeDefault, SerdeField,
+    doc_code, doc_text, f64_literal, Code, Expr, GeneratedName, RustType, SerdeDefault, SerdeField,
 };
 
 /// Everything the templates need, derived from a validated contract.
@@ -99,7 +99,7 @@ pub struct FieldModel {
 impl FieldModel {
     /// Whether a message must carry the field.
     pub fn required(&self) -> bool {
-        self.serde.default == SerdeDefault::Required && !matches!(self.ty, RustType::Option(_))
+        self.serde.default == SerdeDefault::Required && !matches!(self.ty, RustType::Optional(_))
     }
 }
 
@@ -500,8 +500,8 @@ fn build_operations(contract: &Contract, types: &mut TypeBuilder) -> Vec<Operati
         .then(|| types.add_struct("NodeInput", "Node-level input.", &contract.inputs));
     let node_output = (!contract.outputs.is_empty())
         .then(|| types.add_struct("NodeOutput", "Node-level output.", &contract.outputs));
-    let node_input = node_input.map(RustType::Struct);
-    let node_output = node_output.map(RustType::Struct);
+    let node_input = node_input.map(|name| RustType::Named(GeneratedName::Struct(name)));
+    let node_output = node_output.map(|name| RustType::Named(GeneratedName::Struct(name)));
 
     let mut ops: Vec<OperationModel> = Vec::new();
     if contract.operations.is_empty() {
@@ -590,7 +590,8 @@ fn op_type(
 ) -> RustType {
     if !fields.is_empty() {
         let doc = format!("{} of the `{}` operation.", suffix, op.name.original);
-        return RustType::Struct(types.add_struct(&format!("{pascal}{suffix}"), &doc, fields));
+        let name = types.add_struct(&format!("{pascal}{suffix}"), &doc, fields);
+        return RustType::Named(GeneratedName::Struct(name));
     }
     node_level.clone().unwrap_or(RustType::Json)
 }
@@ -990,7 +991,7 @@ impl TypeBuilder {
         } else {
             serde.default = SerdeDefault::TypeDefault;
             serde.skip_none = true;
-            RustType::Option(Box::new(base_ty))
+            RustType::Optional(Box::new(base_ty))
         };
         let mut notes: Vec<String> = f.description.iter().cloned().collect();
         if let FieldType::Named(ContractName::Model(model)) = &f.ty {
@@ -1016,61 +1017,58 @@ impl TypeBuilder {
         }
     }
 
+    /// The Rust type of a field of `owner`: the contract's type, with an enum
+    /// it spells out generated (named after the owner and field) and a model
+    /// it names but does not define carried as JSON.
     fn rust_type(&mut self, owner: &str, field_pascal: &str, ty: &FieldType) -> RustType {
-        match ty {
-            FieldType::String => RustType::String,
-            FieldType::Integer => RustType::I64,
-            FieldType::Float => RustType::F64,
-            FieldType::Bool => RustType::Bool,
-            FieldType::Uuid => RustType::Uuid,
-            FieldType::DateTime => RustType::DateTime,
-            FieldType::Date => RustType::Date,
-            FieldType::Json | FieldType::Named(ContractName::Model(_)) => RustType::Json,
-            FieldType::List(inner) => {
-                RustType::Vec(Box::new(self.rust_type(owner, field_pascal, inner)))
+        ty.map_named(&mut |named| match named {
+            ContractName::Enum(values) => {
+                let name = self.add_enum(owner, field_pascal, values);
+                RustType::Named(GeneratedName::Enum(name))
             }
-            FieldType::Map(inner) => {
-                RustType::Map(Box::new(self.rust_type(owner, field_pascal, inner)))
-            }
-            FieldType::Optional(inner) => {
-                RustType::Option(Box::new(self.rust_type(owner, field_pascal, inner)))
-            }
-            FieldType::Named(ContractName::Enum(values)) => {
-                let name = self.unique(&format!("{owner}{field_pascal}"));
-                let mut seen = BTreeSet::new();
-                let variants = values
-                    .iter()
-                    .map(|v| {
-                        let base = crate::contract::Ident::new(v)
-                            .map(|i| i.pascal())
-                            .unwrap_or_else(|_| "Value".into());
-                        let mut ident = base.clone();
-                        let mut n = 2;
-                        while seen.contains(&ident) {
-                            ident = format!("{base}{n}");
-                            n += 1;
-                        }
-                        seen.insert(ident.clone());
-                        VariantModel {
-                            ident,
-                            wire: v.clone(),
-                        }
-                    })
-                    .collect();
-                self.enums.push(EnumModel {
-                    name: name.clone(),
-                    variants,
-                });
-                RustType::Enum(name)
-            }
-        }
+            ContractName::Model(_) => RustType::Json,
+        })
+    }
+
+    /// Generates a string enum of `values` for a field of `owner`; returns
+    /// its name.
+    fn add_enum(&mut self, owner: &str, field_pascal: &str, values: &[String]) -> String {
+        let name = self.unique(&format!("{owner}{field_pascal}"));
+        let mut seen = BTreeSet::new();
+        let variants = values
+            .iter()
+            .map(|v| {
+                let base = crate::contract::Ident::new(v)
+                    .map(|i| i.pascal())
+                    .unwrap_or_else(|_| "Value".into());
+                let mut ident = base.clone();
+                let mut n = 2;
+                while seen.contains(&ident) {
+                    ident = format!("{base}{n}");
+                    n += 1;
+                }
+                seen.insert(ident.clone());
+                VariantModel {
+                    ident,
+                    wire: v.clone(),
+                }
+            })
+            .collect();
+        self.enums.push(EnumModel {
+            name: name.clone(),
+            variants,
+        });
+        name
     }
 
     /// An example value of a type (used by generated tests): an enum's first
     /// variant, a struct with example fields.
     fn example_value(&self, ty: &RustType) -> Expr {
-        match ty {
-            RustType::Enum(name) => match self.enums.iter().find(|e| &e.name == name) {
+        let RustType::Named(named) = ty else {
+            return ty.example();
+        };
+        match named {
+            GeneratedName::Enum(name) => match self.enums.iter().find(|e| &e.name == name) {
                 Some(e) => Expr::Variant(
                     e.name.clone(),
                     e.variants
@@ -1079,7 +1077,7 @@ impl TypeBuilder {
                 ),
                 None => ty.example(),
             },
-            RustType::Struct(name) => match self.structs.iter().find(|s| &s.name == name) {
+            GeneratedName::Struct(name) => match self.structs.iter().find(|s| &s.name == name) {
                 Some(s) => Expr::Struct(
                     s.name.clone(),
                     s.fields
@@ -1089,7 +1087,6 @@ impl TypeBuilder {
                 ),
                 None => ty.example(),
             },
-            other => other.example(),
         }
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::GenError;
 use crate::fileset::{FileSet, Owner};
-use crate::rust::RustType;
+use crate::rust::{GeneratedName, RustType};
 use crate::stages::model::{FieldModel, NodeModel, TopicModel};
 use crate::stages::render::{
     RenderOptions, Renderer, RuntimeSource, VENDORED_RUNTIME, WIRING_MODULES,
@@ -286,7 +286,7 @@ fn message_object(topic: &str, event_type: Option<&str>, payload: Value) -> Valu
 
 fn payload_ref(ty: Option<&RustType>) -> Value {
     match ty {
-        Some(RustType::Struct(name)) => schema_ref(name),
+        Some(RustType::Named(GeneratedName::Struct(name))) => schema_ref(name),
         _ => json!({ "description": "Any JSON value." }),
     }
 }
