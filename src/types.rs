@@ -33,8 +33,9 @@ pub enum Type<N> {
 impl<N> Type<N> {
     /// The same type with its name, if it has one, replaced by the type
     /// `name` makes of it; the built-in types, lists, maps and optionals stay
-    /// as they are.
-    pub fn map_named<M>(&self, name: &mut impl FnMut(&N) -> Type<M>) -> Type<M> {
+    /// as they are. A type names at most one type (a list, map or optional
+    /// holds one), so `name` is called at most once.
+    pub fn map_named<M>(&self, name: impl FnOnce(&N) -> Type<M>) -> Type<M> {
         match self {
             Type::String => Type::String,
             Type::Integer => Type::Integer,
@@ -57,15 +58,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn map_named_keeps_the_shape_and_replaces_the_names() {
+    fn map_named_keeps_the_shape_and_replaces_the_name() {
         let ty: Type<&str> = Type::Optional(Box::new(Type::List(Box::new(Type::Named("a")))));
-        let mapped = ty.map_named(&mut |n: &&str| Type::Named(n.len()));
+        let mapped = ty.map_named(|n: &&str| Type::Named(n.len()));
         assert_eq!(
             mapped,
             Type::Optional(Box::new(Type::List(Box::new(Type::Named(1)))))
         );
-        let json: Type<usize> =
-            Type::Map(Box::new(Type::Named("x"))).map_named(&mut |_| Type::Json);
+        let json: Type<usize> = Type::Map(Box::new(Type::Named("x"))).map_named(|_| Type::Json);
         assert_eq!(json, Type::Map(Box::new(Type::Json)));
     }
 }

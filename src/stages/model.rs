@@ -1021,7 +1021,7 @@ impl TypeBuilder {
     /// it spells out generated (named after the owner and field) and a model
     /// it names but does not define carried as JSON.
     fn rust_type(&mut self, owner: &str, field_pascal: &str, ty: &FieldType) -> RustType {
-        ty.map_named(&mut |named| match named {
+        ty.map_named(|named| match named {
             ContractName::Enum(values) => {
                 let name = self.add_enum(owner, field_pascal, values);
                 RustType::Named(GeneratedName::Enum(name))
