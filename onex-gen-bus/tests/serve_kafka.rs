@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use onex_gen_bus::request::Requester;
 use onex_gen_bus::serve::{GenerationRequest, RequestOptions, RuntimeOption, ServeTopics};
 use onex_runtime::bus::kafka::KafkaBus;
-use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Subscription};
+use onex_runtime::bus::{handler_fn, BusMessage, EventBus, Membership, Subscription};
 use onex_runtime::config::{KafkaSettings, OffsetReset};
 use onex_runtime::dlq;
 use onex_runtime::headers::Headers;
