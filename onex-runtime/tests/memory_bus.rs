@@ -9,7 +9,7 @@ use conformance::Backend;
 use onex_runtime::async_trait;
 use onex_runtime::breaker::{CircuitBreakerSettings, CircuitState};
 use onex_runtime::bus::memory::{InMemoryBus, MemoryBusSettings};
-use onex_runtime::bus::{BusError, EventBus, Membership};
+use onex_runtime::bus::{handler_fn, BusError, BusMessage, EventBus, Membership, Nack};
 use onex_runtime::headers::Headers;
 use onex_runtime::metrics::Metrics;
 use onex_runtime::retry::RetrySettings;
@@ -266,6 +266,22 @@ async fn invalid_topic_names_are_refused() {
             .await,
         Err(BusError::Topic(_))
     ));
+}
+
+/// A subscription the bus refuses (an invalid topic name, a closed bus)
+/// makes nothing: no topic, no consumer.
+#[tokio::test]
+async fn a_refused_subscription_makes_no_consumer() {
+    let bus = InMemoryBus::default();
+    let member = |topic| Membership { topic, group: "g" };
+    let handler = || handler_fn(|_m: BusMessage| async { Ok::<(), Nack>(()) });
+    let refused = bus.subscribe(member("bad topic"), handler()).await;
+    assert!(matches!(refused, Err(BusError::Topic(_))), "{refused:?}");
+    bus.close().await.unwrap();
+    let refused = bus.subscribe(member("t"), handler()).await;
+    assert!(matches!(refused, Err(BusError::Closed)), "{refused:?}");
+    assert!(bus.topics().is_empty(), "{:?}", bus.topics());
+    assert_eq!(bus.subscriber_count(None), 0);
 }
 
 /// The bus has the one partition 0: a record for it lands there, one for
